@@ -1,0 +1,466 @@
+/*
+ * libpenlink — talk to a penlink microneedling pen over its USB CDC-ACM link.
+ *
+ * Conventions (as in libserialport):
+ *  - every function that can fail returns an int: PL_OK (0) or a negative
+ *    enum pl_return code;
+ *  - pl_strerror() names a code; pl_last_error_message() gives the detail of
+ *    the last failure in the calling thread, in words a technician can act
+ *    on ("depth 2.60 mm is above this pen's maximum of 2.50 mm");
+ *  - handles are opaque; plain data (presets, device info, session metadata)
+ *    is in public structs the caller owns;
+ *  - a pen handle is used from one thread at a time.
+ *
+ * Units: depths in micrometres (um), times in UTC milliseconds since the Unix
+ * epoch, as on the wire (proto/penlink.proto).
+ */
+#ifndef PENLINK_H
+#define PENLINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PL_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------ errors */
+
+enum pl_return {
+	PL_OK = 0,
+	PL_ERR_ARG = -1,          /* invalid argument from the caller */
+	PL_ERR_MEM = -2,          /* out of memory */
+	PL_ERR_NO_PORT = -3,      /* the port does not exist */
+	PL_ERR_PORT_BUSY = -4,    /* another program has the port open */
+	PL_ERR_ACCESS = -5,       /* permission denied */
+	PL_ERR_IO = -6,           /* an I/O error on the port or a file */
+	PL_ERR_UNPLUGGED = -7,    /* the pen went away (HUP / EIO) */
+	PL_ERR_TIMEOUT = -8,      /* the pen did not answer in time */
+	PL_ERR_PROTOCOL = -9,     /* the pen sent something we cannot understand */
+	PL_ERR_VERSION = -10,     /* no protocol version in common */
+	PL_ERR_VALIDATION = -11,  /* a value is outside the pen's limits */
+	PL_ERR_CONFLICT = -12,    /* changed meanwhile (revision) or digest mismatch */
+	PL_ERR_BUSY = -13,        /* the pen is busy (treating) */
+	PL_ERR_NOT_FOUND = -14,   /* no such session / preset / pen */
+	PL_ERR_DEVICE = -15,      /* the pen reported an internal failure */
+	PL_ERR_BAD_REQUEST = -16, /* the pen rejected our request as malformed */
+	PL_ERR_DIGEST = -17,      /* downloaded data does not match its SHA-256 */
+	PL_ERR_VERIFY = -18,      /* read-back differs from what was written */
+	PL_ERR_UNSUPPORTED = -19, /* the pen does not support this */
+	PL_ERR_CANCELLED = -20,   /* a callback asked to stop */
+	PL_ERR_PARSE = -21,       /* malformed input (JSON file, record) */
+};
+
+/* Short name of a code, e.g. "timeout".  Never NULL. */
+const char *pl_strerror(int code);
+
+/*
+ * Detail of the last failure in this thread, e.g. "no answer from the pen on
+ * /dev/ttyACM0 within 1000 ms".  Valid until the next libpenlink call in the
+ * same thread.  Never NULL.
+ */
+const char *pl_last_error_message(void);
+
+/* ------------------------------------------------------------------ transports
+ *
+ * A transport moves bytes.  Backends: libserialport for real serial ports,
+ * a plain file descriptor for pseudo-terminals and sockets (libserialport
+ * cannot open a pty), and an in-memory pair for tests.  All are
+ * non-blocking; pl_transport_wait() blocks.
+ */
+struct pl_transport;
+
+/*
+ * Opens a port by path.  Uses libserialport when it recognises the port
+ * (e.g. /dev/ttyACM0), otherwise opens it as a plain tty.  The port is put in
+ * raw mode and locked against other penlink programs (flock).
+ * Errors: PL_ERR_NO_PORT, PL_ERR_PORT_BUSY, PL_ERR_ACCESS, PL_ERR_IO.
+ */
+int pl_transport_open(const char *path, struct pl_transport **out);
+
+/* Forces the libserialport backend. */
+int pl_transport_open_serial(const char *path, struct pl_transport **out);
+
+/* Forces the file-descriptor backend (tty put in raw mode, and locked). */
+int pl_transport_open_tty(const char *path, struct pl_transport **out);
+
+/* Wraps an open descriptor (socket, pipe, pty).  own: close it on close. */
+int pl_transport_from_fd(int fd, bool own, struct pl_transport **out);
+
+/*
+ * Two connected in-memory ends.  Nothing blocks: when an end waits for
+ * input that is not there, its pump callback (if set) runs once so a test
+ * can drive the peer (e.g. a firmware endpoint) in the same thread.
+ */
+int pl_transport_memory_pair(struct pl_transport **a, struct pl_transport **b);
+void pl_transport_memory_set_pump(struct pl_transport *t,
+                                  void (*pump)(void *ud), void *ud);
+/* Makes the peer look unplugged to t (reads and writes fail UNPLUGGED). */
+void pl_transport_memory_unplug(struct pl_transport *t);
+
+/* Custom backends (e.g. the daemon's USB glue). */
+struct pl_transport_ops {
+	/* >= 0 bytes read (0: nothing available now), or a negative code. */
+	int (*read)(void *ctx, void *buf, size_t len);
+	/* >= 0 bytes written (0: would block), or a negative code. */
+	int (*write)(void *ctx, const void *buf, size_t len);
+	/* see pl_transport_wait(). */
+	int (*wait)(void *ctx, bool want_write, int timeout_ms);
+	/* pollable descriptor, or -1. */
+	int (*fd)(void *ctx);
+	void (*close)(void *ctx);
+};
+int pl_transport_new(const struct pl_transport_ops *ops, void *ctx,
+                     const char *name, struct pl_transport **out);
+
+#define PL_WAIT_READABLE 1
+#define PL_WAIT_WRITABLE 2
+int pl_transport_read(struct pl_transport *t, void *buf, size_t len);
+int pl_transport_write(struct pl_transport *t, const void *buf, size_t len);
+/* Returns a mask of PL_WAIT_*, 0 on timeout, or a negative code.
+ * timeout_ms < 0 waits forever. */
+int pl_transport_wait(struct pl_transport *t, bool want_write, int timeout_ms);
+int pl_transport_fd(const struct pl_transport *t);
+/* The path or a description, for messages. */
+const char *pl_transport_name(const struct pl_transport *t);
+void pl_transport_close(struct pl_transport *t);
+
+/* ------------------------------------------------------------------ discovery */
+
+/* pid.codes test VID/PID the virtual and development pens enumerate with. */
+#define PL_USB_VID 0x1209u
+#define PL_USB_PID 0x0001u
+
+struct pl_port_info {
+	char path[256];          /* e.g. /dev/ttyACM0 */
+	char serial[64];         /* USB iSerial, "" if unknown */
+	char description[128];
+	uint16_t vid, pid;
+	int bus, address;        /* -1 if unknown */
+};
+
+/*
+ * Lists serial ports on USB whose VID/PID match (vid 0: any USB serial
+ * port), via libserialport's USB metadata.  Free *out with free().
+ */
+int pl_find_ports(uint16_t vid, uint16_t pid, struct pl_port_info **out,
+                  size_t *count);
+
+/* ------------------------------------------------------------------ opening */
+
+struct pl_pen;
+
+enum pl_frame_dir { PL_FRAME_IN, PL_FRAME_OUT, PL_FRAME_DROPPED };
+
+/*
+ * Frame logger (penctl --dump-frames): text is one line describing the
+ * frame, e.g. `id=7 read_session{id:3 offset:65536 length:16384}` or, for a
+ * dropped frame, the reason.  raw_len is the payload length.
+ */
+typedef void (*pl_frame_log_fn)(void *ud, enum pl_frame_dir dir,
+                                const char *text, size_t raw_len);
+
+struct pl_open_options {
+	int timeout_ms;         /* per request before a retry; default 1000 */
+	int retries;            /* retries after a timeout; default 2 */
+	int handshake_ms;       /* keep retrying the handshake this long; default 5000 */
+	uint32_t max_frame;     /* largest envelope we accept; default 65536 */
+	uint32_t max_in_flight; /* requests we allow outstanding; default 16 */
+	pl_frame_log_fn frame_log;
+	void *frame_log_ud;
+};
+
+/* Fills in the defaults. */
+void pl_open_options_init(struct pl_open_options *o);
+
+/*
+ * Opens the port (pl_transport_open) and performs the handshake, retrying
+ * until the pen answers or handshake_ms passes.  opts may be NULL.
+ */
+int pl_pen_open(const char *path, const struct pl_open_options *opts,
+                struct pl_pen **out);
+
+/* Same over an existing transport; takes ownership of t, even on failure. */
+int pl_pen_open_transport(struct pl_transport *t,
+                          const struct pl_open_options *opts,
+                          struct pl_pen **out);
+
+void pl_pen_close(struct pl_pen *pen);
+
+/* Negotiated parameters. */
+const char *pl_pen_serial(const struct pl_pen *pen);
+uint32_t pl_pen_protocol_version(const struct pl_pen *pen);
+uint32_t pl_pen_max_frame(const struct pl_pen *pen);     /* min of both sides */
+uint32_t pl_pen_max_in_flight(const struct pl_pen *pen); /* min of both sides */
+uint32_t pl_pen_capabilities(const struct pl_pen *pen);
+void pl_pen_set_timeout(struct pl_pen *pen, int timeout_ms);
+
+/* Framing counters: good frames and frames dropped, per reason. */
+struct pl_link_stats {
+	uint64_t frames_in, frames_out, bytes_in, bytes_out;
+	uint64_t dropped_crc, dropped_oversize, dropped_short, dropped_cobs,
+	    dropped_version;
+	uint64_t timeouts, retries, stray_replies;
+};
+void pl_pen_link_stats(const struct pl_pen *pen, struct pl_link_stats *out);
+
+/* Round trip of one ping, in microseconds. */
+int pl_ping(struct pl_pen *pen, uint32_t *rtt_us);
+
+/* ------------------------------------------------------------------ device info */
+
+#define PL_CAP_RTC 1u
+#define PL_CAP_TRACE 2u
+#define PL_CAP_TELEMETRY 4u
+#define PL_CAP_CARTRIDGE_UID 8u
+
+#define PL_MAX_SPEED_LEVELS 16
+
+struct pl_device_info {
+	char serial[64];
+	char model[64];
+	char hw_revision[32];
+	char fw_version[32];
+	uint32_t protocol_version;
+	uint32_t capabilities;
+	uint32_t depth_min_um;
+	uint32_t depth_max_um;
+	uint32_t depth_step_um;
+	uint32_t speed_levels;
+	uint32_t stroke_rate_hz[PL_MAX_SPEED_LEVELS]; /* [i] = level i+1 */
+	uint32_t slow_lock_depth_um;
+	uint32_t max_presets;
+	uint64_t total_strokes;
+	uint64_t motor_seconds;
+	uint32_t battery_percent;
+	uint32_t battery_mv;
+	bool charging;
+};
+
+/* Reads the device info (and caches its limits for preset validation). */
+int pl_get_info(struct pl_pen *pen, struct pl_device_info *out);
+
+/* ------------------------------------------------------------------ presets */
+
+enum pl_area {
+	PL_AREA_UNSPECIFIED = 0,
+	PL_AREA_FOREHEAD,
+	PL_AREA_GLABELLA,
+	PL_AREA_PERIORBITAL,
+	PL_AREA_NOSE,
+	PL_AREA_CHEEK,
+	PL_AREA_CHEEKBONE,
+	PL_AREA_PERIORAL,
+	PL_AREA_CHIN_JAW,
+	PL_AREA_NECK,
+	PL_AREA_DECOLLETE,
+	PL_AREA_SCALP,
+	PL_AREA_STRETCH_MARKS,
+	PL_AREA_BODY_SCAR,
+	PL_AREA_OTHER,
+	PL_AREA_COUNT
+};
+
+/* "forehead", "glabella", ..., "chin-jaw", "decollete", "stretch-marks",
+ * "body-scar", "other"; NULL for unknown values. */
+const char *pl_area_name(enum pl_area area);
+/* Accepts the names above (case-insensitive, '_' or '-' or ' ', "décolleté").
+ * Returns the area or PL_ERR_ARG. */
+int pl_area_from_name(const char *name);
+
+#define PL_PRESET_NAME_MAX 32 /* bytes of UTF-8 */
+#define PL_MAX_PRESETS 64
+
+struct pl_preset {
+	uint32_t id;
+	char name[PL_PRESET_NAME_MAX + 1];
+	uint32_t depth_um;
+	uint32_t speed_level;
+	enum pl_area area;
+	uint32_t needle_count;    /* 0 = nano */
+	uint32_t max_duration_s;  /* 0 = no limit */
+};
+
+struct pl_preset_set {
+	uint32_t revision;
+	size_t count;
+	struct pl_preset presets[PL_MAX_PRESETS];
+};
+
+/*
+ * Checks a preset against a pen's limits: depth within range and on the
+ * step, speed level within range, level 1 at or above the slow-lock depth,
+ * name non-empty, at most 32 bytes and valid UTF-8, area known.  On failure
+ * returns PL_ERR_VALIDATION and the message names the field, the value and
+ * the limit.  Used by pl_put_presets(); exposed for policy layers.
+ */
+int pl_validate_preset(const struct pl_device_info *limits,
+                       const struct pl_preset *p);
+/* Every preset, plus: ids unique and in 1..max_presets, count <= max_presets. */
+int pl_validate_preset_set(const struct pl_device_info *limits,
+                           const struct pl_preset_set *set);
+
+int pl_get_presets(struct pl_pen *pen, struct pl_preset_set *out);
+
+/*
+ * Replaces the pen's presets with set->presets, provided the pen's revision
+ * is still set->revision (else PL_ERR_CONFLICT).  Validates first against
+ * the pen's limits, then reads the set back and compares
+ * (PL_ERR_VERIFY on a difference).  result (may be NULL) receives the set
+ * as read back, with its new revision.
+ */
+int pl_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
+                   struct pl_preset_set *result);
+
+/*
+ * Preset-set files (JSON, depths in millimetres):
+ *   {"presets": [{"id": 1, "name": "Forehead fine", "depth_mm": 0.5,
+ *                 "speed": 3, "area": "forehead", "needles": 12,
+ *                 "max_duration_s": 600}, ...]}
+ * "area", "needles" and "max_duration_s" are optional.  Errors name the
+ * place: "presets[2].depth_mm: expected a number".  revision is left 0.
+ */
+int pl_preset_set_from_json(const char *text, struct pl_preset_set *out);
+/* The same format; returns a malloc'd string. */
+char *pl_preset_set_to_json(const struct pl_preset_set *set);
+/* Millimetre text ("0.25", "1.5") to micrometres, exactly; PL_ERR_PARSE. */
+int pl_parse_depth_mm(const char *text, uint32_t *um);
+
+/* ------------------------------------------------------------------ clock */
+
+/* Sets the pen's clock to the host's UTC time.  offset_ms (may be NULL)
+ * receives pen minus host before the sync (0 if the pen had no RTC time). */
+int pl_clock_sync(struct pl_pen *pen, int64_t *offset_ms);
+int pl_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
+                 uint64_t *uptime_ms);
+
+/* ------------------------------------------------------------------ sessions */
+
+struct pl_session_info {
+	uint32_t id;
+	uint8_t uuid[16];
+	uint32_t seq;
+	uint64_t size;
+	uint8_t sha256[32];
+	int64_t start_ms;
+	int64_t end_ms;
+	bool rtc_time;  /* start/end are UTC (else uptime) */
+	bool archived;
+};
+
+/* All sessions on the pen (all pages).  Free *out with free(). */
+int pl_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
+                     size_t *count);
+
+/* Receives the record's bytes in order.  Return PL_OK, or a negative code
+ * to abort the download with it. */
+typedef int (*pl_sink_fn)(void *ud, uint64_t offset, const uint8_t *data,
+                          size_t len);
+typedef void (*pl_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
+struct pl_download_options {
+	pl_sink_fn sink;
+	pl_progress_fn progress;  /* may be NULL */
+	void *ud;
+	uint32_t window;          /* requests in flight; 0 = as many as the pen allows */
+	uint32_t chunk;           /* bytes per request; 0 = as large as frames allow */
+};
+
+/*
+ * Downloads s's record from byte `offset` to its end, pipelined.  Bytes
+ * reach the sink strictly in order.  Digest checking is the caller's (see
+ * pl_download_session_to_file) because only it holds the earlier bytes of a
+ * resumed download.
+ */
+int pl_download_session(struct pl_pen *pen, const struct pl_session_info *s,
+                        uint64_t offset, const struct pl_download_options *o);
+
+/*
+ * Downloads into path, resuming from the bytes already there: appends,
+ * fsyncs, then re-reads the whole file and checks its SHA-256 against s
+ * (PL_ERR_DIGEST, and the file is removed, if it differs; a file longer
+ * than the record is also removed).  On PL_OK the file is complete,
+ * verified and durable.
+ */
+int pl_download_session_to_file(struct pl_pen *pen,
+                                const struct pl_session_info *s,
+                                const char *path, pl_progress_fn progress,
+                                void *ud);
+
+/* Tells the pen the record is stored durably and verified, so it may reclaim
+ * it.  Idempotent. */
+int pl_archive_session(struct pl_pen *pen, uint32_t id,
+                       const uint8_t sha256[32]);
+
+/* ------------------------------------------------------------------ unsolicited */
+
+enum pl_event_kind { PL_EVENT_TRACE, PL_EVENT_STATE };
+
+enum pl_state_kind {
+	PL_STATE_UNSPECIFIED = 0,
+	PL_STATE_IDLE,
+	PL_STATE_TREATING,
+	PL_STATE_SESSION_RECORDED,
+	PL_STATE_BATTERY_LOW,
+	PL_STATE_CARTRIDGE,
+	PL_STATE_ERROR,
+};
+
+struct pl_event {
+	enum pl_event_kind kind;
+	uint64_t uptime_ms;
+	uint32_t level;          /* trace: 0 error .. 3 debug */
+	const char *text;        /* trace line or state detail; valid during the call */
+	enum pl_state_kind state;
+	uint32_t value;
+};
+
+typedef void (*pl_event_fn)(void *ud, const struct pl_event *ev);
+void pl_pen_set_event_handler(struct pl_pen *pen, pl_event_fn fn, void *ud);
+
+/* Starts (or stops) the pen's trace stream at the given level (0..3). */
+int pl_trace_subscribe(struct pl_pen *pen, bool enable, uint32_t level);
+
+/*
+ * Waits up to timeout_ms (< 0: forever) for frames and dispatches
+ * unsolicited ones to the event handler.  Returns PL_OK on timeout, or a
+ * negative code (PL_ERR_UNPLUGGED when the pen goes away).
+ */
+int pl_pen_poll(struct pl_pen *pen, int timeout_ms);
+
+/* ------------------------------------------------------------------ records */
+
+/* A decoded session record (proto/record.proto). */
+struct pl_record;
+
+int pl_record_parse(const uint8_t *data, size_t len, struct pl_record **out);
+int pl_record_parse_file(const char *path, struct pl_record **out);
+void pl_record_free(struct pl_record *r);
+
+/* A report for people: identity, times, preset, cartridge, summary,
+ * events, and a telemetry overview. */
+int pl_record_print(const struct pl_record *r, FILE *out);
+/* JSON (documented in README); with_samples includes every telemetry
+ * sample.  Returns a malloc'd string or NULL (PL_ERR_MEM). */
+char *pl_record_to_json(const struct pl_record *r, bool with_samples);
+
+/* ------------------------------------------------------------------ helpers */
+
+/* "0f0e...": out must hold 2*len+1. */
+void pl_hex(const uint8_t *data, size_t len, char *out);
+/* Canonical 8-4-4-4-12 form; out must hold 37 bytes. */
+void pl_uuid_format(const uint8_t uuid[16], char out[37]);
+/* SHA-256 of a file's whole content. */
+int pl_sha256_file(const char *path, uint8_t out[32]);
+/* SHA-256 of a buffer. */
+void pl_sha256(const void *data, size_t len, uint8_t out[32]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,61 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "internal.h"
+
+static _Thread_local char last_message[512] = "no error";
+
+static const char *const names[] = {
+	[0] = "ok",
+	[-PL_ERR_ARG] = "invalid argument",
+	[-PL_ERR_MEM] = "out of memory",
+	[-PL_ERR_NO_PORT] = "no such port",
+	[-PL_ERR_PORT_BUSY] = "port busy",
+	[-PL_ERR_ACCESS] = "permission denied",
+	[-PL_ERR_IO] = "I/O error",
+	[-PL_ERR_UNPLUGGED] = "pen unplugged",
+	[-PL_ERR_TIMEOUT] = "timeout",
+	[-PL_ERR_PROTOCOL] = "protocol error",
+	[-PL_ERR_VERSION] = "incompatible protocol version",
+	[-PL_ERR_VALIDATION] = "refused by validation",
+	[-PL_ERR_CONFLICT] = "conflict",
+	[-PL_ERR_BUSY] = "pen busy",
+	[-PL_ERR_NOT_FOUND] = "not found",
+	[-PL_ERR_DEVICE] = "pen failure",
+	[-PL_ERR_BAD_REQUEST] = "request rejected by the pen",
+	[-PL_ERR_DIGEST] = "digest mismatch",
+	[-PL_ERR_VERIFY] = "read-back mismatch",
+	[-PL_ERR_UNSUPPORTED] = "not supported by the pen",
+	[-PL_ERR_CANCELLED] = "cancelled",
+	[-PL_ERR_PARSE] = "malformed input",
+};
+
+const char *pl_strerror(int code)
+{
+	if (code > 0 || -code >= (int)(sizeof names / sizeof names[0]) ||
+	    !names[-code])
+		return "unknown error";
+	return names[-code];
+}
+
+const char *pl_last_error_message(void)
+{
+	return last_message;
+}
+
+int pl__fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_message, sizeof last_message, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int64_t pl__now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,128 @@
+/*
+ * penlink framing: the one implementation compiled into both libpenlink and
+ * the firmware bridge.  Portable C99, no heap, no libc beyond memcpy/memchr.
+ *
+ * On the wire a frame is
+ *
+ *     COBS( version:u8 | flags:u8 | payload:N | crc32:u32le ) 0x00
+ *
+ * where crc32 is the IEEE 802.3 CRC-32 (the zlib one) over version, flags
+ * and payload, and payload is one serialized pl.Envelope.  0x00 never occurs
+ * inside an encoded frame, so a receiver that lost sync waits for the next
+ * 0x00 and starts over.  An encoder may also emit a 0x00 before a frame to
+ * flush any garbage the receiver holds; empty frames are ignored.
+ */
+#ifndef PL_FRAME_H
+#define PL_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PL_FRAME_VERSION 1u
+#define PL_FRAME_HEADER_LEN 2u
+#define PL_FRAME_CRC_LEN 4u
+
+/* Bytes of framing around a payload before COBS. */
+#define PL_FRAME_RAW_LEN(payload_len) \
+	((payload_len) + PL_FRAME_HEADER_LEN + PL_FRAME_CRC_LEN)
+
+/*
+ * Worst-case encoded size of a frame with payload_len payload bytes,
+ * including COBS overhead (one code byte per 254 bytes, plus one) and the
+ * trailing 0x00 delimiter.  Size encode buffers with this.
+ */
+#define PL_FRAME_ENCODED_MAX(payload_len) \
+	(PL_FRAME_RAW_LEN(payload_len) + PL_FRAME_RAW_LEN(payload_len) / 254u + 2u)
+
+/* CRC-32 (IEEE, reflected, init/xorout 0xffffffff) continuing from crc;
+ * pass 0 to start.  Same results as zlib's crc32(). */
+uint32_t pl_crc32(uint32_t crc, const void *data, size_t len);
+
+/*
+ * Encodes one frame into out.  Returns the number of bytes written including
+ * the trailing delimiter, or 0 if out_cap is smaller than needed (no partial
+ * frame is ever written that a caller could send by mistake).
+ */
+size_t pl_frame_encode(const uint8_t *payload, size_t payload_len,
+                       uint8_t flags, uint8_t *out, size_t out_cap);
+
+/* Why a frame was dropped; indexes pl_frame_stats.dropped[]. */
+enum pl_frame_drop {
+	PL_FRAME_DROP_CRC = 0,      /* CRC mismatch: corrupted on the line */
+	PL_FRAME_DROP_OVERSIZE,     /* longer than the decoder's limit */
+	PL_FRAME_DROP_SHORT,        /* shorter than header + CRC */
+	PL_FRAME_DROP_COBS,         /* not valid COBS (a code pointing past the end) */
+	PL_FRAME_DROP_VERSION,      /* unknown frame version */
+	PL_FRAME_DROP_COUNT
+};
+
+struct pl_frame_stats {
+	uint64_t frames;                         /* good frames delivered */
+	uint64_t bytes;                          /* bytes fed */
+	uint64_t dropped[PL_FRAME_DROP_COUNT];
+};
+
+/*
+ * Called once per good frame.  payload is valid only during the call.
+ */
+typedef void (*pl_frame_cb)(void *ctx, uint8_t flags,
+                            const uint8_t *payload, size_t len);
+
+/*
+ * Optional: called once per dropped frame, for diagnostics (--dump-frames).
+ */
+typedef void (*pl_frame_drop_cb)(void *ctx, enum pl_frame_drop why,
+                                 size_t len);
+
+/*
+ * Streaming decoder.  Storage is supplied by the caller (firmware keeps it
+ * static); the struct is public only so it can be allocated statically:
+ * touch it only through the functions below.
+ */
+struct pl_frame_decoder {
+	uint8_t *buf;          /* decoded bytes of the frame in progress */
+	size_t cap;            /* size of buf */
+	size_t limit;          /* max payload accepted, <= cap - header - crc */
+	size_t len;            /* decoded bytes so far */
+	uint8_t code;          /* current COBS code */
+	uint8_t left;          /* data bytes left in the current COBS block */
+	uint8_t state;         /* internal */
+	pl_frame_cb on_frame;
+	pl_frame_drop_cb on_drop;
+	void *ctx;
+	struct pl_frame_stats stats;
+};
+
+/*
+ * buf must hold PL_FRAME_RAW_LEN(max_payload) bytes; the limit starts at
+ * max_payload and can only be lowered later (after the handshake).
+ */
+void pl_frame_decoder_init(struct pl_frame_decoder *d, uint8_t *buf,
+                           size_t buf_len, pl_frame_cb on_frame,
+                           pl_frame_drop_cb on_drop, void *ctx);
+
+/* Lowers (never raises above what buf holds) the payload limit. */
+void pl_frame_decoder_set_limit(struct pl_frame_decoder *d, size_t max_payload);
+
+/*
+ * Feeds bytes exactly as they came off the line, split anywhere.  Frames
+ * are delivered through on_frame as they complete.  Bytes of a frame over
+ * the limit are discarded as they arrive, never buffered.
+ */
+void pl_frame_decoder_feed(struct pl_frame_decoder *d, const uint8_t *data,
+                           size_t len);
+
+/* Forgets any partial frame (e.g. after a reconnect). */
+void pl_frame_decoder_reset(struct pl_frame_decoder *d);
+
+const char *pl_frame_drop_name(enum pl_frame_drop why);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
