@@ -1,1 +1,682 @@
-int main(void) { return 1; }
+/*
+ * penemu, the virtual pen: the firmware endpoint (firmware-bridge/src/fw.c,
+ * the very code a pen links) served on a pseudo-terminal or a tty, with
+ * SQLite standing in for the pen's flash.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "penemu.h"
+#include "penlink.pb-c.h"
+
+#define EMU_HW_REVISION "B"
+#define EMU_FW_VERSION "1.0.0"
+#define EMU_CAPS (PL_FW_CAP_RTC | PL_FW_CAP_TRACE | PL_FW_CAP_TELEMETRY | \
+                  PL_FW_CAP_CARTRIDGE_UID)
+#define EMU_MAX_SESSION_BYTES (128ull << 20)
+#define EMU_MAX_SESSIONS 10000u
+#define WRITE_GIVE_UP_MS 5000
+
+static volatile sig_atomic_t stop_requested;
+
+struct emu {
+	struct pl_fw fw; /* large: the endpoint's static buffers */
+	struct pl_fw_ops ops;
+	struct flash *flash;
+	struct faults *faults;
+	int fd;
+	const char *model;
+	char serial[64];
+	bool verbose;
+	bool rtc_set;
+	int64_t rtc_offset_ms;
+};
+
+static struct emu emu;
+
+/* ------------------------------------------------------------------ time */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t boot_ms;
+
+uint64_t emu_uptime_ms(void)
+{
+	return (uint64_t)(mono_ms() - boot_ms);
+}
+
+/* ------------------------------------------------------------------ port */
+
+int emu_write_all(int fd, const uint8_t *data, size_t len)
+{
+	int waited = 0;
+
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+			waited = 0;
+			continue;
+		}
+		if (n < 0 && errno == EINTR) {
+			if (stop_requested)
+				return -1;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd p = {fd, POLLOUT, 0};
+			/* Nobody draining the port (no host, or a host that
+			 * stopped reading): give up rather than hang. */
+			if (waited >= WRITE_GIVE_UP_MS || stop_requested)
+				return -1;
+			if (poll(&p, 1, 100) == 0)
+				waited += 100;
+			continue;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static int make_raw(int fd, const char *what)
+{
+	struct termios t;
+
+	if (tcgetattr(fd, &t) != 0) {
+		fprintf(stderr, "penemu: %s is not a terminal: %s\n", what,
+		        strerror(errno));
+		return -1;
+	}
+	cfmakeraw(&t);
+	t.c_cflag |= CLOCAL | CREAD;
+	t.c_cc[VMIN] = 1;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(fd, TCSANOW, &t) != 0) {
+		fprintf(stderr, "penemu: cannot set raw mode on %s: %s\n", what,
+		        strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Creates the pty; *keep is a slave descriptor penemu holds open so a host
+ * closing the port does not hang up the master, and the next host can
+ * connect to the same path. */
+static int open_pty(char *path, size_t cap, int *keep)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	const char *name;
+
+	if (m < 0) {
+		fprintf(stderr, "penemu: posix_openpt: %s\n", strerror(errno));
+		return -1;
+	}
+	if (grantpt(m) != 0 || unlockpt(m) != 0 || !(name = ptsname(m))) {
+		fprintf(stderr, "penemu: cannot set up the pty: %s\n", strerror(errno));
+		close(m);
+		return -1;
+	}
+	snprintf(path, cap, "%s", name);
+	*keep = open(path, O_RDWR | O_NOCTTY);
+	if (*keep < 0) {
+		fprintf(stderr, "penemu: cannot open %s: %s\n", path, strerror(errno));
+		close(m);
+		return -1;
+	}
+	if (make_raw(*keep, path) != 0 || set_nonblock(m) != 0) {
+		close(*keep);
+		close(m);
+		return -1;
+	}
+	return m;
+}
+
+static int open_tty(const char *path)
+{
+	int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0) {
+		fprintf(stderr, "penemu: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (make_raw(fd, path) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* ------------------------------------------------------------------ endpoint glue */
+
+static int op_send(void *ctx, const uint8_t *data, size_t len)
+{
+	struct emu *e = ctx;
+	return faults_send(e->faults, e->fd, data, len) == 0 ? PL_FW_OK
+	                                                     : PL_FW_INTERNAL;
+}
+
+static void op_get_info(void *ctx, struct pl_fw_device_info *out)
+{
+	static const uint32_t rates[6] = {50, 70, 90, 110, 130, 150};
+	struct emu *e = ctx;
+	struct flash_meta m;
+	uint64_t minutes = emu_uptime_ms() / 60000u;
+	uint32_t mv;
+
+	out->serial = e->serial;
+	out->model = e->model;
+	out->hw_revision = EMU_HW_REVISION;
+	out->fw_version = EMU_FW_VERSION;
+	out->capabilities = EMU_CAPS;
+	out->depth_min_um = 250;
+	out->depth_max_um = 2500;
+	out->depth_step_um = 250;
+	out->speed_levels = 6;
+	memcpy(out->stroke_rate_hz, rates, sizeof rates);
+	out->slow_lock_depth_um = 2000;
+	out->max_presets = 16;
+	if (flash_meta(e->flash, &m) == 0) {
+		out->total_strokes = m.total_strokes;
+		out->motor_seconds = m.motor_seconds;
+	}
+	/* Idle drain: a millivolt a minute from a nearly full cell. */
+	mv = 4080u - (uint32_t)(minutes < 500 ? minutes : 500);
+	out->battery_mv = mv;
+	out->battery_percent = (mv - 3300u) * 100u / (4200u - 3300u);
+	out->charging = false;
+}
+
+static int op_presets_load(void *ctx, struct pl_fw_preset *out, size_t max,
+                           size_t *count, uint32_t *revision)
+{
+	return flash_presets_load(((struct emu *)ctx)->flash, out, max, count,
+	                          revision);
+}
+
+static int op_presets_store(void *ctx, const struct pl_fw_preset *p,
+                            size_t count, uint32_t revision)
+{
+	return flash_presets_store(((struct emu *)ctx)->flash, p, count, revision);
+}
+
+static int op_session_next(void *ctx, uint32_t after, struct pl_fw_session *out)
+{
+	return flash_session_next(((struct emu *)ctx)->flash, after, out);
+}
+
+static int op_session_get(void *ctx, uint32_t id, struct pl_fw_session *out)
+{
+	return flash_session_get(((struct emu *)ctx)->flash, id, out);
+}
+
+static int op_session_read(void *ctx, uint32_t id, uint64_t off, uint8_t *buf,
+                           size_t len)
+{
+	return flash_session_read(((struct emu *)ctx)->flash, id, off, buf, len);
+}
+
+static int op_session_archive(void *ctx, uint32_t id)
+{
+	struct emu *e = ctx;
+	char text[96];
+	int rc = flash_session_archive(e->flash, id);
+
+	if (rc != PL_FW_OK)
+		return rc;
+	/* There is no state kind for "archived"; IDLE with the session id
+	 * and a detail tells a monitoring host what just happened. */
+	snprintf(text, sizeof text, "session %" PRIu32 " archived; the pen may reclaim it", id);
+	pl_fw_trace(&e->fw, 2, text);
+	pl_fw_state_event(&e->fw, PL__STATE_KIND__STATE_KIND_IDLE, id, text);
+	return PL_FW_OK;
+}
+
+static uint64_t op_uptime(void *ctx)
+{
+	(void)ctx;
+	return emu_uptime_ms();
+}
+
+static int64_t op_rtc_get(void *ctx, bool *is_set)
+{
+	struct emu *e = ctx;
+	*is_set = e->rtc_set;
+	return e->rtc_set ? real_ms() + e->rtc_offset_ms : 0;
+}
+
+static void op_rtc_set(void *ctx, int64_t utc_ms)
+{
+	struct emu *e = ctx;
+	/* Kept as an offset from the host's clock so it keeps running while
+	 * penemu is stopped, like a battery-backed RTC. */
+	e->rtc_offset_ms = utc_ms - real_ms();
+	e->rtc_set = true;
+	(void)flash_rtc_set(e->flash, e->rtc_offset_ms);
+}
+
+static void op_log(void *ctx, const char *line)
+{
+	struct emu *e = ctx;
+	if (e->verbose)
+		fprintf(stderr, "penemu: %s\n", line);
+	pl_fw_trace(&e->fw, 2, line);
+}
+
+/* ------------------------------------------------------------------ arguments */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"usage: penemu [--pty | --tty PATH] [--flash FILE] [--serial S] [--sessions N]\n"
+"              [--session-bytes N] [--model M] [--seed N] [--now UTC_MS]\n"
+"              [-v] [fault options] [--help]\n"
+"\n"
+"The virtual penlink pen: the firmware endpoint served on a port.  The first\n"
+"line on stdout is the port's path; then penemu serves until SIGTERM/SIGINT.\n"
+"\n"
+"  --pty              create a pseudo-terminal (the default); hosts may close\n"
+"                     and reopen it as often as they like\n"
+"  --tty PATH         serve on an existing tty instead (e.g. /dev/ttyGS0)\n"
+"  --flash FILE       the pen's flash (SQLite); presets, sessions, the archive\n"
+"                     flags and the clock persist there.  Default: in memory\n"
+"  --serial S         serial number of a new flash (default PEN-0001); an\n"
+"                     existing flash keeps its own and refuses a different one\n"
+"  --sessions N       session records to generate (default 3, max %u)\n"
+"  --session-bytes N  approximate size of each record (default 200000)\n"
+"  --model M          model name reported (default \"PL-Pen 1\")\n"
+"  --seed N           seed for session contents and faults (default 1)\n"
+"  --now UTC_MS       generate sessions as if it were this time (default: now);\n"
+"                     with it, equal seeds give byte-identical records\n"
+"  -v, --verbose      log every request to stderr\n"
+"\n"
+"Sessions are generated when the flash is new.  A flash that already exists\n"
+"keeps its sessions and never gets new ones, except that a flash without any\n"
+"sessions gets N of them when --sessions N is given explicitly.\n"
+"\n"
+"Faults (counted per outgoing frame, random parts from --seed):\n"
+"  --fault-garbage N           N random bytes (some of them 0x00) before every\n"
+"                              10th frame, ending with a 0x00 delimiter\n"
+"  --fault-corrupt N           flip one bit in every Nth frame\n"
+"  --fault-drop N              do not send every Nth frame\n"
+"  --fault-mute                never send anything\n"
+"  --fault-boot-delay MS       ignore all input for MS after the port appears\n"
+"                              (the host must retry its handshake)\n"
+"  --fault-disconnect-after B  after B bytes sent, stop mid-frame and exit 3\n"
+"                              (a pen unplugged mid-download)\n"
+"  --fault-delay MS            wait MS before every frame\n"
+"\n"
+"Device: model \"PL-Pen 1\", hardware B, firmware 1.0.0, depth 250..2500 um in\n"
+"250 um steps, speed levels 1..6 (50..150 Hz), slow lock from 2000 um,\n"
+"16 presets.\n"
+"\n"
+"Exit status: 0 stopped by a signal, 1 runtime failure (port, flash),\n"
+"2 bad arguments, 3 --fault-disconnect-after fired.\n",
+	        EMU_MAX_SESSIONS);
+}
+
+static void bad_args(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "penemu: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'penemu --help'.\n");
+	exit(2);
+}
+
+static uint64_t parse_num(const char *opt, const char *s, uint64_t min,
+                          uint64_t max)
+{
+	char *end;
+	unsigned long long v;
+	char msg[160];
+
+	errno = 0;
+	if (!s || !*s || *s == '-' || *s == '+')
+		goto bad;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		goto bad;
+	if (v < min || v > max) {
+		snprintf(msg, sizeof msg, "%s %%s is out of range (%llu..%llu)", opt,
+		         (unsigned long long)min, (unsigned long long)max);
+		bad_args(msg, s);
+	}
+	return v;
+bad:
+	snprintf(msg, sizeof msg, "%s needs a number, not '%%s'", opt);
+	bad_args(msg, s ? s : "");
+	return 0;
+}
+
+static void check_label(const char *opt, const char *s)
+{
+	size_t n = strlen(s);
+	char msg[96];
+
+	snprintf(msg, sizeof msg, "%s '%%s' must be 1..63 printable ASCII characters",
+	         opt);
+	if (n == 0 || n > 63)
+		bad_args(msg, s);
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			bad_args(msg, s);
+}
+
+enum {
+	OPT_PTY = 256, OPT_TTY, OPT_FLASH, OPT_SERIAL, OPT_SESSIONS, OPT_BYTES,
+	OPT_MODEL, OPT_SEED, OPT_NOW, OPT_GARBAGE, OPT_CORRUPT, OPT_DROP, OPT_MUTE,
+	OPT_BOOT_DELAY, OPT_DISCONNECT, OPT_DELAY,
+};
+
+struct args {
+	const char *tty;
+	const char *flash;
+	const char *serial;
+	bool serial_given;
+	unsigned sessions;
+	bool sessions_given;
+	uint64_t session_bytes;
+	const char *model;
+	uint64_t seed;
+	int64_t now_ms;
+	bool verbose;
+	struct fault_opts faults;
+};
+
+static void parse_args(int argc, char **argv, struct args *a)
+{
+	static const struct option opts[] = {
+		{"pty", no_argument, NULL, OPT_PTY},
+		{"tty", required_argument, NULL, OPT_TTY},
+		{"flash", required_argument, NULL, OPT_FLASH},
+		{"serial", required_argument, NULL, OPT_SERIAL},
+		{"sessions", required_argument, NULL, OPT_SESSIONS},
+		{"session-bytes", required_argument, NULL, OPT_BYTES},
+		{"model", required_argument, NULL, OPT_MODEL},
+		{"seed", required_argument, NULL, OPT_SEED},
+		{"now", required_argument, NULL, OPT_NOW},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{"fault-garbage", required_argument, NULL, OPT_GARBAGE},
+		{"fault-corrupt", required_argument, NULL, OPT_CORRUPT},
+		{"fault-drop", required_argument, NULL, OPT_DROP},
+		{"fault-mute", no_argument, NULL, OPT_MUTE},
+		{"fault-boot-delay", required_argument, NULL, OPT_BOOT_DELAY},
+		{"fault-disconnect-after", required_argument, NULL, OPT_DISCONNECT},
+		{"fault-delay", required_argument, NULL, OPT_DELAY},
+		{NULL, 0, NULL, 0},
+	};
+	bool pty = false;
+	int c;
+
+	memset(a, 0, sizeof *a);
+	a->serial = "PEN-0001";
+	a->sessions = 3;
+	a->session_bytes = 200000;
+	a->model = "PL-Pen 1";
+	a->seed = 1;
+	a->now_ms = real_ms();
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_PTY: pty = true; break;
+		case OPT_TTY: a->tty = optarg; break;
+		case OPT_FLASH: a->flash = optarg; break;
+		case OPT_SERIAL:
+			check_label("--serial", optarg);
+			a->serial = optarg;
+			a->serial_given = true;
+			break;
+		case OPT_SESSIONS:
+			a->sessions = (unsigned)parse_num("--sessions", optarg, 0,
+			                                  EMU_MAX_SESSIONS);
+			a->sessions_given = true;
+			break;
+		case OPT_BYTES:
+			a->session_bytes = parse_num("--session-bytes", optarg, 1024,
+			                             EMU_MAX_SESSION_BYTES);
+			break;
+		case OPT_MODEL:
+			check_label("--model", optarg);
+			a->model = optarg;
+			break;
+		case OPT_SEED: a->seed = parse_num("--seed", optarg, 0, UINT64_MAX); break;
+		case OPT_NOW:
+			a->now_ms = (int64_t)parse_num("--now", optarg, 42 * 86400000ull,
+			                               (uint64_t)INT64_MAX / 2);
+			break;
+		case 'v': a->verbose = true; break;
+		case 'h': usage(stdout); exit(0);
+		case OPT_GARBAGE:
+			a->faults.garbage = (uint32_t)parse_num("--fault-garbage", optarg, 1,
+			                                        1u << 20);
+			break;
+		case OPT_CORRUPT:
+			a->faults.corrupt = (uint32_t)parse_num("--fault-corrupt", optarg, 1,
+			                                        UINT32_MAX);
+			break;
+		case OPT_DROP:
+			a->faults.drop = (uint32_t)parse_num("--fault-drop", optarg, 1,
+			                                     UINT32_MAX);
+			break;
+		case OPT_MUTE: a->faults.mute = true; break;
+		case OPT_BOOT_DELAY:
+			a->faults.boot_delay_ms = (uint32_t)parse_num("--fault-boot-delay",
+			                                              optarg, 0, 3600000);
+			break;
+		case OPT_DISCONNECT:
+			a->faults.disconnect_after = parse_num("--fault-disconnect-after",
+			                                       optarg, 1, UINT64_MAX);
+			break;
+		case OPT_DELAY:
+			a->faults.delay_ms = (uint32_t)parse_num("--fault-delay", optarg, 0,
+			                                         600000);
+			break;
+		case ':': bad_args("option %s needs a value", argv[optind - 1]); break;
+		default: bad_args("unknown option %s", argv[optind - 1]); break;
+		}
+	}
+	if (optind < argc)
+		bad_args("unexpected argument '%s'", argv[optind]);
+	if (pty && a->tty)
+		bad_args("%s", "--pty and --tty are mutually exclusive");
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static int prepare_flash(const struct args *a)
+{
+	struct flash_meta m;
+	bool created;
+	size_t count;
+
+	if (flash_open(a->flash, a->serial, &emu.flash, &created) != 0)
+		return -1;
+	if (flash_meta(emu.flash, &m) != 0)
+		return -1;
+	if (a->serial_given && strcmp(m.serial, a->serial) != 0) {
+		fprintf(stderr,
+		        "penemu: flash %s belongs to pen %s, not %s\n"
+		        "Try 'penemu --help'.\n",
+		        a->flash, m.serial, a->serial);
+		exit(2);
+	}
+	snprintf(emu.serial, sizeof emu.serial, "%s", m.serial);
+	emu.rtc_set = m.rtc_set;
+	emu.rtc_offset_ms = m.rtc_offset_ms;
+	if (flash_session_count(emu.flash, &count) != 0)
+		return -1;
+	if (created || (count == 0 && a->sessions_given)) {
+		struct pl_fw_device_info info;
+		struct gen_params gp;
+
+		memset(&info, 0, sizeof info);
+		op_get_info(&emu, &info);
+		memset(&gp, 0, sizeof gp);
+		gp.seed = a->seed;
+		gp.now_ms = a->now_ms;
+		gp.target_bytes = a->session_bytes;
+		gp.count = a->sessions;
+		gp.serial = emu.serial;
+		gp.fw_version = EMU_FW_VERSION;
+		gp.info = &info;
+		if (gen_sessions(emu.flash, &gp) != 0)
+			return -1;
+	} else if (a->sessions_given) {
+		fprintf(stderr,
+		        "penemu: flash already holds %zu sessions; --sessions ignored\n",
+		        count);
+	}
+	return 0;
+}
+
+static int serve(void)
+{
+	static uint8_t buf[64 * 1024];
+
+	while (!stop_requested) {
+		struct pollfd p = {emu.fd, POLLIN, 0};
+		int r = poll(&p, 1, 1000);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "penemu: poll: %s\n", strerror(errno));
+			return -1;
+		}
+		if (r == 0)
+			continue;
+		if (p.revents & POLLIN) {
+			ssize_t n = read(emu.fd, buf, sizeof buf);
+			if (n > 0) {
+				if (faults_ignore_input(emu.faults, emu_uptime_ms()))
+					continue; /* still "booting" */
+				pl_fw_rx(&emu.fw, buf, (size_t)n);
+				continue;
+			}
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			/* EOF or EIO: a gadget tty whose host went away.  Wait
+			 * for the next one with a clean endpoint. */
+		} else if (!(p.revents & (POLLHUP | POLLERR | POLLNVAL))) {
+			continue;
+		}
+		if (p.revents & POLLNVAL) {
+			fprintf(stderr, "penemu: the port was closed under us\n");
+			return -1;
+		}
+		pl_fw_reset(&emu.fw);
+		{
+			struct timespec ts = {0, 100 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	struct sigaction sa;
+	char path[256];
+	int keep = -1;
+	int rc = 1;
+
+	boot_ms = mono_ms();
+	parse_args(argc, argv, &a);
+	emu.model = a.model;
+	emu.verbose = a.verbose;
+	emu.fd = -1;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal; /* no SA_RESTART: poll must return EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	emu.faults = faults_new(&a.faults, a.seed);
+	if (!emu.faults) {
+		fprintf(stderr, "penemu: out of memory\n");
+		return 1;
+	}
+	if (prepare_flash(&a) != 0)
+		goto out;
+
+	if (a.tty) {
+		emu.fd = open_tty(a.tty);
+		snprintf(path, sizeof path, "%s", a.tty);
+	} else {
+		emu.fd = open_pty(path, sizeof path, &keep);
+	}
+	if (emu.fd < 0)
+		goto out;
+
+	emu.ops.send = op_send;
+	emu.ops.get_info = op_get_info;
+	emu.ops.presets_load = op_presets_load;
+	emu.ops.presets_store = op_presets_store;
+	emu.ops.session_next = op_session_next;
+	emu.ops.session_get = op_session_get;
+	emu.ops.session_read = op_session_read;
+	emu.ops.session_archive = op_session_archive;
+	emu.ops.uptime_ms = op_uptime;
+	emu.ops.rtc_get = op_rtc_get;
+	emu.ops.rtc_set = op_rtc_set;
+	emu.ops.log = op_log;
+	pl_fw_init(&emu.fw, &emu.ops, &emu);
+
+	/* The pen "boots" when its port appears: uptime and the boot delay
+	 * count from here, not from the session generation before. */
+	boot_ms = mono_ms();
+	printf("%s\n", path);
+	fflush(stdout);
+	if (emu.verbose)
+		fprintf(stderr, "penemu: pen %s serving on %s\n", emu.serial, path);
+
+	rc = serve() == 0 ? 0 : 1;
+out:
+	if (emu.fd >= 0)
+		close(emu.fd);
+	if (keep >= 0)
+		close(keep);
+	flash_close(emu.flash);
+	faults_free(emu.faults);
+	return rc;
+}

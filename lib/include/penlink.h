@@ -317,6 +317,16 @@ int pl_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
                    struct pl_preset_set *result);
 
 /*
+ * For firmware testing only: pl_put_presets() without the host-side
+ * validation, so a test can prove the pen refuses bad presets on its own
+ * (penctl preset push --no-host-check).  Revision check and read-back as
+ * in pl_put_presets().
+ */
+int pl_put_presets_unchecked(struct pl_pen *pen,
+                             const struct pl_preset_set *set,
+                             struct pl_preset_set *result);
+
+/*
  * Preset-set files (JSON, depths in millimetres):
  *   {"presets": [{"id": 1, "name": "Forehead fine", "depth_mm": 0.5,
  *                 "speed": 3, "area": "forehead", "needles": 12,
@@ -447,6 +457,15 @@ int pl_record_print(const struct pl_record *r, FILE *out);
 /* JSON (documented in README); with_samples includes every telemetry
  * sample.  Returns a malloc'd string or NULL (PL_ERR_MEM). */
 char *pl_record_to_json(const struct pl_record *r, bool with_samples);
+
+/* Identity and times of a parsed record (CSV export, file names). */
+const char *pl_record_serial(const struct pl_record *r);
+uint32_t pl_record_seq(const struct pl_record *r);
+void pl_record_uuid(const struct pl_record *r, uint8_t out[16]);
+/* UTC ms if the pen's clock was set (pl_record_rtc_time), else uptime ms. */
+int64_t pl_record_start_ms(const struct pl_record *r);
+int64_t pl_record_end_ms(const struct pl_record *r);
+bool pl_record_rtc_time(const struct pl_record *r);
 
 /* ------------------------------------------------------------------ helpers */
 

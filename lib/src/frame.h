@@ -42,6 +42,10 @@ extern "C" {
  * pass 0 to start.  Same results as zlib's crc32(). */
 uint32_t pl_crc32(uint32_t crc, const void *data, size_t len);
 
+/* The table-driven CRC-32 firmware builds use for pl_crc32().  Always
+ * compiled, so host tests can prove it agrees with zlib's. */
+uint32_t pl_crc32_portable(uint32_t crc, const void *data, size_t len);
+
 /*
  * Encodes one frame into out.  Returns the number of bytes written including
  * the trailing delimiter, or 0 if out_cap is smaller than needed (no partial

@@ -1,0 +1,87 @@
+/* penctl clock sync */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "penctl.h"
+
+static int64_t host_utc_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int clock_sync(struct ctl *c, struct opt_iter *it)
+{
+	const char *v;
+	int id;
+	while ((id = opt_next(c, it, NULL, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		return ctl_usage(c, "clock sync takes no arguments (got '%.40s')", v);
+	}
+	int rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+	/* pl_clock_sync reports offset 0 for a pen that never had the time, so
+	 * ask first whether it had. */
+	int64_t pen_utc = 0;
+	bool rtc_set = false, known = false;
+	uint64_t uptime = 0;
+	int e = c->be.ops->clock_get(c->be.ctx, &pen_utc, &rtc_set, &uptime);
+	if (e == PL_OK)
+		known = true;
+	else if (e != PL_ERR_UNSUPPORTED)
+		return ctl_fail_pl(c, e);
+	int64_t offset = 0;
+	e = c->be.ops->clock_sync(c->be.ctx, &offset);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	int64_t now = host_utc_ms();
+	const char *serial = c->be.ops->serial(c->be.ctx);
+	bool had_time = !known || rtc_set;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "serial", json_object_new_string(serial));
+		json_object_object_add(o, "rtc_was_set",
+		                       known ? json_object_new_boolean(rtc_set) : NULL);
+		json_object_object_add(o, "offset_ms",
+		                       had_time ? json_object_new_int64(offset) : NULL);
+		json_object_object_add(o, "pen_uptime_ms",
+		                       known ? json_object_new_uint64(uptime) : NULL);
+		json_object_object_add(o, "host_utc_ms", json_object_new_int64(now));
+		return ctl_emit_json(c, o);
+	}
+	char when[FMT_BUF], up[FMT_BUF];
+	fmt_local_time(when, now);
+	if (!had_time) {
+		printf("%s: clock was not set (pen up %s); now set to %s\n", serial,
+		       fmt_duration(up, (int64_t)(uptime > INT64_MAX / 2 ? INT64_MAX / 2
+		                                                          : uptime)),
+		       when);
+	} else {
+		int64_t mag = offset < 0 ? -offset : offset;
+		printf("%s: clock was %lld.%03lld s %s the host; now set to %s\n",
+		       serial, (long long)(mag / 1000), (long long)(mag % 1000),
+		       offset < 0 ? "behind" : "ahead of", when);
+	}
+	return PX_OK;
+}
+
+int cmd_clock(struct ctl *c, int argc, char **argv, int start)
+{
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "clock");
+	const char *sub;
+	int id = opt_next(c, &it, NULL, &sub);
+	if (id == OPT_BAD)
+		return PX_USAGE;
+	if (id == OPT_END)
+		return ctl_usage(c, "clock needs a subcommand: sync");
+	if (strcmp(sub, "sync") == 0) {
+		it.cmd = "clock sync";
+		return clock_sync(c, &it);
+	}
+	return ctl_usage(c, "unknown clock subcommand '%.40s' (sync)", sub);
+}

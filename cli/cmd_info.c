@@ -1,0 +1,251 @@
+/* penctl info, penctl ping */
+#include <inttypes.h>
+#include <string.h>
+
+#include "penctl.h"
+
+static const struct {
+	uint32_t bit;
+	const char *name;
+} caps[] = {
+	{PL_CAP_RTC, "rtc"},
+	{PL_CAP_TRACE, "trace"},
+	{PL_CAP_TELEMETRY, "telemetry"},
+	{PL_CAP_CARTRIDGE_UID, "cartridge-uid"},
+};
+
+static void caps_text(uint32_t bits, char *out, size_t cap)
+{
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+		if (!(bits & caps[i].bit))
+			continue;
+		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s",
+		                      n ? ", " : "", caps[i].name);
+		bits &= ~caps[i].bit;
+	}
+	if (bits)
+		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0,
+		                      "%sunknown 0x%x", n ? ", " : "", bits);
+	if (n == 0)
+		snprintf(out, cap, "none");
+}
+
+static json_object *info_json(const char *serial, const struct pl_device_info *in,
+                              const struct link_info *ln)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "serial", json_object_new_string(in->serial));
+	json_object_object_add(o, "handshake_serial", json_object_new_string(serial));
+	json_object_object_add(o, "model", json_object_new_string(in->model));
+	json_object_object_add(o, "hw_revision",
+	                       json_object_new_string(in->hw_revision));
+	json_object_object_add(o, "fw_version",
+	                       json_object_new_string(in->fw_version));
+	json_object_object_add(o, "protocol_version",
+	                       json_object_new_int64(in->protocol_version));
+	json_object *cl = json_object_new_array();
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+		if (in->capabilities & caps[i].bit)
+			json_object_array_add(cl, json_object_new_string(caps[i].name));
+	json_object_object_add(o, "capabilities", cl);
+	json_object_object_add(o, "capability_bits",
+	                       json_object_new_int64(in->capabilities));
+
+	json_object *lim = json_object_new_object();
+	json_object_object_add(lim, "depth_min_mm", json_mm(in->depth_min_um));
+	json_object_object_add(lim, "depth_max_mm", json_mm(in->depth_max_um));
+	json_object_object_add(lim, "depth_step_mm", json_mm(in->depth_step_um));
+	json_object_object_add(lim, "slow_lock_depth_mm",
+	                       json_mm(in->slow_lock_depth_um));
+	json_object_object_add(lim, "speed_levels",
+	                       json_object_new_int64(in->speed_levels));
+	json_object *rates = json_object_new_array();
+	for (uint32_t i = 0; i < in->speed_levels && i < PL_MAX_SPEED_LEVELS; i++)
+		json_object_array_add(rates, json_object_new_int64(in->stroke_rate_hz[i]));
+	json_object_object_add(lim, "stroke_rate_hz", rates);
+	json_object_object_add(lim, "max_presets",
+	                       json_object_new_int64(in->max_presets));
+	json_object_object_add(o, "limits", lim);
+
+	json_object *cnt = json_object_new_object();
+	json_object_object_add(cnt, "total_strokes",
+	                       json_object_new_uint64(in->total_strokes));
+	json_object_object_add(cnt, "motor_seconds",
+	                       json_object_new_uint64(in->motor_seconds));
+	json_object_object_add(o, "counters", cnt);
+
+	json_object *bat = json_object_new_object();
+	json_object_object_add(bat, "percent",
+	                       json_object_new_int64(in->battery_percent));
+	json_object_object_add(bat, "mv", json_object_new_int64(in->battery_mv));
+	json_object_object_add(bat, "charging", json_object_new_boolean(in->charging));
+	json_object_object_add(o, "battery", bat);
+
+	json_object *lk = json_object_new_object();
+	json_object_object_add(lk, "protocol_version",
+	                       json_object_new_int64(ln->protocol_version));
+	json_object_object_add(lk, "max_frame", json_object_new_int64(ln->max_frame));
+	json_object_object_add(lk, "max_in_flight",
+	                       json_object_new_int64(ln->max_in_flight));
+	json_object_object_add(lk, "stats", json_link_stats(&ln->stats));
+	json_object_object_add(o, "link", lk);
+	return o;
+}
+
+static void info_human(const char *serial, const struct pl_device_info *in,
+                       const struct link_info *ln)
+{
+	char a[FMT_BUF], b[FMT_BUF], s[FMT_BUF], text[256];
+	struct table *t = table_new(2, NULL, NULL);
+#define ROW(k, ...)                                                    \
+	do {                                                               \
+		snprintf(text, sizeof text, __VA_ARGS__);                      \
+		const char *row_[] = {k, text};                                \
+		table_row(t, row_);                                            \
+	} while (0)
+	ROW("serial", "%s", in->serial);
+	if (strcmp(serial, in->serial) != 0)
+		ROW("  (handshake)", "%s", serial);
+	ROW("model", "%s", in->model);
+	ROW("hardware", "%s", in->hw_revision);
+	ROW("firmware", "%s", in->fw_version);
+	ROW("protocol", "%u", in->protocol_version);
+	caps_text(in->capabilities, text, sizeof text);
+	{
+		const char *row_[] = {"capabilities", text};
+		table_row(t, row_);
+	}
+	ROW("depth", "%s to %s mm in steps of %s mm", fmt_mm(a, in->depth_min_um),
+	    fmt_mm(b, in->depth_max_um), fmt_mm(s, in->depth_step_um));
+	ROW("slow lock", "at or above %s mm only speed level 1",
+	    fmt_mm(a, in->slow_lock_depth_um));
+	ROW("speed levels", "%u", in->speed_levels);
+	for (uint32_t i = 0; i < in->speed_levels && i < PL_MAX_SPEED_LEVELS; i++) {
+		char k[32];
+		snprintf(k, sizeof k, "  level %u", i + 1);
+		ROW(k, "%u strokes/s", in->stroke_rate_hz[i]);
+	}
+	ROW("max presets", "%u", in->max_presets);
+	ROW("total strokes", "%" PRIu64, in->total_strokes);
+	ROW("motor time", "%s (%.1f h)",
+	    fmt_duration(a, (int64_t)(in->motor_seconds > INT64_MAX / 1000
+	                                  ? INT64_MAX / 1000
+	                                  : in->motor_seconds) * 1000),
+	    (double)in->motor_seconds / 3600.0);
+	ROW("battery", "%u %% (%u mV)%s", in->battery_percent, in->battery_mv,
+	    in->charging ? ", charging" : "");
+	ROW("link", "protocol %u, max frame %u B, %u requests in flight",
+	    ln->protocol_version, ln->max_frame, ln->max_in_flight);
+	const struct pl_link_stats *st = &ln->stats;
+	ROW("frames", "%" PRIu64 " in (%s), %" PRIu64 " out (%s)", st->frames_in,
+	    fmt_bytes(a, st->bytes_in), st->frames_out, fmt_bytes(b, st->bytes_out));
+	ROW("dropped", "crc %" PRIu64 ", oversize %" PRIu64 ", short %" PRIu64
+	    ", cobs %" PRIu64 ", version %" PRIu64,
+	    st->dropped_crc, st->dropped_oversize, st->dropped_short,
+	    st->dropped_cobs, st->dropped_version);
+	ROW("requests", "%" PRIu64 " timeouts, %" PRIu64 " retries, %" PRIu64
+	    " stray replies",
+	    st->timeouts, st->retries, st->stray_replies);
+#undef ROW
+	table_print(t, stdout, "");
+	table_free(t);
+}
+
+int cmd_info(struct ctl *c, int argc, char **argv, int start)
+{
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "info");
+	const char *v;
+	int id;
+	while ((id = opt_next(c, &it, NULL, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		return ctl_usage(c, "info takes no arguments (got '%.40s')", v);
+	}
+	int rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+	struct pl_device_info in;
+	rc = c->be.ops->info(c->be.ctx, &in);
+	if (rc != PL_OK)
+		return ctl_fail_pl(c, rc);
+	struct link_info ln;
+	rc = c->be.ops->link(c->be.ctx, &ln);
+	if (rc != PL_OK)
+		return ctl_fail_pl(c, rc);
+	const char *serial = c->be.ops->serial(c->be.ctx);
+	if (c->json)
+		return ctl_emit_json(c, info_json(serial, &in, &ln));
+	info_human(serial, &in, &ln);
+	return PX_OK;
+}
+
+/* ------------------------------------------------------------------ ping */
+
+enum { O_COUNT = 1 };
+
+int cmd_ping(struct ctl *c, int argc, char **argv, int start)
+{
+	static const struct optdef defs[] = {
+		{"--count", 'c', true, O_COUNT},
+		{NULL, 0, false, 0},
+	};
+	uint32_t count = 4;
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "ping");
+	const char *v;
+	int id;
+	while ((id = opt_next(c, &it, defs, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (id == O_COUNT) {
+			if (parse_u32(c, "--count", v, 1, 100000, &count) != PX_OK)
+				return PX_USAGE;
+			continue;
+		}
+		return ctl_usage(c, "ping takes no arguments (got '%.40s')", v);
+	}
+	int rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+	const char *serial = c->be.ops->serial(c->be.ctx);
+	json_object *rtts = c->json ? json_object_new_array() : NULL;
+	uint64_t sum = 0;
+	uint32_t min = UINT32_MAX, max = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t rtt;
+		rc = c->be.ops->ping(c->be.ctx, &rtt);
+		if (rc != PL_OK) {
+			if (rtts)
+				ctl_partial(c, "rtt_us", rtts);
+			return ctl_fail_pl(c, rc);
+		}
+		sum += rtt;
+		if (rtt < min)
+			min = rtt;
+		if (rtt > max)
+			max = rtt;
+		if (rtts)
+			json_object_array_add(rtts, json_object_new_int64(rtt));
+		else
+			printf("reply from %s: seq=%u time=%.3f ms\n", serial, i + 1,
+			       rtt / 1000.0);
+	}
+	double avg = (double)sum / count;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "serial", json_object_new_string(serial));
+		json_object_object_add(o, "count", json_object_new_int64(count));
+		json_object_object_add(o, "rtt_us", rtts);
+		json_object_object_add(o, "min_us", json_object_new_int64(min));
+		json_object_object_add(o, "avg_us",
+		                       json_object_new_int64((int64_t)(avg + 0.5)));
+		json_object_object_add(o, "max_us", json_object_new_int64(max));
+		return ctl_emit_json(c, o);
+	}
+	printf("%u ping%s: min %.3f ms, avg %.3f ms, max %.3f ms\n", count,
+	       count == 1 ? "" : "s", min / 1000.0, avg / 1000.0, max / 1000.0);
+	return PX_OK;
+}

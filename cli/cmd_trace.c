@@ -1,0 +1,136 @@
+/* penctl trace: the pen's trace lines and state events, until Ctrl-C. */
+#include <signal.h>
+#include <string.h>
+
+#include "penctl.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static const char *state_name(enum pl_state_kind k)
+{
+	switch (k) {
+	case PL_STATE_IDLE: return "idle";
+	case PL_STATE_TREATING: return "treating";
+	case PL_STATE_SESSION_RECORDED: return "session-recorded";
+	case PL_STATE_BATTERY_LOW: return "battery-low";
+	case PL_STATE_CARTRIDGE: return "cartridge";
+	case PL_STATE_ERROR: return "error";
+	default: return "unknown";
+	}
+}
+
+static const char *level_name(uint32_t level)
+{
+	static const char *const n[] = {"error", "warn", "info", "debug"};
+	return level < 4 ? n[level] : "trace";
+}
+
+struct trace_ctx {
+	struct ctl *c;
+	uint64_t events;
+};
+
+static void on_event(void *ud, const struct pl_event *ev)
+{
+	struct trace_ctx *tc = ud;
+	tc->events++;
+	const char *text = ev->text ? ev->text : "";
+	if (tc->c->json) {
+		/* A stream has no end to wait for: one JSON object per line. */
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "uptime_ms", json_object_new_uint64(ev->uptime_ms));
+		if (ev->kind == PL_EVENT_TRACE) {
+			json_object_object_add(o, "type", json_object_new_string("trace"));
+			json_object_object_add(o, "level", json_object_new_int64(ev->level));
+			json_object_object_add(o, "level_name",
+			                       json_object_new_string(level_name(ev->level)));
+			json_object_object_add(o, "text", json_object_new_string(text));
+		} else {
+			json_object_object_add(o, "type", json_object_new_string("state"));
+			json_object_object_add(o, "state",
+			                       json_object_new_string(state_name(ev->state)));
+			json_object_object_add(o, "value", json_object_new_int64(ev->value));
+			json_object_object_add(o, "detail", json_object_new_string(text));
+		}
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+		                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		unsigned long long s = ev->uptime_ms / 1000, ms = ev->uptime_ms % 1000;
+		if (ev->kind == PL_EVENT_TRACE)
+			printf("[%8llu.%03llu] %-5s %s\n", s, ms, level_name(ev->level),
+			       text);
+		else
+			printf("[%8llu.%03llu] state %s value=%u%s%s\n", s, ms,
+			       state_name(ev->state), ev->value, *text ? " " : "", text);
+	}
+	fflush(stdout);
+}
+
+enum { T_LEVEL = 1 };
+
+int cmd_trace(struct ctl *c, int argc, char **argv, int start)
+{
+	static const struct optdef defs[] = {
+		{"--level", 'l', true, T_LEVEL},
+		{NULL, 0, false, 0},
+	};
+	uint32_t level = 2;
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "trace");
+	const char *v;
+	int id;
+	while ((id = opt_next(c, &it, defs, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (id == T_LEVEL) {
+			if (parse_u32(c, "--level", v, 0, 3, &level) != PX_OK)
+				return PX_USAGE;
+			continue;
+		}
+		return ctl_usage(c, "trace takes no arguments (got '%.40s')", v);
+	}
+	int rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+
+	struct trace_ctx tc = {.c = c};
+	c->be.ops->set_event_handler(c->be.ctx, on_event, &tc);
+	/* No SA_RESTART: a blocked wait should come back at once on Ctrl-C. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	int e = c->be.ops->trace(c->be.ctx, true, level);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	if (!c->json)
+		fprintf(stderr, "penctl: tracing %s at level %u (%s); Ctrl-C to stop\n",
+		        c->be.ops->serial(c->be.ctx), level, level_name(level));
+	while (!stop_requested) {
+		/* Bounded wait so Ctrl-C is noticed even if the library resumes
+		 * its wait after EINTR. */
+		e = c->be.ops->poll(c->be.ctx, 250);
+		if (e != PL_OK)
+			break;
+	}
+	if (stop_requested) {
+		/* Best effort: the pen also stops tracing when the link closes. */
+		signal(SIGINT, SIG_DFL);
+		c->be.ops->trace(c->be.ctx, false, level);
+		return PX_OK;
+	}
+	if (e == PL_ERR_UNPLUGGED)
+		return ctl_fail_code(c, e, "the pen went away (%llu events received)",
+		                     (unsigned long long)tc.events);
+	return ctl_fail_pl(c, e);
+}

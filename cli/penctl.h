@@ -1,0 +1,212 @@
+/* Shared between penctl's source files. */
+#ifndef PENCTL_H
+#define PENCTL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "exit_codes.h"
+#include "penlink.h"
+
+#if defined(__GNUC__)
+#define PX_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PX_PRINTF(a, b)
+#endif
+
+/* ------------------------------------------------------------------ backend
+ *
+ * What a command needs from "the pen", whoever talks to it.  Today the only
+ * backend is direct (libpenlink on --port); penlinkd's client will implement
+ * the same operations over its socket, so the commands (which only parse
+ * arguments and render results) stay as they are.
+ */
+struct link_info {
+	uint32_t protocol_version;
+	uint32_t max_frame;
+	uint32_t max_in_flight;
+	uint32_t capabilities;
+	struct pl_link_stats stats;
+};
+
+struct backend_ops {
+	const char *(*serial)(void *ctx);
+	const char *(*where)(void *ctx); /* port path or daemon socket, for messages */
+	int (*info)(void *ctx, struct pl_device_info *out);
+	int (*link)(void *ctx, struct link_info *out);
+	int (*get_presets)(void *ctx, struct pl_preset_set *out);
+	/* unchecked: no host-side validation (firmware testing only). */
+	int (*put_presets)(void *ctx, const struct pl_preset_set *set,
+	                   bool unchecked, struct pl_preset_set *result);
+	int (*clock_get)(void *ctx, int64_t *utc_ms, bool *rtc_set,
+	                 uint64_t *uptime_ms);
+	int (*clock_sync)(void *ctx, int64_t *offset_ms);
+	int (*list_sessions)(void *ctx, struct pl_session_info **out,
+	                     size_t *count);
+	int (*download_to_file)(void *ctx, const struct pl_session_info *s,
+	                        const char *path, pl_progress_fn progress,
+	                        void *ud);
+	int (*archive)(void *ctx, uint32_t id, const uint8_t sha256[32]);
+	int (*ping)(void *ctx, uint32_t *rtt_us);
+	int (*trace)(void *ctx, bool enable, uint32_t level);
+	void (*set_event_handler)(void *ctx, pl_event_fn fn, void *ud);
+	int (*poll)(void *ctx, int timeout_ms);
+	void (*close)(void *ctx);
+};
+
+struct backend {
+	const struct backend_ops *ops;
+	void *ctx;
+};
+
+/* ------------------------------------------------------------------ context */
+
+struct ctl {
+	/* global options */
+	const char *port;
+	const char *serial; /* -s: the pen we expect */
+	bool json;
+	int timeout_ms; /* 0: library default */
+	bool dump_frames;
+
+	bool stdout_tty;
+	bool emitted; /* the one JSON document is out */
+	struct backend be; /* ops == NULL until ctl_connect() */
+
+	/* Fields a failing command has already produced (e.g. the sessions a
+	 * pull stored before the pen went away); merged into the --json error
+	 * document so nothing is lost to a script.  Owned. */
+	json_object *partial;
+};
+
+/* Opens the backend chosen by the global options (direct with --port),
+ * checks -s.  Returns PX_OK or an exit code (error already reported). */
+int ctl_connect(struct ctl *c);
+void ctl_disconnect(struct ctl *c);
+
+int direct_open(struct ctl *c, struct backend *out);
+
+/* ------------------------------------------------------------------ options */
+
+enum { OPT_END = -1, OPT_ARG = -2, OPT_BAD = -3 };
+
+struct optdef {
+	const char *name; /* "--depth" */
+	char short_name;  /* 0 if none */
+	bool has_arg;
+	int id;           /* > 0 */
+};
+
+struct opt_iter {
+	int argc;
+	char **argv;
+	int i;
+	bool no_more_opts; /* after "--" */
+	const char *cmd;   /* e.g. "preset push", for messages */
+};
+
+void opt_init(struct opt_iter *it, int argc, char **argv, int start,
+              const char *cmd);
+/*
+ * Next command-line item.  Returns an optdef id (value in *val if it takes
+ * one), OPT_ARG (a positional argument in *val), OPT_END, or OPT_BAD after
+ * reporting a usage error (exit PX_USAGE).  Global options (--port, --json,
+ * ...) are accepted anywhere and applied to c directly.
+ */
+int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
+             const char **val);
+
+/* Whole-string unsigned parse within [min, max]; reports usage errors. */
+int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
+              uint32_t max, uint32_t *out);
+
+/* ------------------------------------------------------------------ output */
+
+/* Errors: print "penctl: <label>: <message>" on stderr and, with --json,
+ * {"error": {...}} on stdout.  Each returns the exit code to use. */
+int ctl_fail_pl(struct ctl *c, int pl_code); /* message: pl_last_error_message() */
+int ctl_fail_code(struct ctl *c, int pl_code, const char *fmt, ...)
+    PX_PRINTF(3, 4);
+int ctl_fail_exit(struct ctl *c, int exit_code, const char *slug,
+                  const char *label, const char *fmt, ...) PX_PRINTF(5, 6);
+int ctl_usage(struct ctl *c, const char *fmt, ...) PX_PRINTF(2, 3);
+int ctl_fail_errno(struct ctl *c, int err, const char *fmt, ...)
+    PX_PRINTF(3, 4);
+/* Takes ownership of obj and adds it to the error document under key. */
+void ctl_partial(struct ctl *c, const char *key, json_object *obj);
+
+/* Prints obj as the command's one JSON document and frees it. */
+int ctl_emit_json(struct ctl *c, json_object *obj);
+
+/* Warning line on stderr (never on stdout, so --json stays one document). */
+void ctl_warn(const char *fmt, ...) PX_PRINTF(1, 2);
+
+/* Formatting.  Buffers: 32 bytes is enough for each. */
+#define FMT_BUF 32
+const char *fmt_mm(char *buf, uint32_t um);        /* "1.50" */
+const char *fmt_bytes(char *buf, uint64_t n);      /* "2.1 MB" */
+const char *fmt_duration(char *buf, int64_t ms);   /* "12m 03s" */
+const char *fmt_local_time(char *buf, int64_t utc_ms); /* "2024-05-01 14:03:22" */
+const char *fmt_area(enum pl_area a);
+
+/* JSON numbers with an exact decimal text (json-c would print doubles
+ * with 17 digits). */
+json_object *json_mm(uint32_t um);
+json_object *json_hex(const uint8_t *data, size_t len);
+json_object *json_uuid(const uint8_t uuid[16]);
+json_object *json_preset(const struct pl_preset *p);
+json_object *json_preset_set(const struct pl_preset_set *set);
+json_object *json_session(const struct pl_session_info *s);
+json_object *json_link_stats(const struct pl_link_stats *st);
+
+/* Aligned text tables. */
+struct table;
+struct table *table_new(size_t ncols, const char *const *headers,
+                        const char *align /* 'l'/'r' per column, or NULL */);
+/* Adds one row of ncols printf-less strings; NULL cells print empty. */
+int table_row(struct table *t, const char *const *cells);
+void table_print(struct table *t, FILE *out, const char *indent);
+void table_free(struct table *t);
+
+void print_preset_table(const struct pl_preset_set *set, FILE *out);
+
+/* Progress bar on stderr: `[####......]  45%  1.2 MB/3.0 MB  850 kB/s  ETA 2s`. */
+struct progress {
+	bool enabled;
+	bool drawn;
+	int64_t start_ms, last_ms;
+	uint64_t start_done;
+	bool started;
+};
+/* base: bytes already there before this transfer (not counted in the rate). */
+void progress_init(struct progress *p, bool enabled, uint64_t base);
+void progress_update(struct progress *p, uint64_t done, uint64_t total);
+void progress_clear(struct progress *p);
+
+/* --dump-frames: `HH:MM:SS.mmm  >  id=7 read_session{...}  (23 bytes)`. */
+void frame_log_stderr(void *ud, enum pl_frame_dir dir, const char *text,
+                      size_t raw_len);
+
+int64_t mono_ms(void);
+
+/* ------------------------------------------------------------------ commands */
+
+int cmd_info(struct ctl *c, int argc, char **argv, int start);
+int cmd_ping(struct ctl *c, int argc, char **argv, int start);
+int cmd_preset(struct ctl *c, int argc, char **argv, int start);
+int cmd_sessions(struct ctl *c, int argc, char **argv, int start);
+int cmd_clock(struct ctl *c, int argc, char **argv, int start);
+int cmd_trace(struct ctl *c, int argc, char **argv, int start);
+
+void print_help(FILE *out);
+
+/* Reads a whole (small) file; NULL with errno set.  Refuses files over
+ * max bytes (EFBIG) so a wrong path cannot eat memory. */
+char *read_text_file(const char *path, size_t max, size_t *len);
+
+#endif

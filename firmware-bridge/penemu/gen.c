@@ -1,0 +1,498 @@
+/*
+ * Session records as a pen would log them (brief §2): a treatment of 30-60
+ * minutes a few weeks ago, with the preset in force, the cartridge, the
+ * technician's adjustments and pauses as events, telemetry sampled at a
+ * fixed interval that follows those events, and a summary computed from the
+ * same timeline.  The number of samples is chosen so the packed record
+ * reaches the requested size.  Everything derives from --seed and the
+ * session's sequence number.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "penemu.h"
+#include "record.pb-c.h"
+
+#define MIN_MS 60000u
+#define DAY_MS 86400000LL
+
+/* A stretch of the treatment with constant settings. */
+struct seg {
+	uint32_t t0, t1;   /* ms since start */
+	bool running;
+	uint32_t depth_um;
+	uint32_t speed;
+};
+
+struct timeline {
+	Pl__Event *ev;
+	size_t nev, cap_ev;
+	struct seg *seg;
+	size_t nseg, cap_seg;
+	/* current state */
+	uint32_t seg_start;
+	bool running;
+	uint32_t depth, speed, area, needles;
+	/* derived */
+	uint64_t run_ms, strokes;
+	uint32_t max_depth, errors;
+};
+
+static int add_event(struct timeline *tl, uint32_t t, Pl__EventKind kind,
+                     int32_t value)
+{
+	if (tl->nev == tl->cap_ev) {
+		size_t cap = tl->cap_ev ? tl->cap_ev * 2 : 64;
+		Pl__Event *p = realloc(tl->ev, cap * sizeof *p);
+		if (!p)
+			return -1;
+		tl->ev = p;
+		tl->cap_ev = cap;
+	}
+	/* Events are logged in order; never let a computed time step back. */
+	if (tl->nev && t < tl->ev[tl->nev - 1].offset_ms)
+		t = tl->ev[tl->nev - 1].offset_ms;
+	pl__event__init(&tl->ev[tl->nev]);
+	tl->ev[tl->nev].offset_ms = t;
+	tl->ev[tl->nev].kind = kind;
+	tl->ev[tl->nev].value = value;
+	tl->nev++;
+	return 0;
+}
+
+/* Closes the current stretch at t and starts a new one there. */
+static int cut(struct timeline *tl, uint32_t t, const uint32_t *rates)
+{
+	struct seg *s;
+
+	if (t <= tl->seg_start)
+		return 0;
+	if (tl->nseg == tl->cap_seg) {
+		size_t cap = tl->cap_seg ? tl->cap_seg * 2 : 64;
+		struct seg *p = realloc(tl->seg, cap * sizeof *p);
+		if (!p)
+			return -1;
+		tl->seg = p;
+		tl->cap_seg = cap;
+	}
+	s = &tl->seg[tl->nseg++];
+	s->t0 = tl->seg_start;
+	s->t1 = t;
+	s->running = tl->running;
+	s->depth_um = tl->depth;
+	s->speed = tl->speed;
+	if (tl->running) {
+		uint64_t ms = t - tl->seg_start;
+		tl->run_ms += ms;
+		tl->strokes += ms * rates[tl->speed - 1] / 1000u;
+		if (tl->depth > tl->max_depth)
+			tl->max_depth = tl->depth;
+	}
+	tl->seg_start = t;
+	return 0;
+}
+
+/* Battery voltage (mV) at time t: a slow linear drain, sagging under load. */
+struct battery {
+	uint32_t start_mv, drain_mv, dur_ms;
+};
+
+static uint32_t battery_at(const struct battery *b, uint32_t t)
+{
+	return b->start_mv - (uint32_t)((uint64_t)b->drain_mv * t / b->dur_ms);
+}
+
+#define BATTERY_LOW_MV 3550u
+
+static int build_timeline(struct timeline *tl, struct emu_rng *r,
+                          const struct pl_fw_device_info *info,
+                          const struct pl_fw_preset *p, uint32_t dur,
+                          const struct battery *bat)
+{
+	const uint32_t *rates = info->stroke_rate_hz;
+	uint32_t step = info->depth_step_um ? info->depth_step_um : 250;
+	uint32_t lock = info->slow_lock_depth_um ? info->slow_lock_depth_um
+	                                         : UINT32_MAX;
+	uint32_t t, t_low = UINT32_MAX;
+	bool low_logged = false;
+
+	if (bat->start_mv - bat->drain_mv < BATTERY_LOW_MV)
+		t_low = (uint32_t)((uint64_t)(bat->start_mv - BATTERY_LOW_MV) *
+		                   dur / bat->drain_mv);
+	tl->depth = p->depth_um;
+	tl->speed = p->speed_level;
+	tl->area = p->area;
+	tl->running = false;
+	tl->seg_start = 0;
+
+	/* Cartridge clicked in, a few seconds of getting ready, start. */
+	if (add_event(tl, 0, PL__EVENT_KIND__EVENT_KIND_CARTRIDGE_IN,
+	              (int32_t)tl->needles))
+		return -1;
+	t = emu_rng_range(r, 2000, 15000);
+	if (cut(tl, t, rates) ||
+	    add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_START, (int32_t)p->id))
+		return -1;
+	tl->running = true;
+
+	while (t + 90000u < dur) {
+		uint32_t next = t + emu_rng_range(r, 20000, 200000);
+		uint32_t roll;
+
+		if (next > dur - 30000u)
+			next = dur - 30000u;
+		if (cut(tl, next, rates))
+			return -1;
+		t = next;
+		if (!low_logged && t >= t_low) {
+			if (add_event(tl, t_low, PL__EVENT_KIND__EVENT_KIND_BATTERY_LOW,
+			              (int32_t)battery_at(bat, t_low)))
+				return -1;
+			low_logged = true;
+		}
+		roll = emu_rng_range(r, 0, 99);
+		if (roll < 28) {
+			/* Depth one step up or down, within the pen's range. */
+			uint32_t d = tl->depth;
+			if ((emu_rng_next(r) & 1) && d + step <= info->depth_max_um)
+				d += step;
+			else if (d >= info->depth_min_um + step)
+				d -= step;
+			else
+				d += step;
+			if (d >= lock && tl->speed != 1) {
+				tl->speed = 1;
+				if (add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_SPEED_CHANGE, 1))
+					return -1;
+			}
+			tl->depth = d;
+			if (add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_DEPTH_CHANGE,
+			              (int32_t)d))
+				return -1;
+		} else if (roll < 46) {
+			uint32_t s = tl->speed;
+			if (tl->depth >= lock)
+				continue; /* slow lock: only level 1 */
+			if ((emu_rng_next(r) & 1) && s < info->speed_levels)
+				s++;
+			else if (s > 1)
+				s--;
+			else
+				s++;
+			if (s > info->speed_levels)
+				continue;
+			tl->speed = s;
+			if (add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_SPEED_CHANGE,
+			              (int32_t)s))
+				return -1;
+		} else if (roll < 60) {
+			uint32_t a = emu_rng_range(r, PL__AREA__AREA_FOREHEAD,
+			                           PL__AREA__AREA_OTHER);
+			if (a == tl->area)
+				continue;
+			tl->area = a;
+			if (add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_AREA_CHANGE,
+			              (int32_t)a))
+				return -1;
+		} else if (roll < 84 || (roll < 88 && tl->errors < 2)) {
+			/* A pause (or a fault the pen stopped for), sometimes
+			 * with a fresh cartridge. */
+			uint32_t len = emu_rng_range(r, 15000, 150000);
+			if (roll >= 84) {
+				tl->errors++;
+				if (add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_ERROR,
+				              (int32_t)emu_rng_range(r, 1, 4)))
+					return -1;
+			}
+			if (t + len > dur - 20000u)
+				len = dur - 20000u - t;
+			if (add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_PAUSE, 0))
+				return -1;
+			tl->running = false;
+			if (len > 20000u && emu_rng_range(r, 0, 4) == 0) {
+				uint32_t out = t + emu_rng_range(r, 2000, 6000);
+				if (add_event(tl, out, PL__EVENT_KIND__EVENT_KIND_CARTRIDGE_OUT, 0) ||
+				    add_event(tl, out + emu_rng_range(r, 5000, 12000),
+				              PL__EVENT_KIND__EVENT_KIND_CARTRIDGE_IN,
+				              (int32_t)tl->needles))
+					return -1;
+			}
+			if (cut(tl, t + len, rates))
+				return -1;
+			t += len;
+			tl->running = true;
+			if (add_event(tl, t, PL__EVENT_KIND__EVENT_KIND_RESUME, 0))
+				return -1;
+		}
+	}
+	if (!low_logged && t_low < dur &&
+	    add_event(tl, t_low, PL__EVENT_KIND__EVENT_KIND_BATTERY_LOW,
+	              (int32_t)battery_at(bat, t_low)))
+		return -1;
+	if (cut(tl, dur, rates))
+		return -1;
+	tl->running = false;
+	return add_event(tl, dur, PL__EVENT_KIND__EVENT_KIND_STOP, 0);
+}
+
+struct samples {
+	uint32_t *depth, *current, *battery;
+	size_t cap;
+};
+
+/* Fills n samples taken every interval_us along the timeline. */
+static int fill_samples(struct samples *sm, size_t n, uint32_t interval_us,
+                        const struct timeline *tl, const struct battery *bat,
+                        uint64_t noise_seed)
+{
+	struct emu_rng r;
+	size_t si = 0;
+
+	if (n > sm->cap) {
+		uint32_t *a = realloc(sm->depth, n * sizeof *a);
+		if (a)
+			sm->depth = a;
+		uint32_t *b = realloc(sm->current, n * sizeof *b);
+		if (b)
+			sm->current = b;
+		uint32_t *c = realloc(sm->battery, n * sizeof *c);
+		if (c)
+			sm->battery = c;
+		if (!a || !b || !c)
+			return -1;
+		sm->cap = n;
+	}
+	emu_rng_seed(&r, noise_seed);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t t = (uint32_t)((uint64_t)i * interval_us / 1000u);
+		const struct seg *s;
+		uint64_t x = emu_rng_next(&r);
+		uint32_t mv;
+
+		while (si + 1 < tl->nseg && t >= tl->seg[si].t1)
+			si++;
+		s = &tl->seg[si];
+		mv = battery_at(bat, t) + (uint32_t)(x % 9u) - 4u;
+		if (s->running) {
+			/* The needle stops a little short of the set depth,
+			 * never beyond it (the depth stop is mechanical). */
+			uint32_t d = s->depth_um - (uint32_t)((x >> 8) % 26u);
+			int32_t ma = 170 + (int32_t)s->speed * 50 + (int32_t)(d / 25u) +
+			             (int32_t)((x >> 16) % 41u) - 20;
+			if (ma < 200)
+				ma = 200;
+			if (ma > 600)
+				ma = 600;
+			sm->depth[i] = d;
+			sm->current[i] = (uint32_t)ma;
+			sm->battery[i] = mv - 35u; /* sag under motor load */
+		} else {
+			sm->depth[i] = 0;
+			sm->current[i] = 8u + (uint32_t)((x >> 16) % 13u);
+			sm->battery[i] = mv;
+		}
+	}
+	return 0;
+}
+
+static void sha256(const uint8_t *data, size_t len, uint8_t out[32])
+{
+	unsigned int n = 32;
+
+	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL)) {
+		fprintf(stderr, "penemu: SHA-256 failed\n");
+		abort(); /* libcrypto without SHA-256 cannot happen in practice */
+	}
+}
+
+static const uint32_t cartridge_needles[] = {12, 24, 36, 42, 0};
+
+static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
+                   uint32_t seq, const struct pl_fw_preset *presets,
+                   size_t npresets, uint32_t preset_revision)
+{
+	static const struct pl_fw_preset fallback = {1, "Default", 1000, 2, 5, 12, 0};
+	struct emu_rng r;
+	struct timeline tl;
+	struct samples sm;
+	struct battery bat;
+	const struct pl_fw_preset *p;
+	Pl__SessionRecord rec = PL__SESSION_RECORD__INIT;
+	Pl__Preset pp = PL__PRESET__INIT;
+	Pl__Cartridge cart = PL__CARTRIDGE__INIT;
+	Pl__Telemetry tel = PL__TELEMETRY__INIT;
+	Pl__Summary sum = PL__SUMMARY__INIT;
+	Pl__Event **evp = NULL;
+	struct pl_fw_session meta;
+	uint8_t uuid[16], uid[7];
+	char lot[16];
+	uint32_t dur;
+	int64_t start, slot;
+	size_t n = 0, base, size = 0;
+	uint64_t noise_seed;
+	uint8_t *buf = NULL;
+	int rc = -1;
+
+	memset(&tl, 0, sizeof tl);
+	memset(&sm, 0, sizeof sm);
+	emu_rng_seed(&r, gp->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)seq << 17));
+	noise_seed = emu_rng_next(&r);
+
+	for (int i = 0; i < 16; i++)
+		uuid[i] = (uint8_t)emu_rng_next(&r);
+	uuid[6] = (uint8_t)((uuid[6] & 0x0fu) | 0x40u); /* version 4 */
+	uuid[8] = (uint8_t)((uuid[8] & 0x3fu) | 0x80u); /* RFC 4122 variant */
+
+	/* Spread the sessions over four weeks ending two weeks ago, in clinic
+	 * hours when each gets a day or more. */
+	slot = 28 * DAY_MS / (int64_t)(gp->count ? gp->count : 1);
+	if (slot >= DAY_MS) {
+		int64_t day0 = (gp->now_ms - 42 * DAY_MS) / DAY_MS * DAY_MS;
+		start = day0 + (int64_t)index * (slot / DAY_MS) * DAY_MS +
+		        8 * 3600000LL + (int64_t)emu_rng_range(&r, 0, 9 * 3600) * 1000;
+	} else {
+		int64_t room = slot - 65 * (int64_t)MIN_MS;
+		start = gp->now_ms - 42 * DAY_MS + (int64_t)index * slot +
+		        (room > 0 ? (int64_t)(emu_rng_next(&r) % (uint64_t)room) : 0);
+	}
+	dur = emu_rng_range(&r, 30 * MIN_MS, 60 * MIN_MS);
+
+	p = npresets ? &presets[emu_rng_range(&r, 0, (uint32_t)npresets - 1)] : &fallback;
+	tl.needles = p->needle_count;
+	{
+		bool known = false;
+		for (size_t i = 0; i < sizeof cartridge_needles / sizeof cartridge_needles[0]; i++)
+			known |= cartridge_needles[i] == p->needle_count;
+		if (!known)
+			tl.needles = cartridge_needles[emu_rng_range(&r, 0, 4)];
+	}
+	bat.start_mv = emu_rng_range(&r, 3900, 4180);
+	bat.drain_mv = emu_rng_range(&r, 150, 480);
+	bat.dur_ms = dur;
+	if (build_timeline(&tl, &r, gp->info, p, dur, &bat) != 0)
+		goto out;
+
+	pp.id = p->id;
+	pp.name = (char *)p->name;
+	pp.depth_um = p->depth_um;
+	pp.speed_level = p->speed_level;
+	pp.area = (Pl__Area)p->area;
+	pp.needle_count = p->needle_count;
+	pp.max_duration_s = p->max_duration_s;
+
+	cart.needle_count = tl.needles;
+	cart.needle_length_um = gp->info->depth_max_um >= 2500 ? 3000 : 2500;
+	snprintf(lot, sizeof lot, "L24-%04u", emu_rng_range(&r, 0, 9999));
+	cart.lot = lot;
+	uid[0] = 0x04; /* NXP, as on NTAG cartridge tags */
+	for (size_t i = 1; i < sizeof uid; i++)
+		uid[i] = (uint8_t)emu_rng_next(&r);
+	cart.uid.data = uid;
+	cart.uid.len = sizeof uid;
+
+	evp = malloc(tl.nev * sizeof *evp);
+	if (!evp)
+		goto out;
+	for (size_t i = 0; i < tl.nev; i++)
+		evp[i] = &tl.ev[i];
+
+	sum.run_time_s = (uint32_t)(tl.run_ms / 1000u);
+	sum.strokes = tl.strokes;
+	sum.max_depth_um = tl.max_depth;
+	sum.errors = tl.errors;
+
+	rec.format = 1;
+	rec.uuid.data = uuid;
+	rec.uuid.len = sizeof uuid;
+	rec.seq = seq;
+	rec.serial = (char *)gp->serial;
+	rec.start_ms = start;
+	rec.end_ms = start + dur;
+	rec.time_source = PL__TIME_SOURCE__TIME_SOURCE_RTC;
+	rec.preset = &pp;
+	rec.preset_revision = preset_revision;
+	rec.cartridge = &cart;
+	rec.n_events = tl.nev;
+	rec.events = evp;
+	rec.telemetry = &tel;
+	rec.summary = &sum;
+	rec.fw_version = (char *)gp->fw_version;
+
+	/* Size the telemetry: measure the record without samples, guess
+	 * ~6 bytes a sample, then correct from what packing really gives. */
+	tel.interval_us = 1000000;
+	base = pl__session_record__get_packed_size(&rec);
+	n = gp->target_bytes > base ? (gp->target_bytes - base) / 6 : 0;
+	for (int attempt = 0; attempt < 8; attempt++) {
+		double per;
+		long long delta;
+
+		tel.interval_us = n ? (uint32_t)((uint64_t)dur * 1000u / n) : 1000000;
+		if (tel.interval_us == 0)
+			tel.interval_us = 1;
+		if (fill_samples(&sm, n, tel.interval_us, &tl, &bat, noise_seed) != 0)
+			goto out;
+		tel.n_depth_um = tel.n_current_ma = tel.n_battery_mv = n;
+		tel.depth_um = sm.depth;
+		tel.current_ma = sm.current;
+		tel.battery_mv = sm.battery;
+		size = pl__session_record__get_packed_size(&rec);
+		delta = (long long)gp->target_bytes - (long long)size;
+		if (n == 0 || llabs(delta) * 400 <= (long long)gp->target_bytes)
+			break; /* within 0.25 % */
+		per = (double)(size - base) / (double)n;
+		if ((long long)n + (long long)(delta / per) < 0)
+			n = 0;
+		else
+			n = (size_t)((long long)n + (long long)(delta / per));
+	}
+
+	buf = malloc(size ? size : 1);
+	if (!buf)
+		goto out;
+	if (pl__session_record__pack(&rec, buf) != size) {
+		fprintf(stderr, "penemu: packing a session record failed\n");
+		goto out;
+	}
+	memset(&meta, 0, sizeof meta);
+	memcpy(meta.uuid, uuid, sizeof uuid);
+	meta.seq = seq;
+	meta.start_ms = rec.start_ms;
+	meta.end_ms = rec.end_ms;
+	meta.rtc_time = true;
+	sha256(buf, size, meta.sha256);
+	if (flash_session_add(f, &meta, buf, size, tl.strokes, tl.run_ms / 1000u) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc != 0)
+		fprintf(stderr, "penemu: could not generate session %u\n", seq);
+	free(buf);
+	free(evp);
+	free(tl.ev);
+	free(tl.seg);
+	free(sm.depth);
+	free(sm.current);
+	free(sm.battery);
+	return rc;
+}
+
+int gen_sessions(struct flash *f, const struct gen_params *gp)
+{
+	struct pl_fw_preset presets[PL_FW_MAX_PRESETS];
+	size_t npresets = 0;
+	uint32_t revision = 0;
+	struct flash_meta m;
+
+	if (flash_meta(f, &m) != 0 ||
+	    flash_presets_load(f, presets, PL_FW_MAX_PRESETS, &npresets,
+	                       &revision) != PL_FW_OK)
+		return -1;
+	for (unsigned i = 0; i < gp->count; i++)
+		if (gen_one(f, gp, i, m.next_seq + i, presets, npresets, revision) != 0)
+			return -1;
+	return 0;
+}

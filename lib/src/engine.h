@@ -1,0 +1,125 @@
+/*
+ * The request engine: ids, deadlines, retries, a window of requests in
+ * flight, and dispatch of replies and unsolicited frames.
+ *
+ * Like libusb, the blocking API (pen*.c) is a thin loop over a non-blocking,
+ * callback-driven core, so the daemon can drive many engines from its own
+ * poll loop: it polls pl__engine_fd() for input (and for output while
+ * pl__engine_want_write()), sleeps no longer than pl__engine_next_deadline(),
+ * and calls pl__engine_handle_io() with what poll reported.
+ *
+ * Callbacks run from pl__engine_handle_io() (or the blocking helpers) and may
+ * submit or cancel requests; they must not destroy the engine.
+ */
+#ifndef PL_ENGINE_H
+#define PL_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "penlink.h"
+#include "penlink.pb-c.h"
+
+struct pl__engine;
+
+/*
+ * Completion of one request.  status is PL_OK with reply of the expected
+ * type, or a negative code with pl_last_error_message() already set; reply
+ * is then the pen's Error envelope if it sent one, else NULL.  Return true
+ * to keep reply (free it later with pl__envelope__free_unpacked(r, NULL)),
+ * false to let the engine free it.
+ */
+typedef bool (*pl__reply_fn)(void *ud, int status, Pl__Envelope *reply);
+
+/* An unsolicited (id 0) frame; env is valid during the call only. */
+typedef void (*pl__event_fn)(void *ud, const Pl__Envelope *env);
+
+struct pl__engine_config {
+	int timeout_ms;         /* default per-attempt timeout */
+	int retries;            /* default re-sends after a timeout */
+	uint32_t max_frame;     /* largest envelope we accept (decoder limit) */
+	uint32_t max_in_flight; /* our side of the window */
+	pl_frame_log_fn frame_log;
+	void *frame_log_ud;
+};
+
+/* The engine does not own t. */
+int pl__engine_new(struct pl_transport *t, const struct pl__engine_config *cfg,
+                   struct pl__engine **out);
+/* Drops outstanding requests without calling their callbacks. */
+void pl__engine_free(struct pl__engine *e);
+
+/* After the handshake: what the pen accepts and how many requests it
+ * allows outstanding (both already min'ed with our own limits). */
+void pl__engine_set_limits(struct pl__engine *e, uint32_t send_max_frame,
+                           uint32_t window);
+void pl__engine_set_timeout(struct pl__engine *e, int timeout_ms);
+void pl__engine_set_event_handler(struct pl__engine *e, pl__event_fn fn,
+                                  void *ud);
+const char *pl__engine_name(const struct pl__engine *e);
+void pl__engine_stats(const struct pl__engine *e, struct pl_link_stats *out);
+
+/* Queues raw bytes outside any frame (the 0x00 that opens a connection). */
+int pl__engine_send_raw(struct pl__engine *e, const void *data, size_t len);
+
+/*
+ * Queues req (its id is assigned here; the engine packs it, so the caller
+ * keeps ownership of req).  expect is the reply body the request wants.
+ * timeout_ms / retries < 0 take the defaults.  Nothing is written until
+ * the engine next handles I/O.  On failure the callback is never called.
+ * *id_out (may be NULL) receives the id, for pl__engine_cancel().
+ */
+int pl__engine_submit(struct pl__engine *e, Pl__Envelope *req,
+                      Pl__Envelope__BodyCase expect, int timeout_ms,
+                      int retries, pl__reply_fn cb, void *ud,
+                      uint32_t *id_out);
+
+/* Forgets a request without calling its callback; a late reply to it is
+ * then counted as stray.  Unknown ids are ignored. */
+void pl__engine_cancel(struct pl__engine *e, uint32_t id);
+
+/* Requests submitted and not yet completed. */
+unsigned pl__engine_outstanding(const struct pl__engine *e);
+
+/* --- driving the engine from a poll loop */
+int pl__engine_fd(const struct pl__engine *e);
+bool pl__engine_want_write(const struct pl__engine *e);
+/* Earliest request deadline (pl__now_ms() clock), or -1 if none. */
+int64_t pl__engine_next_deadline(const struct pl__engine *e);
+/*
+ * Reads what is there (mask & PL_WAIT_READABLE), writes what is queued,
+ * and expires deadlines.  Returns PL_OK, or the sticky error that killed
+ * the link (every outstanding request has then been failed with it).
+ */
+int pl__engine_handle_io(struct pl__engine *e, int mask);
+/* The sticky error of a dead link (PL_ERR_UNPLUGGED, PL_ERR_IO), or 0. */
+int pl__engine_dead(const struct pl__engine *e);
+/* Good frames received so far (lets pl_pen_poll notice activity). */
+uint64_t pl__engine_frames_in(const struct pl__engine *e);
+/* Frames with a good CRC whose Envelope would not unpack (ignored). */
+uint64_t pl__engine_bad_envelopes(const struct pl__engine *e);
+
+/* --- blocking helpers */
+
+/* Runs the engine until *done is true.  Returns PL_OK, or the sticky
+ * error if the link died (callbacks have been called by then). */
+int pl__engine_run(struct pl__engine *e, const bool *done);
+
+/* Waits up to timeout_ms (< 0: forever) for one round of input and
+ * handles it. */
+int pl__engine_poll_once(struct pl__engine *e, int timeout_ms);
+
+/*
+ * One request, blocking.  On PL_OK *reply (may be NULL) receives the reply
+ * (caller frees it with pl__envelope__free_unpacked(r, NULL)).
+ */
+int pl__engine_call(struct pl__engine *e, Pl__Envelope *req,
+                    Pl__Envelope__BodyCase expect, Pl__Envelope **reply);
+int pl__engine_call_ex(struct pl__engine *e, Pl__Envelope *req,
+                       Pl__Envelope__BodyCase expect, int timeout_ms,
+                       int retries, Pl__Envelope **reply);
+
+/* "read_session", "pong"...: the name of a body case, for messages. */
+const char *pl__body_name(Pl__Envelope__BodyCase c);
+
+#endif

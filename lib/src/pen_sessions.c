@@ -1,0 +1,427 @@
+/* Session records: listing, pipelined download, download to a file with
+ * resume and verification, archiving. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "pen.h"
+
+/* Envelope fields around a chunk's data: id, body tag and length, session
+ * id, offset, data tag and length, eof.  Generous so no pen's reply
+ * overruns its frame limit. */
+#define CHUNK_OVERHEAD 64u
+/* A pen cannot hold more; stops a pen that pages forever. */
+#define MAX_SESSIONS 1000000u
+
+/* ------------------------------------------------------------------ list */
+
+static int meta_from_wire(const struct pl_pen *pen, const Pl__SessionMeta *m,
+                          struct pl_session_info *o)
+{
+	if (m->uuid.len != 16 || m->sha256.len != 32)
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "the pen on %s listed session %u with a %zu-byte uuid "
+		                "and a %zu-byte digest (expected 16 and 32)",
+		                pl_transport_name(pen->t), m->id, m->uuid.len,
+		                m->sha256.len);
+	memset(o, 0, sizeof *o);
+	o->id = m->id;
+	memcpy(o->uuid, m->uuid.data, 16);
+	o->seq = m->seq;
+	o->size = m->size;
+	memcpy(o->sha256, m->sha256.data, 32);
+	o->start_ms = m->start_ms;
+	o->end_ms = m->end_ms;
+	o->rtc_time = m->time_source == PL__TIME_SOURCE__TIME_SOURCE_RTC;
+	o->archived = m->archived;
+	return PL_OK;
+}
+
+/* Appends one page; ids must rise so paging always ends. */
+static int add_page(struct pl_pen *pen, const Pl__SessionList *l,
+                    uint32_t *after, struct pl_session_info **arr, size_t *n,
+                    size_t *cap)
+{
+	if (l->more && !l->n_sessions)
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "the pen on %s sent an empty page of sessions that "
+		                "claims more follow",
+		                pl_transport_name(pen->t));
+	if (*n + l->n_sessions > MAX_SESSIONS)
+		return pl__fail(PL_ERR_PROTOCOL, "the pen on %s lists more than %u sessions",
+		                pl_transport_name(pen->t), MAX_SESSIONS);
+	if (*n + l->n_sessions > *cap) {
+		size_t c = *cap ? *cap : 16;
+		while (c < *n + l->n_sessions)
+			c *= 2;
+		struct pl_session_info *p = realloc(*arr, c * sizeof *p);
+		if (!p)
+			return pl__fail(PL_ERR_MEM, "out of memory listing sessions");
+		*arr = p;
+		*cap = c;
+	}
+	for (size_t i = 0; i < l->n_sessions; i++) {
+		const Pl__SessionMeta *m = l->sessions[i];
+		if ((*n || *after) && m->id <= *after)
+			return pl__fail(PL_ERR_PROTOCOL,
+			                "the pen on %s listed session %u after %u; ids must rise",
+			                pl_transport_name(pen->t), m->id, *after);
+		int rc = meta_from_wire(pen, m, &(*arr)[*n]);
+		if (rc)
+			return rc;
+		(*n)++;
+		*after = m->id;
+	}
+	return PL_OK;
+}
+
+int pl_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
+                     size_t *count)
+{
+	if (!pen || !out || !count)
+		return pl__fail(PL_ERR_ARG, "pl_list_sessions: missing argument");
+	*out = NULL;
+	*count = 0;
+	struct pl_session_info *arr = NULL;
+	size_t n = 0, cap = 0;
+	uint32_t after = 0;
+	bool more = true;
+	int rc = PL_OK;
+	while (more && !rc) {
+		Pl__ListSessions ls = PL__LIST_SESSIONS__INIT;
+		ls.start_after_id = after;
+		Pl__Envelope req = PL__ENVELOPE__INIT;
+		req.body_case = PL__ENVELOPE__BODY_LIST_SESSIONS;
+		req.list_sessions = &ls;
+		Pl__Envelope *rep = NULL;
+		rc = pl__engine_call(pen->e, &req, PL__ENVELOPE__BODY_SESSION_LIST, &rep);
+		if (rc)
+			break;
+		more = rep->session_list->more;
+		rc = add_page(pen, rep->session_list, &after, &arr, &n, &cap);
+		pl__envelope__free_unpacked(rep, NULL);
+	}
+	if (rc) {
+		free(arr);
+		return rc;
+	}
+	*out = arr;
+	*count = n;
+	return PL_OK;
+}
+
+/* ------------------------------------------------------------------ download */
+
+struct dl;
+
+/* One request of the window; slot k % window holds chunk k until it is
+ * delivered, which bounds what is held to window * chunk bytes. */
+struct slot {
+	struct dl *d;
+	uint32_t req_id; /* 0: no request outstanding */
+	uint64_t off;
+	uint32_t len;
+	Pl__Envelope *reply; /* arrived early, waiting for its turn */
+};
+
+struct dl {
+	struct pl_pen *pen;
+	const struct pl_session_info *s;
+	const struct pl_download_options *o;
+	uint32_t chunk, window;
+	uint64_t issued;    /* next offset to request */
+	uint64_t delivered; /* next offset the sink expects */
+	uint64_t first;     /* index of the chunk at `delivered` */
+	uint64_t next_k;    /* index of the chunk at `issued` */
+	struct slot *slots;
+	int err;
+	char msg[512];
+	bool done;
+};
+
+static void dl_fail(struct dl *d, int code)
+{
+	if (d->err)
+		return;
+	d->err = code;
+	snprintf(d->msg, sizeof d->msg, "%s", pl_last_error_message());
+	d->done = true;
+	for (uint32_t i = 0; i < d->window; i++) {
+		struct slot *sl = &d->slots[i];
+		if (sl->req_id)
+			pl__engine_cancel(d->pen->e, sl->req_id);
+		sl->req_id = 0;
+		if (sl->reply)
+			pl__envelope__free_unpacked(sl->reply, NULL);
+		sl->reply = NULL;
+	}
+}
+
+static bool dl_on_reply(void *ud, int status, Pl__Envelope *reply);
+
+static void dl_issue(struct dl *d)
+{
+	while (!d->err && d->issued < d->s->size && d->next_k - d->first < d->window) {
+		struct slot *sl = &d->slots[d->next_k % d->window];
+		uint64_t left = d->s->size - d->issued;
+		sl->off = d->issued;
+		sl->len = left < d->chunk ? (uint32_t)left : d->chunk;
+		Pl__ReadSession rs = PL__READ_SESSION__INIT;
+		rs.id = d->s->id;
+		rs.offset = sl->off;
+		rs.length = sl->len;
+		Pl__Envelope req = PL__ENVELOPE__INIT;
+		req.body_case = PL__ENVELOPE__BODY_READ_SESSION;
+		req.read_session = &rs;
+		int rc = pl__engine_submit(d->pen->e, &req, PL__ENVELOPE__BODY_SESSION_CHUNK,
+		                           -1, -1, dl_on_reply, sl, &sl->req_id);
+		if (rc) {
+			dl_fail(d, rc);
+			return;
+		}
+		d->issued += sl->len;
+		d->next_k++;
+	}
+}
+
+static int dl_check(const struct dl *d, const struct slot *sl,
+                    const Pl__SessionChunk *c)
+{
+	const char *port = pl_transport_name(d->pen->t);
+	if (c->id != d->s->id || c->offset != sl->off)
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "the pen on %s answered a read of record %u at offset "
+		                "%llu with record %u at offset %llu",
+		                port, d->s->id, (unsigned long long)sl->off, c->id,
+		                (unsigned long long)c->offset);
+	if (c->data.len != sl->len)
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "the pen on %s sent %zu bytes of record %u at offset "
+		                "%llu where %u were asked (the record has %llu bytes)",
+		                port, c->data.len, d->s->id, (unsigned long long)sl->off,
+		                sl->len, (unsigned long long)d->s->size);
+	if (c->eof != (sl->off + sl->len == d->s->size))
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "the pen on %s %s the end of record %u at offset %llu, "
+		                "but the listing says it has %llu bytes",
+		                port, c->eof ? "signalled" : "did not signal", d->s->id,
+		                (unsigned long long)(sl->off + sl->len),
+		                (unsigned long long)d->s->size);
+	return PL_OK;
+}
+
+/* Hands over every chunk that is next in order. */
+static void dl_deliver(struct dl *d)
+{
+	while (!d->err && d->first < d->next_k) {
+		struct slot *sl = &d->slots[d->first % d->window];
+		if (!sl->reply)
+			return;
+		const ProtobufCBinaryData *data = &sl->reply->session_chunk->data;
+		int rc = d->o->sink(d->o->ud, sl->off, data->data, data->len);
+		pl__envelope__free_unpacked(sl->reply, NULL);
+		sl->reply = NULL;
+		if (rc) {
+			if (rc > 0)
+				rc = PL_ERR_CANCELLED;
+			if (rc == PL_ERR_CANCELLED)
+				pl__fail(rc, "the download of record %u was cancelled at byte %llu",
+				         d->s->id, (unsigned long long)sl->off);
+			dl_fail(d, rc);
+			return;
+		}
+		d->delivered = sl->off + sl->len;
+		d->first++;
+		if (d->o->progress)
+			d->o->progress(d->o->ud, d->delivered, d->s->size);
+	}
+	if (d->delivered == d->s->size)
+		d->done = true;
+}
+
+static bool dl_on_reply(void *ud, int status, Pl__Envelope *reply)
+{
+	struct slot *sl = ud;
+	struct dl *d = sl->d;
+	sl->req_id = 0;
+	if (d->err)
+		return false;
+	if (status) {
+		dl_fail(d, status);
+		return false;
+	}
+	int rc = dl_check(d, sl, reply->session_chunk);
+	if (rc) {
+		dl_fail(d, rc);
+		return false;
+	}
+	/* From here the reply is ours: delivered and freed in order, or freed
+	 * by dl_fail. */
+	sl->reply = reply;
+	dl_deliver(d);
+	dl_issue(d);
+	return true;
+}
+
+int pl_download_session(struct pl_pen *pen, const struct pl_session_info *s,
+                        uint64_t offset, const struct pl_download_options *o)
+{
+	if (!pen || !s || !o || !o->sink)
+		return pl__fail(PL_ERR_ARG, "pl_download_session: missing argument");
+	if (offset > s->size)
+		return pl__fail(PL_ERR_ARG,
+		                "cannot resume record %u at byte %llu; it has only %llu bytes",
+		                s->id, (unsigned long long)offset,
+		                (unsigned long long)s->size);
+	if (offset == s->size)
+		return PL_OK;
+
+	struct dl d = {.pen = pen, .s = s, .o = o, .issued = offset, .delivered = offset};
+	uint32_t room = pen->max_frame - CHUNK_OVERHEAD;
+	d.chunk = o->chunk && o->chunk < room ? o->chunk : room;
+	/* More than the pen allows in flight would only queue inside the
+	 * engine while holding reorder memory. */
+	d.window = pl_pen_max_in_flight(pen);
+	if (o->window && o->window < d.window)
+		d.window = o->window;
+	if (!d.window)
+		d.window = 1;
+	d.slots = calloc(d.window, sizeof *d.slots);
+	if (!d.slots)
+		return pl__fail(PL_ERR_MEM, "out of memory");
+	for (uint32_t i = 0; i < d.window; i++)
+		d.slots[i].d = &d;
+
+	dl_issue(&d);
+	int rc = d.err ? PL_OK : pl__engine_run(pen->e, &d.done);
+	if (rc && !d.err)
+		dl_fail(&d, rc);
+	/* Whatever ended the download, nothing of it may stay queued: the
+	 * callbacks point into this stack frame. */
+	dl_fail(&d, PL_ERR_CANCELLED);
+	free(d.slots);
+	if (d.err == PL_ERR_CANCELLED && d.delivered == s->size)
+		return PL_OK;
+	return pl__fail(d.err, "%s", d.msg);
+}
+
+/* ------------------------------------------------------------------ to a file */
+
+struct file_sink {
+	int fd;
+	const char *path;
+	pl_progress_fn progress;
+	void *ud;
+};
+
+static int file_write(void *ud, uint64_t offset, const uint8_t *data, size_t len)
+{
+	struct file_sink *f = ud;
+	(void)offset; /* O_APPEND: the engine delivers in order */
+	while (len) {
+		ssize_t n = write(f->fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pl__fail(PL_ERR_IO,
+			                "cannot write %s: %s", f->path, strerror(errno));
+		data += n;
+		len -= (size_t)n;
+	}
+	return PL_OK;
+}
+
+static void file_progress(void *ud, uint64_t done, uint64_t total)
+{
+	struct file_sink *f = ud;
+	if (f->progress)
+		f->progress(f->ud, done, total);
+}
+
+static int open_resumable(const struct pl_session_info *s, const char *path,
+                          int *fd_out, uint64_t *have)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return pl__fail(errno == EACCES ? PL_ERR_ACCESS : PL_ERR_IO,
+		                "cannot open %s for writing: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int err = errno;
+		close(fd);
+		return pl__fail(PL_ERR_IO, "cannot stat %s: %s", path, strerror(err));
+	}
+	if ((uint64_t)st.st_size > s->size) {
+		/* Not a prefix of this record: start over. */
+		if (ftruncate(fd, 0) < 0) {
+			int err = errno;
+			close(fd);
+			return pl__fail(PL_ERR_IO, "cannot truncate %s: %s", path,
+			                strerror(err));
+		}
+		st.st_size = 0;
+	}
+	*fd_out = fd;
+	*have = (uint64_t)st.st_size;
+	return PL_OK;
+}
+
+int pl_download_session_to_file(struct pl_pen *pen,
+                                const struct pl_session_info *s,
+                                const char *path, pl_progress_fn progress,
+                                void *ud)
+{
+	if (!pen || !s || !path)
+		return pl__fail(PL_ERR_ARG, "pl_download_session_to_file: missing argument");
+	int fd = -1;
+	uint64_t have = 0;
+	int rc = open_resumable(s, path, &fd, &have);
+	if (rc)
+		return rc;
+	struct file_sink f = {.fd = fd, .path = path, .progress = progress, .ud = ud};
+	struct pl_download_options o = {.sink = file_write, .progress = file_progress, .ud = &f};
+	if (progress)
+		progress(ud, have, s->size);
+	rc = pl_download_session(pen, s, have, &o);
+	if (!rc && fsync(fd) < 0)
+		rc = pl__fail(PL_ERR_IO, "cannot flush %s to disk: %s", path, strerror(errno));
+	if (close(fd) < 0 && !rc)
+		rc = pl__fail(PL_ERR_IO, "cannot close %s: %s", path, strerror(errno));
+	if (rc)
+		return rc; /* what is there is a good prefix: keep it to resume */
+
+	/* Re-read rather than trust the bytes we wrote: this is what will
+	 * be archived, and the pen reclaims the record on our word. */
+	uint8_t digest[32];
+	rc = pl_sha256_file(path, digest);
+	if (rc)
+		return rc;
+	if (memcmp(digest, s->sha256, 32)) {
+		unlink(path);
+		return pl__fail(PL_ERR_DIGEST,
+		                "record %u downloaded but its SHA-256 does not match; "
+		                "the partial file was discarded",
+		                s->id);
+	}
+	return PL_OK;
+}
+
+/* ------------------------------------------------------------------ archive */
+
+int pl_archive_session(struct pl_pen *pen, uint32_t id, const uint8_t sha256[32])
+{
+	if (!pen || !sha256)
+		return pl__fail(PL_ERR_ARG, "pl_archive_session: missing argument");
+	Pl__ArchiveSession as = PL__ARCHIVE_SESSION__INIT;
+	as.id = id;
+	as.sha256.data = (uint8_t *)sha256;
+	as.sha256.len = 32;
+	Pl__Envelope req = PL__ENVELOPE__INIT;
+	req.body_case = PL__ENVELOPE__BODY_ARCHIVE_SESSION;
+	req.archive_session = &as;
+	return pl__engine_call(pen->e, &req, PL__ENVELOPE__BODY_ACK, NULL);
+}

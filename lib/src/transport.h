@@ -1,0 +1,48 @@
+/* Shared by libpenlink's transport backends only; not installed. */
+#ifndef PL_TRANSPORT_H
+#define PL_TRANSPORT_H
+
+#include <stdbool.h>
+
+#include "internal.h"
+
+/*
+ * The fd and libserialport backends differ only in how they open and
+ * configure a port; once they hold a descriptor, locking, waiting and
+ * unplug detection are the same, so both use these (transport_fd.c).
+ */
+
+/* Sets the "pen went away" message for name and returns PL_ERR_UNPLUGGED. */
+int pl__fail_unplugged(const char *name);
+
+/* Maps an errno from opening path to a code with a message. */
+int pl__fail_open_errno(int err, const char *path);
+
+/*
+ * Takes an exclusive flock on fd, so a second penlink program opening the
+ * same port fails with PL_ERR_PORT_BUSY instead of stealing half the bytes.
+ */
+int pl__lock_port(int fd, const char *path);
+
+/*
+ * poll()s fd for input (and for output room when want_write), handling
+ * EINTR with the remaining time recomputed.  Returns a PL_WAIT_* mask, 0 on
+ * timeout, PL_ERR_UNPLUGGED on hang-up with nothing left to read.
+ */
+int pl__fd_wait(int fd, bool want_write, int timeout_ms, const char *name);
+
+/*
+ * True for errno values a tty or socket reports once the other end is gone
+ * (USB unplug, pty master closed, socket peer closed).
+ */
+bool pl__errno_is_unplug(int err);
+
+/*
+ * t's backend context if t's read op is `read` (that is, t belongs to the
+ * calling backend), else NULL; lets a backend's extra functions (e.g.
+ * pl_transport_memory_unplug) reject handles of other backends.
+ */
+void *pl__transport_ctx(struct pl_transport *t,
+                        int (*read)(void *ctx, void *buf, size_t len));
+
+#endif

@@ -1,0 +1,303 @@
+/*
+ * File-descriptor transport: pseudo-terminals (penemu --pty), ttys that
+ * libserialport cannot drive, sockets and pipes.  Also holds the helpers the
+ * libserialport backend shares once it has a descriptor (transport.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+struct fd_ctx {
+	int fd;
+	bool own;
+	bool is_socket;
+	bool is_fifo;
+	char name[256];
+};
+
+int pl__fail_unplugged(const char *name)
+{
+	return pl__fail(PL_ERR_UNPLUGGED, "the pen on %s went away (unplugged?)",
+	                name);
+}
+
+int pl__fail_open_errno(int err, const char *path)
+{
+	switch (err) {
+	case ENOENT:
+	case ENOTDIR:
+	case ENXIO:
+	case ENODEV:
+		return pl__fail(PL_ERR_NO_PORT, "no such port: %s (is the pen plugged in?)",
+		                path);
+	case EACCES:
+	case EPERM:
+		return pl__fail(PL_ERR_ACCESS,
+		                "permission denied opening %s: add your user to the "
+		                "group that owns it (usually dialout or plugdev), "
+		                "then log in again",
+		                path);
+	case EBUSY:
+		return pl__fail(PL_ERR_PORT_BUSY, "port %s is in use by another program",
+		                path);
+	case ENOMEM:
+		return pl__fail(PL_ERR_MEM, "out of memory opening %s", path);
+	default:
+		return pl__fail(PL_ERR_IO, "cannot open %s: %s", path, strerror(err));
+	}
+}
+
+int pl__lock_port(int fd, const char *path)
+{
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK)
+			return pl__fail(PL_ERR_PORT_BUSY,
+			                "port %s is in use by another program", path);
+		return pl__fail(PL_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
+	}
+	return PL_OK;
+}
+
+bool pl__errno_is_unplug(int err)
+{
+	/* EIO: pty master closed or tty hung up; ENODEV/ENXIO: USB device gone;
+	 * EPIPE/ECONNRESET/ENOTCONN: socket or pipe peer gone. */
+	return err == EIO || err == ENODEV || err == ENXIO || err == EPIPE ||
+	       err == ECONNRESET || err == ENOTCONN;
+}
+
+int pl__fd_wait(int fd, bool want_write, int timeout_ms, const char *name)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
+	int64_t deadline = timeout_ms >= 0 ? pl__now_ms() + timeout_ms : 0;
+	int left = timeout_ms;
+	for (;;) {
+		int n = poll(&p, 1, left);
+		if (n > 0)
+			break;
+		if (n == 0)
+			return 0;
+		if (errno != EINTR)
+			return pl__fail(PL_ERR_IO, "waiting on %s failed: %s", name,
+			                strerror(errno));
+		if (timeout_ms >= 0) {
+			int64_t rest = deadline - pl__now_ms();
+			left = rest > 0 ? (int)rest : 0;
+		}
+	}
+	if (p.revents & POLLNVAL)
+		return pl__fail(PL_ERR_IO, "%s is not open", name);
+	int mask = 0;
+	if (p.revents & POLLIN)
+		mask |= PL_WAIT_READABLE;
+	/* A hang-up with input still queued is reported as readable: the
+	 * remaining bytes are delivered first, then read() reports the unplug. */
+	if (!(p.revents & POLLIN) && (p.revents & (POLLHUP | POLLERR)))
+		return pl__fail_unplugged(name);
+	if (p.revents & POLLOUT)
+		mask |= PL_WAIT_WRITABLE;
+	return mask;
+}
+
+static int fd_read(void *vctx, void *buf, size_t len)
+{
+	struct fd_ctx *c = vctx;
+	for (;;) {
+		ssize_t n = read(c->fd, buf, len);
+		if (n > 0)
+			return (int)n;
+		/* read() == 0 on a non-blocking fd is end of file: a hung-up tty
+		 * or a closed socket peer. */
+		if (n == 0)
+			return pl__fail_unplugged(c->name);
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		if (pl__errno_is_unplug(errno))
+			return pl__fail_unplugged(c->name);
+		return pl__fail(PL_ERR_IO, "reading from %s failed: %s", c->name,
+		                strerror(errno));
+	}
+}
+
+/*
+ * A write to a pipe whose reader is gone raises SIGPIPE, which would kill a
+ * program that did not ignore it.  Block it around the write and swallow
+ * the one this write caused, leaving any other pending SIGPIPE alone.
+ */
+static ssize_t write_fifo(int fd, const void *buf, size_t len)
+{
+	sigset_t pipe_set, old, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	if (pthread_sigmask(SIG_BLOCK, &pipe_set, &old) != 0)
+		return write(fd, buf, len);
+	sigpending(&pending);
+	bool was_pending = sigismember(&pending, SIGPIPE);
+	ssize_t n = write(fd, buf, len);
+	int err = errno;
+	if (n < 0 && err == EPIPE && !was_pending) {
+		struct timespec zero = {0, 0};
+		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = err;
+	return n;
+}
+
+static int fd_write(void *vctx, const void *buf, size_t len)
+{
+	struct fd_ctx *c = vctx;
+	for (;;) {
+		ssize_t n;
+		if (c->is_socket)
+			n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		else if (c->is_fifo)
+			n = write_fifo(c->fd, buf, len);
+		else
+			n = write(c->fd, buf, len);
+		if (n >= 0)
+			return (int)n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		if (pl__errno_is_unplug(errno))
+			return pl__fail_unplugged(c->name);
+		return pl__fail(PL_ERR_IO, "writing to %s failed: %s", c->name,
+		                strerror(errno));
+	}
+}
+
+static int fd_wait(void *vctx, bool want_write, int timeout_ms)
+{
+	struct fd_ctx *c = vctx;
+	return pl__fd_wait(c->fd, want_write, timeout_ms, c->name);
+}
+
+static int fd_fd(void *vctx)
+{
+	return ((struct fd_ctx *)vctx)->fd;
+}
+
+static void fd_close(void *vctx)
+{
+	struct fd_ctx *c = vctx;
+	if (c->own)
+		close(c->fd); /* also drops the flock */
+	free(c);
+}
+
+static const struct pl_transport_ops fd_ops = {
+	.read = fd_read,
+	.write = fd_write,
+	.wait = fd_wait,
+	.fd = fd_fd,
+	.close = fd_close,
+};
+
+/* Wraps fd; on failure fd is left to the caller. */
+static int wrap_fd(int fd, bool own, const char *name, struct pl_transport **out)
+{
+	struct fd_ctx *c = calloc(1, sizeof *c);
+	if (!c)
+		return pl__fail(PL_ERR_MEM, "out of memory opening %s", name);
+	struct stat st;
+	if (fstat(fd, &st) == 0) {
+		c->is_socket = S_ISSOCK(st.st_mode);
+		c->is_fifo = S_ISFIFO(st.st_mode);
+	}
+	c->fd = fd;
+	c->own = own;
+	snprintf(c->name, sizeof c->name, "%s", name);
+	int rc = pl_transport_new(&fd_ops, c, c->name, out);
+	if (rc != PL_OK)
+		free(c);
+	return rc;
+}
+
+int pl_transport_from_fd(int fd, bool own, struct pl_transport **out)
+{
+	if (!out)
+		return pl__fail(PL_ERR_ARG, "pl_transport_from_fd: out is NULL");
+	*out = NULL;
+	int flags = fcntl(fd, F_GETFL);
+	if (fd < 0 || flags < 0)
+		return pl__fail(PL_ERR_ARG, "descriptor %d is not open", fd);
+	/* Every backend is non-blocking; waiting is pl_transport_wait's job. */
+	if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+		return pl__fail(PL_ERR_IO, "cannot make descriptor %d non-blocking: %s",
+		                fd, strerror(errno));
+	char name[32];
+	snprintf(name, sizeof name, "fd %d", fd);
+	return wrap_fd(fd, own, name, out);
+}
+
+/* Raw 8-bit bytes: no echo, no CR/LF translation, no signals from ^C. */
+static int make_raw(int fd, const char *path)
+{
+	struct termios tio;
+	if (tcgetattr(fd, &tio) != 0)
+		return pl__fail(PL_ERR_IO, "cannot read the settings of %s: %s", path,
+		                strerror(errno));
+	cfmakeraw(&tio);
+	tio.c_cflag |= CLOCAL | CREAD;
+	/* VMIN 1 keeps read() returning EAGAIN (not 0) when idle, so 0 can only
+	 * mean a hang-up. */
+	tio.c_cc[VMIN] = 1;
+	tio.c_cc[VTIME] = 0;
+	/* CDC-ACM ignores the rate; a real UART wants one. */
+	cfsetispeed(&tio, B115200);
+	cfsetospeed(&tio, B115200);
+	if (tcsetattr(fd, TCSANOW, &tio) != 0)
+		return pl__fail(PL_ERR_IO, "cannot put %s in raw mode: %s", path,
+		                strerror(errno));
+	return PL_OK;
+}
+
+int pl_transport_open_tty(const char *path, struct pl_transport **out)
+{
+	if (!out)
+		return pl__fail(PL_ERR_ARG, "pl_transport_open_tty: out is NULL");
+	*out = NULL;
+	if (!path || !*path)
+		return pl__fail(PL_ERR_ARG, "no port given");
+
+	int fd;
+	do
+		fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		return pl__fail_open_errno(errno, path);
+
+	/* flock, not TIOCEXCL: the exclusive flag outlives our close on a pty
+	 * (it stays until the master closes), which would lock out the next
+	 * penctl run for good; root ignores it anyway. */
+	int rc = pl__lock_port(fd, path);
+	if (rc == PL_OK && isatty(fd)) {
+		rc = make_raw(fd, path);
+		/* Bytes that arrived before raw mode was set may be mangled. */
+		if (rc == PL_OK)
+			(void)tcflush(fd, TCIFLUSH);
+	}
+	if (rc == PL_OK)
+		rc = wrap_fd(fd, true, path, out);
+	if (rc != PL_OK)
+		close(fd);
+	return rc;
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what penlink needs to build and test on Debian 12, skipping what is
+# already there so repeated runs are quick and need no network.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  libusb-1.0-0-dev libserialport-dev
+  libprotobuf-c-dev protobuf-c-compiler
+  libjson-c-dev libssl-dev zlib1g-dev libsqlite3-dev libinih-dev
+  libcmocka-dev
+  jq valgrind util-linux procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "penlink: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,64 @@
+# Shared by the integration tests.  Source it; it sets up a temporary folder,
+# starts and stops virtual pens, and gives assertions that print what differed.
+set -uo pipefail
+
+: "${PENCTL:?PENCTL must point at the penctl binary}"
+: "${PENEMU:?PENEMU must point at the penemu binary}"
+read -r -a WRAP <<<"${PL_TEST_WRAPPER:-}"
+
+T=$(mktemp -d -t penlink-it.XXXXXX)
+EMU_PIDS=()
+cleanup() {
+  local p
+  for p in "${EMU_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+CHECKS=0
+fail() { echo "FAIL: $*" >&2; [ -n "${OUT+x}" ] && printf 'stdout:\n%s\nstderr:\n%s\n' "$OUT" "$ERR" >&2; exit 1; }
+ok() { CHECKS=$((CHECKS + 1)); echo "ok $CHECKS - $*"; }
+done_testing() { echo "$CHECKS passed, 0 failed"; }
+
+# start_emu NAME [penemu args...]: starts a virtual pen; sets EMU_PORT, EMU_PID.
+start_emu() {
+  local name=$1; shift
+  "${WRAP[@]}" "$PENEMU" --pty "$@" >"$T/$name.out" 2>"$T/$name.err" &
+  EMU_PID=$!
+  EMU_PIDS+=("$EMU_PID")
+  local i
+  for i in $(seq 600); do
+    [ -s "$T/$name.out" ] && break
+    kill -0 "$EMU_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  EMU_PORT=$(head -n1 "$T/$name.out")
+  [ -n "$EMU_PORT" ] || { cat "$T/$name.err" >&2; fail "penemu $name did not print its port"; }
+}
+
+# stop_emu PID: SIGTERM and wait (penemu must exit cleanly: status 0).
+stop_emu() {
+  kill "$1" 2>/dev/null
+  wait "$1"
+}
+
+# run ARGS...: runs penctl, capturing OUT, ERR and RC without aborting.
+run() {
+  OUT=$("${WRAP[@]}" "$PENCTL" "$@" 2>"$T/stderr")
+  RC=$?
+  ERR=$(cat "$T/stderr")
+}
+
+# expect RC ARGS...: run and require that exit status.
+expect() {
+  local want=$1; shift
+  run "$@"
+  [ "$RC" -eq "$want" ] || fail "penctl $* exited $RC, expected $want"
+}
+
+assert_eq() { [ "$1" == "$2" ] || fail "$3: got '$1', expected '$2'"; ok "$3"; }
+assert_contains() {
+  case "$1" in *"$2"*) ok "$3" ;; *) fail "$3: '$2' not found in: $1" ;; esac
+}
+# jqo FILTER: evaluate on the last stdout (JSON), failing if it is not JSON.
+jqo() { jq -r "$1" <<<"$OUT" || fail "jq '$1' on: $OUT"; }
