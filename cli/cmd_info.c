@@ -146,8 +146,8 @@ static void info_human(const char *serial, const struct pl_device_info *in,
 	    st->dropped_crc, st->dropped_oversize, st->dropped_short,
 	    st->dropped_cobs, st->dropped_version);
 	ROW("requests", "%" PRIu64 " timeouts, %" PRIu64 " retries, %" PRIu64
-	    " stray replies",
-	    st->timeouts, st->retries, st->stray_replies);
+	    " stray replies, %" PRIu64 " undecodable",
+	    st->timeouts, st->retries, st->stray_replies, st->bad_envelopes);
 #undef ROW
 	table_print(t, stdout, "");
 	table_free(t);

@@ -184,6 +184,9 @@ static int load_file(struct ctl *c, const char *path, struct pl_preset_set *out)
 			return ctl_fail_code(c, PL_ERR_PARSE,
 			                     "%s: larger than %u bytes; not a preset file",
 			                     path, PRESET_FILE_MAX);
+		if (errno == EISDIR)
+			return ctl_fail_code(c, PL_ERR_PARSE,
+			                     "%s: a directory, not a preset file", path);
 		return ctl_fail_errno(c, errno, "%s", path);
 	}
 	int rc = pl_preset_set_from_json(text, out);
@@ -231,6 +234,7 @@ static int preset_push(struct ctl *c, struct opt_iter *it)
 {
 	struct push_args a;
 	memset(&a, 0, sizeof a);
+	a.p.area = PL_AREA_OTHER; /* --area is optional, as in preset files */
 	int rc = parse_push(c, it, &a);
 	if (rc != PX_OK)
 		return rc;

@@ -1,6 +1,7 @@
 /* penctl sessions list | pull | show */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,117 +378,18 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 
 /* ------------------------------------------------------------------ show */
 
-/* The record JSON's shape belongs to the library: today
- * telemetry.samples is columnar ({"depth_um": [...], "current_ma": [...]})
- * beside telemetry.interval_us.  Find "samples" wherever it sits and accept
- * columns or an array of objects, so a change there degrades gracefully. */
-static json_object *find_samples(json_object *o, int depth,
-                                 json_object **parent)
+static void print_samples(const struct pl_record *r)
 {
-	if (!o || !json_object_is_type(o, json_type_object) || depth > 2)
-		return NULL;
-	json_object *a;
-	if (json_object_object_get_ex(o, "samples", &a) &&
-	    (json_object_is_type(a, json_type_array) ||
-	     json_object_is_type(a, json_type_object))) {
-		*parent = o;
-		return a;
-	}
-	json_object_object_foreach(o, key, val)
-	{
-		(void)key;
-		json_object *r = find_samples(val, depth + 1, parent);
-		if (r)
-			return r;
-	}
-	return NULL;
-}
-
-#define MAX_SAMPLE_COLS 8
-
-static void print_columns(json_object *cols, int64_t interval_us)
-{
-	const char *name[MAX_SAMPLE_COLS];
-	json_object *col[MAX_SAMPLE_COLS];
-	size_t ncol = 0, rows = SIZE_MAX;
-	json_object_object_foreach(cols, k, v)
-	{
-		if (ncol == MAX_SAMPLE_COLS || !json_object_is_type(v, json_type_array))
-			continue;
-		name[ncol] = k;
-		col[ncol++] = v;
-		size_t n = json_object_array_length(v);
-		if (n < rows)
-			rows = n;
-	}
-	if (ncol == 0)
-		rows = 0;
-	printf("\ntelemetry samples: %zu\n", rows);
-	if (!rows)
+	struct pl_telemetry t;
+	pl_record_telemetry(r, &t);
+	printf("\ntelemetry samples: %zu\n", t.count);
+	if (!t.count)
 		return;
-	if (interval_us > 0)
-		printf("%12s", "t_ms");
-	for (size_t i = 0; i < ncol; i++)
-		printf("%12s", name[i]);
-	putchar('\n');
-	for (size_t r = 0; r < rows; r++) {
-		if (interval_us > 0)
-			printf("%12.3f", (double)r * (double)interval_us / 1000.0);
-		for (size_t i = 0; i < ncol; i++)
-			printf("%12s",
-			       json_object_get_string(json_object_array_get_idx(col[i], r)));
-		putchar('\n');
-	}
-}
-
-static void print_rows(json_object *a)
-{
-	size_t n = json_object_array_length(a);
-	printf("\ntelemetry samples: %zu\n", n);
-	for (size_t i = 0; i < n; i++) {
-		json_object *s = json_object_array_get_idx(a, i);
-		if (!json_object_is_type(s, json_type_object)) {
-			printf("%s\n", json_object_to_json_string_ext(
-			                   s, JSON_C_TO_STRING_PLAIN));
-			continue;
-		}
-		if (i == 0) {
-			json_object_object_foreach(s, k, val)
-			{
-				(void)val;
-				printf("%12s", k);
-			}
-			putchar('\n');
-		}
-		json_object_object_foreach(s, k, val)
-		{
-			(void)k;
-			printf("%12s", json_object_get_string(val));
-		}
-		putchar('\n');
-	}
-}
-
-static int print_samples(struct ctl *c, const struct pl_record *r)
-{
-	char *text = pl_record_to_json(r, true);
-	if (!text)
-		return ctl_fail_pl(c, PL_ERR_MEM);
-	json_object *doc = json_tokener_parse(text);
-	free(text);
-	json_object *parent = NULL, *iv = NULL;
-	json_object *a = find_samples(doc, 0, &parent);
-	int64_t interval_us = 0;
-	if (parent && json_object_object_get_ex(parent, "interval_us", &iv))
-		interval_us = json_object_get_int64(iv);
-	if (!a)
-		printf("\ntelemetry samples: 0\n");
-	else if (json_object_is_type(a, json_type_object))
-		print_columns(a, interval_us);
-	else
-		print_rows(a);
-	json_object_put(doc);
-	return PX_OK;
+	printf("%12s%12s%12s%12s\n", "t_ms", "depth_um", "current_ma", "battery_mv");
+	for (size_t i = 0; i < t.count; i++)
+		printf("%12.3f%12" PRIu32 "%12" PRIu32 "%12" PRIu32 "\n",
+		       (double)i * t.interval_us / 1000.0, t.depth_um[i],
+		       t.current_ma[i], t.battery_mv[i]);
 }
 
 static int sessions_show(struct ctl *c, struct opt_iter *it)
@@ -536,7 +438,7 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 		if (e != PL_OK)
 			rc = ctl_fail_pl(c, e);
 		else if (samples)
-			rc = print_samples(c, r);
+			print_samples(r);
 	}
 	pl_record_free(r);
 	return rc;

@@ -288,6 +288,7 @@ json_object *json_link_stats(const struct pl_link_stats *st)
 	F(timeouts);
 	F(retries);
 	F(stray_replies);
+	F(bad_envelopes);
 #undef F
 	return o;
 }

@@ -205,6 +205,7 @@ struct pl_link_stats {
 	uint64_t dropped_crc, dropped_oversize, dropped_short, dropped_cobs,
 	    dropped_version;
 	uint64_t timeouts, retries, stray_replies;
+	uint64_t bad_envelopes;   /* frames intact but not a decodable Envelope */
 };
 void pl_pen_link_stats(const struct pl_pen *pen, struct pl_link_stats *out);
 
@@ -331,7 +332,7 @@ int pl_put_presets_unchecked(struct pl_pen *pen,
  *   {"presets": [{"id": 1, "name": "Forehead fine", "depth_mm": 0.5,
  *                 "speed": 3, "area": "forehead", "needles": 12,
  *                 "max_duration_s": 600}, ...]}
- * "area", "needles" and "max_duration_s" are optional.  Errors name the
+ * "area" (default "other"), "needles" and "max_duration_s" are optional.  Errors name the
  * place: "presets[2].depth_mm: expected a number".  revision is left 0.
  */
 int pl_preset_set_from_json(const char *text, struct pl_preset_set *out);
@@ -466,6 +467,17 @@ void pl_record_uuid(const struct pl_record *r, uint8_t out[16]);
 int64_t pl_record_start_ms(const struct pl_record *r);
 int64_t pl_record_end_ms(const struct pl_record *r);
 bool pl_record_rtc_time(const struct pl_record *r);
+
+/* Telemetry samples, taken every interval_us from the start: three arrays
+ * of *count values each, owned by r (valid until pl_record_free). */
+struct pl_telemetry {
+	uint32_t interval_us;
+	size_t count;
+	const uint32_t *depth_um;
+	const uint32_t *current_ma;
+	const uint32_t *battery_mv;
+};
+void pl_record_telemetry(const struct pl_record *r, struct pl_telemetry *out);
 
 /* ------------------------------------------------------------------ helpers */
 

@@ -502,11 +502,6 @@ uint64_t pl__engine_frames_in(const struct pl__engine *e)
 	return e->dec.stats.frames;
 }
 
-uint64_t pl__engine_bad_envelopes(const struct pl__engine *e)
-{
-	return e->bad_envelopes;
-}
-
 int pl__engine_handle_io(struct pl__engine *e, int mask)
 {
 	if (e->dead)
@@ -704,4 +699,5 @@ void pl__engine_stats(const struct pl__engine *e, struct pl_link_stats *out)
 	out->dropped_short = e->dec.stats.dropped[PL_FRAME_DROP_SHORT];
 	out->dropped_cobs = e->dec.stats.dropped[PL_FRAME_DROP_COBS];
 	out->dropped_version = e->dec.stats.dropped[PL_FRAME_DROP_VERSION];
+	out->bad_envelopes = e->bad_envelopes;
 }

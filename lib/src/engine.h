@@ -96,8 +96,6 @@ int pl__engine_handle_io(struct pl__engine *e, int mask);
 int pl__engine_dead(const struct pl__engine *e);
 /* Good frames received so far (lets pl_pen_poll notice activity). */
 uint64_t pl__engine_frames_in(const struct pl__engine *e);
-/* Frames with a good CRC whose Envelope would not unpack (ignored). */
-uint64_t pl__engine_bad_envelopes(const struct pl__engine *e);
 
 /* --- blocking helpers */
 

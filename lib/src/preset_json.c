@@ -186,6 +186,8 @@ static int parse_preset(struct json_object *o, size_t idx, struct pl_preset *p)
 		return pl__fail(PL_ERR_PARSE, "%s: expected an object, got %s", base,
 		                type_word(o));
 	memset(p, 0, sizeof *p);
+	/* "area" is optional in files; a preset without one is "other". */
+	p->area = PL_AREA_OTHER;
 	unsigned seen = 0;
 	int rc = PL_OK;
 	json_object_object_foreach(o, key, v) {

@@ -309,6 +309,20 @@ bool pl_record_rtc_time(const struct pl_record *r)
 	return r && r->rec->time_source == PL__TIME_SOURCE__TIME_SOURCE_RTC;
 }
 
+void pl_record_telemetry(const struct pl_record *r, struct pl_telemetry *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!r || !r->rec->telemetry)
+		return;
+	const Pl__Telemetry *t = r->rec->telemetry;
+	/* pl_record_parse refused records whose arrays differ in length. */
+	out->interval_us = t->interval_us;
+	out->count = telemetry_count(r->rec);
+	out->depth_um = t->depth_um;
+	out->current_ma = t->current_ma;
+	out->battery_mv = t->battery_mv;
+}
+
 /* ------------------------------------------------------------------ shared */
 
 /* Absent sub-messages read as their defaults, as protobuf defines. */
@@ -432,6 +446,17 @@ static const char *fmt_span(char buf[32], uint64_t ms)
 	return buf;
 }
 
+/* Whole seconds as h:mm:ss, or mm:ss under an hour. */
+static const char *fmt_secs(char buf[32], uint64_t s)
+{
+	if (s >= 3600)
+		snprintf(buf, 32, "%" PRIu64 ":%02u:%02u", s / 3600,
+		         (unsigned)(s / 60 % 60), (unsigned)(s % 60));
+	else
+		snprintf(buf, 32, "%02u:%02u", (unsigned)(s / 60), (unsigned)(s % 60));
+	return buf;
+}
+
 static const char *area_text(char buf[24], int area)
 {
 	const char *n = area == PL_AREA_UNSPECIFIED
@@ -443,37 +468,41 @@ static const char *area_text(char buf[24], int area)
 	return buf;
 }
 
-static void print_event_value(FILE *out, const Pl__Event *ev)
+/* The event's value with its unit, "" for kinds that carry none. */
+static const char *event_value(char buf[32], const Pl__Event *ev)
 {
-	char buf[24];
+	char mm[24];
 
+	buf[0] = '\0';
 	switch (ev->kind) {
 	case PL__EVENT_KIND__EVENT_KIND_DEPTH_CHANGE:
-		fprintf(out, "%s mm", ev->value < 0 ? "?" : pl__fmt_mm(buf, (uint32_t)ev->value));
+		snprintf(buf, 32, "%s mm",
+		         ev->value < 0 ? "?" : pl__fmt_mm(mm, (uint32_t)ev->value));
 		break;
 	case PL__EVENT_KIND__EVENT_KIND_SPEED_CHANGE:
-		fprintf(out, "level %" PRId32, ev->value);
+		snprintf(buf, 32, "level %" PRId32, ev->value);
 		break;
 	case PL__EVENT_KIND__EVENT_KIND_AREA_CHANGE:
-		fputs(area_text(buf, ev->value), out);
+		snprintf(buf, 32, "%s", area_text(mm, ev->value));
 		break;
 	case PL__EVENT_KIND__EVENT_KIND_CARTRIDGE_IN:
 		if (ev->value == 0)
-			fputs("nano", out);
+			snprintf(buf, 32, "nano");
 		else
-			fprintf(out, "%" PRId32 " needles", ev->value);
+			snprintf(buf, 32, "%" PRId32 " needles", ev->value);
 		break;
 	case PL__EVENT_KIND__EVENT_KIND_BATTERY_LOW:
-		fprintf(out, "%" PRId32 " mV", ev->value);
+		snprintf(buf, 32, "%" PRId32 " mV", ev->value);
 		break;
 	case PL__EVENT_KIND__EVENT_KIND_ERROR:
-		fprintf(out, "code %" PRId32, ev->value);
+		snprintf(buf, 32, "code %" PRId32, ev->value);
 		break;
 	default:
 		if (ev->value != 0)
-			fprintf(out, "%" PRId32, ev->value);
+			snprintf(buf, 32, "%" PRId32, ev->value);
 		break;
 	}
+	return buf;
 }
 
 /* Text from the pen, printed without control characters. */
@@ -526,8 +555,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	else
 		fputs("  needles      nano\n", out);
 	if (p->max_duration_s)
-		fprintf(out, "  time limit   %s\n",
-		        fmt_span(b2, (uint64_t)p->max_duration_s * 1000u));
+		fprintf(out, "  time limit   %s\n", fmt_secs(b2, p->max_duration_s));
 	else
 		fputs("  time limit   none\n", out);
 
@@ -550,8 +578,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	}
 
 	fputs("\nSummary\n", out);
-	fprintf(out, "  run time     %s\n",
-	        fmt_span(b2, (uint64_t)s->run_time_s * 1000u));
+	fprintf(out, "  run time     %s\n", fmt_secs(b2, s->run_time_s));
 	fprintf(out, "  strokes      %" PRIu64 "\n", s->strokes);
 	fprintf(out, "  max depth    %s mm\n", pl__fmt_mm(mm, s->max_depth_um));
 	fprintf(out, "  errors       %" PRIu32 "\n", s->errors);
@@ -559,7 +586,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	fprintf(out, "\nEvents (%zu)\n", rec->n_events);
 	for (size_t i = 0; i < rec->n_events; i++) {
 		const Pl__Event *ev = rec->events[i];
-		char label[32];
+		char label[32], when[32], value[32];
 
 		if (event_kind_name(label, ev->kind)) {
 			for (char *q = label; *q; q++)
@@ -568,9 +595,15 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 		} else {
 			snprintf(label, sizeof label, "kind %d", (int)ev->kind);
 		}
-		fprintf(out, "  %s  %-14s ", fmt_span(b2, ev->offset_ms), label);
-		print_event_value(out, ev);
-		fputc('\n', out);
+		/* Offsets as mm:ss.mmm, minutes running past 59. */
+		snprintf(when, sizeof when, "%02" PRIu32 ":%02" PRIu32 ".%03" PRIu32,
+		         ev->offset_ms / 60000u, ev->offset_ms / 1000u % 60u,
+		         ev->offset_ms % 1000u);
+		event_value(value, ev);
+		if (value[0])
+			fprintf(out, "  %9s  %-14s %s\n", when, label, value);
+		else
+			fprintf(out, "  %9s  %s\n", when, label);
 	}
 
 	fputs("\nTelemetry\n", out);

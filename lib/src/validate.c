@@ -136,6 +136,11 @@ int pl_validate_preset(const struct pl_device_info *limits,
 	char w[64];
 	who(w, sizeof w, p);
 	int rc = check_name(p, w);
+	/* The pen refuses "unspecified" too: every treatment record names its
+	 * area, and "other" exists for the ones the list does not cover. */
+	if (!rc && p->area == PL_AREA_UNSPECIFIED)
+		rc = pl__fail(PL_ERR_VALIDATION, "%s: no treatment area set "
+		              "(use \"other\" if none of the named areas fits)", w);
 	if (!rc && ((int)p->area < 0 || p->area >= PL_AREA_COUNT))
 		rc = pl__fail(PL_ERR_VALIDATION, "%s: unknown area %d", w, (int)p->area);
 	if (!rc)

@@ -4,7 +4,11 @@
  *
  * Raw: a child process writes the same number of bytes into a pty master in
  * frame-sized writes while this process reads the slave, the direction a
- * download takes (penemu writes the master, the host reads the slave).
+ * download takes (penemu writes the master, the host reads the slave).  It
+ * is measured twice per round, with blocking reads and with poll() +
+ * non-blocking reads (how an event loop reads), and the faster counts: in a
+ * VM the cost of waking a halted CPU swings the blocking figure widely, and
+ * the reference must be the best the pty can do, not the worst.
  * Download: libpenlink pulls one record of the same size from penemu.
  * Rounds alternate so both see the same machine load; the best of each is
  * compared.
@@ -17,13 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "emu.h"
 
-static double raw_pty_mb_s(size_t total, size_t write_size)
+static double raw_pty_mb_s(size_t total, size_t write_size, bool use_poll)
 {
 	int master = posix_openpt(O_RDWR | O_NOCTTY);
 	if (master < 0 || grantpt(master) || unlockpt(master)) {
@@ -55,9 +61,15 @@ static double raw_pty_mb_s(size_t total, size_t write_size)
 	}
 	static char rbuf[65536];
 	size_t got = 0;
+	if (use_poll)
+		fcntl(slave, F_SETFL, fcntl(slave, F_GETFL) | O_NONBLOCK);
 	while (got < total) {
+		if (use_poll) {
+			struct pollfd p = {.fd = slave, .events = POLLIN};
+			poll(&p, 1, -1);
+		}
 		ssize_t r = read(slave, rbuf, sizeof rbuf);
-		if (r < 0 && errno == EINTR)
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (r <= 0) {
 			perror("read pty");
@@ -125,7 +137,10 @@ int main(int argc, char **argv)
 	double best_raw = 0, best_dl = 0;
 	printf("round  raw pty MB/s  download MB/s\n");
 	for (int r = 0; r < rounds; r++) {
-		double raw = raw_pty_mb_s(total, frame);
+		double raw = raw_pty_mb_s(total, frame, false);
+		double raw_poll = raw_pty_mb_s(total, frame, true);
+		if (raw_poll > raw)
+			raw = raw_poll;
 		struct count_sink c = {0};
 		struct pl_download_options o = {.sink = count, .ud = &c};
 		long long t0 = emu_now_ns();

@@ -34,6 +34,11 @@ assert_eq "$(jqo '.presets | length')" "3" "flag push keeps the other presets"
 assert_eq "$(jqo '.presets[] | select(.id == 2) | .name')" "Cheek" "flag push replaced preset 2"
 assert_eq "$(jqo '.presets[] | select(.id == 2) | .depth_mm')" "1" "flag push depth"
 
+# Without --area (flags) or "area" (file) a preset's area is "other", which
+# the pen accepts; it refuses an unset area on its own.
+expect 0 "${P[@]}" --json preset push --id 4 --name "No area" --depth 0.5 --speed 2
+assert_eq "$(jqo '.presets[] | select(.id == 4) | .area')" "other" "a preset without an area is 'other'"
+
 # Persistence: restart the pen on the same flash.
 stop_emu "$EMU_PID"
 start_emu pen2 --flash "$T/pen.flash"

@@ -60,7 +60,8 @@ static void test_exact_depths(void **state)
 	assert_int_equal(s.presets[5].depth_um, 250);
 	assert_string_equal(s.presets[0].name, "Fine");
 	assert_int_equal(s.presets[0].speed_level, 3);
-	assert_int_equal(s.presets[0].area, PL_AREA_UNSPECIFIED);
+	/* No "area" in the file: the documented default. */
+	assert_int_equal(s.presets[0].area, PL_AREA_OTHER);
 	assert_int_equal(s.presets[1].area, PL_AREA_CHEEK);
 	assert_int_equal(s.presets[2].area, PL_AREA_BODY_SCAR);
 	assert_int_equal(s.presets[2].max_duration_s, 900);
@@ -90,7 +91,8 @@ static void test_round_trip(void **state)
 	                                  .depth_um = 2000, .speed_level = 1,
 	                                  .area = PL_AREA_DECOLLETE};
 	s.presets[2] = (struct pl_preset){.id = 64, .name = "a/b\\c", .depth_um = 10000,
-	                                  .speed_level = 16, .needle_count = 42};
+	                                  .speed_level = 16, .area = PL_AREA_OTHER,
+	                                  .needle_count = 42};
 	char *text = pl_preset_set_to_json(&s);
 	assert_non_null(text);
 	assert_non_null(strstr(text, "\"depth_mm\": 0.125"));

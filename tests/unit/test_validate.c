@@ -176,8 +176,9 @@ static void test_area(void **state)
 	struct pl_preset p = preset(500, 1);
 	p.area = PL_AREA_OTHER;
 	expect_ok(&p);
+	/* The pen refuses an unset area, so the host does too. */
 	p.area = PL_AREA_UNSPECIFIED;
-	expect_ok(&p);
+	expect_refused(&p, "preset 2 \"Cheek\": no treatment area set");
 	p.area = (enum pl_area)99;
 	expect_refused(&p, "preset 2 \"Cheek\": unknown area 99");
 	p.area = PL_AREA_COUNT;

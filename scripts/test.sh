@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test tier this machine
+# supports:
+#   1. unit + integration tests (ctest);
+#   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. the same suite under valgrind memcheck (leaks are errors);
+#   4. the benchmarks, which print their figures (ratios against targets).
+# Exits non-zero if any tier fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh || exit 1
+
+passed=0
+failed=0
+tier() {
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1)); echo "=== $name: passed"
+  else
+    failed=$((failed + 1)); echo "=== $name: FAILED"
+  fi
+}
+
+bash scripts/build.sh build || exit 1
+tier "unit and integration tests" ctest --test-dir build --output-on-failure -j2
+
+bash scripts/build.sh build-asan -DPENLINK_SANITIZE=ON || exit 1
+tier "ASan + UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j2
+
+tier "valgrind memcheck" env \
+  PL_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-fds=no" \
+  ctest --test-dir build --output-on-failure -j2
+
+tier "benchmarks" bash tests/bench/run.sh build
+
+echo "test tiers: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
