@@ -1,5 +1,5 @@
 /* penctl's exit codes: part of its documented interface (penctl --help,
- * cli/USAGE.md), so scripts can branch on them.  Never renumber. */
+ * README.md), so scripts can branch on them.  Never renumber. */
 #ifndef PENCTL_EXIT_CODES_H
 #define PENCTL_EXIT_CODES_H
 

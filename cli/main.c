@@ -16,7 +16,7 @@ static const char help_text[] =
 "Global options (accepted before or after the command):\n"
 "  -p, --port PATH      the pen's serial port, e.g. /dev/ttyACM0 or a pty\n"
 "  -s, --serial SERIAL  refuse to act unless the pen has this serial number\n"
-"  --json               print one JSON document on stdout (see cli/USAGE.md)\n"
+"  --json               print one JSON document on stdout (see README.md)\n"
 "  --timeout MS         per-request timeout in milliseconds (default 1000)\n"
 "  --dump-frames        print every frame in (<), out (>) and dropped (!)\n"
 "                       to stderr, decoded, with timestamps\n"
