@@ -425,10 +425,9 @@ static int do_read(struct pl__engine *e)
 		e->in_dispatch = true;
 		pl_frame_decoder_feed(&e->dec, e->rx, (size_t)n);
 		e->in_dispatch = false;
-		/* A short read means the line is drained; asking again would only
-		 * cost a syscall that says so. */
-		if (n < RX_CHUNK)
-			break;
+		/* Keep reading after a short read: a pty hands out at most its
+		 * 4 KiB line-discipline buffer per read(), so "short" does not
+		 * mean drained, and another read is cheaper than a poll(). */
 	}
 	return e->dead;
 }
