@@ -33,10 +33,15 @@ echo; echo "== presets"
 penctl preset list
 echo; echo "== sessions on the pen"
 penctl sessions list
+penctl --json sessions list >"$work/list.json"
 echo; echo "== download every session into $work/archive"
 penctl sessions pull --out "$work/archive"
-echo; echo "== verify: SHA-256 of the files against what the pen advertised"
-(cd "$work/archive" && sha256sum ./*.plrec)
+echo; echo "== verify: SHA-256 of each stored file against the digest the pen advertised"
+for uuid in $(jq -r '.sessions[].uuid' "$work/list.json"); do
+  want=$(jq -r ".sessions[] | select(.uuid == \"$uuid\") | .sha256" "$work/list.json")
+  got=$(sha256sum "$work"/archive/*"$uuid".plrec | cut -d' ' -f1)
+  if [ "$got" = "$want" ]; then echo "ok  $uuid  $got"; else echo "MISMATCH $uuid: $got != $want"; exit 1; fi
+done
 echo; echo "== a second pull finds nothing new"
 penctl sessions pull --out "$work/archive"
 echo; echo "== the first record, decoded"

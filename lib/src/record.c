@@ -491,6 +491,10 @@ static const char *event_value(char buf[32], const Pl__Event *ev)
 		else
 			snprintf(buf, 32, "%" PRId32 " needles", ev->value);
 		break;
+	case PL__EVENT_KIND__EVENT_KIND_START:
+		if (ev->value != 0)
+			snprintf(buf, 32, "preset %" PRId32, ev->value);
+		break;
 	case PL__EVENT_KIND__EVENT_KIND_BATTERY_LOW:
 		snprintf(buf, 32, "%" PRId32 " mV", ev->value);
 		break;
