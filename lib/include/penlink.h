@@ -443,6 +443,71 @@ int pl_trace_subscribe(struct pl_pen *pen, bool enable, uint32_t level);
  */
 int pl_pen_poll(struct pl_pen *pen, int timeout_ms);
 
+/* ------------------------------------------------------------------ asynchronous use
+ *
+ * For programs with their own event loop (penlinkd), as in libusb: every
+ * blocking call above is this asynchronous core plus a loop that waits.
+ *
+ * Driving a pen from a poll()/epoll loop:
+ *   - watch pl_pen_fd() for input, and for output while pl_pen_want_write();
+ *   - sleep no longer than pl_pen_next_timeout();
+ *   - call pl_pen_handle_events() with what the loop saw (PL_WAIT_* mask,
+ *     0 when only the timeout passed).
+ * Completion callbacks run inside pl_pen_handle_events() (or inside
+ * pl_pen_open_async() never: it only queues).  A callback may start further
+ * asynchronous calls on the same pen; it must not call blocking ones.
+ * Output pointers passed to an _async call must stay valid until its
+ * callback ran.  status is PL_OK or a negative code; on failure
+ * pl_last_error_message() (in the callback) has the detail.
+ * If the link dies (unplug), every outstanding call completes with that
+ * code, and pl_pen_handle_events() returns it.
+ * The blocking calls must not be used on a pen while asynchronous calls are
+ * outstanding on it.
+ */
+typedef void (*pl_done_fn)(void *ud, int status);
+
+/* Queues the handshake (retried until handshake_ms as in pl_pen_open) on t
+ * (taken over, even on failure) and returns the pen at once; done runs
+ * when the pen answered or the handshake failed.  Close the pen with
+ * pl_pen_close() either way. */
+int pl_pen_open_async(struct pl_transport *t, const struct pl_open_options *opts,
+                      pl_done_fn done, void *ud, struct pl_pen **out);
+
+int pl_pen_fd(const struct pl_pen *pen);
+bool pl_pen_want_write(const struct pl_pen *pen);
+/* Milliseconds until the pen needs pl_pen_handle_events() without I/O
+ * (a request deadline), or -1 when nothing is pending: an idle pen costs
+ * no wake-ups. */
+int pl_pen_next_timeout(const struct pl_pen *pen);
+int pl_pen_handle_events(struct pl_pen *pen, int mask);
+/* Asynchronous calls not yet completed. */
+unsigned pl_pen_outstanding(const struct pl_pen *pen);
+
+int pl_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
+                      pl_done_fn done, void *ud);
+int pl_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
+                         pl_done_fn done, void *ud);
+/* Validation, write and read-back as pl_put_presets(). */
+int pl_put_presets_async(struct pl_pen *pen, const struct pl_preset_set *set,
+                         struct pl_preset_set *result, pl_done_fn done,
+                         void *ud);
+int pl_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
+                        pl_done_fn done, void *ud);
+/* *out is malloc'd (free() it) once done reports PL_OK. */
+int pl_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
+                           size_t *count, pl_done_fn done, void *ud);
+/* As pl_download_session(); the sink and progress run from
+ * pl_pen_handle_events().  *s and *o must stay valid until done. */
+int pl_download_session_async(struct pl_pen *pen,
+                              const struct pl_session_info *s, uint64_t offset,
+                              const struct pl_download_options *o,
+                              pl_done_fn done, void *ud);
+int pl_archive_session_async(struct pl_pen *pen, uint32_t id,
+                             const uint8_t sha256[32], pl_done_fn done,
+                             void *ud);
+int pl_trace_subscribe_async(struct pl_pen *pen, bool enable, uint32_t level,
+                             pl_done_fn done, void *ud);
+
 /* ------------------------------------------------------------------ records */
 
 /* A decoded session record (proto/record.proto). */

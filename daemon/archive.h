@@ -1,0 +1,119 @@
+/*
+ * The session archive: one SQLite database (WAL, versioned schema with
+ * migrations, created 0640).  A session is unique by (pen serial, UUID) and
+ * is kept byte for byte as the pen served it, plus decoded rows (events,
+ * telemetry samples) for queries.  Downloads in progress are stored as
+ * they arrive, so a download cut by an unplug or by the daemon's death
+ * resumes from the stored offset.  The audit trail is append-only.
+ *
+ * Every function returns PL_OK or a negative enum pl_return (penlink.h);
+ * archive_errmsg() then says what went wrong.  Single-threaded use.
+ */
+#ifndef PLD_ARCHIVE_H
+#define PLD_ARCHIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <penlink.h>
+
+struct archive;
+
+/*
+ * Opens (creating with mode 0640) and migrates the database, and takes an
+ * exclusive lock on it for this process: a second daemon on the same file
+ * gets PL_ERR_PORT_BUSY ("... is in use by another penlinkd (pid N)").
+ */
+int archive_open(const char *path, struct archive **out);
+void archive_close(struct archive *a);
+const char *archive_errmsg(const struct archive *a);
+/* Schema version after migration. */
+int archive_schema_version(const struct archive *a);
+
+/* ---- downloads in progress */
+
+/* Bytes of this session already stored (0 if none).  A partial download
+ * whose size or digest differs from s (the pen changed the record) is
+ * discarded and 0 returned. */
+int archive_partial_offset(struct archive *a, const char *serial,
+                           const struct pl_session_info *s, uint64_t *offset);
+/* Appends bytes at offset (must equal the stored length) durably, in one
+ * transaction.  Callers batch (e.g. 256 KiB) to keep transactions few. */
+int archive_partial_append(struct archive *a, const char *serial,
+                           const struct pl_session_info *s, uint64_t offset,
+                           const uint8_t *data, size_t len);
+/*
+ * Completes a download: checks that the stored bytes are s->size long and
+ * that their SHA-256 equals s->sha256 (else PL_ERR_DIGEST, the partial data
+ * is discarded), decodes the record (events, samples), stores it and its
+ * rows and removes the partial data, in one durable transaction
+ * (synchronous=FULL).  Only after PL_OK may the pen be told to reclaim it.
+ * Already archived with the same digest: PL_OK (idempotent); with another
+ * digest: PL_ERR_CONFLICT.  A record that does not decode is still stored
+ * (raw bytes are the truth) with no rows, and logged.
+ */
+int archive_commit_session(struct archive *a, const char *serial,
+                           const struct pl_session_info *s);
+/* Is (serial, uuid) archived?  If so and sha256_out is not NULL, its digest. */
+bool archive_has_session(struct archive *a, const char *serial,
+                         const uint8_t uuid[16], uint8_t sha256_out[32]);
+
+/* ---- queries */
+
+struct archived_session {
+	char serial[64];
+	uint8_t uuid[16];
+	uint32_t seq;
+	uint64_t size;
+	uint8_t sha256[32];
+	int64_t start_ms, end_ms;
+	bool rtc_time;
+	int64_t archived_ms;
+};
+
+/* Sessions of serial ("" or NULL: all) that started at or after since_ms,
+ * oldest first.  cb returns 0 to go on, non-zero to stop. */
+int archive_list(struct archive *a, const char *serial, int64_t since_ms,
+                 int (*cb)(void *ud, const struct archived_session *s),
+                 void *ud);
+/* Reads up to len bytes of a record at offset; *got = bytes read (0 at the
+ * end), *size = record size.  PL_ERR_NOT_FOUND for an unknown uuid. */
+int archive_read_record(struct archive *a, const uint8_t uuid[16],
+                        uint64_t offset, uint8_t *buf, size_t len,
+                        size_t *got, uint64_t *size);
+
+/* ---- export (streamed: one session per call, so memory stays bounded) */
+
+enum export_format { EXPORT_CSV, EXPORT_JSON };
+struct export_cursor;
+/* Starts an export of the sessions archive_list() would give. */
+int archive_export_begin(struct archive *a, enum export_format f,
+                         const char *serial, int64_t since_ms,
+                         struct export_cursor **out);
+/* Next piece of output (CSV: the header first, then one row per session;
+ * JSON: "[", then one object per session (pl_record_to_json without
+ * samples, plus "archived_utc_ms" and "sha256"), then "]").  *data is
+ * malloc'd; *len 0 and *data NULL at the end. */
+int archive_export_next(struct export_cursor *c, char **data, size_t *len);
+void archive_export_end(struct export_cursor *c);
+
+/* ---- audit (append-only: there is no update or delete) */
+
+struct audit_entry {
+	int64_t utc_ms;
+	uint32_t uid;
+	const char *user;       /* login name, or the uid as text */
+	const char *pen;        /* serial or "" */
+	const char *action;     /* "presets.push", "attach", "denied:logs.read", ... */
+	const char *old_value;  /* JSON or "" */
+	const char *new_value;
+	const char *result;     /* "ok" or the error message */
+};
+int archive_audit_add(struct archive *a, const struct audit_entry *e);
+/* Newest first, at most limit (0 = 100), at or after since_ms. */
+int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
+                       int (*cb)(void *ud, const struct audit_entry *e),
+                       void *ud);
+
+#endif
