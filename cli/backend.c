@@ -1,4 +1,5 @@
-/* Choosing and opening the backend; the direct (libpenlink on --port) one. */
+/* Choosing and opening the backend; the direct (libpenlink on --port) one.
+ * penlinkd's is in daemon.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,11 +9,13 @@ int ctl_connect(struct ctl *c)
 {
 	if (c->be.ops)
 		return PX_OK;
+	if (c->port && c->socket)
+		return ctl_usage(c, "--port and --socket exclude each other: "
+		                 "--port talks to a pen directly, --socket to "
+		                 "penlinkd");
 	if (!c->port) {
-		/* penlinkd's client backend will be chosen here. */
-		return ctl_fail_exit(c, PX_USAGE, "usage", NULL,
-		                     "no --port given and penlinkd support is not "
-		                     "built yet; use --port PATH");
+		/* -s is passed on with every request; penlinkd resolves it. */
+		return daemon_open(c, &c->be);
 	}
 	int rc = direct_open(c, &c->be);
 	if (rc != PX_OK)
@@ -76,8 +79,11 @@ static int d_get_presets(void *ctx, struct pl_preset_set *out)
 }
 
 static int d_put_presets(void *ctx, const struct pl_preset_set *set,
-                         bool unchecked, struct pl_preset_set *result)
+                         bool unchecked, bool confirm,
+                         struct pl_preset_set *result)
 {
+	/* penctl applied the --confirm policy itself; the pen has none. */
+	(void)confirm;
 	struct pl_pen *pen = ((struct direct *)ctx)->pen;
 	if (unchecked)
 		return pl_put_presets_unchecked(pen, set, result);
@@ -91,8 +97,9 @@ static int d_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,
 	                    uptime_ms);
 }
 
-static int d_clock_sync(void *ctx, int64_t *offset_ms)
+static int d_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
 {
+	*rtc_was_set = -1;
 	return pl_clock_sync(((struct direct *)ctx)->pen, offset_ms);
 }
 

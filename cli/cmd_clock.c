@@ -25,19 +25,25 @@ static int clock_sync(struct ctl *c, struct opt_iter *it)
 	if (rc != PX_OK)
 		return rc;
 	/* pl_clock_sync reports offset 0 for a pen that never had the time, so
-	 * ask first whether it had. */
+	 * ask first whether it had (penlinkd says so in its answer instead,
+	 * and knows no uptime). */
 	int64_t pen_utc = 0;
-	bool rtc_set = false, known = false;
+	bool rtc_set = false, known = false, uptime_known = false;
 	uint64_t uptime = 0;
 	int e = c->be.ops->clock_get(c->be.ctx, &pen_utc, &rtc_set, &uptime);
 	if (e == PL_OK)
-		known = true;
+		known = uptime_known = true;
 	else if (e != PL_ERR_UNSUPPORTED)
 		return ctl_fail_pl(c, e);
 	int64_t offset = 0;
-	e = c->be.ops->clock_sync(c->be.ctx, &offset);
+	int was_set = -1;
+	e = c->be.ops->clock_sync(c->be.ctx, &offset, &was_set);
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
+	if (!known && was_set >= 0) {
+		known = true;
+		rtc_set = was_set == 1;
+	}
 	int64_t now = host_utc_ms();
 	const char *serial = c->be.ops->serial(c->be.ctx);
 	bool had_time = !known || rtc_set;
@@ -49,13 +55,16 @@ static int clock_sync(struct ctl *c, struct opt_iter *it)
 		json_object_object_add(o, "offset_ms",
 		                       had_time ? json_object_new_int64(offset) : NULL);
 		json_object_object_add(o, "pen_uptime_ms",
-		                       known ? json_object_new_uint64(uptime) : NULL);
+		                       uptime_known ? json_object_new_uint64(uptime)
+		                                    : NULL);
 		json_object_object_add(o, "host_utc_ms", json_object_new_int64(now));
 		return ctl_emit_json(c, o);
 	}
 	char when[FMT_BUF], up[FMT_BUF];
 	fmt_local_time(when, now);
-	if (!had_time) {
+	if (!had_time && !uptime_known) {
+		printf("%s: clock was not set; now set to %s\n", serial, when);
+	} else if (!had_time) {
 		printf("%s: clock was not set (pen up %s); now set to %s\n", serial,
 		       fmt_duration(up, (int64_t)(uptime > INT64_MAX / 2 ? INT64_MAX / 2
 		                                                          : uptime)),

@@ -83,13 +83,18 @@ static json_object *info_json(const char *serial, const struct pl_device_info *i
 	json_object_object_add(bat, "charging", json_object_new_boolean(in->charging));
 	json_object_object_add(o, "battery", bat);
 
-	json_object *lk = json_object_new_object();
-	json_object_object_add(lk, "protocol_version",
-	                       json_object_new_int64(ln->protocol_version));
-	json_object_object_add(lk, "max_frame", json_object_new_int64(ln->max_frame));
-	json_object_object_add(lk, "max_in_flight",
-	                       json_object_new_int64(ln->max_in_flight));
-	json_object_object_add(lk, "stats", json_link_stats(&ln->stats));
+	/* Through penlinkd there is no link of penctl's own: null. */
+	json_object *lk = NULL;
+	if (ln) {
+		lk = json_object_new_object();
+		json_object_object_add(lk, "protocol_version",
+		                       json_object_new_int64(ln->protocol_version));
+		json_object_object_add(lk, "max_frame",
+		                       json_object_new_int64(ln->max_frame));
+		json_object_object_add(lk, "max_in_flight",
+		                       json_object_new_int64(ln->max_in_flight));
+		json_object_object_add(lk, "stats", json_link_stats(&ln->stats));
+	}
 	json_object_object_add(o, "link", lk);
 	return o;
 }
@@ -136,18 +141,23 @@ static void info_human(const char *serial, const struct pl_device_info *in,
 	    (double)in->motor_seconds / 3600.0);
 	ROW("battery", "%u %% (%u mV)%s", in->battery_percent, in->battery_mv,
 	    in->charging ? ", charging" : "");
-	ROW("link", "protocol %u, max frame %u B, %u requests in flight",
-	    ln->protocol_version, ln->max_frame, ln->max_in_flight);
-	const struct pl_link_stats *st = &ln->stats;
-	ROW("frames", "%" PRIu64 " in (%s), %" PRIu64 " out (%s)", st->frames_in,
-	    fmt_bytes(a, st->bytes_in), st->frames_out, fmt_bytes(b, st->bytes_out));
-	ROW("dropped", "crc %" PRIu64 ", oversize %" PRIu64 ", short %" PRIu64
-	    ", cobs %" PRIu64 ", version %" PRIu64,
-	    st->dropped_crc, st->dropped_oversize, st->dropped_short,
-	    st->dropped_cobs, st->dropped_version);
-	ROW("requests", "%" PRIu64 " timeouts, %" PRIu64 " retries, %" PRIu64
-	    " stray replies, %" PRIu64 " undecodable",
-	    st->timeouts, st->retries, st->stray_replies, st->bad_envelopes);
+	if (ln) {
+		ROW("link", "protocol %u, max frame %u B, %u requests in flight",
+		    ln->protocol_version, ln->max_frame, ln->max_in_flight);
+		const struct pl_link_stats *st = &ln->stats;
+		ROW("frames", "%" PRIu64 " in (%s), %" PRIu64 " out (%s)",
+		    st->frames_in, fmt_bytes(a, st->bytes_in), st->frames_out,
+		    fmt_bytes(b, st->bytes_out));
+		ROW("dropped", "crc %" PRIu64 ", oversize %" PRIu64
+		    ", short %" PRIu64 ", cobs %" PRIu64 ", version %" PRIu64,
+		    st->dropped_crc, st->dropped_oversize, st->dropped_short,
+		    st->dropped_cobs, st->dropped_version);
+		ROW("requests", "%" PRIu64 " timeouts, %" PRIu64 " retries, %" PRIu64
+		    " stray replies, %" PRIu64 " undecodable",
+		    st->timeouts, st->retries, st->stray_replies, st->bad_envelopes);
+	} else {
+		ROW("link", "through penlinkd");
+	}
 #undef ROW
 	table_print(t, stdout, "");
 	table_free(t);
@@ -172,13 +182,16 @@ int cmd_info(struct ctl *c, int argc, char **argv, int start)
 	if (rc != PL_OK)
 		return ctl_fail_pl(c, rc);
 	struct link_info ln;
+	const struct link_info *lnp = &ln;
 	rc = c->be.ops->link(c->be.ctx, &ln);
-	if (rc != PL_OK)
+	if (rc == PL_ERR_UNSUPPORTED)
+		lnp = NULL;
+	else if (rc != PL_OK)
 		return ctl_fail_pl(c, rc);
 	const char *serial = c->be.ops->serial(c->be.ctx);
 	if (c->json)
-		return ctl_emit_json(c, info_json(serial, &in, &ln));
-	info_human(serial, &in, &ln);
+		return ctl_emit_json(c, info_json(serial, &in, lnp));
+	info_human(serial, &in, lnp);
 	return PX_OK;
 }
 
@@ -207,6 +220,11 @@ int cmd_ping(struct ctl *c, int argc, char **argv, int start)
 		}
 		return ctl_usage(c, "ping takes no arguments (got '%.40s')", v);
 	}
+	/* penlinkd has no ping: its round trip would time the daemon, not the
+	 * link. */
+	if (ctl_daemon_mode(c))
+		return ctl_usage(c, "ping needs --port: it times the link to one pen "
+		                 "directly, without penlinkd");
 	int rc = ctl_connect(c);
 	if (rc != PX_OK)
 		return rc;

@@ -286,7 +286,8 @@ static int preset_push(struct ctl *c, struct opt_iter *it)
 			goto out;
 	}
 
-	e = c->be.ops->put_presets(c->be.ctx, next, a.no_host_check, result);
+	e = c->be.ops->put_presets(c->be.ctx, next, a.no_host_check, a.confirm,
+	                           result);
 	if (e != PL_OK) {
 		rc = ctl_fail_pl(c, e);
 		goto out;

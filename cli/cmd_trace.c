@@ -1,6 +1,7 @@
 /* penctl trace: the pen's trace lines and state events, until Ctrl-C. */
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "penctl.h"
 
@@ -25,11 +26,7 @@ static const char *state_name(enum pl_state_kind k)
 	}
 }
 
-static const char *level_name(uint32_t level)
-{
-	static const char *const n[] = {"error", "warn", "info", "debug"};
-	return level < 4 ? n[level] : "trace";
-}
+#define level_name trace_level_name
 
 struct trace_ctx {
 	struct ctl *c;
@@ -73,6 +70,95 @@ static void on_event(void *ud, const struct pl_event *ev)
 	fflush(stdout);
 }
 
+/* ------------------------------------------------------------------ penlinkd */
+
+/* The daemon stamps lines with the host's UTC time (it does not pass the
+ * pen's uptime on), so they are shown with the local time of day. */
+static void daemon_line(struct ctl *c, const Plctl__Event *ev)
+{
+	char text[1024];
+	safe_text(text, sizeof text, ev->message);
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
+		json_object_object_add(o, "type", json_object_new_string("trace"));
+		json_object_object_add(o, "level", json_object_new_int64(ev->level));
+		json_object_object_add(o, "level_name",
+		                       json_object_new_string(level_name(ev->level)));
+		json_object_object_add(o, "text",
+		                       json_object_new_string(ev->message ? ev->message
+		                                                          : ""));
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+		                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		time_t t = (time_t)(ev->utc_ms / 1000);
+		struct tm tm;
+		char when[16];
+		if (!localtime_r(&t, &tm) ||
+		    !strftime(when, sizeof when, "%H:%M:%S", &tm))
+			snprintf(when, sizeof when, "--:--:--");
+		printf("[%s.%03lld] %-5s %s\n", when,
+		       (long long)((ev->utc_ms % 1000 + 1000) % 1000),
+		       level_name(ev->level), text);
+	}
+	fflush(stdout);
+}
+
+static int trace_daemon(struct ctl *c, uint32_t level)
+{
+	int rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+	const char *serial;
+	int e = dc_pen(c, &serial);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	ctl_catch_signals();
+	Plctl__Trace tr = PLCTL__TRACE__INIT;
+	tr.serial = (char *)serial;
+	tr.level = level;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_TRACE;
+	req.trace = &tr;
+	e = dc_send(c, &req);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	uint64_t lines = 0;
+	bool told = c->json;
+	for (;;) {
+		Plctl__Response *r;
+		/* No timeout: a pen may have nothing to say for a long time. */
+		e = dc_next(c, req.id, -1, &r);
+		if (e == PL_ERR_CANCELLED)
+			return PX_OK; /* closing the connection ends the subscription */
+		if (e == PX_ERR_DAEMON)
+			return ctl_fail_code(c, e, "penlinkd at %s went away (%llu lines "
+			                     "received)", ctl_socket_path(c),
+			                     (unsigned long long)lines);
+		if (e != PL_OK)
+			return ctl_fail_pl(c, e);
+		bool last = r->last;
+		/* penlinkd acknowledges the subscription (or refuses it) first. */
+		if (!told) {
+			fprintf(stderr, "penctl: tracing %s at level %u (%s) through "
+			        "penlinkd; Ctrl-C to stop\n",
+			        serial[0] ? serial : "the pen", level, level_name(level));
+			told = true;
+		}
+		if (r->body_case == PLCTL__RESPONSE__BODY_EVENT && r->event &&
+		    r->event->kind == PLCTL__EVENT_KIND__EVENT_KIND_TRACE) {
+			lines++;
+			daemon_line(c, r->event);
+		}
+		dc_free(r);
+		if (last)
+			return ctl_fail_code(c, PL_ERR_UNPLUGGED,
+			                     "the pen went away (%llu lines received)",
+			                     (unsigned long long)lines);
+	}
+}
+
 enum { T_LEVEL = 1 };
 
 int cmd_trace(struct ctl *c, int argc, char **argv, int start)
@@ -96,6 +182,8 @@ int cmd_trace(struct ctl *c, int argc, char **argv, int start)
 		}
 		return ctl_usage(c, "trace takes no arguments (got '%.40s')", v);
 	}
+	if (ctl_daemon_mode(c))
+		return trace_daemon(c, level);
 	int rc = ctl_connect(c);
 	if (rc != PX_OK)
 		return rc;

@@ -25,6 +25,8 @@ int exit_code_for(int pl_code)
 	case PL_ERR_DIGEST:
 	case PL_ERR_VERIFY:
 		return PX_INTEGRITY;
+	case PX_ERR_DAEMON:
+		return PX_DAEMON;
 	case PL_ERR_ARG:
 	case PL_ERR_MEM:
 	case PL_ERR_PROTOCOL:
@@ -63,6 +65,14 @@ const char *error_slug_for(int pl_code)
 	case PL_ERR_UNSUPPORTED: return "unsupported";
 	case PL_ERR_CANCELLED: return "cancelled";
 	case PL_ERR_PARSE: return "parse";
+	case PX_ERR_DAEMON: return "daemon_not_running";
 	default: return "error";
 	}
+}
+
+const char *error_label_for(int pl_code)
+{
+	if (pl_code == PX_ERR_DAEMON)
+		return NULL;
+	return pl_strerror(pl_code);
 }

@@ -14,7 +14,14 @@ enum penctl_exit {
 	PX_IO = 6,        /* timeout, I/O error, pen unplugged */
 	PX_BUSY = 7,      /* port busy, pen busy, revision changed meanwhile */
 	PX_INTEGRITY = 8, /* digest mismatch, read-back mismatch, corrupt record */
+	PX_DAEMON = 9,    /* penlinkd is not running, or went away */
 };
+
+/* Not a libpenlink code: penctl's own, for "penlinkd is not running or went
+ * away", so the daemon backend can fail the way the library does (a code
+ * plus pl_last_error_message()) and still map to PX_DAEMON.  Far below the
+ * library's range so it can never collide with a future pl_return. */
+#define PX_ERR_DAEMON (-1000)
 
 /* The exit code for a libpenlink return code (enum pl_return). */
 int exit_code_for(int pl_code);
@@ -22,5 +29,9 @@ int exit_code_for(int pl_code);
 /* A stable machine name for a libpenlink return code, for --json errors
  * ("timeout", "validation", ...). */
 const char *error_slug_for(int pl_code);
+
+/* The "<what>" of "penctl: <what>: <detail>" for a code; NULL when the
+ * detail says it all. */
+const char *error_label_for(int pl_code);
 
 #endif

@@ -7,22 +7,27 @@
 #include "penctl.h"
 
 static const char help_text[] =
-"usage: penctl --port PATH [-s SERIAL] [--json] [--timeout MS] [--dump-frames]\n"
-"              COMMAND ...\n"
+"usage: penctl [--socket PATH | --port PATH] [-s SERIAL] [--json]\n"
+"              [--timeout MS] [--dump-frames] COMMAND ...\n"
 "\n"
-"Talks to one penlink pen directly on a serial port (daemon mode, without\n"
-"--port, comes with penlinkd).\n"
+"Without --port, penctl talks to penlinkd on its control socket (--socket,\n"
+"else $PENLINK_SOCKET, else " DAEMON_DEFAULT_SOCKET ").\n"
+"With --port it talks to one pen directly, without the daemon.\n"
 "\n"
 "Global options (accepted before or after the command):\n"
+"  --socket PATH        penlinkd's control socket\n"
 "  -p, --port PATH      the pen's serial port, e.g. /dev/ttyACM0 or a pty\n"
-"  -s, --serial SERIAL  refuse to act unless the pen has this serial number\n"
+"  -s, --serial SERIAL  the pen to act on (through penlinkd: needed when\n"
+"                       several are attached); with --port: refuse to act\n"
+"                       unless the pen has this serial number\n"
 "  --json               print one JSON document on stdout (see README.md)\n"
-"  --timeout MS         per-request timeout in milliseconds (default 1000)\n"
-"  --dump-frames        print every frame in (<), out (>) and dropped (!)\n"
+"  --timeout MS         how long to wait for each answer (default 1000 for a\n"
+"                       pen, 10000 for penlinkd)\n"
+"  --dump-frames        print every frame to and from the pen (--port only)\n"
 "                       to stderr, decoded, with timestamps\n"
 "  -h, --help           this text;  --version  the version\n"
 "\n"
-"Commands:\n"
+"Commands (both ways):\n"
 "  info                          device info, limits, counters, battery, link\n"
 "  preset list                   the presets on the pen\n"
 "  preset push FILE              replace the presets with a JSON preset file\n"
@@ -31,19 +36,34 @@ static const char help_text[] =
 "              [--max-duration S]\n"
 "                                add or replace the preset with that id\n"
 "      --confirm                 allow depths above 1.50 mm\n"
-"  sessions list                 the session logs on the pen\n"
-"  sessions pull [--out DIR] [--keep]\n"
-"                                download every session not yet archived to\n"
-"                                DIR (default .), verify its SHA-256, then let\n"
-"                                the pen reclaim it (unless --keep); resumes\n"
-"                                interrupted downloads\n"
-"  sessions show FILE [--samples]\n"
-"                                decode a pulled record (no pen needed)\n"
+"  sessions list [--since DATE]  --port: the session logs on the pen;\n"
+"                                penlinkd: the sessions in its archive\n"
+"  sessions pull [--out DIR] [--since DATE] [--keep]\n"
+"                                copy every session to DIR (default .) and\n"
+"                                verify its SHA-256.  --port: download from\n"
+"                                the pen (resuming), then let it reclaim them\n"
+"                                (unless --keep); penlinkd: from the archive\n"
+"  sessions show FILE|UUID [--samples]\n"
+"                                decode a pulled record, or (penlinkd) an\n"
+"                                archived session by its UUID\n"
 "  clock sync                    set the pen's clock to this host's time\n"
 "  trace [--level N]             stream the pen's trace (0 error .. 3 debug,\n"
-"                                default 2) and state events until Ctrl-C\n"
+"                                default 2) until Ctrl-C\n"
+"\n"
+"Only through penlinkd:\n"
+"  list                          the pens penlinkd serves and their state\n"
+"  sessions export [--format csv|json] [--since DATE] [--out FILE]\n"
+"                                the archive as CSV or JSON (stdout or FILE)\n"
+"  monitor                       print penlinkd's events until Ctrl-C\n"
+"  attach PATH                   serve a pen that is not on USB (a pty)\n"
+"  detach PATH | -s SERIAL       stop serving a pen\n"
+"  audit [--since DATE] [--limit N]\n"
+"                                the audit trail, newest first\n"
+"\n"
+"Only with --port:\n"
 "  ping [--count N]              round-trip time (default 4 pings)\n"
 "\n"
+"DATE is YYYY-MM-DD (local midnight) or YYYY-MM-DDTHH:MM[:SS][Z].\n"
 "Areas: forehead glabella periorbital nose cheek cheekbone perioral chin-jaw\n"
 "       neck decollete scalp stretch-marks body-scar other\n"
 "\n"
@@ -51,12 +71,13 @@ static const char help_text[] =
 "  0  success\n"
 "  1  failure reported by the pen, or another error\n"
 "  2  usage error\n"
-"  3  not found (no such port, session, file, or a different serial)\n"
-"  4  refused by validation (penctl, library or pen) or by policy\n"
+"  3  not found (no such port, pen, session, file, or a different serial)\n"
+"  4  refused by validation (penctl, penlinkd, library or pen) or by policy\n"
 "  5  permission denied\n"
 "  6  timeout or I/O error (including the pen unplugged)\n"
 "  7  port busy, pen busy, or presets changed meanwhile (conflict)\n"
-"  8  data integrity: digest or read-back mismatch, corrupt record\n";
+"  8  data integrity: digest or read-back mismatch, corrupt record\n"
+"  9  penlinkd is not running (or went away)\n";
 
 void print_help(FILE *out)
 {
@@ -67,6 +88,7 @@ void print_help(FILE *out)
 
 enum {
 	G_PORT = 1000,
+	G_SOCKET,
 	G_SERIAL,
 	G_JSON,
 	G_TIMEOUT,
@@ -77,6 +99,7 @@ enum {
 
 static const struct optdef global_opts[] = {
 	{"--port", 'p', true, G_PORT},
+	{"--socket", 0, true, G_SOCKET},
 	{"--serial", 's', true, G_SERIAL},
 	{"--json", 0, false, G_JSON},
 	{"--timeout", 0, true, G_TIMEOUT},
@@ -122,6 +145,11 @@ static int apply_global(struct ctl *c, int id, const char *val)
 		if (!*val)
 			return ctl_usage(c, "--port needs a path");
 		c->port = val;
+		return PX_OK;
+	case G_SOCKET:
+		if (!*val)
+			return ctl_usage(c, "--socket needs a path");
+		c->socket = val;
 		return PX_OK;
 	case G_SERIAL:
 		if (!*val)
@@ -261,7 +289,9 @@ static const struct command commands[] = {
 	{"presets", cmd_preset},    {"sessions", cmd_sessions},
 	{"session", cmd_sessions},  {"clock", cmd_clock},
 	{"trace", cmd_trace},       {"ping", cmd_ping},
-	{NULL, NULL},
+	{"list", cmd_list},         {"monitor", cmd_monitor},
+	{"attach", cmd_attach},     {"detach", cmd_detach},
+	{"audit", cmd_audit},       {NULL, NULL},
 };
 
 /* Usage errors found while parsing should come out as JSON too when the

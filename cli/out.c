@@ -50,7 +50,7 @@ static int vreport(struct ctl *c, int exit_code, const char *slug,
 int ctl_fail_pl(struct ctl *c, int pl_code)
 {
 	return report(c, exit_code_for(pl_code), error_slug_for(pl_code),
-	              pl_strerror(pl_code), pl_last_error_message());
+	              error_label_for(pl_code), pl_last_error_message());
 }
 
 int ctl_fail_code(struct ctl *c, int pl_code, const char *fmt, ...)
@@ -58,7 +58,7 @@ int ctl_fail_code(struct ctl *c, int pl_code, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	int rc = vreport(c, exit_code_for(pl_code), error_slug_for(pl_code),
-	                 pl_strerror(pl_code), fmt, ap);
+	                 error_label_for(pl_code), fmt, ap);
 	va_end(ap);
 	return rc;
 }

@@ -8,8 +8,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <signal.h>
+
 #include <json-c/json.h>
 
+#include "ctl.pb-c.h"
 #include "exit_codes.h"
 #include "penlink.h"
 
@@ -21,10 +24,13 @@
 
 /* ------------------------------------------------------------------ backend
  *
- * What a command needs from "the pen", whoever talks to it.  Today the only
- * backend is direct (libpenlink on --port); penlinkd's client will implement
- * the same operations over its socket, so the commands (which only parse
- * arguments and render results) stay as they are.
+ * What a command needs from "the pen", whoever talks to it: direct
+ * (libpenlink on --port, backend.c) or penlinkd (its control socket,
+ * daemon.c), so the commands only parse arguments and render results.  An
+ * operation a backend cannot do returns PL_ERR_UNSUPPORTED (penlinkd reports
+ * no link statistics and no pen uptime); operations that mean something
+ * else through the daemon (sessions: the archive, not the pen) are separate
+ * code paths in the commands, not backend operations.
  */
 struct link_info {
 	uint32_t protocol_version;
@@ -40,12 +46,16 @@ struct backend_ops {
 	int (*info)(void *ctx, struct pl_device_info *out);
 	int (*link)(void *ctx, struct link_info *out);
 	int (*get_presets)(void *ctx, struct pl_preset_set *out);
-	/* unchecked: no host-side validation (firmware testing only). */
+	/* unchecked: no host-side validation (firmware testing only).
+	 * confirm: the user gave --confirm (the daemon applies its policy). */
 	int (*put_presets)(void *ctx, const struct pl_preset_set *set,
-	                   bool unchecked, struct pl_preset_set *result);
+	                   bool unchecked, bool confirm,
+	                   struct pl_preset_set *result);
 	int (*clock_get)(void *ctx, int64_t *utc_ms, bool *rtc_set,
 	                 uint64_t *uptime_ms);
-	int (*clock_sync)(void *ctx, int64_t *offset_ms);
+	/* *rtc_was_set: 1 or 0 when the backend learns it from the sync
+	 * itself, -1 when it does not (ask clock_get first). */
+	int (*clock_sync)(void *ctx, int64_t *offset_ms, int *rtc_was_set);
 	int (*list_sessions)(void *ctx, struct pl_session_info **out,
 	                     size_t *count);
 	int (*download_to_file)(void *ctx, const struct pl_session_info *s,
@@ -66,9 +76,12 @@ struct backend {
 
 /* ------------------------------------------------------------------ context */
 
+struct dconn;
+
 struct ctl {
 	/* global options */
 	const char *port;
+	const char *socket; /* --socket; else $PENLINK_SOCKET, else the default */
 	const char *serial; /* -s: the pen we expect */
 	bool json;
 	int timeout_ms; /* 0: library default */
@@ -77,6 +90,7 @@ struct ctl {
 	bool stdout_tty;
 	bool emitted; /* the one JSON document is out */
 	struct backend be; /* ops == NULL until ctl_connect() */
+	struct dconn *dc;  /* the daemon connection when be is penlinkd's */
 
 	/* Fields a failing command has already produced (e.g. the sessions a
 	 * pull stored before the pen went away); merged into the --json error
@@ -84,12 +98,69 @@ struct ctl {
 	json_object *partial;
 };
 
-/* Opens the backend chosen by the global options (direct with --port),
- * checks -s.  Returns PX_OK or an exit code (error already reported). */
+/* Opens the backend chosen by the global options (direct with --port, else
+ * penlinkd), checks -s.  Returns PX_OK or an exit code (error already
+ * reported). */
 int ctl_connect(struct ctl *c);
 void ctl_disconnect(struct ctl *c);
 
 int direct_open(struct ctl *c, struct backend *out);
+
+/* ------------------------------------------------------------------ penlinkd
+ *
+ * The control-socket client (daemon.c): proto/ctl.proto requests, framed
+ * like the wire protocol.  penctl has one request outstanding at a time.
+ */
+#define DAEMON_DEFAULT_SOCKET "/run/penlink/penlinkd.sock"
+/* The daemon itself waits on the pen, so penctl waits longer than it would
+ * for a pen. */
+#define DAEMON_DEFAULT_TIMEOUT_MS 10000
+
+/* No --port: everything goes through penlinkd. */
+bool ctl_daemon_mode(const struct ctl *c);
+/* The socket path the options choose. */
+const char *ctl_socket_path(const struct ctl *c);
+/* For commands that exist only through penlinkd: a usage error (exit 2)
+ * naming the command when --port was given. */
+int ctl_need_daemon(struct ctl *c, const char *what);
+
+/* Connects, says Hello; sets c->dc.  Exit code (reported) on failure. */
+int daemon_open(struct ctl *c, struct backend *out);
+/* Connects to penlinkd if not yet (for the daemon-only commands). */
+int ctl_connect_daemon(struct ctl *c);
+
+/* Sends req (its id is assigned here) and waits for one response with that
+ * id whose body is want.  An Error response becomes its code (message in
+ * pl_last_error_message()); penlinkd going away is PX_ERR_DAEMON; no
+ * response within the timeout PL_ERR_TIMEOUT.  Free *rep with dc_free(). */
+int dc_call(struct ctl *c, Plctl__Request *req, Plctl__Response__BodyCase want,
+            Plctl__Response **rep);
+/* Streams: dc_send() the request, then dc_next() each piece.  timeout_ms
+ * < 0 waits forever (monitor); a Ctrl-C (see ctl_catch_signals) makes it
+ * return PL_ERR_CANCELLED.  Error bodies become their code. */
+int dc_send(struct ctl *c, Plctl__Request *req);
+int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep);
+void dc_free(Plctl__Response *rep);
+/* Lists may come in pieces (penlinkd pages long session lists and audit
+ * trails): sends req and collects every response up to the one marked
+ * last, each with body want.  Free with dc_pages_free(). */
+struct dc_pages {
+	Plctl__Response **v;
+	size_t n;
+};
+int dc_collect(struct ctl *c, Plctl__Request *req,
+               Plctl__Response__BodyCase want, struct dc_pages *out);
+void dc_pages_free(struct dc_pages *p);
+/* The pen that pen commands act on (-s, else the only one attached),
+ * resolved once per run; *serial stays valid until disconnect. */
+int dc_pen(struct ctl *c, const char **serial);
+/* The per-response timeout for daemon mode (--timeout or the default). */
+int dc_timeout(const struct ctl *c);
+
+/* Ctrl-C / SIGTERM set ctl_interrupted (no SA_RESTART, so a blocked wait
+ * returns at once). */
+extern volatile sig_atomic_t ctl_interrupted;
+void ctl_catch_signals(void);
 
 /* ------------------------------------------------------------------ options */
 
@@ -125,6 +196,13 @@ int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
 int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
               uint32_t max, uint32_t *out);
 
+/* DATE for --since: YYYY-MM-DD (local midnight) or
+ * YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM|-HH:MM] (local time without a zone) to UTC
+ * milliseconds.  Reports a usage error naming opt and the text. */
+int parse_date(struct ctl *c, const char *opt, const char *text, int64_t *ms);
+/* Canonical lower-case 8-4-4-4-12 UUID text to 16 bytes; false if not one. */
+bool parse_uuid(const char *text, uint8_t out[16]);
+
 /* ------------------------------------------------------------------ output */
 
 /* Errors: print "penctl: <label>: <message>" on stderr and, with --json,
@@ -153,6 +231,8 @@ const char *fmt_bytes(char *buf, uint64_t n);      /* "2.1 MB" */
 const char *fmt_duration(char *buf, int64_t ms);   /* "12m 03s" */
 const char *fmt_local_time(char *buf, int64_t utc_ms); /* "2024-05-01 14:03:22" */
 const char *fmt_area(enum pl_area a);
+/* Copies text from penlinkd for a terminal: control bytes become '?'. */
+const char *safe_text(char *buf, size_t cap, const char *text);
 
 /* JSON numbers with an exact decimal text (json-c would print doubles
  * with 17 digits). */
@@ -202,6 +282,15 @@ int cmd_preset(struct ctl *c, int argc, char **argv, int start);
 int cmd_sessions(struct ctl *c, int argc, char **argv, int start);
 int cmd_clock(struct ctl *c, int argc, char **argv, int start);
 int cmd_trace(struct ctl *c, int argc, char **argv, int start);
+int cmd_list(struct ctl *c, int argc, char **argv, int start);
+int cmd_monitor(struct ctl *c, int argc, char **argv, int start);
+int cmd_attach(struct ctl *c, int argc, char **argv, int start);
+int cmd_detach(struct ctl *c, int argc, char **argv, int start);
+int cmd_audit(struct ctl *c, int argc, char **argv, int start);
+
+/* The lower-case names used in --json and tables. */
+const char *pen_state_name(Plctl__PenState s);
+const char *trace_level_name(uint32_t level);
 
 void print_help(FILE *out);
 

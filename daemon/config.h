@@ -25,6 +25,7 @@ struct config {
 	char socket_path[256];     /* socket = /run/penlink/penlinkd.sock */
 	char db_path[256];         /* database = /var/lib/penlink/archive.db */
 	char socket_group[64];     /* socket_group = penlink ("" = the daemon's) */
+	mode_t socket_mode;        /* socket_mode = 0660 (octal) */
 	int log_level;             /* log_level = info (err|warn|notice|info|debug) */
 	/* [usb] */
 	bool usb_enabled;          /* enabled = yes */
@@ -46,7 +47,7 @@ struct config {
 /* Compiled-in defaults (system paths). */
 void config_defaults(struct config *c);
 /* Reads path over the defaults.  A missing file is fine when !required.
- * On error returns -1 with "FILE:LINE: key: why" in err. */
+ * On error returns -1 with "FILE:LINE: [section] key: why" in err. */
 int config_load(struct config *c, const char *path, bool required, char *err,
                 size_t errlen);
 

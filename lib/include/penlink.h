@@ -189,6 +189,13 @@ int pl_pen_open_transport(struct pl_transport *t,
                           const struct pl_open_options *opts,
                           struct pl_pen **out);
 
+/*
+ * Closes the pen and its transport.  Asynchronous calls still outstanding
+ * are dropped: their callbacks are NOT called (nor sinks, progress or the
+ * event handler any more), and what they hold is freed.  May be called
+ * from a callback running inside pl_pen_handle_events(); the memory is then
+ * freed when that returns, so the pen must not be used after this call.
+ */
 void pl_pen_close(struct pl_pen *pen);
 
 /* Negotiated parameters. */
@@ -463,6 +470,14 @@ int pl_pen_poll(struct pl_pen *pen, int timeout_ms);
  * code, and pl_pen_handle_events() returns it.
  * The blocking calls must not be used on a pen while asynchronous calls are
  * outstanding on it.
+ *
+ * Every _async call returns PL_OK when the call is under way: done then
+ * runs exactly once, from pl_pen_handle_events(), even when the call fails
+ * at once (a validation error, a dead link, a pen whose handshake has not
+ * finished); meanwhile pl_pen_next_timeout() returns 0.  It returns a
+ * negative code, and done is never called, only when the call could not be
+ * queued at all (no pen, a pen being closed, out of memory).  Several calls
+ * may be outstanding on one pen; they share its window of requests.
  */
 typedef void (*pl_done_fn)(void *ud, int status);
 
@@ -543,6 +558,21 @@ struct pl_telemetry {
 	const uint32_t *battery_mv;
 };
 void pl_record_telemetry(const struct pl_record *r, struct pl_telemetry *out);
+
+/* The record's events in order.  kind is the record.proto EventKind number
+ * (newer pens may send numbers this build does not name).  Fills at most
+ * max rows of out (out may be NULL when max is 0) and returns the total
+ * count, so a caller can size its buffer with a first call. */
+struct pl_event_row {
+	uint32_t offset_ms;  /* since the start */
+	int kind;
+	int32_t value;       /* meaning depends on kind (record.proto) */
+};
+size_t pl_record_events(const struct pl_record *r, struct pl_event_row *out,
+                        size_t max);
+/* "start", "depth_change", ... as in the JSON form; NULL for a kind this
+ * build does not know.  The string is static. */
+const char *pl_record_event_kind_name(int kind);
 
 /* ------------------------------------------------------------------ helpers */
 

@@ -1,4 +1,3 @@
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,9 +56,6 @@ struct pl__engine {
 
 	struct pl_link_stats st;
 	uint64_t bad_envelopes;
-	/* Set while the decoder delivers frames: a callback that blocked on
-	 * the engine would feed the decoder again from inside itself. */
-	bool in_dispatch;
 	int dead;
 	char dead_msg[256];
 };
@@ -422,9 +418,7 @@ static int do_read(struct pl__engine *e)
 		if (n == 0)
 			break;
 		e->st.bytes_in += (uint64_t)n;
-		e->in_dispatch = true;
 		pl_frame_decoder_feed(&e->dec, e->rx, (size_t)n);
-		e->in_dispatch = false;
 		/* Keep reading after a short read: a pty hands out at most its
 		 * 4 KiB line-discipline buffer per read(), so "short" does not
 		 * mean drained, and another read is cheaper than a poll(). */
@@ -516,100 +510,16 @@ int pl__engine_handle_io(struct pl__engine *e, int mask)
 	return e->dead;
 }
 
-static int wait_and_handle(struct pl__engine *e, int64_t until)
+int pl__engine_kill(struct pl__engine *e, int code)
 {
-	int64_t dl = pl__engine_next_deadline(e);
-	if (until >= 0 && (dl < 0 || until < dl))
-		dl = until;
-	int timeout = -1;
-	if (dl >= 0) {
-		int64_t d = dl - pl__now_ms();
-		timeout = d < 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
-	}
-	int m = pl_transport_wait(e->t, pl__engine_want_write(e), timeout);
-	if (m < 0)
-		return kill_link(e, m);
-	return pl__engine_handle_io(e, m);
+	return kill_link(e, code);
 }
 
-static int reentered(void)
+int pl__engine_flush(struct pl__engine *e)
 {
-	return pl__fail(PL_ERR_ARG, "a pen function was called from inside a "
-	                            "libpenlink callback; call it after the callback returns");
-}
-
-int pl__engine_run(struct pl__engine *e, const bool *done)
-{
-	if (e->in_dispatch)
-		return reentered();
-	while (!*done) {
-		if (e->dead)
-			return pl__fail(e->dead, "%s", e->dead_msg);
-		if (flush(e))
-			continue;
-		if (!e->n_flight && !e->n_pend)
-			return pl__fail(PL_ERR_ARG, "internal: waiting with no request outstanding");
-		wait_and_handle(e, -1);
-	}
-	return PL_OK;
-}
-
-int pl__engine_poll_once(struct pl__engine *e, int timeout_ms)
-{
-	if (e->in_dispatch)
-		return reentered();
 	if (e->dead)
-		return pl__fail(e->dead, "%s", e->dead_msg);
-	if (flush(e))
 		return e->dead;
-	return wait_and_handle(e, timeout_ms < 0 ? -1 : pl__now_ms() + timeout_ms);
-}
-
-struct sync_call {
-	bool done;
-	int status;
-	Pl__Envelope *reply;
-};
-
-static bool sync_cb(void *ud, int status, Pl__Envelope *reply)
-{
-	struct sync_call *c = ud;
-	c->done = true;
-	c->status = status;
-	if (status == PL_OK) {
-		c->reply = reply;
-		return true;
-	}
-	return false;
-}
-
-int pl__engine_call_ex(struct pl__engine *e, Pl__Envelope *req,
-                       Pl__Envelope__BodyCase expect, int timeout_ms,
-                       int retries, Pl__Envelope **reply)
-{
-	if (e->in_dispatch)
-		return reentered();
-	struct sync_call c = {0};
-	int rc = pl__engine_submit(e, req, expect, timeout_ms, retries, sync_cb,
-	                           &c, NULL);
-	if (rc)
-		return rc;
-	rc = pl__engine_run(e, &c.done);
-	if (!c.done)
-		return rc; /* cannot happen: a dead link fails every request */
-	if (c.status == PL_OK) {
-		if (reply)
-			*reply = c.reply;
-		else
-			pl__envelope__free_unpacked(c.reply, NULL);
-	}
-	return c.status;
-}
-
-int pl__engine_call(struct pl__engine *e, Pl__Envelope *req,
-                    Pl__Envelope__BodyCase expect, Pl__Envelope **reply)
-{
-	return pl__engine_call_ex(e, req, expect, -1, -1, reply);
+	return flush(e);
 }
 
 /* ------------------------------------------------------------------ lifecycle */

@@ -2,13 +2,16 @@
  * The request engine: ids, deadlines, retries, a window of requests in
  * flight, and dispatch of replies and unsolicited frames.
  *
- * Like libusb, the blocking API (pen*.c) is a thin loop over a non-blocking,
- * callback-driven core, so the daemon can drive many engines from its own
- * poll loop: it polls pl__engine_fd() for input (and for output while
- * pl__engine_want_write()), sleeps no longer than pl__engine_next_deadline(),
- * and calls pl__engine_handle_io() with what poll reported.
+ * Like libusb, everything above it is non-blocking and callback-driven: the
+ * pen layer (pen.c) builds each operation as a state machine over these
+ * requests, and its blocking calls are one loop that waits on the transport
+ * and feeds pl__engine_handle_io() until the operation's callback ran.  A
+ * program with its own poll loop polls pl__engine_fd() for input (and for
+ * output while pl__engine_want_write()), sleeps no longer than
+ * pl__engine_next_deadline(), and calls pl__engine_handle_io() with what
+ * poll reported.
  *
- * Callbacks run from pl__engine_handle_io() (or the blocking helpers) and may
+ * Callbacks run from pl__engine_handle_io() (or pl__engine_kill()) and may
  * submit or cancel requests; they must not destroy the engine.
  */
 #ifndef PL_ENGINE_H
@@ -92,30 +95,17 @@ int64_t pl__engine_next_deadline(const struct pl__engine *e);
  * the link (every outstanding request has then been failed with it).
  */
 int pl__engine_handle_io(struct pl__engine *e, int mask);
+/* Kills the link with code (the message is pl_last_error_message()): what
+ * the transport's wait reported, e.g. a hang-up.  Every outstanding request
+ * fails with it.  Returns code (or the earlier sticky error). */
+int pl__engine_kill(struct pl__engine *e, int code);
+/* Writes what is queued, as far as the transport takes it now.  Returns
+ * PL_OK or the sticky error. */
+int pl__engine_flush(struct pl__engine *e);
 /* The sticky error of a dead link (PL_ERR_UNPLUGGED, PL_ERR_IO), or 0. */
 int pl__engine_dead(const struct pl__engine *e);
 /* Good frames received so far (lets pl_pen_poll notice activity). */
 uint64_t pl__engine_frames_in(const struct pl__engine *e);
-
-/* --- blocking helpers */
-
-/* Runs the engine until *done is true.  Returns PL_OK, or the sticky
- * error if the link died (callbacks have been called by then). */
-int pl__engine_run(struct pl__engine *e, const bool *done);
-
-/* Waits up to timeout_ms (< 0: forever) for one round of input and
- * handles it. */
-int pl__engine_poll_once(struct pl__engine *e, int timeout_ms);
-
-/*
- * One request, blocking.  On PL_OK *reply (may be NULL) receives the reply
- * (caller frees it with pl__envelope__free_unpacked(r, NULL)).
- */
-int pl__engine_call(struct pl__engine *e, Pl__Envelope *req,
-                    Pl__Envelope__BodyCase expect, Pl__Envelope **reply);
-int pl__engine_call_ex(struct pl__engine *e, Pl__Envelope *req,
-                       Pl__Envelope__BodyCase expect, int timeout_ms,
-                       int retries, Pl__Envelope **reply);
 
 /* "read_session", "pong"...: the name of a body case, for messages. */
 const char *pl__body_name(Pl__Envelope__BodyCase c);

@@ -106,55 +106,75 @@ static int set_from_wire(const struct pl_pen *pen, uint32_t revision,
 	return PL_OK;
 }
 
-int pl_get_presets(struct pl_pen *pen, struct pl_preset_set *out)
+static void send_get_presets(struct pl__op *op, pl__op_step_fn step)
 {
-	if (!pen || !out)
-		return pl__fail(PL_ERR_ARG, "pl_get_presets: missing pen or result");
 	Pl__GetPresets gp = PL__GET_PRESETS__INIT;
 	Pl__Envelope req = PL__ENVELOPE__INIT;
 	req.body_case = PL__ENVELOPE__BODY_GET_PRESETS;
 	req.get_presets = &gp;
-	Pl__Envelope *rep = NULL;
-	int rc = pl__engine_call(pen->e, &req, PL__ENVELOPE__BODY_PRESET_SET, &rep);
-	if (rc)
+	pl__op_send(op, &req, PL__ENVELOPE__BODY_PRESET_SET, step);
+}
+
+static int set_from_reply(const struct pl_pen *pen, const Pl__Envelope *rep,
+                          struct pl_preset_set *out)
+{
+	const Pl__PresetSet *ps = rep->preset_set;
+	return set_from_wire(pen, ps->revision, ps->presets, ps->n_presets, out);
+}
+
+/* ------------------------------------------------------------------ read */
+
+struct get_op {
+	struct pl__op base;
+	struct pl_preset_set *out;
+};
+
+static void get_step(struct pl__op *op, int status, Pl__Envelope *rep)
+{
+	if (!status)
+		status = set_from_reply(op->pen, rep, ((struct get_op *)op)->out);
+	pl__op_finish(op, status);
+}
+
+int pl_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
+                         pl_done_fn done, void *ud)
+{
+	struct get_op *g;
+	int rc = pl__op_new(pen, sizeof *g, done, ud, &g);
+	if (rc || pl__op_refused(&g->base))
 		return rc;
-	rc = set_from_wire(pen, rep->preset_set->revision,
-	                   rep->preset_set->presets, rep->preset_set->n_presets, out);
-	pl__envelope__free_unpacked(rep, NULL);
+	if (!out) {
+		pl__op_finish(&g->base, pl__fail(PL_ERR_ARG, "pl_get_presets: missing result"));
+		return PL_OK;
+	}
+	g->out = out;
+	send_get_presets(&g->base, get_step);
+	return PL_OK;
+}
+
+int pl_get_presets(struct pl_pen *pen, struct pl_preset_set *out)
+{
+	struct pl__waiter w;
+	int rc = pl__wait_begin(pen, &w, "pl_get_presets");
+	if (!rc)
+		rc = pl__wait(pen, &w, pl_get_presets_async(pen, out, pl__waiter_done, &w));
 	return rc;
 }
 
-static int put(struct pl_pen *pen, const struct pl_preset_set *set)
-{
-	Pl__Preset wire[PL_MAX_PRESETS];
-	Pl__Preset *ptrs[PL_MAX_PRESETS];
-	/* Unvalidated sets may hold names without a terminator. */
-	char names[PL_MAX_PRESETS][PL_PRESET_NAME_MAX + 2];
-	for (size_t i = 0; i < set->count; i++) {
-		const struct pl_preset *p = &set->presets[i];
-		Pl__Preset *w = &wire[i];
-		pl__preset__init(w);
-		w->id = p->id;
-		size_t n = strnlen(p->name, sizeof p->name);
-		memcpy(names[i], p->name, n);
-		names[i][n] = 0;
-		w->name = names[i];
-		w->depth_um = p->depth_um;
-		w->speed_level = p->speed_level;
-		w->area = (Pl__Area)p->area;
-		w->needle_count = p->needle_count;
-		w->max_duration_s = p->max_duration_s;
-		ptrs[i] = w;
-	}
-	Pl__PutPresets pp = PL__PUT_PRESETS__INIT;
-	pp.expected_revision = set->revision;
-	pp.n_presets = set->count;
-	pp.presets = ptrs;
-	Pl__Envelope req = PL__ENVELOPE__INIT;
-	req.body_case = PL__ENVELOPE__BODY_PUT_PRESETS;
-	req.put_presets = &pp;
-	return pl__engine_call(pen->e, &req, PL__ENVELOPE__BODY_PRESET_SET, NULL);
-}
+/* ------------------------------------------------------------------ write */
+
+/*
+ * Writing is: the pen's limits (GetInfo, unless cached), host-side
+ * validation, PutPresets, then GetPresets to compare.  On a revision
+ * conflict one more GetPresets names the pen's current revision.
+ */
+struct put_op {
+	struct pl__op base;
+	struct pl_preset_set set;   /* a copy: the caller's may change meanwhile */
+	struct pl_preset_set back;  /* as read back */
+	struct pl_preset_set *result;
+	char pen_msg[PL__MSG_MAX];  /* the pen's words on a conflict */
+};
 
 static const struct pl_preset *find(const struct pl_preset_set *s, uint32_t id)
 {
@@ -200,63 +220,169 @@ static int verify(const struct pl_preset_set *want, const struct pl_preset_set *
 	return PL_OK;
 }
 
-static int put_verified(struct pl_pen *pen, const struct pl_preset_set *set,
-                        struct pl_preset_set *result)
+static void readback_step(struct pl__op *op, int status, Pl__Envelope *rep)
 {
-	int rc = put(pen, set);
-	if (rc == PL_ERR_CONFLICT) {
-		/* Name both revisions so the technician knows to re-read. */
-		char pen_msg[512];
-		snprintf(pen_msg, sizeof pen_msg, "%s", pl_last_error_message());
-		struct pl_preset_set *now = malloc(sizeof *now);
-		if (now && pl_get_presets(pen, now) == PL_OK)
-			rc = pl__fail(PL_ERR_CONFLICT,
-			              "the presets on the pen changed since they were read "
-			              "(revision %u, now %u); read them again",
-			              set->revision, now->revision);
-		else
-			rc = pl__fail(PL_ERR_CONFLICT, "%s", pen_msg);
-		free(now);
-		return rc;
-	}
-	if (rc)
-		return rc;
+	struct put_op *p = (struct put_op *)op;
+	if (!status)
+		status = set_from_reply(op->pen, rep, &p->back);
+	if (!status)
+		status = verify(&p->set, &p->back);
+	if (!status && p->result)
+		*p->result = p->back;
+	pl__op_finish(op, status);
+}
 
-	struct pl_preset_set *back = malloc(sizeof *back);
-	if (!back)
-		return pl__fail(PL_ERR_MEM, "out of memory");
-	rc = pl_get_presets(pen, back);
-	if (!rc)
-		rc = verify(set, back);
-	if (!rc && result)
-		*result = *back;
-	free(back);
-	return rc;
+/* Names both revisions so the technician knows to re-read; the pen's own
+ * words if the current set cannot be read. */
+static void conflict_step(struct pl__op *op, int status, Pl__Envelope *rep)
+{
+	struct put_op *p = (struct put_op *)op;
+	if (!status && set_from_reply(op->pen, rep, &p->back) == PL_OK)
+		pl__fail(PL_ERR_CONFLICT,
+		         "the presets on the pen changed since they were read "
+		         "(revision %u, now %u); read them again",
+		         p->set.revision, p->back.revision);
+	else
+		pl__fail(PL_ERR_CONFLICT, "%s", p->pen_msg);
+	pl__op_finish(op, PL_ERR_CONFLICT);
+}
+
+static void put_step(struct pl__op *op, int status, Pl__Envelope *rep)
+{
+	struct put_op *p = (struct put_op *)op;
+	(void)rep;
+	if (status == PL_ERR_CONFLICT) {
+		snprintf(p->pen_msg, sizeof p->pen_msg, "%s", pl_last_error_message());
+		Pl__GetPresets gp = PL__GET_PRESETS__INIT;
+		Pl__Envelope req = PL__ENVELOPE__INIT;
+		req.body_case = PL__ENVELOPE__BODY_GET_PRESETS;
+		req.get_presets = &gp;
+		if (pl__op_submit(op, &req, PL__ENVELOPE__BODY_PRESET_SET, -1, -1,
+		                  conflict_step))
+			conflict_step(op, PL_ERR_CONFLICT, NULL);
+		return;
+	}
+	if (status) {
+		pl__op_finish(op, status);
+		return;
+	}
+	send_get_presets(op, readback_step);
+}
+
+static void send_put(struct put_op *p)
+{
+	const struct pl_preset_set *set = &p->set;
+	Pl__Preset wire[PL_MAX_PRESETS];
+	Pl__Preset *ptrs[PL_MAX_PRESETS];
+	/* Unvalidated sets may hold names without a terminator. */
+	char names[PL_MAX_PRESETS][PL_PRESET_NAME_MAX + 2];
+	for (size_t i = 0; i < set->count; i++) {
+		const struct pl_preset *ps = &set->presets[i];
+		Pl__Preset *w = &wire[i];
+		pl__preset__init(w);
+		w->id = ps->id;
+		size_t n = strnlen(ps->name, sizeof ps->name);
+		memcpy(names[i], ps->name, n);
+		names[i][n] = 0;
+		w->name = names[i];
+		w->depth_um = ps->depth_um;
+		w->speed_level = ps->speed_level;
+		w->area = (Pl__Area)ps->area;
+		w->needle_count = ps->needle_count;
+		w->max_duration_s = ps->max_duration_s;
+		ptrs[i] = w;
+	}
+	Pl__PutPresets pp = PL__PUT_PRESETS__INIT;
+	pp.expected_revision = set->revision;
+	pp.n_presets = set->count;
+	pp.presets = ptrs;
+	Pl__Envelope req = PL__ENVELOPE__INIT;
+	req.body_case = PL__ENVELOPE__BODY_PUT_PRESETS;
+	req.put_presets = &pp;
+	pl__op_send(&p->base, &req, PL__ENVELOPE__BODY_PRESET_SET, put_step);
+}
+
+/* Validates against the pen's cached limits, then writes. */
+static void validate_and_put(struct put_op *p)
+{
+	int rc = pl_validate_preset_set(&p->base.pen->info, &p->set);
+	if (rc)
+		pl__op_finish(&p->base, rc);
+	else
+		send_put(p);
+}
+
+static void limits_step(struct pl__op *op, int status, Pl__Envelope *rep)
+{
+	if (status) {
+		pl__op_finish(op, status);
+		return;
+	}
+	pl__pen_store_info(op->pen, rep->device_info);
+	validate_and_put((struct put_op *)op);
+}
+
+static int put_async(struct pl_pen *pen, const struct pl_preset_set *set,
+                     struct pl_preset_set *result, bool checked,
+                     const char *fn, pl_done_fn done, void *ud)
+{
+	struct put_op *p;
+	int rc = pl__op_new(pen, sizeof *p, done, ud, &p);
+	if (rc || pl__op_refused(&p->base))
+		return rc;
+	if (!set) {
+		pl__op_finish(&p->base, pl__fail(PL_ERR_ARG, "%s: missing presets", fn));
+		return PL_OK;
+	}
+	/* Checked sets get the validator's words for this. */
+	if (!checked && set->count > PL_MAX_PRESETS) {
+		pl__op_finish(&p->base, pl__fail(PL_ERR_ARG, "%zu presets; a set holds at most %d",
+		                                 set->count, PL_MAX_PRESETS));
+		return PL_OK;
+	}
+	p->set = *set;
+	p->result = result;
+	if (!checked) {
+		send_put(p);
+	} else if (pen->have_info) {
+		validate_and_put(p);
+	} else {
+		Pl__GetInfo gi = PL__GET_INFO__INIT;
+		Pl__Envelope req = PL__ENVELOPE__INIT;
+		req.body_case = PL__ENVELOPE__BODY_GET_INFO;
+		req.get_info = &gi;
+		pl__op_send(&p->base, &req, PL__ENVELOPE__BODY_DEVICE_INFO, limits_step);
+	}
+	return PL_OK;
+}
+
+int pl_put_presets_async(struct pl_pen *pen, const struct pl_preset_set *set,
+                         struct pl_preset_set *result, pl_done_fn done,
+                         void *ud)
+{
+	return put_async(pen, set, result, true, "pl_put_presets", done, ud);
 }
 
 int pl_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
                    struct pl_preset_set *result)
 {
-	if (!pen || !set)
-		return pl__fail(PL_ERR_ARG, "pl_put_presets: missing pen or presets");
-	const struct pl_device_info *limits;
-	int rc = pl__pen_limits(pen, &limits);
-	if (rc)
-		return rc;
-	rc = pl_validate_preset_set(limits, set);
-	if (rc)
-		return rc;
-	return put_verified(pen, set, result);
+	struct pl__waiter w;
+	int rc = pl__wait_begin(pen, &w, "pl_put_presets");
+	if (!rc)
+		rc = pl__wait(pen, &w, put_async(pen, set, result, true, "pl_put_presets",
+		                                 pl__waiter_done, &w));
+	return rc;
 }
 
 int pl_put_presets_unchecked(struct pl_pen *pen,
                              const struct pl_preset_set *set,
                              struct pl_preset_set *result)
 {
-	if (!pen || !set)
-		return pl__fail(PL_ERR_ARG, "pl_put_presets_unchecked: missing pen or presets");
-	if (set->count > PL_MAX_PRESETS)
-		return pl__fail(PL_ERR_ARG, "%zu presets; a set holds at most %d",
-		                set->count, PL_MAX_PRESETS);
-	return put_verified(pen, set, result);
+	struct pl__waiter w;
+	int rc = pl__wait_begin(pen, &w, "pl_put_presets_unchecked");
+	if (!rc)
+		rc = pl__wait(pen, &w, put_async(pen, set, result, false,
+		                                 "pl_put_presets_unchecked",
+		                                 pl__waiter_done, &w));
+	return rc;
 }

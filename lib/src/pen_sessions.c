@@ -79,39 +79,85 @@ static int add_page(struct pl_pen *pen, const Pl__SessionList *l,
 	return PL_OK;
 }
 
+struct list_op {
+	struct pl__op base;
+	struct pl_session_info **out;
+	size_t *count;
+	struct pl_session_info *arr;
+	size_t n, cap;
+	uint32_t after;
+};
+
+static void list_release(struct pl__op *op)
+{
+	struct list_op *l = (struct list_op *)op;
+	free(l->arr);
+	l->arr = NULL;
+}
+
+static void list_send(struct list_op *l);
+
+static void list_step(struct pl__op *op, int status, Pl__Envelope *rep)
+{
+	struct list_op *l = (struct list_op *)op;
+	if (!status)
+		status = add_page(op->pen, rep->session_list, &l->after, &l->arr,
+		                  &l->n, &l->cap);
+	if (status) {
+		pl__op_finish(op, status);
+		return;
+	}
+	if (rep->session_list->more) {
+		list_send(l);
+		return;
+	}
+	*l->out = l->arr;
+	*l->count = l->n;
+	l->arr = NULL;
+	pl__op_finish(op, PL_OK);
+}
+
+static void list_send(struct list_op *l)
+{
+	Pl__ListSessions ls = PL__LIST_SESSIONS__INIT;
+	ls.start_after_id = l->after;
+	Pl__Envelope req = PL__ENVELOPE__INIT;
+	req.body_case = PL__ENVELOPE__BODY_LIST_SESSIONS;
+	req.list_sessions = &ls;
+	pl__op_send(&l->base, &req, PL__ENVELOPE__BODY_SESSION_LIST, list_step);
+}
+
+int pl_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
+                           size_t *count, pl_done_fn done, void *ud)
+{
+	struct list_op *l;
+	int rc = pl__op_new(pen, sizeof *l, done, ud, &l);
+	if (rc || pl__op_refused(&l->base))
+		return rc;
+	if (!out || !count) {
+		pl__op_finish(&l->base, pl__fail(PL_ERR_ARG, "pl_list_sessions: missing argument"));
+		return PL_OK;
+	}
+	l->out = out;
+	l->count = count;
+	l->base.release = list_release;
+	list_send(l);
+	return PL_OK;
+}
+
 int pl_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
                      size_t *count)
 {
-	if (!pen || !out || !count)
-		return pl__fail(PL_ERR_ARG, "pl_list_sessions: missing argument");
-	*out = NULL;
-	*count = 0;
-	struct pl_session_info *arr = NULL;
-	size_t n = 0, cap = 0;
-	uint32_t after = 0;
-	bool more = true;
-	int rc = PL_OK;
-	while (more && !rc) {
-		Pl__ListSessions ls = PL__LIST_SESSIONS__INIT;
-		ls.start_after_id = after;
-		Pl__Envelope req = PL__ENVELOPE__INIT;
-		req.body_case = PL__ENVELOPE__BODY_LIST_SESSIONS;
-		req.list_sessions = &ls;
-		Pl__Envelope *rep = NULL;
-		rc = pl__engine_call(pen->e, &req, PL__ENVELOPE__BODY_SESSION_LIST, &rep);
-		if (rc)
-			break;
-		more = rep->session_list->more;
-		rc = add_page(pen, rep->session_list, &after, &arr, &n, &cap);
-		pl__envelope__free_unpacked(rep, NULL);
-	}
-	if (rc) {
-		free(arr);
-		return rc;
-	}
-	*out = arr;
-	*count = n;
-	return PL_OK;
+	if (out)
+		*out = NULL;
+	if (count)
+		*count = 0;
+	struct pl__waiter w;
+	int rc = pl__wait_begin(pen, &w, "pl_list_sessions");
+	if (!rc)
+		rc = pl__wait(pen, &w, pl_list_sessions_async(pen, out, count,
+		                                              pl__waiter_done, &w));
+	return rc;
 }
 
 /* ------------------------------------------------------------------ download */
@@ -129,31 +175,26 @@ struct slot {
 };
 
 struct dl {
-	struct pl_pen *pen;
-	const struct pl_session_info *s;
-	const struct pl_download_options *o;
+	struct pl__op base;
+	struct pl_session_info s;        /* copies: the caller's may go */
+	struct pl_download_options o;
 	uint32_t chunk, window;
 	uint64_t issued;    /* next offset to request */
 	uint64_t delivered; /* next offset the sink expects */
 	uint64_t first;     /* index of the chunk at `delivered` */
 	uint64_t next_k;    /* index of the chunk at `issued` */
-	struct slot *slots;
-	int err;
-	char msg[512];
-	bool done;
+	struct slot slots[];
 };
 
-static void dl_fail(struct dl *d, int code)
+/* Whatever ended the download, none of its requests may stay in the
+ * window, and held chunks are freed. */
+static void dl_release(struct pl__op *op)
 {
-	if (d->err)
-		return;
-	d->err = code;
-	snprintf(d->msg, sizeof d->msg, "%s", pl_last_error_message());
-	d->done = true;
+	struct dl *d = (struct dl *)op;
 	for (uint32_t i = 0; i < d->window; i++) {
 		struct slot *sl = &d->slots[i];
 		if (sl->req_id)
-			pl__engine_cancel(d->pen->e, sl->req_id);
+			pl__engine_cancel(op->pen->e, sl->req_id);
 		sl->req_id = 0;
 		if (sl->reply)
 			pl__envelope__free_unpacked(sl->reply, NULL);
@@ -165,22 +206,24 @@ static bool dl_on_reply(void *ud, int status, Pl__Envelope *reply);
 
 static void dl_issue(struct dl *d)
 {
-	while (!d->err && d->issued < d->s->size && d->next_k - d->first < d->window) {
+	while (!d->base.finished && !d->base.pen->closing && d->issued < d->s.size &&
+	       d->next_k - d->first < d->window) {
 		struct slot *sl = &d->slots[d->next_k % d->window];
-		uint64_t left = d->s->size - d->issued;
+		uint64_t left = d->s.size - d->issued;
 		sl->off = d->issued;
 		sl->len = left < d->chunk ? (uint32_t)left : d->chunk;
 		Pl__ReadSession rs = PL__READ_SESSION__INIT;
-		rs.id = d->s->id;
+		rs.id = d->s.id;
 		rs.offset = sl->off;
 		rs.length = sl->len;
 		Pl__Envelope req = PL__ENVELOPE__INIT;
 		req.body_case = PL__ENVELOPE__BODY_READ_SESSION;
 		req.read_session = &rs;
-		int rc = pl__engine_submit(d->pen->e, &req, PL__ENVELOPE__BODY_SESSION_CHUNK,
-		                           -1, -1, dl_on_reply, sl, &sl->req_id);
+		int rc = pl__engine_submit(d->base.pen->e, &req,
+		                           PL__ENVELOPE__BODY_SESSION_CHUNK, -1, -1,
+		                           dl_on_reply, sl, &sl->req_id);
 		if (rc) {
-			dl_fail(d, rc);
+			pl__op_finish(&d->base, rc);
 			return;
 		}
 		d->issued += sl->len;
@@ -191,38 +234,38 @@ static void dl_issue(struct dl *d)
 static int dl_check(const struct dl *d, const struct slot *sl,
                     const Pl__SessionChunk *c)
 {
-	const char *port = pl_transport_name(d->pen->t);
-	if (c->id != d->s->id || c->offset != sl->off)
+	const char *port = pl_transport_name(d->base.pen->t);
+	if (c->id != d->s.id || c->offset != sl->off)
 		return pl__fail(PL_ERR_PROTOCOL,
 		                "the pen on %s answered a read of record %u at offset "
 		                "%llu with record %u at offset %llu",
-		                port, d->s->id, (unsigned long long)sl->off, c->id,
+		                port, d->s.id, (unsigned long long)sl->off, c->id,
 		                (unsigned long long)c->offset);
 	if (c->data.len != sl->len)
 		return pl__fail(PL_ERR_PROTOCOL,
 		                "the pen on %s sent %zu bytes of record %u at offset "
 		                "%llu where %u were asked (the record has %llu bytes)",
-		                port, c->data.len, d->s->id, (unsigned long long)sl->off,
-		                sl->len, (unsigned long long)d->s->size);
-	if (c->eof != (sl->off + sl->len == d->s->size))
+		                port, c->data.len, d->s.id, (unsigned long long)sl->off,
+		                sl->len, (unsigned long long)d->s.size);
+	if (c->eof != (sl->off + sl->len == d->s.size))
 		return pl__fail(PL_ERR_PROTOCOL,
 		                "the pen on %s %s the end of record %u at offset %llu, "
 		                "but the listing says it has %llu bytes",
-		                port, c->eof ? "signalled" : "did not signal", d->s->id,
+		                port, c->eof ? "signalled" : "did not signal", d->s.id,
 		                (unsigned long long)(sl->off + sl->len),
-		                (unsigned long long)d->s->size);
+		                (unsigned long long)d->s.size);
 	return PL_OK;
 }
 
 /* Hands over every chunk that is next in order. */
 static void dl_deliver(struct dl *d)
 {
-	while (!d->err && d->first < d->next_k) {
+	while (!d->base.finished && !d->base.pen->closing && d->first < d->next_k) {
 		struct slot *sl = &d->slots[d->first % d->window];
 		if (!sl->reply)
 			return;
 		const ProtobufCBinaryData *data = &sl->reply->session_chunk->data;
-		int rc = d->o->sink(d->o->ud, sl->off, data->data, data->len);
+		int rc = d->o.sink(d->o.ud, sl->off, data->data, data->len);
 		pl__envelope__free_unpacked(sl->reply, NULL);
 		sl->reply = NULL;
 		if (rc) {
@@ -230,17 +273,17 @@ static void dl_deliver(struct dl *d)
 				rc = PL_ERR_CANCELLED;
 			if (rc == PL_ERR_CANCELLED)
 				pl__fail(rc, "the download of record %u was cancelled at byte %llu",
-				         d->s->id, (unsigned long long)sl->off);
-			dl_fail(d, rc);
+				         d->s.id, (unsigned long long)sl->off);
+			pl__op_finish(&d->base, rc);
 			return;
 		}
 		d->delivered = sl->off + sl->len;
 		d->first++;
-		if (d->o->progress)
-			d->o->progress(d->o->ud, d->delivered, d->s->size);
+		if (d->o.progress)
+			d->o.progress(d->o.ud, d->delivered, d->s.size);
 	}
-	if (d->delivered == d->s->size)
-		d->done = true;
+	if (d->delivered == d->s.size)
+		pl__op_finish(&d->base, PL_OK);
 }
 
 static bool dl_on_reply(void *ud, int status, Pl__Envelope *reply)
@@ -248,65 +291,78 @@ static bool dl_on_reply(void *ud, int status, Pl__Envelope *reply)
 	struct slot *sl = ud;
 	struct dl *d = sl->d;
 	sl->req_id = 0;
-	if (d->err)
+	if (d->base.finished || d->base.pen->closing)
 		return false;
 	if (status) {
-		dl_fail(d, status);
+		pl__op_finish(&d->base, status);
 		return false;
 	}
 	int rc = dl_check(d, sl, reply->session_chunk);
 	if (rc) {
-		dl_fail(d, rc);
+		pl__op_finish(&d->base, rc);
 		return false;
 	}
 	/* From here the reply is ours: delivered and freed in order, or freed
-	 * by dl_fail. */
+	 * by dl_release. */
 	sl->reply = reply;
 	dl_deliver(d);
 	dl_issue(d);
 	return true;
 }
 
+int pl_download_session_async(struct pl_pen *pen,
+                              const struct pl_session_info *s, uint64_t offset,
+                              const struct pl_download_options *o,
+                              pl_done_fn done, void *ud)
+{
+	/* More than the pen allows in flight would only queue inside the
+	 * engine while holding reorder memory. */
+	uint32_t window = pen ? pen->max_in_flight : 1;
+	if (o && o->window && o->window < window)
+		window = o->window;
+	if (!window)
+		window = 1;
+	struct dl *d;
+	int rc = pl__op_new(pen, sizeof *d + window * sizeof d->slots[0], done, ud, &d);
+	if (rc || pl__op_refused(&d->base))
+		return rc;
+	if (!s || !o || !o->sink) {
+		pl__op_finish(&d->base, pl__fail(PL_ERR_ARG, "pl_download_session: missing argument"));
+		return PL_OK;
+	}
+	if (offset > s->size) {
+		pl__op_finish(&d->base,
+		              pl__fail(PL_ERR_ARG,
+		                       "cannot resume record %u at byte %llu; it has only %llu bytes",
+		                       s->id, (unsigned long long)offset,
+		                       (unsigned long long)s->size));
+		return PL_OK;
+	}
+	d->s = *s;
+	d->o = *o;
+	d->issued = d->delivered = offset;
+	uint32_t room = pen->max_frame - CHUNK_OVERHEAD;
+	d->chunk = o->chunk && o->chunk < room ? o->chunk : room;
+	d->window = window;
+	for (uint32_t i = 0; i < window; i++)
+		d->slots[i].d = d;
+	d->base.release = dl_release;
+	if (offset == s->size)
+		pl__op_finish(&d->base, PL_OK);
+	else
+		dl_issue(d);
+	return PL_OK;
+}
+
 int pl_download_session(struct pl_pen *pen, const struct pl_session_info *s,
                         uint64_t offset, const struct pl_download_options *o)
 {
-	if (!pen || !s || !o || !o->sink)
-		return pl__fail(PL_ERR_ARG, "pl_download_session: missing argument");
-	if (offset > s->size)
-		return pl__fail(PL_ERR_ARG,
-		                "cannot resume record %u at byte %llu; it has only %llu bytes",
-		                s->id, (unsigned long long)offset,
-		                (unsigned long long)s->size);
-	if (offset == s->size)
-		return PL_OK;
-
-	struct dl d = {.pen = pen, .s = s, .o = o, .issued = offset, .delivered = offset};
-	uint32_t room = pen->max_frame - CHUNK_OVERHEAD;
-	d.chunk = o->chunk && o->chunk < room ? o->chunk : room;
-	/* More than the pen allows in flight would only queue inside the
-	 * engine while holding reorder memory. */
-	d.window = pl_pen_max_in_flight(pen);
-	if (o->window && o->window < d.window)
-		d.window = o->window;
-	if (!d.window)
-		d.window = 1;
-	d.slots = calloc(d.window, sizeof *d.slots);
-	if (!d.slots)
-		return pl__fail(PL_ERR_MEM, "out of memory");
-	for (uint32_t i = 0; i < d.window; i++)
-		d.slots[i].d = &d;
-
-	dl_issue(&d);
-	int rc = d.err ? PL_OK : pl__engine_run(pen->e, &d.done);
-	if (rc && !d.err)
-		dl_fail(&d, rc);
-	/* Whatever ended the download, nothing of it may stay queued: the
-	 * callbacks point into this stack frame. */
-	dl_fail(&d, PL_ERR_CANCELLED);
-	free(d.slots);
-	if (d.err == PL_ERR_CANCELLED && d.delivered == s->size)
-		return PL_OK;
-	return pl__fail(d.err, "%s", d.msg);
+	struct pl__waiter w;
+	int rc = pl__wait_begin(pen, &w, "pl_download_session");
+	if (!rc)
+		rc = pl__wait(pen, &w, pl_download_session_async(pen, s, offset, o,
+		                                                 pl__waiter_done, &w));
+	return rc;
 }
 
 /* ------------------------------------------------------------------ to a file */
@@ -412,10 +468,18 @@ int pl_download_session_to_file(struct pl_pen *pen,
 
 /* ------------------------------------------------------------------ archive */
 
-int pl_archive_session(struct pl_pen *pen, uint32_t id, const uint8_t sha256[32])
+int pl_archive_session_async(struct pl_pen *pen, uint32_t id,
+                             const uint8_t sha256[32], pl_done_fn done,
+                             void *ud)
 {
-	if (!pen || !sha256)
-		return pl__fail(PL_ERR_ARG, "pl_archive_session: missing argument");
+	struct pl__op *op;
+	int rc = pl__op_new(pen, sizeof *op, done, ud, &op);
+	if (rc || pl__op_refused(op))
+		return rc;
+	if (!sha256) {
+		pl__op_finish(op, pl__fail(PL_ERR_ARG, "pl_archive_session: missing digest"));
+		return PL_OK;
+	}
 	Pl__ArchiveSession as = PL__ARCHIVE_SESSION__INIT;
 	as.id = id;
 	as.sha256.data = (uint8_t *)sha256;
@@ -423,5 +487,16 @@ int pl_archive_session(struct pl_pen *pen, uint32_t id, const uint8_t sha256[32]
 	Pl__Envelope req = PL__ENVELOPE__INIT;
 	req.body_case = PL__ENVELOPE__BODY_ARCHIVE_SESSION;
 	req.archive_session = &as;
-	return pl__engine_call(pen->e, &req, PL__ENVELOPE__BODY_ACK, NULL);
+	pl__op_send(op, &req, PL__ENVELOPE__BODY_ACK, pl__op_step_finish);
+	return PL_OK;
+}
+
+int pl_archive_session(struct pl_pen *pen, uint32_t id, const uint8_t sha256[32])
+{
+	struct pl__waiter w;
+	int rc = pl__wait_begin(pen, &w, "pl_archive_session");
+	if (!rc)
+		rc = pl__wait(pen, &w, pl_archive_session_async(pen, id, sha256,
+		                                                pl__waiter_done, &w));
+	return rc;
 }

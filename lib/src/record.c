@@ -66,6 +66,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -365,6 +366,53 @@ static const char *event_kind_name(char buf[32], int kind)
 		buf[i++] = (char)tolower((unsigned char)*q);
 	buf[i] = '\0';
 	return buf;
+}
+
+/* The public name getter hands out static strings, so the lowercased names
+ * are built once for every kind the schema declares. */
+#define KIND_NAMES_MAX 64
+static struct {
+	int kind;
+	char name[32];
+} kind_names[KIND_NAMES_MAX];
+static size_t n_kind_names;
+static pthread_once_t kind_names_once = PTHREAD_ONCE_INIT;
+
+static void kind_names_init(void)
+{
+	const ProtobufCEnumDescriptor *d = &pl__event_kind__descriptor;
+
+	for (unsigned i = 0; i < d->n_values && n_kind_names < KIND_NAMES_MAX; i++) {
+		int kind = d->values[i].value;
+		if (event_kind_name(kind_names[n_kind_names].name, kind)) {
+			kind_names[n_kind_names].kind = kind;
+			n_kind_names++;
+		}
+	}
+}
+
+const char *pl_record_event_kind_name(int kind)
+{
+	if (pthread_once(&kind_names_once, kind_names_init) != 0)
+		return NULL;
+	for (size_t i = 0; i < n_kind_names; i++)
+		if (kind_names[i].kind == kind)
+			return kind_names[i].name;
+	return NULL;
+}
+
+size_t pl_record_events(const struct pl_record *r, struct pl_event_row *out,
+                        size_t max)
+{
+	if (!r)
+		return 0;
+	for (size_t i = 0; out && i < max && i < r->rec->n_events; i++) {
+		const Pl__Event *ev = r->rec->events[i];
+		out[i].offset_ms = ev->offset_ms;
+		out[i].kind = (int)ev->kind;
+		out[i].value = ev->value;
+	}
+	return r->rec->n_events;
 }
 
 struct stats {

@@ -12,5 +12,13 @@ for b in bench_frame bench_presets bench_download; do
   [ $rc -eq 0 ] || { echo "$b failed (exit $rc)"; exit 1; }
   summary+=("$(tail -n1 <<<"$out")")
 done
+for b in bench_daemon_idle bench_daemon_scale; do
+  echo "--- $b"
+  out=$(bash "$(dirname "$0")/$b.sh" "$build" 2>&1)
+  rc=$?
+  echo "$out"
+  [ $rc -eq 0 ] || { echo "$b failed (exit $rc)"; exit 1; }
+  summary+=("$(tail -n1 <<<"$out")")
+done
 echo "--- benchmark figures"
 printf '%s\n' "${summary[@]}"

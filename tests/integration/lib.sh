@@ -62,3 +62,45 @@ assert_contains() {
 }
 # jqo FILTER: evaluate on the last stdout (JSON), failing if it is not JSON.
 jqo() { jq -r "$1" <<<"$OUT" || fail "jq '$1' on: $OUT"; }
+
+# ---- penlinkd
+: "${PENLINKD:=}"
+SOCK="$T/penlinkd.sock"
+DB="$T/archive.db"
+
+# start_daemon [penlinkd args...]: runs penlinkd in the foreground on a
+# private socket and database; sets DAEMON_PID; log in $T/daemon.log.
+start_daemon() {
+  [ -n "$PENLINKD" ] || fail "PENLINKD is not set"
+  "${WRAP[@]}" "$PENLINKD" --foreground --no-usb --socket "$SOCK" --db "$DB" "$@" \
+    >>"$T/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  EMU_PIDS+=("$DAEMON_PID")
+  local i
+  for i in $(seq 400); do
+    [ -S "$SOCK" ] && return 0
+    kill -0 "$DAEMON_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$T/daemon.log" >&2
+  fail "penlinkd did not start"
+}
+
+# dctl ARGS...: penctl through the daemon (run/expect with --socket).
+D=(--socket "$SOCK")
+
+# wait_idle N [seconds]: until N pens are attached and all idle.
+wait_idle() {
+  local want=$1 limit=${2:-60} i n idle
+  for i in $(seq $((limit * 10))); do
+    run "${D[@]}" --json list
+    if [ "$RC" -eq 0 ]; then
+      n=$(jq '.pens | length' <<<"$OUT")
+      idle=$(jq '[.pens[] | select(.state == "idle")] | length' <<<"$OUT")
+      [ "$n" -eq "$want" ] && [ "$idle" -eq "$want" ] && return 0
+    fi
+    sleep 0.1
+  done
+  cat "$T/daemon.log" >&2
+  fail "pens did not reach idle within ${limit}s (last: $OUT)"
+}

@@ -33,7 +33,7 @@ expect 2 --port /dev/null --timeout abc info
 assert_contains "$ERR" "abc" "bad number named"
 expect 2 --port /dev/null sessions pull --bogus
 assert_contains "$ERR" "--bogus" "unknown option named"
-expect 2 info
-assert_contains "$ERR" "--port" "no port: says how to give one"
+PENLINK_SOCKET="$T/no-daemon.sock" expect 9 info
+assert_contains "$ERR" "--port" "no port and no daemon: says how to give a port"
 expect 3 sessions show "$T/none.plrec"
 done_testing

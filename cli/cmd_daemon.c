@@ -1,0 +1,526 @@
+/* Commands that exist only through penlinkd: list, monitor, attach, detach,
+ * audit. */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "penctl.h"
+
+const char *pen_state_name(Plctl__PenState s)
+{
+	switch (s) {
+	case PLCTL__PEN_STATE__PEN_STATE_CONNECTING: return "connecting";
+	case PLCTL__PEN_STATE__PEN_STATE_SYNCING: return "syncing";
+	case PLCTL__PEN_STATE__PEN_STATE_DOWNLOADING: return "downloading";
+	case PLCTL__PEN_STATE__PEN_STATE_IDLE: return "idle";
+	case PLCTL__PEN_STATE__PEN_STATE_FAILED: return "failed";
+	default: return "unspecified";
+	}
+}
+
+const char *trace_level_name(uint32_t level)
+{
+	static const char *const n[] = {"error", "warn", "info", "debug"};
+	return level < 4 ? n[level] : "trace";
+}
+
+/* Commands without arguments of their own. */
+static int no_args(struct ctl *c, struct opt_iter *it, const char *what)
+{
+	const char *v;
+	int id;
+	while ((id = opt_next(c, it, NULL, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		return ctl_usage(c, "%s takes no arguments (got '%.40s')", what, v);
+	}
+	return PX_OK;
+}
+
+static json_object *json_str(const char *s)
+{
+	return json_object_new_string(s ? s : "");
+}
+
+/* ------------------------------------------------------------------ list */
+
+static json_object *pen_json(const Plctl__Pen *p)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "serial", json_str(p->serial));
+	json_object_object_add(o, "port", json_str(p->port));
+	json_object_object_add(o, "usb", json_object_new_boolean(p->usb));
+	json_object_object_add(o, "state",
+	                       json_object_new_string(pen_state_name(p->state)));
+	json_object_object_add(o, "model", json_str(p->model));
+	json_object_object_add(o, "fw_version", json_str(p->fw_version));
+	json_object_object_add(o, "sessions_on_pen",
+	                       json_object_new_int64(p->sessions_on_pen));
+	json_object_object_add(o, "sessions_pending",
+	                       json_object_new_int64(p->sessions_pending));
+	json_object_object_add(o, "download_done",
+	                       json_object_new_uint64(p->download_done));
+	json_object_object_add(o, "download_total",
+	                       json_object_new_uint64(p->download_total));
+	json_object_object_add(o, "last_error", json_str(p->last_error));
+	return o;
+}
+
+static const char *fmt_download(char *buf, size_t cap, uint64_t done,
+                                uint64_t total)
+{
+	if (!total) {
+		snprintf(buf, cap, "-");
+		return buf;
+	}
+	char d[FMT_BUF], t[FMT_BUF];
+	unsigned pct = done >= total ? 100 : (unsigned)(done * 100 / total);
+	snprintf(buf, cap, "%u%% %s/%s", pct, fmt_bytes(d, done),
+	         fmt_bytes(t, total));
+	return buf;
+}
+
+int cmd_list(struct ctl *c, int argc, char **argv, int start)
+{
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "list");
+	int rc = no_args(c, &it, "list");
+	if (rc != PX_OK)
+		return rc;
+	if ((rc = ctl_need_daemon(c, "list")) != PX_OK ||
+	    (rc = ctl_connect(c)) != PX_OK)
+		return rc;
+	Plctl__ListPens lp = PLCTL__LIST_PENS__INIT;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_LIST_PENS;
+	req.list_pens = &lp;
+	Plctl__Response *r;
+	int e = dc_call(c, &req, PLCTL__RESPONSE__BODY_PENS, &r);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	size_t n = r->pens ? r->pens->n_pens : 0;
+	if (c->json) {
+		json_object *a = json_object_new_array();
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(a, pen_json(r->pens->pens[i]));
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "pens", a);
+		dc_free(r);
+		return ctl_emit_json(c, o);
+	}
+	if (n == 0) {
+		printf("no pens attached to penlinkd\n");
+		dc_free(r);
+		return PX_OK;
+	}
+	static const char *const hdr[] = {"serial", "port", "via", "state",
+	                                  "model", "firmware", "sessions",
+	                                  "pending", "download", "last error"};
+	struct table *t = table_new(10, hdr, "llllllrrll");
+	for (size_t i = 0; t && i < n; i++) {
+		const Plctl__Pen *p = r->pens->pens[i];
+		char serial[64], port[256], model[64], fw[32], err[256], on[16],
+		    pend[16], dl[3 * FMT_BUF];
+		snprintf(on, sizeof on, "%u", p->sessions_on_pen);
+		snprintf(pend, sizeof pend, "%u", p->sessions_pending);
+		const char *row[] = {
+		    safe_text(serial, sizeof serial, p->serial),
+		    safe_text(port, sizeof port, p->port),
+		    p->usb ? "usb" : "manual",
+		    pen_state_name(p->state),
+		    safe_text(model, sizeof model, p->model),
+		    safe_text(fw, sizeof fw, p->fw_version),
+		    on,
+		    pend,
+		    fmt_download(dl, sizeof dl, p->download_done, p->download_total),
+		    p->last_error && *p->last_error
+		        ? safe_text(err, sizeof err, p->last_error)
+		        : "-",
+		};
+		table_row(t, row);
+	}
+	table_print(t, stdout, "");
+	table_free(t);
+	dc_free(r);
+	return PX_OK;
+}
+
+/* ------------------------------------------------------------------ monitor */
+
+static const char *event_kind_name(Plctl__EventKind k)
+{
+	switch (k) {
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_ATTACHED: return "attached";
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_DETACHED: return "detached";
+	case PLCTL__EVENT_KIND__EVENT_KIND_DOWNLOAD_PROGRESS:
+		return "download_progress";
+	case PLCTL__EVENT_KIND__EVENT_KIND_SESSION_ARCHIVED:
+		return "session_archived";
+	case PLCTL__EVENT_KIND__EVENT_KIND_PRESETS_CHANGED:
+		return "presets_changed";
+	case PLCTL__EVENT_KIND__EVENT_KIND_ERROR: return "error";
+	case PLCTL__EVENT_KIND__EVENT_KIND_TRACE: return "trace";
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_STATE: return "state";
+	default: return "unknown";
+	}
+}
+
+static void print_json_line(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	fflush(stdout);
+}
+
+static void monitor_event(struct ctl *c, const Plctl__Event *ev)
+{
+	bool have_uuid = ev->uuid.len == 16;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
+		json_object_object_add(o, "kind",
+		                       json_object_new_string(event_kind_name(ev->kind)));
+		json_object_object_add(o, "serial", json_str(ev->serial));
+		json_object_object_add(o, "port", json_str(ev->port));
+		json_object_object_add(o, "uuid",
+		                       have_uuid ? json_uuid(ev->uuid.data) : NULL);
+		json_object_object_add(o, "done", json_object_new_uint64(ev->done));
+		json_object_object_add(o, "total", json_object_new_uint64(ev->total));
+		json_object_object_add(o, "message", json_str(ev->message));
+		json_object_object_add(
+		    o, "state",
+		    ev->state != PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED
+		        ? json_object_new_string(pen_state_name(ev->state))
+		        : NULL);
+		if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_TRACE)
+			json_object_object_add(o, "level", json_object_new_int64(ev->level));
+		print_json_line(o);
+		return;
+	}
+	char when[16], serial[64], port[256], msg[512], uuid[37] = "?", a[FMT_BUF],
+	    b[FMT_BUF];
+	time_t t = (time_t)(ev->utc_ms / 1000);
+	struct tm tm;
+	if (!localtime_r(&t, &tm) || !strftime(when, sizeof when, "%H:%M:%S", &tm))
+		snprintf(when, sizeof when, "--:--:--");
+	safe_text(serial, sizeof serial, ev->serial);
+	safe_text(port, sizeof port, ev->port);
+	safe_text(msg, sizeof msg, ev->message);
+	if (have_uuid)
+		pl_uuid_format(ev->uuid.data, uuid);
+	const char *who = serial[0] ? serial : "pen";
+	const char *sep = msg[0] ? ": " : "";
+	printf("%s %s ", when, who);
+	switch (ev->kind) {
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_ATTACHED:
+		printf("attached on %s\n", port[0] ? port : "?");
+		break;
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_DETACHED:
+		printf("detached%s%s\n", sep, msg);
+		break;
+	case PLCTL__EVENT_KIND__EVENT_KIND_DOWNLOAD_PROGRESS: {
+		unsigned pct = ev->total ? (ev->done >= ev->total
+		                                ? 100
+		                                : (unsigned)(ev->done * 100 / ev->total))
+		                         : 0;
+		printf("downloading %u%% %s/%s\n", pct, fmt_bytes(a, ev->done),
+		       fmt_bytes(b, ev->total));
+		break;
+	}
+	case PLCTL__EVENT_KIND__EVENT_KIND_SESSION_ARCHIVED:
+		if (msg[0])
+			printf("archived session %s (%s)\n", uuid, msg);
+		else
+			printf("archived session %s\n", uuid);
+		break;
+	case PLCTL__EVENT_KIND__EVENT_KIND_PRESETS_CHANGED:
+		printf("presets changed%s%s\n", sep, msg);
+		break;
+	case PLCTL__EVENT_KIND__EVENT_KIND_ERROR:
+		printf("error: %s\n", msg[0] ? msg : "(no detail)");
+		break;
+	case PLCTL__EVENT_KIND__EVENT_KIND_TRACE:
+		printf("trace %s: %s\n", trace_level_name(ev->level), msg);
+		break;
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_STATE:
+		printf("state %s%s%s\n", pen_state_name(ev->state), sep, msg);
+		break;
+	default:
+		printf("event %d%s%s\n", (int)ev->kind, sep, msg);
+		break;
+	}
+	fflush(stdout);
+}
+
+int cmd_monitor(struct ctl *c, int argc, char **argv, int start)
+{
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "monitor");
+	int rc = no_args(c, &it, "monitor");
+	if (rc != PX_OK)
+		return rc;
+	if ((rc = ctl_need_daemon(c, "monitor")) != PX_OK ||
+	    (rc = ctl_connect(c)) != PX_OK)
+		return rc;
+	ctl_catch_signals();
+	Plctl__Monitor m = PLCTL__MONITOR__INIT;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_MONITOR;
+	req.monitor = &m;
+	int e = dc_send(c, &req);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	if (!c->json)
+		fprintf(stderr, "penctl: monitoring penlinkd at %s; Ctrl-C to stop\n",
+		        ctl_socket_path(c));
+	for (;;) {
+		Plctl__Response *r;
+		/* No timeout: a quiet clinic sends nothing for hours. */
+		e = dc_next(c, req.id, -1, &r);
+		if (e == PL_ERR_CANCELLED)
+			return PX_OK;
+		if (e == PX_ERR_DAEMON)
+			return ctl_fail_code(c, e, "penlinkd at %s went away",
+			                     ctl_socket_path(c));
+		if (e != PL_OK)
+			return ctl_fail_pl(c, e);
+		bool last = r->last;
+		if (r->body_case == PLCTL__RESPONSE__BODY_EVENT && r->event)
+			monitor_event(c, r->event);
+		dc_free(r);
+		if (last)
+			return PX_OK;
+	}
+}
+
+/* ------------------------------------------------------------------ attach/detach */
+
+/* penlinkd runs in another directory: send it an absolute path. */
+static int absolute_path(struct ctl *c, const char *in, char *out, size_t cap)
+{
+	if (in[0] == '/') {
+		if (strlen(in) >= cap)
+			return ctl_usage(c, "path too long: %.60s...", in);
+		snprintf(out, cap, "%s", in);
+		return PX_OK;
+	}
+	char buf[PATH_MAX];
+	if (realpath(in, buf)) {
+		snprintf(out, cap, "%s", buf);
+		return PX_OK;
+	}
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd))
+		return ctl_fail_errno(c, errno, "getcwd");
+	int n = snprintf(out, cap, "%s/%s", cwd, in);
+	if (n < 0 || (size_t)n >= cap)
+		return ctl_usage(c, "path too long: %.60s...", in);
+	return PX_OK;
+}
+
+int cmd_attach(struct ctl *c, int argc, char **argv, int start)
+{
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "attach");
+	const char *path = NULL, *v;
+	int id;
+	while ((id = opt_next(c, &it, NULL, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (path)
+			return ctl_usage(c, "attach takes one PATH (got '%.40s' and "
+			                 "'%.40s')", path, v);
+		path = v;
+	}
+	if (!path || !*path)
+		return ctl_usage(c, "attach needs the PATH of a pen's port (e.g. "
+		                 "the pty penemu printed)");
+	int rc = ctl_need_daemon(c, "attach");
+	if (rc != PX_OK)
+		return rc;
+	char abs[PATH_MAX];
+	if ((rc = absolute_path(c, path, abs, sizeof abs)) != PX_OK)
+		return rc;
+	if ((rc = ctl_connect(c)) != PX_OK)
+		return rc;
+	Plctl__Attach a = PLCTL__ATTACH__INIT;
+	a.path = abs;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_ATTACH;
+	req.attach = &a;
+	Plctl__Response *r;
+	int e = dc_call(c, &req, PLCTL__RESPONSE__BODY_ACK, &r);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	dc_free(r);
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "attached", json_object_new_string(abs));
+		return ctl_emit_json(c, o);
+	}
+	printf("attached %s\n", abs);
+	return PX_OK;
+}
+
+int cmd_detach(struct ctl *c, int argc, char **argv, int start)
+{
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "detach");
+	const char *path = NULL, *v;
+	int id;
+	while ((id = opt_next(c, &it, NULL, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (path)
+			return ctl_usage(c, "detach takes one PATH (got '%.40s' and "
+			                 "'%.40s')", path, v);
+		path = v;
+	}
+	if ((!path || !*path) && !c->serial)
+		return ctl_usage(c, "detach needs a pen's PATH or -s SERIAL");
+	int rc = ctl_need_daemon(c, "detach");
+	if (rc != PX_OK)
+		return rc;
+	char abs[PATH_MAX] = "";
+	if (path && *path && (rc = absolute_path(c, path, abs, sizeof abs)) != PX_OK)
+		return rc;
+	if ((rc = ctl_connect(c)) != PX_OK)
+		return rc;
+	Plctl__Detach dt = PLCTL__DETACH__INIT;
+	dt.path = abs;
+	dt.serial = (char *)(c->serial ? c->serial : "");
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_DETACH;
+	req.detach = &dt;
+	Plctl__Response *r;
+	int e = dc_call(c, &req, PLCTL__RESPONSE__BODY_ACK, &r);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	dc_free(r);
+	const char *what = abs[0] ? abs : c->serial;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "detached", json_object_new_string(what));
+		return ctl_emit_json(c, o);
+	}
+	printf("detached %s\n", what);
+	return PX_OK;
+}
+
+/* ------------------------------------------------------------------ audit */
+
+enum { A_SINCE = 1, A_LIMIT };
+
+static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n);
+
+int cmd_audit(struct ctl *c, int argc, char **argv, int start)
+{
+	static const struct optdef defs[] = {
+		{"--since", 0, true, A_SINCE},
+		{"--limit", 'n', true, A_LIMIT},
+		{NULL, 0, false, 0},
+	};
+	int64_t since = 0;
+	uint32_t limit = 0;
+	struct opt_iter it;
+	opt_init(&it, argc, argv, start, "audit");
+	const char *v;
+	int id;
+	while ((id = opt_next(c, &it, defs, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (id == A_SINCE) {
+			if (parse_date(c, "--since", v, &since) != PX_OK)
+				return PX_USAGE;
+		} else if (id == A_LIMIT) {
+			if (parse_u32(c, "--limit", v, 1, 1000000, &limit) != PX_OK)
+				return PX_USAGE;
+		} else {
+			return ctl_usage(c, "audit takes no arguments (got '%.40s')", v);
+		}
+	}
+	int rc;
+	if ((rc = ctl_need_daemon(c, "audit")) != PX_OK ||
+	    (rc = ctl_connect(c)) != PX_OK)
+		return rc;
+	Plctl__Audit au = PLCTL__AUDIT__INIT;
+	au.since_ms = since;
+	au.limit = limit;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_AUDIT;
+	req.audit = &au;
+	struct dc_pages pages;
+	int e = dc_collect(c, &req, PLCTL__RESPONSE__BODY_AUDIT, &pages);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	/* The entries of every piece, in order (newest first). */
+	size_t n = 0;
+	for (size_t p = 0; p < pages.n; p++)
+		n += pages.v[p]->audit ? pages.v[p]->audit->n_entries : 0;
+	const Plctl__AuditEntry **all = calloc(n ? n : 1, sizeof *all);
+	if (!all) {
+		dc_pages_free(&pages);
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	}
+	n = 0;
+	for (size_t p = 0; p < pages.n; p++) {
+		const Plctl__AuditList *al = pages.v[p]->audit;
+		for (size_t i = 0; al && i < al->n_entries; i++)
+			all[n++] = al->entries[i];
+	}
+	rc = audit_print(c, all, n);
+	free(all);
+	dc_pages_free(&pages);
+	return rc;
+}
+
+static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n)
+{
+	if (c->json) {
+		json_object *a = json_object_new_array();
+		for (size_t i = 0; i < n; i++) {
+			const Plctl__AuditEntry *en = all[i];
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "utc_ms", json_object_new_int64(en->utc_ms));
+			json_object_object_add(o, "uid", json_object_new_int64(en->uid));
+			json_object_object_add(o, "user", json_str(en->user));
+			json_object_object_add(o, "pen", json_str(en->pen));
+			json_object_object_add(o, "action", json_str(en->action));
+			json_object_object_add(o, "old_value", json_str(en->old_value));
+			json_object_object_add(o, "new_value", json_str(en->new_value));
+			json_object_object_add(o, "result", json_str(en->result));
+			json_object_array_add(a, o);
+		}
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "entries", a);
+		return ctl_emit_json(c, o);
+	}
+	if (n == 0) {
+		printf("no audit entries\n");
+		return PX_OK;
+	}
+	static const char *const hdr[] = {"time", "user", "pen", "action", "result"};
+	struct table *t = table_new(5, hdr, NULL);
+	for (size_t i = 0; t && i < n; i++) {
+		const Plctl__AuditEntry *en = all[i];
+		char when[FMT_BUF], user[64], pen[64], action[64], result[512];
+		fmt_local_time(when, en->utc_ms);
+		if (en->user && *en->user)
+			safe_text(user, sizeof user, en->user);
+		else
+			snprintf(user, sizeof user, "uid %u", en->uid);
+		safe_text(pen, sizeof pen, en->pen);
+		safe_text(action, sizeof action, en->action);
+		safe_text(result, sizeof result, en->result);
+		const char *row[] = {when, user, pen[0] ? pen : "-", action, result};
+		table_row(t, row);
+	}
+	table_print(t, stdout, "");
+	table_free(t);
+	return PX_OK;
+}

@@ -1,0 +1,879 @@
+/* penctl's penlinkd client: the control socket (proto/ctl.proto, framed
+ * like the wire protocol) and the daemon backend for the pen commands. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "internal.h" /* pl__fail: fail like the library, one message path */
+#include "penctl.h"
+
+/* Largest response penctl accepts.  Lists (sessions, audit entries with
+ * whole preset sets) are the big ones; the decoder's buffer is only touched
+ * as far as frames actually reach. */
+#define DC_MAX_PAYLOAD (16u << 20)
+
+struct dconn {
+	struct ctl *c;
+	int fd;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	uint32_t next_id;
+	struct pl_frame_decoder dec;
+	uint8_t *decbuf;
+	/* Responses decoded but not yet taken, oldest first. */
+	Plctl__Response **q;
+	size_t qhead, qlen, qcap;
+	bool eof;
+	/* The stream is reliable, so a frame that does not decode means the
+	 * two ends disagree: fail the waiting request at once instead of
+	 * letting it time out. */
+	char broken[160];
+	/* The pen the pen commands act on, resolved once so that info, read
+	 * and write of one `preset push` go to the same pen. */
+	char pen[64];
+	bool pen_resolved;
+	uint8_t rbuf[64 * 1024];
+};
+
+volatile sig_atomic_t ctl_interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	ctl_interrupted = 1;
+}
+
+void ctl_catch_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+bool ctl_daemon_mode(const struct ctl *c)
+{
+	return c->port == NULL;
+}
+
+const char *ctl_socket_path(const struct ctl *c)
+{
+	if (c->socket)
+		return c->socket;
+	const char *env = getenv("PENLINK_SOCKET");
+	if (env && *env)
+		return env;
+	return DAEMON_DEFAULT_SOCKET;
+}
+
+int ctl_need_daemon(struct ctl *c, const char *what)
+{
+	if (!ctl_daemon_mode(c))
+		return ctl_usage(c, "%s works through penlinkd; drop --port (and "
+		                 "give --socket PATH if penlinkd is not at its "
+		                 "default socket)", what);
+	return PX_OK;
+}
+
+int dc_timeout(const struct ctl *c)
+{
+	return c->timeout_ms > 0 ? c->timeout_ms : DAEMON_DEFAULT_TIMEOUT_MS;
+}
+
+const char *safe_text(char *buf, size_t cap, const char *text)
+{
+	size_t n = 0;
+	if (!cap)
+		return "";
+	for (; text && text[n] && n + 1 < cap; n++) {
+		unsigned char ch = (unsigned char)text[n];
+		buf[n] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* ------------------------------------------------------------------ framing */
+
+static void on_frame(void *ud, uint8_t flags, const uint8_t *payload,
+                     size_t len)
+{
+	(void)flags;
+	struct dconn *d = ud;
+	Plctl__Response *r = plctl__response__unpack(NULL, len, payload);
+	if (!r) {
+		if (!d->broken[0])
+			snprintf(d->broken, sizeof d->broken,
+			         "penlinkd sent a %zu-byte response penctl cannot "
+			         "decode (a different version?)", len);
+		return;
+	}
+	if (d->qlen == d->qcap) {
+		size_t cap = d->qcap ? d->qcap * 2 : 16;
+		Plctl__Response **n = realloc(d->q, cap * sizeof *n);
+		if (!n) {
+			plctl__response__free_unpacked(r, NULL);
+			snprintf(d->broken, sizeof d->broken, "out of memory");
+			return;
+		}
+		d->q = n;
+		d->qcap = cap;
+	}
+	d->q[d->qlen++] = r;
+}
+
+static void on_drop(void *ud, enum pl_frame_drop why, size_t len)
+{
+	struct dconn *d = ud;
+	if (!d->broken[0])
+		snprintf(d->broken, sizeof d->broken,
+		         "penlinkd sent a frame penctl dropped (%s, %zu bytes)",
+		         pl_frame_drop_name(why), len);
+}
+
+static int gone(struct dconn *d)
+{
+	return pl__fail(PX_ERR_DAEMON,
+	                "penlinkd at %s closed the connection (it stopped, "
+	                "restarted or dropped this client)", d->path);
+}
+
+static int write_all(struct dconn *d, const uint8_t *p, size_t len,
+                     int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+	while (len) {
+		ssize_t n = send(d->fd, p, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			return gone(d);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return pl__fail(PL_ERR_IO, "writing to penlinkd at %s: %s",
+			                d->path, strerror(errno));
+		int64_t left = deadline - mono_ms();
+		if (left <= 0)
+			return pl__fail(PL_ERR_TIMEOUT,
+			                "penlinkd at %s did not take a request within "
+			                "%d ms", d->path, timeout_ms);
+		struct pollfd pfd = {.fd = d->fd, .events = POLLOUT};
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return pl__fail(PL_ERR_IO, "poll: %s", strerror(errno));
+	}
+	return PL_OK;
+}
+
+int dc_send(struct ctl *c, Plctl__Request *req)
+{
+	struct dconn *d = c->dc;
+	if (!d)
+		return pl__fail(PL_ERR_ARG, "not connected to penlinkd");
+	/* Ids are never 0 (the contract) and never reused in a run, so a late
+	 * answer to an abandoned request cannot be mistaken for a new one. */
+	if (++d->next_id == 0)
+		d->next_id = 1;
+	req->id = d->next_id;
+	size_t plen = plctl__request__get_packed_size(req);
+	if (plen > DC_MAX_PAYLOAD)
+		return pl__fail(PL_ERR_ARG, "request of %zu bytes is too large", plen);
+	size_t cap = PL_FRAME_ENCODED_MAX(plen);
+	uint8_t *buf = malloc(plen ? plen : 1);
+	uint8_t *enc = malloc(cap);
+	if (!buf || !enc) {
+		free(buf);
+		free(enc);
+		return pl__fail(PL_ERR_MEM, "out of memory");
+	}
+	plctl__request__pack(req, buf);
+	size_t n = pl_frame_encode(buf, plen, 0, enc, cap);
+	free(buf);
+	int rc = n ? write_all(d, enc, n, dc_timeout(c))
+	           : pl__fail(PL_ERR_ARG, "cannot frame a %zu-byte request", plen);
+	free(enc);
+	return rc;
+}
+
+void dc_free(Plctl__Response *rep)
+{
+	if (rep)
+		plctl__response__free_unpacked(rep, NULL);
+}
+
+/* An Error body as the code and message it carries. */
+static int error_body(struct dconn *d, const Plctl__Error *e)
+{
+	char msg[512];
+	safe_text(msg, sizeof msg, e && e->message ? e->message : "");
+	int code = e ? e->code : 0;
+	/* Only codes libpenlink defines; anything else is a daemon bug, but
+	 * still a failure. */
+	if (code >= 0 || code < PL_ERR_PARSE)
+		return pl__fail(PL_ERR_DEVICE, "penlinkd at %s failed (code %d): %s",
+		                d->path, code, msg[0] ? msg : "no message");
+	if (!msg[0])
+		snprintf(msg, sizeof msg, "%s (from penlinkd)", pl_strerror(code));
+	return pl__fail(code, "%s", msg);
+}
+
+int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep)
+{
+	struct dconn *d = c->dc;
+	*rep = NULL;
+	if (!d)
+		return pl__fail(PL_ERR_ARG, "not connected to penlinkd");
+	int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+	for (;;) {
+		while (d->qhead < d->qlen) {
+			Plctl__Response *r = d->q[d->qhead++];
+			if (r->id != id) {
+				/* An answer to something abandoned: not ours. */
+				dc_free(r);
+				continue;
+			}
+			if (r->body_case == PLCTL__RESPONSE__BODY_ERROR) {
+				int rc = error_body(d, r->error);
+				dc_free(r);
+				return rc;
+			}
+			*rep = r;
+			return PL_OK;
+		}
+		d->qhead = d->qlen = 0;
+		if (d->broken[0])
+			return pl__fail(PL_ERR_PROTOCOL, "%s", d->broken);
+		if (d->eof)
+			return gone(d);
+		if (ctl_interrupted)
+			return pl__fail(PL_ERR_CANCELLED, "interrupted");
+		int wait = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - mono_ms();
+			if (left <= 0)
+				return pl__fail(PL_ERR_TIMEOUT,
+				                "no answer from penlinkd at %s within %d ms",
+				                d->path, timeout_ms);
+			wait = left > 3600000 ? 3600000 : (int)left;
+		}
+		struct pollfd pfd = {.fd = d->fd, .events = POLLIN};
+		int pr = poll(&pfd, 1, wait);
+		if (pr < 0) {
+			if (errno == EINTR)
+				continue;
+			return pl__fail(PL_ERR_IO, "poll: %s", strerror(errno));
+		}
+		if (pr == 0)
+			continue;
+		ssize_t n = read(d->fd, d->rbuf, sizeof d->rbuf);
+		if (n == 0) {
+			d->eof = true;
+			continue;
+		}
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+				continue;
+			if (errno == ECONNRESET) {
+				d->eof = true;
+				continue;
+			}
+			return pl__fail(PL_ERR_IO, "reading from penlinkd at %s: %s",
+			                d->path, strerror(errno));
+		}
+		pl_frame_decoder_feed(&d->dec, d->rbuf, (size_t)n);
+	}
+}
+
+int dc_call(struct ctl *c, Plctl__Request *req, Plctl__Response__BodyCase want,
+            Plctl__Response **rep)
+{
+	*rep = NULL;
+	int rc = dc_send(c, req);
+	if (rc != PL_OK)
+		return rc;
+	Plctl__Response *r;
+	rc = dc_next(c, req->id, dc_timeout(c), &r);
+	if (rc != PL_OK)
+		return rc;
+	if (r->body_case != want) {
+		int got = r->body_case;
+		dc_free(r);
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "penlinkd answered with response body %d where "
+		                "penctl expected %d", got, (int)want);
+	}
+	*rep = r;
+	return PL_OK;
+}
+
+/* More pieces than any archive penctl can list in memory is a daemon gone
+ * wrong. */
+#define DC_MAX_PIECES 65536u
+
+int dc_collect(struct ctl *c, Plctl__Request *req,
+               Plctl__Response__BodyCase want, struct dc_pages *out)
+{
+	out->v = NULL;
+	out->n = 0;
+	int rc = dc_send(c, req);
+	size_t cap = 0;
+	while (rc == PL_OK) {
+		Plctl__Response *r;
+		/* Each piece gets the whole timeout: a long list is slow, not
+		 * stuck. */
+		rc = dc_next(c, req->id, dc_timeout(c), &r);
+		if (rc != PL_OK)
+			break;
+		if (r->body_case != want) {
+			int got = r->body_case;
+			dc_free(r);
+			rc = pl__fail(PL_ERR_PROTOCOL,
+			              "penlinkd answered with response body %d where "
+			              "penctl expected %d", got, (int)want);
+			break;
+		}
+		if (out->n == cap) {
+			size_t ncap = cap ? cap * 2 : 4;
+			Plctl__Response **nv = ncap <= DC_MAX_PIECES
+			                           ? realloc(out->v, ncap * sizeof *nv)
+			                           : NULL;
+			if (!nv) {
+				dc_free(r);
+				rc = pl__fail(ncap <= DC_MAX_PIECES ? PL_ERR_MEM
+				                                    : PL_ERR_PROTOCOL,
+				              "penlinkd sent more than %u pieces",
+				              DC_MAX_PIECES);
+				break;
+			}
+			out->v = nv;
+			cap = ncap;
+		}
+		out->v[out->n++] = r;
+		if (r->last)
+			return PL_OK;
+	}
+	dc_pages_free(out);
+	return rc;
+}
+
+void dc_pages_free(struct dc_pages *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		dc_free(p->v[i]);
+	free(p->v);
+	p->v = NULL;
+	p->n = 0;
+}
+
+/* ------------------------------------------------------------------ connect */
+
+static void dconn_free(struct dconn *d)
+{
+	if (!d)
+		return;
+	if (d->fd >= 0)
+		close(d->fd);
+	while (d->qhead < d->qlen)
+		dc_free(d->q[d->qhead++]);
+	free(d->q);
+	free(d->decbuf);
+	free(d);
+}
+
+static int dconn_connect(struct ctl *c, struct dconn **out)
+{
+	const char *path = ctl_socket_path(c);
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (!*path)
+		return ctl_usage(c, "--socket needs a path");
+	if (strlen(path) >= sizeof sa.sun_path)
+		return ctl_usage(c, "socket path is %zu bytes; a Unix socket path "
+		                 "has at most %zu: %.60s...", strlen(path),
+		                 sizeof sa.sun_path - 1, path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+
+	struct dconn *d = calloc(1, sizeof *d);
+	if (!d)
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	d->c = c;
+	d->fd = -1;
+	memcpy(d->path, path, strlen(path) + 1);
+	size_t buflen = PL_FRAME_RAW_LEN(DC_MAX_PAYLOAD);
+	d->decbuf = malloc(buflen);
+	if (!d->decbuf) {
+		dconn_free(d);
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	}
+	pl_frame_decoder_init(&d->dec, d->decbuf, buflen, on_frame, on_drop, d);
+
+	d->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (d->fd < 0) {
+		int e = errno;
+		dconn_free(d);
+		return ctl_fail_errno(c, e, "socket");
+	}
+	int rc;
+	while ((rc = connect(d->fd, (struct sockaddr *)&sa, sizeof sa)) != 0 &&
+	       errno == EINTR)
+		;
+	if (rc != 0) {
+		int e = errno;
+		dconn_free(d);
+		switch (e) {
+		case ENOENT:
+		case ENOTDIR:
+			pl__fail(PX_ERR_DAEMON,
+			         "penlinkd is not running (no socket at %s); start it, "
+			         "or use --port PATH to talk to a pen directly", path);
+			return ctl_fail_pl(c, PX_ERR_DAEMON);
+		case ECONNREFUSED:
+			pl__fail(PX_ERR_DAEMON,
+			         "penlinkd is not running (no socket at %s: nothing "
+			         "listens there); start it, or use --port PATH to talk "
+			         "to a pen directly", path);
+			return ctl_fail_pl(c, PX_ERR_DAEMON);
+		case EACCES:
+		case EPERM:
+			pl__fail(PL_ERR_ACCESS,
+			         "permission denied: cannot connect to %s (ask to be "
+			         "added to group penlink)", path);
+			return ctl_fail_pl(c, PL_ERR_ACCESS);
+		default:
+			pl__fail(PL_ERR_IO, "cannot connect to penlinkd at %s: %s", path,
+			         strerror(e));
+			return ctl_fail_pl(c, PL_ERR_IO);
+		}
+	}
+	int fl = fcntl(d->fd, F_GETFL);
+	if (fl < 0 || fcntl(d->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		int e = errno;
+		dconn_free(d);
+		return ctl_fail_errno(c, e, "fcntl");
+	}
+	*out = d;
+	return PX_OK;
+}
+
+static int hello(struct ctl *c)
+{
+	Plctl__Hello h = PLCTL__HELLO__INIT;
+	h.version = 1;
+	h.client = (char *)"penctl " PL_VERSION_STRING;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_HELLO;
+	req.hello = &h;
+	Plctl__Response *r;
+	int rc = dc_call(c, &req, PLCTL__RESPONSE__BODY_HELLO_REPLY, &r);
+	if (rc != PL_OK)
+		return rc;
+	/* The permissions it reports are for display only; every request is
+	 * decided by the daemon. */
+	if (r->hello_reply && r->hello_reply->version != 1)
+		ctl_warn("penlinkd speaks control protocol version %u; penctl "
+		         "speaks 1", r->hello_reply->version);
+	dc_free(r);
+	return PL_OK;
+}
+
+/* ------------------------------------------------------------------ backend */
+
+/* The pen a pen command acts on: -s, else the only pen attached. */
+static int resolve_pen(struct dconn *d)
+{
+	if (d->pen_resolved)
+		return PL_OK;
+	if (d->c->serial) {
+		snprintf(d->pen, sizeof d->pen, "%s", d->c->serial);
+		d->pen_resolved = true;
+		return PL_OK;
+	}
+	Plctl__ListPens lp = PLCTL__LIST_PENS__INIT;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_LIST_PENS;
+	req.list_pens = &lp;
+	Plctl__Response *r;
+	int rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PENS, &r);
+	if (rc != PL_OK)
+		return rc;
+	size_t n = r->pens ? r->pens->n_pens : 0;
+	if (n == 1) {
+		const char *s = r->pens->pens[0]->serial;
+		safe_text(d->pen, sizeof d->pen, s ? s : "");
+		d->pen_resolved = true;
+		dc_free(r);
+		return PL_OK;
+	}
+	if (n == 0) {
+		dc_free(r);
+		return pl__fail(PL_ERR_NOT_FOUND, "no pen is attached to penlinkd "
+		                "at %s", d->path);
+	}
+	char names[256] = "";
+	size_t len = 0;
+	for (size_t i = 0; i < n && len < sizeof names - 1; i++) {
+		char s[64];
+		safe_text(s, sizeof s, r->pens->pens[i]->serial);
+		len += (size_t)snprintf(names + len, sizeof names - len, "%s%s",
+		                        i ? ", " : "", s);
+	}
+	dc_free(r);
+	return pl__fail(PL_ERR_NOT_FOUND, "%zu pens are attached (%s); name one "
+	                "with -s SERIAL", n, names);
+}
+
+int dc_pen(struct ctl *c, const char **serial)
+{
+	*serial = "";
+	if (!c->dc)
+		return pl__fail(PL_ERR_ARG, "not connected to penlinkd");
+	int rc = resolve_pen(c->dc);
+	if (rc == PL_OK)
+		*serial = c->dc->pen;
+	return rc;
+}
+
+static const char *dm_serial(void *ctx)
+{
+	struct dconn *d = ctx;
+	return d->pen_resolved && d->pen[0] ? d->pen : "(the pen)";
+}
+
+static const char *dm_where(void *ctx)
+{
+	return ((struct dconn *)ctx)->path;
+}
+
+static void copy_clean(char *dst, size_t cap, const char *src)
+{
+	safe_text(dst, cap, src ? src : "");
+	/* Cut at a character boundary, as the library does. */
+	size_t n = strlen(dst);
+	if (src && strlen(src) > n) {
+		size_t k = n;
+		while (k && ((unsigned char)dst[k - 1] & 0xc0) == 0x80)
+			k--;
+		if (k && (unsigned char)dst[k - 1] >= 0xc0)
+			dst[k - 1] = '\0';
+	}
+}
+
+static void info_from_pb(const Pl__DeviceInfo *w, struct pl_device_info *o)
+{
+	memset(o, 0, sizeof *o);
+	copy_clean(o->serial, sizeof o->serial, w->serial);
+	copy_clean(o->model, sizeof o->model, w->model);
+	copy_clean(o->hw_revision, sizeof o->hw_revision, w->hw_revision);
+	copy_clean(o->fw_version, sizeof o->fw_version, w->fw_version);
+	o->protocol_version = w->protocol_version;
+	o->capabilities = w->capabilities;
+	o->depth_min_um = w->depth_min_um;
+	o->depth_max_um = w->depth_max_um;
+	o->depth_step_um = w->depth_step_um;
+	o->speed_levels = w->speed_levels;
+	for (size_t i = 0; i < w->n_stroke_rate_hz && i < PL_MAX_SPEED_LEVELS; i++)
+		o->stroke_rate_hz[i] = w->stroke_rate_hz[i];
+	o->slow_lock_depth_um = w->slow_lock_depth_um;
+	o->max_presets = w->max_presets;
+	o->total_strokes = w->total_strokes;
+	o->motor_seconds = w->motor_seconds;
+	if (w->battery) {
+		o->battery_percent = w->battery->percent;
+		o->battery_mv = w->battery->millivolts;
+		o->charging = w->battery->charging;
+	}
+}
+
+static int set_from_pb(const struct dconn *d, const Pl__PresetSet *w,
+                       struct pl_preset_set *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!w)
+		return pl__fail(PL_ERR_PROTOCOL, "penlinkd sent no preset set");
+	if (w->n_presets > PL_MAX_PRESETS)
+		return pl__fail(PL_ERR_PROTOCOL, "penlinkd at %s sent %zu presets; "
+		                "at most %d are possible", d->path, w->n_presets,
+		                PL_MAX_PRESETS);
+	out->revision = w->revision;
+	out->count = w->n_presets;
+	for (size_t i = 0; i < w->n_presets; i++) {
+		const Pl__Preset *p = w->presets[i];
+		struct pl_preset *o = &out->presets[i];
+		const char *name = p->name ? p->name : "";
+		if (strlen(name) > PL_PRESET_NAME_MAX)
+			return pl__fail(PL_ERR_PROTOCOL, "penlinkd sent preset %u with a "
+			                "%zu-byte name", p->id, strlen(name));
+		o->id = p->id;
+		memcpy(o->name, name, strlen(name) + 1);
+		o->depth_um = p->depth_um;
+		o->speed_level = p->speed_level;
+		o->area = (enum pl_area)p->area;
+		o->needle_count = p->needle_count;
+		o->max_duration_s = p->max_duration_s;
+	}
+	return PL_OK;
+}
+
+static int dm_info(void *ctx, struct pl_device_info *out)
+{
+	struct dconn *d = ctx;
+	int rc = resolve_pen(d);
+	if (rc != PL_OK)
+		return rc;
+	Plctl__GetInfo gi = PLCTL__GET_INFO__INIT;
+	gi.serial = d->pen;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_GET_INFO;
+	req.get_info = &gi;
+	Plctl__Response *r;
+	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_INFO, &r);
+	if (rc != PL_OK)
+		return rc;
+	if (!r->info) {
+		dc_free(r);
+		return pl__fail(PL_ERR_PROTOCOL, "penlinkd sent no device info");
+	}
+	info_from_pb(r->info, out);
+	dc_free(r);
+	return PL_OK;
+}
+
+static int dm_link(void *ctx, struct link_info *out)
+{
+	(void)ctx;
+	memset(out, 0, sizeof *out);
+	return pl__fail(PL_ERR_UNSUPPORTED, "penlinkd does not report the link");
+}
+
+static int dm_get_presets(void *ctx, struct pl_preset_set *out)
+{
+	struct dconn *d = ctx;
+	int rc = resolve_pen(d);
+	if (rc != PL_OK)
+		return rc;
+	Plctl__GetPresets gp = PLCTL__GET_PRESETS__INIT;
+	gp.serial = d->pen;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_GET_PRESETS;
+	req.get_presets = &gp;
+	Plctl__Response *r;
+	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PRESETS, &r);
+	if (rc != PL_OK)
+		return rc;
+	rc = set_from_pb(d, r->presets, out);
+	dc_free(r);
+	return rc;
+}
+
+static int dm_put_presets(void *ctx, const struct pl_preset_set *set,
+                          bool unchecked, bool confirm,
+                          struct pl_preset_set *result)
+{
+	/* unchecked only skips penctl's own checks; penlinkd, the library
+	 * and the pen still validate. */
+	(void)unchecked;
+	struct dconn *d = ctx;
+	int rc = resolve_pen(d);
+	if (rc != PL_OK)
+		return rc;
+	if (set->count > PL_MAX_PRESETS)
+		return pl__fail(PL_ERR_ARG, "%zu presets; at most %d", set->count,
+		                PL_MAX_PRESETS);
+	Pl__Preset wire[PL_MAX_PRESETS];
+	Pl__Preset *ptrs[PL_MAX_PRESETS];
+	char names[PL_MAX_PRESETS][PL_PRESET_NAME_MAX + 1];
+	for (size_t i = 0; i < set->count; i++) {
+		const struct pl_preset *p = &set->presets[i];
+		Pl__Preset *w = &wire[i];
+		pl__preset__init(w);
+		size_t n = strnlen(p->name, PL_PRESET_NAME_MAX);
+		memcpy(names[i], p->name, n);
+		names[i][n] = '\0';
+		w->id = p->id;
+		w->name = names[i];
+		w->depth_um = p->depth_um;
+		w->speed_level = p->speed_level;
+		w->area = (Pl__Area)p->area;
+		w->needle_count = p->needle_count;
+		w->max_duration_s = p->max_duration_s;
+		ptrs[i] = w;
+	}
+	Plctl__PushPresets pp = PLCTL__PUSH_PRESETS__INIT;
+	pp.serial = d->pen;
+	pp.expected_revision = set->revision;
+	pp.n_presets = set->count;
+	pp.presets = ptrs;
+	pp.confirm = confirm;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_PUSH_PRESETS;
+	req.push_presets = &pp;
+	Plctl__Response *r;
+	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PUSHED, &r);
+	if (rc != PL_OK)
+		return rc;
+	rc = r->pushed ? set_from_pb(d, r->pushed->presets, result)
+	               : pl__fail(PL_ERR_PROTOCOL, "penlinkd sent an empty answer");
+	dc_free(r);
+	return rc;
+}
+
+static int dm_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,
+                        uint64_t *uptime_ms)
+{
+	(void)ctx;
+	(void)utc_ms;
+	(void)rtc_set;
+	(void)uptime_ms;
+	return pl__fail(PL_ERR_UNSUPPORTED, "penlinkd does not read the clock");
+}
+
+static int dm_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
+{
+	struct dconn *d = ctx;
+	*rtc_was_set = -1;
+	int rc = resolve_pen(d);
+	if (rc != PL_OK)
+		return rc;
+	Plctl__ClockSync cs = PLCTL__CLOCK_SYNC__INIT;
+	cs.serial = d->pen;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_CLOCK_SYNC;
+	req.clock_sync = &cs;
+	Plctl__Response *r;
+	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_CLOCK, &r);
+	if (rc != PL_OK)
+		return rc;
+	if (r->clock) {
+		*offset_ms = r->clock->offset_ms;
+		*rtc_was_set = r->clock->rtc_was_set ? 1 : 0;
+	}
+	dc_free(r);
+	return PL_OK;
+}
+
+static int dm_unsupported(const char *what)
+{
+	return pl__fail(PL_ERR_UNSUPPORTED, "%s goes to the pen directly; use "
+	                "--port PATH", what);
+}
+
+static int dm_list_sessions(void *ctx, struct pl_session_info **out,
+                            size_t *count)
+{
+	(void)ctx;
+	*out = NULL;
+	*count = 0;
+	return dm_unsupported("listing the pen's own sessions");
+}
+
+static int dm_download(void *ctx, const struct pl_session_info *s,
+                       const char *path, pl_progress_fn progress, void *ud)
+{
+	(void)ctx;
+	(void)s;
+	(void)path;
+	(void)progress;
+	(void)ud;
+	return dm_unsupported("downloading from the pen");
+}
+
+static int dm_archive(void *ctx, uint32_t id, const uint8_t sha256[32])
+{
+	(void)ctx;
+	(void)id;
+	(void)sha256;
+	return dm_unsupported("archiving on the pen");
+}
+
+static int dm_ping(void *ctx, uint32_t *rtt_us)
+{
+	(void)ctx;
+	*rtt_us = 0;
+	return dm_unsupported("ping");
+}
+
+static int dm_trace(void *ctx, bool enable, uint32_t level)
+{
+	(void)ctx;
+	(void)enable;
+	(void)level;
+	return dm_unsupported("the pen's trace subscription");
+}
+
+static void dm_set_event_handler(void *ctx, pl_event_fn fn, void *ud)
+{
+	(void)ctx;
+	(void)fn;
+	(void)ud;
+}
+
+static int dm_poll(void *ctx, int timeout_ms)
+{
+	(void)ctx;
+	(void)timeout_ms;
+	return dm_unsupported("polling the pen");
+}
+
+static void dm_close(void *ctx)
+{
+	struct dconn *d = ctx;
+	if (d && d->c && d->c->dc == d)
+		d->c->dc = NULL;
+	dconn_free(d);
+}
+
+static const struct backend_ops daemon_ops = {
+	.serial = dm_serial,
+	.where = dm_where,
+	.info = dm_info,
+	.link = dm_link,
+	.get_presets = dm_get_presets,
+	.put_presets = dm_put_presets,
+	.clock_get = dm_clock_get,
+	.clock_sync = dm_clock_sync,
+	.list_sessions = dm_list_sessions,
+	.download_to_file = dm_download,
+	.archive = dm_archive,
+	.ping = dm_ping,
+	.trace = dm_trace,
+	.set_event_handler = dm_set_event_handler,
+	.poll = dm_poll,
+	.close = dm_close,
+};
+
+int daemon_open(struct ctl *c, struct backend *out)
+{
+	struct dconn *d = NULL;
+	int rc = dconn_connect(c, &d);
+	if (rc != PX_OK)
+		return rc;
+	c->dc = d;
+	int e = hello(c);
+	if (e != PL_OK) {
+		c->dc = NULL;
+		dconn_free(d);
+		return ctl_fail_pl(c, e);
+	}
+	out->ops = &daemon_ops;
+	out->ctx = d;
+	return PX_OK;
+}
+
+int ctl_connect_daemon(struct ctl *c)
+{
+	int rc = ctl_need_daemon(c, "this command");
+	if (rc != PX_OK)
+		return rc;
+	return ctl_connect(c);
+}

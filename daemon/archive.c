@@ -1,0 +1,1920 @@
+/*
+ * The session archive (archive.h): one SQLite database.
+ *
+ * Files.  PATH is the database, created 0640 by us before SQLite opens it
+ * (SQLite gives PATH-wal and PATH-shm the database's own mode, so they are
+ * not world-readable either).  PATH.lock holds the one-daemon-per-database
+ * lock (flock) and the owner's pid.  The lock is on a separate file, not on
+ * PATH itself, because closing any descriptor of PATH would drop the POSIX
+ * locks SQLite holds on it in this process; the lock file is never removed,
+ * since unlinking a lock file races with the next daemon opening it.
+ *
+ * Durability.  The database runs in WAL mode.  Commits that let a pen
+ * reclaim data (archive_commit_session) and audit entries use
+ * synchronous=FULL: they are on disk when COMMIT returns.  Partial
+ * downloads use synchronous=NORMAL: in WAL mode that survives the daemon's
+ * death (kill -9) and never corrupts the database; only a power cut may
+ * lose the last appends, which merely makes the download resume from an
+ * earlier offset - the pen still holds the record, because it is told to
+ * reclaim only after a FULL commit, and that commit's WAL sync also makes
+ * every earlier append durable.
+ *
+ * Memory.  Downloads in progress are rows of chunks, so an append never
+ * rewrites earlier data and never holds more than the appended piece.
+ * Committing assembles the one record being committed (it must be decoded
+ * whole); it is written into its row through the incremental blob API, so
+ * SQLite does not make a second copy.  Reads and exports handle one session
+ * at a time.
+ *
+ * CSV export (archive_export_*, penctl sessions export --format csv).
+ * RFC 4180: CRLF line ends, a header line, fields containing a comma, a
+ * double quote, CR or LF are quoted and their double quotes doubled.
+ * Columns:
+ *   serial         pen serial number
+ *   uuid           session UUID, 8-4-4-4-12
+ *   seq            the pen's sequence number for the session
+ *   start_utc      ISO-8601 UTC with milliseconds (2023-11-14T22:13:20.000Z);
+ *   end_utc        empty when time_source is "uptime" (the pen's clock was
+ *                  not set, so there is no UTC time)
+ *   time_source    "rtc" or "uptime"
+ *   duration_s     end - start, seconds with 3 decimals
+ *   preset_id      preset in force at the start
+ *   preset_name
+ *   depth_mm       preset depth, mm, exact (0.5, 1.25)
+ *   speed_level
+ *   area           forehead, glabella, ... (empty if unspecified)
+ *   needle_count   the preset's needle count (0 = nano)
+ *   cartridge_lot
+ *   run_time_s     motor running time
+ *   strokes
+ *   max_depth_mm   deepest depth reached, mm, exact
+ *   errors         error count from the pen's summary
+ *   events         number of events
+ *   samples        number of telemetry samples
+ *   size           record size in bytes
+ *   sha256         record digest, hex
+ *   archived_utc   when this daemon committed it, ISO-8601 UTC
+ * The columns from preset_id to samples are empty for a record the daemon
+ * could not decode (it is archived anyway: the raw bytes are the truth).
+ *
+ * JSON export: "[", then one object per session separated by ",", then
+ * "]".  Each object is pl_record_to_json() without samples plus
+ * "archived_utc_ms" (integer) and "sha256" (hex).  For a record that does
+ * not decode: "uuid", "serial", "seq", "start_utc_ms", "end_utc_ms",
+ * "time_source", "archived_utc_ms", "sha256" from the archive's own columns
+ * and "decode_error" (the reason).
+ *
+ * Sessions and exports are ordered by start time (start_ms), then by
+ * archive order.  A session whose pen clock was not set has an uptime there,
+ * so a since_ms filter above 0 leaves such sessions out.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "archive.h"
+#include "log.h"
+
+/* Milliseconds SQLite waits for a lock held by another program (an
+ * administrator's sqlite3 shell): short, because the daemon's loop waits
+ * with it. */
+#define BUSY_TIMEOUT_MS 200
+/* After a checkpoint the WAL is cut back to this size. */
+#define WAL_SIZE_LIMIT (4 * 1024 * 1024)
+/* Page cache (KiB); the daemon's memory target is 32 MB for 127 pens. */
+#define CACHE_KIB 2048
+/* Bytes per sqlite3_blob_write/read call (the API takes int). */
+#define BLOB_PIECE (1024 * 1024)
+
+struct archive {
+	sqlite3 *db;
+	char *path;
+	int lock_fd;
+	int version;
+	int sync_full;     /* synchronous mode now set: 1 FULL, 0 NORMAL, -1 unknown */
+	char err[1024];
+};
+
+struct export_cursor {
+	struct archive *a;
+	enum export_format fmt;
+	char serial[64];       /* "" = all */
+	int64_t since_ms;
+	int64_t max_id;        /* sessions committed after begin are not exported */
+	int64_t last_start, last_id;
+	enum { EXP_HEAD, EXP_ROWS, EXP_DONE } state;
+	unsigned long rows;
+};
+
+/* ------------------------------------------------------------------ schema */
+
+/*
+ * Migration i takes the schema from version i to i + 1; each runs in its
+ * own transaction with the new PRAGMA user_version.  Only ever append.
+ *
+ * The record BLOB is the last column of sessions: SQLite reaches a column
+ * stored after a multi-megabyte value only by walking its overflow pages,
+ * and listing sessions must not read records.
+ */
+static const struct {
+	const char *what;
+	const char *sql;
+} migrations[] = {
+    {"create the archive tables (schema 1)",
+     "CREATE TABLE sessions (\n"
+     "  id INTEGER PRIMARY KEY,\n"
+     "  serial TEXT NOT NULL,\n"
+     "  uuid BLOB NOT NULL CHECK (length(uuid) = 16),\n"
+     "  seq INTEGER NOT NULL,\n"
+     "  size INTEGER NOT NULL,\n"
+     "  sha256 BLOB NOT NULL CHECK (length(sha256) = 32),\n"
+     "  start_ms INTEGER NOT NULL,\n"
+     "  end_ms INTEGER NOT NULL,\n"
+     "  rtc_time INTEGER NOT NULL,\n"
+     "  archived_ms INTEGER NOT NULL,\n"
+     "  sample_interval_us INTEGER,\n"   /* NULL: not decoded */
+     "  decode_error TEXT,\n"            /* NULL: events, samples decoded */
+     "  record BLOB NOT NULL,\n"
+     "  UNIQUE (serial, uuid)\n"
+     ");\n"
+     "CREATE INDEX sessions_start ON sessions (start_ms);\n"
+     "CREATE INDEX sessions_serial_start ON sessions (serial, start_ms);\n"
+     "CREATE INDEX sessions_uuid ON sessions (uuid);\n"
+     "CREATE TABLE events (\n"
+     "  session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,\n"
+     "  idx INTEGER NOT NULL,\n"
+     "  offset_ms INTEGER NOT NULL,\n"
+     "  kind INTEGER NOT NULL,\n"
+     "  value INTEGER NOT NULL,\n"
+     "  PRIMARY KEY (session_id, idx)\n"
+     ") WITHOUT ROWID;\n"
+     "CREATE TABLE samples (\n"
+     "  session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,\n"
+     "  idx INTEGER NOT NULL,\n"
+     "  depth_um INTEGER NOT NULL,\n"
+     "  current_ma INTEGER NOT NULL,\n"
+     "  battery_mv INTEGER NOT NULL,\n"
+     "  PRIMARY KEY (session_id, idx)\n"
+     ") WITHOUT ROWID;\n"
+     "CREATE TABLE partials (\n"
+     "  id INTEGER PRIMARY KEY,\n"
+     "  serial TEXT NOT NULL,\n"
+     "  uuid BLOB NOT NULL CHECK (length(uuid) = 16),\n"
+     "  size INTEGER NOT NULL,\n"
+     "  sha256 BLOB NOT NULL CHECK (length(sha256) = 32),\n"
+     "  received INTEGER NOT NULL DEFAULT 0,\n"
+     "  updated_ms INTEGER NOT NULL,\n"
+     "  UNIQUE (serial, uuid)\n"
+     ");\n"
+     "CREATE TABLE partial_chunks (\n"
+     "  partial_id INTEGER NOT NULL REFERENCES partials (id) ON DELETE CASCADE,\n"
+     "  offset INTEGER NOT NULL,\n"
+     "  data BLOB NOT NULL,\n"
+     "  PRIMARY KEY (partial_id, offset)\n"
+     ");\n"
+     "CREATE TABLE audit (\n"
+     "  id INTEGER PRIMARY KEY,\n"
+     "  utc_ms INTEGER NOT NULL,\n"
+     "  uid INTEGER NOT NULL,\n"
+     "  user TEXT NOT NULL,\n"
+     "  pen TEXT NOT NULL,\n"
+     "  action TEXT NOT NULL,\n"
+     "  old_value TEXT NOT NULL,\n"
+     "  new_value TEXT NOT NULL,\n"
+     "  result TEXT NOT NULL\n"
+     ");\n"
+     "CREATE INDEX audit_time ON audit (utc_ms);\n"
+     /* Append-only for every writer that goes through SQL, including an
+      * administrator's sqlite3 shell; only dropping the triggers gets
+      * round it, which needs write access to the file anyway. */
+     "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN\n"
+     "  SELECT RAISE(ABORT, 'the audit trail is append-only');\n"
+     "END;\n"
+     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN\n"
+     "  SELECT RAISE(ABORT, 'the audit trail is append-only');\n"
+     "END;\n"},
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* ------------------------------------------------------------------ errors */
+
+static int fail(struct archive *a, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct archive *a, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->err, sizeof a->err, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static int code_of_sqlite(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_NOMEM:
+		return PL_ERR_MEM;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return PL_ERR_ACCESS;
+	case SQLITE_CONSTRAINT:
+		return PL_ERR_CONFLICT;
+	case SQLITE_TOOBIG:
+		return PL_ERR_ARG;
+	default:
+		/* full disk, read-only, I/O error, damaged file, locked */
+		return PL_ERR_IO;
+	}
+}
+
+/* "cannot WHAT in PATH: sqlite's message (why)". */
+static int db_fail(struct archive *a, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int db_fail(struct archive *a, int rc, const char *fmt, ...)
+{
+	char what[512], sys[160] = "";
+	const char *hint = "";
+	int serr = a->db ? sqlite3_system_errno(a->db) : 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		hint = "; free some space on the disk";
+		break;
+	case SQLITE_READONLY:
+		hint = "; the database must be writable by penlinkd";
+		break;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		hint = "; the file is damaged or not a penlinkd archive";
+		break;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		hint = "; another program holds a lock on the database";
+		break;
+	case SQLITE_IOERR:
+		/* ENOSPC is SQLITE_FULL; other failed writes (EFBIG, EIO)
+		 * come here, errno not always kept. */
+		hint = "; check that the disk has space and works";
+		/* fall through */
+	case SQLITE_CANTOPEN:
+		if (serr)
+			snprintf(sys, sizeof sys, " (%s)", strerror(serr));
+		break;
+	default:
+		break;
+	}
+	/* SQLite's own message when it is about this error (it names the
+	 * constraint, the trigger's text...), else the generic one. */
+	return fail(a, code_of_sqlite(rc), "cannot %s in %s: %s%s%s", what,
+	            a->path,
+	            a->db && (sqlite3_errcode(a->db) & 0xff) == (rc & 0xff)
+	                ? sqlite3_errmsg(a->db)
+	                : sqlite3_errstr(rc),
+	            sys, hint);
+}
+
+const char *archive_errmsg(const struct archive *a)
+{
+	return a ? a->err : "no archive";
+}
+
+int archive_schema_version(const struct archive *a)
+{
+	return a ? a->version : 0;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static int64_t now_utc_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int prepare(struct archive *a, sqlite3_stmt **st, const char *sql,
+                   const char *what)
+{
+	int rc = sqlite3_prepare_v2(a->db, sql, -1, st, NULL);
+
+	if (rc != SQLITE_OK) {
+		*st = NULL;
+		return db_fail(a, rc, "%s", what);
+	}
+	return PL_OK;
+}
+
+/*
+ * Binds parameters 1, 2, ... by a type string: 't' text (const char *,
+ * NULL binds NULL), 'b' blob (const void *, size_t), 'i' int64_t,
+ * anything else NULL (consuming no argument).
+ */
+static int bind(struct archive *a, sqlite3_stmt *st, const char *what,
+                const char *types, ...)
+{
+	va_list ap;
+	int rc = SQLITE_OK;
+
+	va_start(ap, types);
+	for (int i = 1; types[i - 1] && rc == SQLITE_OK; i++) {
+		switch (types[i - 1]) {
+		case 't': {
+			const char *s = va_arg(ap, const char *);
+			rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT)
+			       : sqlite3_bind_null(st, i);
+			break;
+		}
+		case 'b': {
+			const void *p = va_arg(ap, const void *);
+			size_t n = va_arg(ap, size_t);
+			/* A zero-length blob is still a blob, not NULL. */
+			rc = sqlite3_bind_blob64(st, i, p ? p : "", n, SQLITE_TRANSIENT);
+			break;
+		}
+		case 'i':
+			rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+			break;
+		default:
+			rc = sqlite3_bind_null(st, i);
+			break;
+		}
+	}
+	va_end(ap);
+	return rc == SQLITE_OK ? PL_OK : db_fail(a, rc, "%s", what);
+}
+
+/* Runs a statement that returns no rows and resets it for reuse. */
+static int step_done(struct archive *a, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE) {
+		int e = db_fail(a, rc, "%s", what);
+		sqlite3_reset(st);
+		return e;
+	}
+	sqlite3_reset(st);
+	return PL_OK;
+}
+
+static int exec(struct archive *a, const char *sql, const char *what)
+{
+	int rc = sqlite3_exec(a->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? PL_OK : db_fail(a, rc, "%s", what);
+}
+
+static void rollback(struct archive *a)
+{
+	/* After some errors (full disk) SQLite has already rolled back. */
+	if (!sqlite3_get_autocommit(a->db))
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Starts a write transaction.  The synchronous mode can only change
+ * outside a transaction, so it is set here. */
+static int begin(struct archive *a, bool full, const char *what)
+{
+	int e;
+
+	if (a->sync_full != (int)full) {
+		e = exec(a, full ? "PRAGMA synchronous = FULL"
+		                 : "PRAGMA synchronous = NORMAL",
+		         "set the synchronous mode");
+		if (e != PL_OK)
+			return e;
+		a->sync_full = full;
+	}
+	return exec(a, "BEGIN IMMEDIATE", what);
+}
+
+/* The one place a transaction becomes durable: PL_OK only if COMMIT said so. */
+static int commit(struct archive *a, const char *what)
+{
+	int rc = sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK) {
+		int e = db_fail(a, rc, "%s", what);
+		rollback(a);
+		return e;
+	}
+	return PL_OK;
+}
+
+static int check_serial(struct archive *a, const char *serial, const char *fn)
+{
+	if (!serial || !*serial)
+		return fail(a, PL_ERR_ARG, "%s: no pen serial", fn);
+	if (strlen(serial) >= sizeof ((struct archived_session *)0)->serial)
+		return fail(a, PL_ERR_ARG, "%s: pen serial \"%.70s...\" is too long",
+		            fn, serial);
+	return PL_OK;
+}
+
+static void copy_str(char *dst, size_t cap, const unsigned char *src)
+{
+	snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+static void copy_blob(void *dst, size_t n, sqlite3_stmt *st, int col)
+{
+	const void *p = sqlite3_column_blob(st, col);
+
+	memset(dst, 0, n);
+	if (p && (size_t)sqlite3_column_bytes(st, col) == n)
+		memcpy(dst, p, n);
+}
+
+/* ------------------------------------------------------------------ open */
+
+/* The lock file: flock for exclusion, the owner's pid for the message. */
+static int take_lock(struct archive *a)
+{
+	size_t n = strlen(a->path) + sizeof ".lock";
+	char *lock_path = malloc(n), text[32];
+	int fd;
+
+	if (!lock_path)
+		return fail(a, PL_ERR_MEM, "out of memory opening %s", a->path);
+	snprintf(lock_path, n, "%s.lock", a->path);
+	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0) {
+		int err = errno;
+		int e = fail(a, err == EACCES || err == EPERM ? PL_ERR_ACCESS : PL_ERR_IO,
+		             "cannot open the lock file %s: %s", lock_path,
+		             strerror(err));
+		free(lock_path);
+		return e;
+	}
+	free(lock_path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int err = errno;
+		ssize_t got;
+		long pid = 0;
+
+		if (err != EWOULDBLOCK) {
+			close(fd);
+			return fail(a, PL_ERR_IO, "cannot lock %s.lock: %s", a->path,
+			            strerror(err));
+		}
+		got = pread(fd, text, sizeof text - 1, 0);
+		close(fd);
+		if (got > 0) {
+			text[got] = '\0';
+			pid = strtol(text, NULL, 10);
+		}
+		if (pid > 0)
+			return fail(a, PL_ERR_PORT_BUSY,
+			            "database %s is in use by another penlinkd (pid %ld)",
+			            a->path, pid);
+		return fail(a, PL_ERR_PORT_BUSY,
+		            "database %s is in use by another penlinkd", a->path);
+	}
+	n = (size_t)snprintf(text, sizeof text, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, text, n, 0) != (ssize_t)n) {
+		/* The pid is only for the message; the lock is what counts. */
+		log_warn("cannot write the pid into %s.lock: %s", a->path,
+		         strerror(errno));
+	}
+	a->lock_fd = fd;
+	return PL_OK;
+}
+
+/* Creates the file ourselves so its mode is 0640 whatever SQLite's default. */
+static int create_db_file(struct archive *a)
+{
+	int fd = open(a->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+
+	if (fd < 0) {
+		int err = errno;
+		int code = err == EACCES || err == EPERM ? PL_ERR_ACCESS
+		           : err == ENOENT              ? PL_ERR_NOT_FOUND
+		                                        : PL_ERR_IO;
+		return fail(a, code, "cannot open the database %s: %s%s", a->path,
+		            strerror(err),
+		            err == EROFS || err == EACCES
+		                ? " (penlinkd needs to write to it)"
+		                : "");
+	}
+	/* No POSIX locks are held on it yet, so closing is harmless. */
+	close(fd);
+	return PL_OK;
+}
+
+static int read_user_version(struct archive *a, int *version)
+{
+	sqlite3_stmt *st;
+	int rc, e = prepare(a, &st, "PRAGMA user_version", "read the schema version");
+
+	if (e != PL_OK)
+		return e;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*version = sqlite3_column_int(st, 0);
+	else
+		e = db_fail(a, rc, "read the schema version");
+	sqlite3_finalize(st);
+	return e;
+}
+
+static int migrate(struct archive *a)
+{
+	int v = 0, e = read_user_version(a, &v);
+
+	if (e != PL_OK)
+		return e;
+	if (v > SCHEMA_VERSION || v < 0)
+		return fail(a, PL_ERR_VERSION,
+		            "database %s has schema version %d, newer than this "
+		            "penlinkd knows (%d); update penlinkd or use another "
+		            "database",
+		            a->path, v, SCHEMA_VERSION);
+	for (; v < SCHEMA_VERSION; v++) {
+		char set[64];
+
+		e = begin(a, true, migrations[v].what);
+		if (e != PL_OK)
+			return e;
+		e = exec(a, migrations[v].sql, migrations[v].what);
+		snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
+		if (e == PL_OK)
+			e = exec(a, set, "record the schema version");
+		if (e == PL_OK)
+			e = commit(a, migrations[v].what);
+		if (e != PL_OK) {
+			rollback(a);
+			return e;
+		}
+		if (v > 0)
+			log_notice("archive %s migrated to schema version %d", a->path,
+			           v + 1);
+	}
+	a->version = v;
+	return PL_OK;
+}
+
+static int configure(struct archive *a)
+{
+	char sql[160];
+	sqlite3_stmt *st;
+	int rc, e;
+
+	sqlite3_extended_result_codes(a->db, 1);
+	sqlite3_busy_timeout(a->db, BUSY_TIMEOUT_MS);
+	/* No writable_schema tricks through this connection. */
+	sqlite3_db_config(a->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+
+	/* The first statement that reads the file: a file that is not a
+	 * database fails here. */
+	e = prepare(a, &st, "PRAGMA journal_mode = WAL", "switch to WAL mode");
+	if (e != PL_OK)
+		return e;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		e = db_fail(a, rc, "switch to WAL mode");
+	} else {
+		const unsigned char *mode = sqlite3_column_text(st, 0);
+		if (!mode || strcmp((const char *)mode, "wal") != 0)
+			e = fail(a, PL_ERR_IO,
+			         "cannot switch %s to WAL mode (it stays in \"%s\" "
+			         "mode); is the file on a network file system?",
+			         a->path, mode ? (const char *)mode : "?");
+	}
+	sqlite3_finalize(st);
+	if (e != PL_OK)
+		return e;
+	snprintf(sql, sizeof sql,
+	         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
+	         "PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d",
+	         WAL_SIZE_LIMIT, CACHE_KIB);
+	e = exec(a, sql, "configure the database");
+	a->sync_full = 0;
+	return e;
+}
+
+/* Lets go of the database and the lock, keeping the message. */
+static void release(struct archive *a)
+{
+	if (a->db && sqlite3_close(a->db) != SQLITE_OK) {
+		log_err("closing the archive %s: %s", a->path, sqlite3_errmsg(a->db));
+		sqlite3_close_v2(a->db);
+	}
+	a->db = NULL;
+	/* Unlocked only once SQLite has let go of the file. */
+	if (a->lock_fd >= 0)
+		close(a->lock_fd);
+	a->lock_fd = -1;
+}
+
+/*
+ * On failure *out is still set (unless out is NULL or memory ran out) to a
+ * handle that holds only the message: the caller reads archive_errmsg()
+ * and archive_close()s it.  It holds no lock and no database.
+ */
+int archive_open(const char *path, struct archive **out)
+{
+	struct archive *a;
+	int rc, e;
+
+	if (!out)
+		return PL_ERR_ARG;
+	*out = NULL;
+	a = calloc(1, sizeof *a);
+	if (!a)
+		return PL_ERR_MEM;
+	a->lock_fd = -1;
+	a->sync_full = -1;
+	*out = a;
+	if (!path || !*path)
+		return fail(a, PL_ERR_ARG, "no database path");
+	a->path = strdup(path);
+	if (!a->path)
+		return fail(a, PL_ERR_MEM, "out of memory opening %s", path);
+
+	e = take_lock(a);
+	if (e == PL_OK)
+		e = create_db_file(a);
+	if (e == PL_OK) {
+		/* No SQLITE_OPEN_CREATE: the file exists with our mode.
+		 * NOMUTEX: one thread uses the archive. */
+		rc = sqlite3_open_v2(path, &a->db,
+		                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+		                     NULL);
+		if (rc != SQLITE_OK)
+			e = db_fail(a, rc, "open the database");
+	}
+	if (e == PL_OK)
+		e = configure(a);
+	if (e == PL_OK)
+		e = migrate(a);
+	if (e != PL_OK)
+		release(a);
+	return e;
+}
+
+void archive_close(struct archive *a)
+{
+	if (!a)
+		return;
+	release(a);
+	free(a->path);
+	free(a);
+}
+
+/* ------------------------------------------------------------------ partials */
+
+static int check_info(struct archive *a, const char *serial,
+                      const struct pl_session_info *s, const char *fn)
+{
+	int e = check_serial(a, serial, fn);
+
+	if (e != PL_OK)
+		return e;
+	if (!s)
+		return fail(a, PL_ERR_ARG, "%s: no session", fn);
+	/* SQLite keeps a value of at most SQLITE_LIMIT_LENGTH bytes in a row. */
+	if (s->size > (uint64_t)sqlite3_limit(a->db, SQLITE_LIMIT_LENGTH, -1))
+		return fail(a, PL_ERR_ARG,
+		            "session of %s: %" PRIu64 " bytes is more than the "
+		            "archive can hold in one record (%d)",
+		            serial, s->size, sqlite3_limit(a->db, SQLITE_LIMIT_LENGTH, -1));
+	return PL_OK;
+}
+
+struct partial {
+	bool found;
+	int64_t id;
+	uint64_t size, received;
+	uint8_t sha256[32];
+};
+
+static int find_partial(struct archive *a, const char *serial,
+                        const uint8_t uuid[16], struct partial *p)
+{
+	sqlite3_stmt *st;
+	int rc, e;
+
+	memset(p, 0, sizeof *p);
+	e = prepare(a, &st,
+	            "SELECT id, size, sha256, received FROM partials "
+	            "WHERE serial = ?1 AND uuid = ?2",
+	            "look up a partial download");
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, "look up a partial download", "tb", serial, uuid,
+	         (size_t)16);
+	if (e == PL_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			p->found = true;
+			p->id = sqlite3_column_int64(st, 0);
+			p->size = (uint64_t)sqlite3_column_int64(st, 1);
+			copy_blob(p->sha256, 32, st, 2);
+			p->received = (uint64_t)sqlite3_column_int64(st, 3);
+		} else if (rc != SQLITE_DONE) {
+			e = db_fail(a, rc, "look up a partial download");
+		}
+	}
+	sqlite3_finalize(st);
+	return e;
+}
+
+/* Inside a transaction. */
+static int delete_partial(struct archive *a, int64_t id)
+{
+	sqlite3_stmt *st;
+	int e;
+
+	/* Chunks first and explicitly: no reliance on the foreign_keys
+	 * pragma for cleaning up. */
+	e = prepare(a, &st, "DELETE FROM partial_chunks WHERE partial_id = ?1",
+	            "discard a partial download");
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, "discard a partial download", "i", id);
+	if (e == PL_OK)
+		e = step_done(a, st, "discard a partial download");
+	sqlite3_finalize(st);
+	if (e != PL_OK)
+		return e;
+	e = prepare(a, &st, "DELETE FROM partials WHERE id = ?1",
+	            "discard a partial download");
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, "discard a partial download", "i", id);
+	if (e == PL_OK)
+		e = step_done(a, st, "discard a partial download");
+	sqlite3_finalize(st);
+	return e;
+}
+
+static bool partial_matches(const struct partial *p,
+                            const struct pl_session_info *s)
+{
+	return p->size == s->size && memcmp(p->sha256, s->sha256, 32) == 0 &&
+	       p->received <= p->size;
+}
+
+int archive_partial_offset(struct archive *a, const char *serial,
+                           const struct pl_session_info *s, uint64_t *offset)
+{
+	struct partial p;
+	char uuid[37];
+	int e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!offset)
+		return fail(a, PL_ERR_ARG, "archive_partial_offset: offset is NULL");
+	*offset = 0;
+	e = check_info(a, serial, s, "archive_partial_offset");
+	if (e == PL_OK)
+		e = find_partial(a, serial, s->uuid, &p);
+	if (e != PL_OK || !p.found)
+		return e;
+	if (partial_matches(&p, s)) {
+		*offset = p.received;
+		return PL_OK;
+	}
+	/* The pen now serves different bytes under this uuid: what we hold
+	 * belongs to a record that no longer exists. */
+	pl_uuid_format(s->uuid, uuid);
+	log_notice("session %s of %s changed on the pen (%" PRIu64 " -> %" PRIu64
+	           " bytes or another digest): restarting its download",
+	           uuid, serial, p.size, s->size);
+	e = begin(a, false, "discard a stale partial download");
+	if (e != PL_OK)
+		return e;
+	e = delete_partial(a, p.id);
+	if (e == PL_OK)
+		e = commit(a, "discard a stale partial download");
+	else
+		rollback(a);
+	return e;
+}
+
+int archive_partial_append(struct archive *a, const char *serial,
+                           const struct pl_session_info *s, uint64_t offset,
+                           const uint8_t *data, size_t len)
+{
+	static const char what[] = "store downloaded data";
+	struct partial p;
+	sqlite3_stmt *st;
+	char uuid[37];
+	int e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	e = check_info(a, serial, s, "archive_partial_append");
+	if (e != PL_OK)
+		return e;
+	pl_uuid_format(s->uuid, uuid);
+	if (!data && len > 0)
+		return fail(a, PL_ERR_ARG, "archive_partial_append: data is NULL");
+	if (offset > s->size || len > s->size - offset)
+		return fail(a, PL_ERR_ARG,
+		            "session %s of %s: %zu bytes at offset %" PRIu64
+		            " run past its size of %" PRIu64 " bytes",
+		            uuid, serial, len, offset, s->size);
+	if (len == 0)
+		return PL_OK;
+
+	e = begin(a, false, what);
+	if (e != PL_OK)
+		return e;
+	e = find_partial(a, serial, s->uuid, &p);
+	if (e != PL_OK)
+		goto out;
+	if (p.found && !partial_matches(&p, s)) {
+		e = fail(a, PL_ERR_CONFLICT,
+		         "session %s of %s: the stored partial download is of a "
+		         "different record (%" PRIu64 " bytes or another digest); "
+		         "ask archive_partial_offset() first",
+		         uuid, serial, p.size);
+		goto out;
+	}
+	if ((p.found ? p.received : 0) != offset) {
+		e = fail(a, PL_ERR_CONFLICT,
+		         "session %s of %s: data for offset %" PRIu64
+		         " but %" PRIu64 " bytes are stored",
+		         uuid, serial, offset, p.found ? p.received : 0);
+		goto out;
+	}
+	if (!p.found) {
+		e = prepare(a, &st,
+		            "INSERT INTO partials (serial, uuid, size, sha256, "
+		            "received, updated_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+		            what);
+		if (e != PL_OK)
+			goto out;
+		e = bind(a, st, what, "tbibi", serial, s->uuid, (size_t)16,
+		         (int64_t)s->size, s->sha256, (size_t)32, now_utc_ms());
+		if (e == PL_OK)
+			e = step_done(a, st, what);
+		sqlite3_finalize(st);
+		if (e != PL_OK)
+			goto out;
+		p.id = sqlite3_last_insert_rowid(a->db);
+	}
+	e = prepare(a, &st,
+	            "INSERT INTO partial_chunks (partial_id, offset, data) "
+	            "VALUES (?1, ?2, ?3)",
+	            what);
+	if (e != PL_OK)
+		goto out;
+	e = bind(a, st, what, "iib", p.id, (int64_t)offset, data, len);
+	if (e == PL_OK)
+		e = step_done(a, st, what);
+	sqlite3_finalize(st);
+	if (e != PL_OK)
+		goto out;
+	e = prepare(a, &st,
+	            "UPDATE partials SET received = received + ?2, "
+	            "updated_ms = ?3 WHERE id = ?1",
+	            what);
+	if (e != PL_OK)
+		goto out;
+	e = bind(a, st, what, "iii", p.id, (int64_t)len, now_utc_ms());
+	if (e == PL_OK)
+		e = step_done(a, st, what);
+	sqlite3_finalize(st);
+	if (e == PL_OK)
+		return commit(a, what);
+out:
+	rollback(a);
+	return e;
+}
+
+/* ------------------------------------------------------------------ commit */
+
+/* The stored chunks as one buffer, checking they follow each other exactly,
+ * and their SHA-256.  *buf is NULL (and PL_OK returned) when the bytes are
+ * not exactly size long; reason then says why. */
+static int assemble(struct archive *a, int64_t partial_id, uint64_t size,
+                    uint8_t **buf, uint8_t sha256[32], char *reason,
+                    size_t reason_len)
+{
+	static const char what[] = "read a downloaded session";
+	sqlite3_stmt *st = NULL;
+	EVP_MD_CTX *md = NULL;
+	uint8_t *b;
+	uint64_t pos = 0;
+	unsigned mdlen = 0;
+	int rc, e;
+
+	*buf = NULL;
+	/* malloc(0) may return NULL; a 0-byte record still gets a buffer. */
+	b = malloc(size ? (size_t)size : 1);
+	md = EVP_MD_CTX_new();
+	if (!b || !md) {
+		e = fail(a, PL_ERR_MEM, "out of memory assembling a record of %" PRIu64
+		         " bytes", size);
+		goto out;
+	}
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		e = fail(a, PL_ERR_MEM, "cannot start a SHA-256 digest (OpenSSL)");
+		goto out;
+	}
+	e = prepare(a, &st,
+	            "SELECT offset, data FROM partial_chunks WHERE partial_id = ?1 "
+	            "ORDER BY offset",
+	            what);
+	if (e != PL_OK)
+		goto out;
+	e = bind(a, st, what, "i", partial_id);
+	if (e != PL_OK)
+		goto out;
+	reason[0] = '\0';
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t off = sqlite3_column_int64(st, 0);
+		const void *d = sqlite3_column_blob(st, 1);
+		size_t n = (size_t)sqlite3_column_bytes(st, 1);
+
+		if (off < 0 || (uint64_t)off != pos) {
+			snprintf(reason, reason_len,
+			         "the stored data has a gap or overlap at byte %" PRIu64,
+			         pos);
+			break;
+		}
+		if (n > size - pos) {
+			snprintf(reason, reason_len,
+			         "the stored data is longer than the record's %" PRIu64
+			         " bytes",
+			         size);
+			break;
+		}
+		if (n > 0) {
+			if (!d) {
+				e = db_fail(a, SQLITE_NOMEM, "%s", what);
+				goto out;
+			}
+			memcpy(b + pos, d, n);
+			if (EVP_DigestUpdate(md, d, n) != 1) {
+				e = fail(a, PL_ERR_MEM, "SHA-256 digest failed (OpenSSL)");
+				goto out;
+			}
+		}
+		pos += n;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		e = db_fail(a, rc, "%s", what);
+		goto out;
+	}
+	if (!reason[0] && pos != size)
+		snprintf(reason, reason_len,
+		         "%" PRIu64 " bytes are stored, the record has %" PRIu64, pos,
+		         size);
+	if (reason[0])
+		goto out;   /* PL_OK, no buffer: the caller discards */
+	if (EVP_DigestFinal_ex(md, sha256, &mdlen) != 1 || mdlen != 32) {
+		e = fail(a, PL_ERR_MEM, "SHA-256 digest failed (OpenSSL)");
+		goto out;
+	}
+	*buf = b;
+	b = NULL;
+out:
+	sqlite3_finalize(st);
+	EVP_MD_CTX_free(md);
+	free(b);
+	return e;
+}
+
+static int insert_rows(struct archive *a, int64_t session_id,
+                       const struct pl_record *r)
+{
+	static const char what[] = "store a session's events and samples";
+	struct pl_event_row ev[64], *all;
+	struct pl_telemetry t;
+	sqlite3_stmt *st;
+	size_t total, i;
+	int e;
+
+	e = prepare(a, &st, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5)", what);
+	if (e != PL_OK)
+		return e;
+	total = pl_record_events(r, NULL, 0);
+	/* Events number in the hundreds; the stack takes the usual case. */
+	all = total <= sizeof ev / sizeof ev[0] ? ev : malloc(total * sizeof *all);
+	if (!all) {
+		sqlite3_finalize(st);
+		return fail(a, PL_ERR_MEM, "out of memory for %zu events", total);
+	}
+	pl_record_events(r, all, total);
+	for (i = 0; i < total && e == PL_OK; i++) {
+		e = bind(a, st, what, "iiiii", session_id, (int64_t)i,
+		         (int64_t)all[i].offset_ms, (int64_t)all[i].kind,
+		         (int64_t)all[i].value);
+		if (e == PL_OK)
+			e = step_done(a, st, what);
+	}
+	if (all != ev)
+		free(all);
+	sqlite3_finalize(st);
+	if (e != PL_OK)
+		return e;
+
+	pl_record_telemetry(r, &t);
+	e = prepare(a, &st, "INSERT INTO samples VALUES (?1, ?2, ?3, ?4, ?5)",
+	            what);
+	if (e != PL_OK)
+		return e;
+	for (i = 0; i < t.count && e == PL_OK; i++) {
+		e = bind(a, st, what, "iiiii", session_id, (int64_t)i,
+		         (int64_t)t.depth_um[i], (int64_t)t.current_ma[i],
+		         (int64_t)t.battery_mv[i]);
+		if (e == PL_OK)
+			e = step_done(a, st, what);
+	}
+	sqlite3_finalize(st);
+	return e;
+}
+
+/* Writes buf into the zero-filled record column of the new row. */
+static int write_record(struct archive *a, int64_t session_id,
+                        const uint8_t *buf, uint64_t size)
+{
+	static const char what[] = "store a session record";
+	sqlite3_blob *blob;
+	int rc = sqlite3_blob_open(a->db, "main", "sessions", "record",
+	                           session_id, 1, &blob);
+
+	if (rc != SQLITE_OK)
+		return db_fail(a, rc, "%s", what);
+	for (uint64_t off = 0; off < size && rc == SQLITE_OK;) {
+		int n = size - off > BLOB_PIECE ? BLOB_PIECE : (int)(size - off);
+		rc = sqlite3_blob_write(blob, buf + off, n, (int)off);
+		off += (uint64_t)n;
+	}
+	if (rc != SQLITE_OK) {
+		int e = db_fail(a, rc, "%s", what);
+		sqlite3_blob_close(blob);
+		return e;
+	}
+	rc = sqlite3_blob_close(blob);
+	return rc == SQLITE_OK ? PL_OK : db_fail(a, rc, "%s", what);
+}
+
+/* Inside the commit's transaction: the session row, its record, its rows. */
+static int insert_session(struct archive *a, const char *serial,
+                          const struct pl_session_info *s, const uint8_t *buf,
+                          const struct pl_record *r, const char *decode_error)
+{
+	static const char what[] = "store a session";
+	struct pl_telemetry t;
+	sqlite3_stmt *st;
+	int64_t id;
+	int e;
+
+	pl_record_telemetry(r, &t);   /* zeroes for r NULL */
+	e = prepare(a, &st,
+	            "INSERT INTO sessions (serial, uuid, seq, size, sha256, "
+	            "start_ms, end_ms, rtc_time, archived_ms, sample_interval_us, "
+	            "decode_error, record) "
+	            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	            what);
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, what, "tbiibiiii", serial, s->uuid, (size_t)16,
+	         (int64_t)s->seq, (int64_t)s->size, s->sha256, (size_t)32,
+	         s->start_ms, s->end_ms, (int64_t)s->rtc_time, now_utc_ms());
+	if (e == PL_OK) {
+		int rc = r ? sqlite3_bind_int64(st, 10, t.interval_us)
+		           : sqlite3_bind_null(st, 10);
+		if (rc == SQLITE_OK)
+			rc = decode_error ? sqlite3_bind_text(st, 11, decode_error, -1,
+			                                      SQLITE_TRANSIENT)
+			                  : sqlite3_bind_null(st, 11);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_zeroblob64(st, 12, s->size);
+		if (rc != SQLITE_OK)
+			e = db_fail(a, rc, "%s", what);
+	}
+	if (e == PL_OK)
+		e = step_done(a, st, what);
+	sqlite3_finalize(st);
+	if (e != PL_OK)
+		return e;
+	id = sqlite3_last_insert_rowid(a->db);
+	e = write_record(a, id, buf, s->size);
+	if (e == PL_OK && r)
+		e = insert_rows(a, id, r);
+	return e;
+}
+
+/* The archived digest of (serial, uuid); *found false if not archived. */
+static int find_session(struct archive *a, const char *serial,
+                        const uint8_t uuid[16], bool *found,
+                        uint8_t sha256[32])
+{
+	static const char what[] = "look up an archived session";
+	sqlite3_stmt *st;
+	int rc, e;
+
+	*found = false;
+	e = prepare(a, &st,
+	            "SELECT sha256 FROM sessions WHERE serial = ?1 AND uuid = ?2",
+	            what);
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, what, "tb", serial, uuid, (size_t)16);
+	if (e == PL_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*found = true;
+			if (sha256)
+				copy_blob(sha256, 32, st, 0);
+		} else if (rc != SQLITE_DONE) {
+			e = db_fail(a, rc, "%s", what);
+		}
+	}
+	sqlite3_finalize(st);
+	return e;
+}
+
+int archive_commit_session(struct archive *a, const char *serial,
+                           const struct pl_session_info *s)
+{
+	struct partial p;
+	struct pl_record *rec = NULL;
+	uint8_t *buf = NULL, digest[32], have[32];
+	char uuid[37], what[160], reason[160], hex1[65], hex2[65];
+	char *decode_error = NULL;
+	bool found;
+	int e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	e = check_info(a, serial, s, "archive_commit_session");
+	if (e != PL_OK)
+		return e;
+	pl_uuid_format(s->uuid, uuid);
+	snprintf(what, sizeof what, "archive session %s of %s", uuid, serial);
+
+	e = begin(a, true, what);
+	if (e != PL_OK)
+		return e;
+	e = find_session(a, serial, s->uuid, &found, have);
+	if (e == PL_OK)
+		e = find_partial(a, serial, s->uuid, &p);
+	if (e != PL_OK)
+		goto fail;
+
+	if (found) {
+		/* Stale data downloaded again after the commit can never be
+		 * used: it goes either way. */
+		if (p.found)
+			e = delete_partial(a, p.id);
+		if (e == PL_OK)
+			e = commit(a, what);
+		else
+			rollback(a);
+		if (e != PL_OK)
+			return e;
+		if (memcmp(have, s->sha256, 32) != 0) {
+			pl_hex(have, 32, hex1);
+			pl_hex(s->sha256, 32, hex2);
+			return fail(a, PL_ERR_CONFLICT,
+			            "session %s of %s is already archived with another "
+			            "digest (archived %s, the pen says %s)",
+			            uuid, serial, hex1, hex2);
+		}
+		return PL_OK;
+	}
+	if (!p.found) {
+		e = fail(a, PL_ERR_NOT_FOUND,
+		         "session %s of %s: nothing was downloaded to archive", uuid,
+		         serial);
+		goto fail;
+	}
+	reason[0] = '\0';
+	if (p.received != s->size)
+		snprintf(reason, sizeof reason,
+		         "%" PRIu64 " bytes are stored, the record has %" PRIu64,
+		         p.received, s->size);
+	else
+		e = assemble(a, p.id, s->size, &buf, digest, reason, sizeof reason);
+	if (e != PL_OK)
+		goto fail;
+	if (!reason[0] && memcmp(digest, s->sha256, 32) != 0) {
+		pl_hex(digest, 32, hex1);
+		pl_hex(s->sha256, 32, hex2);
+		snprintf(reason, sizeof reason, "SHA-256 %.16s... instead of %.16s...",
+		         hex1, hex2);
+	}
+	if (reason[0]) {
+		/* Discarding is the whole point of this transaction now; the
+		 * digest failure is reported even if discarding fails. */
+		char derr[sizeof a->err] = "";
+		free(buf);
+		e = delete_partial(a, p.id);
+		if (e == PL_OK)
+			e = commit(a, "discard a damaged download");
+		else
+			rollback(a);
+		if (e != PL_OK)
+			snprintf(derr, sizeof derr, " (and it could not be discarded: %.900s)",
+			         a->err);
+		return fail(a, PL_ERR_DIGEST,
+		            "session %s of %s: the downloaded data does not match its "
+		            "digest (%s); it was discarded and will be downloaded "
+		            "again%.600s",
+		            uuid, serial, reason, derr);
+	}
+
+	if (pl_record_parse(buf, (size_t)s->size, &rec) != PL_OK) {
+		/* Still archived: the pen's bytes are the truth, and a newer
+		 * format may be readable by a newer penlink. */
+		decode_error = strdup(pl_last_error_message());
+		if (!decode_error) {
+			e = fail(a, PL_ERR_MEM, "out of memory archiving %s", uuid);
+			goto fail;
+		}
+	} else {
+		uint8_t ru[16];
+		pl_record_uuid(rec, ru);
+		if (memcmp(ru, s->uuid, 16) != 0 ||
+		    strcmp(pl_record_serial(rec), serial) != 0)
+			log_warn("session %s of %s: the record itself names pen %s "
+			         "and another uuid or serial; archived as the pen "
+			         "listed it",
+			         uuid, serial, pl_record_serial(rec));
+	}
+	e = insert_session(a, serial, s, buf, rec, decode_error);
+	free(buf);
+	buf = NULL;
+	pl_record_free(rec);
+	rec = NULL;
+	if (e == PL_OK)
+		e = delete_partial(a, p.id);
+	if (e != PL_OK)
+		goto fail;
+	/* PL_OK only when this COMMIT succeeded: the pen may reclaim then. */
+	e = commit(a, what);
+	if (e == PL_OK && decode_error)
+		log_warn("session %s of %s is archived but does not decode: %s", uuid,
+		         serial, decode_error);
+	free(decode_error);
+	return e;
+
+fail:
+	rollback(a);
+	free(buf);
+	pl_record_free(rec);
+	free(decode_error);
+	return e;
+}
+
+/* A database error leaves false and the message in archive_errmsg(). */
+bool archive_has_session(struct archive *a, const char *serial,
+                         const uint8_t uuid[16], uint8_t sha256_out[32])
+{
+	bool found = false;
+
+	if (!a || !uuid || check_serial(a, serial, "archive_has_session") != PL_OK)
+		return false;
+	if (find_session(a, serial, uuid, &found, sha256_out) != PL_OK)
+		return false;
+	return found;
+}
+
+/* ------------------------------------------------------------------ queries */
+
+#define SESSION_COLUMNS \
+	"id, serial, uuid, seq, size, sha256, start_ms, end_ms, rtc_time, " \
+	"archived_ms, decode_error"
+
+static void session_from_row(sqlite3_stmt *st, struct archived_session *s)
+{
+	memset(s, 0, sizeof *s);
+	copy_str(s->serial, sizeof s->serial, sqlite3_column_text(st, 1));
+	copy_blob(s->uuid, 16, st, 2);
+	s->seq = (uint32_t)sqlite3_column_int64(st, 3);
+	s->size = (uint64_t)sqlite3_column_int64(st, 4);
+	copy_blob(s->sha256, 32, st, 5);
+	s->start_ms = sqlite3_column_int64(st, 6);
+	s->end_ms = sqlite3_column_int64(st, 7);
+	s->rtc_time = sqlite3_column_int(st, 8) != 0;
+	s->archived_ms = sqlite3_column_int64(st, 9);
+}
+
+/* cb's non-zero return stops the listing; a negative one (a pl_return
+ * code) is returned, a positive one gives PL_OK. */
+int archive_list(struct archive *a, const char *serial, int64_t since_ms,
+                 int (*cb)(void *ud, const struct archived_session *s),
+                 void *ud)
+{
+	static const char what[] = "list sessions";
+	bool all = !serial || !*serial;
+	sqlite3_stmt *st;
+	int rc = SQLITE_DONE, e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!cb)
+		return fail(a, PL_ERR_ARG, "archive_list: no callback");
+	e = prepare(a, &st,
+	            all ? "SELECT " SESSION_COLUMNS " FROM sessions "
+	                  "WHERE start_ms >= ?1 ORDER BY start_ms, id"
+	                : "SELECT " SESSION_COLUMNS " FROM sessions "
+	                  "WHERE start_ms >= ?1 AND serial = ?2 "
+	                  "ORDER BY start_ms, id",
+	            what);
+	if (e != PL_OK)
+		return e;
+	e = all ? bind(a, st, what, "i", since_ms)
+	        : bind(a, st, what, "it", since_ms, serial);
+	while (e == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct archived_session s;
+		int stop;
+		session_from_row(st, &s);
+		stop = cb(ud, &s);
+		if (stop) {
+			if (stop < 0)
+				e = fail(a, stop, "listing sessions stopped: %s",
+				         pl_strerror(stop));
+			goto out;
+		}
+	}
+	if (e == PL_OK && rc != SQLITE_DONE)
+		e = db_fail(a, rc, "%s", what);
+out:
+	sqlite3_finalize(st);
+	return e;
+}
+
+int archive_read_record(struct archive *a, const uint8_t uuid[16],
+                        uint64_t offset, uint8_t *buf, size_t len,
+                        size_t *got, uint64_t *size)
+{
+	static const char what[] = "read a session record";
+	sqlite3_stmt *st;
+	sqlite3_blob *blob = NULL;
+	int64_t id = 0;
+	uint64_t bytes;
+	size_t n;
+	char text[37];
+	int rc, e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!uuid || !got || !size || (!buf && len > 0))
+		return fail(a, PL_ERR_ARG, "archive_read_record: missing argument");
+	*got = 0;
+	*size = 0;
+	e = prepare(a, &st,
+	            "SELECT id FROM sessions WHERE uuid = ?1 ORDER BY id LIMIT 1",
+	            what);
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, what, "b", uuid, (size_t)16);
+	if (e == PL_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			id = sqlite3_column_int64(st, 0);
+		} else if (rc == SQLITE_DONE) {
+			pl_uuid_format(uuid, text);
+			e = fail(a, PL_ERR_NOT_FOUND, "no session %s in the archive", text);
+		} else {
+			e = db_fail(a, rc, "%s", what);
+		}
+	}
+	sqlite3_finalize(st);
+	if (e != PL_OK)
+		return e;
+	/* Only the requested range is read, however large the record. */
+	rc = sqlite3_blob_open(a->db, "main", "sessions", "record", id, 0, &blob);
+	if (rc != SQLITE_OK)
+		return db_fail(a, rc, "%s", what);
+	bytes = (uint64_t)sqlite3_blob_bytes(blob);
+	*size = bytes;
+	if (offset < bytes && len > 0) {
+		n = bytes - offset < len ? (size_t)(bytes - offset) : len;
+		if (n > INT_MAX)
+			n = INT_MAX;
+		rc = sqlite3_blob_read(blob, buf, (int)n, (int)offset);
+		if (rc != SQLITE_OK)
+			e = db_fail(a, rc, "%s", what);
+		else
+			*got = n;
+	}
+	sqlite3_blob_close(blob);
+	return e;
+}
+
+/* ------------------------------------------------------------------ export */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+/* One CSV field, comma-separated from the previous one of the line. */
+static void csv_field(struct sbuf *b, bool *first, const char *s)
+{
+	if (!*first)
+		sb_add(b, ",", 1);
+	*first = false;
+	if (!s)
+		return;
+	if (!strpbrk(s, ",\"\r\n")) {
+		sb_str(b, s);
+		return;
+	}
+	sb_add(b, "\"", 1);
+	for (const char *q; (q = strchr(s, '"')); s = q + 1) {
+		sb_add(b, s, (size_t)(q - s));
+		sb_add(b, "\"\"", 2);
+	}
+	sb_str(b, s);
+	sb_add(b, "\"", 1);
+}
+
+static void csv_int(struct sbuf *b, bool *first, int64_t v)
+{
+	char t[24];
+
+	snprintf(t, sizeof t, "%" PRId64, v);
+	csv_field(b, first, t);
+}
+
+/* 2023-11-14T22:13:20.000Z; "" if the time cannot be represented. */
+static const char *iso_utc(char buf[40], int64_t ms)
+{
+	int64_t secs = ms / 1000, frac = ms % 1000;
+	struct tm tm;
+	time_t t;
+
+	if (frac < 0) {
+		frac += 1000;
+		secs--;
+	}
+	t = (time_t)secs;
+	buf[0] = '\0';
+	if ((int64_t)t != secs || !gmtime_r(&t, &tm) ||
+	    strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		return "";
+	snprintf(buf + strlen(buf), 40 - strlen(buf), ".%03dZ", (int)frac);
+	return buf;
+}
+
+/* Micrometres as exact millimetres: 500 -> 0.5, 2000 -> 2.0, 125 -> 0.125. */
+static const char *mm_text(char buf[24], int64_t um)
+{
+	size_t n;
+
+	if (um < 0)
+		um = 0;
+	snprintf(buf, 24, "%" PRId64 ".%03d", um / 1000, (int)(um % 1000));
+	n = strlen(buf);
+	while (buf[n - 1] == '0' && buf[n - 2] != '.')
+		buf[--n] = '\0';
+	return buf;
+}
+
+/* Milliseconds as seconds with 3 decimals, sign included. */
+static const char *secs_text(char buf[32], int64_t ms)
+{
+	uint64_t m = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+
+	snprintf(buf, 32, "%s%" PRIu64 ".%03u", ms < 0 ? "-" : "", m / 1000,
+	         (unsigned)(m % 1000));
+	return buf;
+}
+
+/* obj.key1.key2 (key2 may be NULL); NULL if absent. */
+static json_object *jget(json_object *o, const char *k1, const char *k2)
+{
+	json_object *v = NULL;
+
+	if (!o || !json_object_object_get_ex(o, k1, &v))
+		return NULL;
+	if (k2 && (!v || !json_object_object_get_ex(v, k2, &v)))
+		return NULL;
+	return v;
+}
+
+static void csv_jint(struct sbuf *b, bool *first, json_object *v)
+{
+	csv_int(b, first, v ? json_object_get_int64(v) : 0);
+}
+
+static void csv_jstr(struct sbuf *b, bool *first, json_object *v)
+{
+	csv_field(b, first,
+	          v && json_object_is_type(v, json_type_string)
+	              ? json_object_get_string(v)
+	              : "");
+}
+
+static const char csv_header[] =
+    "serial,uuid,seq,start_utc,end_utc,time_source,duration_s,preset_id,"
+    "preset_name,depth_mm,speed_level,area,needle_count,cartridge_lot,"
+    "run_time_s,strokes,max_depth_mm,errors,events,samples,size,sha256,"
+    "archived_utc\r\n";
+
+static void csv_row(struct sbuf *b, const struct archived_session *s,
+                    json_object *j)
+{
+	char uuid[37], t[40], hex[65];
+	bool first = true;
+
+	csv_field(b, &first, s->serial);
+	pl_uuid_format(s->uuid, uuid);
+	csv_field(b, &first, uuid);
+	csv_int(b, &first, s->seq);
+	csv_field(b, &first, s->rtc_time ? iso_utc(t, s->start_ms) : "");
+	csv_field(b, &first, s->rtc_time ? iso_utc(t, s->end_ms) : "");
+	csv_field(b, &first, s->rtc_time ? "rtc" : "uptime");
+	csv_field(b, &first, secs_text(t, s->end_ms - s->start_ms));
+	if (j) {
+		json_object *ev = jget(j, "events", NULL);
+		csv_jint(b, &first, jget(j, "preset", "id"));
+		csv_jstr(b, &first, jget(j, "preset", "name"));
+		csv_field(b, &first,
+		          mm_text(t, json_object_get_int64(jget(j, "preset", "depth_um"))));
+		csv_jint(b, &first, jget(j, "preset", "speed_level"));
+		csv_jstr(b, &first, jget(j, "preset", "area"));
+		csv_jint(b, &first, jget(j, "preset", "needle_count"));
+		csv_jstr(b, &first, jget(j, "cartridge", "lot"));
+		csv_jint(b, &first, jget(j, "summary", "run_time_s"));
+		csv_jint(b, &first, jget(j, "summary", "strokes"));
+		csv_field(b, &first,
+		          mm_text(t, json_object_get_int64(
+		                         jget(j, "summary", "max_depth_um"))));
+		csv_jint(b, &first, jget(j, "summary", "errors"));
+		csv_int(b, &first,
+		        ev && json_object_is_type(ev, json_type_array)
+		            ? (int64_t)json_object_array_length(ev)
+		            : 0);
+		csv_jint(b, &first, jget(j, "telemetry", "count"));
+	} else {
+		for (int i = 0; i < 13; i++)
+			csv_field(b, &first, "");
+	}
+	csv_int(b, &first, (int64_t)s->size);
+	pl_hex(s->sha256, 32, hex);
+	csv_field(b, &first, hex);
+	csv_field(b, &first, iso_utc(t, s->archived_ms));
+	sb_add(b, "\r\n", 2);
+}
+
+/* The JSON object of an undecodable record: what the archive itself knows. */
+static json_object *json_fallback(const struct archived_session *s,
+                                  const char *why)
+{
+	json_object *o = json_object_new_object();
+	char uuid[37];
+
+	if (!o)
+		return NULL;
+	pl_uuid_format(s->uuid, uuid);
+	if (json_object_object_add(o, "uuid", json_object_new_string(uuid)) ||
+	    json_object_object_add(o, "serial", json_object_new_string(s->serial)) ||
+	    json_object_object_add(o, "seq", json_object_new_int64(s->seq)) ||
+	    json_object_object_add(o, "start_utc_ms",
+	                           json_object_new_int64(s->start_ms)) ||
+	    json_object_object_add(o, "end_utc_ms", json_object_new_int64(s->end_ms)) ||
+	    json_object_object_add(o, "time_source",
+	                           json_object_new_string(s->rtc_time ? "rtc"
+	                                                              : "uptime")) ||
+	    json_object_object_add(o, "decode_error",
+	                           json_object_new_string(why ? why : ""))) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+int archive_export_begin(struct archive *a, enum export_format f,
+                         const char *serial, int64_t since_ms,
+                         struct export_cursor **out)
+{
+	struct export_cursor *c;
+	sqlite3_stmt *st;
+	int rc, e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!out)
+		return fail(a, PL_ERR_ARG, "archive_export_begin: out is NULL");
+	*out = NULL;
+	if (f != EXPORT_CSV && f != EXPORT_JSON)
+		return fail(a, PL_ERR_ARG, "unknown export format %d", (int)f);
+	if (serial && *serial && (e = check_serial(a, serial, "export")) != PL_OK)
+		return e;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return fail(a, PL_ERR_MEM, "out of memory starting an export");
+	c->a = a;
+	c->fmt = f;
+	snprintf(c->serial, sizeof c->serial, "%s", serial ? serial : "");
+	c->since_ms = since_ms;
+	c->last_start = INT64_MIN;
+	c->last_id = INT64_MIN;
+	e = prepare(a, &st, "SELECT COALESCE(MAX(id), 0) FROM sessions",
+	            "start an export");
+	if (e == PL_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			c->max_id = sqlite3_column_int64(st, 0);
+		else
+			e = db_fail(a, rc, "start an export");
+		sqlite3_finalize(st);
+	}
+	if (e != PL_OK) {
+		free(c);
+		return e;
+	}
+	*out = c;
+	return PL_OK;
+}
+
+/*
+ * The next session after the cursor's position.  Each call is its own
+ * query (keyset paging): no statement stays open between calls, so an
+ * export that a slow client drains over minutes holds no read transaction
+ * that would stop WAL checkpoints.
+ */
+static int export_row(struct export_cursor *c, struct sbuf *b, bool *end)
+{
+	static const char what[] = "export sessions";
+	struct archive *a = c->a;
+	bool all = !c->serial[0];
+	struct archived_session s;
+	struct pl_record *r = NULL;
+	json_object *j = NULL;
+	char *text = NULL, *why = NULL;
+	sqlite3_stmt *st;
+	int rc, e;
+
+	*end = false;
+	e = prepare(a, &st,
+	            all ? "SELECT " SESSION_COLUMNS ", record FROM sessions "
+	                  "WHERE start_ms >= ?1 AND id <= ?2 "
+	                  "AND (start_ms, id) > (?3, ?4) "
+	                  "ORDER BY start_ms, id LIMIT 1"
+	                : "SELECT " SESSION_COLUMNS ", record FROM sessions "
+	                  "WHERE start_ms >= ?1 AND id <= ?2 "
+	                  "AND (start_ms, id) > (?3, ?4) AND serial = ?5 "
+	                  "ORDER BY start_ms, id LIMIT 1",
+	            what);
+	if (e != PL_OK)
+		return e;
+	e = all ? bind(a, st, what, "iiii", c->since_ms, c->max_id, c->last_start,
+	               c->last_id)
+	        : bind(a, st, what, "iiiit", c->since_ms, c->max_id, c->last_start,
+	               c->last_id, c->serial);
+	if (e != PL_OK)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		*end = true;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		e = db_fail(a, rc, "%s", what);
+		goto out;
+	}
+	session_from_row(st, &s);
+	c->last_start = s.start_ms;
+	c->last_id = sqlite3_column_int64(st, 0);
+	if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
+		why = strdup((const char *)sqlite3_column_text(st, 10));
+	} else {
+		/* Parsed straight from SQLite's copy of the blob. */
+		const void *rec = sqlite3_column_blob(st, 11);
+		size_t n = (size_t)sqlite3_column_bytes(st, 11);
+		if (pl_record_parse(rec, n, &r) == PL_OK) {
+			text = pl_record_to_json(r, false);
+			if (!text) {
+				e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
+				goto out;
+			}
+			j = json_tokener_parse(text);
+			if (!j) {
+				e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
+				goto out;
+			}
+		} else {
+			why = strdup(pl_last_error_message());
+		}
+	}
+	/* SQLite's copy of the record is freed here, before formatting. */
+	sqlite3_finalize(st);
+	st = NULL;
+	if (!j && c->fmt == EXPORT_JSON) {
+		j = json_fallback(&s, why);
+		if (!j) {
+			e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
+			goto out;
+		}
+	}
+	if (c->fmt == EXPORT_CSV) {
+		csv_row(b, &s, j);
+	} else {
+		char hex[65];
+		const char *obj;
+		pl_hex(s.sha256, 32, hex);
+		if (json_object_object_add(j, "archived_utc_ms",
+		                           json_object_new_int64(s.archived_ms)) ||
+		    json_object_object_add(j, "sha256", json_object_new_string(hex)) ||
+		    !(obj = json_object_to_json_string_ext(
+		          j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))) {
+			e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
+			goto out;
+		}
+		sb_str(b, c->rows ? ",\n" : "\n");
+		sb_str(b, obj);
+	}
+	c->rows++;
+out:
+	sqlite3_finalize(st);
+	json_object_put(j);
+	free(text);
+	free(why);
+	pl_record_free(r);
+	return e;
+}
+
+int archive_export_next(struct export_cursor *c, char **data, size_t *len)
+{
+	struct sbuf b = {NULL, 0, 0, false};
+	bool end = false;
+	int e = PL_OK;
+
+	if (!c || !data || !len)
+		return c ? fail(c->a, PL_ERR_ARG, "archive_export_next: missing argument")
+		         : PL_ERR_ARG;
+	*data = NULL;
+	*len = 0;
+	switch (c->state) {
+	case EXP_HEAD:
+		sb_str(&b, c->fmt == EXPORT_CSV ? csv_header : "[");
+		c->state = EXP_ROWS;
+		break;
+	case EXP_ROWS:
+		e = export_row(c, &b, &end);
+		if (e == PL_OK && end) {
+			c->state = EXP_DONE;
+			if (c->fmt == EXPORT_JSON)
+				sb_str(&b, "\n]\n");
+		}
+		break;
+	case EXP_DONE:
+		break;
+	}
+	if (e == PL_OK && b.oom)
+		e = fail(c->a, PL_ERR_MEM, "out of memory exporting sessions");
+	if (e != PL_OK) {
+		free(b.p);
+		return e;
+	}
+	*data = b.p;
+	*len = b.len;
+	return PL_OK;
+}
+
+void archive_export_end(struct export_cursor *c)
+{
+	free(c);
+}
+
+/* ------------------------------------------------------------------ audit */
+
+/* e->utc_ms 0 stamps the entry now; NULL strings are stored as "". */
+int archive_audit_add(struct archive *a, const struct audit_entry *e)
+{
+	static const char what[] = "add to the audit trail";
+	char uid_text[16];
+	sqlite3_stmt *st;
+	int err;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!e || !e->action || !*e->action)
+		return fail(a, PL_ERR_ARG, "archive_audit_add: no action");
+	snprintf(uid_text, sizeof uid_text, "%" PRIu32, e->uid);
+	/* FULL: a refused or applied change is on disk once reported. */
+	err = begin(a, true, what);
+	if (err != PL_OK)
+		return err;
+	err = prepare(a, &st,
+	              "INSERT INTO audit (utc_ms, uid, user, pen, action, "
+	              "old_value, new_value, result) "
+	              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	              what);
+	if (err == PL_OK) {
+		err = bind(a, st, what, "iitttttt",
+		           e->utc_ms ? e->utc_ms : now_utc_ms(), (int64_t)e->uid,
+		           e->user && *e->user ? e->user : uid_text,
+		           e->pen ? e->pen : "", e->action,
+		           e->old_value ? e->old_value : "",
+		           e->new_value ? e->new_value : "",
+		           e->result ? e->result : "");
+		if (err == PL_OK)
+			err = step_done(a, st, what);
+		sqlite3_finalize(st);
+	}
+	if (err == PL_OK)
+		return commit(a, what);
+	rollback(a);
+	return err;
+}
+
+/* cb's return as in archive_list(). */
+int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
+                       int (*cb)(void *ud, const struct audit_entry *e),
+                       void *ud)
+{
+	static const char what[] = "read the audit trail";
+	sqlite3_stmt *st;
+	int rc = SQLITE_DONE, e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!cb)
+		return fail(a, PL_ERR_ARG, "archive_audit_list: no callback");
+	e = prepare(a, &st,
+	            "SELECT utc_ms, uid, user, pen, action, old_value, new_value, "
+	            "result FROM audit WHERE utc_ms >= ?1 "
+	            "ORDER BY utc_ms DESC, id DESC LIMIT ?2",
+	            what);
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, what, "ii", since_ms, (int64_t)(limit ? limit : 100));
+	while (e == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+		struct audit_entry en = {
+		    .utc_ms = sqlite3_column_int64(st, 0),
+		    .uid = (uint32_t)sqlite3_column_int64(st, 1),
+		    .user = COL(2),
+		    .pen = COL(3),
+		    .action = COL(4),
+		    .old_value = COL(5),
+		    .new_value = COL(6),
+		    .result = COL(7),
+		};
+#undef COL
+		int stop = cb(ud, &en);
+		if (stop) {
+			if (stop < 0)
+				e = fail(a, stop, "reading the audit trail stopped: %s",
+				         pl_strerror(stop));
+			goto out;
+		}
+	}
+	if (e == PL_OK && rc != SQLITE_DONE)
+		e = db_fail(a, rc, "%s", what);
+out:
+	sqlite3_finalize(st);
+	return e;
+}

@@ -1,0 +1,160 @@
+/*
+ * Shared by ctl.c (socket, clients, framing, queues) and ctl_ops.c (request
+ * handlers) only.
+ */
+#ifndef PLD_CTL_INT_H
+#define PLD_CTL_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <penlink.h>
+
+#include "access.h"
+#include "daemon.h"
+#include "frame.h"
+
+/* Largest request payload a client may send; a frame over it is dropped as
+ * it arrives (never buffered) and answered with an error. */
+#define CTL_MAX_REQUEST (1u << 20)
+/* Bound of a client's outgoing queue: a client whose queue would grow past
+ * it does not read and is disconnected. */
+#define CTL_QUEUE_MAX (4u << 20)
+/* Streams produce their next piece only while the queue is below this, so a
+ * reading client's queue stays far under CTL_QUEUE_MAX. */
+#define CTL_LOW_WATER (512u << 10)
+/* Payload of one RecordChunk / ExportChunk. */
+#define CTL_CHUNK (256u << 10)
+/* Sessions per SessionList response. */
+#define CTL_LIST_PAGE 1024u
+/* Work one client may have outstanding: requests waiting on pens, open
+ * streams, trace subscriptions.  More is answered PL_ERR_BUSY. */
+#define CTL_MAX_PENDING 64u
+#define CTL_MAX_STREAMS 16u
+#define CTL_MAX_TRACES 16u
+/* Frames dropped (CRC, COBS, ...) forgiven before each further one counts
+ * as an offence; offences answered with an error before disconnecting. */
+#define CTL_DROPS_FORGIVEN 16u
+#define CTL_MAX_OFFENCES 8u
+#define CTL_MAX_CLIENTS 1024u
+/* Refusals of one connection written to the audit trail; a client looping
+ * on a refused call must not fill the disk. */
+#define CTL_MAX_DENIALS_AUDITED 32u
+
+enum stream_kind { STREAM_SHOW, STREAM_EXPORT, STREAM_LIST };
+
+struct stream {
+	struct stream *next;
+	uint32_t id;
+	enum stream_kind kind;
+	/* show */
+	uint8_t uuid[16];
+	uint64_t offset;
+	/* export */
+	struct export_cursor *cur;
+	char *piece;
+	size_t piece_len, piece_off;
+	/* list: resumes at since_ms, skipping the sessions of that exact start
+	 * time already sent */
+	char serial[64];
+	int64_t since_ms;
+	uint64_t skip;
+};
+
+struct trace_sub {
+	struct trace_sub *next;
+	uint32_t id;
+	uint32_t level;
+	char serial[64];
+};
+
+struct client {
+	struct client *next;
+	struct ctl *ctl;
+	int fd;
+	bool dead;
+	struct caller who;
+	struct pl_frame_decoder dec;
+	uint8_t *dec_buf;
+	unsigned drops, offences;
+	unsigned denials;      /* refusals so far (audited up to a bound) */
+	/* outgoing bytes [out_off, out_len) of out */
+	uint8_t *out;
+	size_t out_off, out_len, out_cap;
+	bool polling_out;
+	bool monitoring;
+	uint32_t monitor_id;
+	struct trace_sub *traces;
+	unsigned n_traces;
+	struct stream *streams;
+	unsigned n_streams;
+	unsigned n_pending;
+};
+
+/* A request waiting on a pen.  It outlives its client (cl goes NULL when the
+ * client leaves) and even the control server (ctl goes NULL): the pen's
+ * callback always comes, and then frees it. */
+struct ctl_req {
+	struct ctl_req *prev, *next;
+	struct ctl *ctl;
+	struct daemon *d;
+	struct client *cl;
+	uint32_t id;
+	Plctl__Request__OpCase op;
+	char serial[64];
+	uint32_t uid;
+	char user[64];
+	/* PushPresets */
+	uint32_t expected_revision;
+	bool have_old;
+	struct pl_preset_set old_set, new_set;
+};
+
+struct ctl {
+	struct daemon *d;
+	struct loop *loop;
+	int lfd;
+	char path[256];
+	dev_t dev;
+	ino_t ino;
+	struct access_policy policy;
+	struct client *clients;
+	unsigned n_clients;
+	struct client *graveyard;
+	uint64_t reap_timer;
+	bool listen_paused;
+	uint64_t resume_timer;
+	struct ctl_req *reqs;
+	uint8_t *pack;
+	size_t pack_cap;
+};
+
+/* ctl.c */
+/* Queues one response; false if the client was disconnected instead
+ * (queue bound) or was already gone. */
+bool client_send(struct client *cl, const Plctl__Response *r);
+bool client_error(struct client *cl, uint32_t id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void client_kill(struct client *cl, const char *why);
+/* Streams may have something to send: produce while below the low-water
+ * mark. */
+void client_pump(struct client *cl);
+struct ctl_req *ctl_req_new(struct client *cl, uint32_t id,
+                            Plctl__Request__OpCase op);
+void ctl_req_free(struct ctl_req *r);
+void ctl_audit(struct daemon *d, uint32_t uid, const char *user,
+               const char *pen, const char *action, const char *old_value,
+               const char *new_value, const char *result);
+
+/* ctl_ops.c */
+void ctl_ops_handle(struct client *cl, const Plctl__Request *rq);
+/* Produces one piece of s; true when s has finished (sent its last). */
+bool ctl_ops_stream_step(struct client *cl, struct stream *s);
+void ctl_ops_stream_free(struct stream *s);
+/* The message of the last failure: pl_last_error_message(), or the code's
+ * name when the library left no detail. */
+const char *ctl_errmsg(int code);
+
+#endif

@@ -1,0 +1,1108 @@
+/*
+ * Control requests: access check, then forwarding to the pens (device.c)
+ * or the archive (archive.c).  Pen operations are asynchronous: their
+ * request record (struct ctl_req) outlives the client, so a client that
+ * hangs up never leaves a pen callback with a dangling pointer, and a
+ * preset push it started is still audited.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ctl_int.h"
+#include "log.h"
+
+#define S(x) ((x) ? (x) : "")
+
+/* Most an Audit answer carries; newer entries come first, so what is left
+ * out is the oldest.  Keeps one answer well under the queue bound. */
+#define CTL_AUDIT_BUDGET (2u << 20)
+#define CTL_AUDIT_MAX_LIMIT 10000u
+
+const char *ctl_errmsg(int code)
+{
+	const char *m = pl_last_error_message();
+	return m && m[0] ? m : pl_strerror(code);
+}
+
+static struct daemon *dmn(const struct client *cl)
+{
+	return cl->ctl->d;
+}
+
+static bool send_last(struct client *cl, uint32_t id, Plctl__Response *r)
+{
+	r->id = id;
+	r->last = true;
+	return client_send(cl, r);
+}
+
+static bool send_ack(struct client *cl, uint32_t id, bool last)
+{
+	Pl__Ack ack = PL__ACK__INIT;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = id;
+	r.last = last;
+	r.body_case = PLCTL__RESPONSE__BODY_ACK;
+	r.ack = &ack;
+	return client_send(cl, &r);
+}
+
+/* The client of a request, if it is still there to be answered. */
+static struct client *req_client(const struct ctl_req *r)
+{
+	return r->ctl && r->cl && !r->cl->dead ? r->cl : NULL;
+}
+
+/* ------------------------------------------------------------------ conversions */
+
+static int presets_from_wire(Pl__Preset *const *ps, size_t n,
+                             struct pl_preset_set *out, char *msg, size_t len)
+{
+	memset(out, 0, sizeof *out);
+	if (n > PL_MAX_PRESETS) {
+		snprintf(msg, len, "%zu presets; a pen holds at most %d", n,
+		         PL_MAX_PRESETS);
+		return PL_ERR_VALIDATION;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const Pl__Preset *w = ps[i];
+		struct pl_preset *p = &out->presets[i];
+		const char *name = S(w->name);
+		size_t nl = strlen(name);
+		if (nl > PL_PRESET_NAME_MAX) {
+			snprintf(msg, len,
+			         "preset %u: name is %zu bytes long; at most %d bytes "
+			         "are allowed",
+			         w->id, nl, PL_PRESET_NAME_MAX);
+			return PL_ERR_VALIDATION;
+		}
+		p->id = w->id;
+		memcpy(p->name, name, nl + 1);
+		p->depth_um = w->depth_um;
+		p->speed_level = w->speed_level;
+		p->area = (enum pl_area)w->area;
+		p->needle_count = w->needle_count;
+		p->max_duration_s = w->max_duration_s;
+	}
+	out->count = n;
+	return PL_OK;
+}
+
+struct wire_set {
+	Pl__PresetSet set;
+	Pl__Preset presets[PL_MAX_PRESETS];
+	Pl__Preset *ptrs[PL_MAX_PRESETS];
+};
+
+/* Points into s, which must outlive w. */
+static void presets_to_wire(const struct pl_preset_set *s, struct wire_set *w)
+{
+	pl__preset_set__init(&w->set);
+	size_t n = s->count < PL_MAX_PRESETS ? s->count : PL_MAX_PRESETS;
+	for (size_t i = 0; i < n; i++) {
+		const struct pl_preset *p = &s->presets[i];
+		Pl__Preset *o = &w->presets[i];
+		pl__preset__init(o);
+		o->id = p->id;
+		o->name = (char *)p->name;
+		o->depth_um = p->depth_um;
+		o->speed_level = p->speed_level;
+		o->area = (Pl__Area)p->area;
+		o->needle_count = p->needle_count;
+		o->max_duration_s = p->max_duration_s;
+		w->ptrs[i] = o;
+	}
+	w->set.revision = s->revision;
+	w->set.n_presets = n;
+	w->set.presets = w->ptrs;
+}
+
+struct wire_info {
+	Pl__DeviceInfo info;
+	Pl__Battery battery;
+	uint32_t rates[PL_MAX_SPEED_LEVELS];
+};
+
+static void info_to_wire(const struct pl_device_info *i, struct wire_info *w)
+{
+	pl__device_info__init(&w->info);
+	pl__battery__init(&w->battery);
+	w->info.serial = (char *)i->serial;
+	w->info.model = (char *)i->model;
+	w->info.hw_revision = (char *)i->hw_revision;
+	w->info.fw_version = (char *)i->fw_version;
+	w->info.protocol_version = i->protocol_version;
+	w->info.capabilities = i->capabilities;
+	w->info.depth_min_um = i->depth_min_um;
+	w->info.depth_max_um = i->depth_max_um;
+	w->info.depth_step_um = i->depth_step_um;
+	w->info.speed_levels = i->speed_levels;
+	size_t n = i->speed_levels < PL_MAX_SPEED_LEVELS ? i->speed_levels
+	                                                  : PL_MAX_SPEED_LEVELS;
+	memcpy(w->rates, i->stroke_rate_hz, n * sizeof w->rates[0]);
+	w->info.n_stroke_rate_hz = n;
+	w->info.stroke_rate_hz = w->rates;
+	w->info.slow_lock_depth_um = i->slow_lock_depth_um;
+	w->info.max_presets = i->max_presets;
+	w->info.total_strokes = i->total_strokes;
+	w->info.motor_seconds = i->motor_seconds;
+	w->battery.percent = i->battery_percent;
+	w->battery.millivolts = i->battery_mv;
+	w->battery.charging = i->charging;
+	w->info.battery = &w->battery;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The canonical 8-4-4-4-12 form (or the same 32 digits without dashes). */
+static bool parse_uuid(const char *s, uint8_t out[16])
+{
+	size_t len = strlen(s);
+	bool dashed = len == 36;
+	if (!dashed && len != 32)
+		return false;
+	int k = 0;
+	for (size_t i = 0; i < len;) {
+		if (dashed && (i == 8 || i == 13 || i == 18 || i == 23)) {
+			if (s[i] != '-')
+				return false;
+			i++;
+			continue;
+		}
+		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+		if (hi < 0 || lo < 0 || k >= 16)
+			return false;
+		out[k++] = (uint8_t)(hi << 4 | lo);
+		i += 2;
+	}
+	return k == 16;
+}
+
+/* ------------------------------------------------------------------ refusals */
+
+static const char *request_serial(const Plctl__Request *rq)
+{
+	switch (rq->op_case) {
+	case PLCTL__REQUEST__OP_GET_INFO: return S(rq->get_info->serial);
+	case PLCTL__REQUEST__OP_GET_PRESETS: return S(rq->get_presets->serial);
+	case PLCTL__REQUEST__OP_PUSH_PRESETS: return S(rq->push_presets->serial);
+	case PLCTL__REQUEST__OP_CLOCK_SYNC: return S(rq->clock_sync->serial);
+	case PLCTL__REQUEST__OP_LIST_SESSIONS: return S(rq->list_sessions->serial);
+	case PLCTL__REQUEST__OP_EXPORT_SESSIONS:
+		return S(rq->export_sessions->serial);
+	case PLCTL__REQUEST__OP_DETACH: return S(rq->detach->serial);
+	case PLCTL__REQUEST__OP_TRACE: return S(rq->trace->serial);
+	default: return "";
+	}
+}
+
+static void denied(struct client *cl, const Plctl__Request *rq,
+                   const char *msg)
+{
+	const struct access_op *o = access_op_of(rq->op_case);
+	log_notice("refused %s for pid %d (%s): %s", o->name, (int)cl->who.pid,
+	           cl->who.user, msg);
+	if (++cl->denials <= CTL_MAX_DENIALS_AUDITED) {
+		char action[64];
+		snprintf(action, sizeof action, "denied:%s", o->name);
+		char *json = NULL;
+		const char *newv = "";
+		if (rq->op_case == PLCTL__REQUEST__OP_PUSH_PRESETS) {
+			/* What they tried to push, when it is a valid set. */
+			struct pl_preset_set *set = malloc(sizeof *set);
+			char m[256];
+			if (set &&
+			    presets_from_wire(rq->push_presets->presets,
+			                      rq->push_presets->n_presets, set, m,
+			                      sizeof m) == PL_OK)
+				json = pl_preset_set_to_json(set);
+			free(set);
+			newv = S(json);
+		} else if (rq->op_case == PLCTL__REQUEST__OP_ATTACH) {
+			newv = S(rq->attach->path);
+		} else if (rq->op_case == PLCTL__REQUEST__OP_DETACH) {
+			newv = S(rq->detach->path);
+		}
+		ctl_audit(dmn(cl), (uint32_t)cl->who.uid, cl->who.user,
+		          request_serial(rq), action, "", newv, msg);
+		free(json);
+	}
+	client_error(cl, rq->id, PL_ERR_ACCESS, "%s", msg);
+}
+
+/* ------------------------------------------------------------------ pens */
+
+static struct pen *lookup(struct client *cl, uint32_t id, const char *serial)
+{
+	char err[256] = "";
+	struct pen *pen = dmn(cl)->pens
+	                      ? pens_lookup(dmn(cl)->pens, S(serial), err, sizeof err)
+	                      : NULL;
+	if (!pen)
+		client_error(cl, id, PL_ERR_NOT_FOUND, "%s",
+		             err[0] ? err : "no pen is attached");
+	return pen;
+}
+
+static bool room_for_request(struct client *cl, uint32_t id)
+{
+	if (cl->n_pending < CTL_MAX_PENDING)
+		return true;
+	client_error(cl, id, PL_ERR_BUSY,
+	             "%u requests are already waiting on pens; wait for their "
+	             "answers", cl->n_pending);
+	return false;
+}
+
+static void info_done(void *ud, int status, const struct pl_device_info *info)
+{
+	struct ctl_req *r = ud;
+	struct client *cl = req_client(r);
+	if (cl && (status || !info)) {
+		client_error(cl, r->id, status ? status : PL_ERR_DEVICE, "%s",
+		             ctl_errmsg(status));
+	} else if (cl) {
+		struct wire_info w;
+		info_to_wire(info, &w);
+		Plctl__Response rs = PLCTL__RESPONSE__INIT;
+		rs.body_case = PLCTL__RESPONSE__BODY_INFO;
+		rs.info = &w.info;
+		send_last(cl, r->id, &rs);
+	}
+	ctl_req_free(r);
+}
+
+static void presets_done(void *ud, int status, uint32_t previous_revision,
+                         const struct pl_preset_set *set)
+{
+	(void)previous_revision;
+	struct ctl_req *r = ud;
+	struct client *cl = req_client(r);
+	if (cl && (status || !set)) {
+		client_error(cl, r->id, status ? status : PL_ERR_DEVICE, "%s",
+		             ctl_errmsg(status));
+	} else if (cl) {
+		struct wire_set *w = malloc(sizeof *w);
+		if (w) {
+			presets_to_wire(set, w);
+			Plctl__Response rs = PLCTL__RESPONSE__INIT;
+			rs.body_case = PLCTL__RESPONSE__BODY_PRESETS;
+			rs.presets = &w->set;
+			send_last(cl, r->id, &rs);
+			free(w);
+		} else {
+			client_error(cl, r->id, PL_ERR_MEM, "out of memory");
+		}
+	}
+	ctl_req_free(r);
+}
+
+static void clock_done(void *ud, int status, bool rtc_was_set, int64_t offset_ms)
+{
+	struct ctl_req *r = ud;
+	struct client *cl = req_client(r);
+	if (cl && status) {
+		client_error(cl, r->id, status, "%s", ctl_errmsg(status));
+	} else if (cl) {
+		Plctl__ClockSynced cs = PLCTL__CLOCK_SYNCED__INIT;
+		cs.rtc_was_set = rtc_was_set;
+		cs.offset_ms = offset_ms;
+		Plctl__Response rs = PLCTL__RESPONSE__INIT;
+		rs.body_case = PLCTL__RESPONSE__BODY_CLOCK;
+		rs.clock = &cs;
+		send_last(cl, r->id, &rs);
+	}
+	ctl_req_free(r);
+}
+
+static void pen_request(struct client *cl, const Plctl__Request *rq,
+                        const char *serial)
+{
+	if (!room_for_request(cl, rq->id))
+		return;
+	struct pen *pen = lookup(cl, rq->id, serial);
+	if (!pen)
+		return;
+	struct ctl_req *r = ctl_req_new(cl, rq->id, rq->op_case);
+	if (!r) {
+		client_error(cl, rq->id, PL_ERR_MEM, "out of memory");
+		return;
+	}
+	snprintf(r->serial, sizeof r->serial, "%s", S(pen_serial(pen)));
+	int rc;
+	switch (rq->op_case) {
+	case PLCTL__REQUEST__OP_GET_INFO: rc = pen_get_info(pen, info_done, r); break;
+	case PLCTL__REQUEST__OP_GET_PRESETS:
+		rc = pen_get_presets(pen, presets_done, r);
+		break;
+	default: rc = pen_clock_sync(pen, clock_done, r); break;
+	}
+	if (rc) {
+		client_error(cl, rq->id, rc, "%s", ctl_errmsg(rc));
+		ctl_req_free(r);
+	}
+}
+
+/* ------------------------------------------------------------------ preset push */
+
+/* Audits the attempt and answers it (code PL_OK: with the set read back). */
+static void push_finish(struct ctl_req *r, int code, const char *msg,
+                        uint32_t previous_revision,
+                        const struct pl_preset_set *result)
+{
+	char *oldj = r->have_old ? pl_preset_set_to_json(&r->old_set) : NULL;
+	char *newj = pl_preset_set_to_json(result ? result : &r->new_set);
+	ctl_audit(r->d, r->uid, r->user, r->serial, "presets.push", S(oldj),
+	          S(newj), code ? msg : "ok");
+	free(oldj);
+	free(newj);
+
+	struct client *cl = req_client(r);
+	if (code) {
+		log_notice("preset push by %s to %s refused: %s", r->user,
+		           r->serial[0] ? r->serial : "(no pen)", msg);
+		if (cl)
+			client_error(cl, r->id, code, "%s", msg);
+		ctl_req_free(r);
+		return;
+	}
+	log_notice("%s pushed %zu presets to %s (revision %u -> %u)", r->user,
+	           result->count, r->serial, previous_revision, result->revision);
+	if (cl) {
+		struct wire_set *w = malloc(sizeof *w);
+		if (w) {
+			presets_to_wire(result, w);
+			Plctl__PresetsPushed pp = PLCTL__PRESETS_PUSHED__INIT;
+			pp.previous_revision = previous_revision;
+			pp.presets = &w->set;
+			Plctl__Response rs = PLCTL__RESPONSE__INIT;
+			rs.body_case = PLCTL__RESPONSE__BODY_PUSHED;
+			rs.pushed = &pp;
+			send_last(cl, r->id, &rs);
+			free(w);
+		} else {
+			client_error(cl, r->id, PL_ERR_MEM,
+			             "the presets were written, but the answer could "
+			             "not be built: out of memory");
+		}
+	}
+	/* device.c tells the monitor stream about the change. */
+	ctl_req_free(r);
+}
+
+static void push_written(void *ud, int status, uint32_t previous_revision,
+                         const struct pl_preset_set *set)
+{
+	struct ctl_req *r = ud;
+	if (status || !set) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s", ctl_errmsg(status ? status : PL_ERR_DEVICE));
+		push_finish(r, status ? status : PL_ERR_DEVICE, msg, 0, NULL);
+		return;
+	}
+	push_finish(r, PL_OK, NULL,
+	            previous_revision ? previous_revision : r->old_set.revision, set);
+}
+
+static void push_got_old(void *ud, int status, uint32_t previous_revision,
+                         const struct pl_preset_set *set)
+{
+	(void)previous_revision;
+	struct ctl_req *r = ud;
+	char msg[512];
+	if (status || !set) {
+		snprintf(msg, sizeof msg, "%s", ctl_errmsg(status ? status : PL_ERR_DEVICE));
+		push_finish(r, status ? status : PL_ERR_DEVICE, msg, 0, NULL);
+		return;
+	}
+	r->old_set = *set;
+	r->have_old = true;
+	if (r->expected_revision && set->revision != r->expected_revision) {
+		snprintf(msg, sizeof msg,
+		         "the presets on %s changed since they were read (revision "
+		         "%u now, %u read); read them again and retry",
+		         r->serial, set->revision, r->expected_revision);
+		push_finish(r, PL_ERR_CONFLICT, msg, 0, NULL);
+		return;
+	}
+	r->new_set.revision = set->revision;
+	/* Looked up again rather than kept: the pen may be gone by now. */
+	char err[256] = "";
+	struct pen *pen = r->d && r->d->pens
+	                      ? pens_lookup(r->d->pens, r->serial, err, sizeof err)
+	                      : NULL;
+	if (!pen) {
+		push_finish(r, PL_ERR_UNPLUGGED, err[0] ? err : "the pen went away",
+		            0, NULL);
+		return;
+	}
+	int rc = pen_put_presets(pen, &r->new_set, push_written, r);
+	if (rc) {
+		snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
+		push_finish(r, rc, msg, 0, NULL);
+	}
+}
+
+static void push_presets(struct client *cl, const Plctl__Request *rq)
+{
+	const Plctl__PushPresets *pp = rq->push_presets;
+	if (!room_for_request(cl, rq->id))
+		return;
+	struct ctl_req *r = ctl_req_new(cl, rq->id, rq->op_case);
+	if (!r) {
+		client_error(cl, rq->id, PL_ERR_MEM, "out of memory");
+		return;
+	}
+	snprintf(r->serial, sizeof r->serial, "%s", S(pp->serial));
+	r->expected_revision = pp->expected_revision;
+	char msg[512];
+	int rc = presets_from_wire(pp->presets, pp->n_presets, &r->new_set, msg,
+	                           sizeof msg);
+	if (rc) {
+		/* Not even a set: nothing meaningful to record as "new". */
+		ctl_audit(r->d, r->uid, r->user, r->serial, "presets.push", "", "",
+		          msg);
+		client_error(cl, rq->id, rc, "%s", msg);
+		ctl_req_free(r);
+		return;
+	}
+	/* Policy before the pen is touched: a refusal costs the pen nothing
+	 * (the audit entry then has no old set). */
+	rc = access_check_presets(&cl->ctl->policy, &cl->who, &r->new_set,
+	                          pp->confirm, msg, sizeof msg);
+	if (rc) {
+		push_finish(r, rc, msg, 0, NULL);
+		return;
+	}
+	char err[256] = "";
+	struct pen *pen = dmn(cl)->pens ? pens_lookup(dmn(cl)->pens, r->serial,
+	                                              err, sizeof err)
+	                                : NULL;
+	if (!pen) {
+		push_finish(r, PL_ERR_NOT_FOUND, err[0] ? err : "no pen is attached",
+		            0, NULL);
+		return;
+	}
+	snprintf(r->serial, sizeof r->serial, "%s", S(pen_serial(pen)));
+	/* The current set first: the revision to write against, and the old
+	 * set for the audit trail. */
+	rc = pen_get_presets(pen, push_got_old, r);
+	if (rc) {
+		snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
+		push_finish(r, rc, msg, 0, NULL);
+	}
+}
+
+/* ------------------------------------------------------------------ attach, detach */
+
+static void attach(struct client *cl, const Plctl__Request *rq)
+{
+	const char *path = S(rq->attach->path);
+	char msg[512];
+	int rc = PL_OK;
+	struct stat st;
+	if (path[0] != '/' || strlen(path) >= 256) {
+		rc = PL_ERR_ARG;
+		snprintf(msg, sizeof msg,
+		         "attach needs the absolute path of a port, e.g. /dev/pts/3");
+	} else if (stat(path, &st) < 0) {
+		rc = PL_ERR_NO_PORT;
+		snprintf(msg, sizeof msg, "no port %s: %s", path, strerror(errno));
+	} else if (!S_ISCHR(st.st_mode)) {
+		/* The daemon may run as root: it opens terminals, nothing else. */
+		rc = PL_ERR_ARG;
+		snprintf(msg, sizeof msg, "%s is not a serial port or terminal", path);
+	} else if (!dmn(cl)->pens) {
+		rc = PL_ERR_IO;
+		snprintf(msg, sizeof msg, "pens are not served");
+	} else {
+		rc = pens_attach(dmn(cl)->pens, path, false, NULL);
+		if (rc)
+			snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
+	}
+	ctl_audit(dmn(cl), (uint32_t)cl->who.uid, cl->who.user, "", "attach", "",
+	          path, rc ? msg : "ok");
+	if (rc) {
+		client_error(cl, rq->id, rc, "%s", msg);
+		return;
+	}
+	log_notice("%s attached %s", cl->who.user, path);
+	send_ack(cl, rq->id, true);
+}
+
+static void detach(struct client *cl, const Plctl__Request *rq)
+{
+	const char *path = S(rq->detach->path), *serial = S(rq->detach->serial);
+	char msg[512], why[128];
+	int rc;
+	if (!path[0] && !serial[0]) {
+		rc = PL_ERR_ARG;
+		snprintf(msg, sizeof msg, "detach needs a port path or a serial");
+	} else if (!dmn(cl)->pens) {
+		rc = PL_ERR_NOT_FOUND;
+		snprintf(msg, sizeof msg, "no pen is attached");
+	} else {
+		snprintf(why, sizeof why, "detached by %s", cl->who.user);
+		rc = pens_detach(dmn(cl)->pens, path[0] ? path : NULL,
+		                 serial[0] ? serial : NULL, why);
+		if (rc)
+			snprintf(msg, sizeof msg, "%s",
+			         rc == PL_ERR_NOT_FOUND && !pl_last_error_message()[0]
+			             ? "no such pen is attached"
+			             : ctl_errmsg(rc));
+	}
+	ctl_audit(dmn(cl), (uint32_t)cl->who.uid, cl->who.user, serial, "detach",
+	          "", path, rc ? msg : "ok");
+	if (rc) {
+		client_error(cl, rq->id, rc, "%s", msg);
+		return;
+	}
+	send_ack(cl, rq->id, true);
+}
+
+/* ------------------------------------------------------------------ trace, monitor */
+
+static void trace(struct client *cl, const Plctl__Request *rq)
+{
+	if (cl->n_traces >= CTL_MAX_TRACES) {
+		client_error(cl, rq->id, PL_ERR_BUSY,
+		             "already tracing %u times on this connection",
+		             cl->n_traces);
+		return;
+	}
+	struct pen *pen = lookup(cl, rq->id, rq->trace->serial);
+	if (!pen)
+		return;
+	struct trace_sub *t = calloc(1, sizeof *t);
+	if (!t) {
+		client_error(cl, rq->id, PL_ERR_MEM, "out of memory");
+		return;
+	}
+	t->id = rq->id;
+	t->level = rq->trace->level > 3 ? 3 : rq->trace->level;
+	snprintf(t->serial, sizeof t->serial, "%s", S(pen_serial(pen)));
+	int rc = pen_trace_hold(pen, t->level);
+	if (rc) {
+		client_error(cl, rq->id, rc, "%s", ctl_errmsg(rc));
+		free(t);
+		return;
+	}
+	t->next = cl->traces;
+	cl->traces = t;
+	cl->n_traces++;
+	send_ack(cl, rq->id, false);
+}
+
+/* ------------------------------------------------------------------ archive queries */
+
+static bool archive_open_or_fail(struct client *cl, uint32_t id)
+{
+	if (dmn(cl)->archive)
+		return true;
+	client_error(cl, id, PL_ERR_IO, "the archive is not open");
+	return false;
+}
+
+static struct stream *stream_new(struct client *cl, uint32_t id,
+                                 enum stream_kind kind)
+{
+	if (cl->n_streams >= CTL_MAX_STREAMS) {
+		client_error(cl, id, PL_ERR_BUSY,
+		             "%u transfers are already running on this connection",
+		             cl->n_streams);
+		return NULL;
+	}
+	struct stream *s = calloc(1, sizeof *s);
+	if (!s) {
+		client_error(cl, id, PL_ERR_MEM, "out of memory");
+		return NULL;
+	}
+	s->id = id;
+	s->kind = kind;
+	return s;
+}
+
+static void stream_start(struct client *cl, struct stream *s)
+{
+	struct stream **t = &cl->streams;
+	while (*t)
+		t = &(*t)->next;
+	*t = s;
+	cl->n_streams++;
+	client_pump(cl);
+}
+
+void ctl_ops_stream_free(struct stream *s)
+{
+	if (!s)
+		return;
+	if (s->cur)
+		archive_export_end(s->cur);
+	free(s->piece);
+	free(s);
+}
+
+static bool step_show(struct client *cl, struct stream *s)
+{
+	struct archive *a = dmn(cl)->archive;
+	uint8_t *buf = malloc(CTL_CHUNK);
+	if (!buf) {
+		client_error(cl, s->id, PL_ERR_MEM, "out of memory");
+		return true;
+	}
+	size_t got = 0;
+	uint64_t size = 0;
+	int rc = a ? archive_read_record(a, s->uuid, s->offset, buf, CTL_CHUNK,
+	                                 &got, &size)
+	           : PL_ERR_IO;
+	char u[37];
+	pl_uuid_format(s->uuid, u);
+	if (rc) {
+		if (rc == PL_ERR_NOT_FOUND)
+			client_error(cl, s->id, rc, "no archived session %s", u);
+		else
+			client_error(cl, s->id, rc, "cannot read session %s: %s", u,
+			             a ? archive_errmsg(a) : "the archive is not open");
+		free(buf);
+		return true;
+	}
+	if (got == 0 && s->offset < size) {
+		client_error(cl, s->id, PL_ERR_IO,
+		             "session %s ends at %llu bytes of %llu", u,
+		             (unsigned long long)s->offset, (unsigned long long)size);
+		free(buf);
+		return true;
+	}
+	Plctl__RecordChunk rc_ = PLCTL__RECORD_CHUNK__INIT;
+	rc_.offset = s->offset;
+	rc_.data.data = buf;
+	rc_.data.len = got;
+	rc_.size = size;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = s->id;
+	r.last = s->offset + got >= size;
+	r.body_case = PLCTL__RESPONSE__BODY_RECORD;
+	r.record = &rc_;
+	client_send(cl, &r);
+	free(buf);
+	s->offset += got;
+	return r.last;
+}
+
+static bool step_export(struct client *cl, struct stream *s)
+{
+	if (!s->piece) {
+		char *data = NULL;
+		size_t len = 0;
+		int rc = archive_export_next(s->cur, &data, &len);
+		if (rc) {
+			free(data);
+			client_error(cl, s->id, rc, "export failed: %s",
+			             archive_errmsg(dmn(cl)->archive));
+			return true;
+		}
+		if (!data || !len) {
+			free(data);
+			Plctl__ExportChunk ec = PLCTL__EXPORT_CHUNK__INIT;
+			Plctl__Response r = PLCTL__RESPONSE__INIT;
+			r.body_case = PLCTL__RESPONSE__BODY_EXPORT;
+			r.export = &ec;
+			send_last(cl, s->id, &r);
+			return true;
+		}
+		s->piece = data;
+		s->piece_len = len;
+		s->piece_off = 0;
+	}
+	/* One session's text can be large: sent in slices, one per step. */
+	size_t n = s->piece_len - s->piece_off;
+	if (n > CTL_CHUNK)
+		n = CTL_CHUNK;
+	Plctl__ExportChunk ec = PLCTL__EXPORT_CHUNK__INIT;
+	ec.data.data = (uint8_t *)s->piece + s->piece_off;
+	ec.data.len = n;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = s->id;
+	r.body_case = PLCTL__RESPONSE__BODY_EXPORT;
+	r.export = &ec;
+	client_send(cl, &r);
+	s->piece_off += n;
+	if (s->piece_off >= s->piece_len) {
+		free(s->piece);
+		s->piece = NULL;
+	}
+	return false;
+}
+
+struct list_page {
+	struct archived_session *v;
+	size_t n;
+	uint64_t skip, seen;
+};
+
+static int list_cb(void *ud, const struct archived_session *s)
+{
+	struct list_page *p = ud;
+	if (p->seen++ < p->skip)
+		return 0;
+	p->v[p->n++] = *s;
+	return p->n > CTL_LIST_PAGE;  /* one more than a page: is there more? */
+}
+
+/*
+ * One page of the session list.  The archive lists by (start_ms, id), so the
+ * next page starts at the last start time sent and skips the sessions of
+ * that very start time already sent: each page costs a page, however long
+ * the archive.
+ */
+static bool step_list(struct client *cl, struct stream *s)
+{
+	struct archive *a = dmn(cl)->archive;
+	struct list_page p = {.skip = s->skip};
+	p.v = malloc((CTL_LIST_PAGE + 1) * sizeof *p.v);
+	if (!p.v) {
+		client_error(cl, s->id, PL_ERR_MEM, "out of memory");
+		return true;
+	}
+	int rc = a ? archive_list(a, s->serial, s->since_ms, list_cb, &p)
+	           : PL_ERR_IO;
+	if (rc < 0 && p.n <= CTL_LIST_PAGE) {
+		client_error(cl, s->id, rc, "cannot list sessions: %s",
+		             a ? archive_errmsg(a) : "the archive is not open");
+		free(p.v);
+		return true;
+	}
+	bool last = p.n <= CTL_LIST_PAGE;
+	size_t n = last ? p.n : CTL_LIST_PAGE;
+	Plctl__ArchivedSession *w = calloc(n ? n : 1, sizeof *w);
+	Plctl__ArchivedSession **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+	if (!w || !ptrs) {
+		free(w);
+		free(ptrs);
+		free(p.v);
+		client_error(cl, s->id, PL_ERR_MEM, "out of memory");
+		return true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct archived_session *x = &p.v[i];
+		plctl__archived_session__init(&w[i]);
+		w[i].serial = x->serial;
+		w[i].uuid.data = x->uuid;
+		w[i].uuid.len = 16;
+		w[i].seq = x->seq;
+		w[i].size = x->size;
+		w[i].sha256.data = x->sha256;
+		w[i].sha256.len = 32;
+		w[i].start_ms = x->start_ms;
+		w[i].end_ms = x->end_ms;
+		w[i].time_source = x->rtc_time ? PL__TIME_SOURCE__TIME_SOURCE_RTC
+		                               : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
+		w[i].archived_ms = x->archived_ms;
+		ptrs[i] = &w[i];
+	}
+	Plctl__SessionList sl = PLCTL__SESSION_LIST__INIT;
+	sl.n_sessions = n;
+	sl.sessions = ptrs;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = s->id;
+	r.last = last;
+	r.body_case = PLCTL__RESPONSE__BODY_SESSIONS;
+	r.sessions = &sl;
+	client_send(cl, &r);
+	free(w);
+	free(ptrs);
+	free(p.v);
+	if (n) {
+		int64_t at = p.v[n - 1].start_ms;
+		uint64_t same = 0;
+		for (size_t i = n; i > 0 && p.v[i - 1].start_ms == at; i--)
+			same++;
+		if (at == s->since_ms) {
+			s->skip += same;
+		} else {
+			s->since_ms = at;
+			s->skip = same;
+		}
+	}
+	return last;
+}
+
+bool ctl_ops_stream_step(struct client *cl, struct stream *s)
+{
+	switch (s->kind) {
+	case STREAM_SHOW: return step_show(cl, s);
+	case STREAM_EXPORT: return step_export(cl, s);
+	case STREAM_LIST: return step_list(cl, s);
+	}
+	return true;
+}
+
+/* Audit: newest first, in pieces that each stay small; at most
+ * CTL_AUDIT_BUDGET bytes in all. */
+struct audit_acc {
+	struct client *cl;
+	uint32_t id;
+	Plctl__AuditEntry **v;
+	size_t n, cap;
+	size_t piece_bytes, total_bytes;
+	bool failed;
+};
+
+static void audit_flush(struct audit_acc *a, bool last)
+{
+	Plctl__AuditList al = PLCTL__AUDIT_LIST__INIT;
+	al.n_entries = a->n;
+	al.entries = a->v;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = a->id;
+	r.last = last;
+	r.body_case = PLCTL__RESPONSE__BODY_AUDIT;
+	r.audit = &al;
+	if (!a->failed && !client_send(a->cl, &r))
+		a->failed = true;
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i]);
+	a->n = 0;
+	a->piece_bytes = 0;
+}
+
+/* One allocation holds the entry and copies of its strings. */
+static Plctl__AuditEntry *audit_entry_copy(const struct audit_entry *e,
+                                           size_t *bytes)
+{
+	const char *src[6] = {S(e->user), S(e->pen), S(e->action),
+	                      S(e->old_value), S(e->new_value), S(e->result)};
+	size_t len[6], total = sizeof(Plctl__AuditEntry);
+	for (int i = 0; i < 6; i++) {
+		len[i] = strlen(src[i]);
+		total += len[i] + 1;
+	}
+	Plctl__AuditEntry *w = malloc(total);
+	if (!w)
+		return NULL;
+	plctl__audit_entry__init(w);
+	char *p = (char *)(w + 1);
+	char *dst[6];
+	for (int i = 0; i < 6; i++) {
+		memcpy(p, src[i], len[i] + 1);
+		dst[i] = p;
+		p += len[i] + 1;
+	}
+	w->utc_ms = e->utc_ms;
+	w->uid = e->uid;
+	w->user = dst[0];
+	w->pen = dst[1];
+	w->action = dst[2];
+	w->old_value = dst[3];
+	w->new_value = dst[4];
+	w->result = dst[5];
+	*bytes = total;
+	return w;
+}
+
+static int audit_cb(void *ud, const struct audit_entry *e)
+{
+	struct audit_acc *a = ud;
+	if (a->failed)
+		return 1;
+	size_t bytes = 0;
+	Plctl__AuditEntry *w = audit_entry_copy(e, &bytes);
+	if (!w) {
+		a->failed = true;
+		return 1;
+	}
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		Plctl__AuditEntry **v = realloc(a->v, cap * sizeof *v);
+		if (!v) {
+			free(w);
+			a->failed = true;
+			return 1;
+		}
+		a->v = v;
+		a->cap = cap;
+	}
+	a->v[a->n++] = w;
+	a->piece_bytes += bytes;
+	a->total_bytes += bytes;
+	if (a->piece_bytes >= CTL_CHUNK)
+		audit_flush(a, false);
+	return a->total_bytes >= CTL_AUDIT_BUDGET || a->failed;
+}
+
+static void audit(struct client *cl, const Plctl__Request *rq)
+{
+	if (!archive_open_or_fail(cl, rq->id))
+		return;
+	unsigned limit = rq->audit->limit ? rq->audit->limit : 100;
+	if (limit > CTL_AUDIT_MAX_LIMIT)
+		limit = CTL_AUDIT_MAX_LIMIT;
+	struct audit_acc a = {.cl = cl, .id = rq->id};
+	int rc = archive_audit_list(dmn(cl)->archive, rq->audit->since_ms, limit,
+	                            audit_cb, &a);
+	if (rc < 0 && !a.failed && a.total_bytes < CTL_AUDIT_BUDGET) {
+		for (size_t i = 0; i < a.n; i++)
+			free(a.v[i]);
+		a.n = 0;
+		client_error(cl, rq->id, rc, "cannot read the audit trail: %s",
+		             archive_errmsg(dmn(cl)->archive));
+	} else if (a.failed && !cl->dead) {
+		for (size_t i = 0; i < a.n; i++)
+			free(a.v[i]);
+		a.n = 0;
+		client_error(cl, rq->id, PL_ERR_MEM, "out of memory");
+	} else {
+		audit_flush(&a, true);
+	}
+	free(a.v);
+}
+
+/* ------------------------------------------------------------------ dispatch */
+
+void ctl_ops_handle(struct client *cl, const Plctl__Request *rq)
+{
+	struct ctl *c = cl->ctl;
+	char msg[512];
+	int rc = access_check(&c->policy, &cl->who, rq->op_case, msg, sizeof msg);
+	if (rc == PL_ERR_ACCESS) {
+		denied(cl, rq, msg);
+		return;
+	}
+	if (rc) {
+		client_error(cl, rq->id, rc, "%s", msg);
+		return;
+	}
+	struct stream *s;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	switch (rq->op_case) {
+	case PLCTL__REQUEST__OP_HELLO: {
+		Plctl__HelloReply h = PLCTL__HELLO_REPLY__INIT;
+		h.version = 1;
+		h.daemon = "penlinkd " PL_VERSION_STRING;
+		h.uid = (uint32_t)cl->who.uid;
+		h.may_read_logs = access_has_right(&c->policy, &cl->who,
+		                                   ACCESS_READ_LOGS);
+		h.may_change_presets = access_has_right(&c->policy, &cl->who,
+		                                        ACCESS_CHANGE_PRESETS);
+		r.body_case = PLCTL__RESPONSE__BODY_HELLO_REPLY;
+		r.hello_reply = &h;
+		send_last(cl, rq->id, &r);
+		break;
+	}
+	case PLCTL__REQUEST__OP_LIST_PENS: {
+		Plctl__PenList list = PLCTL__PEN_LIST__INIT;
+		if (c->d->pens) {
+			rc = pens_list(c->d->pens, &list);
+			if (rc) {
+				client_error(cl, rq->id, rc, "%s", ctl_errmsg(rc));
+				break;
+			}
+		}
+		r.body_case = PLCTL__RESPONSE__BODY_PENS;
+		r.pens = &list;
+		send_last(cl, rq->id, &r);
+		if (c->d->pens)
+			pens_list_free(&list);
+		break;
+	}
+	case PLCTL__REQUEST__OP_GET_INFO:
+		pen_request(cl, rq, rq->get_info->serial);
+		break;
+	case PLCTL__REQUEST__OP_GET_PRESETS:
+		pen_request(cl, rq, rq->get_presets->serial);
+		break;
+	case PLCTL__REQUEST__OP_CLOCK_SYNC:
+		pen_request(cl, rq, rq->clock_sync->serial);
+		break;
+	case PLCTL__REQUEST__OP_PUSH_PRESETS:
+		push_presets(cl, rq);
+		break;
+	case PLCTL__REQUEST__OP_LIST_SESSIONS:
+		if (!archive_open_or_fail(cl, rq->id))
+			break;
+		if (!(s = stream_new(cl, rq->id, STREAM_LIST)))
+			break;
+		snprintf(s->serial, sizeof s->serial, "%s",
+		         S(rq->list_sessions->serial));
+		s->since_ms = rq->list_sessions->since_ms;
+		stream_start(cl, s);
+		break;
+	case PLCTL__REQUEST__OP_SHOW_SESSION: {
+		uint8_t uuid[16];
+		if (!parse_uuid(S(rq->show_session->uuid), uuid)) {
+			client_error(cl, rq->id, PL_ERR_ARG,
+			             "\"%.64s\" is not a session id; expected the "
+			             "8-4-4-4-12 form, e.g. "
+			             "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+			             S(rq->show_session->uuid));
+			break;
+		}
+		if (!archive_open_or_fail(cl, rq->id))
+			break;
+		if (!(s = stream_new(cl, rq->id, STREAM_SHOW)))
+			break;
+		memcpy(s->uuid, uuid, 16);
+		stream_start(cl, s);
+		break;
+	}
+	case PLCTL__REQUEST__OP_EXPORT_SESSIONS: {
+		const Plctl__ExportSessions *e = rq->export_sessions;
+		if (e->format != PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV &&
+		    e->format != PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON) {
+			client_error(cl, rq->id, PL_ERR_UNSUPPORTED,
+			             "unknown export format %d; csv and json are "
+			             "supported", (int)e->format);
+			break;
+		}
+		if (!archive_open_or_fail(cl, rq->id))
+			break;
+		if (!(s = stream_new(cl, rq->id, STREAM_EXPORT)))
+			break;
+		rc = archive_export_begin(
+		    c->d->archive,
+		    e->format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON ? EXPORT_JSON
+		                                                          : EXPORT_CSV,
+		    S(e->serial), e->since_ms, &s->cur);
+		if (rc) {
+			client_error(cl, rq->id, rc, "cannot export: %s",
+			             archive_errmsg(c->d->archive));
+			ctl_ops_stream_free(s);
+			break;
+		}
+		stream_start(cl, s);
+		break;
+	}
+	case PLCTL__REQUEST__OP_ATTACH:
+		attach(cl, rq);
+		break;
+	case PLCTL__REQUEST__OP_DETACH:
+		detach(cl, rq);
+		break;
+	case PLCTL__REQUEST__OP_AUDIT:
+		audit(cl, rq);
+		break;
+	case PLCTL__REQUEST__OP_MONITOR:
+		cl->monitoring = true;
+		cl->monitor_id = rq->id;
+		send_ack(cl, rq->id, false);
+		break;
+	case PLCTL__REQUEST__OP_TRACE:
+		trace(cl, rq);
+		break;
+	default:
+		client_error(cl, rq->id, PL_ERR_UNSUPPORTED, "unknown operation");
+		break;
+	}
+}

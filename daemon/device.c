@@ -1,0 +1,800 @@
+/*
+ * The pens: a registry of attached ports, each driven from the loop through
+ * libpenlink's asynchronous API (its descriptor, and one timer at the
+ * library's next deadline - nothing else), plus the operations clients
+ * forward to a pen.  What the daemon does with a pen on its own (sync,
+ * download, archive) is in device_work.c.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device.h"
+#include "internal.h"
+#include "log.h"
+
+/* Requests that time out in a row before a pen counts as gone (each one
+ * was already retried by the library). */
+#define MAX_TIMEOUTS 2
+/* Hang-ups reported by epoll while the library reads nothing wrong; more
+ * means the port is dead in a way read() does not show, and polling it
+ * again would spin. */
+#define MAX_HUP_SPINS 8
+
+static void ops_start(struct pen *p);
+static void ops_fail_all(struct pen *p, int status, const char *msg);
+
+/* ------------------------------------------------------------------ events */
+
+void pen_broadcast(struct pen *p, Plctl__Event *ev)
+{
+	ev->port = p->port;
+	if (p->d->ctl)
+		ctl_broadcast(p->d->ctl, ev);
+}
+
+void pen_set_state(struct pen *p, Plctl__PenState st)
+{
+	if (p->state == st)
+		return;
+	p->state = st;
+	if (!p->ready)
+		return; /* nobody has heard of the pen yet: PEN_ATTACHED comes first */
+	Plctl__Event ev;
+	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_PEN_STATE, p->serial);
+	ev.state = st;
+	pen_broadcast(p, &ev);
+}
+
+void pen_report(struct pen *p, int level, const char *fmt, ...)
+{
+	char msg[sizeof p->last_error];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_msg((enum log_level)level, "pen %s on %s: %s",
+	        *p->serial ? p->serial : "?", p->port, msg);
+	memcpy(p->last_error, msg, sizeof msg);
+	Plctl__Event ev;
+	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_ERROR, p->serial);
+	ev.message = msg;
+	pen_broadcast(p, &ev);
+}
+
+/* ------------------------------------------------------------------ loop glue */
+
+static void on_timer(void *ud);
+
+static void pen_rearm(struct pen *p)
+{
+	if (!p->pp || p->closing)
+		return;
+	unsigned want = LOOP_IN | (pl_pen_want_write(p->pp) ? LOOP_OUT : 0);
+	if (want != p->fd_events) {
+		int rc = loop_mod_fd(p->d->loop, p->fd, want);
+		if (rc < 0)
+			log_err("pen on %s: cannot watch its port: %s", p->port, strerror(-rc));
+		else
+			p->fd_events = want;
+	}
+	int t = pl_pen_next_timeout(p->pp);
+	if (t < 0) {
+		loop_cancel_timer(p->d->loop, p->timer);
+		p->timer = 0;
+		return;
+	}
+	int64_t at = pl__now_ms() + t;
+	if (p->timer && at == p->timer_at)
+		return;
+	loop_cancel_timer(p->d->loop, p->timer);
+	p->timer = loop_add_timer(p->d->loop, t, on_timer, p);
+	p->timer_at = at;
+	if (!p->timer)
+		log_err("pen on %s: out of memory for a timer", p->port);
+}
+
+void pen_kick(struct pen *p)
+{
+	if (!p->in_events)
+		pen_rearm(p);
+}
+
+static void pen_destroy(struct pen *p, const char *why);
+static void pen_close_link(struct pen *p);
+
+static void pen_pump(struct pen *p, int mask)
+{
+	if (!p->pp || p->closing)
+		return;
+	p->in_events++;
+	int rc = pl_pen_handle_events(p->pp, mask);
+	p->in_events--;
+	if (rc != PL_OK)
+		pen_request_detach(p, pl_last_error_message());
+	if (p->detach_pending) {
+		pen_destroy(p, p->detach_why);
+		return;
+	}
+	if (p->drop_link) {
+		pen_close_link(p);
+		return;
+	}
+	pen_rearm(p);
+}
+
+static void on_timer(void *ud)
+{
+	struct pen *p = ud;
+	p->timer = 0;
+	pen_pump(p, 0);
+}
+
+static void on_fd(void *ud, int fd, unsigned events)
+{
+	(void)fd;
+	struct pen *p = ud;
+	int mask = 0;
+	/* A hang-up is seen by reading: the library turns EIO / end of file
+	 * into PL_ERR_UNPLUGGED. */
+	if (events & (LOOP_IN | LOOP_ERR))
+		mask |= PL_WAIT_READABLE;
+	if (events & LOOP_OUT)
+		mask |= PL_WAIT_WRITABLE;
+	if (events & LOOP_ERR) {
+		if (++p->hup_spins > MAX_HUP_SPINS) {
+			pen_request_detach(p, "the port hung up");
+			if (!p->in_events)
+				pen_destroy(p, p->detach_why);
+			return;
+		}
+	} else {
+		p->hup_spins = 0;
+	}
+	pen_pump(p, mask);
+}
+
+/* ------------------------------------------------------------------ link health */
+
+void pen_request_detach(struct pen *p, const char *why)
+{
+	if (p->detach_pending || p->closing)
+		return;
+	p->detach_pending = true;
+	snprintf(p->detach_why, sizeof p->detach_why, "%s", why && *why ? why : "detached");
+}
+
+bool pen_link_failed(struct pen *p, int status)
+{
+	if (p->closing || p->detach_pending)
+		return true;
+	switch (status) {
+	case PL_OK:
+		p->timeouts = 0;
+		return false;
+	case PL_ERR_UNPLUGGED:
+	case PL_ERR_IO:
+		pen_request_detach(p, pl_last_error_message());
+		return true;
+	case PL_ERR_TIMEOUT:
+		if (++p->timeouts >= MAX_TIMEOUTS) {
+			char why[300];
+			snprintf(why, sizeof why, "not answering (%s)", pl_last_error_message());
+			pen_request_detach(p, why);
+			return true;
+		}
+		return false;
+	default:
+		return false;
+	}
+}
+
+/* ------------------------------------------------------------------ pen events */
+
+static void on_pen_event(void *ud, const struct pl_event *ev)
+{
+	struct pen *p = ud;
+	if (p->closing || !p->ready)
+		return;
+	if (ev->kind == PL_EVENT_TRACE) {
+		if (p->d->ctl)
+			ctl_trace_line(p->d->ctl, p->serial, ev->level, ev->text);
+		return;
+	}
+	switch (ev->state) {
+	case PL_STATE_SESSION_RECORDED:
+		log_info("pen %s on %s recorded a session", p->serial, p->port);
+		work_session_recorded(p);
+		break;
+	case PL_STATE_ERROR:
+		log_warn("pen %s on %s reports an error %u: %s", p->serial, p->port,
+		         ev->value, ev->text);
+		break;
+	case PL_STATE_BATTERY_LOW:
+		log_notice("pen %s on %s: battery low", p->serial, p->port);
+		break;
+	default:
+		log_debug("pen %s on %s: state %d (%u) %s", p->serial, p->port,
+		          (int)ev->state, ev->value, ev->text);
+		break;
+	}
+}
+
+static void trace_done(void *ud, int status)
+{
+	struct pen *p = ud;
+	if (pen_link_failed(p, status) || !status)
+		return;
+	log_warn("pen %s on %s: cannot change its trace subscription: %s", p->serial,
+	         p->port, pl_last_error_message());
+}
+
+static void trace_apply(struct pen *p, bool enable)
+{
+	int rc = pl_trace_subscribe_async(p->pp, enable, p->trace_level, trace_done, p);
+	if (rc)
+		log_warn("pen %s on %s: cannot change its trace subscription: %s",
+		         p->serial, p->port, pl_last_error_message());
+	pen_kick(p);
+}
+
+static void on_open(void *ud, int status)
+{
+	struct pen *p = ud;
+	if (p->closing)
+		return;
+	if (status) {
+		char why[300];
+		snprintf(why, sizeof why, "handshake failed: %s", pl_last_error_message());
+		if (status == PL_ERR_UNPLUGGED || status == PL_ERR_IO || !p->usb) {
+			/* A port named by hand is the user's to attach again. */
+			pen_request_detach(p, why);
+			return;
+		}
+		/* A USB pen stays listed as failed until it is unplugged (and
+		 * plugged in again, which retries). */
+		pen_report(p, LOG_WARN, "%s", why);
+		p->state = PLCTL__PEN_STATE__PEN_STATE_FAILED;
+		ops_fail_all(p, status, why);
+		p->drop_link = true;
+		return;
+	}
+	const char *serial = pl_pen_serial(p->pp);
+	for (struct pen *o = p->ps->head; o; o = o->next) {
+		if (o != p && o->ready && !strcmp(o->serial, serial)) {
+			char why[400];
+			snprintf(why, sizeof why,
+			         "pen %s is already attached on %s; two pens with one "
+			         "serial number cannot share an archive",
+			         serial, o->port);
+			pen_request_detach(p, why);
+			return;
+		}
+	}
+	snprintf(p->serial, sizeof p->serial, "%s", serial);
+	if (*p->usb_serial && strcmp(p->usb_serial, p->serial))
+		log_warn("pen on %s answers as %s but its USB serial number is %s",
+		         p->port, p->serial, p->usb_serial);
+	p->ready = true;
+	p->timeouts = 0;
+	log_notice("pen %s attached on %s", p->serial, p->port);
+	Plctl__Event ev;
+	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_PEN_ATTACHED, p->serial);
+	ev.state = p->state;
+	pen_broadcast(p, &ev);
+	ops_start(p);
+	if (p->trace_refs)
+		trace_apply(p, true);
+	work_start(p);
+}
+
+/* ------------------------------------------------------------------ registry */
+
+struct pens *pens_new(struct daemon *d)
+{
+	struct pens *ps = calloc(1, sizeof *ps);
+	if (ps)
+		ps->d = d;
+	return ps;
+}
+
+static struct pen *find(struct pens *ps, const char *path, const char *serial)
+{
+	for (struct pen *p = ps->head; p; p = p->next) {
+		if (path && *path && !strcmp(p->port, path))
+			return p;
+		if (serial && *serial && (!strcmp(p->serial, serial) ||
+		                          (!*p->serial && !strcmp(p->usb_serial, serial))))
+			return p;
+	}
+	return NULL;
+}
+
+/* Lets go of the port; the entry stays (USB pens that failed). */
+static void pen_close_link(struct pen *p)
+{
+	p->drop_link = false;
+	if (!p->pp)
+		return;
+	work_stop(p);
+	p->closing = true;
+	loop_cancel_timer(p->d->loop, p->timer);
+	p->timer = 0;
+	loop_del_fd(p->d->loop, p->fd);
+	pl_pen_close(p->pp);
+	p->pp = NULL;
+	p->fd = -1;
+	p->closing = false;
+}
+
+static void pen_destroy(struct pen *p, const char *why)
+{
+	struct pens *ps = p->ps;
+	p->detach_pending = false;
+	pen_close_link(p);
+	p->closing = true;
+	ops_fail_all(p, PL_ERR_UNPLUGGED, why);
+	if (p->ready)
+		log_notice("pen %s on %s detached: %s", p->serial, p->port, why);
+	else
+		log_warn("port %s detached: %s", p->port, why);
+	Plctl__Event ev;
+	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_PEN_DETACHED, p->serial);
+	ev.message = (char *)why;
+	pen_broadcast(p, &ev);
+	for (struct pen **pp = &ps->head; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	ps->count--;
+	free(p->sessions);
+	free(p->sstate);
+	free(p->stries);
+	free(p->list_tmp);
+	free(p->buf);
+	free(p);
+}
+
+int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_serial)
+{
+	if (!ps || !path || !*path)
+		return pl__fail(PL_ERR_ARG, "no port given");
+	if (strlen(path) >= sizeof ((struct pen *)0)->port)
+		return pl__fail(PL_ERR_ARG, "port path too long");
+	struct pen *o = find(ps, path, NULL);
+	if (o)
+		return pl__fail(PL_ERR_CONFLICT, "%s is already attached%s%s", path,
+		                *o->serial ? " as " : "", o->serial);
+	struct daemon *d = ps->d;
+	struct pen *p = calloc(1, sizeof *p);
+	if (!p)
+		return pl__fail(PL_ERR_MEM, "out of memory");
+	p->ps = ps;
+	p->d = d;
+	p->fd = -1;
+	p->usb = usb;
+	snprintf(p->port, sizeof p->port, "%s", path);
+	if (usb_serial)
+		snprintf(p->usb_serial, sizeof p->usb_serial, "%s", usb_serial);
+	p->state = PLCTL__PEN_STATE__PEN_STATE_CONNECTING;
+
+	struct pl_transport *t = NULL;
+	int rc = pl_transport_open(path, &t);
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	struct pl_open_options o_;
+	pl_open_options_init(&o_);
+	o_.timeout_ms = d->cfg.timeout_ms;
+	o_.handshake_ms = d->cfg.handshake_ms;
+	rc = pl_pen_open_async(t, &o_, on_open, p, &p->pp);
+	if (rc) {
+		if (p->pp)
+			pl_pen_close(p->pp);
+		free(p);
+		return rc;
+	}
+	pl_pen_set_event_handler(p->pp, on_pen_event, p);
+	p->fd = pl_pen_fd(p->pp);
+	p->fd_events = LOOP_IN;
+	int lr = p->fd >= 0 ? loop_add_fd(d->loop, p->fd, LOOP_IN, on_fd, p) : -22;
+	if (lr < 0) {
+		pl_pen_close(p->pp);
+		free(p);
+		return pl__fail(PL_ERR_IO, "cannot watch %s: %s", path, strerror(-lr));
+	}
+	p->next = ps->head;
+	ps->head = p;
+	ps->count++;
+	log_info("attaching %s%s", path, usb ? " (USB)" : "");
+	pen_rearm(p);
+	return PL_OK;
+}
+
+int pens_detach(struct pens *ps, const char *path, const char *serial, const char *why)
+{
+	if (!ps)
+		return pl__fail(PL_ERR_ARG, "no pens");
+	if ((!path || !*path) && (!serial || !*serial))
+		return pl__fail(PL_ERR_ARG, "name a port or a serial number to detach");
+	struct pen *p = find(ps, path, serial);
+	if (!p)
+		return pl__fail(PL_ERR_NOT_FOUND, "no pen is attached %s %s",
+		                path && *path ? "on" : "as",
+		                path && *path ? path : serial);
+	pen_request_detach(p, why ? why : "detached");
+	if (!p->in_events && !p->closing)
+		pen_destroy(p, p->detach_why);
+	return PL_OK;
+}
+
+void pens_free(struct pens *ps)
+{
+	if (!ps)
+		return;
+	while (ps->head) {
+		pen_destroy(ps->head, "penlinkd is stopping");
+	}
+	free(ps);
+}
+
+struct pen *pens_lookup(struct pens *ps, const char *serial, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	if (!ps)
+		return NULL;
+	if (serial && *serial) {
+		struct pen *p = find(ps, NULL, serial);
+		if (!p && err)
+			snprintf(err, errlen, "no pen %s is attached", serial);
+		return p;
+	}
+	if (ps->count == 1)
+		return ps->head;
+	if (!err)
+		return NULL;
+	if (!ps->count) {
+		snprintf(err, errlen, "no pen is attached");
+		return NULL;
+	}
+	size_t n = (size_t)snprintf(err, errlen, "%u pens are attached:", ps->count);
+	bool first = true;
+	for (struct pen *p = ps->head; p && n < errlen; p = p->next) {
+		n += (size_t)snprintf(err + n, errlen - n, "%s %s", first ? "" : ",",
+		                      *p->serial ? p->serial : p->port);
+		first = false;
+	}
+	if (n < errlen)
+		snprintf(err + n, errlen - n, "; name one with -s");
+	return NULL;
+}
+
+/* One allocation per entry: the strings live next to the message, so
+ * the list stays valid even if the pen goes away before it is sent. */
+struct pen_entry {
+	Plctl__Pen m;
+	char serial[64], port[256], model[64], fw[32], err[256];
+};
+
+int pens_list(struct pens *ps, Plctl__PenList *list)
+{
+	plctl__pen_list__init(list);
+	if (!ps || !ps->count)
+		return PL_OK;
+	list->pens = calloc(ps->count, sizeof *list->pens);
+	if (!list->pens)
+		return pl__fail(PL_ERR_MEM, "out of memory");
+	for (struct pen *p = ps->head; p; p = p->next) {
+		struct pen_entry *e = calloc(1, sizeof *e);
+		if (!e) {
+			pens_list_free(list);
+			return pl__fail(PL_ERR_MEM, "out of memory");
+		}
+		plctl__pen__init(&e->m);
+		snprintf(e->serial, sizeof e->serial, "%s", *p->serial ? p->serial : p->usb_serial);
+		snprintf(e->port, sizeof e->port, "%s", p->port);
+		snprintf(e->model, sizeof e->model, "%s", p->have_info ? p->info.model : "");
+		snprintf(e->fw, sizeof e->fw, "%s", p->have_info ? p->info.fw_version : "");
+		snprintf(e->err, sizeof e->err, "%s", p->last_error);
+		e->m.serial = e->serial;
+		e->m.port = e->port;
+		e->m.model = e->model;
+		e->m.fw_version = e->fw;
+		e->m.last_error = e->err;
+		e->m.usb = p->usb;
+		e->m.state = p->state;
+		e->m.sessions_on_pen = (uint32_t)p->n_sessions;
+		e->m.sessions_pending = work_pending(p);
+		if (p->downloading) {
+			e->m.download_done = p->dl_done;
+			e->m.download_total = p->dl_s.size;
+		}
+		list->pens[list->n_pens++] = &e->m;
+	}
+	return PL_OK;
+}
+
+void pens_list_free(Plctl__PenList *list)
+{
+	if (!list)
+		return;
+	for (size_t i = 0; i < list->n_pens; i++)
+		free(list->pens[i]); /* &entry->m == entry */
+	free(list->pens);
+	list->pens = NULL;
+	list->n_pens = 0;
+}
+
+const char *pen_serial(const struct pen *p)
+{
+	return p ? p->serial : "";
+}
+
+const struct pl_device_info *pen_info(const struct pen *p)
+{
+	return p && p->have_info ? &p->info : NULL;
+}
+
+/* ------------------------------------------------------------------ client operations */
+
+enum op_kind { OP_INFO, OP_GET_PRESETS, OP_PUT_PRESETS, OP_CLOCK };
+
+struct op {
+	struct op *next;
+	struct pen *pen;     /* NULL once delivered late (pen gone, immediate failure) */
+	struct daemon *d;
+	enum op_kind kind;
+	union {
+		pen_info_fn info;
+		pen_presets_fn presets;
+		pen_clock_fn clock;
+	} fn;
+	void *ud;
+	bool started;
+	int status;
+	char msg[1024];
+	struct pl_device_info info;
+	struct pl_preset_set in, out;
+	int64_t offset;
+	bool rtc_was_set;
+};
+
+static void op_unlink(struct op *op)
+{
+	struct pen *p = op->pen;
+	if (!p)
+		return;
+	for (struct op **o = &p->ops; *o; o = &(*o)->next)
+		if (*o == op) {
+			*o = op->next;
+			break;
+		}
+	op->pen = NULL;
+}
+
+static void op_deliver(struct op *op)
+{
+	bool ok = op->status == PL_OK;
+	switch (op->kind) {
+	case OP_INFO:
+		op->fn.info(op->ud, op->status, ok ? &op->info : NULL);
+		break;
+	case OP_GET_PRESETS:
+		op->fn.presets(op->ud, op->status, ok ? op->out.revision : 0,
+		               ok ? &op->out : NULL);
+		break;
+	case OP_PUT_PRESETS:
+		op->fn.presets(op->ud, op->status, op->in.revision, ok ? &op->out : NULL);
+		break;
+	case OP_CLOCK:
+		op->fn.clock(op->ud, op->status, op->rtc_was_set, op->offset);
+		break;
+	}
+	free(op);
+}
+
+static void op_late(void *ud)
+{
+	struct op *op = ud;
+	pl__fail(op->status, "%s", op->msg);
+	op_deliver(op);
+}
+
+/* Completes op from the loop, never from inside the caller's call. */
+static void op_defer(struct op *op, int status, const char *msg)
+{
+	op_unlink(op);
+	op->status = status;
+	snprintf(op->msg, sizeof op->msg, "%s", msg);
+	if (!loop_add_timer(op->d->loop, 0, op_late, op)) {
+		/* Out of memory for a timer: late is better than never. */
+		log_err("out of memory: completing a request at once");
+		op_late(op);
+	}
+}
+
+static void op_done(void *ud, int status)
+{
+	struct op *op = ud;
+	struct pen *p = op->pen;
+	if (!p || p->closing)
+		return; /* pen_destroy delivers it */
+	pen_link_failed(p, status);
+	op_unlink(op);
+	op->status = status;
+	if (status == PL_OK) {
+		switch (op->kind) {
+		case OP_INFO:
+			p->info = op->info;
+			p->have_info = true;
+			break;
+		case OP_PUT_PRESETS: {
+			log_notice("pen %s on %s: presets replaced (revision %u -> %u)",
+			           p->serial, p->port, op->in.revision, op->out.revision);
+			Plctl__Event ev;
+			event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_PRESETS_CHANGED, p->serial);
+			char m[64];
+			snprintf(m, sizeof m, "revision %u", op->out.revision);
+			ev.message = m;
+			pen_broadcast(p, &ev);
+			break;
+		}
+		case OP_CLOCK:
+			/* The library reports offset 0 for a pen that had no time;
+			 * once this daemon synced it at attach, it had. */
+			op->rtc_was_set = p->clock_synced || op->offset != 0;
+			p->clock_synced = true;
+			break;
+		default:
+			break;
+		}
+	}
+	op_deliver(op);
+}
+
+static void op_start(struct op *op)
+{
+	struct pen *p = op->pen;
+	op->started = true;
+	int rc = PL_ERR_ARG;
+	switch (op->kind) {
+	case OP_INFO:
+		rc = pl_get_info_async(p->pp, &op->info, op_done, op);
+		break;
+	case OP_GET_PRESETS:
+		rc = pl_get_presets_async(p->pp, &op->out, op_done, op);
+		break;
+	case OP_PUT_PRESETS:
+		rc = pl_put_presets_async(p->pp, &op->in, &op->out, op_done, op);
+		break;
+	case OP_CLOCK:
+		rc = pl_clock_sync_async(p->pp, &op->offset, op_done, op);
+		break;
+	}
+	if (rc)
+		op_defer(op, rc, pl_last_error_message());
+	pen_kick(p);
+}
+
+static void ops_start(struct pen *p)
+{
+	struct op *op = p->ops;
+	while (op) {
+		struct op *next = op->next; /* op_start may unlink op */
+		if (!op->started)
+			op_start(op);
+		op = next;
+	}
+}
+
+static void ops_fail_all(struct pen *p, int status, const char *msg)
+{
+	char m[1024];
+	snprintf(m, sizeof m, "pen %s on %s: %s", *p->serial ? p->serial : "?",
+	         p->port, msg);
+	while (p->ops)
+		op_defer(p->ops, status, m);
+}
+
+static struct op *op_new(struct pen *p, enum op_kind kind, void *ud)
+{
+	struct op *op = calloc(1, sizeof *op);
+	if (!op) {
+		pl__fail(PL_ERR_MEM, "out of memory");
+		return NULL;
+	}
+	op->d = p->d;
+	op->kind = kind;
+	op->ud = ud;
+	return op;
+}
+
+static int op_submit(struct pen *p, struct op *op)
+{
+	op->pen = p;
+	op->next = p->ops;
+	p->ops = op;
+	if (p->ready && p->pp && !p->closing && !p->detach_pending)
+		op_start(op);
+	else if (!p->pp || p->closing || p->detach_pending)
+		op_defer(op, PL_ERR_UNPLUGGED,
+		         *p->last_error ? p->last_error : "the pen is not connected");
+	/* else: queued until the handshake is done */
+	return PL_OK;
+}
+
+int pen_get_info(struct pen *p, pen_info_fn done, void *ud)
+{
+	if (!p || !done)
+		return pl__fail(PL_ERR_ARG, "pen_get_info: no pen or no callback");
+	struct op *op = op_new(p, OP_INFO, ud);
+	if (!op)
+		return PL_ERR_MEM;
+	op->fn.info = done;
+	return op_submit(p, op);
+}
+
+int pen_get_presets(struct pen *p, pen_presets_fn done, void *ud)
+{
+	if (!p || !done)
+		return pl__fail(PL_ERR_ARG, "pen_get_presets: no pen or no callback");
+	struct op *op = op_new(p, OP_GET_PRESETS, ud);
+	if (!op)
+		return PL_ERR_MEM;
+	op->fn.presets = done;
+	return op_submit(p, op);
+}
+
+int pen_put_presets(struct pen *p, const struct pl_preset_set *set,
+                    pen_presets_fn done, void *ud)
+{
+	if (!p || !set || !done)
+		return pl__fail(PL_ERR_ARG, "pen_put_presets: no pen, presets or callback");
+	struct op *op = op_new(p, OP_PUT_PRESETS, ud);
+	if (!op)
+		return PL_ERR_MEM;
+	op->fn.presets = done;
+	op->in = *set;
+	return op_submit(p, op);
+}
+
+int pen_clock_sync(struct pen *p, pen_clock_fn done, void *ud)
+{
+	if (!p || !done)
+		return pl__fail(PL_ERR_ARG, "pen_clock_sync: no pen or no callback");
+	struct op *op = op_new(p, OP_CLOCK, ud);
+	if (!op)
+		return PL_ERR_MEM;
+	op->fn.clock = done;
+	return op_submit(p, op);
+}
+
+int pen_trace_hold(struct pen *p, uint32_t level)
+{
+	if (!p)
+		return pl__fail(PL_ERR_ARG, "no pen");
+	if (level > 3)
+		return pl__fail(PL_ERR_ARG,
+		                "trace level %u; levels run from 0 (errors) to 3 (debug)", level);
+	/* Several holders share one subscription at the most verbose level
+	 * any of them asked for; each client filters its own. */
+	bool change = p->trace_refs == 0 || level > p->trace_level;
+	if (p->trace_refs == 0 || level > p->trace_level)
+		p->trace_level = level;
+	p->trace_refs++;
+	if (change && p->ready && p->pp && !p->closing)
+		trace_apply(p, true);
+	return PL_OK;
+}
+
+void pen_trace_release(struct pen *p)
+{
+	if (!p || !p->trace_refs)
+		return;
+	if (--p->trace_refs == 0 && p->ready && p->pp && !p->closing)
+		trace_apply(p, false);
+}

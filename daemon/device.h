@@ -1,0 +1,114 @@
+/*
+ * Private to device.c (the registry of pens, their descriptors and timers,
+ * client operations) and device_work.c (what the daemon itself does with
+ * each pen: sync, download, archive).
+ *
+ * Every library callback for a pen runs inside pl_pen_handle_events(),
+ * called from pen_pump(); the pen is never freed there.  A detach asked
+ * for meanwhile is recorded (detach_pending) and carried out once
+ * pl_pen_handle_events() returned.  Callbacks that the library may run
+ * from pl_pen_close() see `closing` and do nothing.
+ */
+#ifndef PLD_DEVICE_H
+#define PLD_DEVICE_H
+
+#include "daemon.h"
+
+enum sess_state { SESS_TODO, SESS_DONE, SESS_FAILED };
+
+struct op;
+
+struct pens {
+	struct daemon *d;
+	struct pen *head;
+	unsigned count;
+	unsigned downloading; /* pens with a download buffer, to share memory */
+};
+
+struct pen {
+	struct pens *ps;
+	struct daemon *d;
+	struct pen *next;
+
+	char port[256];
+	bool usb;
+	char usb_serial[64];
+	char serial[64];     /* from the handshake; "" before */
+
+	struct pl_pen *pp;   /* NULL once the handshake failed (USB pens stay listed) */
+	int fd;
+	unsigned fd_events;
+	uint64_t timer;
+	int64_t timer_at;
+	unsigned hup_spins;  /* hang-ups the library did not turn into an error */
+
+	Plctl__PenState state;
+	char last_error[256];
+	bool ready;          /* handshake done */
+	bool closing;
+	int in_events;
+	bool detach_pending;
+	char detach_why[256];
+	bool drop_link;      /* USB handshake failed: close the port, stay listed */
+	unsigned timeouts;   /* consecutive requests that timed out */
+
+	struct pl_device_info info;
+	bool have_info;
+	struct pl_device_info info_tmp;
+	int64_t clock_offset;
+	bool clock_synced;
+
+	/* --- the daemon's own work (device_work.c) */
+	bool working;        /* a sync / download round is under way */
+	bool relist;         /* the pen recorded a session meanwhile */
+	struct pl_session_info *list_tmp;
+	size_t n_list_tmp;
+	struct pl_session_info *sessions;
+	uint8_t *sstate;     /* enum sess_state per session */
+	uint8_t *stries;     /* digest retries per session */
+	size_t n_sessions;
+	size_t cur;
+	bool any_failed;
+
+	struct pl_session_info dl_s;   /* the session being downloaded */
+	struct pl_download_options dlo;
+	bool downloading;
+	bool sink_failed;
+	uint8_t *buf;        /* bytes not yet appended to the archive */
+	size_t buf_cap, buf_len;
+	uint64_t buf_off;    /* record offset of buf[0] */
+	uint64_t dl_done;
+	int64_t progress_at;
+
+	/* --- client operations and trace */
+	struct op *ops;
+	unsigned trace_refs;
+	uint32_t trace_level;
+};
+
+/* device.c, for device_work.c */
+void pen_set_state(struct pen *p, Plctl__PenState st);
+/* Logs at level, keeps msg as last_error and sends an ERROR event. */
+void pen_report(struct pen *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Detaches now, or once pl_pen_handle_events() returned. */
+void pen_request_detach(struct pen *p, const char *why);
+/*
+ * Looks at a failed request's status: true if the link is gone or the pen
+ * stopped answering (the pen is then being detached; stop), false if the
+ * pen is still usable.  Resets the timeout count on PL_OK.
+ */
+bool pen_link_failed(struct pen *p, int status);
+/* Re-arms the pen's descriptor and timer after new requests were queued
+ * outside pl_pen_handle_events(). */
+void pen_kick(struct pen *p);
+void pen_broadcast(struct pen *p, Plctl__Event *ev);
+
+/* device_work.c */
+void work_start(struct pen *p);               /* after the handshake */
+void work_session_recorded(struct pen *p);
+/* Keeps what was downloaded (the archive holds it) before the pen goes. */
+void work_stop(struct pen *p);
+unsigned work_pending(const struct pen *p);
+
+#endif

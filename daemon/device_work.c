@@ -1,0 +1,592 @@
+/*
+ * What the daemon does with each pen on its own: read its info, set its
+ * clock, list its sessions, then download every session the archive lacks
+ * (one at a time per pen, pipelined inside; pens run side by side), commit
+ * it, and only then tell the pen it may reclaim it.
+ *
+ * The durability rule everything here serves: pl_archive_session_async() is
+ * called for a session only after archive_commit_session() returned PL_OK
+ * for it (or the archive already held it with the same digest).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device.h"
+#include "internal.h"
+#include "log.h"
+
+/* Downloaded bytes are held in memory and appended to the archive in
+ * batches: one transaction per batch, and a kill -9 loses at most one. 
+ * Memory is shared out when many pens download at once. */
+#define BUF_MAX (256u * 1024u)
+#define BUF_MIN (32u * 1024u)
+#define BUF_BUDGET (4u * 1024u * 1024u)
+/*
+ * Chunk requests in flight, shared by every pen downloading.  A request
+ * waits behind the replies requested before it, and the loop gives each
+ * pen an equal turn, so a pen's bytes in flight over its share of the
+ * bandwidth is the latency its requests see: full windows on a hundred
+ * pens would run past the request timeout.  A pen alone gets its full
+ * window.
+ */
+#define INFLIGHT_BUDGET (2u * 1024u * 1024u)
+#define CHUNK_MIN 4096u
+/* Progress events per pen: at most one per this many ms. */
+#define PROGRESS_MS 250
+
+static void step_list(struct pen *p);
+static void step_next(struct pen *p);
+
+static struct archive *arc(const struct pen *p)
+{
+	return p->d->archive;
+}
+
+static const char *uuid_str(const uint8_t uuid[16], char out[37])
+{
+	pl_uuid_format(uuid, out);
+	return out;
+}
+
+static void release_buffer(struct pen *p)
+{
+	if (!p->buf)
+		return;
+	free(p->buf);
+	p->buf = NULL;
+	p->buf_cap = p->buf_len = 0;
+	p->ps->downloading--;
+}
+
+static bool ensure_buffer(struct pen *p)
+{
+	if (p->buf)
+		return true;
+	size_t cap = BUF_BUDGET / (p->ps->downloading + 1);
+	if (cap > BUF_MAX)
+		cap = BUF_MAX;
+	if (cap < BUF_MIN)
+		cap = BUF_MIN;
+	p->buf = malloc(cap);
+	if (!p->buf)
+		return false;
+	p->buf_cap = cap;
+	p->buf_len = 0;
+	p->ps->downloading++;
+	return true;
+}
+
+static void round_end(struct pen *p)
+{
+	release_buffer(p);
+	p->working = false;
+	p->downloading = false;
+	unsigned pending = work_pending(p);
+	if (p->any_failed) {
+		log_warn("pen %s on %s: %zu of %zu sessions archived; the others failed "
+		         "(see above) and stay on the pen",
+		         p->serial, p->port, p->n_sessions - pending, p->n_sessions);
+		pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_FAILED);
+	} else {
+		log_info("pen %s on %s: all %zu sessions archived", p->serial, p->port,
+		         p->n_sessions);
+		pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_IDLE);
+	}
+}
+
+static void work_fail(struct pen *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void work_fail(struct pen *p, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	pen_report(p, LOG_ERR, "%s", msg);
+	release_buffer(p);
+	p->working = false;
+	p->downloading = false;
+	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_FAILED);
+}
+
+unsigned work_pending(const struct pen *p)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < p->n_sessions; i++)
+		n += p->sstate[i] != SESS_DONE;
+	return n;
+}
+
+/* ------------------------------------------------------------------ info, clock */
+
+static void step_info(struct pen *p);
+static void step_clock(struct pen *p);
+
+static void on_info(void *ud, int status)
+{
+	struct pen *p = ud;
+	if (pen_link_failed(p, status))
+		return;
+	if (status == PL_ERR_TIMEOUT) {
+		step_info(p);
+		return;
+	}
+	if (status) {
+		work_fail(p, "cannot read the device info: %s", pl_last_error_message());
+		return;
+	}
+	p->info = p->info_tmp;
+	p->have_info = true;
+	log_info("pen %s on %s: %s, hardware %s, firmware %s", p->serial, p->port,
+	         p->info.model, p->info.hw_revision, p->info.fw_version);
+	step_clock(p);
+}
+
+static void step_info(struct pen *p)
+{
+	int rc = pl_get_info_async(p->pp, &p->info_tmp, on_info, p);
+	if (rc)
+		on_info(p, rc);
+	else
+		pen_kick(p);
+}
+
+static void on_clock(void *ud, int status)
+{
+	struct pen *p = ud;
+	if (pen_link_failed(p, status))
+		return;
+	if (status == PL_ERR_TIMEOUT) {
+		step_clock(p);
+		return;
+	}
+	if (status) {
+		/* Not fatal: the pen's records then carry uptime instead of
+		 * UTC, which the archive keeps as such. */
+		log_warn("pen %s on %s: cannot set its clock: %s", p->serial, p->port,
+		         pl_last_error_message());
+	} else {
+		p->clock_synced = true;
+		if (p->clock_offset)
+			log_info("pen %s on %s: clock set (it was %lld ms %s)", p->serial,
+			         p->port, (long long)llabs(p->clock_offset),
+			         p->clock_offset > 0 ? "ahead" : "behind");
+		else
+			log_info("pen %s on %s: clock set", p->serial, p->port);
+	}
+	step_list(p);
+}
+
+static void step_clock(struct pen *p)
+{
+	int rc = pl_clock_sync_async(p->pp, &p->clock_offset, on_clock, p);
+	if (rc)
+		on_clock(p, rc);
+	else
+		pen_kick(p);
+}
+
+void work_start(struct pen *p)
+{
+	p->working = true;
+	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_SYNCING);
+	step_info(p);
+}
+
+/* ------------------------------------------------------------------ listing */
+
+static void on_list(void *ud, int status)
+{
+	struct pen *p = ud;
+	if (status == PL_OK && (p->closing || p->detach_pending)) {
+		free(p->list_tmp);
+		p->list_tmp = NULL;
+	}
+	if (pen_link_failed(p, status))
+		return;
+	if (status == PL_ERR_TIMEOUT) {
+		step_list(p);
+		return;
+	}
+	if (status) {
+		work_fail(p, "cannot list its sessions: %s", pl_last_error_message());
+		return;
+	}
+	size_t n = p->n_list_tmp;
+	uint8_t *st = calloc(n ? n : 1, 1), *tries = calloc(n ? n : 1, 1);
+	if (!st || !tries) {
+		free(st);
+		free(tries);
+		free(p->list_tmp);
+		p->list_tmp = NULL;
+		work_fail(p, "out of memory for its list of %zu sessions", n);
+		return;
+	}
+	free(p->sessions);
+	free(p->sstate);
+	free(p->stries);
+	p->sessions = p->list_tmp;
+	p->list_tmp = NULL;
+	p->n_sessions = n;
+	p->sstate = st;
+	p->stries = tries;
+	p->cur = 0;
+	p->any_failed = false;
+	log_info("pen %s on %s holds %zu sessions", p->serial, p->port, n);
+	step_next(p);
+}
+
+static void step_list(struct pen *p)
+{
+	p->relist = false;
+	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_SYNCING);
+	int rc = pl_list_sessions_async(p->pp, &p->list_tmp, &p->n_list_tmp, on_list, p);
+	if (rc)
+		on_list(p, rc);
+	else
+		pen_kick(p);
+}
+
+void work_session_recorded(struct pen *p)
+{
+	if (p->working) {
+		p->relist = true; /* after the step under way */
+		return;
+	}
+	p->working = true;
+	step_list(p);
+}
+
+/* ------------------------------------------------------------------ download */
+
+static void session_failed(struct pen *p, size_t i)
+{
+	p->sstate[i] = SESS_FAILED;
+	p->any_failed = true;
+}
+
+/* Appends the buffered bytes to the archive's partial download. */
+static int flush(struct pen *p)
+{
+	if (!p->buf_len)
+		return PL_OK;
+	int rc = archive_partial_append(arc(p), p->serial, &p->dl_s, p->buf_off, p->buf,
+	                                p->buf_len);
+	if (rc)
+		return rc;
+	p->buf_off += p->buf_len;
+	p->buf_len = 0;
+	return PL_OK;
+}
+
+static int on_sink(void *ud, uint64_t offset, const uint8_t *data, size_t len)
+{
+	struct pen *p = ud;
+	if (p->closing)
+		return pl__fail(PL_ERR_CANCELLED, "the pen is being detached");
+	if (offset != p->buf_off + p->buf_len)
+		return pl__fail(PL_ERR_PROTOCOL, "bytes of session %u arrived for offset "
+		                "%llu where %llu was expected",
+		                p->dl_s.id, (unsigned long long)offset,
+		                (unsigned long long)(p->buf_off + p->buf_len));
+	while (len) {
+		size_t n = p->buf_cap - p->buf_len;
+		if (n > len)
+			n = len;
+		memcpy(p->buf + p->buf_len, data, n);
+		p->buf_len += n;
+		data += n;
+		len -= n;
+		if (p->buf_len == p->buf_cap) {
+			int rc = flush(p);
+			if (rc) {
+				p->sink_failed = true;
+				return pl__fail(rc, "%s", archive_errmsg(arc(p)));
+			}
+		}
+	}
+	return PL_OK;
+}
+
+static void on_progress(void *ud, uint64_t done, uint64_t total)
+{
+	struct pen *p = ud;
+	p->dl_done = done;
+	/* Throttled by the clock when progress arrives, not by a timer: a
+	 * stalled download costs nothing. */
+	int64_t now = pl__now_ms();
+	if (done != total && now - p->progress_at < PROGRESS_MS)
+		return;
+	p->progress_at = now;
+	Plctl__Event ev;
+	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_DOWNLOAD_PROGRESS, p->serial);
+	ev.uuid.data = p->dl_s.uuid;
+	ev.uuid.len = 16;
+	ev.done = done;
+	ev.total = total;
+	pen_broadcast(p, &ev);
+}
+
+static void download_finished(struct pen *p, int status);
+
+static void on_downloaded(void *ud, int status)
+{
+	struct pen *p = ud;
+	if (p->closing)
+		return; /* work_stop kept what had arrived */
+	download_finished(p, status);
+}
+
+/* Window and chunk size for a download starting now (see INFLIGHT_BUDGET). */
+static void pace(const struct pen *p, struct pl_download_options *o)
+{
+	uint32_t share = INFLIGHT_BUDGET / (p->ps->downloading ? p->ps->downloading : 1);
+	uint32_t frame = pl_pen_max_frame(p->pp);
+	/* The largest chunk the library would use, give or take its envelope
+	 * overhead. */
+	uint32_t big = frame > 2048 ? frame - 1024 : frame / 2;
+	if (big && share >= 2 * big) {
+		o->chunk = 0;
+		o->window = share / big;
+	} else {
+		o->chunk = share / 2 > CHUNK_MIN ? share / 2 : CHUNK_MIN;
+		if (big && o->chunk > big)
+			o->chunk = big;
+		o->window = 2;
+	}
+	uint32_t cfg = (uint32_t)p->d->cfg.window;
+	if (cfg && o->window > cfg)
+		o->window = cfg;
+}
+
+/* Starts (or resumes) session i; false if it could not start (then marked
+ * failed). */
+static bool start_download(struct pen *p, size_t i)
+{
+	char u[37];
+	p->dl_s = p->sessions[i];
+	uuid_str(p->dl_s.uuid, u);
+	uint64_t off = 0;
+	int rc = archive_partial_offset(arc(p), p->serial, &p->dl_s, &off);
+	if (rc) {
+		pen_report(p, LOG_ERR, "session %u (%s): cannot read the archive: %s",
+		           p->dl_s.id, u, archive_errmsg(arc(p)));
+		session_failed(p, i);
+		return false;
+	}
+	if (!ensure_buffer(p)) {
+		pen_report(p, LOG_ERR, "session %u (%s): out of memory", p->dl_s.id, u);
+		session_failed(p, i);
+		return false;
+	}
+	p->buf_off = off;
+	p->buf_len = 0;
+	p->dl_done = off;
+	p->sink_failed = false;
+	p->progress_at = 0;
+	p->downloading = true;
+	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_DOWNLOADING);
+	if (off)
+		log_notice("pen %s on %s: resuming session %u (%s) at offset %llu of %llu bytes",
+		           p->serial, p->port, p->dl_s.id, u, (unsigned long long)off,
+		           (unsigned long long)p->dl_s.size);
+	else
+		log_info("pen %s on %s: downloading session %u (%s), %llu bytes from offset 0",
+		         p->serial, p->port, p->dl_s.id, u, (unsigned long long)p->dl_s.size);
+	if (off >= p->dl_s.size) {
+		/* Everything arrived before the daemon stopped short of the
+		 * commit: commit now. */
+		download_finished(p, PL_OK);
+		return true;
+	}
+	p->dlo = (struct pl_download_options){
+	    .sink = on_sink,
+	    .progress = on_progress,
+	    .ud = p,
+	};
+	pace(p, &p->dlo);
+	rc = pl_download_session_async(p->pp, &p->dl_s, off, &p->dlo, on_downloaded, p);
+	if (rc)
+		download_finished(p, rc);
+	else
+		pen_kick(p);
+	return true;
+}
+
+static void on_reclaimed(void *ud, int status)
+{
+	struct pen *p = ud;
+	if (pen_link_failed(p, status))
+		return;
+	if (status) {
+		char u[37];
+		/* Harmless: the next attach finds it archived and tells it again. */
+		log_warn("pen %s on %s did not take note that session %u (%s) is "
+		         "archived: %s", p->serial, p->port, p->sessions[p->cur].id,
+		         uuid_str(p->sessions[p->cur].uuid, u), pl_last_error_message());
+	}
+	p->cur++;
+	step_next(p);
+}
+
+/* Tells the pen session i is stored; true if the request is under way. */
+static bool reclaim(struct pen *p, size_t i)
+{
+	const struct pl_session_info *s = &p->sessions[i];
+	int rc = pl_archive_session_async(p->pp, s->id, s->sha256, on_reclaimed, p);
+	if (rc) {
+		char u[37];
+		log_warn("pen %s on %s: cannot mark session %u (%s) archived: %s",
+		         p->serial, p->port, s->id, uuid_str(s->uuid, u),
+		         pl_last_error_message());
+		return false;
+	}
+	pen_kick(p);
+	return true;
+}
+
+static void committed(struct pen *p, size_t i)
+{
+	char u[37];
+	uuid_str(p->dl_s.uuid, u);
+	p->sstate[i] = SESS_DONE;
+	p->dl_done = p->dl_s.size;
+	log_notice("pen %s on %s: session %u (%s) archived, %llu bytes, SHA-256 verified",
+	           p->serial, p->port, p->dl_s.id, u, (unsigned long long)p->dl_s.size);
+	Plctl__Event ev;
+	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_SESSION_ARCHIVED, p->serial);
+	ev.uuid.data = p->dl_s.uuid;
+	ev.uuid.len = 16;
+	ev.done = ev.total = p->dl_s.size;
+	pen_broadcast(p, &ev);
+}
+
+static void download_finished(struct pen *p, int status)
+{
+	size_t i = p->cur;
+	char u[37], msg[512];
+	uuid_str(p->dl_s.uuid, u);
+	snprintf(msg, sizeof msg, "%s", pl_last_error_message());
+	p->downloading = false;
+	if (status == PL_OK) {
+		int rc = flush(p);
+		if (!rc)
+			rc = archive_commit_session(arc(p), p->serial, &p->dl_s);
+		if (rc == PL_OK) {
+			committed(p, i);
+			/* Only now may the pen reclaim it. */
+			if (!p->dl_s.archived && reclaim(p, i))
+				return;
+		} else if (rc == PL_ERR_DIGEST && p->stries[i] == 0) {
+			p->stries[i]++;
+			log_warn("pen %s on %s: session %u (%s) does not match its SHA-256 "
+			         "(%s); downloading it again from the start",
+			         p->serial, p->port, p->dl_s.id, u, archive_errmsg(arc(p)));
+			if (start_download(p, i))
+				return;
+		} else if (rc == PL_ERR_DIGEST) {
+			pen_report(p, LOG_ERR, "session %u (%s) failed its SHA-256 check "
+			           "twice; it stays on the pen", p->dl_s.id, u);
+			session_failed(p, i);
+		} else {
+			/* Disk full, read-only database...: the pen keeps the
+			 * session, and is not told otherwise. */
+			pen_report(p, LOG_ERR, "cannot store session %u (%s): %s; it stays "
+			           "on the pen", p->dl_s.id, u, archive_errmsg(arc(p)));
+			session_failed(p, i);
+		}
+	} else if (p->sink_failed) {
+		p->buf_len = 0;
+		pen_report(p, LOG_ERR, "cannot store session %u (%s): %s; it stays on "
+		           "the pen", p->dl_s.id, u, msg);
+		session_failed(p, i);
+	} else {
+		/* Keep what arrived: the next attempt resumes after it. */
+		int rc = flush(p);
+		if (rc) {
+			log_err("pen %s on %s: cannot keep the partial download of session "
+			        "%u (%s): %s", p->serial, p->port, p->dl_s.id, u,
+			        archive_errmsg(arc(p)));
+			p->buf_len = 0;
+		}
+		pl__fail(status, "%s", msg);
+		if (pen_link_failed(p, status))
+			return;
+		if (status == PL_ERR_TIMEOUT) {
+			log_warn("pen %s on %s: session %u (%s) stalled at byte %llu (%s); "
+			         "resuming", p->serial, p->port, p->dl_s.id, u,
+			         (unsigned long long)p->dl_done, msg);
+			if (start_download(p, i))
+				return;
+		} else {
+			pen_report(p, LOG_ERR, "download of session %u (%s) failed at byte "
+			           "%llu: %s", p->dl_s.id, u, (unsigned long long)p->dl_done,
+			           msg);
+			session_failed(p, i);
+		}
+	}
+	p->cur++;
+	step_next(p);
+}
+
+/* Moves on to the next session that needs something. */
+static void step_next(struct pen *p)
+{
+	if (p->relist) {
+		step_list(p);
+		return;
+	}
+	while (p->cur < p->n_sessions) {
+		size_t i = p->cur;
+		const struct pl_session_info *s = &p->sessions[i];
+		if (p->sstate[i] != SESS_TODO) {
+			p->cur++;
+			continue;
+		}
+		uint8_t sha[32];
+		if (archive_has_session(arc(p), p->serial, s->uuid, sha)) {
+			char u[37];
+			if (memcmp(sha, s->sha256, 32)) {
+				pen_report(p, LOG_ERR, "session %u (%s): the archive holds a "
+				           "different record with this UUID; it stays on the pen",
+				           s->id, uuid_str(s->uuid, u));
+				session_failed(p, i);
+				p->cur++;
+				continue;
+			}
+			p->sstate[i] = SESS_DONE;
+			/* Stored before, but the pen never heard (the daemon
+			 * stopped in between): tell it now. */
+			if (!s->archived && reclaim(p, i))
+				return;
+			p->cur++;
+			continue;
+		}
+		if (start_download(p, i))
+			return;
+		p->cur++;
+	}
+	round_end(p);
+}
+
+void work_stop(struct pen *p)
+{
+	if (p->downloading && !p->sink_failed && p->buf_len) {
+		char u[37];
+		int rc = flush(p);
+		if (rc)
+			log_err("pen %s on %s: cannot keep the partial download of session "
+			        "%u (%s): %s", p->serial, p->port, p->dl_s.id,
+			        uuid_str(p->dl_s.uuid, u), archive_errmsg(arc(p)));
+		else
+			log_info("pen %s on %s: kept %llu bytes of session %u (%s)", p->serial,
+			         p->port, (unsigned long long)p->buf_off, p->dl_s.id,
+			         uuid_str(p->dl_s.uuid, u));
+	}
+	release_buffer(p);
+	p->downloading = false;
+	p->working = false;
+}

@@ -1,0 +1,369 @@
+/* penlinkd.conf: defaults, the documented example, every key, and bad
+ * files refused with the file, line, section and key named. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/pld-config.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* The example next to the daemon's sources, found from this file's own
+ * path (CMake compiles with absolute paths), so ctest finds it from any
+ * build directory. */
+static void example_path(char *out, size_t cap)
+{
+	const char *me = __FILE__;
+	const char *tail = strstr(me, "tests/daemon/test_config.c");
+	assert_non_null(tail);
+	snprintf(out, cap, "%.*sdaemon/penlinkd.conf.example", (int)(tail - me), me);
+}
+
+static char *write_file(const char *name, const char *text)
+{
+	static char path[128];
+	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void assert_same(const struct config *a, const struct config *b)
+{
+	assert_string_equal(a->socket_path, b->socket_path);
+	assert_string_equal(a->db_path, b->db_path);
+	assert_string_equal(a->socket_group, b->socket_group);
+	assert_int_equal(a->socket_mode, b->socket_mode);
+	assert_int_equal(a->log_level, b->log_level);
+	assert_int_equal(a->usb_enabled, b->usb_enabled);
+	assert_int_equal(a->n_usb_ids, b->n_usb_ids);
+	for (int i = 0; i < a->n_usb_ids; i++) {
+		assert_int_equal(a->usb_ids[i].vid, b->usb_ids[i].vid);
+		assert_int_equal(a->usb_ids[i].pid, b->usb_ids[i].pid);
+	}
+	assert_string_equal(a->logs_group, b->logs_group);
+	assert_string_equal(a->presets_group, b->presets_group);
+	assert_int_equal(a->confirm_above_um, b->confirm_above_um);
+	assert_int_equal(a->n_caps, b->n_caps);
+	assert_int_equal(a->timeout_ms, b->timeout_ms);
+	assert_int_equal(a->handshake_ms, b->handshake_ms);
+	assert_int_equal(a->window, b->window);
+	/* And nothing else differs (defaults start from a zeroed struct). */
+	assert_memory_equal(a, b, sizeof *a);
+}
+
+static void test_defaults(void **state)
+{
+	(void)state;
+	struct config c;
+	config_defaults(&c);
+	assert_string_equal(c.socket_path, "/run/penlink/penlinkd.sock");
+	assert_string_equal(c.db_path, "/var/lib/penlink/archive.db");
+	assert_string_equal(c.socket_group, "penlink");
+	assert_int_equal(c.socket_mode, 0660);
+	assert_int_equal(c.log_level, LOG_INFO);
+	assert_true(c.usb_enabled);
+	assert_int_equal(c.n_usb_ids, 1);
+	assert_int_equal(c.usb_ids[0].vid, 0x1209);
+	assert_int_equal(c.usb_ids[0].pid, 0x0001);
+	assert_string_equal(c.logs_group, "penlink-logs");
+	assert_string_equal(c.presets_group, "penlink-tech");
+	assert_int_equal(c.confirm_above_um, 1500);
+	assert_int_equal(c.n_caps, 0);
+	assert_int_equal(c.timeout_ms, 1000);
+	assert_int_equal(c.handshake_ms, 5000);
+	assert_int_equal(c.window, 0);
+}
+
+static void test_example_as_shipped(void **state)
+{
+	(void)state;
+	char path[1024], err[600];
+	example_path(path, sizeof path);
+	struct config c, d;
+	config_defaults(&c);
+	config_defaults(&d);
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), 0);
+	assert_same(&c, &d);
+}
+
+/*
+ * The example documents each key as "#key = default".  Uncommenting every
+ * such line must give a file that loads and equals the defaults - so each
+ * documented default is the real one - and must cover every key.
+ */
+static void test_example_defaults_are_true(void **state)
+{
+	(void)state;
+	static const char *keys[] = {
+	    "socket", "database", "socket_group", "socket_mode", "log_level",
+	    "enabled", "ids", "logs_group", "presets_group", "confirm_above_mm",
+	    "request_timeout_ms", "handshake_timeout_ms", "download_window",
+	};
+	const size_t nkeys = sizeof keys / sizeof keys[0];
+	bool seen[sizeof keys / sizeof keys[0]] = {false};
+	char path[1024], err[600];
+	example_path(path, sizeof path);
+	FILE *in = fopen(path, "r");
+	assert_non_null(in);
+	char out_path[128];
+	snprintf(out_path, sizeof out_path, "%s/uncommented.conf", tmpdir);
+	FILE *out = fopen(out_path, "w");
+	assert_non_null(out);
+	char line[512];
+	int uncommented = 0;
+	while (fgets(line, sizeof line, in)) {
+		if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z' && strstr(line, " = ")) {
+			fputs(line + 1, out);
+			uncommented++;
+			for (size_t k = 0; k < nkeys; k++) {
+				size_t n = strlen(keys[k]);
+				if (!strncmp(line + 1, keys[k], n) && line[1 + n] == ' ')
+					seen[k] = true;
+			}
+		} else {
+			fputs(line, out);
+		}
+	}
+	fclose(in);
+	fclose(out);
+	assert_int_equal(uncommented, (int)nkeys);
+	for (size_t k = 0; k < nkeys; k++)
+		if (!seen[k])
+			fail_msg("the example does not document '%s'", keys[k]);
+	struct config c, d;
+	config_defaults(&c);
+	config_defaults(&d);
+	c.timeout_ms = 1; /* so equality below proves the file set it */
+	c.n_usb_ids = 0;
+	if (config_load(&c, out_path, true, err, sizeof err) != 0)
+		fail_msg("uncommented example: %s", err);
+	assert_same(&c, &d);
+}
+
+static void test_every_key(void **state)
+{
+	(void)state;
+	const char *text =
+	    "; a comment\n"
+	    "[daemon]\n"
+	    "socket = /tmp/x/penlinkd.sock\n"
+	    "database = /tmp/x/archive.db   ; inline comment\n"
+	    "socket_group =\n"
+	    "socket_mode = 0666\n"
+	    "log_level = debug\n"
+	    "\n"
+	    "[usb]\n"
+	    "enabled = no\n"
+	    "ids = 1209:0001, 1209:ABCD,dead:beef\n"
+	    "[access]\n"
+	    "logs_group = clinic-staff\n"
+	    "presets_group = techs\n"
+	    "[policy]\n"
+	    "confirm_above_mm = 2\n"
+	    "depth_cap.nurses = 1.0\n"
+	    "depth_cap.seniors = 2.25\n"
+	    "[pens]\n"
+	    "request_timeout_ms = 250\n"
+	    "handshake_timeout_ms = 10000\n"
+	    "download_window = 4\n";
+	char *path = write_file("all.conf", text);
+	struct config c;
+	char err[600];
+	config_defaults(&c);
+	if (config_load(&c, path, true, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(c.socket_path, "/tmp/x/penlinkd.sock");
+	assert_string_equal(c.db_path, "/tmp/x/archive.db");
+	assert_string_equal(c.socket_group, "");
+	assert_int_equal(c.socket_mode, 0666);
+	assert_int_equal(c.log_level, LOG_DEBUG);
+	assert_false(c.usb_enabled);
+	assert_int_equal(c.n_usb_ids, 3);
+	assert_int_equal(c.usb_ids[1].vid, 0x1209);
+	assert_int_equal(c.usb_ids[1].pid, 0xabcd);
+	assert_int_equal(c.usb_ids[2].vid, 0xdead);
+	assert_int_equal(c.usb_ids[2].pid, 0xbeef);
+	assert_string_equal(c.logs_group, "clinic-staff");
+	assert_string_equal(c.presets_group, "techs");
+	assert_int_equal(c.confirm_above_um, 2000);
+	assert_int_equal(c.n_caps, 2);
+	assert_string_equal(c.caps[0].group, "nurses");
+	assert_int_equal(c.caps[0].max_depth_um, 1000);
+	assert_string_equal(c.caps[1].group, "seniors");
+	assert_int_equal(c.caps[1].max_depth_um, 2250);
+	assert_int_equal(c.timeout_ms, 250);
+	assert_int_equal(c.handshake_ms, 10000);
+	assert_int_equal(c.window, 4);
+}
+
+static void test_missing_file(void **state)
+{
+	(void)state;
+	struct config c, d;
+	char err[600];
+	config_defaults(&c);
+	config_defaults(&d);
+	char path[128];
+	snprintf(path, sizeof path, "%s/absent.conf", tmpdir);
+	assert_int_equal(config_load(&c, path, false, err, sizeof err), 0);
+	assert_same(&c, &d);
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, "No such file"));
+}
+
+/* Each bad file: the message, exactly, and the config left untouched. */
+static void expect_error(const char *text, const char *want_suffix)
+{
+	char *path = write_file("bad.conf", text);
+	struct config c, d;
+	char err[600], want[800];
+	config_defaults(&c);
+	config_defaults(&d);
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
+	snprintf(want, sizeof want, "%s:%s", path, want_suffix);
+	assert_string_equal(err, want);
+	assert_same(&c, &d);
+}
+
+static void test_bad_files(void **state)
+{
+	(void)state;
+	expect_error("[daemon]\nsocket = /tmp/s\nsockett = /tmp/s\n",
+	             "3: [daemon] sockett: unknown key");
+	expect_error("[pens]\n\nrequest_timeout_ms = 12x\n",
+	             "3: [pens] request_timeout_ms: '12x' is not a number of "
+	             "milliseconds from 10 to 600000");
+	expect_error("[pens]\nhandshake_timeout_ms = 0\n",
+	             "2: [pens] handshake_timeout_ms: '0' is not a number of "
+	             "milliseconds from 10 to 600000");
+	expect_error("[pens]\ndownload_window = -1\n",
+	             "2: [pens] download_window: '-1' is not a number from 0 (as the "
+	             "pen allows) to 1024");
+	expect_error("[usb]\nids = 1209:0001, 12090:1\n",
+	             "2: [usb] ids: '12090:1' is not VID:PID in hexadecimal (e.g. 1209:0001)");
+	expect_error("[usb]\nids = 1209-0001\n",
+	             "2: [usb] ids: '1209-0001' is not VID:PID in hexadecimal (e.g. 1209:0001)");
+	expect_error("[usb]\nids = 1209:0001,,1209:0002\n",
+	             "2: [usb] ids: expected a comma-separated list of VID:PID in "
+	             "hexadecimal, e.g. 1209:0001");
+	expect_error("[usb]\nenabled = maybe\n", "2: [usb] enabled: 'maybe' is not yes or no");
+	expect_error("[policy]\nconfirm_above_mm = 1.5mm\n",
+	             "2: [policy] confirm_above_mm: '1.5mm' is not a depth in "
+	             "millimetres (e.g. 1.5)");
+	expect_error("[policy]\ndepth_cap.nurses = deep\n",
+	             "2: [policy] depth_cap.nurses: 'deep' is not a depth in "
+	             "millimetres (e.g. 1.5)");
+	expect_error("[policy]\ndepth_cap. = 1.0\n",
+	             "2: [policy] depth_cap.: expected depth_cap.GROUP with a Unix group name");
+	expect_error("[daemon]\nsocket_mode = 0999\n",
+	             "2: [daemon] socket_mode: '0999' is not an octal mode from 0000 "
+	             "to 0777 (e.g. 0660)");
+	expect_error("[daemon]\nlog_level = loud\n",
+	             "2: [daemon] log_level: 'loud' is not a level (err, warn, notice, "
+	             "info or debug)");
+	expect_error("[daemon]\ndatabase = archive.db\n",
+	             "2: [daemon] database: 'archive.db' is not an absolute path");
+	expect_error("[access]\nlogs_group = two words\n",
+	             "2: [access] logs_group: 'two words' is not a valid group name");
+	expect_error("[daemon]\nlog_level = info\n[pens]\n[daemon]\nlog_level = debug\n",
+	             "5: [daemon] log_level: given twice (first on line 2)");
+	expect_error("[sockets]\npath = /tmp/s\n",
+	             "2: [sockets] path: unknown section (known: daemon, usb, access, "
+	             "policy, pens)");
+	expect_error("log_level = info\n", "1: [] log_level: key outside any [section]");
+	/* inih's own complaint (not key = value): the line is still named. */
+	expect_error("[daemon]\n# fine\nthis is not ini\nlog_level = info\n",
+	             "3: expected [section], key = value or a comment (# or ;)");
+	/* The first error wins, whichever kind it is. */
+	expect_error("[daemon]\nbogus = 1\nnot ini\n", "2: [daemon] bogus: unknown key");
+	expect_error("[daemon]\nnot ini\nbogus = 1\n",
+	             "2: expected [section], key = value or a comment (# or ;)");
+}
+
+/* A line too long for inih's buffer is refused, not cut (a cut path would
+ * silently name another file), and the lines after it keep their numbers. */
+static void test_long_line(void **state)
+{
+	(void)state;
+	char text[2048];
+	char longpath[600];
+	memset(longpath, 'a', sizeof longpath - 1);
+	longpath[0] = '/';
+	longpath[sizeof longpath - 1] = '\0';
+	snprintf(text, sizeof text, "[daemon]\nsocket = %s\nlog_level = info\n", longpath);
+	char *path = write_file("long.conf", text);
+	struct config c;
+	char err[600];
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
+	char want[300];
+	snprintf(want, sizeof want, "%s:2: line longer than", path);
+	assert_memory_equal(err, want, strlen(want));
+	assert_string_equal(c.socket_path, "/run/penlink/penlinkd.sock");
+
+	snprintf(text, sizeof text, "[daemon]\n# %s\nlog_lvl = info\n", longpath);
+	path = write_file("long2.conf", text);
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
+	snprintf(want, sizeof want, "%s:2: line longer than", path);
+	assert_memory_equal(err, want, strlen(want));
+}
+
+static void test_caps_limit(void **state)
+{
+	(void)state;
+	char text[4096];
+	size_t n = (size_t)snprintf(text, sizeof text, "[policy]\n");
+	for (int i = 0; i <= CONFIG_MAX_CAPS; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n, "depth_cap.g%d = 1.0\n", i);
+	char *path = write_file("caps.conf", text);
+	struct config c;
+	char err[600], want[300];
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
+	snprintf(want, sizeof want, "%s:%d: [policy] depth_cap.g%d: more than %d depth caps",
+	         path, CONFIG_MAX_CAPS + 2, CONFIG_MAX_CAPS, CONFIG_MAX_CAPS);
+	assert_string_equal(err, want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_example_as_shipped),
+	    cmocka_unit_test(test_example_defaults_are_true),
+	    cmocka_unit_test(test_every_key),
+	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_bad_files),
+	    cmocka_unit_test(test_long_line),
+	    cmocka_unit_test(test_caps_limit),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
