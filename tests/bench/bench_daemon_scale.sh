@@ -31,7 +31,13 @@ for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 "$ctl" --socket "$sock" --json monitor >"$T/monitor.jsonl" 2>/dev/null &
 pids+=($!)
 sleep 0.3
-for p in "${ports[@]}"; do "$ctl" --socket "$sock" attach "$p" >/dev/null || echo "attach $p failed"; done
+# All at once, so every pen downloads while the others do.
+attachers=()
+for p in "${ports[@]}"; do
+  { "$ctl" --socket "$sock" attach "$p" >/dev/null || echo "attach $p failed"; } &
+  attachers+=($!)
+done
+wait "${attachers[@]}"
 
 deadline=$(( $(date +%s) + 600 ))
 while :; do
@@ -44,10 +50,10 @@ rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$dpid/status")
 
 jq -s --argjson n "$n" --argjson size "$size" --argjson rss "$rss_kb" -r '
   (map(select(.kind == "attached")) | map({(.serial): .utc_ms}) | add) as $start
-  | (map(select(.kind == "session_archived")) | map({(.serial): .utc_ms}) | add) as $end
-  | [$end | to_entries[] | .value - $start[.key]] as $d
-  | ($end | length) as $done
-  | (([$end[]] | max) - ([$start[]] | min)) as $span
+  | (map(select(.kind == "session_archived")) | map({(.serial): .utc_ms}) | add) as $fin
+  | [$fin | to_entries[] | .value - $start[.key]] as $d
+  | ($fin | length) as $done
+  | (([$fin[]] | max) - ([$start[]] | min)) as $span
   | "pens \($n), sessions archived \($done), session \($size) bytes",
     "time to archive per pen: fastest \($d | min) ms, slowest \($d | max) ms",
     "daemon scale: \($n) pens, aggregate \((($done * $size) / ($span / 1000) / 1e6) * 10 | floor / 10) MB/s, slowest/fastest \((($d | max) / ([($d | min), 1] | max)) * 100 | floor / 100), \($done) of \($n) archived, peak RSS \($rss / 1024 * 10 | floor / 10) MB = \($rss / 1024 / 32 * 100 | floor / 100) of the 32 MB target: \(if $done == $n and $rss <= 32768 then "PASS" else "FAIL" end)"
