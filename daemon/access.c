@@ -108,6 +108,21 @@ void caller_free(struct caller *c)
 	c->n_groups = 0;
 }
 
+int caller_copy(struct caller *dst, const struct caller *src)
+{
+	*dst = *src;
+	dst->groups = NULL;
+	if (src->n_groups) {
+		dst->groups = malloc(src->n_groups * sizeof *dst->groups);
+		if (!dst->groups) {
+			dst->n_groups = 0;
+			return -ENOMEM;
+		}
+		memcpy(dst->groups, src->groups, src->n_groups * sizeof *dst->groups);
+	}
+	return 0;
+}
+
 bool caller_in_group(const struct caller *c, gid_t gid)
 {
 	for (size_t i = 0; i < c->n_groups; i++)
@@ -272,7 +287,20 @@ static void safe_name(const struct pl_preset *pr, char *out, size_t outlen)
 	out[j] = 0;
 }
 
+/* Does this push add pr, or change its depth, against old? */
+static bool depth_is_new(const struct pl_preset_set *old, const struct pl_preset *pr)
+{
+	if (!old)
+		return true;
+	size_t n = old->count < PL_MAX_PRESETS ? old->count : PL_MAX_PRESETS;
+	for (size_t i = 0; i < n; i++)
+		if (old->presets[i].id == pr->id)
+			return old->presets[i].depth_um != pr->depth_um;
+	return true;
+}
+
 int access_check_presets(const struct access_policy *p, const struct caller *c,
+                         const struct pl_preset_set *old,
                          const struct pl_preset_set *set, bool confirm,
                          char *msg, size_t msglen)
 {
@@ -286,7 +314,7 @@ int access_check_presets(const struct access_policy *p, const struct caller *c,
 	if (access_depth_cap(p, c, &cap, &group)) {
 		for (size_t i = 0; i < n; i++) {
 			const struct pl_preset *pr = &set->presets[i];
-			if (pr->depth_um <= cap)
+			if (pr->depth_um <= cap || !depth_is_new(old, pr))
 				continue;
 			safe_name(pr, name, sizeof name);
 			access_format_mm(pr->depth_um, d, sizeof d);
@@ -302,7 +330,7 @@ int access_check_presets(const struct access_policy *p, const struct caller *c,
 		return PL_OK;
 	for (size_t i = 0; i < n; i++) {
 		const struct pl_preset *pr = &set->presets[i];
-		if (pr->depth_um <= p->confirm_above_um)
+		if (pr->depth_um <= p->confirm_above_um || !depth_is_new(old, pr))
 			continue;
 		safe_name(pr, name, sizeof name);
 		access_format_mm(pr->depth_um, d, sizeof d);

@@ -53,6 +53,8 @@ struct caller {
  * (resolved once, here).  -errno if SO_PEERCRED fails. */
 int caller_from_socket(int fd, struct caller *c);
 void caller_free(struct caller *c);
+/* A deep copy (for requests that outlive their client); -ENOMEM. */
+int caller_copy(struct caller *dst, const struct caller *src);
 bool caller_in_group(const struct caller *c, gid_t gid);
 
 /* A configured group name and whether it exists on this system. */
@@ -115,12 +117,16 @@ bool access_depth_cap(const struct access_policy *p, const struct caller *c,
 
 /*
  * The clinic's policy for a preset push (on top of the pen's limits, which
- * the library and the pen check): first every preset against the caller's
- * cap, then the confirmation threshold.  PL_OK, or PL_ERR_VALIDATION with
- * e.g. `preset 3 "Scar": depth 2.00 mm is above 1.50 mm; add --confirm to
- * push it` in msg.
+ * the library and the pen check): first the caller's cap, then the
+ * confirmation threshold, each for the presets this push adds or whose
+ * depth it changes against old (the pen's current set; NULL: every preset
+ * counts as new).  A deep preset already on the pen, left as it is, needs
+ * no new confirmation - the same rule penctl applies.  PL_OK, or
+ * PL_ERR_VALIDATION with e.g. `preset 3 "Scar": depth 2.00 mm is above
+ * 1.50 mm; add --confirm to push it` in msg.
  */
 int access_check_presets(const struct access_policy *p, const struct caller *c,
+                         const struct pl_preset_set *old,
                          const struct pl_preset_set *set, bool confirm,
                          char *msg, size_t msglen);
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "ctl_int.h"
+#include "internal.h"
 #include "log.h"
 
 /* ------------------------------------------------------------------ audit */
@@ -91,6 +92,7 @@ void ctl_req_free(struct ctl_req *r)
 		if (r->next)
 			r->next->prev = r->prev;
 	}
+	caller_free(&r->who);
 	free(r);
 }
 
@@ -109,6 +111,33 @@ static void want_out(struct client *cl, bool on)
 		cl->polling_out = on;
 }
 
+static void stall_check(void *ud)
+{
+	struct client *cl = ud;
+	cl->stall_timer = 0;
+	if (cl->dead)
+		return;
+	if (cl->streams && queued(cl) && cl->written == cl->written_at_arm) {
+		client_kill(cl, "not reading");
+		return;
+	}
+	if (cl->streams) {
+		cl->written_at_arm = cl->written;
+		cl->stall_timer = loop_add_timer(cl->ctl->loop, cl->ctl->stall_ms,
+		                                 stall_check, cl);
+	}
+}
+
+/* While a transfer runs, check now and then that the client takes it. */
+static void watch_stall(struct client *cl)
+{
+	if (cl->dead || !cl->streams || cl->stall_timer)
+		return;
+	cl->written_at_arm = cl->written;
+	cl->stall_timer = loop_add_timer(cl->ctl->loop, cl->ctl->stall_ms,
+	                                 stall_check, cl);
+}
+
 /* Writes what the socket takes now.  False if the client died. */
 static bool flush(struct client *cl)
 {
@@ -118,6 +147,7 @@ static bool flush(struct client *cl)
 		                 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			cl->out_off += (size_t)n;
+			cl->written += (uint64_t)n;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -231,8 +261,10 @@ void client_pump(struct client *cl)
 			*t = s;
 		}
 	}
-	if (!cl->dead)
+	if (!cl->dead) {
 		want_out(cl, queued(cl) > 0 || cl->streams);
+		watch_stall(cl);
+	}
 }
 
 /* ------------------------------------------------------------------ clients */
@@ -296,6 +328,10 @@ void client_kill(struct client *cl, const char *why)
 	loop_del_fd(c->loop, cl->fd);
 	close(cl->fd);
 	cl->fd = -1;
+	if (cl->stall_timer) {
+		loop_cancel_timer(c->loop, cl->stall_timer);
+		cl->stall_timer = 0;
+	}
 
 	/* The pen streams trace lines while anyone holds it. */
 	for (struct trace_sub *t = cl->traces; t; t = t->next) {
@@ -601,11 +637,11 @@ static int fail(struct ctl *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	log_err("control socket: %s", msg);
 	if (c->lfd >= 0)
 		close(c->lfd);
 	free(c);
-	return code;
+	/* The caller says it (main: "cannot serve the control socket ..."). */
+	return pl__fail(code, "%s", msg);
 }
 
 static int errno_code(int e)
@@ -624,6 +660,7 @@ int ctl_start(struct daemon *d, struct ctl **out)
 	c->d = d;
 	c->loop = d->loop;
 	c->lfd = -1;
+	c->stall_ms = CTL_STALL_MS;
 	const char *path = d->cfg.socket_path;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (!path[0] || strlen(path) >= sizeof sa.sun_path)

@@ -39,6 +39,10 @@
 #define CTL_DROPS_FORGIVEN 16u
 #define CTL_MAX_OFFENCES 8u
 #define CTL_MAX_CLIENTS 1024u
+/* A client with a transfer running that takes none of it for this long is
+ * dropped: its stream would otherwise hold resources (an export keeps a
+ * database snapshot open) forever while staying under the queue bound. */
+#define CTL_STALL_MS 30000
 /* Refusals of one connection written to the audit trail; a client looping
  * on a refused call must not fill the disk. */
 #define CTL_MAX_DENIALS_AUDITED 32u
@@ -84,6 +88,9 @@ struct client {
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
 	bool polling_out;
+	uint64_t written;         /* bytes the socket took, ever */
+	uint64_t written_at_arm;  /* ... when the stall timer was armed */
+	uint64_t stall_timer;
 	bool monitoring;
 	uint32_t monitor_id;
 	struct trace_sub *traces;
@@ -106,7 +113,10 @@ struct ctl_req {
 	char serial[64];
 	uint32_t uid;
 	char user[64];
-	/* PushPresets */
+	/* PushPresets: the policy runs once the pen's current set is known,
+	 * when the client may be gone, so it keeps its own caller copy. */
+	struct caller who;
+	bool confirm;
 	uint32_t expected_revision;
 	bool have_old;
 	struct pl_preset_set old_set, new_set;
@@ -127,6 +137,7 @@ struct ctl {
 	bool listen_paused;
 	uint64_t resume_timer;
 	struct ctl_req *reqs;
+	int stall_ms;             /* CTL_STALL_MS; tests shorten it */
 	uint8_t *pack;
 	size_t pack_cap;
 };

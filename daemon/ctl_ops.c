@@ -437,6 +437,13 @@ static void push_got_old(void *ud, int status, uint32_t previous_revision,
 		push_finish(r, PL_ERR_CONFLICT, msg, 0, NULL);
 		return;
 	}
+	/* The clinic's policy, against what the pen holds now. */
+	int rc = access_check_presets(&r->ctl->policy, &r->who, &r->old_set,
+	                              &r->new_set, r->confirm, msg, sizeof msg);
+	if (rc) {
+		push_finish(r, rc, msg, 0, NULL);
+		return;
+	}
 	r->new_set.revision = set->revision;
 	/* Looked up again rather than kept: the pen may be gone by now. */
 	char err[256] = "";
@@ -448,7 +455,7 @@ static void push_got_old(void *ud, int status, uint32_t previous_revision,
 		            0, NULL);
 		return;
 	}
-	int rc = pen_put_presets(pen, &r->new_set, push_written, r);
+	rc = pen_put_presets(pen, &r->new_set, push_written, r);
 	if (rc) {
 		snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
 		push_finish(r, rc, msg, 0, NULL);
@@ -478,12 +485,9 @@ static void push_presets(struct client *cl, const Plctl__Request *rq)
 		ctl_req_free(r);
 		return;
 	}
-	/* Policy before the pen is touched: a refusal costs the pen nothing
-	 * (the audit entry then has no old set). */
-	rc = access_check_presets(&cl->ctl->policy, &cl->who, &r->new_set,
-	                          pp->confirm, msg, sizeof msg);
-	if (rc) {
-		push_finish(r, rc, msg, 0, NULL);
+	r->confirm = pp->confirm;
+	if (caller_copy(&r->who, &cl->who)) {
+		push_finish(r, PL_ERR_MEM, "out of memory", 0, NULL);
 		return;
 	}
 	char err[256] = "";
@@ -585,6 +589,12 @@ static void trace(struct client *cl, const Plctl__Request *rq)
 	struct pen *pen = lookup(cl, rq->id, rq->trace->serial);
 	if (!pen)
 		return;
+	if (!S(pen_serial(pen))[0]) {
+		/* Lines and the detach are matched by serial: wait for it. */
+		client_error(cl, rq->id, PL_ERR_BUSY,
+		             "the pen has not answered yet; try again in a moment");
+		return;
+	}
 	struct trace_sub *t = calloc(1, sizeof *t);
 	if (!t) {
 		client_error(cl, rq->id, PL_ERR_MEM, "out of memory");
@@ -823,7 +833,6 @@ static bool step_list(struct client *cl, struct stream *s)
 	client_send(cl, &r);
 	free(w);
 	free(ptrs);
-	free(p.v);
 	if (n) {
 		int64_t at = p.v[n - 1].start_ms;
 		uint64_t same = 0;
@@ -836,6 +845,7 @@ static bool step_list(struct client *cl, struct stream *s)
 			s->skip = same;
 		}
 	}
+	free(p.v);
 	return last;
 }
 

@@ -273,6 +273,48 @@ static struct pl_preset_set presets(uint32_t d1, uint32_t d2, uint32_t d3)
 	return s;
 }
 
+/* Only what a push adds or deepens needs a confirmation or must fit the
+ * cap; a deep preset already on the pen and left alone does not. */
+static void test_policy_compares_with_the_pen(void **state)
+{
+	(void)state;
+	struct access_policy p = policy();
+	gid_t gt[] = {GID_TECH};
+	struct caller tech = who(1012, "tech", gt, 1);
+	char msg[512];
+
+	struct pl_preset_set on_pen = presets(500, 1000, 2000);
+	struct pl_preset_set s = presets(750, 1000, 2000);   /* only preset 1 changes */
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
+	                 PL_OK);
+	s = presets(500, 1000, 2250);                        /* the deep one deepens */
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
+	                 PL_ERR_VALIDATION);
+	assert_string_equal(msg, "preset 3 \"Scar\": depth 2.25 mm is above 1.50 "
+	                         "mm; add --confirm to push it");
+	s = presets(500, 1750, 2000);                        /* another becomes deep */
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
+	                 PL_ERR_VALIDATION);
+	assert_non_null(strstr(msg, "preset 2 \"Cheek\""));
+	on_pen.count = 2;                                    /* preset 3 is new */
+	s = presets(500, 1000, 2000);
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
+	                 PL_ERR_VALIDATION);
+
+	/* A capped caller may edit a set that holds a deeper preset someone
+	 * else set, but not deepen anything past the cap. */
+	gid_t gj[] = {GID_JUNIOR};
+	struct caller junior = who(1010, "junior", gj, 1);
+	on_pen = presets(500, 750, 2000);
+	s = presets(750, 750, 2000);
+	assert_int_equal(access_check_presets(&p, &junior, &on_pen, &s, true, msg, sizeof msg),
+	                 PL_OK);
+	s = presets(1250, 750, 2000);
+	assert_int_equal(access_check_presets(&p, &junior, &on_pen, &s, true, msg, sizeof msg),
+	                 PL_ERR_VALIDATION);
+	assert_non_null(strstr(msg, "cap of 1.00 mm"));
+}
+
 static void test_confirm_policy(void **state)
 {
 	(void)state;
@@ -282,31 +324,31 @@ static void test_confirm_policy(void **state)
 	char msg[512];
 
 	struct pl_preset_set s = presets(500, 1500, 2000);
-	assert_int_equal(access_check_presets(&p, &tech, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
 	                 PL_ERR_VALIDATION);
 	assert_string_equal(msg, "preset 3 \"Scar\": depth 2.00 mm is above 1.50 "
 	                         "mm; add --confirm to push it");
-	assert_int_equal(access_check_presets(&p, &tech, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, true, msg, sizeof msg),
 	                 PL_OK);
 
 	/* Exactly at the threshold needs no confirmation. */
 	s = presets(500, 1500, 1500);
-	assert_int_equal(access_check_presets(&p, &tech, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
 	                 PL_OK);
 
 	/* Root is uncapped but confirms like everyone. */
 	struct caller root = who(0, "root", NULL, 0);
 	s = presets(500, 3000, 500);
-	assert_int_equal(access_check_presets(&p, &root, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &root, NULL, &s, false, msg, sizeof msg),
 	                 PL_ERR_VALIDATION);
 	assert_string_equal(msg, "preset 2 \"Cheek\": depth 3.00 mm is above 1.50 "
 	                         "mm; add --confirm to push it");
-	assert_int_equal(access_check_presets(&p, &root, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &root, NULL, &s, true, msg, sizeof msg),
 	                 PL_OK);
 
 	/* An empty set is fine. */
 	memset(&s, 0, sizeof s);
-	assert_int_equal(access_check_presets(&p, &tech, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
 	                 PL_OK);
 }
 
@@ -319,7 +361,7 @@ static void test_cap_policy(void **state)
 	gid_t gj[] = {GID_TECH, GID_JUNIOR};
 	struct caller junior = who(1010, "junior", gj, 2);
 	struct pl_preset_set s = presets(500, 1250, 750);
-	assert_int_equal(access_check_presets(&p, &junior, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, true, msg, sizeof msg),
 	                 PL_ERR_VALIDATION);
 	assert_string_equal(msg, "preset 2 \"Cheek\": depth 1.25 mm is above "
 	                         "junior's cap of 1.00 mm (group penlink-junior)");
@@ -327,24 +369,24 @@ static void test_cap_policy(void **state)
 	/* The cap is checked before the confirmation: no point confirming a
 	 * push that is refused anyway. */
 	s = presets(500, 750, 2000);
-	assert_int_equal(access_check_presets(&p, &junior, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, false, msg, sizeof msg),
 	                 PL_ERR_VALIDATION);
 	assert_non_null(strstr(msg, "cap of 1.00 mm (group penlink-junior)"));
 
 	s = presets(500, 1000, 750);  /* at the cap */
-	assert_int_equal(access_check_presets(&p, &junior, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, false, msg, sizeof msg),
 	                 PL_OK);
 
 	gid_t gs[] = {GID_JUNIOR, GID_SENIOR};
 	struct caller senior = who(1011, "senior", gs, 2);
 	s = presets(500, 2500, 750);
-	assert_int_equal(access_check_presets(&p, &senior, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, false, msg, sizeof msg),
 	                 PL_ERR_VALIDATION);
 	assert_non_null(strstr(msg, "add --confirm"));
-	assert_int_equal(access_check_presets(&p, &senior, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, true, msg, sizeof msg),
 	                 PL_OK);
 	s = presets(2750, 500, 750);
-	assert_int_equal(access_check_presets(&p, &senior, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, true, msg, sizeof msg),
 	                 PL_ERR_VALIDATION);
 	assert_string_equal(msg, "preset 1 \"Forehead\": depth 2.75 mm is above "
 	                         "senior's cap of 2.50 mm (group penlink-senior)");
@@ -359,7 +401,7 @@ static void test_names_in_messages_are_defused(void **state)
 	struct pl_preset_set s = presets(500, 500, 2000);
 	snprintf(s.presets[2].name, sizeof s.presets[2].name, "a\x1b[2J\"b\n");
 	char msg[512];
-	assert_int_equal(access_check_presets(&p, &tech, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
 	                 PL_ERR_VALIDATION);
 	assert_string_equal(msg, "preset 3 \"a?[2J?b?\": depth 2.00 mm is above "
 	                         "1.50 mm; add --confirm to push it");
@@ -440,6 +482,7 @@ int main(void)
 		cmocka_unit_test(test_format_mm),
 		cmocka_unit_test(test_depth_caps),
 		cmocka_unit_test(test_confirm_policy),
+		cmocka_unit_test(test_policy_compares_with_the_pen),
 		cmocka_unit_test(test_cap_policy),
 		cmocka_unit_test(test_names_in_messages_are_defused),
 		cmocka_unit_test(test_caller_from_socket),

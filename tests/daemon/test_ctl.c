@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -489,6 +490,8 @@ static void test_socket_file(void **state)
 	struct ctl *second = NULL;
 	assert_int_equal(ctl_start(&D, &second), PL_ERR_PORT_BUSY);
 	assert_null(second);
+	assert_non_null(strstr(pl_last_error_message(),
+	                       "another penlinkd is already serving"));
 	struct tc *t = tc_open();
 	tc_close(t);
 
@@ -514,6 +517,8 @@ static void test_socket_file(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	assert_int_equal(ctl_start(&D, &D.ctl), PL_ERR_ARG);
+	assert_non_null(strstr(pl_last_error_message(),
+	                       "exists and is not a socket; not removing it"));
 	assert_int_equal(stat(D.cfg.socket_path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
 	unlink(D.cfg.socket_path);
@@ -801,13 +806,11 @@ static void test_push_policy_and_audit(void **state)
 	 * never apply to them, confirmation does. */
 	struct tc *t = tc_open();
 	struct pl_preset_set s = three_presets(2000);
+	/* The policy needs the pen's current set, so with no pen attached
+	 * both are refused for that (tests/daemon/test_access.c and
+	 * test_pen_operations cover the policy itself). */
 	send_push(t, 2, "", 0, &s, false);
-	Plctl__Response *r = expect_error(t, 2, PL_ERR_VALIDATION, NULL);
-	assert_string_equal(r->error->message,
-	                    "preset 3 \"Scar\": depth 2.00 mm is above 1.50 mm; "
-	                    "add --confirm to push it");
-
-	/* Confirmed: on to the pen, of which there is none. */
+	Plctl__Response *r = expect_error(t, 2, PL_ERR_NOT_FOUND, "no pen");
 	send_push(t, 3, "", 0, &s, true);
 	expect_error(t, 3, PL_ERR_NOT_FOUND, NULL);
 
@@ -829,7 +832,7 @@ static void test_push_policy_and_audit(void **state)
 	}
 	assert_non_null(strstr(e[0]->result, "65 presets"));
 	assert_non_null(strstr(e[1]->result, "no pen"));
-	assert_non_null(strstr(e[2]->result, "add --confirm"));
+	assert_non_null(strstr(e[2]->result, "no pen"));
 	/* The refused set as a preset file, depths in millimetres. */
 	assert_string_equal(e[2]->old_value, "");
 	struct pl_preset_set back;
@@ -837,6 +840,75 @@ static void test_push_policy_and_audit(void **state)
 	assert_int_equal(back.count, 3);
 	assert_string_equal(back.presets[2].name, "Scar");
 	assert_int_equal(back.presets[2].depth_um, 2000);
+	tc_close(t);
+}
+
+/* More sessions than a page, several sharing each start time, so pages
+ * end in the middle of a tie: every session exactly once, in order. */
+static void test_session_list_pages(void **state)
+{
+	(void)state;
+	const size_t total = 2 * CTL_LIST_PAGE + 52;
+	uint8_t rec[40];
+	for (size_t i = 0; i < total; i++) {
+		struct pl_session_info si;
+		memset(&si, 0, sizeof si);
+		si.id = (uint32_t)i + 1;
+		si.seq = (uint32_t)i + 1;
+		si.uuid[0] = 0xab;
+		si.uuid[14] = (uint8_t)(i >> 8);
+		si.uuid[15] = (uint8_t)i;
+		snprintf((char *)rec, sizeof rec, "not a record, number %zu", i);
+		si.size = sizeof rec;
+		pl_sha256(rec, sizeof rec, si.sha256);
+		si.start_ms = 1700000000000 + (int64_t)(i / 3) * 1000;
+		si.end_ms = si.start_ms + 500;
+		si.rtc_time = true;
+		assert_int_equal(archive_partial_append(D.archive, "PEN-LOTS", &si, 0,
+		                                        rec, sizeof rec),
+		                 PL_OK);
+		assert_int_equal(archive_commit_session(D.archive, "PEN-LOTS", &si),
+		                 PL_OK);
+	}
+	struct tc *t = tc_open();
+	Plctl__ListSessions ls = PLCTL__LIST_SESSIONS__INIT;
+	Plctl__Request rq = PLCTL__REQUEST__INIT;
+	rq.id = 2;
+	rq.op_case = PLCTL__REQUEST__OP_LIST_SESSIONS;
+	rq.list_sessions = &ls;
+	tc_send(t, &rq);
+	wait_last(t, 2, 10000);
+	assert_int_equal(tc_count(t, 2), 3);
+	size_t k = 0;
+	for (size_t i = 0; i < 3; i++) {
+		Plctl__Response *r = tc_get(t, 2, i);
+		assert_int_equal(r->body_case, PLCTL__RESPONSE__BODY_SESSIONS);
+		assert_int_equal(r->last, i == 2);
+		assert_true(r->sessions->n_sessions <= CTL_LIST_PAGE);
+		for (size_t j = 0; j < r->sessions->n_sessions; j++, k++) {
+			Plctl__ArchivedSession *a = r->sessions->sessions[j];
+			assert_int_equal(a->seq, k + 1);
+			assert_int_equal(a->uuid.data[15], (uint8_t)k);
+			assert_string_equal(a->serial, "PEN-LOTS");
+		}
+	}
+	assert_int_equal(k, total);
+
+	/* since_ms and serial filter. */
+	ls.since_ms = 1700000000000 + 10 * 1000;
+	rq.id = 3;
+	tc_send(t, &rq);
+	wait_last(t, 3, 10000);
+	k = 0;
+	for (size_t i = 0; i < tc_count(t, 3); i++)
+		k += tc_get(t, 3, i)->sessions->n_sessions;
+	assert_int_equal(k, total - 30);
+	ls.since_ms = 0;
+	ls.serial = "PEN-OTHER";
+	rq.id = 4;
+	tc_send(t, &rq);
+	Plctl__Response *r = wait_last(t, 4, 10000);
+	assert_int_equal(r->sessions->n_sessions, 0);
 	tc_close(t);
 }
 
@@ -973,6 +1045,8 @@ static bool start_penemu(char *port, size_t len, const char *serial,
 	emu_pid = fork();
 	assert_true(emu_pid >= 0);
 	if (emu_pid == 0) {
+		/* Not left behind if this test dies. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(pfd[1], 1);
 		close(pfd[0]);
 		close(pfd[1]);
@@ -1050,6 +1124,28 @@ static bool has_text(void *ud)
 	return false;
 }
 
+static bool out_sent(void *ud)
+{
+	struct tc *t = ud;
+	/* Sent is enough: the daemon reads what came before the hang-up. */
+	return t->out_off == t->out_len;
+}
+
+static int count_ok_push(void *ud, const struct audit_entry *e)
+{
+	*(int *)ud += !strcmp(e->action, "presets.push") && !strcmp(e->result, "ok") &&
+	              strstr(e->new_value, "0.75") != NULL;
+	return 0;
+}
+
+static bool second_push_audited(void *ud)
+{
+	(void)ud;
+	int n = 0;
+	archive_audit_list(D.archive, 0, 100, count_ok_push, &n);
+	return n == 1 && !D.ctl->reqs;
+}
+
 static void test_pen_operations(void **state)
 {
 	(void)state;
@@ -1104,7 +1200,15 @@ static void test_pen_operations(void **state)
 	expect_error(t, 9, PL_ERR_VALIDATION, "1.10 mm");
 	s.presets[1].depth_um = 1000;
 
-	send_push(t, 10, "PEN-CTL1", rev, &s, true);
+	/* The clinic's policy compares with what the pen holds: deepening the
+	 * 2.00 mm preset needs a confirmation ... */
+	s.presets[2].depth_um = 2250;
+	send_push(t, 30, "PEN-CTL1", rev, &s, false);
+	expect_error(t, 30, PL_ERR_VALIDATION, "depth 2.25 mm is above 1.50 mm; add --confirm");
+	s.presets[2].depth_um = 2000;
+
+	/* ... while leaving it as it is on the pen does not. */
+	send_push(t, 10, "PEN-CTL1", rev, &s, false);
 	r = wait_last(t, 10, 5000);
 	if (r->body_case == PLCTL__RESPONSE__BODY_ERROR)
 		fail_msg("push refused: %s", r->error->message);
@@ -1170,6 +1274,20 @@ static void test_pen_operations(void **state)
 	assert_int_equal(n.count, 3);
 	assert_int_equal(n.presets[2].depth_um, 2000);
 
+	/* A client that hangs up while its requests wait on the pen: the
+	 * requests complete without it, and the push is still audited. */
+	struct tc *gone = tc_open();
+	gp.serial = "";
+	rq.id = 2;
+	rq.op_case = PLCTL__REQUEST__OP_GET_PRESETS;
+	rq.get_presets = &gp;
+	tc_send(gone, &rq);
+	s.presets[0].depth_um = 750;
+	send_push(gone, 3, "", 0, &s, true);
+	assert_true(run_until(out_sent, gone, 3000));
+	tc_close(gone);
+	assert_true(run_until(second_push_audited, NULL, 5000));
+
 	/* Detach: acknowledged, the trace stream ends, the pen is gone. */
 	Plctl__Detach dt = PLCTL__DETACH__INIT;
 	dt.serial = "PEN-CTL1";
@@ -1187,6 +1305,12 @@ static void test_pen_operations(void **state)
 	tc_send(t, &rq);
 	expect_error(t, 15, PL_ERR_NOT_FOUND, NULL);
 	tc_close(t);
+}
+
+static bool two_clients(void *ud)
+{
+	(void)ud;
+	return D.ctl->n_clients == 2;
 }
 
 /* A record larger than the queue bound, to a client that reads slowly:
@@ -1260,6 +1384,26 @@ static void test_streams_flow_controlled(void **state)
 	assert_true(slow->srv_max_queued > 0);
 	assert_true(slow->srv_max_queued <= CTL_LOW_WATER + PL_FRAME_ENCODED_MAX(CTL_CHUNK + 64));
 
+	/* A client that starts a transfer and then takes nothing of it stays
+	 * under the queue bound, so it is dropped after a while instead. */
+	D.ctl->stall_ms = 300;
+	struct tc *stalled = tc_open();
+	rq.id = 7;
+	rq.op_case = PLCTL__REQUEST__OP_SHOW_SESSION;
+	rq.show_session = &ss;
+	tc_send(stalled, &rq);
+	stalled->deaf = true;
+	tc_update(stalled);
+	assert_true(run_until(out_sent, stalled, 3000));
+	int64_t t0 = now_ms();
+	assert_true(run_until(two_clients, NULL, 5000));
+	assert_true(now_ms() - t0 >= 250);
+	stalled->deaf = false;
+	tc_update(stalled);
+	assert_true(run_until(is_eof, stalled, 3000));
+	assert_null(tc_last(stalled, 7));
+	tc_close(stalled);
+
 	/* JSON export: one array, the session's digest in it. */
 	Plctl__ExportSessions ex = PLCTL__EXPORT_SESSIONS__INIT;
 	ex.format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
@@ -1275,7 +1419,8 @@ static void test_streams_flow_controlled(void **state)
 	total = 0;
 	for (size_t i = 0; i < tc_count(slow, 6); i++) {
 		Plctl__Response *c = tc_get(slow, 6, i);
-		memcpy(json + total, c->export->data.data, c->export->data.len);
+		if (c->export->data.len)
+			memcpy(json + total, c->export->data.data, c->export->data.len);
 		total += c->export->data.len;
 	}
 	json[total] = 0;
@@ -1306,6 +1451,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_client_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push_policy_and_audit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_list_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_and_audited, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pen_operations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_streams_flow_controlled, setup, teardown),

@@ -52,10 +52,10 @@ assert_eq "$(jqo '[.entries[] | select(.action | startswith("denied:"))] | lengt
 assert_eq "$(jqo '[.entries[] | select(.action | startswith("denied:")) | .user] | unique | join(",")')" "nobody" "audit names the refused user"
 
 # Root through the daemon: policy and validation still apply.
-expect 4 "${D[@]}" preset push --id 3 --name Scar --depth 2.0 --speed 1 --area body-scar
+expect 4 "${D[@]}" preset push --id 5 --name Scar --depth 2.25 --speed 1 --area body-scar
 assert_contains "$ERR" "--confirm" "deep preset needs --confirm through the daemon"
-expect 0 "${D[@]}" --json preset push --id 3 --name Scar --depth 2.0 --speed 1 --area body-scar --confirm
-assert_eq "$(jqo '.presets[] | select(.id == 3) | .depth_mm')" "2" "confirmed push applied and read back"
+expect 0 "${D[@]}" --json preset push --id 5 --name Scar --depth 2.25 --speed 1 --area body-scar --confirm
+assert_eq "$(jqo '.presets[] | select(.id == 5) | .depth_mm')" "2.25" "confirmed push applied and read back"
 expect 4 "${D[@]}" preset push --id 3 --name Deep --depth 2.75 --speed 1 --confirm
 assert_contains "$ERR" "2.75" "out-of-range depth refused through the daemon"
 expect 0 "${D[@]}" --json audit
