@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on its embedded default: a virtual pen (penemu on a
-# pseudo-terminal) holding three recorded sessions; penctl reads its info and
-# presets, then downloads every session, verifies it, archives it on the pen,
-# and shows one.  Everything lives in a temporary folder that is removed after.
+# pseudo-terminal) holding three recorded sessions is attached to penlinkd,
+# which downloads, verifies and archives every session and tells the pen it
+# may reclaim them; penctl then shows what the archive holds.  Everything
+# runs unprivileged in a temporary folder that is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -10,9 +11,10 @@ bash scripts/build.sh build
 bin=build
 
 work=$(mktemp -d -t penlink-demo.XXXXXX)
-emu_pid=
+pids=()
 cleanup() {
-  [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -20,31 +22,48 @@ trap cleanup EXIT
 # penemu prints its port on the first line of stdout, then serves until killed.
 "$bin/firmware-bridge/penemu" --pty --flash "$work/pen.flash" --serial PEN-DEMO-1 \
   --sessions 3 --session-bytes 2000000 >"$work/emu.out" 2>"$work/emu.err" &
-emu_pid=$!
+pids+=($!)
 for _ in $(seq 100); do [ -s "$work/emu.out" ] && break; sleep 0.1; done
 port=$(head -n1 "$work/emu.out")
 [ -n "$port" ] || { echo "demo: penemu did not start:" >&2; cat "$work/emu.err" >&2; exit 1; }
 
-penctl() { "$bin/cli/penctl" --port "$port" "$@"; }
+penctl() { "$bin/cli/penctl" --socket "$work/penlinkd.sock" "$@"; }
 
-echo "== virtual pen on $port"
-penctl info
-echo; echo "== presets"
-penctl preset list
-echo; echo "== sessions on the pen"
+echo "== the pen's own session list (read directly, before the daemon takes the port)"
+"$bin/cli/penctl" --port "$port" sessions list
+"$bin/cli/penctl" --port "$port" --json sessions list >"$work/pen.json"
+
+echo; echo "== penlinkd serving the virtual pen on $port (log: daemon.log)"
+"$bin/daemon/penlinkd" --foreground --no-usb --socket "$work/penlinkd.sock" \
+  --db "$work/archive.db" --port "$port" 2>"$work/daemon.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/penlinkd.sock" ] && break; sleep 0.1; done
+for _ in $(seq 600); do
+  state=$(penctl --json list 2>/dev/null | jq -r '.pens[0].state // empty')
+  [ "$state" = idle ] && break
+  sleep 0.1
+done
+[ "$state" = idle ] || { echo "demo: the pen never became idle:" >&2; cat "$work/daemon.log" >&2; exit 1; }
+penctl list
+echo; sed 's/^/  daemon: /' "$work/daemon.log" | tail -n 12
+
+echo; echo "== the archive"
 penctl sessions list
-penctl --json sessions list >"$work/list.json"
-echo; echo "== download every session into $work/archive"
-penctl sessions pull --out "$work/archive"
-echo; echo "== verify: SHA-256 of each stored file against the digest the pen advertised"
-for uuid in $(jq -r '.sessions[].uuid' "$work/list.json"); do
-  want=$(jq -r ".sessions[] | select(.uuid == \"$uuid\") | .sha256" "$work/list.json")
-  got=$(sha256sum "$work"/archive/*"$uuid".plrec | cut -d' ' -f1)
+
+echo; echo "== verify: each archived record's SHA-256 against the digest the pen advertised"
+penctl sessions pull --out "$work/out" >/dev/null
+for uuid in $(jq -r '.sessions[].uuid' "$work/pen.json"); do
+  want=$(jq -r ".sessions[] | select(.uuid == \"$uuid\") | .sha256" "$work/pen.json")
+  got=$(sha256sum "$work"/out/*"$uuid".plrec | cut -d' ' -f1)
   if [ "$got" = "$want" ]; then echo "ok  $uuid  $got"; else echo "MISMATCH $uuid: $got != $want"; exit 1; fi
 done
-echo; echo "== a second pull finds nothing new"
-penctl sessions pull --out "$work/archive"
-echo; echo "== the first record, decoded"
-first=$(ls "$work/archive"/*.plrec | head -n1)
-"$bin/cli/penctl" sessions show "$first" | head -n 40
+
+echo; echo "== CSV export (first columns)"
+penctl sessions export --format csv | cut -d, -f1-6
+
+echo; echo "== the first session, decoded from the archive"
+penctl sessions show "$(jq -r '.sessions[0].uuid' "$work/pen.json")" | head -n 24
+echo; echo "== the pen was told it may reclaim them (daemon detaches; read the pen directly)"
+penctl detach "$port" >/dev/null
+"$bin/cli/penctl" --port "$port" sessions list
 echo; echo "demo: done"
