@@ -23,6 +23,7 @@ struct pens {
 	struct pen *head;
 	unsigned count;
 	unsigned downloading; /* pens with a download buffer, to share memory */
+	size_t buf_bytes;     /* their buffers' sizes, summed */
 };
 
 struct pen {

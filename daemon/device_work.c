@@ -18,11 +18,12 @@
 #include "log.h"
 
 /* Downloaded bytes are held in memory and appended to the archive in
- * batches: one transaction per batch, and a kill -9 loses at most one. 
- * Memory is shared out when many pens download at once. */
+ * batches: one transaction per batch, and a kill -9 loses at most one.
+ * The budget is shared by the pens downloading at once (a hundred pens
+ * must fit the daemon's memory target); past it each gets the minimum. */
 #define BUF_MAX (256u * 1024u)
-#define BUF_MIN (32u * 1024u)
-#define BUF_BUDGET (4u * 1024u * 1024u)
+#define BUF_MIN (16u * 1024u)
+#define BUF_BUDGET (2u * 1024u * 1024u)
 /*
  * Chunk requests in flight, shared by every pen downloading.  A request
  * waits behind the replies requested before it, and the loop gives each
@@ -55,6 +56,7 @@ static void release_buffer(struct pen *p)
 	if (!p->buf)
 		return;
 	free(p->buf);
+	p->ps->buf_bytes -= p->buf_cap;
 	p->buf = NULL;
 	p->buf_cap = p->buf_len = 0;
 	p->ps->downloading--;
@@ -64,7 +66,10 @@ static bool ensure_buffer(struct pen *p)
 {
 	if (p->buf)
 		return true;
+	size_t left = p->ps->buf_bytes < BUF_BUDGET ? BUF_BUDGET - p->ps->buf_bytes : 0;
 	size_t cap = BUF_BUDGET / (p->ps->downloading + 1);
+	if (cap > left)
+		cap = left;
 	if (cap > BUF_MAX)
 		cap = BUF_MAX;
 	if (cap < BUF_MIN)
@@ -74,6 +79,7 @@ static bool ensure_buffer(struct pen *p)
 		return false;
 	p->buf_cap = cap;
 	p->buf_len = 0;
+	p->ps->buf_bytes += cap;
 	p->ps->downloading++;
 	return true;
 }

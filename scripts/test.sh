@@ -31,7 +31,7 @@ tier "ASan + UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j2
 
 tier "valgrind memcheck" env \
-  PL_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-fds=no" \
+  PL_TEST_WRAPPER="valgrind -q --suppressions=$PWD/tests/valgrind.supp --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-fds=no" \
   ctest --test-dir build --output-on-failure -j2
 
 tier "benchmarks" bash tests/bench/run.sh build

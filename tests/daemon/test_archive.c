@@ -1259,7 +1259,7 @@ static void disk_full_child(struct ctx *c)
 	snprintf(db, sizeof db, "%s/archive.db", dir);
 	snprintf(filler, sizeof filler, "%s/filler", dir);
 	if (mkdir(dir, 0700) != 0 || unshare(CLONE_NEWNS) != 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
 	    mount("tmpfs", dir, "tmpfs", 0, "size=4m") != 0)
 		_exit(CHILD_SKIP);
 

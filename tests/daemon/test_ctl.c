@@ -858,6 +858,7 @@ static void test_session_list_pages(void **state)
 		si.uuid[0] = 0xab;
 		si.uuid[14] = (uint8_t)(i >> 8);
 		si.uuid[15] = (uint8_t)i;
+		memset(rec, 0, sizeof rec);
 		snprintf((char *)rec, sizeof rec, "not a record, number %zu", i);
 		si.size = sizeof rec;
 		pl_sha256(rec, sizeof rec, si.sha256);
@@ -941,22 +942,29 @@ static int unprivileged_client(const char *path, const char *user)
 	memset(&t, 0, sizeof t);
 	uint8_t dbuf[PL_FRAME_RAW_LEN(4096)];
 	pl_frame_decoder_init(&t.dec, dbuf, sizeof dbuf, tc_frame, NULL, &t);
+	int rc = 0;
 	while (!tc_last(&t, 2)) {
 		uint8_t b[4096];
 		ssize_t k = read(fd, b, sizeof b);
-		if (k <= 0)
-			return 13;
+		if (k <= 0) {
+			rc = 13;
+			goto out;
+		}
 		pl_frame_decoder_feed(&t.dec, b, (size_t)k);
 	}
 	Plctl__Response *hr = tc_last(&t, 1);
 	if (!hr || hr->body_case != PLCTL__RESPONSE__BODY_HELLO_REPLY ||
 	    hr->hello_reply->uid != 65534 || hr->hello_reply->may_read_logs ||
-	    hr->hello_reply->may_change_presets)
-		return 14;
+	    hr->hello_reply->may_change_presets) {
+		rc = 14;
+		goto out;
+	}
 	Plctl__Response *r = tc_last(&t, 2);
 	if (r->body_case != PLCTL__RESPONSE__BODY_ERROR ||
-	    r->error->code != PL_ERR_ACCESS)
-		return 15;
+	    r->error->code != PL_ERR_ACCESS) {
+		rc = 15;
+		goto out;
+	}
 	char want[256];
 	snprintf(want, sizeof want,
 	         "permission denied: %s is not in group penlink-logs (needed to "
@@ -964,9 +972,14 @@ static int unprivileged_client(const char *path, const char *user)
 	         user);
 	if (strcmp(r->error->message, want)) {
 		fprintf(stderr, "got \"%s\"\nwant \"%s\"\n", r->error->message, want);
-		return 16;
+		rc = 16;
 	}
-	return 0;
+out:
+	/* The child's responses, freed so memory checkers see no leak. */
+	for (size_t i = 0; i < t.n; i++)
+		plctl__response__free_unpacked(t.r[i], NULL);
+	free(t.r);
+	return rc;
 }
 
 static pid_t child;
