@@ -284,6 +284,9 @@ int main(int argc, char **argv)
 
 	/* A client that goes away mid-write must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Nor may a file-size limit: a write past it must fail (EFBIG) like a
+	 * full disk, which the archive reports and survives. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	int notify = -1;
 	if (!a.foreground && daemonize(&notify) < 0)
