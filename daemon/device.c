@@ -21,6 +21,7 @@
  * means the port is dead in a way read() does not show, and polling it
  * again would spin. */
 #define MAX_HUP_SPINS 8
+#define PEN_MAX_FRAME (32u * 1024u)
 
 static void ops_start(struct pen *p);
 static void ops_fail_all(struct pen *p, int status, const char *msg);
@@ -390,6 +391,10 @@ int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_ser
 	pl_open_options_init(&o_);
 	o_.timeout_ms = d->cfg.timeout_ms;
 	o_.handshake_ms = d->cfg.handshake_ms;
+	/* The library holds a decoder buffer of this size per pen: with a
+	 * hundred pens, 64 KiB frames cost several MB while 32 KiB chunks
+	 * still keep a pty or USB link busy. */
+	o_.max_frame = PEN_MAX_FRAME;
 	rc = pl_pen_open_async(t, &o_, on_open, p, &p->pp);
 	if (rc) {
 		if (p->pp)

@@ -96,8 +96,8 @@ static void round_end(struct pen *p)
 		         p->serial, p->port, p->n_sessions - pending, p->n_sessions);
 		pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_FAILED);
 	} else {
-		log_info("pen %s on %s: all %zu sessions archived", p->serial, p->port,
-		         p->n_sessions);
+		log_info("pen %s on %s: all %zu session%s archived", p->serial, p->port,
+		         p->n_sessions, p->n_sessions == 1 ? "" : "s");
 		pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_IDLE);
 	}
 }
@@ -241,7 +241,8 @@ static void on_list(void *ud, int status)
 	p->stries = tries;
 	p->cur = 0;
 	p->any_failed = false;
-	log_info("pen %s on %s holds %zu sessions", p->serial, p->port, n);
+	log_info("pen %s on %s holds %zu session%s", p->serial, p->port, n,
+	         n == 1 ? "" : "s");
 	step_next(p);
 }
 
@@ -321,6 +322,7 @@ static void on_progress(void *ud, uint64_t done, uint64_t total)
 {
 	struct pen *p = ud;
 	p->dl_done = done;
+	p->timeouts = 0; /* it answers */
 	/* Throttled by the clock when progress arrives, not by a timer: a
 	 * stalled download costs nothing. */
 	int64_t now = pl__now_ms();
@@ -349,7 +351,16 @@ static void on_downloaded(void *ud, int status)
 /* Window and chunk size for a download starting now (see INFLIGHT_BUDGET). */
 static void pace(const struct pen *p, struct pl_download_options *o)
 {
-	uint32_t share = INFLIGHT_BUDGET / (p->ps->downloading ? p->ps->downloading : 1);
+	/* Pens still syncing will download soon: counting them keeps the
+	 * first pens of a batch attached together from taking windows that
+	 * would hold everyone's requests past the timeout once the rest
+	 * start. */
+	unsigned n = 0;
+	for (const struct pen *q = p->ps->head; q; q = q->next)
+		n += q->working;
+	if (n < p->ps->downloading)
+		n = p->ps->downloading;
+	uint32_t share = INFLIGHT_BUDGET / (n ? n : 1);
 	uint32_t frame = pl_pen_max_frame(p->pp);
 	/* The largest chunk the library would use, give or take its envelope
 	 * overhead. */

@@ -130,9 +130,11 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case O_HELP:
 			usage(stdout);
+			free(a->ports);
 			exit(0);
 		case O_VERSION:
 			printf("penlinkd %s\n", PL_VERSION_STRING);
+			free(a->ports);
 			exit(0);
 		default:
 			if (optopt && optopt < 256)
@@ -243,53 +245,11 @@ static void on_signal(void *ud, int fd, unsigned events)
 
 /* ------------------------------------------------------------------ main */
 
-int main(int argc, char **argv)
+/* Everything after the configuration: returns the exit status. */
+static int serve(struct daemon *d, bool foreground, char **ports, int nports)
 {
-	struct args a;
-	int rc = parse_args(argc, argv, &a);
-	if (rc)
-		return rc;
-
-	static struct daemon d;
-	config_defaults(&d.cfg);
-	char err[600];
-	const char *cfg_path = a.config ? a.config : DEFAULT_CONFIG;
-	if (config_load(&d.cfg, cfg_path, a.config != NULL, err, sizeof err) < 0) {
-		fprintf(stderr, "penlinkd: %s\n", err);
-		return EXIT_USAGE;
-	}
-	if (a.socket && !absolute(a.socket, d.cfg.socket_path, sizeof d.cfg.socket_path)) {
-		fprintf(stderr, "penlinkd: --socket: path too long\n");
-		return EXIT_USAGE;
-	}
-	if (a.db && !absolute(a.db, d.cfg.db_path, sizeof d.cfg.db_path)) {
-		fprintf(stderr, "penlinkd: --db: path too long\n");
-		return EXIT_USAGE;
-	}
-	char **ports = calloc((size_t)a.nports + 1, sizeof *ports);
-	if (!ports)
-		return EXIT_RUNTIME;
-	for (int i = 0; i < a.nports; i++) {
-		ports[i] = malloc(PATH_MAX);
-		if (!ports[i] || !absolute(a.ports[i], ports[i], PATH_MAX)) {
-			fprintf(stderr, "penlinkd: --port %s: path too long\n", a.ports[i]);
-			return EXIT_USAGE;
-		}
-	}
-	if (a.no_usb)
-		d.cfg.usb_enabled = false;
-	if (a.log_level >= 0)
-		d.cfg.log_level = a.log_level;
-	log_set_level((enum log_level)d.cfg.log_level);
-
-	/* A client that goes away mid-write must not kill the daemon. */
-	signal(SIGPIPE, SIG_IGN);
-	/* Nor may a file-size limit: a write past it must fail (EFBIG) like a
-	 * full disk, which the archive reports and survives. */
-	signal(SIGXFSZ, SIG_IGN);
-
 	int notify = -1;
-	if (!a.foreground && daemonize(&notify) < 0)
+	if (!foreground && daemonize(&notify) < 0)
 		return EXIT_RUNTIME;
 
 	/* Signals arrive as loop events, between callbacks, never inside one. */
@@ -307,63 +267,111 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 
-	rc = archive_open(d.cfg.db_path, &d.archive);
+	int status = EXIT_RUNTIME;
+	int rc = archive_open(d->cfg.db_path, &d->archive);
 	if (rc) {
-		log_err("cannot open the archive %s: %s", d.cfg.db_path,
-		        d.archive ? archive_errmsg(d.archive) : pl_last_error_message());
-		archive_close(d.archive);
-		return EXIT_RUNTIME;
+		log_err("cannot open the archive %s: %s", d->cfg.db_path,
+		        d->archive ? archive_errmsg(d->archive) : pl_last_error_message());
+		goto out;
 	}
-	d.loop = loop_new();
-	if (!d.loop || loop_add_fd(d.loop, sfd, LOOP_IN, on_signal, &d) < 0) {
-		log_err("cannot create the event loop: %s", strerror(errno));
-		archive_close(d.archive);
-		return EXIT_RUNTIME;
+	d->loop = loop_new();
+	if (!d->loop || (rc = loop_add_fd(d->loop, sfd, LOOP_IN, on_signal, d)) < 0) {
+		log_err("cannot create the event loop: %s", strerror(d->loop ? -rc : errno));
+		goto out;
 	}
-	d.pens = pens_new(&d);
-	if (!d.pens) {
+	d->pens = pens_new(d);
+	if (!d->pens) {
 		log_err("out of memory");
-		archive_close(d.archive);
-		return EXIT_RUNTIME;
+		goto out;
 	}
-	rc = ctl_start(&d, &d.ctl);
-	if (rc) {
-		log_err("cannot serve the control socket %s: %s", d.cfg.socket_path,
+	if (ctl_start(d, &d->ctl)) {
+		log_err("cannot serve the control socket %s: %s", d->cfg.socket_path,
 		        pl_last_error_message());
-		pens_free(d.pens);
-		archive_close(d.archive);
-		return EXIT_RUNTIME;
+		goto out;
 	}
-	if (d.cfg.usb_enabled)
-		d.usb = usb_start(&d);
-	for (int i = 0; i < a.nports; i++)
-		if (pens_attach(d.pens, ports[i], false, NULL))
+	if (d->cfg.usb_enabled)
+		d->usb = usb_start(d);
+	for (int i = 0; i < nports; i++)
+		if (pens_attach(d->pens, ports[i], false, NULL))
 			log_err("cannot attach %s: %s", ports[i], pl_last_error_message());
 
 	log_notice("penlinkd %s serving %s, archive %s%s", PL_VERSION_STRING,
-	           d.cfg.socket_path, d.cfg.db_path, d.usb ? ", watching USB" : "");
+	           d->cfg.socket_path, d->cfg.db_path, d->usb ? ", watching USB" : "");
 	notify_ready(&notify);
 
-	rc = loop_run(d.loop);
+	rc = loop_run(d->loop);
 	if (rc < 0)
 		log_err("event loop failed: %s", strerror(-rc));
-
+	status = rc < 0 ? EXIT_RUNTIME : 0;
+out:
 	/* Pens first (their downloads are flushed into the archive and the
 	 * monitor hears about it), then the socket, then the archive. */
-	usb_stop(d.usb);
-	d.usb = NULL;
-	pens_free(d.pens);
-	d.pens = NULL;
-	ctl_stop(d.ctl);
-	d.ctl = NULL;
-	archive_close(d.archive);
-	loop_del_fd(d.loop, sfd);
+	usb_stop(d->usb);
+	d->usb = NULL;
+	pens_free(d->pens);
+	d->pens = NULL;
+	ctl_stop(d->ctl);
+	d->ctl = NULL;
+	archive_close(d->archive);
+	d->archive = NULL;
+	loop_free(d->loop);
+	d->loop = NULL;
 	close(sfd);
-	loop_free(d.loop);
-	for (int i = 0; i < a.nports; i++)
+	if (!status)
+		log_notice("penlinkd stopped");
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	int rc = parse_args(argc, argv, &a);
+	if (rc) {
+		free(a.ports);
+		return rc;
+	}
+
+	static struct daemon d;
+	config_defaults(&d.cfg);
+	char err[600];
+	const char *cfg_path = a.config ? a.config : DEFAULT_CONFIG;
+	char **ports = calloc((size_t)a.nports + 1, sizeof *ports);
+	if (!ports) {
+		fprintf(stderr, "penlinkd: out of memory\n");
+		rc = EXIT_RUNTIME;
+	} else if (config_load(&d.cfg, cfg_path, a.config != NULL, err, sizeof err) < 0) {
+		fprintf(stderr, "penlinkd: %s\n", err);
+		rc = EXIT_USAGE;
+	} else if (a.socket && !absolute(a.socket, d.cfg.socket_path, sizeof d.cfg.socket_path)) {
+		fprintf(stderr, "penlinkd: --socket: path too long\n");
+		rc = EXIT_USAGE;
+	} else if (a.db && !absolute(a.db, d.cfg.db_path, sizeof d.cfg.db_path)) {
+		fprintf(stderr, "penlinkd: --db: path too long\n");
+		rc = EXIT_USAGE;
+	}
+	for (int i = 0; !rc && i < a.nports; i++) {
+		ports[i] = malloc(PATH_MAX);
+		if (!ports[i] || !absolute(a.ports[i], ports[i], PATH_MAX)) {
+			fprintf(stderr, "penlinkd: --port %s: path too long\n", a.ports[i]);
+			rc = EXIT_USAGE;
+		}
+	}
+	if (!rc) {
+		if (a.no_usb)
+			d.cfg.usb_enabled = false;
+		if (a.log_level >= 0)
+			d.cfg.log_level = a.log_level;
+		log_set_level((enum log_level)d.cfg.log_level);
+		/* A client that goes away mid-write must not kill the daemon,
+		 * and neither may a file-size limit reached mid-commit: both
+		 * are errors the code handles (the pen then keeps its session). */
+		signal(SIGPIPE, SIG_IGN);
+		signal(SIGXFSZ, SIG_IGN);
+		rc = serve(&d, a.foreground, ports, a.nports);
+	}
+	for (int i = 0; ports && i < a.nports; i++)
 		free(ports[i]);
 	free(ports);
 	free(a.ports);
-	log_notice("penlinkd stopped");
-	return rc < 0 ? EXIT_RUNTIME : 0;
+	return rc;
 }
