@@ -17,41 +17,28 @@
 #include "frame.h"
 #include "penlink.pb-c.h"
 #include "pl_fw.h"
+#include "support/fake_pen.h"
 
 /* ------------------------------------------------------------------ fake pen */
 
-#define MAX_SESSIONS 400
 #define MAX_REPLIES 64
 
-struct fake_session {
-	struct pl_fw_session meta;
-	uint8_t *data;
-};
-
+/* The shared fake pen, strict, whose replies are decoded here instead of
+ * going over a transport. */
 struct fake {
-	struct pl_fw fw;
-	struct pl_fw_ops ops;
-	/* storage */
-	struct pl_fw_preset presets[PL_FW_MAX_PRESETS];
-	size_t npresets;
-	uint32_t revision;
-	unsigned stores, archives;
-	struct fake_session sessions[MAX_SESSIONS];
-	size_t nsessions;
-	int64_t rtc;
-	bool rtc_set;
+	struct fake_pen pen;
 	/* what the pen sent */
 	struct pl_frame_decoder dec;
 	uint8_t dec_buf[PL_FRAME_RAW_LEN(1u << 20)];
 	Pl__Envelope *replies[MAX_REPLIES];
 	size_t nreplies, next_reply;
 	size_t max_payload_seen;
-	char last_log[512];
 };
 
 static int fake_send(void *ctx, const uint8_t *data, size_t len)
 {
-	struct fake *f = ctx;
+	struct fake_pen *p = ctx;
+	struct fake *f = p->user;
 	pl_frame_decoder_feed(&f->dec, data, len);
 	return PL_FW_OK;
 }
@@ -70,173 +57,33 @@ static void on_reply(void *ctx, uint8_t flags, const uint8_t *payload,
 		f->max_payload_seen = len;
 }
 
-static void fake_info(void *ctx, struct pl_fw_device_info *out)
+/* The identity and counters these tests expect, over the shared limits. */
+static void test_pen_info(struct pl_fw_device_info *info)
 {
-	static const uint32_t rates[6] = {50, 70, 90, 110, 130, 150};
-	(void)ctx;
-	out->serial = "PEN-TEST";
-	out->model = "PL-Pen 1";
-	out->hw_revision = "B";
-	out->fw_version = "1.0.0";
-	out->capabilities = PL_FW_CAP_RTC | PL_FW_CAP_TRACE;
-	out->depth_min_um = 250;
-	out->depth_max_um = 2500;
-	out->depth_step_um = 250;
-	out->speed_levels = 6;
-	memcpy(out->stroke_rate_hz, rates, sizeof rates);
-	out->slow_lock_depth_um = 2000;
-	out->max_presets = 16;
-	out->total_strokes = 123456;
-	out->motor_seconds = 7200;
-	out->battery_percent = 87;
-	out->battery_mv = 3990;
+	fake_pen_default_info(info);
+	info->serial = "PEN-TEST";
+	info->capabilities = PL_FW_CAP_RTC | PL_FW_CAP_TRACE;
+	info->total_strokes = 123456;
+	info->motor_seconds = 7200;
+	info->battery_percent = 87;
+	info->battery_mv = 3990;
 }
-
-static int fake_presets_load(void *ctx, struct pl_fw_preset *out, size_t max,
-                             size_t *count, uint32_t *revision)
-{
-	struct fake *f = ctx;
-	assert_true(f->npresets <= max);
-	memcpy(out, f->presets, f->npresets * sizeof *out);
-	*count = f->npresets;
-	*revision = f->revision;
-	return PL_FW_OK;
-}
-
-static int fake_presets_store(void *ctx, const struct pl_fw_preset *p,
-                              size_t count, uint32_t revision)
-{
-	struct fake *f = ctx;
-	memcpy(f->presets, p, count * sizeof *p);
-	f->npresets = count;
-	f->revision = revision;
-	f->stores++;
-	return PL_FW_OK;
-}
-
-static struct fake_session *find(struct fake *f, uint32_t id)
-{
-	for (size_t i = 0; i < f->nsessions; i++)
-		if (f->sessions[i].meta.id == id)
-			return &f->sessions[i];
-	return NULL;
-}
-
-static int fake_session_next(void *ctx, uint32_t after, struct pl_fw_session *out)
-{
-	struct fake *f = ctx;
-	for (size_t i = 0; i < f->nsessions; i++)
-		if (f->sessions[i].meta.id > after) {
-			*out = f->sessions[i].meta;
-			return PL_FW_OK;
-		}
-	return PL_FW_NOT_FOUND;
-}
-
-static int fake_session_get(void *ctx, uint32_t id, struct pl_fw_session *out)
-{
-	struct fake_session *s = find(ctx, id);
-	if (!s)
-		return PL_FW_NOT_FOUND;
-	*out = s->meta;
-	return PL_FW_OK;
-}
-
-static int fake_session_read(void *ctx, uint32_t id, uint64_t off, uint8_t *buf,
-                             size_t len)
-{
-	struct fake_session *s = find(ctx, id);
-	assert_non_null(s);
-	assert_true(off + len <= s->meta.size);
-	memcpy(buf, s->data + off, len);
-	return PL_FW_OK;
-}
-
-static int fake_session_archive(void *ctx, uint32_t id)
-{
-	struct fake *f = ctx;
-	struct fake_session *s = find(f, id);
-	assert_non_null(s);
-	s->meta.archived = true;
-	f->archives++;
-	return PL_FW_OK;
-}
-
-static uint64_t fake_uptime(void *ctx)
-{
-	(void)ctx;
-	return 4242;
-}
-
-static int64_t fake_rtc_get(void *ctx, bool *is_set)
-{
-	struct fake *f = ctx;
-	*is_set = f->rtc_set;
-	return f->rtc;
-}
-
-static void fake_rtc_set(void *ctx, int64_t utc)
-{
-	struct fake *f = ctx;
-	f->rtc = utc;
-	f->rtc_set = true;
-}
-
-static void fake_log(void *ctx, const char *line)
-{
-	struct fake *f = ctx;
-	snprintf(f->last_log, sizeof f->last_log, "%s", line);
-}
-
-static void add_session(struct fake *f, uint32_t id, size_t size)
-{
-	struct fake_session *s = &f->sessions[f->nsessions++];
-	s->meta.id = id;
-	s->meta.seq = id + 100;
-	s->meta.size = size;
-	for (int i = 0; i < 16; i++)
-		s->meta.uuid[i] = (uint8_t)(id * 7 + i);
-	for (int i = 0; i < 32; i++)
-		s->meta.sha256[i] = (uint8_t)(id * 13 + i);
-	s->meta.start_ms = 1700000000000LL + id;
-	s->meta.end_ms = s->meta.start_ms + 1800000;
-	s->meta.rtc_time = true;
-	s->data = malloc(size ? size : 1);
-	assert_non_null(s->data);
-	for (size_t i = 0; i < size; i++)
-		s->data[i] = (uint8_t)(i * 31 + id);
-}
-
-static const struct pl_fw_preset default_presets[2] = {
-	{1, "Forehead fine", 500, 4, 1, 12, 600},
-	{2, "Cheek", 1000, 3, 5, 24, 900},
-};
 
 static int setup(void **state)
 {
 	struct fake *f = calloc(1, sizeof *f);
 	assert_non_null(f);
-	f->ops.send = fake_send;
-	f->ops.get_info = fake_info;
-	f->ops.presets_load = fake_presets_load;
-	f->ops.presets_store = fake_presets_store;
-	f->ops.session_next = fake_session_next;
-	f->ops.session_get = fake_session_get;
-	f->ops.session_read = fake_session_read;
-	f->ops.session_archive = fake_session_archive;
-	f->ops.uptime_ms = fake_uptime;
-	f->ops.rtc_get = fake_rtc_get;
-	f->ops.rtc_set = fake_rtc_set;
-	f->ops.log = fake_log;
-	memcpy(f->presets, default_presets, sizeof default_presets);
-	f->npresets = 2;
-	f->revision = 1;
-	add_session(f, 1, 100000);
-	add_session(f, 2, 5000);
-	add_session(f, 5, 0);
+	fake_pen_init(&f->pen);
+	f->pen.user = f;
+	f->pen.ops.send = fake_send;
+	f->pen.strict = true;
+	f->pen.uptime_ms = 4242;
+	test_pen_info(&f->pen.info);
+	fake_pen_add_session(&f->pen, 1, 100000);
+	fake_pen_add_session(&f->pen, 2, 5000);
+	fake_pen_add_session(&f->pen, 5, 0);
 	pl_frame_decoder_init(&f->dec, f->dec_buf, sizeof f->dec_buf, on_reply,
 	                      NULL, f);
-	pl_fw_init(&f->fw, &f->ops, f);
 	*state = f;
 	return 0;
 }
@@ -246,8 +93,7 @@ static int teardown(void **state)
 	struct fake *f = *state;
 	for (size_t i = 0; i < f->nreplies; i++)
 		pl__envelope__free_unpacked(f->replies[i], NULL);
-	for (size_t i = 0; i < f->nsessions; i++)
-		free(f->sessions[i].data);
+	fake_pen_free(&f->pen);
 	free(f);
 	return 0;
 }
@@ -276,7 +122,7 @@ static void send_env(struct fake *f, const Pl__Envelope *env)
 {
 	uint8_t *fr;
 	size_t len = frame_of(env, &fr);
-	pl_fw_rx(&f->fw, fr, len);
+	pl_fw_rx(&f->pen.fw, fr, len);
 	free(fr);
 }
 
@@ -476,7 +322,7 @@ static void test_hello_resets_trace(void **state)
 
 	subscribe(f, 1, true, 3);
 	expect(f, 1, PL__ENVELOPE__BODY_ACK);
-	assert_int_equal(pl_fw_trace(&f->fw, 2, "hello trace"), PL_FW_OK);
+	assert_int_equal(pl_fw_trace(&f->pen.fw, 2, "hello trace"), PL_FW_OK);
 	e = expect(f, 0, PL__ENVELOPE__BODY_TRACE_LINE);
 	assert_string_equal(e->trace_line->text, "hello trace");
 	assert_int_equal(e->trace_line->level, 2);
@@ -484,7 +330,7 @@ static void test_hello_resets_trace(void **state)
 
 	hello(f, 2, 1, 1, 0);
 	expect(f, 2, PL__ENVELOPE__BODY_HELLO_REPLY);
-	assert_int_equal(pl_fw_trace(&f->fw, 0, "after hello"), PL_FW_OK);
+	assert_int_equal(pl_fw_trace(&f->pen.fw, 0, "after hello"), PL_FW_OK);
 	no_more_replies(f);
 }
 
@@ -493,19 +339,19 @@ static void test_trace_levels_and_state_events(void **state)
 	struct fake *f = *state;
 	Pl__Envelope *e;
 
-	assert_int_equal(pl_fw_trace(&f->fw, 0, "not subscribed"), PL_FW_OK);
+	assert_int_equal(pl_fw_trace(&f->pen.fw, 0, "not subscribed"), PL_FW_OK);
 	no_more_replies(f);
 	subscribe(f, 1, true, 1);
 	expect(f, 1, PL__ENVELOPE__BODY_ACK);
-	pl_fw_trace(&f->fw, 2, "too chatty");
-	pl_fw_trace(&f->fw, 1, "warning");
+	pl_fw_trace(&f->pen.fw, 2, "too chatty");
+	pl_fw_trace(&f->pen.fw, 1, "warning");
 	e = expect(f, 0, PL__ENVELOPE__BODY_TRACE_LINE);
 	assert_string_equal(e->trace_line->text, "warning");
 	subscribe(f, 2, false, 3);
 	expect(f, 2, PL__ENVELOPE__BODY_ACK);
-	pl_fw_trace(&f->fw, 0, "off");
+	pl_fw_trace(&f->pen.fw, 0, "off");
 	/* State events are not gated by the subscription. */
-	assert_int_equal(pl_fw_state_event(&f->fw, PL__STATE_KIND__STATE_KIND_BATTERY_LOW,
+	assert_int_equal(pl_fw_state_event(&f->pen.fw, PL__STATE_KIND__STATE_KIND_BATTERY_LOW,
 	                                   3400, "battery low"),
 	                 PL_FW_OK);
 	e = expect(f, 0, PL__ENVELOPE__BODY_STATE_EVENT);
@@ -541,7 +387,7 @@ static void test_info_limits(void **state)
 	assert_non_null(di->battery);
 	assert_int_equal(di->battery->percent, 87);
 	assert_int_equal(di->battery->millivolts, 3990);
-	assert_string_equal(f->last_log, "req 11 get_info");
+	assert_string_equal(f->pen.last_log, "req 11 get_info");
 }
 
 static void test_clock(void **state)
@@ -564,13 +410,13 @@ static void test_clock(void **state)
 	c = expect(f, 2, PL__ENVELOPE__BODY_CLOCK)->clock;
 	assert_int_equal(c->source, PL__TIME_SOURCE__TIME_SOURCE_RTC);
 	assert_int_equal(c->utc_ms, 1750000000123LL);
-	assert_true(f->rtc_set);
+	assert_true(f->pen.rtc_set);
 
 	sc.utc_ms = -5;
 	env.id = 3;
 	send_env(f, &env);
 	expect_error(f, 3, PL__ERROR_CODE__ERROR_CODE_BAD_REQUEST);
-	assert_int_equal(f->rtc, 1750000000123LL);
+	assert_int_equal(f->pen.rtc, 1750000000123LL);
 }
 
 /* ------------------------------------------------------------------ presets */
@@ -603,14 +449,14 @@ static void test_presets_put_and_revision(void **state)
 
 	simple(f, 1, PL__ENVELOPE__BODY_GET_PRESETS);
 	assert_set_is(expect(f, 1, PL__ENVELOPE__BODY_PRESET_SET)->preset_set, 1,
-	              default_presets, 2);
+	              fake_pen_default_presets, 2);
 
 	put_presets(f, 2, 1, new_presets, 3);
 	assert_set_is(expect(f, 2, PL__ENVELOPE__BODY_PRESET_SET)->preset_set, 2,
 	              new_presets, 3);
-	assert_int_equal(f->revision, 2);
-	assert_int_equal(f->npresets, 3);
-	assert_string_equal(f->presets[1].name, "Décolleté ✓");
+	assert_int_equal(f->pen.revision, 2);
+	assert_int_equal(f->pen.npresets, 3);
+	assert_string_equal(f->pen.presets[1].name, "Décolleté ✓");
 
 	simple(f, 3, PL__ENVELOPE__BODY_GET_PRESETS);
 	assert_set_is(expect(f, 3, PL__ENVELOPE__BODY_PRESET_SET)->preset_set, 2,
@@ -620,7 +466,7 @@ static void test_presets_put_and_revision(void **state)
 	put_presets(f, 4, 2, NULL, 0);
 	assert_set_is(expect(f, 4, PL__ENVELOPE__BODY_PRESET_SET)->preset_set, 3,
 	              NULL, 0);
-	assert_int_equal(f->stores, 2);
+	assert_int_equal(f->pen.stores, 2);
 }
 
 struct refusal_case {
@@ -655,7 +501,7 @@ static void test_validation_rules(void **state)
 	uint32_t id = 100;
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		struct pl_fw_preset two[2] = {default_presets[0], cases[i].p};
+		struct pl_fw_preset two[2] = {fake_pen_default_presets[0], cases[i].p};
 		Pl__Error *err;
 
 		put_presets(f, ++id, 1, two, 2);
@@ -667,9 +513,9 @@ static void test_validation_rules(void **state)
 		assert_int_equal(err->value, cases[i].value);
 		assert_int_equal(err->limit, cases[i].limit);
 	}
-	assert_int_equal(f->stores, 0);
-	assert_int_equal(f->revision, 1);
-	assert_int_equal(pl_fw_get_stats(&f->fw)->validation_refusals,
+	assert_int_equal(f->pen.stores, 0);
+	assert_int_equal(f->pen.revision, 1);
+	assert_int_equal(pl_fw_get_stats(&f->pen.fw)->validation_refusals,
 	                 sizeof cases / sizeof cases[0]);
 }
 
@@ -736,8 +582,7 @@ static void test_validate_direct(void **state)
 	struct pl_fw_preset p = {3, "Wange \xf0\x9f\x98\x80", 1750, 6, 5, 24, 0};
 
 	(void)state;
-	memset(&info, 0, sizeof info);
-	fake_info(NULL, &info);
+	test_pen_info(&info);
 	assert_int_equal(pl_fw_validate_presets(&info, &p, 1, &why), PL_FW_OK);
 	p.depth_um = 2000;
 	assert_int_equal(pl_fw_validate_presets(&info, &p, 1, &why), PL_FW_VALIDATION);
@@ -771,17 +616,17 @@ static void test_presets_conflict(void **state)
 	err = expect_error(f, 1, PL__ERROR_CODE__ERROR_CODE_CONFLICT);
 	assert_non_null(strstr(err->message, "expected revision 5"));
 	assert_non_null(strstr(err->message, "revision 1"));
-	assert_int_equal(f->stores, 0);
+	assert_int_equal(f->pen.stores, 0);
 
 	/* Stale writer after someone else's write. */
 	put_presets(f, 2, 1, new_presets, 3);
 	expect(f, 2, PL__ENVELOPE__BODY_PRESET_SET);
-	put_presets(f, 3, 1, default_presets, 2);
+	put_presets(f, 3, 1, fake_pen_default_presets, 2);
 	err = expect_error(f, 3, PL__ERROR_CODE__ERROR_CODE_CONFLICT);
 	assert_non_null(strstr(err->message, "expected revision 1"));
 	assert_non_null(strstr(err->message, "revision 2"));
-	assert_int_equal(f->revision, 2);
-	assert_string_equal(f->presets[0].name, "Stirn fein");
+	assert_int_equal(f->pen.revision, 2);
+	assert_string_equal(f->pen.presets[0].name, "Stirn fein");
 }
 
 static void test_presets_idempotent_retry(void **state)
@@ -800,13 +645,13 @@ static void test_presets_idempotent_retry(void **state)
 	/* Order does not make it a different set. */
 	put_presets(f, 3, 1, reordered, 3);
 	expect(f, 3, PL__ENVELOPE__BODY_PRESET_SET);
-	assert_int_equal(f->stores, 1);
-	assert_int_equal(f->revision, 2);
+	assert_int_equal(f->pen.stores, 1);
+	assert_int_equal(f->pen.revision, 2);
 	/* Same expected revision, different content: a real conflict. */
 	reordered[0].depth_um = 2250;
 	put_presets(f, 4, 1, reordered, 3);
 	expect_error(f, 4, PL__ERROR_CODE__ERROR_CODE_CONFLICT);
-	assert_int_equal(f->stores, 1);
+	assert_int_equal(f->pen.stores, 1);
 }
 
 /* ------------------------------------------------------------------ sessions */
@@ -826,7 +671,7 @@ static void test_list_single_page(void **state)
 	assert_int_equal(l->sessions[0]->uuid.len, 16);
 	assert_int_equal(l->sessions[0]->uuid.data[1], 8);
 	assert_int_equal(l->sessions[0]->sha256.len, 32);
-	assert_memory_equal(l->sessions[0]->sha256.data, f->sessions[0].meta.sha256, 32);
+	assert_memory_equal(l->sessions[0]->sha256.data, f->pen.sessions[0].meta.sha256, 32);
 	assert_int_equal(l->sessions[0]->time_source, PL__TIME_SOURCE__TIME_SOURCE_RTC);
 	assert_int_equal(l->sessions[0]->end_ms - l->sessions[0]->start_ms, 1800000);
 	assert_int_equal(l->sessions[2]->id, 5);
@@ -876,11 +721,9 @@ static void test_list_pages(void **state)
 	uint32_t next;
 	int pages;
 
-	for (size_t i = 0; i < f->nsessions; i++)
-		free(f->sessions[i].data);
-	f->nsessions = 0;
+	fake_pen_clear_sessions(&f->pen);
 	for (uint32_t i = 1; i <= 300; i++)
-		add_session(f, i, 10);
+		fake_pen_add_session(&f->pen, i, 10);
 
 	/* Our own limit: several pages still (300 entries do not fit 16 KiB
 	 * together with the working memory they need). */
@@ -916,13 +759,13 @@ static void test_read_chunks(void **state)
 		assert_true(c->data.len > 0);
 		assert_true(c->data.len <= PL_FW_MAX_FRAME - 32);
 		assert_true(off + c->data.len == 100000 || c->data.len >= PL_FW_MAX_FRAME - 64);
-		assert_memory_equal(c->data.data, f->sessions[0].data + off, c->data.len);
+		assert_memory_equal(c->data.data, f->pen.sessions[0].data + off, c->data.len);
 		off += c->data.len;
 		assert_int_equal(c->eof, off == 100000);
 	}
 	assert_true(f->max_payload_seen <= PL_FW_MAX_FRAME);
 	/* 6 full chunks of PL_FW_MAX_FRAME - 48 bytes, then the rest. */
-	assert_non_null(strstr(f->last_log,
+	assert_non_null(strstr(f->pen.last_log,
 	                       "read_session id=1 off=98016 len=1048576 -> 1984 bytes eof"));
 
 	/* Clamped to the end. */
@@ -930,14 +773,14 @@ static void test_read_chunks(void **state)
 	c = expect(f, 500, PL__ENVELOPE__BODY_SESSION_CHUNK)->session_chunk;
 	assert_int_equal(c->data.len, 10);
 	assert_true(c->eof);
-	assert_memory_equal(c->data.data, f->sessions[0].data + 99990, 10);
+	assert_memory_equal(c->data.data, f->pen.sessions[0].data + 99990, 10);
 
 	/* Short read in the middle. */
 	read_session(f, 501, 2, 100, 7);
 	c = expect(f, 501, PL__ENVELOPE__BODY_SESSION_CHUNK)->session_chunk;
 	assert_int_equal(c->data.len, 7);
 	assert_false(c->eof);
-	assert_memory_equal(c->data.data, f->sessions[1].data + 100, 7);
+	assert_memory_equal(c->data.data, f->pen.sessions[1].data + 100, 7);
 
 	/* At the end exactly: empty, eof. */
 	read_session(f, 502, 2, 5000, 100);
@@ -966,7 +809,7 @@ static void test_read_small_host_frames(void **state)
 	c = expect(f, 3, PL__ENVELOPE__BODY_SESSION_CHUNK)->session_chunk;
 	assert_true(c->data.len >= 1000 - 64);
 	assert_true(f->max_payload_seen <= 1000);
-	assert_memory_equal(c->data.data, f->sessions[0].data + 4096, c->data.len);
+	assert_memory_equal(c->data.data, f->pen.sessions[0].data + 4096, c->data.len);
 }
 
 static void test_read_past_end_and_unknown(void **state)
@@ -980,7 +823,7 @@ static void test_read_past_end_and_unknown(void **state)
 	read_session(f, 2, 99, 0, 10);
 	err = expect_error(f, 2, PL__ERROR_CODE__ERROR_CODE_NOT_FOUND);
 	assert_non_null(strstr(err->message, "99"));
-	assert_non_null(strstr(f->last_log, "NOT_FOUND"));
+	assert_non_null(strstr(f->pen.last_log, "NOT_FOUND"));
 }
 
 static void test_archive(void **state)
@@ -989,21 +832,21 @@ static void test_archive(void **state)
 	uint8_t wrong[32];
 	Pl__SessionList *l;
 
-	memcpy(wrong, f->sessions[1].meta.sha256, 32);
+	memcpy(wrong, f->pen.sessions[1].meta.sha256, 32);
 	wrong[31] ^= 1;
 	archive(f, 1, 2, wrong, 32);
 	expect_error(f, 1, PL__ERROR_CODE__ERROR_CODE_CONFLICT);
-	archive(f, 2, 2, f->sessions[1].meta.sha256, 31);
+	archive(f, 2, 2, f->pen.sessions[1].meta.sha256, 31);
 	expect_error(f, 2, PL__ERROR_CODE__ERROR_CODE_CONFLICT);
-	assert_false(f->sessions[1].meta.archived);
-	assert_int_equal(f->archives, 0);
+	assert_false(f->pen.sessions[1].meta.archived);
+	assert_int_equal(f->pen.archives, 0);
 
-	archive(f, 3, 2, f->sessions[1].meta.sha256, 32);
+	archive(f, 3, 2, f->pen.sessions[1].meta.sha256, 32);
 	expect(f, 3, PL__ENVELOPE__BODY_ACK);
-	assert_true(f->sessions[1].meta.archived);
-	archive(f, 4, 2, f->sessions[1].meta.sha256, 32);
+	assert_true(f->pen.sessions[1].meta.archived);
+	archive(f, 4, 2, f->pen.sessions[1].meta.sha256, 32);
 	expect(f, 4, PL__ENVELOPE__BODY_ACK);
-	assert_int_equal(f->archives, 1);
+	assert_int_equal(f->pen.archives, 1);
 	/* Archived with a different digest later: still a conflict. */
 	archive(f, 5, 2, wrong, 32);
 	expect_error(f, 5, PL__ERROR_CODE__ERROR_CODE_CONFLICT);
@@ -1024,7 +867,7 @@ static void test_garbage_then_request(void **state)
 	struct fake *f = *state;
 	uint8_t junk[4096];
 	uint32_t x = 12345;
-	const struct pl_frame_stats *st = &pl_fw_get_stats(&f->fw)->frames;
+	const struct pl_frame_stats *st = &pl_fw_get_stats(&f->pen.fw)->frames;
 	uint64_t dropped = 0;
 	Pl__Envelope *e;
 
@@ -1034,11 +877,11 @@ static void test_garbage_then_request(void **state)
 		if (i % 97 == 0)
 			junk[i] = 0;
 	}
-	pl_fw_rx(&f->fw, junk, sizeof junk);
+	pl_fw_rx(&f->pen.fw, junk, sizeof junk);
 	/* Garbage without a trailing delimiter: the next frame's own bytes
 	 * land in the same "frame" and it is lost; a host retries.  After a
 	 * delimiter everything works again. */
-	pl_fw_rx(&f->fw, (const uint8_t *)"\0", 1);
+	pl_fw_rx(&f->pen.fw, (const uint8_t *)"\0", 1);
 	simple(f, 9, PL__ENVELOPE__BODY_GET_INFO);
 	e = expect(f, 9, PL__ENVELOPE__BODY_DEVICE_INFO);
 	assert_string_equal(e->device_info->serial, "PEN-TEST");
@@ -1053,7 +896,7 @@ static void test_oversize_dropped_and_counted(void **state)
 {
 	struct fake *f = *state;
 	static uint8_t big[PL_FW_MAX_FRAME + 100];
-	const struct pl_fw_stats *st = pl_fw_get_stats(&f->fw);
+	const struct pl_fw_stats *st = pl_fw_get_stats(&f->pen.fw);
 
 	memset(big, 0x5a, sizeof big);
 	ping(f, 1, big, sizeof big);
@@ -1094,12 +937,12 @@ static void test_split_byte_by_byte(void **state)
 	len = frame_of(&env, &fr);
 	for (size_t i = 0; i < len; i++) {
 		assert_int_equal(f->nreplies, 0);
-		pl_fw_rx(&f->fw, fr + i, 1);
+		pl_fw_rx(&f->pen.fw, fr + i, 1);
 	}
 	free(fr);
 	c = expect(f, 0x12345678, PL__ENVELOPE__BODY_SESSION_CHUNK)->session_chunk;
 	assert_int_equal(c->data.len, 300);
-	assert_memory_equal(c->data.data, f->sessions[0].data + 777, 300);
+	assert_memory_equal(c->data.data, f->pen.sessions[0].data + 777, 300);
 }
 
 static void test_bad_requests(void **state)
@@ -1125,10 +968,10 @@ static void test_bad_requests(void **state)
 	assert_non_null(strstr(err->message, "hello_reply"));
 
 	n = pl_frame_encode(junk, sizeof junk, 0, fr, sizeof fr);
-	pl_fw_rx(&f->fw, fr, n);
+	pl_fw_rx(&f->pen.fw, fr, n);
 	expect_error(f, 42, PL__ERROR_CODE__ERROR_CODE_BAD_REQUEST);
-	assert_int_equal(pl_fw_get_stats(&f->fw)->unpack_failures, 1);
-	assert_int_equal(pl_fw_get_stats(&f->fw)->errors_sent, 3);
+	assert_int_equal(pl_fw_get_stats(&f->pen.fw)->unpack_failures, 1);
+	assert_int_equal(pl_fw_get_stats(&f->pen.fw)->errors_sent, 3);
 }
 
 static void test_arena_exhausted(void **state)
@@ -1158,7 +1001,7 @@ static void test_arena_exhausted(void **state)
 	free(ptrs);
 	err = expect_error(f, 55, PL__ERROR_CODE__ERROR_CODE_BAD_REQUEST);
 	assert_string_equal(err->message, "request too large");
-	assert_int_equal(f->stores, 0);
+	assert_int_equal(f->pen.stores, 0);
 
 	/* And the endpoint is fine afterwards. */
 	simple(f, 56, PL__ENVELOPE__BODY_GET_PRESETS);
@@ -1177,9 +1020,9 @@ static void test_reset_forgets_partial_frame(void **state)
 	env.body_case = PL__ENVELOPE__BODY_GET_INFO;
 	env.get_info = &gi;
 	len = frame_of(&env, &fr);
-	pl_fw_rx(&f->fw, fr, len / 2);
-	pl_fw_reset(&f->fw);
-	pl_fw_rx(&f->fw, fr, len);
+	pl_fw_rx(&f->pen.fw, fr, len / 2);
+	pl_fw_reset(&f->pen.fw);
+	pl_fw_rx(&f->pen.fw, fr, len);
 	free(fr);
 	expect(f, 5, PL__ENVELOPE__BODY_DEVICE_INFO);
 	no_more_replies(f);
