@@ -31,8 +31,11 @@ assert_eq "$(stat -c %a "$DB")" "640" "database created 0640"
 assert_eq "$(stat -c %a "$SOCK")" "666" "socket mode from the config"
 
 # An unprivileged user (nobody, in neither group).
+# A copy nobody can reach whatever the permissions of the build tree
+# (penctl links libpenlink statically).
+cp "$PENCTL" "$T/penctl-copy" && chmod 0755 "$T/penctl-copy"
 as_nobody() {
-  OUT=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$PENCTL" "$@" 2>"$T/stderr"); RC=$?
+  OUT=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$T/penctl-copy" "$@" 2>"$T/stderr"); RC=$?
   ERR=$(cat "$T/stderr")
 }
 as_nobody "${D[@]}" --json list
