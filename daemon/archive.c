@@ -105,6 +105,11 @@ struct archive {
 	int lock_fd;
 	int version;
 	int sync_full;     /* synchronous mode now set: 1 FULL, 0 NORMAL, -1 unknown */
+	/* The parsed record of the session archive_decode_step() is working
+	 * through (0/NULL: none), so each step does not parse it again.  One
+	 * record at most, whatever the backlog. */
+	int64_t dec_id;
+	struct pl_record *dec_rec;
 	char err[1024];
 };
 
@@ -147,12 +152,20 @@ static const struct {
      "  archived_ms INTEGER NOT NULL,\n"
      "  sample_interval_us INTEGER,\n"   /* NULL: not decoded */
      "  decode_error TEXT,\n"            /* NULL: events, samples decoded */
+     /* Index of the next telemetry sample to insert into sample_data;
+      * NULL when all are there (or the record has none or does not
+      * decode).  Sample rows are derived data, filled in after the commit
+      * by archive_decode_step(), so a commit does not hold the daemon's
+      * loop for the time of a hundred thousand inserts. */
+     "  samples_next INTEGER,\n"
      "  record BLOB NOT NULL,\n"
      "  UNIQUE (serial, uuid)\n"
      ");\n"
      "CREATE INDEX sessions_start ON sessions (start_ms);\n"
      "CREATE INDEX sessions_serial_start ON sessions (serial, start_ms);\n"
      "CREATE INDEX sessions_uuid ON sessions (uuid);\n"
+     "CREATE INDEX sessions_samples_pending ON sessions (id)\n"
+     "  WHERE samples_next IS NOT NULL;\n"
      "CREATE TABLE events (\n"
      "  session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,\n"
      "  idx INTEGER NOT NULL,\n"
@@ -684,6 +697,7 @@ void archive_close(struct archive *a)
 {
 	if (!a)
 		return;
+	pl_record_free(a->dec_rec);
 	release(a);
 	free(a->path);
 	free(a);
@@ -1007,12 +1021,11 @@ out:
 	return e;
 }
 
-static int insert_rows(struct archive *a, int64_t session_id,
+static int insert_events(struct archive *a, int64_t session_id,
                        const struct pl_record *r)
 {
-	static const char what[] = "store a session's events and samples";
+	static const char what[] = "store a session's events";
 	struct pl_event_row ev[64], *all;
-	struct pl_telemetry t;
 	sqlite3_stmt *st;
 	size_t total, i;
 	int e;
@@ -1041,29 +1054,7 @@ static int insert_rows(struct archive *a, int64_t session_id,
 	if (e != PL_OK)
 		return e;
 
-	pl_record_telemetry(r, &t);
-	if (t.count > UINT32_MAX)
-		return fail(a, PL_ERR_PARSE, "%zu telemetry samples is more than "
-		            "the archive stores for one session", t.count);
-	e = prepare(a, &st, "INSERT INTO sample_data VALUES (?1, ?2, ?3, ?4)",
-	            what);
-	if (e != PL_OK)
-		return e;
-	/* The hot loop of a commit: bind directly, no varargs per value. */
-	int rc = SQLITE_OK;
-	for (i = 0; i < t.count && rc == SQLITE_OK; i++) {
-		sqlite3_bind_int64(st, 1, (int64_t)(((uint64_t)session_id << 32) | i));
-		sqlite3_bind_int64(st, 2, t.depth_um[i]);
-		sqlite3_bind_int64(st, 3, t.current_ma[i]);
-		sqlite3_bind_int64(st, 4, t.battery_mv[i]);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE)
-			rc = sqlite3_reset(st);
-	}
-	if (rc != SQLITE_OK)
-		e = db_fail(a, rc, "%s", what);
-	sqlite3_finalize(st);
-	return e;
+	return PL_OK;
 }
 
 /* Writes buf into the zero-filled record column of the new row. */
@@ -1094,7 +1085,8 @@ static int write_record(struct archive *a, int64_t session_id,
 /* Inside the commit's transaction: the session row, its record, its rows. */
 static int insert_session(struct archive *a, const char *serial,
                           const struct pl_session_info *s, const uint8_t *buf,
-                          const struct pl_record *r, const char *decode_error)
+                          const struct pl_record *r, const char *decode_error,
+                          int64_t *id_out)
 {
 	static const char what[] = "store a session";
 	struct pl_telemetry t;
@@ -1103,11 +1095,14 @@ static int insert_session(struct archive *a, const char *serial,
 	int e;
 
 	pl_record_telemetry(r, &t);   /* zeroes for r NULL */
+	if (t.count > UINT32_MAX)
+		return fail(a, PL_ERR_PARSE, "%zu telemetry samples is more than "
+		            "the archive stores for one session", t.count);
 	e = prepare(a, &st,
 	            "INSERT INTO sessions (serial, uuid, seq, size, sha256, "
 	            "start_ms, end_ms, rtc_time, archived_ms, sample_interval_us, "
-	            "decode_error, record) "
-	            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	            "decode_error, samples_next, record) "
+	            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	            what);
 	if (e != PL_OK)
 		return e;
@@ -1122,7 +1117,10 @@ static int insert_session(struct archive *a, const char *serial,
 			                                      SQLITE_TRANSIENT)
 			                  : sqlite3_bind_null(st, 11);
 		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_zeroblob64(st, 12, s->size);
+			rc = t.count > 0 ? sqlite3_bind_int64(st, 12, 0)
+			                 : sqlite3_bind_null(st, 12);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_zeroblob64(st, 13, s->size);
 		if (rc != SQLITE_OK)
 			e = db_fail(a, rc, "%s", what);
 	}
@@ -1132,9 +1130,11 @@ static int insert_session(struct archive *a, const char *serial,
 	if (e != PL_OK)
 		return e;
 	id = sqlite3_last_insert_rowid(a->db);
+	if (id_out)
+		*id_out = id;
 	e = write_record(a, id, buf, s->size);
 	if (e == PL_OK && r)
-		e = insert_rows(a, id, r);
+		e = insert_events(a, id, r);
 	return e;
 }
 
@@ -1176,6 +1176,7 @@ int archive_commit_session(struct archive *a, const char *serial,
 	uint8_t *buf = NULL, digest[32], have[32];
 	char uuid[37], what[160], reason[160], hex1[65], hex2[65];
 	char *decode_error = NULL;
+	int64_t id = 0;
 	bool found;
 	int e;
 
@@ -1276,11 +1277,9 @@ int archive_commit_session(struct archive *a, const char *serial,
 			         "listed it",
 			         uuid, serial, pl_record_serial(rec));
 	}
-	e = insert_session(a, serial, s, buf, rec, decode_error);
+	e = insert_session(a, serial, s, buf, rec, decode_error, &id);
 	free(buf);
 	buf = NULL;
-	pl_record_free(rec);
-	rec = NULL;
 	if (e == PL_OK)
 		e = delete_partial(a, p.id);
 	if (e != PL_OK)
@@ -1290,6 +1289,18 @@ int archive_commit_session(struct archive *a, const char *serial,
 	if (e == PL_OK && decode_error)
 		log_warn("session %s of %s is archived but does not decode: %s", uuid,
 		         serial, decode_error);
+	if (e == PL_OK && rec && !a->dec_rec) {
+		/* The decoder's next session is usually this one: spare it
+		 * reading and parsing the record again. */
+		struct pl_telemetry t;
+		pl_record_telemetry(rec, &t);
+		if (t.count > 0) {
+			a->dec_id = id;
+			a->dec_rec = rec;
+			rec = NULL;
+		}
+	}
+	pl_record_free(rec);
 	free(decode_error);
 	return e;
 
@@ -1312,6 +1323,189 @@ bool archive_has_session(struct archive *a, const char *serial,
 	if (find_session(a, serial, uuid, &found, sha256_out) != PL_OK)
 		return false;
 	return found;
+}
+
+/* ------------------------------------------------------------------ decoding */
+
+static void decode_forget(struct archive *a)
+{
+	pl_record_free(a->dec_rec);
+	a->dec_rec = NULL;
+	a->dec_id = 0;
+}
+
+/* The oldest session with sample rows to insert: *id 0 if none. */
+static int decode_next(struct archive *a, int64_t *id, int64_t *next)
+{
+	static const char what[] = "look for sessions to decode";
+	sqlite3_stmt *st;
+	int rc, e;
+
+	*id = 0;
+	*next = 0;
+	e = prepare(a, &st,
+	            "SELECT id, samples_next FROM sessions "
+	            "WHERE samples_next IS NOT NULL ORDER BY id LIMIT 1",
+	            what);
+	if (e != PL_OK)
+		return e;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(st, 0);
+		*next = sqlite3_column_int64(st, 1);
+	} else if (rc != SQLITE_DONE) {
+		e = db_fail(a, rc, "%s", what);
+	}
+	sqlite3_finalize(st);
+	return e;
+}
+
+/* Reads and parses session id's record into the cache.  A record that no
+ * longer parses (it did at commit, so only a damaged file does that) gives
+ * PL_OK with no cached record: the caller gives up on its rows. */
+static int decode_load(struct archive *a, int64_t id)
+{
+	static const char what[] = "read a session record to decode";
+	sqlite3_blob *blob;
+	uint8_t *buf;
+	int n, rc;
+
+	decode_forget(a);
+	rc = sqlite3_blob_open(a->db, "main", "sessions", "record", id, 0, &blob);
+	if (rc != SQLITE_OK)
+		return db_fail(a, rc, "%s", what);
+	n = sqlite3_blob_bytes(blob);
+	buf = malloc(n > 0 ? (size_t)n : 1);
+	if (!buf) {
+		sqlite3_blob_close(blob);
+		return fail(a, PL_ERR_MEM, "out of memory reading a record of %d bytes",
+		            n);
+	}
+	for (int off = 0; off < n && rc == SQLITE_OK;) {
+		int k = n - off > BLOB_PIECE ? BLOB_PIECE : n - off;
+		rc = sqlite3_blob_read(blob, buf + off, k, off);
+		off += k;
+	}
+	sqlite3_blob_close(blob);
+	if (rc != SQLITE_OK) {
+		free(buf);
+		return db_fail(a, rc, "%s", what);
+	}
+	if (pl_record_parse(buf, (size_t)n, &a->dec_rec) != PL_OK) {
+		log_err("archive %s: session %" PRId64 " no longer decodes (%s); its "
+		        "telemetry sample rows stay incomplete",
+		        a->path, id, pl_last_error_message());
+		a->dec_rec = NULL;
+	} else {
+		a->dec_id = id;
+	}
+	free(buf);
+	return PL_OK;
+}
+
+static int decode_any_pending(struct archive *a, bool *more)
+{
+	int64_t id, next;
+	int e = decode_next(a, &id, &next);
+
+	*more = e == PL_OK && id != 0;
+	return e;
+}
+
+int archive_decode_step(struct archive *a, size_t max_rows, bool *more)
+{
+	static const char what[] = "store telemetry sample rows";
+	struct pl_telemetry t = {0};
+	sqlite3_stmt *st = NULL;
+	int64_t id, next, end;
+	int rc = SQLITE_OK, e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!more)
+		return fail(a, PL_ERR_ARG, "archive_decode_step: more is NULL");
+	*more = false;
+	if (!a->db)
+		return fail(a, PL_ERR_ARG, "archive_decode_step: the archive is not open");
+	if (max_rows == 0)
+		return decode_any_pending(a, more);
+
+	e = begin(a, false, what);
+	if (e != PL_OK)
+		return e;
+	/* Looked up inside the transaction, so nothing changes under us. */
+	e = decode_next(a, &id, &next);
+	if (e != PL_OK || id == 0)
+		goto out;
+	if (a->dec_id != id) {
+		e = decode_load(a, id);
+		if (e != PL_OK)
+			goto out;
+	}
+	if (a->dec_rec)
+		pl_record_telemetry(a->dec_rec, &t);
+	if (next < 0 || (uint64_t)next > t.count) {
+		/* Damaged record or column: nothing sensible to insert. */
+		if (a->dec_rec)
+			log_err("archive %s: session %" PRId64 " says sample %" PRId64
+			        " is next of %zu; its sample rows stay as they are",
+			        a->path, id, next, t.count);
+		next = (int64_t)t.count;
+	}
+	end = (uint64_t)(t.count - (size_t)next) > max_rows
+	          ? next + (int64_t)max_rows
+	          : (int64_t)t.count;
+
+	if (end > next) {
+		e = prepare(a, &st, "INSERT INTO sample_data VALUES (?1, ?2, ?3, ?4)",
+		            what);
+		if (e != PL_OK)
+			goto out;
+		/* The hot loop: bind directly, no varargs per value.  Keys
+		 * ascend, so SQLite appends without searching the b-tree. */
+		for (int64_t i = next; i < end && rc == SQLITE_OK; i++) {
+			sqlite3_bind_int64(st, 1, (int64_t)(((uint64_t)id << 32) | (uint64_t)i));
+			sqlite3_bind_int64(st, 2, t.depth_um[i]);
+			sqlite3_bind_int64(st, 3, t.current_ma[i]);
+			sqlite3_bind_int64(st, 4, t.battery_mv[i]);
+			rc = sqlite3_step(st);
+			if (rc == SQLITE_DONE)
+				rc = sqlite3_reset(st);
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc != SQLITE_OK) {
+			e = db_fail(a, rc, "%s", what);
+			goto out;
+		}
+	}
+	e = prepare(a, &st, "UPDATE sessions SET samples_next = ?2 WHERE id = ?1",
+	            what);
+	if (e != PL_OK)
+		goto out;
+	rc = end < (int64_t)t.count ? sqlite3_bind_int64(st, 2, end)
+	                            : sqlite3_bind_null(st, 2);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 1, id);
+	e = rc == SQLITE_OK ? step_done(a, st, what) : db_fail(a, rc, "%s", what);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (e != PL_OK)
+		goto out;
+	/* NORMAL is enough: the rows and their progress mark are lost or kept
+	 * together, and the record they come from is already durable. */
+	e = commit(a, what);
+	if (e != PL_OK)
+		return e;   /* the stored mark did not move: redone next time */
+	if (end >= (int64_t)t.count) {
+		decode_forget(a);
+		return decode_any_pending(a, more);
+	}
+	*more = true;
+	return PL_OK;
+out:
+	rollback(a);
+	return e;
 }
 
 /* ------------------------------------------------------------------ queries */

@@ -2,7 +2,8 @@
  * The session archive: one SQLite database (WAL, versioned schema with
  * migrations, created 0640).  A session is unique by (pen serial, UUID) and
  * is kept byte for byte as the pen served it, plus decoded rows (events,
- * telemetry samples) for queries.  Downloads in progress are stored as
+ * telemetry samples) for queries; sample rows are filled in after the
+ * commit, in steps (archive_decode_step).  Downloads in progress are stored as
  * they arrive, so a download cut by an unplug or by the daemon's death
  * resumes from the stored offset.  The audit trail is append-only.
  *
@@ -46,15 +47,30 @@ int archive_partial_append(struct archive *a, const char *serial,
 /*
  * Completes a download: checks that the stored bytes are s->size long and
  * that their SHA-256 equals s->sha256 (else PL_ERR_DIGEST, the partial data
- * is discarded), decodes the record (events, samples), stores it and its
- * rows and removes the partial data, in one durable transaction
- * (synchronous=FULL).  Only after PL_OK may the pen be told to reclaim it.
+ * is discarded), decodes the record, stores it and its event rows, marks
+ * its telemetry samples as pending for archive_decode_step() and removes
+ * the partial data, in one durable transaction (synchronous=FULL).  Only
+ * after PL_OK may the pen be told to reclaim it: the raw bytes are the
+ * truth, sample rows are derived from them later.
  * Already archived with the same digest: PL_OK (idempotent); with another
  * digest: PL_ERR_CONFLICT.  A record that does not decode is still stored
  * (raw bytes are the truth) with no rows, and logged.
  */
 int archive_commit_session(struct archive *a, const char *serial,
                            const struct pl_session_info *s);
+/*
+ * Inserts up to max_rows pending telemetry sample rows (oldest session
+ * first, at most one session's per call), in one transaction.  *more:
+ * whether rows remain (in this session or another).  Safe to call any
+ * time; after a restart it picks up where it stopped, since the progress
+ * mark is stored with the rows.  max_rows 0 inserts nothing and only sets
+ * *more.  The parsed record of the session being decoded is kept between
+ * calls (one at most) and freed when its rows are done or on
+ * archive_close().  Callers run it in small steps (a few thousand rows)
+ * so other work interleaves with a large backlog.
+ */
+int archive_decode_step(struct archive *a, size_t max_rows, bool *more);
+
 /* Is (serial, uuid) archived?  If so and sha256_out is not NULL, its digest. */
 bool archive_has_session(struct archive *a, const char *serial,
                          const uint8_t uuid[16], uint8_t sha256_out[32]);

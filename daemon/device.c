@@ -295,8 +295,11 @@ static void on_open(void *ud, int status)
 struct pens *pens_new(struct daemon *d)
 {
 	struct pens *ps = calloc(1, sizeof *ps);
-	if (ps)
+	if (ps) {
 		ps->d = d;
+		/* Sample rows left pending by a stop or a crash. */
+		work_decode_kick(ps, false);
+	}
 	return ps;
 }
 
@@ -443,6 +446,8 @@ void pens_free(struct pens *ps)
 	while (ps->head) {
 		pen_destroy(ps->head, "penlinkd is stopping");
 	}
+	/* What is left is picked up by the next start. */
+	work_decode_stop(ps);
 	free(ps);
 }
 

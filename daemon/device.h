@@ -24,6 +24,7 @@ struct pens {
 	unsigned count;
 	unsigned downloading; /* pens with a download buffer, to share memory */
 	size_t buf_bytes;     /* their buffers' sizes, summed */
+	uint64_t decode_timer; /* the sample decoding task's timer; 0: none */
 };
 
 struct pen {
@@ -111,5 +112,10 @@ void work_session_recorded(struct pen *p);
 /* Keeps what was downloaded (the archive holds it) before the pen goes. */
 void work_stop(struct pen *p);
 unsigned work_pending(const struct pen *p);
+/* Makes sure the archive's pending telemetry sample rows get decoded, in
+ * small steps between the pens' I/O (archive_decode_step); pending: true
+ * to schedule without asking the archive first. */
+void work_decode_kick(struct pens *ps, bool pending);
+void work_decode_stop(struct pens *ps);
 
 #endif

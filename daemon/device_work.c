@@ -36,6 +36,9 @@
 #define CHUNK_MIN 4096u
 /* Progress events per pen: at most one per this many ms. */
 #define PROGRESS_MS 250
+/* Telemetry sample rows inserted per turn of the loop: a few ms of work, so
+ * the pens' I/O is never held up long by the decoding backlog. */
+#define DECODE_ROWS 4000
 
 static void step_list(struct pen *p);
 static void step_next(struct pen *p);
@@ -493,6 +496,7 @@ static void download_finished(struct pen *p, int status)
 		if (!rc)
 			rc = archive_commit_session(arc(p), p->serial, &p->dl_s);
 		if (rc == PL_OK) {
+			work_decode_kick(p->ps, true);
 			committed(p, i);
 			/* Only now may the pen reclaim it. */
 			if (!p->dl_s.archived && reclaim(p, i))
@@ -606,4 +610,52 @@ void work_stop(struct pen *p)
 	release_buffer(p);
 	p->downloading = false;
 	p->working = false;
+}
+
+/* ------------------------------------------------------------------ decoding */
+
+static void decode_tick(void *ud)
+{
+	struct pens *ps = ud;
+	bool more = false;
+	int rc;
+
+	ps->decode_timer = 0;
+	rc = archive_decode_step(ps->d->archive, DECODE_ROWS, &more);
+	if (rc != PL_OK) {
+		/* The records are safe; their sample rows wait for the next
+		 * commit (or start) to try again. */
+		log_err("cannot decode archived telemetry samples: %s",
+		        archive_errmsg(ps->d->archive));
+		return;
+	}
+	if (more)
+		work_decode_kick(ps, true);
+}
+
+void work_decode_kick(struct pens *ps, bool pending)
+{
+	struct daemon *d = ps->d;
+	bool more = pending;
+
+	if (ps->decode_timer || !d->archive || !d->loop)
+		return;
+	if (!more && archive_decode_step(d->archive, 0, &more) != PL_OK) {
+		log_err("cannot look for telemetry samples to decode: %s",
+		        archive_errmsg(d->archive));
+		return;
+	}
+	if (!more)
+		return;   /* no timer at all when idle */
+	/* 0 ms: runs after the I/O ready now, so pens interleave with it. */
+	ps->decode_timer = loop_add_timer(d->loop, 0, decode_tick, ps);
+	if (!ps->decode_timer)
+		log_err("out of memory scheduling telemetry sample decoding");
+}
+
+void work_decode_stop(struct pens *ps)
+{
+	if (ps->decode_timer)
+		loop_cancel_timer(ps->d->loop, ps->decode_timer);
+	ps->decode_timer = 0;
 }

@@ -219,6 +219,21 @@ static void store(struct archive *a, const char *serial, const struct rec *f)
 		fail_msg("commit: %d %s", e, archive_errmsg(a));
 }
 
+/* Runs archive_decode_step until nothing is pending; returns the calls. */
+static int decode_all(struct archive *a, size_t max_rows)
+{
+	bool more = true;
+	int calls = 0;
+
+	while (more) {
+		int e = archive_decode_step(a, max_rows, &more);
+		if (e != PL_OK)
+			fail_msg("decode: %d %s", e, archive_errmsg(a));
+		assert_true(++calls < 100000);
+	}
+	return calls;
+}
+
 /* One integer from the database through a connection of the test's own. */
 static int64_t query_int(const char *db, const char *sql)
 {
@@ -386,9 +401,20 @@ static void test_append_commit_read_back(void **state)
 	                 PL_ERR_NOT_FOUND);
 	f.uuid[0] ^= 0xff;
 
-	/* Decoded rows, and nothing left of the partial. */
+	/* Decoded rows, and nothing left of the partial.  Sample rows come
+	 * later, from archive_decode_step(): none yet, all 3000 pending. */
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM events"), 6);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 0);
+	assert_int_equal(query_int(c->db, "SELECT samples_next FROM sessions"), 0);
+	/* 1000 rows a call: 1000, 2000, 3000 (done, nothing more pending). */
+	assert_int_equal(decode_all(a, 1000), 3);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 3000);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
+	                                  "WHERE samples_next IS NULL"),
+	                 1);
+	assert_int_equal(query_int(c->db, "SELECT min(idx) * 10000 + max(idx) "
+	                                  "FROM samples"),
+	                 2999);
 	assert_int_equal(query_int(c->db, "SELECT value FROM events WHERE idx = 1"),
 	                 750);
 	assert_int_equal(query_int(c->db, "SELECT kind FROM events WHERE idx = 4"),
@@ -471,6 +497,95 @@ static void test_wrong_digest_discards(void **state)
 	rec_free(&f);
 }
 
+/*
+ * Sample rows are decoded after the commit, oldest session first, in steps
+ * that stop at max_rows and at the end of a session, and resume after the
+ * archive is closed mid-way (the progress mark is stored with the rows).
+ */
+static void test_decode_steps_and_resume(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	struct rec f, g, z;
+	bool more = true;
+	char sql[300];
+
+	rec_build(&f, 40, "PEN-1", START_MS, 2500, "Fine");
+	rec_build(&z, 41, "PEN-1", START_MS + 1, 0, "Empty");
+	rec_build(&g, 42, "PEN-2", START_MS - 5, 300, "Fine");
+	/* Nothing archived: nothing pending, and no rows made up. */
+	assert_int_equal(archive_decode_step(a, 100, &more), PL_OK);
+	assert_false(more);
+	store(a, "PEN-1", &f);
+	store(a, "PEN-1", &z);   /* no samples: never pending */
+	store(a, "PEN-2", &g);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
+	                                  "WHERE samples_next IS NOT NULL"),
+	                 2);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM events"), 18);
+
+	/* max_rows 0 only asks. */
+	assert_int_equal(archive_decode_step(a, 0, &more), PL_OK);
+	assert_true(more);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 0);
+
+	/* Smaller than the session: the oldest archived (f) goes first. */
+	assert_int_equal(archive_decode_step(a, 1000, &more), PL_OK);
+	assert_true(more);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 1000);
+	assert_int_equal(query_int(c->db, "SELECT max(idx) FROM samples"), 999);
+	assert_int_equal(query_int(c->db, "SELECT samples_next FROM sessions "
+	                                  "WHERE seq = 40"),
+	                 1000);
+
+	/* Closed and opened again mid-way: it picks up at 1000. */
+	archive_close(a);
+	a = open_ok(c->db);
+	assert_int_equal(archive_decode_step(a, 1000, &more), PL_OK);
+	assert_true(more);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 2000);
+	/* The rest of f (500 of 1000 allowed): one session per call. */
+	assert_int_equal(archive_decode_step(a, 1000, &more), PL_OK);
+	assert_true(more);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 2500);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
+	                                  "WHERE samples_next IS NOT NULL"),
+	                 1);
+	assert_int_equal(archive_decode_step(a, 1000, &more), PL_OK);
+	assert_false(more);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 2800);
+	assert_int_equal(archive_decode_step(a, 1000, &more), PL_OK);
+	assert_false(more);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 2800);
+
+	/* Every value where it belongs, none twice. */
+	assert_int_equal(query_int(c->db, "SELECT count(DISTINCT session_id * 100000 "
+	                                  "+ idx) FROM samples"),
+	                 2800);
+	snprintf(sql, sizeof sql,
+	         "SELECT count(*) FROM samples JOIN sessions ON id = session_id "
+	         "WHERE depth_um != 480 + idx %% 41 OR current_ma != 180 + idx %% 120 "
+	         "OR battery_mv != 4100 - idx %% 400 OR idx >= CASE seq WHEN 40 "
+	         "THEN 2500 WHEN 42 THEN 300 ELSE 0 END");
+	assert_int_equal(query_int(c->db, sql), 0);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples JOIN "
+	                                  "sessions ON id = session_id WHERE seq = 42"),
+	                 300);
+
+	/* A session committed now is decoded as well, in one call. */
+	archive_close(a);
+	a = open_ok(c->db);
+	rec_free(&z);
+	rec_build(&z, 43, "PEN-3", START_MS, 77, "Fine");
+	store(a, "PEN-3", &z);
+	assert_int_equal(decode_all(a, 4000), 1);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 2877);
+	archive_close(a);
+	rec_free(&f);
+	rec_free(&g);
+	rec_free(&z);
+}
+
 static void test_commit_idempotent_and_conflict(void **state)
 {
 	struct ctx *c = *state;
@@ -496,6 +611,7 @@ static void test_commit_idempotent_and_conflict(void **state)
 	                 PL_ERR_CONFLICT);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM partials"), 0);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions"), 1);
+	assert_int_equal(decode_all(a, 4000), 1);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 100);
 
 	/* The same uuid from another pen is another session. */
@@ -1169,7 +1285,28 @@ static void test_failed_commit_is_an_error(void **state)
 	/* Space again: the same commit goes through. */
 	assert_int_equal(archive_commit_session(a, "PEN-1", &f.info), PL_OK);
 	assert_true(archive_has_session(a, "PEN-1", f.uuid, NULL));
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 0);
+
+	/* Decoding fails the same way and leaves its progress mark alone:
+	 * the rows are done again, whole, once there is space. */
+	{
+		bool more = false;
+		assert_int_equal(archive_decode_step(a, 10000, &more), PL_OK);
+		assert_true(more);
+		set_fsize(4096);
+		e = archive_decode_step(a, 30000, &more);
+		set_fsize(RLIM_INFINITY);
+		assert_int_equal(e, PL_ERR_IO);
+		assert_non_null(strstr(archive_errmsg(a), "telemetry sample rows"));
+		assert_int_equal(query_int(c->db, "SELECT samples_next FROM sessions"),
+		                 10000);
+		assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"),
+		                 10000);
+	}
+	assert_int_equal(decode_all(a, 30000), 1);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 40000);
+	assert_int_equal(query_int(c->db, "SELECT sum(depth_um) FROM samples"),
+	                 query_int(c->db, "SELECT sum(480 + idx % 41) FROM samples"));
 	assert_int_equal(archive_audit_add(a, &ae), PL_OK);
 	signal(SIGXFSZ, SIG_DFL);
 	archive_close(a);
@@ -1345,6 +1482,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test(test_record_event_getters),
 	    cmocka_unit_test_setup_teardown(test_wrong_digest_discards, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_decode_steps_and_resume, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_idempotent_and_conflict,
 	                                    setup, teardown),
