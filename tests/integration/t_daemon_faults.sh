@@ -15,10 +15,14 @@ expect 0 --port "$PN" --timeout 300 --json sessions list; echo "$OUT" >"$T/noisy
 start_emu mute --serial PEN-F-MUTE --sessions 1 --fault-mute
 PM=$EMU_PORT
 
+# Tight timeouts so the silent pen is dropped quickly; ten times longer
+# under a memory checker, which slows every process down.
+rt=300 ht=1500
+[ ${#WRAP[@]} -gt 0 ] && rt=3000 ht=15000
 cat >"$T/conf" <<CONF
 [pens]
-request_timeout_ms = 300
-handshake_timeout_ms = 1500
+request_timeout_ms = $rt
+handshake_timeout_ms = $ht
 CONF
 start_daemon --config "$T/conf" --port "$PM" --port "$PG" --port "$PN"
 

@@ -8,7 +8,17 @@
 start_emu a --serial PEN-DR-1 --flash "$T/a.flash" --sessions 2 --session-bytes 2000000 --seed 31 \
   --fault-disconnect-after 1500000
 expect 0 --port "$EMU_PORT" --json sessions list; echo "$OUT" >"$T/a.json"
-start_daemon --port "$EMU_PORT"
+# Generous timeouts: under valgrind (PL_TEST_WRAPPER) everything is 20-50x
+# slower, and a pen the daemon gives up on before the fault fires would
+# never simulate its unplug.
+cat >"$T/conf" <<CONF
+[pens]
+request_timeout_ms = 8000
+handshake_timeout_ms = 30000
+CONF
+start_daemon --config "$T/conf" --port "$EMU_PORT"
+for i in $(seq 1200); do kill -0 "$EMU_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$EMU_PID" 2>/dev/null && { cat "$T/daemon.log" >&2; fail "penemu never reached its unplug point"; }
 wait "$EMU_PID"
 for i in $(seq 100); do
   run "${D[@]}" --json list
@@ -51,7 +61,7 @@ ok "penlinkd killed with SIGKILL mid-download ($done_b bytes into a session)"
 # session it lists as archived must be in the archive after the restart.
 expect 0 --port "$PB" --json sessions list; echo "$OUT" >"$T/b-after-kill.json"
 rm -f "$SOCK"
-start_daemon --port "$PB" --port "$PA2"
+start_daemon --config "$T/conf" --port "$PB" --port "$PA2"
 wait_idle 2 120
 expect 0 "${D[@]}" --json sessions list
 assert_eq "$(jqo '[.sessions[] | select(.serial == "PEN-DR-2")] | length')" "3" "all three sessions of the killed download archived once"
