@@ -31,6 +31,23 @@ static size_t filter_since(struct pl_session_info *ss, size_t n, int64_t since)
 	return k;
 }
 
+/* A session's start (local time, or pen uptime when its clock was not set)
+ * and duration, as both session tables show them. */
+static void fmt_session_span(char *start, size_t start_len, char *dur,
+                             size_t dur_len, bool rtc, int64_t start_ms,
+                             int64_t end_ms)
+{
+	if (rtc)
+		fmt_local_time(start, start_ms);
+	else
+		snprintf(start, start_len, "uptime +%llds",
+		         (long long)(start_ms / 1000));
+	if (end_ms >= start_ms)
+		fmt_duration(dur, end_ms - start_ms);
+	else
+		snprintf(dur, dur_len, "?");
+}
+
 static int sessions_list(struct ctl *c, struct opt_iter *it)
 {
 	static const struct optdef defs[] = {
@@ -90,15 +107,8 @@ static int sessions_list(struct ctl *c, struct opt_iter *it)
 			snprintf(idb, sizeof idb, "%u", s->id);
 			snprintf(seq, sizeof seq, "%u", s->seq);
 			pl_uuid_format(s->uuid, uuid);
-			if (s->rtc_time)
-				fmt_local_time(start, s->start_ms);
-			else
-				snprintf(start, sizeof start, "uptime +%llds",
-				         (long long)(s->start_ms / 1000));
-			if (s->end_ms >= s->start_ms)
-				fmt_duration(dur, s->end_ms - s->start_ms);
-			else
-				snprintf(dur, sizeof dur, "?");
+			fmt_session_span(start, sizeof start, dur, sizeof dur,
+			                 s->rtc_time, s->start_ms, s->end_ms);
 			const char *row[] = {idb,  seq,  uuid, start,
 			                     dur,  fmt_bytes(size, s->size),
 			                     s->archived ? "yes" : "no"};
@@ -673,15 +683,9 @@ static int list_daemon(struct ctl *c, int64_t since)
 			safe_text(serial, sizeof serial, a->serial);
 			snprintf(seq, sizeof seq, "%u", a->seq);
 			pl_uuid_format(a->uuid.data, uuid);
-			if (a->time_source == PL__TIME_SOURCE__TIME_SOURCE_RTC)
-				fmt_local_time(start, a->start_ms);
-			else
-				snprintf(start, sizeof start, "uptime +%llds",
-				         (long long)(a->start_ms / 1000));
-			if (a->end_ms >= a->start_ms)
-				fmt_duration(dur, a->end_ms - a->start_ms);
-			else
-				snprintf(dur, sizeof dur, "?");
+			fmt_session_span(start, sizeof start, dur, sizeof dur,
+			                 a->time_source == PL__TIME_SOURCE__TIME_SOURCE_RTC,
+			                 a->start_ms, a->end_ms);
 			const char *row[] = {serial, seq, uuid, start, dur,
 			                     fmt_bytes(size, a->size),
 			                     fmt_local_time(when, a->archived_ms)};
