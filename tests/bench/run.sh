@@ -20,5 +20,15 @@ for b in bench_daemon_idle bench_daemon_scale; do
   [ $rc -eq 0 ] || { echo "$b failed (exit $rc)"; exit 1; }
   summary+=("$(tail -n1 <<<"$out")")
 done
+# The USB benchmark runs inside the VM of the usbvm tests (bench_usb.sh);
+# its figure is in that run's log.
+vm_log="$build/tests/usb-vm/out/logs/bench"
+if [ -s "$vm_log" ]; then
+  echo "--- bench_usb (in the USB test VM)"
+  cat "$vm_log"
+  summary+=("$(grep '^usb download/raw' "$vm_log" | tail -n1)")
+else
+  summary+=("usb download/raw: not run (no VM log at $vm_log; ctest -L usbvm runs it)")
+fi
 echo "--- benchmark figures"
 printf '%s\n' "${summary[@]}"
