@@ -103,6 +103,8 @@ copy_bin "$build/tests/bench_ttyraw" /pl/bench_ttyraw
 copy_bin "$(command -v bash)" /bin/bash
 copy_bin "$(command -v jq)" /usr/bin/jq
 copy_bin "$x/bin/udevadm" /bin/udevadm
+# PL_VM_EXTRA: more host programs for debugging in the guest (strace, ...).
+for b in ${PL_VM_EXTRA:-}; do copy_bin "$(command -v "$b")" "/pl/$(basename "$b")"; done
 ln -sf /bin/udevadm "$r/sbin/systemd-udevd"
 # libusb and libserialport are loaded through penlinkd's dependencies; the
 # udev library libusb uses for hotplug comes the same way.
