@@ -13,6 +13,7 @@
 #include "device.h"
 #include "internal.h"
 #include "log.h"
+#include "pen.h"   /* the pen's engine, for its health counters */
 
 /* Requests that time out in a row before a pen counts as gone (each one
  * was already retried by the library). */
@@ -22,6 +23,61 @@
  * again would spin. */
 #define MAX_HUP_SPINS 8
 #define PEN_MAX_FRAME (32u * 1024u)
+
+/*
+ * Defences against a hostile pen (broken or malicious firmware, or a device
+ * posing as a pen).  Only what the pen itself must have done is held
+ * against it: CRC, COBS and truncation drops are what a noisy line does,
+ * and a pen on a noisy line that still answers is kept (the fault tests
+ * and the fault campaign run such pens).  Each rule below is a budget; a
+ * pen over one is detached with the reason (see health_check).
+ *
+ * Frames over the limit the daemon gave in its Hello: a pen that honours
+ * the handshake never sends one, and a line makes one only by losing the
+ * delimiter between two large frames, so a burst of 8 (draining one a
+ * second) is a pattern, not an accident.
+ */
+#define OVERSIZE_CAP 8
+#define OVERSIZE_DRAIN 1.0
+/* Intact frames (CRC right) that are no protobuf Envelope, or carry an
+ * unknown frame version: CRC-32 lets a damaged frame through once in 4e9,
+ * so these are the pen's own doing.  4, draining one per 10 s. */
+#define MALFORMED_CAP 4
+#define MALFORMED_DRAIN 0.1
+/* Replies to request ids the daemon never issued, with no reply to its
+ * own requests in between.  Ids it did issue (late or repeated replies,
+ * normal after timeouts) do not count, and nothing counts before the
+ * handshake is done, when replies to a previous host's requests may still
+ * sit in the port.  But a pen holding replies back (late) can still send
+ * some of a killed daemon's after a new one's handshake: up to its window
+ * (8) times three attempts each, so more than 32 is no accident.  A pen
+ * that answers only under wrong ids sends fewer than that before its
+ * requests time out; the "not answering" detach then names the ids. */
+#define UNKNOWN_ID_CAP 32
+/* Unsolicited (id 0) frames.  On its own a pen sends a state event per
+ * session recorded or archived, battery and cartridge changes: far under
+ * 1000 a second even archiving thousands of tiny sessions.  With a trace
+ * subscription it adds about a line per request it handles, a few thousand
+ * a second at full download speed. */
+#define UNSOLICITED_CAP 2000
+#define UNSOLICITED_DRAIN 1000.0
+#define UNSOLICITED_TRACE_CAP 20000
+#define UNSOLICITED_TRACE_DRAIN 10000.0
+/* Input without one valid frame.  The longest frame the daemon accepts is
+ * PEN_MAX_FRAME and penemu's worst line-noise fault puts 1 MiB of garbage
+ * between two frames, so 4 MiB without a good frame is not a pen. */
+#define NOFRAME_BYTES (4ull << 20)
+/* A frame still arriving after 3 s at under 1 KiB/s with requests waiting:
+ * CDC-ACM moves at least 1 MB/s, and at 1 KiB/s a full-size reply (32 KiB)
+ * could never beat the request timeout (1 s by default).  The rate keeps
+ * a reply merely queued behind a partial frame (a pen that rebooted
+ * mid-frame) from counting, and 3 reads at least keep one burst split over
+ * two reads from looking like a trickle.  3 s also comes before the
+ * "not answering" detach (two requests of three 1 s attempts), so the
+ * reason names what the pen did. */
+#define SLOW_MS 3000
+#define SLOW_RATE 1024
+#define SLOW_READS 3
 
 static void ops_start(struct pen *p);
 static void ops_fail_all(struct pen *p, int status, const char *msg);
@@ -104,6 +160,7 @@ void pen_kick(struct pen *p)
 
 static void pen_destroy(struct pen *p, const char *why);
 static void pen_close_link(struct pen *p);
+static void health_check(struct pen *p);
 
 static void pen_pump(struct pen *p, int mask)
 {
@@ -114,6 +171,8 @@ static void pen_pump(struct pen *p, int mask)
 	p->in_events--;
 	if (rc != PL_OK)
 		pen_request_detach(p, pl_last_error_message());
+	else if (!p->detach_pending && !p->drop_link && p->pp)
+		health_check(p);
 	if (p->detach_pending) {
 		pen_destroy(p, p->detach_why);
 		return;
@@ -158,6 +217,143 @@ static void on_fd(void *ud, int fd, unsigned events)
 
 /* ------------------------------------------------------------------ link health */
 
+/* Adds n to a budget after draining it for the time since the last look;
+ * true if it is over cap. */
+static bool budget_add(struct budget *b, uint64_t n, double drain, double cap,
+                       int64_t now)
+{
+	if (b->last) {
+		b->level -= (double)(now - b->last) / 1000.0 * drain;
+		if (b->level < 0)
+			b->level = 0;
+	}
+	b->last = now;
+	if (!n)
+		return false;
+	if (b->level <= 0) {
+		b->since = now;
+		b->n = 0;
+	}
+	b->level += (double)n;
+	b->n += n;
+	return b->level > cap;
+}
+
+static double secs_since(int64_t since, int64_t now)
+{
+	return (double)(now - since) / 1000.0;
+}
+
+/*
+ * Gives up on a pen that attacks: a port named by hand is detached (it is
+ * its user's to attach again); a USB pen stays listed as failed, with the
+ * reason, until it is unplugged - so a pen that keeps attacking is never
+ * re-attached in a loop, only when someone plugs it in again.
+ */
+static void pen_hostile(struct pen *p, const char *why)
+{
+	if (!p->usb) {
+		pen_request_detach(p, why);
+		return;
+	}
+	pen_report(p, LOG_WARN, "detached: %s; it stays failed until it is unplugged", why);
+	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_FAILED);
+	ops_fail_all(p, PL_ERR_PROTOCOL, why);
+	p->drop_link = true;
+}
+
+/* Looks at what the pen sent since the last turn (the engine's counters)
+ * against the budgets above. */
+static void health_check(struct pen *p)
+{
+	struct pen_health *h = &p->health;
+	struct pl__engine_health e;
+	struct pl_link_stats ls;
+	int64_t now = pl__now_ms();
+	char why[256];
+
+	pl__engine_health(p->pp->e, &e);
+	pl_pen_link_stats(p->pp, &ls);
+	uint64_t oversize = ls.dropped_oversize - h->link.dropped_oversize;
+	uint64_t malformed = (ls.bad_envelopes - h->link.bad_envelopes) +
+	                     (ls.dropped_version - h->link.dropped_version);
+	uint64_t unknown = e.unknown_ids - h->seen.unknown_ids;
+	uint64_t seen_replies = h->seen.replies;
+	uint64_t unsolicited = e.unsolicited - h->seen.unsolicited;
+	uint64_t bytes = e.bytes_in - h->seen.bytes_in;
+	bool ended = e.frames_ended != h->seen.frames_ended;
+	bool traced = p->trace_refs > 0;
+	h->seen = e;
+	h->link = ls;
+
+	if (budget_add(&h->oversize, oversize, OVERSIZE_DRAIN, OVERSIZE_CAP, now)) {
+		snprintf(why, sizeof why, "%llu oversized frames (over the %u bytes "
+		         "agreed in the handshake) in %.1f s",
+		         (unsigned long long)h->oversize.n, PEN_MAX_FRAME,
+		         secs_since(h->oversize.since, now));
+		goto hostile;
+	}
+	if (budget_add(&h->malformed, malformed, MALFORMED_DRAIN, MALFORMED_CAP, now)) {
+		snprintf(why, sizeof why, "%llu intact frames that were not valid "
+		         "messages (CRC right, content not protobuf) in %.1f s",
+		         (unsigned long long)h->malformed.n,
+		         secs_since(h->malformed.since, now));
+		goto hostile;
+	}
+	if (e.replies != seen_replies)
+		h->unknown_ids = 0;
+	if (p->ready && unknown) {
+		if (!h->unknown_ids)
+			h->unknown_since = now;
+		h->unknown_ids += unknown;
+		if (h->unknown_ids > UNKNOWN_ID_CAP) {
+			snprintf(why, sizeof why, "answered with unknown request ids: %llu "
+			         "replies to ids it was never sent in %.1f s, none to the "
+			         "requests it was sent", (unsigned long long)h->unknown_ids,
+			         secs_since(h->unknown_since, now));
+			goto hostile;
+		}
+	}
+	if (budget_add(&h->unsolicited, unsolicited,
+	               traced ? UNSOLICITED_TRACE_DRAIN : UNSOLICITED_DRAIN,
+	               traced ? UNSOLICITED_TRACE_CAP : UNSOLICITED_CAP, now)) {
+		snprintf(why, sizeof why, "unsolicited frame flood: %llu frames in "
+		         "%.1f s%s", (unsigned long long)h->unsolicited.n,
+		         secs_since(h->unsolicited.since, now),
+		         traced ? " (more than even a trace subscription explains)" : "");
+		goto hostile;
+	}
+	if (e.bytes_in - e.bytes_at_frame >= NOFRAME_BYTES) {
+		snprintf(why, sizeof why, "no valid frame in %llu bytes of input",
+		         (unsigned long long)(e.bytes_in - e.bytes_at_frame));
+		goto hostile;
+	}
+	if (ended || !e.outstanding) {
+		h->trickle_since = 0;
+	} else if (bytes) {
+		if (!h->trickle_since) {
+			h->trickle_since = now;
+			h->trickle_bytes = 0;
+			h->trickle_reads = 0;
+		}
+		h->trickle_last = now;
+		h->trickle_bytes += bytes;
+		h->trickle_reads++;
+		int64_t span = now - h->trickle_since;
+		if (span >= SLOW_MS && h->trickle_reads >= SLOW_READS &&
+		    h->trickle_bytes * 1000u < (uint64_t)SLOW_RATE * (uint64_t)span) {
+			snprintf(why, sizeof why, "too slow: %.1f bytes/s (%llu bytes in "
+			         "%.1f s without completing a frame)",
+			         (double)h->trickle_bytes * 1000.0 / (double)span,
+			         (unsigned long long)h->trickle_bytes, span / 1000.0);
+			goto hostile;
+		}
+	}
+	return;
+hostile:
+	pen_hostile(p, why);
+}
+
 void pen_request_detach(struct pen *p, const char *why)
 {
 	if (p->detach_pending || p->closing)
@@ -181,7 +377,23 @@ bool pen_link_failed(struct pen *p, int status)
 	case PL_ERR_TIMEOUT:
 		if (++p->timeouts >= MAX_TIMEOUTS) {
 			char why[300];
-			snprintf(why, sizeof why, "not answering (%s)", pl_last_error_message());
+			const struct pen_health *h = &p->health;
+			if (h->unknown_ids)
+				snprintf(why, sizeof why, "answered with unknown request ids: "
+				         "%llu replies to ids it was never sent in %.1f s, "
+				         "none to the requests it was sent (%s)",
+				         (unsigned long long)h->unknown_ids,
+				         secs_since(h->unknown_since, pl__now_ms()),
+				         pl_last_error_message());
+			else if (h->trickle_since)
+				snprintf(why, sizeof why, "not answering (%s; %llu bytes "
+				         "arrived in %.1f s without completing a frame)",
+				         pl_last_error_message(),
+				         (unsigned long long)h->trickle_bytes,
+				         secs_since(h->trickle_since, h->trickle_last));
+			else
+				snprintf(why, sizeof why, "not answering (%s)",
+				         pl_last_error_message());
 			pen_request_detach(p, why);
 			return true;
 		}

@@ -13,10 +13,35 @@
 #define PLD_DEVICE_H
 
 #include "daemon.h"
+#include "engine.h"
 
 enum sess_state { SESS_TODO, SESS_DONE, SESS_FAILED };
 
 struct op;
+
+/* A leaky bucket: what a pen did, draining at a steady rate; a pen that
+ * fills it faster than it drains is over budget (device.c, health). */
+struct budget {
+	double level;
+	int64_t last;    /* when level was last drained */
+	int64_t since;   /* when it last filled up from empty */
+	uint64_t n;      /* added since then */
+};
+
+/* What the daemon watches to tell a hostile pen from a noisy line. */
+struct pen_health {
+	struct pl__engine_health seen; /* the engine's counters at the last look */
+	struct pl_link_stats link;
+	bool have_seen;
+	struct budget oversize, malformed, unsolicited;
+	/* replies to ids never issued since the last reply that matched */
+	uint64_t unknown_ids;
+	int64_t unknown_since;
+	/* Input that is not finishing a frame: since when, till when, how much */
+	int64_t trickle_since, trickle_last;
+	uint64_t trickle_bytes;
+	unsigned trickle_reads;
+};
 
 struct pens {
 	struct daemon *d;
@@ -53,6 +78,7 @@ struct pen {
 	char detach_why[256];
 	bool drop_link;      /* USB handshake failed: close the port, stay listed */
 	unsigned timeouts;   /* consecutive requests that timed out */
+	struct pen_health health;
 
 	struct pl_device_info info;
 	bool have_info;

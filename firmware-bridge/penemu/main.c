@@ -27,6 +27,9 @@
 #define EMU_MAX_SESSION_BYTES (128ull << 20)
 #define EMU_MAX_SESSIONS 10000u
 #define WRITE_GIVE_UP_MS 5000
+/* libpenlink's default request timeout (pl_open_options_init) plus a
+ * second: a late reply then comes after the host gave up on it. */
+#define EMU_DEFAULT_LATE_MS (1000u + 1000u)
 
 static volatile sig_atomic_t stop_requested;
 
@@ -35,7 +38,10 @@ struct emu {
 	struct pl_fw_ops ops;
 	struct flash *flash;
 	struct faults *faults;
+	struct hostile *hostile;   /* NULL unless --hostile */
 	int fd;
+	const char *tty_path; /* --tty: reopened after a hangup */
+	const char *flash_path;
 	const char *model;
 	char serial[64];
 	bool verbose;
@@ -182,8 +188,10 @@ static int open_tty(const char *path)
 static int op_send(void *ctx, const uint8_t *data, size_t len)
 {
 	struct emu *e = ctx;
-	return faults_send(e->faults, e->fd, data, len) == 0 ? PL_FW_OK
-	                                                     : PL_FW_INTERNAL;
+	int rc = e->hostile ? hostile_send(e->hostile, e->fd, data, len,
+	                                   e->fw.host_max_frame)
+	                    : faults_send(e->faults, e->fd, data, len);
+	return rc == 0 ? PL_FW_OK : PL_FW_INTERNAL;
 }
 
 static void op_get_info(void *ctx, struct pl_fw_device_info *out)
@@ -300,7 +308,7 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: penemu [--pty | --tty PATH] [--flash FILE] [--serial S] [--sessions N]\n"
 "              [--session-bytes N] [--model M] [--seed N] [--now UTC_MS]\n"
-"              [-v] [fault options] [--help]\n"
+"              [-v] [fault options] [--hostile MODE] [--help]\n"
 "\n"
 "The virtual penlink pen: the firmware endpoint served on a port.  The first\n"
 "line on stdout is the port's path; then penemu serves until SIGTERM/SIGINT.\n"
@@ -324,7 +332,11 @@ static void usage(FILE *out)
 "keeps its sessions and never gets new ones, except that a flash without any\n"
 "sessions gets N of them when --sessions N is given explicitly.\n"
 "\n"
-"Faults (counted per outgoing frame, random parts from --seed):\n"
+"Faults (counted per outgoing frame, replies and unsolicited frames alike;\n"
+"random parts from --fault-seed, so the same seed and the same host requests\n"
+"replay the same faults.  Each kind is described on stderr the first time it\n"
+"fires, \"penemu: fault: KIND: ...\"; a count of all of them is printed on exit):\n"
+"  --fault-seed S              seed for the faults (default: --seed)\n"
 "  --fault-garbage N           N random bytes (some of them 0x00) before every\n"
 "                              10th frame, ending with a 0x00 delimiter\n"
 "  --fault-corrupt N           flip one bit in every Nth frame\n"
@@ -335,6 +347,42 @@ static void usage(FILE *out)
 "  --fault-disconnect-after B  after B bytes sent, stop mid-frame and exit 3\n"
 "                              (a pen unplugged mid-download)\n"
 "  --fault-delay MS            wait MS before every frame\n"
+"  --fault-drop-bytes N        delete one byte (seeded position, never the\n"
+"                              delimiter) from every Nth frame\n"
+"  --fault-dup N               send every Nth frame twice\n"
+"  --fault-stall N:MS          send nothing for MS before every Nth frame (the\n"
+"                              whole pen stalls: input waits too)\n"
+"  --fault-late N              hold every Nth frame back --fault-late-ms and send\n"
+"                              it then, while later frames go out on time (a\n"
+"                              reply that arrives after the host gave up)\n"
+"  --fault-late-ms MS          default %u: 1 s past libpenlink's default request\n"
+"                              timeout of 1000 ms\n"
+"  --fault-reboot-after B      after B bytes sent, lose power mid-frame and\n"
+"                              reboot: RAM is lost (the protocol endpoint, held\n"
+"                              frames, pending input), the flash is reopened\n"
+"                              (only committed writes survive; without --flash\n"
+"                              the in-memory flash is kept as if it were\n"
+"                              non-volatile), uptime restarts, the boot delay\n"
+"                              applies again, and the pen goes on serving on the\n"
+"                              same port.  It sends nothing on boot: the\n"
+"                              protocol has no boot message; the host finds out\n"
+"                              by its requests timing out and retrying.  Once.\n"
+"  --fault-reboot-every B      the same, again after every B bytes sent\n"
+"\n"
+"Hostile pen (for the host's defences; excludes the fault options):\n"
+"  --hostile MODE   answers the handshake correctly, so the host takes it for a\n"
+"                   pen and the attack meets the code behind the handshake, then:\n"
+"     oversize   answers every request with, and streams 100 per second of,\n"
+"                intact frames twice the size the host's Hello allowed\n"
+"     nodelim    drops its replies and streams bytes that are never a frame\n"
+"                delimiter (0x00), about 4 MB/s, forever\n"
+"     badproto   answers every request with, and sends 20 per second of,\n"
+"                frames with a correct CRC whose payload is not protobuf\n"
+"     wrongid    answers every request correctly but under an id the host\n"
+"                never used\n"
+"     flood      answers requests correctly and floods the host with\n"
+"                unsolicited trace lines and state events, 20000 per second\n"
+"     slow       sends everything after the handshake one byte per second\n"
 "\n"
 "Device: model \"PL-Pen 1\", hardware B, firmware 1.0.0, depth 250..2500 um in\n"
 "250 um steps, speed levels 1..6 (50..150 Hz), slow lock from 2000 um,\n"
@@ -342,7 +390,7 @@ static void usage(FILE *out)
 "\n"
 "Exit status: 0 stopped by a signal, 1 runtime failure (port, flash),\n"
 "2 bad arguments, 3 --fault-disconnect-after fired.\n",
-	        EMU_MAX_SESSIONS);
+	        EMU_MAX_SESSIONS, EMU_DEFAULT_LATE_MS);
 }
 
 static void bad_args(const char *fmt, const char *arg)
@@ -378,6 +426,21 @@ bad:
 	return 0;
 }
 
+/* --fault-stall N:MS */
+static void parse_stall(const char *s, struct fault_opts *o)
+{
+	const char *colon = strchr(s, ':');
+	char n[32];
+
+	if (!colon || (size_t)(colon - s) >= sizeof n)
+		bad_args("--fault-stall needs N:MS (every Nth frame, MS of silence), "
+		         "not '%s'", s);
+	memcpy(n, s, (size_t)(colon - s));
+	n[colon - s] = '\0';
+	o->stall_every = (uint32_t)parse_num("--fault-stall N", n, 1, UINT32_MAX);
+	o->stall_ms = (uint32_t)parse_num("--fault-stall MS", colon + 1, 1, 600000);
+}
+
 static void check_label(const char *opt, const char *s)
 {
 	size_t n = strlen(s);
@@ -395,7 +458,9 @@ static void check_label(const char *opt, const char *s)
 enum {
 	OPT_PTY = 256, OPT_TTY, OPT_FLASH, OPT_SERIAL, OPT_SESSIONS, OPT_BYTES,
 	OPT_MODEL, OPT_SEED, OPT_NOW, OPT_GARBAGE, OPT_CORRUPT, OPT_DROP, OPT_MUTE,
-	OPT_BOOT_DELAY, OPT_DISCONNECT, OPT_DELAY,
+	OPT_BOOT_DELAY, OPT_DISCONNECT, OPT_DELAY, OPT_FAULT_SEED, OPT_DROP_BYTES,
+	OPT_DUP, OPT_STALL, OPT_LATE, OPT_LATE_MS, OPT_REBOOT_AFTER,
+	OPT_REBOOT_EVERY, OPT_HOSTILE,
 };
 
 struct args {
@@ -408,6 +473,10 @@ struct args {
 	uint64_t session_bytes;
 	const char *model;
 	uint64_t seed;
+	uint64_t fault_seed;
+	bool fault_seed_given;
+	bool any_fault;
+	enum hostile_mode hostile;
 	int64_t now_ms;
 	bool verbose;
 	struct fault_opts faults;
@@ -434,6 +503,15 @@ static void parse_args(int argc, char **argv, struct args *a)
 		{"fault-boot-delay", required_argument, NULL, OPT_BOOT_DELAY},
 		{"fault-disconnect-after", required_argument, NULL, OPT_DISCONNECT},
 		{"fault-delay", required_argument, NULL, OPT_DELAY},
+		{"fault-seed", required_argument, NULL, OPT_FAULT_SEED},
+		{"fault-drop-bytes", required_argument, NULL, OPT_DROP_BYTES},
+		{"fault-dup", required_argument, NULL, OPT_DUP},
+		{"fault-stall", required_argument, NULL, OPT_STALL},
+		{"fault-late", required_argument, NULL, OPT_LATE},
+		{"fault-late-ms", required_argument, NULL, OPT_LATE_MS},
+		{"fault-reboot-after", required_argument, NULL, OPT_REBOOT_AFTER},
+		{"fault-reboot-every", required_argument, NULL, OPT_REBOOT_EVERY},
+		{"hostile", required_argument, NULL, OPT_HOSTILE},
 		{NULL, 0, NULL, 0},
 	};
 	bool pty = false;
@@ -446,8 +524,12 @@ static void parse_args(int argc, char **argv, struct args *a)
 	a->model = "PL-Pen 1";
 	a->seed = 1;
 	a->now_ms = real_ms();
+	a->faults.late_ms = EMU_DEFAULT_LATE_MS;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+		if (c >= OPT_GARBAGE && c != OPT_FAULT_SEED && c != OPT_LATE_MS &&
+		    c != OPT_HOSTILE)
+			a->any_fault = true;
 		switch (c) {
 		case OPT_PTY: pty = true; break;
 		case OPT_TTY: a->tty = optarg; break;
@@ -502,6 +584,41 @@ static void parse_args(int argc, char **argv, struct args *a)
 			a->faults.delay_ms = (uint32_t)parse_num("--fault-delay", optarg, 0,
 			                                         600000);
 			break;
+		case OPT_FAULT_SEED:
+			a->fault_seed = parse_num("--fault-seed", optarg, 0, UINT64_MAX);
+			a->fault_seed_given = true;
+			break;
+		case OPT_DROP_BYTES:
+			a->faults.drop_bytes = (uint32_t)parse_num("--fault-drop-bytes",
+			                                           optarg, 1, UINT32_MAX);
+			break;
+		case OPT_DUP:
+			a->faults.dup = (uint32_t)parse_num("--fault-dup", optarg, 1,
+			                                    UINT32_MAX);
+			break;
+		case OPT_STALL: parse_stall(optarg, &a->faults); break;
+		case OPT_LATE:
+			a->faults.late = (uint32_t)parse_num("--fault-late", optarg, 1,
+			                                     UINT32_MAX);
+			break;
+		case OPT_LATE_MS:
+			a->faults.late_ms = (uint32_t)parse_num("--fault-late-ms", optarg, 1,
+			                                        600000);
+			break;
+		case OPT_REBOOT_AFTER:
+			a->faults.reboot_after = parse_num("--fault-reboot-after", optarg,
+			                                   1, UINT64_MAX);
+			break;
+		case OPT_REBOOT_EVERY:
+			a->faults.reboot_every = parse_num("--fault-reboot-every", optarg,
+			                                   1, UINT64_MAX);
+			break;
+		case OPT_HOSTILE:
+			a->hostile = hostile_parse(optarg);
+			if (a->hostile == HOSTILE_NONE)
+				bad_args("--hostile '%s': the modes are oversize, nodelim, "
+				         "badproto, wrongid, flood and slow", optarg);
+			break;
 		case ':': bad_args("option %s needs a value", argv[optind - 1]); break;
 		default: bad_args("unknown option %s", argv[optind - 1]); break;
 		}
@@ -510,6 +627,13 @@ static void parse_args(int argc, char **argv, struct args *a)
 		bad_args("unexpected argument '%s'", argv[optind]);
 	if (pty && a->tty)
 		bad_args("%s", "--pty and --tty are mutually exclusive");
+	if (a->faults.reboot_after && a->faults.reboot_every)
+		bad_args("%s", "--fault-reboot-after and --fault-reboot-every are "
+		               "mutually exclusive");
+	if (a->hostile != HOSTILE_NONE && a->any_fault)
+		bad_args("%s", "--hostile cannot be combined with --fault-* options");
+	if (!a->fault_seed_given)
+		a->fault_seed = a->seed;
 }
 
 /* ------------------------------------------------------------------ main */
@@ -566,19 +690,131 @@ static int prepare_flash(const struct args *a)
 	return 0;
 }
 
+static void init_endpoint(void)
+{
+	emu.ops.send = op_send;
+	emu.ops.get_info = op_get_info;
+	emu.ops.presets_load = op_presets_load;
+	emu.ops.presets_store = op_presets_store;
+	emu.ops.session_next = op_session_next;
+	emu.ops.session_get = op_session_get;
+	emu.ops.session_read = op_session_read;
+	emu.ops.session_archive = op_session_archive;
+	emu.ops.uptime_ms = op_uptime;
+	emu.ops.rtc_get = op_rtc_get;
+	emu.ops.rtc_set = op_rtc_set;
+	emu.ops.log = op_log;
+	pl_fw_init(&emu.fw, &emu.ops, &emu);
+}
+
+/*
+ * --fault-reboot-*: power came back.  Everything in RAM is gone: the
+ * endpoint (partial frames, negotiated limits, trace subscription), what
+ * the host had sent that was not read yet; the flash is opened again, so
+ * only what was committed is there.  Uptime starts over, and with it the
+ * boot delay.
+ */
+static int reboot(void)
+{
+	static uint8_t sink[4096];
+	struct flash_meta m;
+	bool created;
+
+	if (emu.flash_path) {
+		flash_close(emu.flash);
+		emu.flash = NULL;
+		if (flash_open(emu.flash_path, emu.serial, &emu.flash, &created) != 0)
+			return -1;
+	}
+	if (flash_meta(emu.flash, &m) != 0)
+		return -1;
+	emu.rtc_set = m.rtc_set;
+	emu.rtc_offset_ms = m.rtc_offset_ms;
+	while (read(emu.fd, sink, sizeof sink) > 0)
+		;
+	init_endpoint();
+	faults_rebooted(emu.faults);
+	boot_ms = mono_ms();
+	fprintf(stderr, "penemu: rebooted; serving again\n");
+	return 0;
+}
+
+/* Feeds input one frame at a time (up to and including each delimiter),
+ * so that a reboot fault stops the pen between requests: nothing the
+ * host sent after the frame whose reply lost power is ever handled. */
+static int feed(const uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		const uint8_t *z = memchr(buf, 0, n);
+		size_t k = z ? (size_t)(z - buf) + 1 : n;
+
+		pl_fw_rx(&emu.fw, buf, k);
+		buf += k;
+		n -= k;
+		if (faults_reboot_due(emu.faults))
+			return reboot();
+	}
+	return 0;
+}
+
+/* How long poll may sleep: until a late frame is due or the hostile pen
+ * wants to act, at most a second. */
+static int poll_timeout(void)
+{
+	int t = 1000, d;
+
+	if (emu.hostile) {
+		d = hostile_tick(emu.hostile, emu.fd, emu.fw.host_max_frame);
+		if (d >= 0 && d < t)
+			t = d;
+	} else {
+		d = faults_next_due(emu.faults);
+		if (d >= 0 && d < t)
+			t = d;
+	}
+	return t;
+}
+
+/* A gadget tty is hung up when its host goes away (an unplug): the kernel
+ * turns the open file into a dead one, so the pen must open the port again,
+ * as a getty does, to serve the next host. */
+static int reopen_tty(void)
+{
+	int fd = open_tty(emu.tty_path);
+
+	if (fd < 0)
+		return -1;
+	close(emu.fd);
+	emu.fd = fd;
+	return 0;
+}
+
 static int serve(void)
 {
 	static uint8_t buf[64 * 1024];
 
 	while (!stop_requested) {
 		struct pollfd p = {emu.fd, POLLIN, 0};
-		int r = poll(&p, 1, 1000);
+		int timeout = poll_timeout();
+		int r;
 
+		if (emu.hostile && hostile_want_write(emu.hostile))
+			p.events |= POLLOUT;
+		r = poll(&p, 1, timeout);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			fprintf(stderr, "penemu: poll: %s\n", strerror(errno));
 			return -1;
+		}
+		if (!emu.hostile) {
+			/* Late frames go out even if the host's reads are
+			 * what woke us. */
+			/* -1: nobody reads; the frame is lost, as on a line
+			 * without a host. */
+			(void)faults_release(emu.faults, emu.fd);
+			if (faults_reboot_due(emu.faults) && reboot() != 0)
+				return -1;
 		}
 		if (r == 0)
 			continue;
@@ -587,13 +823,16 @@ static int serve(void)
 			if (n > 0) {
 				if (faults_ignore_input(emu.faults, emu_uptime_ms()))
 					continue; /* still "booting" */
-				pl_fw_rx(&emu.fw, buf, (size_t)n);
+				if (feed(buf, (size_t)n) != 0)
+					return -1;
 				continue;
 			}
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			/* EOF or EIO: a gadget tty whose host went away.  Wait
 			 * for the next one with a clean endpoint. */
+		} else if (p.revents & POLLOUT) {
+			continue; /* hostile_tick writes on the next turn */
 		} else if (!(p.revents & (POLLHUP | POLLERR | POLLNVAL))) {
 			continue;
 		}
@@ -606,6 +845,8 @@ static int serve(void)
 			struct timespec ts = {0, 100 * 1000000L};
 			nanosleep(&ts, NULL);
 		}
+		if (emu.tty_path && reopen_tty() != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -631,8 +872,11 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	emu.faults = faults_new(&a.faults, a.seed);
-	if (!emu.faults) {
+	emu.flash_path = a.flash;
+	emu.faults = faults_new(&a.faults, a.fault_seed);
+	if (a.hostile != HOSTILE_NONE)
+		emu.hostile = hostile_new(a.hostile, a.fault_seed);
+	if (!emu.faults || (a.hostile != HOSTILE_NONE && !emu.hostile)) {
 		fprintf(stderr, "penemu: out of memory\n");
 		return 1;
 	}
@@ -641,6 +885,7 @@ int main(int argc, char **argv)
 
 	if (a.tty) {
 		emu.fd = open_tty(a.tty);
+		emu.tty_path = a.tty;
 		snprintf(path, sizeof path, "%s", a.tty);
 	} else {
 		emu.fd = open_pty(path, sizeof path, &keep);
@@ -648,19 +893,7 @@ int main(int argc, char **argv)
 	if (emu.fd < 0)
 		goto out;
 
-	emu.ops.send = op_send;
-	emu.ops.get_info = op_get_info;
-	emu.ops.presets_load = op_presets_load;
-	emu.ops.presets_store = op_presets_store;
-	emu.ops.session_next = op_session_next;
-	emu.ops.session_get = op_session_get;
-	emu.ops.session_read = op_session_read;
-	emu.ops.session_archive = op_session_archive;
-	emu.ops.uptime_ms = op_uptime;
-	emu.ops.rtc_get = op_rtc_get;
-	emu.ops.rtc_set = op_rtc_set;
-	emu.ops.log = op_log;
-	pl_fw_init(&emu.fw, &emu.ops, &emu);
+	init_endpoint();
 
 	/* The pen "boots" when its port appears: uptime and the boot delay
 	 * count from here, not from the session generation before. */
@@ -669,6 +902,9 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (emu.verbose)
 		fprintf(stderr, "penemu: pen %s serving on %s\n", emu.serial, path);
+	if (emu.hostile)
+		fprintf(stderr, "penemu: hostile pen (%s) %s on %s\n",
+		        hostile_name(a.hostile), emu.serial, path);
 
 	rc = serve() == 0 ? 0 : 1;
 out:
@@ -678,5 +914,6 @@ out:
 		close(keep);
 	flash_close(emu.flash);
 	faults_free(emu.faults);
+	hostile_free(emu.hostile);
 	return rc;
 }

@@ -6,6 +6,7 @@
  *   flash.c   the pen's storage in SQLite (presets, sessions, clock, counters)
  *   gen.c     realistic session records (events, telemetry, summary)
  *   faults.c  deterministic fault injection on the outgoing byte stream
+ *   hostile.c a pen that attacks the host (--hostile MODE)
  */
 #ifndef PENEMU_H
 #define PENEMU_H
@@ -128,20 +129,68 @@ struct fault_opts {
 	uint32_t corrupt;          /* flip a bit in every Nth frame */
 	uint32_t drop;             /* drop every Nth frame */
 	bool mute;                 /* send nothing at all */
-	uint32_t boot_delay_ms;    /* ignore input this long after start */
+	uint32_t boot_delay_ms;    /* ignore input this long after (re)boot */
 	uint64_t disconnect_after; /* exit(3) after this many bytes sent (0: never) */
 	uint32_t delay_ms;         /* delay before every frame */
+	uint32_t drop_bytes;       /* delete one byte of every Nth frame */
+	uint32_t dup;              /* send every Nth frame twice */
+	uint32_t stall_every;      /* before every Nth frame ... */
+	uint32_t stall_ms;         /* ... send nothing for this long */
+	uint32_t late;             /* hold every Nth frame back ... */
+	uint32_t late_ms;          /* ... this long */
+	uint64_t reboot_after;     /* reboot once after this many bytes sent */
+	uint64_t reboot_every;     /* reboot after every this many bytes sent */
 };
 
 struct faults;
 
 struct faults *faults_new(const struct fault_opts *o, uint64_t seed);
+/* Prints the summary of injected faults (if any) and frees. */
 void faults_free(struct faults *f);
+void faults_summary(const struct faults *f);
 /* True while input is still to be ignored (the pen is "booting"). */
 bool faults_ignore_input(const struct faults *f, uint64_t uptime_ms);
 /* Sends one outgoing frame through the faults; fd is the port.  Returns 0,
  * or -1 if the port could not take the bytes.  May exit(3). */
 int faults_send(struct faults *f, int fd, const uint8_t *frame, size_t len);
+/* A reboot fault fired: the pen sends nothing more until main.c rebooted
+ * it and called faults_rebooted(). */
+bool faults_reboot_due(const struct faults *f);
+void faults_rebooted(struct faults *f);
+/* Late frames: ms until the next is due (-1: none held); sending those
+ * due (0, or -1 if the port failed). */
+int faults_next_due(const struct faults *f);
+int faults_release(struct faults *f, int fd);
+
+/* ------------------------------------------------------------------ hostile */
+
+/* A pen that attacks the host instead of serving it (--hostile MODE). */
+enum hostile_mode {
+	HOSTILE_NONE = 0,
+	HOSTILE_OVERSIZE,  /* frames over the host's negotiated maximum */
+	HOSTILE_NODELIM,   /* bytes without any frame delimiter, forever */
+	HOSTILE_BADPROTO,  /* intact frames that are not protobuf */
+	HOSTILE_WRONGID,   /* replies carrying request ids never sent */
+	HOSTILE_FLOOD,     /* a flood of unsolicited frames */
+	HOSTILE_SLOW,      /* one byte per second */
+};
+
+struct hostile;
+
+/* HOSTILE_NONE for an unknown name. */
+enum hostile_mode hostile_parse(const char *name);
+const char *hostile_name(enum hostile_mode m);
+struct hostile *hostile_new(enum hostile_mode m, uint64_t seed);
+void hostile_free(struct hostile *h);
+/* The endpoint's outgoing frame; host_max_frame is what the host's Hello
+ * asked for (0 before it).  Returns 0, or -1 on a dead port. */
+int hostile_send(struct hostile *h, int fd, const uint8_t *frame, size_t len,
+                 uint32_t host_max_frame);
+/* Called from the poll loop: sends what the attack sends on its own.
+ * Returns the ms until it wants to run again (-1: only when writable). */
+int hostile_tick(struct hostile *h, int fd, uint32_t host_max_frame);
+/* True if it has bytes waiting for the port to take them. */
+bool hostile_want_write(const struct hostile *h);
 
 /* ------------------------------------------------------------------ main.c */
 

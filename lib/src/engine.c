@@ -56,6 +56,8 @@ struct pl__engine {
 
 	struct pl_link_stats st;
 	uint64_t bad_envelopes;
+	uint64_t unsolicited, unknown_ids, replies, bytes_at_frame;
+	bool ids_wrapped;       /* every id has been used: none is "unknown" */
 	int dead;
 	char dead_msg[256];
 };
@@ -246,8 +248,10 @@ int pl__engine_submit(struct pl__engine *e, Pl__Envelope *req,
 	if (e->dead)
 		return pl__fail(e->dead, "%s", e->dead_msg);
 	uint32_t id = e->next_id++;
-	if (!e->next_id)
+	if (!e->next_id) {
 		e->next_id = 1; /* 0 is reserved for unsolicited frames */
+		e->ids_wrapped = true;
+	}
 	req->id = id;
 	size_t len = pl__envelope__get_packed_size(req);
 	if (len > e->send_max)
@@ -381,12 +385,14 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 		return;
 	if (e->log)
 		log_frame(e, PL_FRAME_IN, payload, len);
+	e->bytes_at_frame = e->st.bytes_in;
 	Pl__Envelope *env = pl__envelope__unpack(NULL, len, payload);
 	if (!env) {
 		e->bad_envelopes++;
 		return;
 	}
 	if (env->id == 0) {
+		e->unsolicited++;
 		if (e->ev && (env->body_case == PL__ENVELOPE__BODY_TRACE_LINE ||
 		              env->body_case == PL__ENVELOPE__BODY_STATE_EVENT))
 			e->ev(e->ev_ud, env);
@@ -396,9 +402,14 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 	struct req *r = take(&e->flight, &e->n_flight, env->id);
 	if (!r) {
 		e->st.stray_replies++;
+		/* A late or repeated reply carries an id we did use; one we
+		 * never used is a pen that does not echo ids. */
+		if (!e->ids_wrapped && env->id >= e->next_id)
+			e->unknown_ids++;
 		pl__envelope__free_unpacked(env, NULL);
 		return;
 	}
+	e->replies++;
 	complete(e, r, env);
 }
 
@@ -520,6 +531,20 @@ int pl__engine_flush(struct pl__engine *e)
 	if (e->dead)
 		return e->dead;
 	return flush(e);
+}
+
+void pl__engine_health(const struct pl__engine *e, struct pl__engine_health *out)
+{
+	const struct pl_frame_stats *d = &e->dec.stats;
+	out->unsolicited = e->unsolicited;
+	out->unknown_ids = e->unknown_ids;
+	out->replies = e->replies;
+	out->bytes_in = e->st.bytes_in;
+	out->frames_ended = d->frames;
+	for (int i = 0; i < PL_FRAME_DROP_COUNT; i++)
+		out->frames_ended += d->dropped[i];
+	out->bytes_at_frame = e->bytes_at_frame;
+	out->outstanding = e->n_flight + e->n_pend;
 }
 
 /* ------------------------------------------------------------------ lifecycle */
