@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +77,57 @@ uint64_t emu_uptime_ms(void)
 
 /* ------------------------------------------------------------------ port */
 
+static volatile sig_atomic_t write_timed_out;
+
+static void on_write_alarm(int sig)
+{
+	(void)sig;
+	write_timed_out = 1;
+}
+
+/* The rest of a frame into a tty, in one blocking write: the kernel then
+ * refills the gadget's small transmit buffer after every USB packet, where a
+ * poll() for POLLOUT would wake us only once it is nearly empty and leave
+ * the link idle until we are scheduled (a real pen's USB stack never lets it
+ * run dry).  An interval timer keeps the give-up of the non-blocking path. */
+static int write_blocking(int fd, const uint8_t *data, size_t len)
+{
+	struct sigaction sa, old_sa;
+	struct itimerval give_up = {{0, 0}, {WRITE_GIVE_UP_MS / 1000,
+	                                     (WRITE_GIVE_UP_MS % 1000) * 1000}};
+	struct itimerval off = {{0, 0}, {0, 0}};
+	int flags = fcntl(fd, F_GETFL);
+	int rc = 0;
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_write_alarm; /* no SA_RESTART: write must return */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old_sa);
+	while (len > 0) {
+		ssize_t n;
+
+		write_timed_out = 0;
+		setitimer(ITIMER_REAL, &give_up, NULL);
+		n = write(fd, data, len);
+		setitimer(ITIMER_REAL, &off, NULL);
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR && !write_timed_out && !stop_requested)
+			continue;
+		rc = -1; /* nobody drained the port in time, or a stop */
+		break;
+	}
+	sigaction(SIGALRM, &old_sa, NULL);
+	if (fcntl(fd, F_SETFL, flags) != 0)
+		rc = -1;
+	return rc;
+}
+
 int emu_write_all(int fd, const uint8_t *data, size_t len)
 {
 	int waited = 0;
@@ -94,6 +146,9 @@ int emu_write_all(int fd, const uint8_t *data, size_t len)
 				return -1;
 			continue;
 		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    emu.tty_path && fd == emu.fd)
+			return write_blocking(fd, data, len);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			struct pollfd p = {fd, POLLOUT, 0};
 			/* Nobody draining the port (no host, or a host that

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,16 @@ long long emu_now_ns(void)
 
 int emu_start(struct emu *e, const char *const *extra_args)
 {
-	const char *argv[32] = {PL_PENEMU, "--pty"};
-	size_t n = 2;
+	/* $PENEMU: where penemu is when this runs elsewhere than it was
+	 * built (the USB test VM). */
+	const char *bin = getenv("PENEMU") ? getenv("PENEMU") : PL_PENEMU;
+	const char *argv[32] = {bin};
+	size_t n = 1;
+	bool tty = false;
+	for (size_t i = 0; extra_args && extra_args[i]; i++)
+		tty = tty || strcmp(extra_args[i], "--tty") == 0;
+	if (!tty)
+		argv[n++] = "--pty";
 	for (size_t i = 0; extra_args && extra_args[i] && n < 31; i++)
 		argv[n++] = extra_args[i];
 	argv[n] = NULL;

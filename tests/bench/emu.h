@@ -10,8 +10,9 @@ struct emu {
 	char port[256];
 };
 
-/* Runs PL_PENEMU with --pty and the given extra arguments (NULL-terminated),
- * waits for the port path on its first line.  Returns 0 or -1 (message on
+/* Runs penemu ($PENEMU, else PL_PENEMU) with --pty, unless the extra
+ * arguments (NULL-terminated) name a --tty, and those arguments; waits for
+ * the port path on its first line.  Returns 0 or -1 (message on
  * stderr). */
 int emu_start(struct emu *e, const char *const *extra_args);
 void emu_stop(struct emu *e);

@@ -92,14 +92,14 @@ for app in $(/bin/busybox --list); do
 done
 
 missing=()
-for b in daemon/penlinkd cli/penctl firmware-bridge/penemu tests/bench_ttyraw; do
+for b in daemon/penlinkd cli/penctl firmware-bridge/penemu tests/bench_usblink; do
   [ -x "$build/$b" ] || missing+=("$b")
 done
 [ ${#missing[@]} -eq 0 ] || { echo "usb-vm: not built in $build: ${missing[*]}" >&2; exit 1; }
 copy_bin "$build/daemon/penlinkd" /pl/penlinkd
 copy_bin "$build/cli/penctl" /pl/penctl
 copy_bin "$build/firmware-bridge/penemu" /pl/penemu
-copy_bin "$build/tests/bench_ttyraw" /pl/bench_ttyraw
+copy_bin "$build/tests/bench_usblink" /pl/bench_usblink
 copy_bin "$(command -v bash)" /bin/bash
 copy_bin "$(command -v jq)" /usr/bin/jq
 copy_bin "$x/bin/udevadm" /bin/udevadm

@@ -81,7 +81,7 @@ archive_digests() {
 reset_world() {
   local g p
   [ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null
-  for p in $(pidof penlinkd penemu penctl bench_ttyraw 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+  for p in $(pidof penlinkd penemu penctl bench_usblink 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
   for g in "$CFG"/*/; do [ -d "$g" ] && gadget_remove "$(basename "$g")"; done
   sleep 0.3
   rm -rf "$W"; mkdir -p "$W"

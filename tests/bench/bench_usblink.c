@@ -1,0 +1,305 @@
+/*
+ * Session download over a real USB tty, as a ratio to the raw throughput of
+ * the same link measured in the same run (brief §6: >= 0.90).  Run inside
+ * the USB test VM by bench_usb.sh, once per USB speed, with the pen gadget
+ * bound: WRITER is the gadget side (/dev/ttyGS0, where the pen writes),
+ * READER the host side (/dev/ttyACM0, the kernel's cdc_acm).
+ *
+ * Raw: a child writes BYTES into WRITER in frame-sized blocking writes while
+ * this process reads READER through poll() and non-blocking reads, the way
+ * libpenlink does.  A tty may drop bytes when its reader falls behind
+ * (cdc_acm does, in a slow VM): lost bytes are reported and the rate is what
+ * arrived over the time it took.
+ * Download: penemu on WRITER holds one record of BYTES; libpenlink opens
+ * READER (libserialport) and downloads it with pl_download_session, timed
+ * from the first request to the last byte, exactly as bench_download does
+ * over a pty.  Rounds alternate so both see the same machine; the best of
+ * each is compared.  The figures are printed last.
+ *
+ *   bench_usblink WRITER READER BYTES ROUNDS FLASH
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <penlink.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "emu.h"
+
+#define READ_SIZE 65536
+#define STALL_LIMIT_MS 10000
+#define QUIET_AFTER_WRITER_MS 2000
+
+static int open_raw(const char *path, int flags)
+{
+	int fd = open(path, flags | O_NOCTTY);
+	if (fd < 0) {
+		fprintf(stderr, "bench_usblink: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	struct termios t;
+	if (tcgetattr(fd, &t) == 0) {
+		cfmakeraw(&t);
+		t.c_cflag |= CLOCAL | CREAD;
+		if (tcsetattr(fd, TCSANOW, &t) != 0) {
+			fprintf(stderr, "bench_usblink: cannot make %s raw: %s\n", path,
+			        strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
+	tcflush(fd, TCIOFLUSH);
+	return fd;
+}
+
+/* MB/s of WRITER -> READER, or a negative value after printing why;
+ * *lost_out: bytes that never arrived. */
+static double raw_mb_s(const char *writer, const char *reader, size_t total,
+                       size_t write_size, size_t *lost_out)
+{
+	int rd = open_raw(reader, O_RDONLY | O_NONBLOCK);
+	if (rd < 0)
+		return -1;
+	int wr = open_raw(writer, O_WRONLY);
+	if (wr < 0) {
+		close(rd);
+		return -1;
+	}
+	long long t0 = emu_now_ns();
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("bench_usblink: fork");
+		close(rd);
+		close(wr);
+		return -1;
+	}
+	if (pid == 0) {
+		char *buf = malloc(write_size);
+		if (!buf)
+			_exit(1);
+		memset(buf, 0x5a, write_size);
+		for (size_t sent = 0; sent < total;) {
+			size_t n = total - sent < write_size ? total - sent : write_size;
+			ssize_t w = write(wr, buf, n);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				_exit(1);
+			sent += (size_t)w;
+		}
+		tcdrain(wr);
+		_exit(0);
+	}
+	close(wr);
+
+	static char buf[READ_SIZE];
+	size_t got = 0;
+	int status = 0;
+	bool writer_done = false, failed = false;
+	long long last = emu_now_ns();
+	while (got < total) {
+		struct pollfd p = {rd, POLLIN, 0};
+		int n = poll(&p, 1, writer_done ? QUIET_AFTER_WRITER_MS : 100);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			perror("bench_usblink: poll");
+			failed = true;
+			break;
+		}
+		if (n == 0 && !writer_done && waitpid(pid, &status, WNOHANG) == pid) {
+			writer_done = true;
+			if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+				fprintf(stderr, "bench_usblink: the writer on %s failed\n", writer);
+				failed = true;
+				break;
+			}
+			continue;
+		}
+		if (n == 0 && writer_done)
+			break; /* the rest was lost on the way */
+		if (n == 0 && (emu_now_ns() - last) / 1000000 > STALL_LIMIT_MS) {
+			fprintf(stderr, "bench_usblink: nothing from %s for %d s after %zu of %zu bytes\n",
+			        reader, STALL_LIMIT_MS / 1000, got, total);
+			failed = true;
+			break;
+		}
+		if (n == 0)
+			continue;
+		ssize_t r = read(rd, buf, sizeof buf);
+		if (r > 0) {
+			got += (size_t)r;
+			last = emu_now_ns();
+		} else if (r < 0 && errno != EAGAIN && errno != EINTR) {
+			fprintf(stderr, "bench_usblink: reading %s: %s\n", reader, strerror(errno));
+			failed = true;
+			break;
+		}
+	}
+	if (!writer_done) {
+		if (failed)
+			kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	close(rd);
+	if (failed || got == 0)
+		return -1;
+	double secs = (double)(last - t0) / 1e9;
+	*lost_out = total - got;
+	printf("  raw: %zu of %zu bytes in %.3f s (%zu lost)\n", got, total, secs, total - got);
+	return (double)got / secs / 1e6;
+}
+
+struct count_sink {
+	uint64_t bytes, expect_next;
+	bool out_of_order;
+};
+
+static int count(void *ud, uint64_t offset, const uint8_t *data, size_t len)
+{
+	struct count_sink *c = ud;
+	(void)data;
+	c->out_of_order |= offset != c->expect_next;
+	c->expect_next = offset + len;
+	c->bytes += len;
+	return PL_OK;
+}
+
+/* CPU seconds (user + system) of this process so far. */
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPU seconds of another process so far, from /proc; 0 if unknown. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* Fields 14 and 15 (utime, stime) follow the ")" that ends the name. */
+	const char *p = strrchr(buf, ')');
+	unsigned long long ut = 0, st = 0;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	                 &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Starts penemu on the gadget tty and opens the host tty; 0 or -1.  The
+ * first start makes the record (bytes long) on the flash. */
+static int pen_up(struct emu *e, struct pl_pen **pen, const char *writer,
+                  const char *reader, const char *flash, const char *bytes)
+{
+	bool first = access(flash, F_OK) != 0;
+	const char *args[] = {"--tty", writer, "--flash", flash, "--serial", "PEN-BENCH-1",
+	                      first ? "--sessions" : NULL, "1", "--session-bytes", bytes,
+	                      "--seed", "77", NULL};
+	if (emu_start(e, args) != 0)
+		return -1;
+	struct pl_open_options o;
+	pl_open_options_init(&o);
+	o.timeout_ms = 10000;   /* software emulation is slow */
+	o.handshake_ms = 30000; /* penemu makes the record before it answers */
+	if (pl_pen_open(reader, &o, pen) != PL_OK) {
+		fprintf(stderr, "bench_usblink: open %s: %s\n", reader, pl_last_error_message());
+		emu_stop(e);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 6) {
+		fprintf(stderr, "usage: bench_usblink WRITER READER BYTES ROUNDS FLASH\n");
+		return 2;
+	}
+	const char *writer = argv[1], *reader = argv[2], *bytes = argv[3], *flash = argv[5];
+	int rounds = atoi(argv[4]);
+	if (strtoull(bytes, NULL, 10) == 0 || rounds <= 0) {
+		fprintf(stderr, "bench_usblink: BYTES and ROUNDS must be positive\n");
+		return 2;
+	}
+	struct emu e;
+	struct pl_pen *pen;
+	struct pl_session_info *s = NULL;
+	size_t n = 0;
+	if (pen_up(&e, &pen, writer, reader, flash, bytes) != 0)
+		return 1;
+	if (pl_list_sessions(pen, &s, &n) != PL_OK || n != 1) {
+		fprintf(stderr, "bench_usblink: list: %s\n", pl_last_error_message());
+		return 1;
+	}
+	size_t frame = pl_pen_max_frame(pen);
+	pl_pen_close(pen);
+	emu_stop(&e);
+
+	/* A round that lost bytes only shows that the link outran its reader:
+	 * no reliable transfer can match it, so the reference is the best
+	 * lossless round (the best lossy one only when every round lost). */
+	double best_raw = 0, best_lossy = 0, best_dl = 0;
+	for (int r = 1; r <= rounds; r++) {
+		printf("round %d\n", r);
+		size_t lost = 0;
+		double raw = raw_mb_s(writer, reader, s[0].size, frame, &lost);
+		if (raw < 0)
+			return 1;
+		if (pen_up(&e, &pen, writer, reader, flash, bytes) != 0)
+			return 1;
+		struct count_sink c = {0};
+		struct pl_download_options o = {.sink = count, .ud = &c};
+		double host0 = self_cpu_s(), pen0 = proc_cpu_s(e.pid);
+		long long t0 = emu_now_ns();
+		int rc = pl_download_session(pen, &s[0], 0, &o);
+		long long t1 = emu_now_ns();
+		double host_cpu = self_cpu_s() - host0, pen_cpu = proc_cpu_s(e.pid) - pen0;
+		struct pl_link_stats st;
+		pl_pen_link_stats(pen, &st);
+		pl_pen_close(pen);
+		emu_stop(&e);
+		if (rc != PL_OK || c.bytes != s[0].size || c.out_of_order) {
+			fprintf(stderr, "bench_usblink: download failed: %s (%llu of %llu bytes)\n",
+			        pl_last_error_message(), (unsigned long long)c.bytes,
+			        (unsigned long long)s[0].size);
+			return 1;
+		}
+		double dl = (double)c.bytes / 1e6 / ((double)(t1 - t0) / 1e9);
+		/* CPU time tells a busy processor from an idle link. */
+		printf("  download: %llu bytes in %.3f s, %llu frames, %llu retries; "
+		       "CPU: host %.2f s, pen %.2f s\n",
+		       (unsigned long long)c.bytes, (double)(t1 - t0) / 1e9,
+		       (unsigned long long)st.frames_in, (unsigned long long)st.retries,
+		       host_cpu, pen_cpu);
+		printf("  raw %.3f MB/s, download %.3f MB/s\n", raw, dl);
+		if (lost == 0 && raw > best_raw)
+			best_raw = raw;
+		if (lost && raw > best_lossy)
+			best_lossy = raw;
+		if (dl > best_dl)
+			best_dl = dl;
+	}
+	free(s);
+	if (best_raw == 0) {
+		printf("every raw round lost bytes: the reference is the best lossy one\n");
+		best_raw = best_lossy;
+	}
+	printf("%.2f %.3f %.3f\n", best_dl / best_raw, best_dl, best_raw);
+	return 0;
+}
