@@ -153,8 +153,13 @@ timeout --kill-after=10 "$timeout_s" "$qemu" \
   -display none -monitor none -serial "file:$out/console.log" \
   -kernel "$vmlinuz" -initrd "$out/initramfs.gz" \
   -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init${PLVM_ONLY:+ PLVM_ONLY=$PLVM_ONLY}" \
-  >"$out/qemu.log" 2>&1
+  >"$out/qemu.log" 2>&1 &
+vm_pid=$!
+# Killed from outside (a ctest timeout): take the VM down too.
+trap 'kill "$vm_pid" 2>/dev/null; exit 1' INT TERM HUP
+wait "$vm_pid"
 rc=$?
+trap - INT TERM HUP
 echo "usb-vm: qemu exited $rc after $(( $(date +%s) - start ))s" >&2
 [ -s "$out/console.log" ] || skip_all "qemu printed nothing (exit $rc): $(tail -n 3 "$out/qemu.log" | tr '\n' ' ')"
 
