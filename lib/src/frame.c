@@ -313,7 +313,11 @@ size_t pl_frame_encode(const uint8_t *payload, size_t payload_len,
 	    (payload_len > 0 && !cobs_put(&w, payload, payload_len)) ||
 	    !cobs_put(&w, tail, sizeof tail))
 		return 0;
-	/* cobs_put left room for this one byte after every block. */
+	/* The last block's code byte has its place (code_pos < pos), but the
+	 * delimiter may not: a frame whose last raw byte is 0x00 (a CRC
+	 * ending in 00) closes a block that reserves pos without checking. */
+	if (w.pos >= w.cap)
+		return 0;
 	w.out[w.code_pos] = (uint8_t)w.code;
 	w.out[w.pos++] = 0;
 	return w.pos;

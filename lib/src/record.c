@@ -5,7 +5,8 @@
  * JSON form (pl_record_to_json; penctl sessions show --json).  Stable:
  * fields are only ever added.  Absent sub-messages read as their defaults
  * (protobuf rules), so every key below is always present except
- * telemetry.samples.
+ * telemetry.samples.  Bytes of the pen's strings that are not UTF-8 come
+ * out as U+FFFD, so the output is always valid JSON.
  *
  * {
  *   "format":          1,                      record format version
@@ -593,7 +594,9 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	fprintf(out, "  started      %s\n", fmt_time(b1, rec->start_ms, rtc));
 	fprintf(out, "  ended        %s\n", fmt_time(b1, rec->end_ms, rtc));
 	fprintf(out, "  duration     %s%s\n",
-	        fmt_span(b2, (uint64_t)(rec->end_ms - rec->start_ms)),
+	        /* Unsigned: parsing ensured end >= start, but the two may
+	         * lie further apart than an int64_t holds. */
+	        fmt_span(b2, (uint64_t)rec->end_ms - (uint64_t)rec->start_ms),
 	        rtc ? "" : "  (pen clock not set: times are since power-on)");
 
 	fprintf(out, "\nPreset %" PRIu32 " \"", p->id);
@@ -720,9 +723,17 @@ static void jadd_null(struct jb *b, json_object *obj, const char *key)
 		b->oom = true;
 }
 
+/* Strings from the pen may be any bytes; JSON must be UTF-8. */
 static void jadd_str(struct jb *b, json_object *obj, const char *key, const char *s)
 {
-	jadd(b, obj, key, json_object_new_string(s ? s : ""));
+	char *clean = pl__utf8_sanitize(s);
+
+	if (!clean) {
+		b->oom = true;
+		return;
+	}
+	jadd(b, obj, key, json_object_new_string(clean));
+	free(clean);
 }
 
 static void jadd_int(struct jb *b, json_object *obj, const char *key, int64_t v)
