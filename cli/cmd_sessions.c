@@ -6,7 +6,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h" /* pl__fail: fail like the library */
@@ -14,7 +16,7 @@
 
 /* ------------------------------------------------------------------ list */
 
-enum { S_OUT = 1, S_KEEP, S_SAMPLES, S_SINCE, S_FORMAT };
+enum { S_OUT = 1, S_KEEP, S_SAMPLES, S_SINCE, S_FORMAT, S_DIR };
 
 static int list_daemon(struct ctl *c, int64_t since);
 
@@ -165,19 +167,64 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
-/* The serial goes into file names: keep it to a safe alphabet. */
+/*
+ * Something planted where penctl is about to write - a symbolic link, a
+ * folder, a FIFO, or a file with other hard links - is refused, never
+ * replaced or written through: whoever put it there meant another file
+ * (in a shared folder, a link to a file of the user running penctl).
+ */
+static bool planted(const struct stat *st)
+{
+	return !S_ISREG(st->st_mode) || st->st_nlink > 1;
+}
+
+static int refuse_planted(struct ctl *c, const char *dir, const char *name,
+                          const struct stat *st)
+{
+	return ctl_fail_exit(c, PX_REFUSED, "refused", "refused",
+	                     "%s%s%s is %s; not replacing it (remove it or "
+	                     "choose another name)",
+	                     dir ? dir : "", dir ? "/" : "", name,
+	                     S_ISLNK(st->st_mode)  ? "a symbolic link"
+	                     : S_ISDIR(st->st_mode) ? "a folder"
+	                     : !S_ISREG(st->st_mode) ? "not a regular file"
+	                                             : "a file with other hard links");
+}
+
+/* PX_OK if path is absent or a plain file (of its own, unless the caller
+ * only ever renames over it: that replaces a hard link's name and leaves
+ * its file alone); else refused. */
+static int check_target(struct ctl *c, const char *path, bool renamed_over)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0 &&
+	    (renamed_over ? !S_ISREG(st.st_mode) : planted(&st)))
+		return refuse_planted(c, NULL, path, &st);
+	return PX_OK;
+}
+
+/*
+ * A pen's serial (or any text from a pen) as part of a file name.  It comes
+ * from the device and may be hostile ("../../etc/x", "/abs", control
+ * bytes, hundreds of characters): only [A-Za-z0-9._-] survive, anything
+ * else becomes '_', a leading '.' too (no hidden files, never "." or ".."),
+ * at most cap - 1 bytes, and "pen" if nothing is left.  The result never
+ * contains '/', so it names an entry of the folder it is joined to.
+ */
 static void safe_name(const char *in, char *out, size_t cap)
 {
 	size_t n = 0;
-	for (; *in && n + 1 < cap; in++) {
+	if (cap == 0)
+		return;
+	for (; in && *in && n + 1 < cap; in++) {
 		char ch = *in;
 		bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
 		          (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
-		          ch == '.';
+		          (ch == '.' && n > 0);
 		out[n++] = ok ? ch : '_';
 	}
 	out[n] = '\0';
-	if (n == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+	if (n == 0)
 		snprintf(out, cap, "pen");
 }
 
@@ -338,6 +385,14 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 		snprintf(name, sizeof name, "%s-%06u-%s.plrec", serial, s->seq, uuid);
 		snprintf(final, sizeof final, "%s/%s", dir, name);
 		snprintf(part, sizeof part, "%s/.%s.part", dir, name);
+		/* The .part file is resumed (appended to, or truncated): it
+		 * must be penctl's own; O_NOFOLLOW in the library closes the
+		 * race this check leaves. */
+		if ((rc = check_target(c, final, true)) != PX_OK ||
+		    (rc = check_target(c, part, false)) != PX_OK) {
+			pull_fail_partial(c, &ps);
+			break;
+		}
 
 		bool exists;
 		if (have_verified(final, s, &exists)) {
@@ -871,8 +926,14 @@ static int pull_one(struct ctl *c, const struct pl_session_info *s,
                     const char *dir)
 {
 	struct file_sink f;
-	f.fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	            0640);
+	/* The copy starts from zero: a fresh file, never one found there (a
+	 * link planted at the predictable .part name is removed, not
+	 * followed, and O_EXCL makes sure of it). */
+	if (unlink(part) != 0 && errno != ENOENT)
+		return pl__fail(errno == EACCES ? PL_ERR_ACCESS : PL_ERR_IO,
+		                "cannot remove %s: %s", part, strerror(errno));
+	f.fd = open(part,
+	            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (f.fd < 0)
 		return pl__fail(errno == EACCES ? PL_ERR_ACCESS : PL_ERR_IO,
 		                "cannot create %s: %s", part, strerror(errno));
@@ -929,6 +990,10 @@ static int pull_daemon(struct ctl *c, const char *dir, int64_t since)
 		snprintf(name, sizeof name, "%s-%06u-%s.plrec", serial, s.seq, uuid);
 		snprintf(final, sizeof final, "%s/%s", dir, name);
 		snprintf(part, sizeof part, "%s/.%s.part", dir, name);
+		if ((rc = check_target(c, final, true)) != PX_OK) {
+			pull_fail_partial(c, &ps);
+			break;
+		}
 		bool exists;
 		if (have_verified(final, &s, &exists)) {
 			ps.n_present++;
@@ -980,6 +1045,21 @@ static int pull_daemon(struct ctl *c, const char *dir, int64_t since)
 
 /* ------------------------------------------------------------------ export */
 
+static int write_fd(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static int write_out(FILE *f, int fd, const uint8_t *data, size_t len)
 {
 	if (f) {
@@ -988,15 +1068,8 @@ static int write_out(FILE *f, int fd, const uint8_t *data, size_t len)
 			                strerror(errno));
 		return PL_OK;
 	}
-	while (len) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return pl__fail(PL_ERR_IO, "writing: %s", strerror(errno));
-		data += n;
-		len -= (size_t)n;
-	}
+	if (write_fd(fd, data, len) != 0)
+		return pl__fail(PL_ERR_IO, "writing: %s", strerror(errno));
 	return PL_OK;
 }
 
@@ -1012,17 +1085,330 @@ static void dir_of(const char *path, char *out, size_t cap)
 		snprintf(out, cap, "%.*s", (int)(slash - path), path);
 }
 
+/* ---- export --dir: one file per session, split from the export stream */
+
+/* The most one session's text may take (a JSON object carries every event
+ * of the session; a CSV row is short): beyond it the stream is not an
+ * export, and penctl stops instead of growing without bound. */
+#define EXPORT_ITEM_MAX ((size_t)256 << 20)
+
+struct split {
+	struct ctl *c;
+	bool json;
+	const char *dir;
+	int dirfd;
+	/* The scanner: the session being received. */
+	char *buf;
+	size_t len, cap;
+	char *header;       /* CSV: the header line, CRLF included */
+	size_t header_len;
+	bool in_quotes;     /* CSV: inside a quoted field */
+	bool in_str, esc;   /* JSON: inside a string, after a backslash */
+	int depth;          /* JSON: 0 outside the array, 1 in it, 2+ in an object */
+	bool closed;        /* JSON: the array's ']' was seen */
+	/* What was written. */
+	json_object *files;
+	unsigned long n;
+	uint64_t bytes;
+	char **names;       /* every name this export wrote, for collisions */
+	size_t n_names, cap_names;
+};
+
+static void split_free(struct split *sp)
+{
+	free(sp->buf);
+	free(sp->header);
+	for (size_t i = 0; i < sp->n_names; i++)
+		free(sp->names[i]);
+	free(sp->names);
+	json_object_put(sp->files);
+}
+
+static int split_push(struct split *sp, char ch)
+{
+	if (sp->len + 2 > sp->cap) {
+		if (sp->cap >= EXPORT_ITEM_MAX)
+			return ctl_fail_code(sp->c, PL_ERR_PROTOCOL,
+			                     "penlinkd sent more than %zu MB for one "
+			                     "session of the export",
+			                     EXPORT_ITEM_MAX >> 20);
+		size_t cap = sp->cap ? sp->cap * 2 : 4096;
+		char *p = realloc(sp->buf, cap);
+		if (!p)
+			return ctl_fail_code(sp->c, PL_ERR_MEM, "out of memory "
+			                     "splitting the export");
+		sp->buf = p;
+		sp->cap = cap;
+	}
+	sp->buf[sp->len++] = ch;
+	sp->buf[sp->len] = '\0';
+	return PX_OK;
+}
+
+/* Field i (0-based) of a CSV row, unquoted, truncated to cap - 1 bytes. */
+static void csv_nth(const char *row, size_t len, int i, char *out, size_t cap)
+{
+	size_t p = 0, n = 0;
+	for (int f = 0; f < i && p < len; f++) {
+		bool q = false;
+		for (; p < len; p++) {
+			if (row[p] == '"')
+				q = !q;
+			else if (row[p] == ',' && !q)
+				break;
+		}
+		p++;
+	}
+	if (p < len && row[p] == '"') {
+		for (p++; p < len; p++) {
+			if (row[p] == '"') {
+				if (p + 1 < len && row[p + 1] == '"')
+					p++;
+				else
+					break;
+			}
+			if (n + 1 < cap)
+				out[n++] = row[p];
+		}
+	} else {
+		for (; p < len && row[p] != ',' && row[p] != '\r' && row[p] != '\n';
+		     p++)
+			if (n + 1 < cap)
+				out[n++] = row[p];
+	}
+	out[n] = '\0';
+}
+
+/* Writes parts a and b to DIR/name through a temporary in DIR: opened
+ * O_EXCL|O_NOFOLLOW (a planted link at the temporary's name is never
+ * followed), renamed over name (a hard link planted there is replaced, not
+ * written through), and a symbolic link or non-file at name is refused. */
+static int store_in_dir(struct split *sp, const char *name, const char *a,
+                        size_t alen, const char *b, size_t blen)
+{
+	struct ctl *c = sp->c;
+	char tmp[64];
+	int fd = -1, err = EEXIST;
+	for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
+		uint64_t r = 0;
+		if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+			r = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^
+			    ((uint64_t)attempt << 48) ^ sp->n;
+		snprintf(tmp, sizeof tmp, ".penctl-export-%016" PRIx64 ".tmp", r);
+		fd = openat(sp->dirfd, tmp,
+		            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+		if (fd < 0 && (err = errno) != EEXIST)
+			break;
+	}
+	if (fd < 0)
+		return ctl_fail_errno(c, err, "cannot create a file in %s", sp->dir);
+	if (write_fd(fd, a, alen) != 0 || write_fd(fd, b, blen) != 0 ||
+	    fsync(fd) != 0) {
+		err = errno;
+		close(fd);
+		unlinkat(sp->dirfd, tmp, 0);
+		return ctl_fail_errno(c, err, "writing %s/%s", sp->dir, name);
+	}
+	if (close(fd) != 0) {
+		err = errno;
+		unlinkat(sp->dirfd, tmp, 0);
+		return ctl_fail_errno(c, err, "writing %s/%s", sp->dir, name);
+	}
+	struct stat st;
+	/* A hard link at name is fine: the rename replaces the name, and
+	 * the other file keeps its content. */
+	if (fstatat(sp->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    !S_ISREG(st.st_mode)) {
+		unlinkat(sp->dirfd, tmp, 0);
+		return refuse_planted(c, sp->dir, name, &st);
+	}
+	if (renameat(sp->dirfd, tmp, sp->dirfd, name) != 0) {
+		err = errno;
+		unlinkat(sp->dirfd, tmp, 0);
+		return ctl_fail_errno(c, err, "cannot store %s/%s", sp->dir, name);
+	}
+	return PX_OK;
+}
+
+/* One complete session (sp->buf): its file name from the pen's serial, its
+ * sequence number and UUID, all sanitised; then the file. */
+static int split_emit(struct split *sp)
+{
+	char serial_raw[256], uuid_raw[64], seq_raw[24];
+	json_object *doc = NULL;
+	if (sp->json) {
+		doc = json_tokener_parse(sp->buf);
+		if (!doc || !json_object_is_type(doc, json_type_object)) {
+			json_object_put(doc);
+			return ctl_fail_code(sp->c, PL_ERR_PROTOCOL, "penlinkd sent an "
+			                     "export item that is not a JSON object");
+		}
+		json_object *v;
+		snprintf(serial_raw, sizeof serial_raw, "%s",
+		         json_object_object_get_ex(doc, "serial", &v) && v
+		             ? json_object_get_string(v) : "");
+		snprintf(uuid_raw, sizeof uuid_raw, "%s",
+		         json_object_object_get_ex(doc, "uuid", &v) && v
+		             ? json_object_get_string(v) : "");
+		snprintf(seq_raw, sizeof seq_raw, "%s",
+		         json_object_object_get_ex(doc, "seq", &v) && v
+		             ? json_object_get_string(v) : "");
+	} else {
+		csv_nth(sp->buf, sp->len, 0, serial_raw, sizeof serial_raw);
+		csv_nth(sp->buf, sp->len, 1, uuid_raw, sizeof uuid_raw);
+		csv_nth(sp->buf, sp->len, 2, seq_raw, sizeof seq_raw);
+	}
+	char serial[65], uuid[40];
+	uint8_t ub[16];
+	safe_name(serial_raw, serial, sizeof serial);
+	if (parse_uuid(uuid_raw, ub))
+		pl_uuid_format(ub, uuid);
+	else
+		safe_name(uuid_raw, uuid, sizeof uuid);
+	char *end;
+	unsigned long long seq = strtoull(seq_raw, &end, 10);
+	if (end == seq_raw || *end || seq > UINT32_MAX)
+		seq = 0;
+	const char *ext = sp->json ? "json" : "csv";
+	char name[200];
+	snprintf(name, sizeof name, "%s-%06llu-%s.%s", serial, seq, uuid, ext);
+	/* Two sessions never share a file: hostile serials may sanitise to
+	 * the same text. */
+	for (unsigned k = 2;; k++) {
+		bool taken = false;
+		for (size_t i = 0; i < sp->n_names && !taken; i++)
+			taken = strcmp(sp->names[i], name) == 0;
+		if (!taken)
+			break;
+		snprintf(name, sizeof name, "%s-%06llu-%s-%u.%s", serial, seq, uuid, k,
+		         ext);
+	}
+	int rc = sp->json ? store_in_dir(sp, name, sp->buf, sp->len, "\n", 1)
+	                  : store_in_dir(sp, name, sp->header, sp->header_len,
+	                                 sp->buf, sp->len);
+	json_object_put(doc);
+	if (rc != PX_OK)
+		return rc;
+	if (sp->n_names == sp->cap_names) {
+		size_t cap = sp->cap_names ? sp->cap_names * 2 : 64;
+		char **p = realloc(sp->names, cap * sizeof *p);
+		if (!p)
+			return ctl_fail_code(sp->c, PL_ERR_MEM, "out of memory");
+		sp->names = p;
+		sp->cap_names = cap;
+	}
+	if (!(sp->names[sp->n_names] = strdup(name)))
+		return ctl_fail_code(sp->c, PL_ERR_MEM, "out of memory");
+	sp->n_names++;
+	size_t bytes = sp->len + (sp->json ? 1 : sp->header_len);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", sp->dir, name);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "path", json_object_new_string(path));
+	json_object_object_add(o, "serial", json_object_new_string(serial_raw));
+	json_object_object_add(o, "uuid", json_object_new_string(uuid));
+	json_object_object_add(o, "seq", json_object_new_int64((int64_t)seq));
+	json_object_object_add(o, "bytes", json_object_new_uint64(bytes));
+	json_object_array_add(sp->files, o);
+	sp->n++;
+	sp->bytes += bytes;
+	if (!sp->c->json)
+		printf("exported seq %llu %s -> %s\n", seq, uuid, path);
+	return PX_OK;
+}
+
+/* Feeds export text: CSV rows end at a line break outside quotes (RFC
+ * 4180), the first being the header; JSON is "[", objects and "]", and an
+ * object ends where its braces balance outside strings. */
+static int split_feed(struct split *sp, const uint8_t *p, size_t len)
+{
+	int rc;
+	for (size_t i = 0; i < len; i++) {
+		char ch = (char)p[i];
+		if (sp->json) {
+			if (sp->depth < 2) {
+				if (ch == '[' && sp->depth == 0 && !sp->closed) {
+					sp->depth = 1;
+				} else if (ch == '{' && sp->depth == 1) {
+					sp->depth = 2;
+					sp->len = 0;
+					if ((rc = split_push(sp, ch)) != PX_OK)
+						return rc;
+				} else if (ch == ']' && sp->depth == 1) {
+					sp->depth = 0;
+					sp->closed = true;
+				} else if (ch != ',' && ch != ' ' && ch != '\n' &&
+				           ch != '\r' && ch != '\t') {
+					return ctl_fail_code(sp->c, PL_ERR_PROTOCOL,
+					                     "penlinkd's JSON export has '%c' "
+					                     "between sessions",
+					                     ch >= 0x20 && ch < 0x7f ? ch : '?');
+				}
+				continue;
+			}
+			if ((rc = split_push(sp, ch)) != PX_OK)
+				return rc;
+			if (sp->esc) {
+				sp->esc = false;
+			} else if (sp->in_str) {
+				if (ch == '\\')
+					sp->esc = true;
+				else if (ch == '"')
+					sp->in_str = false;
+			} else if (ch == '"') {
+				sp->in_str = true;
+			} else if (ch == '{' || ch == '[') {
+				sp->depth++;
+			} else if ((ch == '}' || ch == ']') && --sp->depth == 1) {
+				if ((rc = split_emit(sp)) != PX_OK)
+					return rc;
+				sp->len = 0;
+			}
+			continue;
+		}
+		if ((rc = split_push(sp, ch)) != PX_OK)
+			return rc;
+		if (ch == '"') {
+			sp->in_quotes = !sp->in_quotes;
+		} else if (ch == '\n' && !sp->in_quotes) {
+			if (!sp->header) {
+				sp->header = sp->buf;
+				sp->header_len = sp->len;
+				sp->buf = NULL;
+				sp->cap = 0;
+			} else if ((rc = split_emit(sp)) != PX_OK) {
+				return rc;
+			}
+			sp->len = 0;
+		}
+	}
+	return PX_OK;
+}
+
+static int split_finish(struct split *sp)
+{
+	bool whole = sp->json ? sp->closed && sp->depth == 0 : sp->len == 0;
+	if (!whole)
+		return ctl_fail_code(sp->c, PL_ERR_PROTOCOL,
+		                     "penlinkd's export ended in the middle of a "
+		                     "session");
+	if (fsync(sp->dirfd) != 0)
+		return ctl_fail_errno(sp->c, errno, "fsync %s", sp->dir);
+	return PX_OK;
+}
+
 static int sessions_export(struct ctl *c, struct opt_iter *it)
 {
 	static const struct optdef defs[] = {
 		{"--format", 'f', true, S_FORMAT},
 		{"--since", 0, true, S_SINCE},
 		{"--out", 'o', true, S_OUT},
+		{"--dir", 0, true, S_DIR},
 		{NULL, 0, false, 0},
 	};
 	Plctl__ExportFormat format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV;
 	int64_t since = 0;
-	const char *out = NULL;
+	const char *out = NULL, *dir = NULL;
 	const char *v;
 	int id;
 	while ((id = opt_next(c, it, defs, &v)) != OPT_END) {
@@ -1042,23 +1428,36 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 			if (!*v)
 				return ctl_usage(c, "--out needs a file name");
 			out = v;
+		} else if (id == S_DIR) {
+			if (!*v)
+				return ctl_usage(c, "--dir needs a folder");
+			dir = v;
 		} else {
 			return ctl_usage(c, "sessions export takes no arguments (got "
-			                 "'%.40s'); use --out FILE", v);
+			                 "'%.40s'); use --out FILE or --dir DIR", v);
 		}
 	}
+	if (out && dir)
+		return ctl_usage(c, "sessions export: --out FILE and --dir DIR "
+		                 "exclude each other");
 	if (out && strlen(out) > PATH_MAX - 16)
 		return ctl_usage(c, "--out: file name too long");
+	if (dir && strlen(dir) > PATH_MAX - 256)
+		return ctl_usage(c, "--dir: folder name too long");
 	int rc = ctl_need_daemon(c, "sessions export");
 	if (rc != PX_OK || (rc = ctl_connect(c)) != PX_OK)
 		return rc;
 	const char *fmt_name =
 	    format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON ? "json" : "csv";
 
-	/* A file appears whole or not at all: write a temporary next to it,
-	 * then rename over FILE (which replaces an older export). */
+	/* --out: a file appears whole or not at all: write a temporary next
+	 * to it, then rename over FILE (which replaces an older export).
+	 * --dir: every file is written relative to the folder's descriptor. */
 	char tmp[PATH_MAX];
 	int fd = -1;
+	struct split sp;
+	memset(&sp, 0, sizeof sp);
+	sp.dirfd = -1;
 	if (out) {
 		snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", out);
 		fd = mkostemp(tmp, O_CLOEXEC);
@@ -1073,6 +1472,16 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 			unlink(tmp);
 			return ctl_fail_errno(c, err, "chmod %s", tmp);
 		}
+	} else if (dir) {
+		if (make_dirs(dir) != 0)
+			return ctl_fail_errno(c, errno, "cannot create %s", dir);
+		sp.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sp.dirfd < 0)
+			return ctl_fail_errno(c, errno, "cannot open the folder %s", dir);
+		sp.c = c;
+		sp.dir = dir;
+		sp.json = format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
+		sp.files = json_object_new_array();
 	}
 
 	Plctl__ExportSessions ex = PLCTL__EXPORT_SESSIONS__INIT;
@@ -1083,6 +1492,7 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 	req.op_case = PLCTL__REQUEST__OP_EXPORT_SESSIONS;
 	req.export_sessions = &ex;
 	uint64_t bytes = 0;
+	int px = PX_OK; /* a failure split_* already reported */
 	int e = dc_send(c, &req);
 	while (e == PL_OK) {
 		Plctl__Response *r;
@@ -1097,17 +1507,45 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 			break;
 		}
 		size_t len = r->export->data.len;
-		if (len) {
+		if (len && dir) {
+			px = split_feed(&sp, r->export->data.data, len);
+		} else if (len) {
 			e = write_out(out ? NULL : stdout, fd, r->export->data.data, len);
-			bytes += len;
 			/* Data is on stdout now: an error document after it would
 			 * corrupt it; the error goes to stderr only. */
 			if (!out)
 				c->emitted = true;
 		}
+		bytes += len;
 		dc_free(r);
-		if (last)
+		if (last || px != PX_OK)
 			break;
+	}
+	if (dir) {
+		if (px == PX_OK && e != PL_OK)
+			px = ctl_fail_pl(c, e);
+		if (px == PX_OK)
+			px = split_finish(&sp);
+		close(sp.dirfd);
+		if (px == PX_OK) {
+			if (c->json) {
+				json_object *o = json_object_new_object();
+				json_object_object_add(o, "dir", json_object_new_string(dir));
+				json_object_object_add(o, "format",
+				                       json_object_new_string(fmt_name));
+				json_object_object_add(o, "sessions",
+				                       json_object_new_uint64(sp.n));
+				json_object_object_add(o, "files", json_object_get(sp.files));
+				ctl_emit_json(c, o);
+			} else {
+				char sz[FMT_BUF];
+				printf("exported %lu session%s (%s of %s) to %s\n", sp.n,
+				       sp.n == 1 ? "" : "s", fmt_bytes(sz, sp.bytes),
+				       sp.json ? "JSON" : "CSV", dir);
+			}
+		}
+		split_free(&sp);
+		return px;
 	}
 	if (!out) {
 		if (e == PL_OK && fflush(stdout) != 0)
@@ -1119,6 +1557,13 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 		e = pl__fail(PL_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
 	if (close(fd) != 0 && e == PL_OK)
 		e = pl__fail(PL_ERR_IO, "close %s: %s", tmp, strerror(errno));
+	/* rename() would replace a symbolic link planted at FILE rather than
+	 * follow it, but whoever put it there meant another file: refuse. */
+	struct stat st;
+	if (e == PL_OK && lstat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+		unlink(tmp);
+		return refuse_planted(c, NULL, out, &st);
+	}
 	if (e == PL_OK && rename(tmp, out) != 0)
 		e = pl__fail(errno == EACCES ? PL_ERR_ACCESS : PL_ERR_IO,
 		             "cannot store %s: %s", out, strerror(errno));
@@ -1126,10 +1571,10 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 		unlink(tmp);
 		return ctl_fail_pl(c, e);
 	}
-	char dir[PATH_MAX];
-	dir_of(out, dir, sizeof dir);
-	if (fsync_dir(dir) != 0)
-		return ctl_fail_errno(c, errno, "fsync %s", dir);
+	char odir[PATH_MAX];
+	dir_of(out, odir, sizeof odir);
+	if (fsync_dir(odir) != 0)
+		return ctl_fail_errno(c, errno, "fsync %s", odir);
 	if (c->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "path", json_object_new_string(out));

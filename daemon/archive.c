@@ -1,9 +1,16 @@
 /*
  * The session archive (archive.h): one SQLite database.
  *
- * Files.  PATH is the database, created 0640 by us before SQLite opens it
- * (SQLite gives PATH-wal and PATH-shm the database's own mode, so they are
- * not world-readable either).  PATH.lock holds the one-daemon-per-database
+ * Files.  PATH is the database, created 0600 by us before SQLite opens it,
+ * whatever the umask (SQLite gives PATH-wal and PATH-shm the database's own
+ * mode, fchmod'ing them past the umask, so they are 0600 too).  0600, not
+ * 0640: the daemon's group is, by default, also the control socket's group,
+ * i.e. everyone allowed to talk to the daemon at all; a group-readable file
+ * would let each of them read every session log straight from the disk,
+ * past the logs_group check and its audit trail.  Readers go through the
+ * socket; backups run as root or as the daemon's user.  An existing
+ * database keeps the mode its administrator gave it (a warning if other
+ * users can read it).  PATH.lock (0600) holds the one-daemon-per-database
  * lock (flock) and the owner's pid.  The lock is on a separate file, not on
  * PATH itself, because closing any descriptor of PATH would drop the POSIX
  * locks SQLite holds on it in this process; the lock file is never removed,
@@ -87,6 +94,7 @@
 
 #include "archive.h"
 #include "log.h"
+#include "validate.h"
 
 /* Milliseconds SQLite waits for a lock held by another program (an
  * administrator's sqlite3 shell): short, because the daemon's loop waits
@@ -478,7 +486,7 @@ static int take_lock(struct archive *a)
 	if (!lock_path)
 		return fail(a, PL_ERR_MEM, "out of memory opening %s", a->path);
 	snprintf(lock_path, n, "%s.lock", a->path);
-	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0) {
 		int err = errno;
 		int e = fail(a, err == EACCES || err == EPERM ? PL_ERR_ACCESS : PL_ERR_IO,
@@ -521,10 +529,13 @@ static int take_lock(struct archive *a)
 	return PL_OK;
 }
 
-/* Creates the file ourselves so its mode is 0640 whatever SQLite's default. */
+/* Creates the file ourselves so its mode is 0600 whatever SQLite's default
+ * (0644 less the umask) and whatever the umask (see Files, above). */
 static int create_db_file(struct archive *a)
 {
-	int fd = open(a->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	struct stat st;
+	int fd = open(a->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY,
+	              0600);
 
 	if (fd < 0) {
 		int err = errno;
@@ -536,6 +547,16 @@ static int create_db_file(struct archive *a)
 		            err == EROFS || err == EACCES
 		                ? " (penlinkd needs to write to it)"
 		                : "");
+	}
+	if (fstat(fd, &st) == 0) {
+		if (st.st_size == 0 && (st.st_mode & 077) && fchmod(fd, 0600) != 0)
+			log_warn("cannot make the new database %s private (0600): %s",
+			         a->path, strerror(errno));
+		else if (st.st_size > 0 && (st.st_mode & 007))
+			log_warn("the database %s is readable or writable by every "
+			         "user (mode %03o); every session log in it is "
+			         "exposed: chmod 600 it",
+			         a->path, (unsigned)(st.st_mode & 0777));
 	}
 	/* No POSIX locks are held on it yet, so closing is harmless. */
 	close(fd);
@@ -1218,14 +1239,24 @@ int archive_commit_session(struct archive *a, const char *serial,
 		}
 		return PL_OK;
 	}
-	if (!p.found) {
+	if (!p.found && s->size > 0) {
 		e = fail(a, PL_ERR_NOT_FOUND,
 		         "session %s of %s: nothing was downloaded to archive", uuid,
 		         serial);
 		goto fail;
 	}
 	reason[0] = '\0';
-	if (p.received != s->size)
+	if (!p.found) {
+		/* A 0-byte record: nothing to download, so no partial row
+		 * (archive_partial_append stores nothing for 0 bytes).  It is
+		 * archived like any other, or the pen could never reclaim it. */
+		buf = malloc(1);
+		if (!buf) {
+			e = fail(a, PL_ERR_MEM, "out of memory archiving %s", uuid);
+			goto fail;
+		}
+		pl_sha256(buf, 0, digest);
+	} else if (p.received != s->size)
 		snprintf(reason, sizeof reason,
 		         "%" PRIu64 " bytes are stored, the record has %" PRIu64,
 		         p.received, s->size);
@@ -1244,7 +1275,7 @@ int archive_commit_session(struct archive *a, const char *serial,
 		 * digest failure is reported even if discarding fails. */
 		char derr[sizeof a->err] = "";
 		free(buf);
-		e = delete_partial(a, p.id);
+		e = p.found ? delete_partial(a, p.id) : PL_OK;
 		if (e == PL_OK)
 			e = commit(a, "discard a damaged download");
 		else
@@ -1280,7 +1311,7 @@ int archive_commit_session(struct archive *a, const char *serial,
 	e = insert_session(a, serial, s, buf, rec, decode_error, &id);
 	free(buf);
 	buf = NULL;
-	if (e == PL_OK)
+	if (e == PL_OK && p.found)
 		e = delete_partial(a, p.id);
 	if (e != PL_OK)
 		goto fail;
@@ -1730,12 +1761,16 @@ static const char *mm_text(char buf[24], int64_t um)
 	return buf;
 }
 
-/* Milliseconds as seconds with 3 decimals, sign included. */
-static const char *secs_text(char buf[32], int64_t ms)
+/* end - start as seconds with 3 decimals, sign included.  Unsigned
+ * arithmetic: the times come from the pen and may lie further apart than
+ * an int64_t can hold. */
+static const char *secs_text(char buf[32], int64_t start_ms, int64_t end_ms)
 {
-	uint64_t m = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+	bool neg = end_ms < start_ms;
+	uint64_t m = neg ? (uint64_t)start_ms - (uint64_t)end_ms
+	                 : (uint64_t)end_ms - (uint64_t)start_ms;
 
-	snprintf(buf, 32, "%s%" PRIu64 ".%03u", ms < 0 ? "-" : "", m / 1000,
+	snprintf(buf, 32, "%s%" PRIu64 ".%03u", neg ? "-" : "", m / 1000,
 	         (unsigned)(m % 1000));
 	return buf;
 }
@@ -1784,7 +1819,7 @@ static void csv_row(struct sbuf *b, const struct archived_session *s,
 	csv_field(b, &first, s->rtc_time ? iso_utc(t, s->start_ms) : "");
 	csv_field(b, &first, s->rtc_time ? iso_utc(t, s->end_ms) : "");
 	csv_field(b, &first, s->rtc_time ? "rtc" : "uptime");
-	csv_field(b, &first, secs_text(t, s->end_ms - s->start_ms));
+	csv_field(b, &first, secs_text(t, s->start_ms, s->end_ms));
 	if (j) {
 		json_object *ev = jget(j, "events", NULL);
 		csv_jint(b, &first, jget(j, "preset", "id"));
@@ -1822,13 +1857,18 @@ static json_object *json_fallback(const struct archived_session *s,
                                   const char *why)
 {
 	json_object *o = json_object_new_object();
+	/* The pen's serial may be any bytes; JSON must be UTF-8. */
+	char *serial = pl__utf8_sanitize(s->serial);
 	char uuid[37];
 
-	if (!o)
+	if (!o || !serial) {
+		json_object_put(o);
+		free(serial);
 		return NULL;
+	}
 	pl_uuid_format(s->uuid, uuid);
 	if (json_object_object_add(o, "uuid", json_object_new_string(uuid)) ||
-	    json_object_object_add(o, "serial", json_object_new_string(s->serial)) ||
+	    json_object_object_add(o, "serial", json_object_new_string(serial)) ||
 	    json_object_object_add(o, "seq", json_object_new_int64(s->seq)) ||
 	    json_object_object_add(o, "start_utc_ms",
 	                           json_object_new_int64(s->start_ms)) ||
@@ -1839,8 +1879,10 @@ static json_object *json_fallback(const struct archived_session *s,
 	    json_object_object_add(o, "decode_error",
 	                           json_object_new_string(why ? why : ""))) {
 		json_object_put(o);
+		free(serial);
 		return NULL;
 	}
+	free(serial);
 	return o;
 }
 

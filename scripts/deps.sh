@@ -9,7 +9,8 @@ packages=(
   libprotobuf-c-dev protobuf-c-compiler
   libjson-c-dev libssl-dev zlib1g-dev libsqlite3-dev libinih-dev
   libcmocka-dev
-  jq valgrind util-linux procps
+  jq valgrind util-linux procps sqlite3
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -401,7 +401,7 @@ static void file_progress(void *ud, uint64_t done, uint64_t total)
 static int open_resumable(const struct pl_session_info *s, const char *path,
                           int *fd_out, uint64_t *have)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0)
 		return pl__fail(errno == EACCES ? PL_ERR_ACCESS : PL_ERR_IO,
 		                "cannot open %s for writing: %s", path, strerror(errno));

@@ -282,7 +282,7 @@ static void test_open_mode_and_lock(void **state)
 
 	assert_int_equal(archive_schema_version(a), 1);
 	assert_int_equal(stat(c->db, &st), 0);
-	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_int_equal(st.st_mode & 0777, 0600);
 
 	/* Some data so the WAL has content. */
 	rec_build(&f, 1, "PEN-1", START_MS, 10, "Fine");

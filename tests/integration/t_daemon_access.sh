@@ -27,7 +27,7 @@ rc=$?
 assert_contains "$(cat "$T/second.log")" "another penlinkd" "second daemon says why"
 
 # The database and socket modes.
-assert_eq "$(stat -c %a "$DB")" "640" "database created 0640"
+assert_eq "$(stat -c %a "$DB")" "600" "database created 0600"
 assert_eq "$(stat -c %a "$SOCK")" "666" "socket mode from the config"
 
 # An unprivileged user (nobody, in neither group).
