@@ -8,8 +8,11 @@
 #   3. the unit and integration suite built with AddressSanitizer +
 #      UndefinedBehaviorSanitizer;
 #   4. the same suite under valgrind memcheck (leaks are errors);
-#   5. the benchmarks, which print their figures (ratios against targets),
+#   5. libFuzzer (clang): every fuzz target replays its corpus, then fuzzes
+#      for a bounded time (scripts/fuzz.sh);
+#   6. the benchmarks, which print their figures (ratios against targets),
 #      including the USB download benchmark the VM ran in tier 2.
+# Tier 1 includes the bounded randomized fault campaign (tests/faults).
 # Exits non-zero if any tier fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +42,8 @@ tier "ASan + UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 tier "valgrind memcheck" env \
   PL_TEST_WRAPPER="valgrind -q --suppressions=$PWD/tests/valgrind.supp --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-fds=no" \
   ctest --test-dir build --output-on-failure -j2 -LE usbvm
+
+tier "fuzzing (libFuzzer, 20 s a target)" bash scripts/fuzz.sh 20
 
 tier "benchmarks" bash tests/bench/run.sh build
 
