@@ -45,7 +45,11 @@ static void fmt_session_span(char *start, size_t start_len, char *dur,
 		snprintf(start, start_len, "uptime +%llds",
 		         (long long)(start_ms / 1000));
 	if (end_ms >= start_ms)
-		fmt_duration(dur, end_ms - start_ms);
+		/* Unsigned: the pen's two times may lie further apart than an
+		 * int64_t holds. */
+		fmt_duration(dur, (uint64_t)end_ms - (uint64_t)start_ms > (uint64_t)INT64_MAX
+		                      ? INT64_MAX
+		                      : (int64_t)((uint64_t)end_ms - (uint64_t)start_ms));
 	else
 		snprintf(dur, dur_len, "?");
 }

@@ -286,6 +286,26 @@ static void test_round_trip_sizes(void **state)
 	}
 }
 
+/* One byte short, over payloads enough that some frames end in a CRC
+ * whose last byte is 0x00: that block closes on the delimiter itself, the
+ * case the patterns above never reach (libFuzzer found it). */
+static void test_encode_one_short_all_crcs(void **state)
+{
+	(void)state;
+	uint8_t enc[PL_FRAME_ENCODED_MAX(8) + GUARD];
+
+	for (uint32_t i = 0; i < 20000; i++) {
+		uint8_t payload[4] = {(uint8_t)i, (uint8_t)(i >> 8), (uint8_t)(i >> 16), 0x5a};
+		size_t need = pl_frame_encode(payload, sizeof payload, 0, enc,
+		                              PL_FRAME_ENCODED_MAX(sizeof payload));
+		assert_true(need > 0);
+		memset(enc, 0xa5, sizeof enc);
+		assert_int_equal(pl_frame_encode(payload, sizeof payload, 0, enc, need - 1), 0);
+		for (size_t k = need - 1; k < sizeof enc; k++)
+			assert_int_equal(enc[k], 0xa5);
+	}
+}
+
 static void test_encode_too_small(void **state)
 {
 	(void)state;
@@ -889,6 +909,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_then_frame),
 		cmocka_unit_test(test_drop_reasons),
 		cmocka_unit_test(test_oversize),
+		cmocka_unit_test(test_encode_one_short_all_crcs),
 		cmocka_unit_test(test_set_limit),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_random_stream),
