@@ -72,6 +72,21 @@ pen_digests() {
   jq -r '.sessions[] | "\(.uuid) \(.sha256)"' <<<"$OUT" | sort >"$2"
   [ -s "$2" ] || fail "pen $1 listed no sessions"
 }
+# pen_up NAME SERIAL [penemu args...]: a gadget pen played by penemu,
+# plugged into dummy_udc.0; its own session digests in $W/NAME.digests.
+pen_up() {
+  local name=$1 serial=$2; shift 2
+  gadget "$name" "$serial"
+  emu "$name" --serial "$serial" --flash "$W/$name.flash" "$@"
+  plug "$name" dummy_udc.0
+  wait_for 20 "the cdc_acm tty of $serial" have_acm "$serial"
+  pen_digests "$serial" "$W/$name.digests"
+}
+# downloaded_over BYTES: penlinkd has downloaded more than BYTES in all.
+downloaded_over() {
+  run "${D[@]}" --json list
+  [ "$RC" -eq 0 ] && [ "$(jq '[.pens[].download_done] | add // 0' <<<"$OUT")" -gt "$1" ]
+}
 archive_digests() {
   expect 0 "${D[@]}" --json sessions list
   jq -r --arg s "$1" '.sessions[] | select(.serial == $s) | "\(.uuid) \(.sha256)"' <<<"$OUT" | sort
@@ -148,12 +163,8 @@ scn_udev() {
 # it through libusb hotplug, maps it to its tty through libserialport, and
 # archives every session with matching digests.
 scn_hotplug() {
-  gadget pen PEN-HOT-1
-  emu pen --serial PEN-HOT-1 --flash "$W/pen.flash" --sessions 4 --session-bytes 300000 --seed 41
   # The pen's own view first, over the real tty, without the daemon.
-  plug pen dummy_udc.0
-  wait_for 20 "the cdc_acm tty" have_acm PEN-HOT-1
-  pen_digests PEN-HOT-1 "$W/pen.digests"
+  pen_up pen PEN-HOT-1 --sessions 4 --session-bytes 300000 --seed 41
   assert_eq "$(wc -l <"$W/pen.digests")" "4" "the pen lists its 4 sessions over /dev/ttyACM"
   unplug pen
   wait_for 20 "the tty to go" eval "! have_acm PEN-HOT-1"
@@ -206,14 +217,9 @@ JSON
 # 2. Unplug mid-download, then replug: penlinkd keeps running and the
 # partial download, and resumes from its offset.
 scn_unplug() {
-  gadget pen PEN-UNP-1
-  emu pen --serial PEN-UNP-1 --flash "$W/pen.flash" --sessions 1 --session-bytes 6000000 --seed 42
-  plug pen dummy_udc.0
-  wait_for 20 "the cdc_acm tty" have_acm PEN-UNP-1
-  pen_digests PEN-UNP-1 "$W/pen.digests"
+  pen_up pen PEN-UNP-1 --sessions 1 --session-bytes 6000000 --seed 42
   daemon_start
-  wait_for 60 "the download to pass 1 MB" eval \
-    'run "${D[@]}" --json list; [ "$(jq "[.pens[].download_done] | add // 0" <<<"$OUT")" -gt 1000000 ]'
+  wait_for 60 "the download to pass 1 MB" downloaded_over 1000000
   unplug pen
   ok "unplugged $(jqo '.pens[0].download_done') bytes into a $(jqo '.pens[0].download_total')-byte session"
   wait_for 30 "the pen detached" eval 'run "${D[@]}" --json list; [ "$(jq ".pens | length" <<<"$OUT")" = 0 ]'
@@ -261,14 +267,9 @@ scn_twopens() {
 # 6. penlinkd killed with SIGKILL while a pen is attached and downloading;
 # restarted, it enumerates the pen already there and carries on.
 scn_restart() {
-  gadget pen PEN-RST-1
-  emu pen --serial PEN-RST-1 --flash "$W/pen.flash" --sessions 2 --session-bytes 3000000 --seed 45
-  plug pen dummy_udc.0
-  wait_for 20 "the cdc_acm tty" have_acm PEN-RST-1
-  pen_digests PEN-RST-1 "$W/pen.digests"
+  pen_up pen PEN-RST-1 --sessions 2 --session-bytes 3000000 --seed 45
   daemon_start
-  wait_for 60 "the download to pass 500 kB" eval \
-    'run "${D[@]}" --json list; [ "$(jq "[.pens[].download_done] | add // 0" <<<"$OUT")" -gt 500000 ]'
+  wait_for 60 "the download to pass 500 kB" downloaded_over 500000
   kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null
   ok "penlinkd killed with SIGKILL mid-download"
   echo "--- restart" >>"$W/daemon.log"
