@@ -580,6 +580,14 @@ CONF
   fi
 }
 
+summary() {
+  echo "campaign: $T_KILLS kill -9 ($T_SNIPES timed to a logged step), $T_TERMS SIGTERM, $T_PENKILLS pen kills, $T_REPLUGS re-plugs, $T_RESUMES resumed downloads, $T_SNAPSHOTS mid-run reclaim checks, wrongly reclaimed $T_RECLAIMED, phantom $T_PHANTOM, left unreclaimed on a pen $T_UNRECLAIMED, samples still being filled at the end $T_PENDING, campaign errors $T_DRIVER_ERR${FAILED_RUNS[*]:+, failed runs: ${FAILED_RUNS[*]}}"
+  fired=""
+  for kv in $(printf '%s\n' "${!FIRED[@]}" | sort); do fired+=" $kv=${FIRED[$kv]}"; done
+  echo "campaign: faults the pens injected (counted at clean exits):${fired:- none}"
+  echo "runs $T_RUNS, sessions checked $T_SESSIONS, lost $T_LOST, duplicated $T_DUP, altered $T_ALTERED, daemon crashes $T_CRASHES"
+}
+
 cleanup() {
   local k
   [ "$DLIVE" = 1 ] && kill -KILL "$DPID" 2>/dev/null
@@ -587,7 +595,9 @@ cleanup() {
   wait 2>/dev/null
 }
 trap cleanup EXIT
-trap 'echo "campaign: interrupted" >&2; exit 130' INT TERM
+# Interrupted (a long campaign stopped by hand): the figures of the runs
+# that completed, then exit 130.
+trap 'echo "campaign: interrupted during run ${run:-?}; figures for the $T_RUNS completed runs" >&2; summary; exit 130' INT TERM
 
 echo "campaign: seed $SEED, runs $FIRST..$((FIRST + RUNS - 1)), $PENS pens$([ ${#WRAP[@]} -gt 0 ] && echo ", daemon under ${WRAP[0]}"); $NS_NOTE"
 if [ ${#NEWFLAGS[@]} -gt 0 ]; then
@@ -598,9 +608,5 @@ fi
 for run in $(seq "$FIRST" $((FIRST + RUNS - 1))); do
   one_run "$run"
 done
-echo "campaign: $T_KILLS kill -9 ($T_SNIPES timed to a logged step), $T_TERMS SIGTERM, $T_PENKILLS pen kills, $T_REPLUGS re-plugs, $T_RESUMES resumed downloads, $T_SNAPSHOTS mid-run reclaim checks, wrongly reclaimed $T_RECLAIMED, phantom $T_PHANTOM, left unreclaimed on a pen $T_UNRECLAIMED, samples still being filled at the end $T_PENDING, campaign errors $T_DRIVER_ERR${FAILED_RUNS[*]:+, failed runs: ${FAILED_RUNS[*]}}"
-fired=""
-for kv in $(printf '%s\n' "${!FIRED[@]}" | sort); do fired+=" $kv=${FIRED[$kv]}"; done
-echo "campaign: faults the pens injected (counted at clean exits):${fired:- none}"
-echo "runs $T_RUNS, sessions checked $T_SESSIONS, lost $T_LOST, duplicated $T_DUP, altered $T_ALTERED, daemon crashes $T_CRASHES"
+summary
 [ $((T_LOST + T_DUP + T_ALTERED + T_RECLAIMED + T_CRASHES)) -eq 0 ] && [ ${#FAILED_RUNS[@]} -eq 0 ]
