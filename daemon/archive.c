@@ -160,11 +160,7 @@ static const struct {
      "  archived_ms INTEGER NOT NULL,\n"
      "  sample_interval_us INTEGER,\n"   /* NULL: not decoded */
      "  decode_error TEXT,\n"            /* NULL: events, samples decoded */
-     /* Index of the next telemetry sample to insert into sample_data;
-      * NULL when all are there (or the record has none or does not
-      * decode).  Sample rows are derived data, filled in after the commit
-      * by archive_decode_step(), so a commit does not hold the daemon's
-      * loop for the time of a hundred thousand inserts. */
+     /* Unused since schema 2: see sample_progress. */
      "  samples_next INTEGER,\n"
      "  record BLOB NOT NULL,\n"
      "  UNIQUE (serial, uuid)\n"
@@ -234,6 +230,24 @@ static const struct {
      "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN\n"
      "  SELECT RAISE(ABORT, 'the audit trail is append-only');\n"
      "END;\n"},
+    /* Sample rows are derived data, inserted after the commit by
+     * archive_decode_step() so that a commit does not hold the daemon's
+     * loop for a hundred thousand inserts.  A row here means the session's
+     * samples from `next` on are still to be inserted.  Schema 1 kept
+     * `next` in sessions.samples_next, but SQLite rewrites a whole row,
+     * overflow pages and all, to change one column, so every decode step
+     * rewrote the multi-megabyte record beside it.  The old column stays,
+     * always NULL: dropping it would rewrite every record. */
+    {"keep sample decode progress apart from the records (schema 2)",
+     "CREATE TABLE sample_progress (\n"
+     "  session_id INTEGER PRIMARY KEY\n"
+     "    REFERENCES sessions (id) ON DELETE CASCADE,\n"
+     "  next INTEGER NOT NULL\n"
+     ");\n"
+     "INSERT INTO sample_progress (session_id, next)\n"
+     "  SELECT id, samples_next FROM sessions WHERE samples_next IS NOT NULL;\n"
+     "UPDATE sessions SET samples_next = NULL WHERE samples_next IS NOT NULL;\n"
+     "DROP INDEX sessions_samples_pending;\n"},
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -582,6 +596,7 @@ static int read_user_version(struct archive *a, int *version)
 static int migrate(struct archive *a)
 {
 	int v = 0, e = read_user_version(a, &v);
+	int from;
 
 	if (e != PL_OK)
 		return e;
@@ -591,6 +606,8 @@ static int migrate(struct archive *a)
 		            "penlinkd knows (%d); update penlinkd or use another "
 		            "database",
 		            a->path, v, SCHEMA_VERSION);
+	/* A new archive is created, not migrated: no notice for that. */
+	from = v;
 	for (; v < SCHEMA_VERSION; v++) {
 		char set[64];
 
@@ -607,7 +624,7 @@ static int migrate(struct archive *a)
 			rollback(a);
 			return e;
 		}
-		if (v > 0)
+		if (from > 0)
 			log_notice("archive %s migrated to schema version %d", a->path,
 			           v + 1);
 	}
@@ -1103,6 +1120,29 @@ static int write_record(struct archive *a, int64_t session_id,
 	return rc == SQLITE_OK ? PL_OK : db_fail(a, rc, "%s", what);
 }
 
+/* Samples of session id from next on are still to be inserted; next < 0:
+ * none are. */
+static int set_sample_progress(struct archive *a, int64_t id, int64_t next,
+                               const char *what)
+{
+	sqlite3_stmt *st;
+	int rc, e;
+
+	e = prepare(a, &st,
+	            next < 0 ? "DELETE FROM sample_progress WHERE session_id = ?1"
+	                     : "INSERT OR REPLACE INTO sample_progress "
+	                       "(session_id, next) VALUES (?1, ?2)",
+	            what);
+	if (e != PL_OK)
+		return e;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK && next >= 0)
+		rc = sqlite3_bind_int64(st, 2, next);
+	e = rc == SQLITE_OK ? step_done(a, st, what) : db_fail(a, rc, "%s", what);
+	sqlite3_finalize(st);
+	return e;
+}
+
 /* Inside the commit's transaction: the session row, its record, its rows. */
 static int insert_session(struct archive *a, const char *serial,
                           const struct pl_session_info *s, const uint8_t *buf,
@@ -1138,8 +1178,7 @@ static int insert_session(struct archive *a, const char *serial,
 			                                      SQLITE_TRANSIENT)
 			                  : sqlite3_bind_null(st, 11);
 		if (rc == SQLITE_OK)
-			rc = t.count > 0 ? sqlite3_bind_int64(st, 12, 0)
-			                 : sqlite3_bind_null(st, 12);
+			rc = sqlite3_bind_null(st, 12);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_bind_zeroblob64(st, 13, s->size);
 		if (rc != SQLITE_OK)
@@ -1156,6 +1195,8 @@ static int insert_session(struct archive *a, const char *serial,
 	e = write_record(a, id, buf, s->size);
 	if (e == PL_OK && r)
 		e = insert_events(a, id, r);
+	if (e == PL_OK && t.count > 0)
+		e = set_sample_progress(a, id, 0, what);
 	return e;
 }
 
@@ -1375,8 +1416,8 @@ static int decode_next(struct archive *a, int64_t *id, int64_t *next)
 	*id = 0;
 	*next = 0;
 	e = prepare(a, &st,
-	            "SELECT id, samples_next FROM sessions "
-	            "WHERE samples_next IS NOT NULL ORDER BY id LIMIT 1",
+	            "SELECT session_id, next FROM sample_progress "
+	            "ORDER BY session_id LIMIT 1",
 	            what);
 	if (e != PL_OK)
 		return e;
@@ -1510,17 +1551,7 @@ int archive_decode_step(struct archive *a, size_t max_rows, bool *more)
 			goto out;
 		}
 	}
-	e = prepare(a, &st, "UPDATE sessions SET samples_next = ?2 WHERE id = ?1",
-	            what);
-	if (e != PL_OK)
-		goto out;
-	rc = end < (int64_t)t.count ? sqlite3_bind_int64(st, 2, end)
-	                            : sqlite3_bind_null(st, 2);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 1, id);
-	e = rc == SQLITE_OK ? step_done(a, st, what) : db_fail(a, rc, "%s", what);
-	sqlite3_finalize(st);
-	st = NULL;
+	e = set_sample_progress(a, id, end < (int64_t)t.count ? end : -1, what);
 	if (e != PL_OK)
 		goto out;
 	/* NORMAL is enough: the rows and their progress mark are lost or kept

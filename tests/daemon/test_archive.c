@@ -280,7 +280,7 @@ static void test_open_mode_and_lock(void **state)
 	char p[160], want[64];
 	struct rec f;
 
-	assert_int_equal(archive_schema_version(a), 1);
+	assert_int_equal(archive_schema_version(a), 2);
 	assert_int_equal(stat(c->db, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 
@@ -405,13 +405,12 @@ static void test_append_commit_read_back(void **state)
 	 * later, from archive_decode_step(): none yet, all 3000 pending. */
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM events"), 6);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 0);
-	assert_int_equal(query_int(c->db, "SELECT samples_next FROM sessions"), 0);
+	assert_int_equal(query_int(c->db, "SELECT next FROM sample_progress"), 0);
 	/* 1000 rows a call: 1000, 2000, 3000 (done, nothing more pending). */
 	assert_int_equal(decode_all(a, 1000), 3);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 3000);
-	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
-	                                  "WHERE samples_next IS NULL"),
-	                 1);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sample_progress"),
+	                 0);
 	assert_int_equal(query_int(c->db, "SELECT min(idx) * 10000 + max(idx) "
 	                                  "FROM samples"),
 	                 2999);
@@ -519,8 +518,7 @@ static void test_decode_steps_and_resume(void **state)
 	store(a, "PEN-1", &f);
 	store(a, "PEN-1", &z);   /* no samples: never pending */
 	store(a, "PEN-2", &g);
-	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
-	                                  "WHERE samples_next IS NOT NULL"),
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sample_progress"),
 	                 2);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM events"), 18);
 
@@ -534,7 +532,8 @@ static void test_decode_steps_and_resume(void **state)
 	assert_true(more);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 1000);
 	assert_int_equal(query_int(c->db, "SELECT max(idx) FROM samples"), 999);
-	assert_int_equal(query_int(c->db, "SELECT samples_next FROM sessions "
+	assert_int_equal(query_int(c->db, "SELECT next FROM sample_progress "
+	                                  "JOIN sessions ON id = session_id "
 	                                  "WHERE seq = 40"),
 	                 1000);
 
@@ -548,8 +547,7 @@ static void test_decode_steps_and_resume(void **state)
 	assert_int_equal(archive_decode_step(a, 1000, &more), PL_OK);
 	assert_true(more);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 2500);
-	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
-	                                  "WHERE samples_next IS NOT NULL"),
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sample_progress"),
 	                 1);
 	assert_int_equal(archive_decode_step(a, 1000, &more), PL_OK);
 	assert_false(more);
@@ -1162,20 +1160,21 @@ static void test_migrate_from_version_0(void **state)
 	                 SQLITE_OK);
 	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 0);
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 1);
+	assert_int_equal(archive_schema_version(a), 2);
 	archive_close(a);
-	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 1);
+	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 2);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sqlite_master "
 	                                  "WHERE name IN ('sessions', 'events', "
 	                                  "'samples', 'partials', "
-	                                  "'partial_chunks', 'audit')"),
-	                 6);
+	                                  "'partial_chunks', 'audit', "
+	                                  "'sample_progress')"),
+	                 7);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sqlite_master "
 	                                  "WHERE type = 'trigger'"),
 	                 2);
 	/* Opening again changes nothing. */
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 1);
+	assert_int_equal(archive_schema_version(a), 2);
 	archive_close(a);
 
 	/* An empty file (as left by a crash at creation) is version 0 too. */
@@ -1186,8 +1185,67 @@ static void test_migrate_from_version_0(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 1);
+	assert_int_equal(archive_schema_version(a), 2);
 	archive_close(a);
+}
+
+/* Schema 1 kept decode progress in sessions.samples_next; schema 2 moves
+ * it to sample_progress and decoding goes on from where it stood. */
+static void test_migrate_from_version_1(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	struct rec f, g;
+	bool more;
+
+	rec_build(&f, 40, "PEN-1", START_MS, 1000, "Fine");
+	rec_build(&g, 41, "PEN-1", START_MS + 10, 300, "Fine");
+	store(a, "PEN-1", &f);
+	store(a, "PEN-1", &g);
+	assert_int_equal(archive_decode_step(a, 400, &more), PL_OK);
+	assert_true(more);
+	archive_close(a);
+	/* Back to what schema 1 left on disk: f 400 samples in, g untouched. */
+	assert_int_equal(
+	    exec_sql(c->db,
+	             "UPDATE sessions SET samples_next = (SELECT next FROM "
+	             "  sample_progress WHERE session_id = id);"
+	             "DROP TABLE sample_progress;"
+	             "CREATE INDEX sessions_samples_pending ON sessions (id)"
+	             "  WHERE samples_next IS NOT NULL;"
+	             "PRAGMA user_version = 1;",
+	             NULL, 0),
+	    SQLITE_OK);
+	assert_int_equal(query_int(c->db, "SELECT sum(samples_next) FROM sessions"),
+	                 400);
+
+	a = open_ok(c->db);
+	assert_int_equal(archive_schema_version(a), 2);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
+	                                  "WHERE samples_next IS NOT NULL"),
+	                 0);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sqlite_master "
+	                                  "WHERE name = 'sessions_samples_pending'"),
+	                 0);
+	assert_int_equal(query_int(c->db, "SELECT next FROM sample_progress "
+	                                  "JOIN sessions ON id = session_id "
+	                                  "WHERE seq = 40"),
+	                 400);
+	assert_int_equal(query_int(c->db, "SELECT next FROM sample_progress "
+	                                  "JOIN sessions ON id = session_id "
+	                                  "WHERE seq = 41"),
+	                 0);
+	/* Picks up at 400: no sample twice, none missing. */
+	assert_int_equal(decode_all(a, 1000), 2);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"), 1300);
+	assert_int_equal(query_int(c->db, "SELECT count(DISTINCT session_id * "
+	                                  "100000 + idx) FROM samples"),
+	                 1300);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sample_progress"),
+	                 0);
+	archive_close(a);
+	rec_free(&f);
+	rec_free(&g);
 }
 
 static void test_newer_schema_refused(void **state)
@@ -1200,7 +1258,7 @@ static void test_newer_schema_refused(void **state)
 	                 SQLITE_OK);
 	assert_int_equal(archive_open(c->db, &a), PL_ERR_VERSION);
 	assert_non_null(strstr(archive_errmsg(a), "999"));
-	assert_non_null(strstr(archive_errmsg(a), "(1)"));
+	assert_non_null(strstr(archive_errmsg(a), "(2)"));
 	assert_non_null(strstr(archive_errmsg(a), c->db));
 	archive_close(a);
 	/* Untouched, and the failed open left no lock behind. */
@@ -1298,7 +1356,7 @@ static void test_failed_commit_is_an_error(void **state)
 		set_fsize(RLIM_INFINITY);
 		assert_int_equal(e, PL_ERR_IO);
 		assert_non_null(strstr(archive_errmsg(a), "telemetry sample rows"));
-		assert_int_equal(query_int(c->db, "SELECT samples_next FROM sessions"),
+		assert_int_equal(query_int(c->db, "SELECT next FROM sample_progress"),
 		                 10000);
 		assert_int_equal(query_int(c->db, "SELECT count(*) FROM samples"),
 		                 10000);
@@ -1496,6 +1554,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_export_json, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_from_version_0, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_from_version_1, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup,
 	                                    teardown),

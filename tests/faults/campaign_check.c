@@ -22,7 +22,8 @@
  *       of every intact session must be the record's events, and its
  *       telemetry rows (filled in batches after the commit, and after a
  *       crash from where the filling stopped) exactly the record's first
- *       samples_next samples, or all of them once samples_next is NULL.
+ *       sample_progress.next samples, or all of them once the session has
+ *       no sample_progress row.
  *       A record penemu wrote always decodes, so a decode_error is
  *       "derived" too.  The line then ends "derived D pending P" (P:
  *       sessions whose samples are still being filled in).
@@ -209,8 +210,9 @@ static int check_derived(sqlite3 *db, int64_t id, const char *serial,
 
 	*pending = false;
 	if (sqlite3_prepare_v2(db,
-	                       "SELECT decode_error, samples_next, sample_interval_us"
-	                       " FROM sessions WHERE id = ?",
+	                       "SELECT decode_error, next, sample_interval_us"
+	                       " FROM sessions LEFT JOIN sample_progress"
+	                       " ON session_id = id WHERE id = ?",
 	                       -1, &st, NULL) != SQLITE_OK)
 		die("cannot read sessions: %s%s", sqlite3_errmsg(db), "");
 	sqlite3_bind_int64(st, 1, id);
@@ -266,10 +268,10 @@ static int check_derived(sqlite3 *db, int64_t id, const char *serial,
 		snprintf(why, sizeof why, "%zu event rows, the record has %zu", i, nev);
 	if (why[0])
 		goto out;
-	/* Samples: exactly the first samples_next (all when NULL). */
+	/* Samples: exactly the first `next` (all with no progress row). */
 	*pending = next >= 0;
 	if (next > (int64_t)t.count) {
-		snprintf(why, sizeof why, "samples_next %lld beyond %zu samples",
+		snprintf(why, sizeof why, "sample progress %lld beyond %zu samples",
 		         (long long)next, t.count);
 		goto out;
 	}
@@ -295,7 +297,7 @@ static int check_derived(sqlite3 *db, int64_t id, const char *serial,
 	sqlite3_finalize(st);
 	if (!why[0] && i != (next >= 0 ? (size_t)next : t.count))
 		snprintf(why, sizeof why, "%zu sample rows; %lld expected (%zu in the "
-		         "record, samples_next %lld)", i,
+		         "record, sample progress %lld)", i,
 		         (long long)(next >= 0 ? next : (int64_t)t.count), t.count,
 		         (long long)next);
 out:
