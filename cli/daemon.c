@@ -2,10 +2,12 @@
  * like the wire protocol) and the daemon backend for the pen commands. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -390,6 +392,25 @@ static void dconn_free(struct dconn *d)
 	free(d);
 }
 
+/* Who may connect, as the socket says: its group is the one to join (the
+ * daemon's configuration chooses it, so it is not always "penlink"). */
+static const char *access_hint(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		snprintf(buf, len, "a folder on the way to it is closed to you");
+		return buf;
+	}
+	struct group *g = getgrgid(st.st_gid);
+	if (g && (st.st_mode & S_IWGRP))
+		snprintf(buf, len, "ask to be added to group %s", g->gr_name);
+	else if (st.st_mode & S_IWGRP)
+		snprintf(buf, len, "ask to be added to group %u", (unsigned)st.st_gid);
+	else
+		snprintf(buf, len, "its mode %03o lets no group in", (unsigned)(st.st_mode & 0777));
+	return buf;
+}
+
 static int dconn_connect(struct ctl *c, struct dconn **out)
 {
 	const char *path = ctl_socket_path(c);
@@ -445,11 +466,12 @@ static int dconn_connect(struct ctl *c, struct dconn **out)
 			         "to a pen directly", path);
 			return ctl_fail_pl(c, PX_ERR_DAEMON);
 		case EACCES:
-		case EPERM:
-			pl__fail(PL_ERR_ACCESS,
-			         "permission denied: cannot connect to %s (ask to be "
-			         "added to group penlink)", path);
+		case EPERM: {
+			char hint[160];
+			pl__fail(PL_ERR_ACCESS, "permission denied: cannot connect to %s (%s)",
+			         path, access_hint(path, hint, sizeof hint));
 			return ctl_fail_pl(c, PL_ERR_ACCESS);
+		}
 		default:
 			pl__fail(PL_ERR_IO, "cannot connect to penlinkd at %s: %s", path,
 			         strerror(e));

@@ -60,6 +60,40 @@ static int open_raw(const char *path, int flags)
 	return fd;
 }
 
+static double tv_s(struct timeval tv)
+{
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* CPU seconds (user + system) of this process so far. */
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPU seconds of another process so far, from /proc; 0 if unknown. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* Fields 14 and 15 (utime, stime) follow the ")" that ends the name. */
+	const char *p = strrchr(buf, ')');
+	unsigned long long ut = 0, st = 0;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	                 &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* MB/s of WRITER -> READER, or a negative value after printing why;
  * *lost_out: bytes that never arrived. */
 static double raw_mb_s(const char *writer, const char *reader, size_t total,
@@ -73,6 +107,7 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 		close(rd);
 		return -1;
 	}
+	double host0 = self_cpu_s();
 	long long t0 = emu_now_ns();
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -105,6 +140,7 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 	int status = 0;
 	bool writer_done = false, failed = false;
 	long long last = emu_now_ns();
+	struct rusage writer_ru = {0};
 	while (got < total) {
 		struct pollfd p = {rd, POLLIN, 0};
 		int n = poll(&p, 1, writer_done ? QUIET_AFTER_WRITER_MS : 100);
@@ -115,7 +151,7 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 			failed = true;
 			break;
 		}
-		if (n == 0 && !writer_done && waitpid(pid, &status, WNOHANG) == pid) {
+		if (n == 0 && !writer_done && wait4(pid, &status, WNOHANG, &writer_ru) == pid) {
 			writer_done = true;
 			if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
 				fprintf(stderr, "bench_usblink: the writer on %s failed\n", writer);
@@ -147,14 +183,17 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 	if (!writer_done) {
 		if (failed)
 			kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
+		wait4(pid, &status, 0, &writer_ru);
 	}
 	close(rd);
 	if (failed || got == 0)
 		return -1;
 	double secs = (double)(last - t0) / 1e9;
 	*lost_out = total - got;
-	printf("  raw: %zu of %zu bytes in %.3f s (%zu lost)\n", got, total, secs, total - got);
+	printf("  raw: %zu of %zu bytes in %.3f s (%zu lost); CPU: host %.2f s, "
+	       "pen %.2f s\n",
+	       got, total, secs, total - got, self_cpu_s() - host0,
+	       tv_s(writer_ru.ru_utime) + tv_s(writer_ru.ru_stime));
 	return (double)got / secs / 1e6;
 }
 
@@ -171,35 +210,6 @@ static int count(void *ud, uint64_t offset, const uint8_t *data, size_t len)
 	c->expect_next = offset + len;
 	c->bytes += len;
 	return PL_OK;
-}
-
-/* CPU seconds (user + system) of this process so far. */
-static double self_cpu_s(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-/* CPU seconds of another process so far, from /proc; 0 if unknown. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* Fields 14 and 15 (utime, stime) follow the ")" that ends the name. */
-	const char *p = strrchr(buf, ')');
-	unsigned long long ut = 0, st = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-	                 &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* Starts penemu on the gadget tty and opens the host tty; 0 or -1.  The

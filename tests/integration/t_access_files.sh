@@ -70,6 +70,7 @@ assert_eq "$(stat -c '%a %G' "$SOCK")" "660 $SOCK_G" "socket 0660, group $SOCK_G
 as_nobody "" "${D[@]}" list
 assert_eq "$RC" "5" "nobody outside $SOCK_G cannot connect (exit 5)"
 assert_contains "$ERR" "permission denied: cannot connect to $SOCK" "connect refusal says why and where"
+assert_contains "$ERR" "ask to be added to group $SOCK_G" "connect refusal names the socket's own group"
 as_nobody "" "${D[@]}" --json list
 assert_eq "$(jqo '.error.code')" "permission_denied" "JSON error code for a refused connect"
 as_nobody "$SOCK_GID" "${D[@]}" --json list
