@@ -41,6 +41,7 @@ struct emu {
 	struct faults *faults;
 	struct hostile *hostile;   /* NULL unless --hostile */
 	int fd;
+	int wfd;              /* --tty: the same port, blocking, for frames */
 	const char *tty_path; /* --tty: reopened after a hangup */
 	const char *flash_path;
 	const char *model;
@@ -85,32 +86,25 @@ static void on_write_alarm(int sig)
 	write_timed_out = 1;
 }
 
-/* The rest of a frame into a tty, in one blocking write: the kernel then
- * refills the gadget's small transmit buffer after every USB packet, where a
- * poll() for POLLOUT would wake us only once it is nearly empty and leave
- * the link idle until we are scheduled (a real pen's USB stack never lets it
- * run dry).  An interval timer keeps the give-up of the non-blocking path. */
-static int write_blocking(int fd, const uint8_t *data, size_t len)
+/* A frame into a tty, in one blocking write on a descriptor of its own:
+ * the kernel then refills the gadget's small transmit buffer after every
+ * USB packet, where a poll() for POLLOUT would wake us only once it is
+ * nearly empty and leave the link idle until we are scheduled (a real pen's
+ * USB stack never lets it run dry).  An interval timer (its SIGALRM handler
+ * is installed once, without SA_RESTART) keeps the give-up of the
+ * non-blocking path: three system calls a frame. */
+static int write_blocking(const uint8_t *data, size_t len)
 {
-	struct sigaction sa, old_sa;
-	struct itimerval give_up = {{0, 0}, {WRITE_GIVE_UP_MS / 1000,
-	                                     (WRITE_GIVE_UP_MS % 1000) * 1000}};
-	struct itimerval off = {{0, 0}, {0, 0}};
-	int flags = fcntl(fd, F_GETFL);
-	int rc = 0;
+	static const struct itimerval give_up = {
+	    {0, 0}, {WRITE_GIVE_UP_MS / 1000, (WRITE_GIVE_UP_MS % 1000) * 1000}};
+	static const struct itimerval off = {{0, 0}, {0, 0}};
 
-	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
-		return -1;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_write_alarm; /* no SA_RESTART: write must return */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, &old_sa);
 	while (len > 0) {
 		ssize_t n;
 
 		write_timed_out = 0;
 		setitimer(ITIMER_REAL, &give_up, NULL);
-		n = write(fd, data, len);
+		n = write(emu.wfd, data, len);
 		setitimer(ITIMER_REAL, &off, NULL);
 		if (n > 0) {
 			data += n;
@@ -119,18 +113,17 @@ static int write_blocking(int fd, const uint8_t *data, size_t len)
 		}
 		if (n < 0 && errno == EINTR && !write_timed_out && !stop_requested)
 			continue;
-		rc = -1; /* nobody drained the port in time, or a stop */
-		break;
+		return -1; /* nobody drained the port in time, or a stop */
 	}
-	sigaction(SIGALRM, &old_sa, NULL);
-	if (fcntl(fd, F_SETFL, flags) != 0)
-		rc = -1;
-	return rc;
+	return 0;
 }
 
 int emu_write_all(int fd, const uint8_t *data, size_t len)
 {
 	int waited = 0;
+
+	if (emu.tty_path && fd == emu.fd)
+		return write_blocking(data, len);
 
 	while (len > 0) {
 		ssize_t n = write(fd, data, len);
@@ -146,9 +139,6 @@ int emu_write_all(int fd, const uint8_t *data, size_t len)
 				return -1;
 			continue;
 		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    emu.tty_path && fd == emu.fd)
-			return write_blocking(fd, data, len);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			struct pollfd p = {fd, POLLOUT, 0};
 			/* Nobody draining the port (no host, or a host that
@@ -223,19 +213,25 @@ static int open_pty(char *path, size_t cap, int *keep)
 	return m;
 }
 
-static int open_tty(const char *path)
+/* *fd non-blocking, for reads and polls; *wfd blocking, for frames. */
+static int open_tty(const char *path, int *fd, int *wfd)
 {
-	int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
-
-	if (fd < 0) {
+	*fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+	if (*fd < 0) {
 		fprintf(stderr, "penemu: cannot open %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	if (make_raw(fd, path) != 0) {
-		close(fd);
+	*wfd = open(path, O_WRONLY | O_NOCTTY);
+	if (*wfd < 0)
+		fprintf(stderr, "penemu: cannot open %s: %s\n", path, strerror(errno));
+	if (*wfd < 0 || make_raw(*fd, path) != 0) {
+		if (*wfd >= 0)
+			close(*wfd);
+		close(*fd);
+		*fd = *wfd = -1;
 		return -1;
 	}
-	return fd;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ endpoint glue */
@@ -835,12 +831,14 @@ static int poll_timeout(void)
  * as a getty does, to serve the next host. */
 static int reopen_tty(void)
 {
-	int fd = open_tty(emu.tty_path);
+	int fd, wfd;
 
-	if (fd < 0)
+	if (open_tty(emu.tty_path, &fd, &wfd) != 0)
 		return -1;
 	close(emu.fd);
+	close(emu.wfd);
 	emu.fd = fd;
+	emu.wfd = wfd;
 	return 0;
 }
 
@@ -918,7 +916,7 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &a);
 	emu.model = a.model;
 	emu.verbose = a.verbose;
-	emu.fd = -1;
+	emu.fd = emu.wfd = -1;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal; /* no SA_RESTART: poll must return EINTR */
@@ -939,7 +937,9 @@ int main(int argc, char **argv)
 		goto out;
 
 	if (a.tty) {
-		emu.fd = open_tty(a.tty);
+		sa.sa_handler = on_write_alarm; /* no SA_RESTART: write returns */
+		sigaction(SIGALRM, &sa, NULL);
+		open_tty(a.tty, &emu.fd, &emu.wfd);
 		emu.tty_path = a.tty;
 		snprintf(path, sizeof path, "%s", a.tty);
 	} else {
@@ -965,6 +965,8 @@ int main(int argc, char **argv)
 out:
 	if (emu.fd >= 0)
 		close(emu.fd);
+	if (emu.wfd >= 0)
+		close(emu.wfd);
 	if (keep >= 0)
 		close(keep);
 	flash_close(emu.flash);
