@@ -21,7 +21,7 @@ src=$(cd "$here/../.." && pwd)
 build=$(cd "${1:?usage: vm.sh BUILD_DIR OUT_DIR}" && pwd)
 out=${2:?usage: vm.sh BUILD_DIR OUT_DIR}
 timeout_s=${PL_VM_TIMEOUT:-480}
-scenarios=(udev hotplug presets unplug twopens restart bench)
+scenarios=(udev hotplug presets unplug twopens restart hostile bench)
 [ -n "${PLVM_ONLY:-}" ] && IFS=, read -r -a scenarios <<<"$PLVM_ONLY"
 
 rm -rf "$out"

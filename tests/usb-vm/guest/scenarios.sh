@@ -282,6 +282,64 @@ scn_restart() {
   ok "both sessions archived once, digests equal"
 }
 
+# The good pen idle and the hostile one listed as failed (a USB pen stays
+# listed, failed, until it is unplugged).
+good_idle_bad_failed() {
+  run "${D[@]}" --json list
+  [ "$RC" -eq 0 ] &&
+    [ "$(jq -r '[.pens[] | "\(.serial)=\(.state)"] | sort | join(",")' <<<"$OUT")" = "PEN-HB-USB=failed,PEN-HG-USB=idle" ]
+}
+hostile_detached() { [ "$(grep -Ec "PEN-HB-USB on /dev/ttyACM[0-9]+: detached: " "$W/daemon.log")" -ge "$1" ]; }
+# A hostile pen on a real USB port beside a good one (issue 5's hostile pen,
+# over cdc_acm and libusb hotplug): penlinkd detaches it with the reason,
+# once per plug, and the good pen is archived intact meanwhile.
+scn_hostile() {
+  gadget good PEN-HG-USB; local GG=$GS
+  gadget bad PEN-HB-USB; local GB=$GS
+  GS=$GG emu good --serial PEN-HG-USB --flash "$W/good.flash" --sessions 3 --session-bytes 400000 --seed 61
+  plug good dummy_udc.0
+  wait_for 20 "the good pen's tty" have_acm PEN-HG-USB
+  pen_digests PEN-HG-USB "$W/good.digests"
+  GS=$GB emu bad --serial PEN-HB-USB --flash "$W/bad.flash" --hostile oversize
+  local BAD_PID=$EMU_PID
+  daemon_start
+  plug bad dummy_udc.1
+  wait_for 120 "the oversize pen detached" hostile_detached 1
+  local line
+  line=$(grep -E "PEN-HB-USB on /dev/ttyACM[0-9]+: detached: " "$W/daemon.log" | tail -n1)
+  grep -Eq 'detached: [0-9]+ oversized frames \(over the [0-9]+ bytes agreed in the handshake\)' <<<"$line" &&
+    ok "oversize over USB: ${line#*detached: }" || fail "oversize: unexpected reason: $line"
+
+  # Re-plugged with another attack: attached again on the arrival, and
+  # detached again for what it does now.
+  unplug bad
+  kill "$BAD_PID"; wait "$BAD_PID" 2>/dev/null
+  GS=$GB emu bad --serial PEN-HB-USB --flash "$W/bad.flash" --hostile flood
+  plug bad dummy_udc.1
+  wait_for 120 "the flooding pen detached" hostile_detached 2
+  line=$(grep -E "PEN-HB-USB on /dev/ttyACM[0-9]+: detached: " "$W/daemon.log" | tail -n1)
+  grep -Eq 'detached: unsolicited frame flood: [0-9]+ frames in [0-9.]+ s' <<<"$line" &&
+    ok "flood over USB after a replug: ${line#*detached: }" || fail "flood: unexpected reason: $line"
+
+  wait_for 180 "the good pen archived and idle" good_idle_bad_failed
+  local why; why=$(jqo '.pens[] | select(.serial == "PEN-HB-USB") | .last_error')
+  grep -Eq '^detached: unsolicited frame flood: [0-9]+ frames.*until it is unplugged' <<<"$why" &&
+    ok "penctl list shows the hostile pen failed, with the reason: $why" || fail "last_error of the hostile pen: '$why'"
+  sleep 2
+  good_idle_bad_failed || fail "the hostile pen left the failed state by itself: $OUT"
+  ok "the hostile pen, still plugged in, stays failed: not attached again by itself"
+  kill -0 "$DAEMON_PID" && ok "penlinkd kept running" || fail "penlinkd died"
+  local hwm; hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$DAEMON_PID/status")
+  [ -n "$hwm" ] && [ "$hwm" -le 24576 ] && ok "penlinkd's peak RSS stayed at $hwm kB (bound 24576)" ||
+    fail "penlinkd's peak RSS reached $hwm kB (bound 24576)"
+  archive_digests PEN-HG-USB >"$W/good.archive"
+  diff "$W/good.digests" "$W/good.archive" || fail "the good pen's digests differ"
+  ok "the good pen's 3 sessions archived, digests equal"
+  expect 0 "${D[@]}" --json sessions list
+  assert_eq "$(jqo '[.sessions[] | select(.serial == "PEN-HB-USB")] | length')" "0" \
+    "nothing archived from the hostile pen"
+}
+
 # The benchmark: session download over ttyACM vs raw ttyACM <- ttyGS
 # throughput in this boot, at high speed and at full speed.
 scn_bench() {
@@ -295,7 +353,7 @@ udevadm trigger --action=add >/dev/null 2>&1
 udevadm settle -t 30
 ls /sys/class/udc
 
-PLVM_ONLY=${PLVM_ONLY:-udev,hotplug,presets,unplug,twopens,restart,bench}
+PLVM_ONLY=${PLVM_ONLY:-udev,hotplug,presets,unplug,twopens,restart,hostile,bench}
 for s in ${PLVM_ONLY//,/ }; do
   scenario "$s"
 done
