@@ -24,6 +24,9 @@ struct req {
 	 * out_written is below it, that copy has not fully left, so a retry
 	 * must not queue another (keeps the out queue bounded). */
 	uint64_t out_end;
+	/* Order of our latest copy among everything sent, and the input
+	 * losses counted when it was queued: see resend_lost(). */
+	uint64_t send_seq, losses_at_send;
 	pl__reply_fn cb;
 	void *ud;
 	size_t len;
@@ -56,6 +59,8 @@ struct pl__engine {
 
 	struct pl_link_stats st;
 	uint64_t bad_envelopes;
+	uint64_t send_seq;
+	uint64_t losses; /* frames dropped or undecodable: maybe a reply */
 	uint64_t unsolicited, unknown_ids, replies, bytes_at_frame;
 	bool ids_wrapped;       /* every id has been used: none is "unknown" */
 	int dead;
@@ -116,6 +121,8 @@ static int queue_frame(struct pl__engine *e, struct req *r)
 	e->out_len += n;
 	e->out_queued += n;
 	r->out_end = e->out_queued;
+	r->send_seq = ++e->send_seq;
+	r->losses_at_send = e->losses;
 	e->st.frames_out++;
 	if (e->log)
 		log_frame(e, PL_FRAME_OUT, r->payload, r->len);
@@ -356,6 +363,30 @@ static int map_error(const struct req *r, const Pl__Error *er)
 	                map[c].word);
 }
 
+static void resend(struct pl__engine *e, struct req *r, int64_t now);
+
+/*
+ * A pen answers in order.  So when the reply to `answered` comes while a
+ * request sent before it still waits, and since that request went out a
+ * frame was lost on the way in (a bad CRC, a broken COBS run, an
+ * undecodable envelope), the lost frame was almost surely its reply: send
+ * it again now rather than a whole request timeout later.  Retries are safe
+ * (every request is idempotent); a pen that does reorder costs at most a
+ * spare retry, and only after a loss.
+ */
+static void resend_lost(struct pl__engine *e, const struct req *answered)
+{
+	int64_t now = 0;
+	for (struct req *r = e->flight; r; r = r->next) {
+		if (r->send_seq > answered->send_seq || r->losses_at_send == e->losses ||
+		    r->attempts > r->retries || r->out_end > e->out_written)
+			continue; /* (the last condition: not even fully sent yet) */
+		if (!now)
+			now = pl__now_ms();
+		resend(e, r, now);
+	}
+}
+
 static void complete(struct pl__engine *e, struct req *r, Pl__Envelope *env)
 {
 	int status = PL_OK;
@@ -389,6 +420,7 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 	Pl__Envelope *env = pl__envelope__unpack(NULL, len, payload);
 	if (!env) {
 		e->bad_envelopes++;
+		e->losses++;
 		return;
 	}
 	if (env->id == 0) {
@@ -410,12 +442,14 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 		return;
 	}
 	e->replies++;
+	resend_lost(e, r);
 	complete(e, r, env);
 }
 
 static void on_drop(void *ctx, enum pl_frame_drop why, size_t len)
 {
 	struct pl__engine *e = ctx;
+	e->losses++;
 	if (e->log)
 		e->log(e->log_ud, PL_FRAME_DROPPED, pl_frame_drop_name(why), len);
 }

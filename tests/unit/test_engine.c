@@ -44,6 +44,7 @@ struct fake {
 	int bad_read;           /* answer this read (1-based) badly ... */
 	int bad_kind;           /* ... 1: short data, 2: wrong offset, 3: past eof flag */
 	int unplug_after;       /* unplug the host after this many reads */
+	int corrupt_read;       /* damage the frame answering this read (1-based) */
 	bool garbage;           /* junk and a delimiter before every reply */
 	bool mangle_store;      /* store the first preset 250 um deeper */
 	int64_t clock_offset_ms;
@@ -372,6 +373,15 @@ static void on_read(struct fake *f, const Pl__Envelope *req)
 	env.id = req->id;
 	env.body_case = PL__ENVELOPE__BODY_SESSION_CHUNK;
 	env.session_chunk = &c;
+	if (f->n_reads == f->corrupt_read) {
+		/* One byte changed mid-frame: the CRC no longer matches. */
+		size_t flen;
+		uint8_t *frame = encode(&env, &flen);
+		frame[flen / 2] = frame[flen / 2] == 0x5a ? 0xa5 : 0x5a;
+		send_raw(f, frame, flen);
+		free(frame);
+		return;
+	}
 	if (!f->reorder) {
 		send_env(f, &env);
 		return;
@@ -872,6 +882,44 @@ static void test_download_out_of_order(void **state)
 	fake_free(f);
 }
 
+/* A reply lost to a bad CRC is asked for again as soon as the reply to a
+ * later request shows it will not come, not a request timeout later: with
+ * a 60 s timeout, no deadline may pass. */
+static void test_download_lost_reply_resent_early(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(30000);
+	struct pl_pen *pen = open_fake(f, 60000, 2);
+	struct pl_session_info s = list_one(pen, f);
+	f->corrupt_read = 2;
+	struct sink sk = {.buf = malloc(30000), .cap = 30000, .in_order = true};
+	struct pl_download_options o = {.sink = sink_fn, .ud = &sk};
+	assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_OK);
+	assert_true(sk.in_order);
+	assert_int_equal(sk.len, 30000);
+	assert_memory_equal(sk.buf, f->rec, 30000);
+	struct pl_link_stats st;
+	pl_pen_link_stats(pen, &st);
+	assert_int_equal(st.timeouts, 0);
+	assert_int_equal(st.retries, 1);
+	assert_int_equal(st.dropped_crc, 1);
+	/* Chunks of FAKE_MAX_FRAME - 64 bytes, one of them asked twice. */
+	assert_int_equal(f->n_reads, (30000 + FAKE_MAX_FRAME - 64 - 1) / (FAKE_MAX_FRAME - 64) + 1);
+
+	/* Without a loss, nothing is sent twice even when replies come in
+	 * reverse order. */
+	f->corrupt_read = 0;
+	f->reorder = true;
+	sk.len = 0;
+	assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_OK);
+	assert_memory_equal(sk.buf, f->rec, 30000);
+	pl_pen_link_stats(pen, &st);
+	assert_int_equal(st.retries, 1);
+	free(sk.buf);
+	pl_pen_close(pen);
+	fake_free(f);
+}
+
 static void test_download_bad_chunks(void **state)
 {
 	(void)state;
@@ -1063,6 +1111,7 @@ int main(void)
 	    cmocka_unit_test(test_presets),
 	    cmocka_unit_test(test_clock_and_trace),
 	    cmocka_unit_test(test_download_out_of_order),
+	    cmocka_unit_test(test_download_lost_reply_resent_early),
 	    cmocka_unit_test(test_download_bad_chunks),
 	    cmocka_unit_test(test_download_sink_abort),
 	    cmocka_unit_test(test_download_unplug),
