@@ -13,7 +13,6 @@
 #include "device.h"
 #include "internal.h"
 #include "log.h"
-#include "pen.h"   /* the pen's engine, for its health counters */
 
 /* Requests that time out in a row before a pen counts as gone (each one
  * was already retried by the library). */
@@ -267,23 +266,20 @@ static void pen_hostile(struct pen *p, const char *why)
 static void health_check(struct pen *p)
 {
 	struct pen_health *h = &p->health;
-	struct pl__engine_health e;
 	struct pl_link_stats ls;
 	int64_t now = pl__now_ms();
 	char why[256];
 
-	pl__engine_health(p->pp->e, &e);
 	pl_pen_link_stats(p->pp, &ls);
 	uint64_t oversize = ls.dropped_oversize - h->link.dropped_oversize;
 	uint64_t malformed = (ls.bad_envelopes - h->link.bad_envelopes) +
 	                     (ls.dropped_version - h->link.dropped_version);
-	uint64_t unknown = e.unknown_ids - h->seen.unknown_ids;
-	uint64_t seen_replies = h->seen.replies;
-	uint64_t unsolicited = e.unsolicited - h->seen.unsolicited;
-	uint64_t bytes = e.bytes_in - h->seen.bytes_in;
-	bool ended = e.frames_ended != h->seen.frames_ended;
+	uint64_t unknown = ls.unknown_ids - h->link.unknown_ids;
+	uint64_t seen_replies = h->link.replies;
+	uint64_t unsolicited = ls.unsolicited - h->link.unsolicited;
+	uint64_t bytes = ls.bytes_in - h->link.bytes_in;
+	bool ended = ls.frames_ended != h->link.frames_ended;
 	bool traced = p->trace_refs > 0;
-	h->seen = e;
 	h->link = ls;
 
 	if (budget_add(&h->oversize, oversize, OVERSIZE_DRAIN, OVERSIZE_CAP, now)) {
@@ -300,7 +296,7 @@ static void health_check(struct pen *p)
 		         secs_since(h->malformed.since, now));
 		goto hostile;
 	}
-	if (e.replies != seen_replies)
+	if (ls.replies != seen_replies)
 		h->unknown_ids = 0;
 	if (p->ready && unknown) {
 		if (!h->unknown_ids)
@@ -323,12 +319,12 @@ static void health_check(struct pen *p)
 		         traced ? " (more than even a trace subscription explains)" : "");
 		goto hostile;
 	}
-	if (e.bytes_in - e.bytes_at_frame >= NOFRAME_BYTES) {
+	if (ls.bytes_in - ls.bytes_at_frame >= NOFRAME_BYTES) {
 		snprintf(why, sizeof why, "no valid frame in %llu bytes of input",
-		         (unsigned long long)(e.bytes_in - e.bytes_at_frame));
+		         (unsigned long long)(ls.bytes_in - ls.bytes_at_frame));
 		goto hostile;
 	}
-	if (ended || !e.outstanding) {
+	if (ended || !ls.outstanding) {
 		h->trickle_since = 0;
 	} else if (bytes) {
 		if (!h->trickle_since) {

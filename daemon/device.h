@@ -13,7 +13,6 @@
 #define PLD_DEVICE_H
 
 #include "daemon.h"
-#include "engine.h"
 
 enum sess_state { SESS_TODO, SESS_DONE, SESS_FAILED };
 
@@ -30,9 +29,7 @@ struct budget {
 
 /* What the daemon watches to tell a hostile pen from a noisy line. */
 struct pen_health {
-	struct pl__engine_health seen; /* the engine's counters at the last look */
-	struct pl_link_stats link;
-	bool have_seen;
+	struct pl_link_stats link; /* the link's counters at the last look */
 	struct budget oversize, malformed, unsolicited;
 	/* replies to ids never issued since the last reply that matched */
 	uint64_t unknown_ids;

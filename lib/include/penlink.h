@@ -206,13 +206,20 @@ uint32_t pl_pen_max_in_flight(const struct pl_pen *pen); /* min of both sides */
 uint32_t pl_pen_capabilities(const struct pl_pen *pen);
 void pl_pen_set_timeout(struct pl_pen *pen, int timeout_ms);
 
-/* Framing counters: good frames and frames dropped, per reason. */
+/* Framing counters: good frames and frames dropped, per reason; and what
+ * tells a hostile pen from a noisy line (penlinkd's budgets read these). */
 struct pl_link_stats {
 	uint64_t frames_in, frames_out, bytes_in, bytes_out;
 	uint64_t dropped_crc, dropped_oversize, dropped_short, dropped_cobs,
 	    dropped_version;
 	uint64_t timeouts, retries, stray_replies;
 	uint64_t bad_envelopes;   /* frames intact but not a decodable Envelope */
+	uint64_t unsolicited;     /* intact id-0 frames (trace, state, or junk) */
+	uint64_t unknown_ids;     /* replies to ids this link never issued */
+	uint64_t replies;         /* replies matched to a request in flight */
+	uint64_t frames_ended;    /* frames that ended: delivered or dropped */
+	uint64_t bytes_at_frame;  /* bytes_in when an intact frame last arrived */
+	uint64_t outstanding;     /* requests submitted and not yet completed */
 };
 void pl_pen_link_stats(const struct pl_pen *pen, struct pl_link_stats *out);
 

@@ -567,20 +567,6 @@ int pl__engine_flush(struct pl__engine *e)
 	return flush(e);
 }
 
-void pl__engine_health(const struct pl__engine *e, struct pl__engine_health *out)
-{
-	const struct pl_frame_stats *d = &e->dec.stats;
-	out->unsolicited = e->unsolicited;
-	out->unknown_ids = e->unknown_ids;
-	out->replies = e->replies;
-	out->bytes_in = e->st.bytes_in;
-	out->frames_ended = d->frames;
-	for (int i = 0; i < PL_FRAME_DROP_COUNT; i++)
-		out->frames_ended += d->dropped[i];
-	out->bytes_at_frame = e->bytes_at_frame;
-	out->outstanding = e->n_flight + e->n_pend;
-}
-
 /* ------------------------------------------------------------------ lifecycle */
 
 int pl__engine_new(struct pl_transport *t, const struct pl__engine_config *cfg,
@@ -668,4 +654,12 @@ void pl__engine_stats(const struct pl__engine *e, struct pl_link_stats *out)
 	out->dropped_cobs = e->dec.stats.dropped[PL_FRAME_DROP_COBS];
 	out->dropped_version = e->dec.stats.dropped[PL_FRAME_DROP_VERSION];
 	out->bad_envelopes = e->bad_envelopes;
+	out->unsolicited = e->unsolicited;
+	out->unknown_ids = e->unknown_ids;
+	out->replies = e->replies;
+	out->frames_ended = e->dec.stats.frames;
+	for (int i = 0; i < PL_FRAME_DROP_COUNT; i++)
+		out->frames_ended += e->dec.stats.dropped[i];
+	out->bytes_at_frame = e->bytes_at_frame;
+	out->outstanding = e->n_flight + e->n_pend;
 }

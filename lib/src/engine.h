@@ -107,22 +107,6 @@ int pl__engine_dead(const struct pl__engine *e);
 /* Good frames received so far (lets pl_pen_poll notice activity). */
 uint64_t pl__engine_frames_in(const struct pl__engine *e);
 
-/*
- * What a pen sent that only the pen can be blamed for (the line's damage -
- * CRC, COBS, truncation - is in pl_link_stats), for penlinkd's defences
- * against hostile pens.  Counted from the engine's creation.
- */
-struct pl__engine_health {
-	uint64_t unsolicited;     /* intact id-0 frames (trace, state, or junk) */
-	uint64_t unknown_ids;     /* replies to ids this engine never issued */
-	uint64_t replies;         /* replies matched to a request in flight */
-	uint64_t bytes_in;        /* bytes read */
-	uint64_t frames_ended;    /* frames that ended: delivered or dropped */
-	uint64_t bytes_at_frame;  /* bytes_in when a good frame last arrived */
-	unsigned outstanding;     /* requests submitted and not completed */
-};
-void pl__engine_health(const struct pl__engine *e, struct pl__engine_health *out);
-
 /* "read_session", "pong"...: the name of a body case, for messages. */
 const char *pl__body_name(Pl__Envelope__BodyCase c);
 

@@ -1,5 +1,5 @@
 /*
- * The counters penlinkd's hostile-pen defences read (pl__engine_health,
+ * The counters penlinkd's hostile-pen defences read (pl_pen_link_stats,
  * used by daemon/device.c): a real engine against the fake pen on the
  * in-memory link, with frames injected from the pen's side.  What must be
  * told apart: a reply to an id never issued (hostile) from a late or
@@ -18,7 +18,6 @@
 
 #include "support/fake_pen.h"
 #include "frame.h"
-#include "pen.h"
 #include "penlink.pb-c.h"
 
 static struct fake_pen fp;
@@ -59,12 +58,12 @@ static void inject_pong(uint32_t id)
 	inject(&env);
 }
 
-static struct pl__engine_health health(struct pl_pen *pen)
+static struct pl_link_stats health(struct pl_pen *pen)
 {
-	struct pl__engine_health h;
+	struct pl_link_stats h;
 	/* Let the engine read what was injected. */
 	(void)pl_pen_poll(pen, 0);
-	pl__engine_health(pen->e, &h);
+	pl_pen_link_stats(pen, &h);
 	return h;
 }
 
@@ -82,7 +81,7 @@ static void test_reply_ids(void **state)
 {
 	(void)state;
 	struct pl_pen *pen = open_pen();
-	struct pl__engine_health h0 = health(pen), h;
+	struct pl_link_stats h0 = health(pen), h;
 	assert_int_equal(h0.replies, 1); /* the handshake */
 	assert_int_equal(h0.unknown_ids, 0);
 	assert_int_equal(h0.outstanding, 0);
@@ -116,7 +115,7 @@ static void test_unsolicited(void **state)
 {
 	(void)state;
 	struct pl_pen *pen = open_pen();
-	struct pl__engine_health h0 = health(pen), h;
+	struct pl_link_stats h0 = health(pen), h;
 
 	/* A state event, and an id-0 frame of a body no pen sends on its
 	 * own: both are unsolicited frames to count. */
@@ -139,7 +138,7 @@ static void test_frames_and_bytes(void **state)
 {
 	(void)state;
 	struct pl_pen *pen = open_pen();
-	struct pl__engine_health h0 = health(pen), h;
+	struct pl_link_stats h0 = health(pen), h;
 	assert_int_equal(h0.bytes_at_frame, h0.bytes_in);
 
 	/* Damaged frames end frames (the line's doing) but are not valid:
@@ -156,7 +155,7 @@ static void test_frames_and_bytes(void **state)
 	uint8_t run[3000];
 	memset(run, 0x7e, sizeof run);
 	inject_raw(run, sizeof run);
-	struct pl__engine_health h2 = health(pen);
+	struct pl_link_stats h2 = health(pen);
 	assert_int_equal(h2.bytes_in - h.bytes_in, sizeof run);
 	assert_int_equal(h2.frames_ended, h.frames_ended);
 
