@@ -372,13 +372,11 @@ static int prepare(struct archive *a, sqlite3_stmt **st, const char *sql,
  * NULL binds NULL), 'b' blob (const void *, size_t), 'i' int64_t,
  * anything else NULL (consuming no argument).
  */
-static int bind(struct archive *a, sqlite3_stmt *st, const char *what,
-                const char *types, ...)
+static int vbind(struct archive *a, sqlite3_stmt *st, const char *what,
+                 const char *types, va_list ap)
 {
-	va_list ap;
 	int rc = SQLITE_OK;
 
-	va_start(ap, types);
 	for (int i = 1; types[i - 1] && rc == SQLITE_OK; i++) {
 		switch (types[i - 1]) {
 		case 't': {
@@ -402,8 +400,19 @@ static int bind(struct archive *a, sqlite3_stmt *st, const char *what,
 			break;
 		}
 	}
-	va_end(ap);
 	return rc == SQLITE_OK ? PL_OK : db_fail(a, rc, "%s", what);
+}
+
+static int bind(struct archive *a, sqlite3_stmt *st, const char *what,
+                const char *types, ...)
+{
+	va_list ap;
+	int e;
+
+	va_start(ap, types);
+	e = vbind(a, st, what, types, ap);
+	va_end(ap);
+	return e;
 }
 
 /* Runs a statement that returns no rows and resets it for reuse. */
@@ -418,6 +427,26 @@ static int step_done(struct archive *a, sqlite3_stmt *st, const char *what)
 	}
 	sqlite3_reset(st);
 	return PL_OK;
+}
+
+/* One statement that returns no rows, its parameters bound as bind() does:
+ * prepared, run and finalized. */
+static int run(struct archive *a, const char *what, const char *sql,
+               const char *types, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+	int e = prepare(a, &st, sql, what);
+
+	if (e != PL_OK)
+		return e;
+	va_start(ap, types);
+	e = vbind(a, st, what, types, ap);
+	va_end(ap);
+	if (e == PL_OK)
+		e = step_done(a, st, what);
+	sqlite3_finalize(st);
+	return e;
 }
 
 static int exec(struct archive *a, const char *sql, const char *what)
@@ -802,30 +831,14 @@ static int find_partial(struct archive *a, const char *serial,
 /* Inside a transaction. */
 static int delete_partial(struct archive *a, int64_t id)
 {
-	sqlite3_stmt *st;
-	int e;
-
+	static const char what[] = "discard a partial download";
 	/* Chunks first and explicitly: no reliance on the foreign_keys
 	 * pragma for cleaning up. */
-	e = prepare(a, &st, "DELETE FROM partial_chunks WHERE partial_id = ?1",
-	            "discard a partial download");
-	if (e != PL_OK)
-		return e;
-	e = bind(a, st, "discard a partial download", "i", id);
-	if (e == PL_OK)
-		e = step_done(a, st, "discard a partial download");
-	sqlite3_finalize(st);
-	if (e != PL_OK)
-		return e;
-	e = prepare(a, &st, "DELETE FROM partials WHERE id = ?1",
-	            "discard a partial download");
-	if (e != PL_OK)
-		return e;
-	e = bind(a, st, "discard a partial download", "i", id);
-	if (e == PL_OK)
-		e = step_done(a, st, "discard a partial download");
-	sqlite3_finalize(st);
-	return e;
+	int e = run(a, what, "DELETE FROM partial_chunks WHERE partial_id = ?1",
+	            "i", id);
+
+	return e != PL_OK ? e : run(a, what, "DELETE FROM partials WHERE id = ?1",
+	                            "i", id);
 }
 
 static bool partial_matches(const struct partial *p,
@@ -879,7 +892,6 @@ int archive_partial_append(struct archive *a, const char *serial,
 {
 	static const char what[] = "store downloaded data";
 	struct partial p;
-	sqlite3_stmt *st;
 	char uuid[37];
 	int e;
 
@@ -921,43 +933,25 @@ int archive_partial_append(struct archive *a, const char *serial,
 		goto out;
 	}
 	if (!p.found) {
-		e = prepare(a, &st,
-		            "INSERT INTO partials (serial, uuid, size, sha256, "
-		            "received, updated_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-		            what);
-		if (e != PL_OK)
-			goto out;
-		e = bind(a, st, what, "tbibi", serial, s->uuid, (size_t)16,
-		         (int64_t)s->size, s->sha256, (size_t)32, now_utc_ms());
-		if (e == PL_OK)
-			e = step_done(a, st, what);
-		sqlite3_finalize(st);
+		e = run(a, what,
+		        "INSERT INTO partials (serial, uuid, size, sha256, "
+		        "received, updated_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+		        "tbibi", serial, s->uuid, (size_t)16, (int64_t)s->size,
+		        s->sha256, (size_t)32, now_utc_ms());
 		if (e != PL_OK)
 			goto out;
 		p.id = sqlite3_last_insert_rowid(a->db);
 	}
-	e = prepare(a, &st,
-	            "INSERT INTO partial_chunks (partial_id, offset, data) "
-	            "VALUES (?1, ?2, ?3)",
-	            what);
+	e = run(a, what,
+	        "INSERT INTO partial_chunks (partial_id, offset, data) "
+	        "VALUES (?1, ?2, ?3)",
+	        "iib", p.id, (int64_t)offset, data, len);
 	if (e != PL_OK)
 		goto out;
-	e = bind(a, st, what, "iib", p.id, (int64_t)offset, data, len);
-	if (e == PL_OK)
-		e = step_done(a, st, what);
-	sqlite3_finalize(st);
-	if (e != PL_OK)
-		goto out;
-	e = prepare(a, &st,
-	            "UPDATE partials SET received = received + ?2, "
-	            "updated_ms = ?3 WHERE id = ?1",
-	            what);
-	if (e != PL_OK)
-		goto out;
-	e = bind(a, st, what, "iii", p.id, (int64_t)len, now_utc_ms());
-	if (e == PL_OK)
-		e = step_done(a, st, what);
-	sqlite3_finalize(st);
+	e = run(a, what,
+	        "UPDATE partials SET received = received + ?2, "
+	        "updated_ms = ?3 WHERE id = ?1",
+	        "iii", p.id, (int64_t)len, now_utc_ms());
 	if (e == PL_OK)
 		return commit(a, what);
 out:
@@ -1125,22 +1119,13 @@ static int write_record(struct archive *a, int64_t session_id,
 static int set_sample_progress(struct archive *a, int64_t id, int64_t next,
                                const char *what)
 {
-	sqlite3_stmt *st;
-	int rc, e;
-
-	e = prepare(a, &st,
-	            next < 0 ? "DELETE FROM sample_progress WHERE session_id = ?1"
-	                     : "INSERT OR REPLACE INTO sample_progress "
-	                       "(session_id, next) VALUES (?1, ?2)",
-	            what);
-	if (e != PL_OK)
-		return e;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK && next >= 0)
-		rc = sqlite3_bind_int64(st, 2, next);
-	e = rc == SQLITE_OK ? step_done(a, st, what) : db_fail(a, rc, "%s", what);
-	sqlite3_finalize(st);
-	return e;
+	if (next < 0)
+		return run(a, what, "DELETE FROM sample_progress WHERE session_id = ?1",
+		           "i", id);
+	return run(a, what,
+	           "INSERT OR REPLACE INTO sample_progress (session_id, next) "
+	           "VALUES (?1, ?2)",
+	           "ii", id, next);
 }
 
 /* Inside the commit's transaction: the session row, its record, its rows. */
