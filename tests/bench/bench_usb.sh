@@ -21,7 +21,7 @@ W=/tmp/bench-usb
 rm -rf "$W"; mkdir -p "$W"
 
 # measure SPEED MB: dummy_hcd reloaded at that speed, one pen gadget bound,
-# then bench_usblink; its progress on stderr, "ratio download raw" on stdout.
+# then bench_usblink; its progress on stderr, "ratio download raw cpu-per-MB-ratio" on stdout.
 measure() {
   local hs=$([ "$1" = high ] && echo 1 || echo 0)
   gadget_remove bench
@@ -40,7 +40,7 @@ measure() {
 
 measure high "$mb_high" >"$W/high" || exit 1
 measure full "$mb_full" >"$W/full" || exit 1
-read -r hs_ratio hs_dl hs_raw <"$W/high"
-read -r fs_ratio fs_dl fs_raw <"$W/full"
+read -r hs_ratio hs_dl hs_raw hs_cpu <"$W/high"
+read -r fs_ratio fs_dl fs_raw fs_cpu <"$W/full"
 gadget_remove bench
-echo "usb download/raw: high speed $hs_ratio ($hs_dl vs $hs_raw MB/s), full speed $fs_ratio ($fs_dl vs $fs_raw MB/s); target >= 0.90"
+echo "usb download/raw: high speed $hs_ratio ($hs_dl vs $hs_raw MB/s, CPU/MB ${hs_cpu}x raw's), full speed $fs_ratio ($fs_dl vs $fs_raw MB/s, CPU/MB ${fs_cpu}x raw's); target >= 0.90"
