@@ -301,9 +301,18 @@ static void waiter_tick(void *ud)
 	loop_add_timer(D.loop, 2, waiter_tick, w);
 }
 
+/* A deadline timeout_ms from now, ten times further under a memory checker
+ * (PL_TEST_WRAPPER, see tests/wrap.sh), which slows everything 20-50x: the
+ * bounds are there to end a hung test, not to time a healthy one. */
+static int64_t deadline_in(int timeout_ms)
+{
+	const char *wrap = getenv("PL_TEST_WRAPPER");
+	return now_ms() + (int64_t)timeout_ms * (wrap && *wrap ? 10 : 1);
+}
+
 static bool run_until(bool (*pred)(void *), void *ud, int timeout_ms)
 {
-	struct waiter w = {pred, ud, now_ms() + timeout_ms, false, NULL};
+	struct waiter w = {pred, ud, deadline_in(timeout_ms), false, NULL};
 	loop_add_timer(D.loop, 0, waiter_tick, &w);
 	assert_int_equal(loop_run(D.loop), 0);
 	return w.ok;
@@ -1367,7 +1376,7 @@ static void test_streams_flow_controlled(void **state)
 	rq.show_session = &ss;
 	tc_send(slow, &rq);
 	struct want_last w = {slow, 5};
-	struct waiter wt = {has_last, &w, now_ms() + 60000, false, sample_queue};
+	struct waiter wt = {has_last, &w, deadline_in(60000), false, sample_queue};
 	loop_add_timer(D.loop, 0, waiter_tick, &wt);
 	loop_run(D.loop);
 	srv_queue_sample_target = false;
