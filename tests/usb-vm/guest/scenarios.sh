@@ -217,7 +217,10 @@ JSON
 # 2. Unplug mid-download, then replug: penlinkd keeps running and the
 # partial download, and resumes from its offset.
 scn_unplug() {
-  pen_up pen PEN-UNP-1 --sessions 1 --session-bytes 6000000 --seed 42
+  # Paced (8 ms a frame: at least 3 s for the session) so the unplug lands
+  # mid-download however fast the emulation runs: unpaced, the rest of the
+  # session once arrived before the unbind took effect.
+  pen_up pen PEN-UNP-1 --sessions 1 --session-bytes 6000000 --seed 42 --fault-delay 8
   daemon_start
   wait_for 60 "the download to pass 1 MB" downloaded_over 1000000
   unplug pen
