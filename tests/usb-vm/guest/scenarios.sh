@@ -270,16 +270,21 @@ scn_twopens() {
 # 6. penlinkd killed with SIGKILL while a pen is attached and downloading;
 # restarted, it enumerates the pen already there and carries on.
 scn_restart() {
-  pen_up pen PEN-RST-1 --sessions 2 --session-bytes 3000000 --seed 45
+  # Paced (5 ms a frame) so the kill lands mid-download, as in scn_unplug.
+  pen_up pen PEN-RST-1 --sessions 2 --session-bytes 3000000 --seed 45 --fault-delay 5
   daemon_start
   wait_for 60 "the download to pass 500 kB" downloaded_over 500000
   kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null
-  ok "penlinkd killed with SIGKILL mid-download"
+  [ "$(grep -c 'SHA-256 verified' "$W/daemon.log")" -lt 2 ] &&
+    ok "penlinkd killed with SIGKILL mid-download" || fail "both sessions were archived before the kill"
   echo "--- restart" >>"$W/daemon.log"
   daemon_start
   wait_for 180 "the pen archived and idle after the restart" pens_idle 1
   sed -n '/^--- restart/,$p' "$W/daemon.log" | grep -Eq 'pen 1209:0001 arrived' &&
     ok "the restarted penlinkd found the attached pen by enumeration" || fail "no arrival after the restart"
+  sed -n '/^--- restart/,$p' "$W/daemon.log" | grep -Eq 'resum.*offset [1-9][0-9]*' &&
+    ok "the restarted penlinkd resumed from the offset stored before the kill" ||
+    fail "no resume from a non-zero offset after the restart"
   archive_digests PEN-RST-1 >"$W/archive.digests"
   diff "$W/pen.digests" "$W/archive.digests" || fail "digests differ after the restart"
   ok "both sessions archived once, digests equal"
