@@ -19,6 +19,7 @@ struct req {
 	int timeout_ms;
 	int retries;
 	int attempts;       /* times queued for sending so far */
+	int early_resends;  /* of those, sent again by resend_lost() */
 	int64_t deadline;
 	/* Value of out_queued just after our latest copy was queued: while
 	 * out_written is below it, that copy has not fully left, so a retry
@@ -363,8 +364,6 @@ static int map_error(const struct req *r, const Pl__Error *er)
 	                map[c].word);
 }
 
-static void resend(struct pl__engine *e, struct req *r, int64_t now);
-
 /*
  * A pen answers in order.  So when the reply to `answered` comes while a
  * request sent before it still waits, and since that request went out a
@@ -372,18 +371,24 @@ static void resend(struct pl__engine *e, struct req *r, int64_t now);
  * undecodable envelope), the lost frame was almost surely its reply: send
  * it again now rather than a whole request timeout later.  Retries are safe
  * (every request is idempotent); a pen that does reorder costs at most a
- * spare retry, and only after a loss.
+ * spare retry, and only after a loss.  These re-sends come out of a budget
+ * of their own: a pen that reboots mid-download loses frames and answers
+ * again, and must still get every timed retry before it counts as silent.
  */
 static void resend_lost(struct pl__engine *e, const struct req *answered)
 {
 	int64_t now = 0;
 	for (struct req *r = e->flight; r; r = r->next) {
 		if (r->send_seq > answered->send_seq || r->losses_at_send == e->losses ||
-		    r->attempts > r->retries || r->out_end > e->out_written)
+		    r->early_resends >= r->retries || r->out_end > e->out_written)
 			continue; /* (the last condition: not even fully sent yet) */
 		if (!now)
 			now = pl__now_ms();
-		resend(e, r, now);
+		if (queue_frame(e, r) != PL_OK)
+			continue; /* no memory now: the deadline still stands */
+		r->early_resends++;
+		r->deadline = now + r->timeout_ms;
+		e->st.retries++;
 	}
 }
 
