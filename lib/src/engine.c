@@ -61,7 +61,6 @@ struct pl__engine {
 	struct pl_link_stats st;
 	uint64_t bad_envelopes;
 	uint64_t send_seq;
-	uint64_t losses; /* frames dropped or undecodable: maybe a reply */
 	uint64_t unsolicited, unknown_ids, replies, bytes_at_frame;
 	bool ids_wrapped;       /* every id has been used: none is "unknown" */
 	int dead;
@@ -108,6 +107,21 @@ static void log_frame(struct pl__engine *e, enum pl_frame_dir dir,
 	e->log(e->log_ud, dir, text, len);
 }
 
+static uint64_t frames_dropped(const struct pl__engine *e)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < PL_FRAME_DROP_COUNT; i++)
+		n += e->dec.stats.dropped[i];
+	return n;
+}
+
+/* Frames that arrived damaged or undecodable: any of them may have been a
+ * reply (see resend_lost()). */
+static uint64_t input_losses(const struct pl__engine *e)
+{
+	return frames_dropped(e) + e->bad_envelopes;
+}
+
 static int queue_frame(struct pl__engine *e, struct req *r)
 {
 	size_t need = PL_FRAME_ENCODED_MAX(r->len);
@@ -123,7 +137,7 @@ static int queue_frame(struct pl__engine *e, struct req *r)
 	e->out_queued += n;
 	r->out_end = e->out_queued;
 	r->send_seq = ++e->send_seq;
-	r->losses_at_send = e->losses;
+	r->losses_at_send = input_losses(e);
 	e->st.frames_out++;
 	if (e->log)
 		log_frame(e, PL_FRAME_OUT, r->payload, r->len);
@@ -378,8 +392,9 @@ static int map_error(const struct req *r, const Pl__Error *er)
 static void resend_lost(struct pl__engine *e, const struct req *answered)
 {
 	int64_t now = 0;
+	uint64_t losses = input_losses(e);
 	for (struct req *r = e->flight; r; r = r->next) {
-		if (r->send_seq > answered->send_seq || r->losses_at_send == e->losses ||
+		if (r->send_seq > answered->send_seq || r->losses_at_send == losses ||
 		    r->early_resends >= r->retries || r->out_end > e->out_written)
 			continue; /* (the last condition: not even fully sent yet) */
 		if (!now)
@@ -425,7 +440,6 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 	Pl__Envelope *env = pl__envelope__unpack(NULL, len, payload);
 	if (!env) {
 		e->bad_envelopes++;
-		e->losses++;
 		return;
 	}
 	if (env->id == 0) {
@@ -454,7 +468,6 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 static void on_drop(void *ctx, enum pl_frame_drop why, size_t len)
 {
 	struct pl__engine *e = ctx;
-	e->losses++;
 	if (e->log)
 		e->log(e->log_ud, PL_FRAME_DROPPED, pl_frame_drop_name(why), len);
 }
@@ -662,9 +675,7 @@ void pl__engine_stats(const struct pl__engine *e, struct pl_link_stats *out)
 	out->unsolicited = e->unsolicited;
 	out->unknown_ids = e->unknown_ids;
 	out->replies = e->replies;
-	out->frames_ended = e->dec.stats.frames;
-	for (int i = 0; i < PL_FRAME_DROP_COUNT; i++)
-		out->frames_ended += e->dec.stats.dropped[i];
+	out->frames_ended = e->dec.stats.frames + frames_dropped(e);
 	out->bytes_at_frame = e->bytes_at_frame;
 	out->outstanding = e->n_flight + e->n_pend;
 }

@@ -70,8 +70,7 @@ static double self_cpu_s(void)
 {
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
 }
 
 /* CPU seconds of another process so far, from /proc; 0 if unknown. */
