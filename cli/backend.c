@@ -59,7 +59,7 @@ static const char *d_where(void *ctx)
 
 static int d_info(void *ctx, struct pl_device_info *out)
 {
-	return pl_get_info(((struct direct *)ctx)->pen, out);
+	return pl_pen_get_info(((struct direct *)ctx)->pen, out);
 }
 
 static int d_link(void *ctx, struct link_info *out)
@@ -75,7 +75,7 @@ static int d_link(void *ctx, struct link_info *out)
 
 static int d_get_presets(void *ctx, struct pl_preset_set *out)
 {
-	return pl_get_presets(((struct direct *)ctx)->pen, out);
+	return pl_pen_get_presets(((struct direct *)ctx)->pen, out);
 }
 
 static int d_put_presets(void *ctx, const struct pl_preset_set *set,
@@ -86,49 +86,49 @@ static int d_put_presets(void *ctx, const struct pl_preset_set *set,
 	(void)confirm;
 	struct pl_pen *pen = ((struct direct *)ctx)->pen;
 	if (unchecked)
-		return pl_put_presets_unchecked(pen, set, result);
-	return pl_put_presets(pen, set, result);
+		return pl_pen_put_presets_unchecked(pen, set, result);
+	return pl_pen_put_presets(pen, set, result);
 }
 
 static int d_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,
                        uint64_t *uptime_ms)
 {
-	return pl_clock_get(((struct direct *)ctx)->pen, utc_ms, rtc_set,
+	return pl_pen_clock_get(((struct direct *)ctx)->pen, utc_ms, rtc_set,
 	                    uptime_ms);
 }
 
 static int d_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
 {
 	*rtc_was_set = -1;
-	return pl_clock_sync(((struct direct *)ctx)->pen, offset_ms);
+	return pl_pen_clock_sync(((struct direct *)ctx)->pen, offset_ms);
 }
 
 static int d_list_sessions(void *ctx, struct pl_session_info **out,
                            size_t *count)
 {
-	return pl_list_sessions(((struct direct *)ctx)->pen, out, count);
+	return pl_pen_list_sessions(((struct direct *)ctx)->pen, out, count);
 }
 
 static int d_download(void *ctx, const struct pl_session_info *s,
                       const char *path, pl_progress_fn progress, void *ud)
 {
-	return pl_download_session_to_file(((struct direct *)ctx)->pen, s, path,
+	return pl_pen_download_session_to_file(((struct direct *)ctx)->pen, s, path,
 	                                   progress, ud);
 }
 
 static int d_archive(void *ctx, uint32_t id, const uint8_t sha256[32])
 {
-	return pl_archive_session(((struct direct *)ctx)->pen, id, sha256);
+	return pl_pen_archive_session(((struct direct *)ctx)->pen, id, sha256);
 }
 
 static int d_ping(void *ctx, uint32_t *rtt_us)
 {
-	return pl_ping(((struct direct *)ctx)->pen, rtt_us);
+	return pl_pen_ping(((struct direct *)ctx)->pen, rtt_us);
 }
 
 static int d_trace(void *ctx, bool enable, uint32_t level)
 {
-	return pl_trace_subscribe(((struct direct *)ctx)->pen, enable, level);
+	return pl_pen_trace_subscribe(((struct direct *)ctx)->pen, enable, level);
 }
 
 static void d_set_event_handler(void *ctx, pl_event_fn fn, void *ud)

@@ -24,7 +24,7 @@ static int clock_sync(struct ctl *c, struct opt_iter *it)
 	int rc = ctl_connect(c);
 	if (rc != PX_OK)
 		return rc;
-	/* pl_clock_sync reports offset 0 for a pen that never had the time, so
+	/* pl_pen_clock_sync reports offset 0 for a pen that never had the time, so
 	 * ask first whether it had (penlinkd says so in its answer instead,
 	 * and knows no uptime). */
 	int64_t pen_utc = 0;

@@ -113,8 +113,8 @@ static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 			a->have_name = a->have_flags = true;
 			break;
 		case P_DEPTH:
-			if (pl_parse_depth_mm(v, &a->p.depth_um) != PL_OK)
-				return ctl_usage(c, "--depth: %s", pl_last_error_message());
+			if (pl_depth_parse_mm(v, &a->p.depth_um) != PL_OK)
+				return ctl_usage(c, "--depth: %s", pl_error_message());
 			a->have_depth = a->have_flags = true;
 			break;
 		case P_SPEED:
@@ -192,7 +192,7 @@ static int load_file(struct ctl *c, const char *path, struct pl_preset_set *out)
 	int rc = pl_preset_set_from_json(text, out);
 	free(text);
 	if (rc != PL_OK)
-		return ctl_fail_code(c, rc, "%s: %s", path, pl_last_error_message());
+		return ctl_fail_code(c, rc, "%s: %s", path, pl_error_message());
 	return PX_OK;
 }
 
@@ -277,7 +277,7 @@ static int preset_push(struct ctl *c, struct opt_iter *it)
 	next->revision = cur->revision;
 
 	if (!a.no_host_check) {
-		e = pl_validate_preset_set(&info, next);
+		e = pl_preset_set_validate(&info, next);
 		if (e != PL_OK) {
 			rc = ctl_fail_pl(c, e);
 			goto out;

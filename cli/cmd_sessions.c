@@ -427,10 +427,10 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 					rc = ctl_fail_code(c, e,
 					                   "session %u stopped at %s of %s (%s); "
 					                   "run pull again to resume",
-					                   s->id, at, sz, pl_last_error_message());
+					                   s->id, at, sz, pl_error_message());
 				else
 					rc = ctl_fail_code(c, e, "session %u: %s", s->id,
-					                   pl_last_error_message());
+					                   pl_error_message());
 				break;
 			}
 			if (rename(part, final) != 0 || fsync_dir(dir) != 0) {
@@ -457,7 +457,7 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 				rc = ctl_fail_code(c, e,
 				                   "session %u is stored in %s but the pen "
 				                   "did not archive it: %s",
-				                   s->id, final, pl_last_error_message());
+				                   s->id, final, pl_error_message());
 				break;
 			}
 			ps.n_archived++;
@@ -541,11 +541,11 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 	struct pl_record *r = NULL;
 	int e = pl_record_parse_file(file, &r);
 	if (e == PL_ERR_PARSE)
-		return ctl_fail_exit(c, PX_INTEGRITY, error_slug_for(e), pl_strerror(e),
+		return ctl_fail_exit(c, PX_INTEGRITY, error_slug_for(e), pl_error_name(e),
 		                     "%s: not a valid session record: %s", file,
-		                     pl_last_error_message());
+		                     pl_error_message());
 	if (e != PL_OK)
-		return ctl_fail_code(c, e, "%s: %s", file, pl_last_error_message());
+		return ctl_fail_code(c, e, "%s: %s", file, pl_error_message());
 	return show_record(c, r, file, samples);
 }
 
@@ -876,12 +876,12 @@ static int show_daemon(struct ctl *c, const char *uuid_text, bool samples)
 	e = pl_record_parse(m.buf ? m.buf : (const uint8_t *)"", m.len, &r);
 	free(m.buf);
 	if (e == PL_ERR_PARSE)
-		return ctl_fail_exit(c, PX_INTEGRITY, error_slug_for(e), pl_strerror(e),
+		return ctl_fail_exit(c, PX_INTEGRITY, error_slug_for(e), pl_error_name(e),
 		                     "archived session %s is not a valid record: %s",
-		                     uuid, pl_last_error_message());
+		                     uuid, pl_error_message());
 	if (e != PL_OK)
 		return ctl_fail_code(c, e, "session %s: %s", uuid,
-		                     pl_last_error_message());
+		                     pl_error_message());
 	return show_record(c, r, uuid, samples);
 }
 
@@ -1014,7 +1014,7 @@ static int pull_daemon(struct ctl *c, const char *dir, int64_t since)
 		if (e != PL_OK) {
 			pull_fail_partial(c, &ps);
 			rc = ctl_fail_code(c, e, "session %s: %s", uuid,
-			                   pl_last_error_message());
+			                   pl_error_message());
 			break;
 		}
 		ps.n_pulled++;

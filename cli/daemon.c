@@ -225,7 +225,7 @@ static int error_body(struct dconn *d, const Plctl__Error *e)
 		return pl__fail(PL_ERR_DEVICE, "penlinkd at %s failed (code %d): %s",
 		                d->path, code, msg[0] ? msg : "no message");
 	if (!msg[0])
-		snprintf(msg, sizeof msg, "%s (from penlinkd)", pl_strerror(code));
+		snprintf(msg, sizeof msg, "%s (from penlinkd)", pl_error_name(code));
 	return pl__fail(code, "%s", msg);
 }
 

@@ -74,5 +74,5 @@ const char *error_label_for(int pl_code)
 {
 	if (pl_code == PX_ERR_DAEMON)
 		return NULL;
-	return pl_strerror(pl_code);
+	return pl_error_name(pl_code);
 }

@@ -19,7 +19,7 @@ enum penctl_exit {
 
 /* Not a libpenlink code: penctl's own, for "penlinkd is not running or went
  * away", so the daemon backend can fail the way the library does (a code
- * plus pl_last_error_message()) and still map to PX_DAEMON.  Far below the
+ * plus pl_error_message()) and still map to PX_DAEMON.  Far below the
  * library's range so it can never collide with a future pl_return. */
 #define PX_ERR_DAEMON (-1000)
 

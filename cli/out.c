@@ -50,7 +50,7 @@ static int vreport(struct ctl *c, int exit_code, const char *slug,
 int ctl_fail_pl(struct ctl *c, int pl_code)
 {
 	return report(c, exit_code_for(pl_code), error_slug_for(pl_code),
-	              error_label_for(pl_code), pl_last_error_message());
+	              error_label_for(pl_code), pl_error_message());
 }
 
 int ctl_fail_code(struct ctl *c, int pl_code, const char *fmt, ...)
@@ -219,7 +219,7 @@ json_object *json_hex(const uint8_t *data, size_t len)
 	char buf[2 * 64 + 1];
 	if (len > 64)
 		len = 64;
-	pl_hex(data, len, buf);
+	pl_hex_format(data, len, buf);
 	return json_object_new_string(buf);
 }
 

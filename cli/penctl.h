@@ -131,7 +131,7 @@ int ctl_connect_daemon(struct ctl *c);
 
 /* Sends req (its id is assigned here) and waits for one response with that
  * id whose body is want.  An Error response becomes its code (message in
- * pl_last_error_message()); penlinkd going away is PX_ERR_DAEMON; no
+ * pl_error_message()); penlinkd going away is PX_ERR_DAEMON; no
  * response within the timeout PL_ERR_TIMEOUT.  Free *rep with dc_free(). */
 int dc_call(struct ctl *c, Plctl__Request *req, Plctl__Response__BodyCase want,
             Plctl__Response **rep);
@@ -207,7 +207,7 @@ bool parse_uuid(const char *text, uint8_t out[16]);
 
 /* Errors: print "penctl: <label>: <message>" on stderr and, with --json,
  * {"error": {...}} on stdout.  Each returns the exit code to use. */
-int ctl_fail_pl(struct ctl *c, int pl_code); /* message: pl_last_error_message() */
+int ctl_fail_pl(struct ctl *c, int pl_code); /* message: pl_error_message() */
 int ctl_fail_code(struct ctl *c, int pl_code, const char *fmt, ...)
     PX_PRINTF(3, 4);
 int ctl_fail_exit(struct ctl *c, int exit_code, const char *slug,

@@ -1256,8 +1256,8 @@ int archive_commit_session(struct archive *a, const char *serial,
 		if (e != PL_OK)
 			return e;
 		if (memcmp(have, s->sha256, 32) != 0) {
-			pl_hex(have, 32, hex1);
-			pl_hex(s->sha256, 32, hex2);
+			pl_hex_format(have, 32, hex1);
+			pl_hex_format(s->sha256, 32, hex2);
 			return fail(a, PL_ERR_CONFLICT,
 			            "session %s of %s is already archived with another "
 			            "digest (archived %s, the pen says %s)",
@@ -1291,8 +1291,8 @@ int archive_commit_session(struct archive *a, const char *serial,
 	if (e != PL_OK)
 		goto fail;
 	if (!reason[0] && memcmp(digest, s->sha256, 32) != 0) {
-		pl_hex(digest, 32, hex1);
-		pl_hex(s->sha256, 32, hex2);
+		pl_hex_format(digest, 32, hex1);
+		pl_hex_format(s->sha256, 32, hex2);
 		snprintf(reason, sizeof reason, "SHA-256 %.16s... instead of %.16s...",
 		         hex1, hex2);
 	}
@@ -1319,7 +1319,7 @@ int archive_commit_session(struct archive *a, const char *serial,
 	if (pl_record_parse(buf, (size_t)s->size, &rec) != PL_OK) {
 		/* Still archived: the pen's bytes are the truth, and a newer
 		 * format may be readable by a newer penlink. */
-		decode_error = strdup(pl_last_error_message());
+		decode_error = strdup(pl_error_message());
 		if (!decode_error) {
 			e = fail(a, PL_ERR_MEM, "out of memory archiving %s", uuid);
 			goto fail;
@@ -1451,7 +1451,7 @@ static int decode_load(struct archive *a, int64_t id)
 	if (pl_record_parse(buf, (size_t)n, &a->dec_rec) != PL_OK) {
 		log_err("archive %s: session %" PRId64 " no longer decodes (%s); its "
 		        "telemetry sample rows stay incomplete",
-		        a->path, id, pl_last_error_message());
+		        a->path, id, pl_error_message());
 		a->dec_rec = NULL;
 	} else {
 		a->dec_id = id;
@@ -1609,7 +1609,7 @@ int archive_list(struct archive *a, const char *serial, int64_t since_ms,
 		if (stop) {
 			if (stop < 0)
 				e = fail(a, stop, "listing sessions stopped: %s",
-				         pl_strerror(stop));
+				         pl_error_name(stop));
 			goto out;
 		}
 	}
@@ -1862,7 +1862,7 @@ static void csv_row(struct sbuf *b, const struct archived_session *s,
 			csv_field(b, &first, "");
 	}
 	csv_int(b, &first, (int64_t)s->size);
-	pl_hex(s->sha256, 32, hex);
+	pl_hex_format(s->sha256, 32, hex);
 	csv_field(b, &first, hex);
 	csv_field(b, &first, iso_utc(t, s->archived_ms));
 	sb_add(b, "\r\n", 2);
@@ -2013,7 +2013,7 @@ static int export_row(struct export_cursor *c, struct sbuf *b, bool *end)
 				goto out;
 			}
 		} else {
-			why = strdup(pl_last_error_message());
+			why = strdup(pl_error_message());
 		}
 	}
 	/* SQLite's copy of the record is freed here, before formatting. */
@@ -2031,7 +2031,7 @@ static int export_row(struct export_cursor *c, struct sbuf *b, bool *end)
 	} else {
 		char hex[65];
 		const char *obj;
-		pl_hex(s.sha256, 32, hex);
+		pl_hex_format(s.sha256, 32, hex);
 		if (json_object_object_add(j, "archived_utc_ms",
 		                           json_object_new_int64(s.archived_ms)) ||
 		    json_object_object_add(j, "sha256", json_object_new_string(hex)) ||
@@ -2176,7 +2176,7 @@ int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
 		if (stop) {
 			if (stop < 0)
 				e = fail(a, stop, "reading the audit trail stopped: %s",
-				         pl_strerror(stop));
+				         pl_error_name(stop));
 			goto out;
 		}
 	}

@@ -236,7 +236,7 @@ static int set_depth(struct parse *p, const char *section, const char *key,
                      const char *v, uint32_t *out)
 {
 	uint32_t um;
-	if (pl_parse_depth_mm(v, &um) != PL_OK)
+	if (pl_depth_parse_mm(v, &um) != PL_OK)
 		return fail(p, section, key, "'%s' is not a depth in millimetres "
 		            "(e.g. 1.5)", v);
 	*out = um;

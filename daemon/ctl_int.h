@@ -164,7 +164,7 @@ void ctl_ops_handle(struct client *cl, const Plctl__Request *rq);
 /* Produces one piece of s; true when s has finished (sent its last). */
 bool ctl_ops_stream_step(struct client *cl, struct stream *s);
 void ctl_ops_stream_free(struct stream *s);
-/* The message of the last failure: pl_last_error_message(), or the code's
+/* The message of the last failure: pl_error_message(), or the code's
  * name when the library left no detail. */
 const char *ctl_errmsg(int code);
 

@@ -23,8 +23,8 @@
 
 const char *ctl_errmsg(int code)
 {
-	const char *m = pl_last_error_message();
-	return m && m[0] ? m : pl_strerror(code);
+	const char *m = pl_error_message();
+	return m && m[0] ? m : pl_error_name(code);
 }
 
 static struct daemon *dmn(const struct client *cl)
@@ -563,7 +563,7 @@ static void detach(struct client *cl, const Plctl__Request *rq)
 		                 serial[0] ? serial : NULL, why);
 		if (rc)
 			snprintf(msg, sizeof msg, "%s",
-			         rc == PL_ERR_NOT_FOUND && !pl_last_error_message()[0]
+			         rc == PL_ERR_NOT_FOUND && !pl_error_message()[0]
 			             ? "no such pen is attached"
 			             : ctl_errmsg(rc));
 	}

@@ -63,7 +63,7 @@ void pens_list_free(Plctl__PenList *list);
 /*
  * Operations forwarded from clients.  done is called exactly once, from the
  * loop (never from inside the call), with PL_OK or a negative code
- * (pl_last_error_message() has the detail during the call); PL_ERR_UNPLUGGED
+ * (pl_error_message() has the detail during the call); PL_ERR_UNPLUGGED
  * if the pen goes away first.  ud must stay valid until then.  Results point
  * into the pen and are valid only during done.  Busy pens queue operations;
  * a client's request waits at most the configured timeouts.

@@ -169,7 +169,7 @@ static void pen_pump(struct pen *p, int mask)
 	int rc = pl_pen_handle_events(p->pp, mask);
 	p->in_events--;
 	if (rc != PL_OK)
-		pen_request_detach(p, pl_last_error_message());
+		pen_request_detach(p, pl_error_message());
 	else if (!p->detach_pending && !p->drop_link && p->pp)
 		health_check(p);
 	if (p->detach_pending) {
@@ -368,7 +368,7 @@ bool pen_link_failed(struct pen *p, int status)
 		return false;
 	case PL_ERR_UNPLUGGED:
 	case PL_ERR_IO:
-		pen_request_detach(p, pl_last_error_message());
+		pen_request_detach(p, pl_error_message());
 		return true;
 	case PL_ERR_TIMEOUT:
 		if (++p->timeouts >= MAX_TIMEOUTS) {
@@ -380,16 +380,16 @@ bool pen_link_failed(struct pen *p, int status)
 				         "none to the requests it was sent (%s)",
 				         (unsigned long long)h->unknown_ids,
 				         secs_since(h->unknown_since, pl__now_ms()),
-				         pl_last_error_message());
+				         pl_error_message());
 			else if (h->trickle_since)
 				snprintf(why, sizeof why, "not answering (%s; %llu bytes "
 				         "arrived in %.1f s without completing a frame)",
-				         pl_last_error_message(),
+				         pl_error_message(),
 				         (unsigned long long)h->trickle_bytes,
 				         secs_since(h->trickle_since, h->trickle_last));
 			else
 				snprintf(why, sizeof why, "not answering (%s)",
-				         pl_last_error_message());
+				         pl_error_message());
 			pen_request_detach(p, why);
 			return true;
 		}
@@ -436,15 +436,15 @@ static void trace_done(void *ud, int status)
 	if (pen_link_failed(p, status) || !status)
 		return;
 	log_warn("pen %s on %s: cannot change its trace subscription: %s", p->serial,
-	         p->port, pl_last_error_message());
+	         p->port, pl_error_message());
 }
 
 static void trace_apply(struct pen *p, bool enable)
 {
-	int rc = pl_trace_subscribe_async(p->pp, enable, p->trace_level, trace_done, p);
+	int rc = pl_pen_trace_subscribe_async(p->pp, enable, p->trace_level, trace_done, p);
 	if (rc)
 		log_warn("pen %s on %s: cannot change its trace subscription: %s",
-		         p->serial, p->port, pl_last_error_message());
+		         p->serial, p->port, pl_error_message());
 	pen_kick(p);
 }
 
@@ -455,7 +455,7 @@ static void on_open(void *ud, int status)
 		return;
 	if (status) {
 		char why[300];
-		snprintf(why, sizeof why, "handshake failed: %s", pl_last_error_message());
+		snprintf(why, sizeof why, "handshake failed: %s", pl_error_message());
 		if (status == PL_ERR_UNPLUGGED || status == PL_ERR_IO || !p->usb) {
 			/* A port named by hand is the user's to attach again. */
 			pen_request_detach(p, why);
@@ -881,20 +881,20 @@ static void op_start(struct op *op)
 	int rc = PL_ERR_ARG;
 	switch (op->kind) {
 	case OP_INFO:
-		rc = pl_get_info_async(p->pp, &op->info, op_done, op);
+		rc = pl_pen_get_info_async(p->pp, &op->info, op_done, op);
 		break;
 	case OP_GET_PRESETS:
-		rc = pl_get_presets_async(p->pp, &op->out, op_done, op);
+		rc = pl_pen_get_presets_async(p->pp, &op->out, op_done, op);
 		break;
 	case OP_PUT_PRESETS:
-		rc = pl_put_presets_async(p->pp, &op->in, &op->out, op_done, op);
+		rc = pl_pen_put_presets_async(p->pp, &op->in, &op->out, op_done, op);
 		break;
 	case OP_CLOCK:
-		rc = pl_clock_sync_async(p->pp, &op->offset, op_done, op);
+		rc = pl_pen_clock_sync_async(p->pp, &op->offset, op_done, op);
 		break;
 	}
 	if (rc)
-		op_defer(op, rc, pl_last_error_message());
+		op_defer(op, rc, pl_error_message());
 	pen_kick(p);
 }
 

@@ -4,7 +4,7 @@
  * (one at a time per pen, pipelined inside; pens run side by side), commit
  * it, and only then tell the pen it may reclaim it.
  *
- * The durability rule everything here serves: pl_archive_session_async() is
+ * The durability rule everything here serves: pl_pen_archive_session_async() is
  * called for a session only after archive_commit_session() returned PL_OK
  * for it (or the archive already held it with the same digest).
  */
@@ -144,7 +144,7 @@ static void on_info(void *ud, int status)
 		return;
 	}
 	if (status) {
-		work_fail(p, "cannot read the device info: %s", pl_last_error_message());
+		work_fail(p, "cannot read the device info: %s", pl_error_message());
 		return;
 	}
 	p->info = p->info_tmp;
@@ -156,7 +156,7 @@ static void on_info(void *ud, int status)
 
 static void step_info(struct pen *p)
 {
-	int rc = pl_get_info_async(p->pp, &p->info_tmp, on_info, p);
+	int rc = pl_pen_get_info_async(p->pp, &p->info_tmp, on_info, p);
 	if (rc)
 		on_info(p, rc);
 	else
@@ -176,7 +176,7 @@ static void on_clock(void *ud, int status)
 		/* Not fatal: the pen's records then carry uptime instead of
 		 * UTC, which the archive keeps as such. */
 		log_warn("pen %s on %s: cannot set its clock: %s", p->serial, p->port,
-		         pl_last_error_message());
+		         pl_error_message());
 	} else {
 		p->clock_synced = true;
 		if (p->clock_offset)
@@ -191,7 +191,7 @@ static void on_clock(void *ud, int status)
 
 static void step_clock(struct pen *p)
 {
-	int rc = pl_clock_sync_async(p->pp, &p->clock_offset, on_clock, p);
+	int rc = pl_pen_clock_sync_async(p->pp, &p->clock_offset, on_clock, p);
 	if (rc)
 		on_clock(p, rc);
 	else
@@ -221,7 +221,7 @@ static void on_list(void *ud, int status)
 		return;
 	}
 	if (status) {
-		work_fail(p, "cannot list its sessions: %s", pl_last_error_message());
+		work_fail(p, "cannot list its sessions: %s", pl_error_message());
 		return;
 	}
 	size_t n = p->n_list_tmp;
@@ -253,7 +253,7 @@ static void step_list(struct pen *p)
 {
 	p->relist = false;
 	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_SYNCING);
-	int rc = pl_list_sessions_async(p->pp, &p->list_tmp, &p->n_list_tmp, on_list, p);
+	int rc = pl_pen_list_sessions_async(p->pp, &p->list_tmp, &p->n_list_tmp, on_list, p);
 	if (rc)
 		on_list(p, rc);
 	else
@@ -428,7 +428,7 @@ static bool start_download(struct pen *p, size_t i)
 	    .ud = p,
 	};
 	pace(p, &p->dlo);
-	rc = pl_download_session_async(p->pp, &p->dl_s, off, &p->dlo, on_downloaded, p);
+	rc = pl_pen_download_session_async(p->pp, &p->dl_s, off, &p->dlo, on_downloaded, p);
 	if (rc)
 		download_finished(p, rc);
 	else
@@ -446,7 +446,7 @@ static void on_reclaimed(void *ud, int status)
 		/* Harmless: the next attach finds it archived and tells it again. */
 		log_warn("pen %s on %s did not take note that session %u (%s) is "
 		         "archived: %s", p->serial, p->port, p->sessions[p->cur].id,
-		         uuid_str(p->sessions[p->cur].uuid, u), pl_last_error_message());
+		         uuid_str(p->sessions[p->cur].uuid, u), pl_error_message());
 	}
 	p->cur++;
 	step_next(p);
@@ -456,12 +456,12 @@ static void on_reclaimed(void *ud, int status)
 static bool reclaim(struct pen *p, size_t i)
 {
 	const struct pl_session_info *s = &p->sessions[i];
-	int rc = pl_archive_session_async(p->pp, s->id, s->sha256, on_reclaimed, p);
+	int rc = pl_pen_archive_session_async(p->pp, s->id, s->sha256, on_reclaimed, p);
 	if (rc) {
 		char u[37];
 		log_warn("pen %s on %s: cannot mark session %u (%s) archived: %s",
 		         p->serial, p->port, s->id, uuid_str(s->uuid, u),
-		         pl_last_error_message());
+		         pl_error_message());
 		return false;
 	}
 	pen_kick(p);
@@ -489,7 +489,7 @@ static void download_finished(struct pen *p, int status)
 	size_t i = p->cur;
 	char u[37], msg[512];
 	uuid_str(p->dl_s.uuid, u);
-	snprintf(msg, sizeof msg, "%s", pl_last_error_message());
+	snprintf(msg, sizeof msg, "%s", pl_error_message());
 	p->downloading = false;
 	if (status == PL_OK) {
 		int rc = flush(p);

@@ -271,7 +271,7 @@ static int serve(struct daemon *d, bool foreground, char **ports, int nports)
 	int rc = archive_open(d->cfg.db_path, &d->archive);
 	if (rc) {
 		log_err("cannot open the archive %s: %s", d->cfg.db_path,
-		        d->archive ? archive_errmsg(d->archive) : pl_last_error_message());
+		        d->archive ? archive_errmsg(d->archive) : pl_error_message());
 		goto out;
 	}
 	d->loop = loop_new();
@@ -286,14 +286,14 @@ static int serve(struct daemon *d, bool foreground, char **ports, int nports)
 	}
 	if (ctl_start(d, &d->ctl)) {
 		log_err("cannot serve the control socket %s: %s", d->cfg.socket_path,
-		        pl_last_error_message());
+		        pl_error_message());
 		goto out;
 	}
 	if (d->cfg.usb_enabled)
 		d->usb = usb_start(d);
 	for (int i = 0; i < nports; i++)
 		if (pens_attach(d->pens, ports[i], false, NULL))
-			log_err("cannot attach %s: %s", ports[i], pl_last_error_message());
+			log_err("cannot attach %s: %s", ports[i], pl_error_message());
 
 	log_notice("penlinkd %s serving %s, archive %s%s", PL_VERSION_STRING,
 	           d->cfg.socket_path, d->cfg.db_path, d->usb ? ", watching USB" : "");

@@ -160,8 +160,8 @@ static bool find_tty(struct usb_dev *x)
 {
 	struct pl_port_info *ports = NULL;
 	size_t n = 0;
-	if (pl_find_ports(x->vid, x->pid, &ports, &n)) {
-		log_warn("usb: %s", pl_last_error_message());
+	if (pl_ports_find(x->vid, x->pid, &ports, &n)) {
+		log_warn("usb: %s", pl_error_message());
 		return false;
 	}
 	bool found = false;
@@ -195,7 +195,7 @@ static void resolve_pending(struct usb *u)
 			         x->vid, x->pid, *x->serial ? ", serial " : "", x->serial,
 			         x->path);
 			if (pens_attach(u->d->pens, x->path, true, x->serial))
-				log_warn("cannot attach %s: %s", x->path, pl_last_error_message());
+				log_warn("cannot attach %s: %s", x->path, pl_error_message());
 		} else if (now - x->since >= GIVE_UP_MS) {
 			x->gave_up = true;
 			log_warn("usb %03d/%03d (%04x:%04x): no serial port appeared for it "

@@ -4,7 +4,7 @@
  * Conventions (as in libserialport):
  *  - every function that can fail returns an int: PL_OK (0) or a negative
  *    enum pl_return code;
- *  - pl_strerror() names a code; pl_last_error_message() gives the detail of
+ *  - pl_error_name() names a code; pl_error_message() gives the detail of
  *    the last failure in the calling thread, in words a technician can act
  *    on ("depth 2.60 mm is above this pen's maximum of 2.50 mm");
  *  - handles are opaque; plain data (presets, device info, session metadata)
@@ -56,14 +56,14 @@ enum pl_return {
 };
 
 /* Short name of a code, e.g. "timeout".  Never NULL. */
-const char *pl_strerror(int code);
+const char *pl_error_name(int code);
 
 /*
  * Detail of the last failure in this thread, e.g. "no answer from the pen on
  * /dev/ttyACM0 within 1000 ms".  Valid until the next libpenlink call in the
  * same thread.  Never NULL.
  */
-const char *pl_last_error_message(void);
+const char *pl_error_message(void);
 
 /* ------------------------------------------------------------------ transports
  *
@@ -147,7 +147,7 @@ struct pl_port_info {
  * Lists serial ports on USB whose VID/PID match (vid 0: any USB serial
  * port), via libserialport's USB metadata.  Free *out with free().
  */
-int pl_find_ports(uint16_t vid, uint16_t pid, struct pl_port_info **out,
+int pl_ports_find(uint16_t vid, uint16_t pid, struct pl_port_info **out,
                   size_t *count);
 
 /* ------------------------------------------------------------------ opening */
@@ -224,7 +224,7 @@ struct pl_link_stats {
 void pl_pen_link_stats(const struct pl_pen *pen, struct pl_link_stats *out);
 
 /* Round trip of one ping, in microseconds. */
-int pl_ping(struct pl_pen *pen, uint32_t *rtt_us);
+int pl_pen_ping(struct pl_pen *pen, uint32_t *rtt_us);
 
 /* ------------------------------------------------------------------ device info */
 
@@ -257,7 +257,7 @@ struct pl_device_info {
 };
 
 /* Reads the device info (and caches its limits for preset validation). */
-int pl_get_info(struct pl_pen *pen, struct pl_device_info *out);
+int pl_pen_get_info(struct pl_pen *pen, struct pl_device_info *out);
 
 /* ------------------------------------------------------------------ presets */
 
@@ -311,15 +311,15 @@ struct pl_preset_set {
  * step, speed level within range, level 1 at or above the slow-lock depth,
  * name non-empty, at most 32 bytes and valid UTF-8, area known.  On failure
  * returns PL_ERR_VALIDATION and the message names the field, the value and
- * the limit.  Used by pl_put_presets(); exposed for policy layers.
+ * the limit.  Used by pl_pen_put_presets(); exposed for policy layers.
  */
-int pl_validate_preset(const struct pl_device_info *limits,
+int pl_preset_validate(const struct pl_device_info *limits,
                        const struct pl_preset *p);
 /* Every preset, plus: ids unique and in 1..max_presets, count <= max_presets. */
-int pl_validate_preset_set(const struct pl_device_info *limits,
+int pl_preset_set_validate(const struct pl_device_info *limits,
                            const struct pl_preset_set *set);
 
-int pl_get_presets(struct pl_pen *pen, struct pl_preset_set *out);
+int pl_pen_get_presets(struct pl_pen *pen, struct pl_preset_set *out);
 
 /*
  * Replaces the pen's presets with set->presets, provided the pen's revision
@@ -328,16 +328,16 @@ int pl_get_presets(struct pl_pen *pen, struct pl_preset_set *out);
  * (PL_ERR_VERIFY on a difference).  result (may be NULL) receives the set
  * as read back, with its new revision.
  */
-int pl_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
+int pl_pen_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
                    struct pl_preset_set *result);
 
 /*
- * For firmware testing only: pl_put_presets() without the host-side
+ * For firmware testing only: pl_pen_put_presets() without the host-side
  * validation, so a test can prove the pen refuses bad presets on its own
  * (penctl preset push --no-host-check).  Revision check and read-back as
- * in pl_put_presets().
+ * in pl_pen_put_presets().
  */
-int pl_put_presets_unchecked(struct pl_pen *pen,
+int pl_pen_put_presets_unchecked(struct pl_pen *pen,
                              const struct pl_preset_set *set,
                              struct pl_preset_set *result);
 
@@ -353,14 +353,14 @@ int pl_preset_set_from_json(const char *text, struct pl_preset_set *out);
 /* The same format; returns a malloc'd string. */
 char *pl_preset_set_to_json(const struct pl_preset_set *set);
 /* Millimetre text ("0.25", "1.5") to micrometres, exactly; PL_ERR_PARSE. */
-int pl_parse_depth_mm(const char *text, uint32_t *um);
+int pl_depth_parse_mm(const char *text, uint32_t *um);
 
 /* ------------------------------------------------------------------ clock */
 
 /* Sets the pen's clock to the host's UTC time.  offset_ms (may be NULL)
  * receives pen minus host before the sync (0 if the pen had no RTC time). */
-int pl_clock_sync(struct pl_pen *pen, int64_t *offset_ms);
-int pl_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
+int pl_pen_clock_sync(struct pl_pen *pen, int64_t *offset_ms);
+int pl_pen_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
                  uint64_t *uptime_ms);
 
 /* ------------------------------------------------------------------ sessions */
@@ -378,7 +378,7 @@ struct pl_session_info {
 };
 
 /* All sessions on the pen (all pages).  Free *out with free(). */
-int pl_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
+int pl_pen_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
                      size_t *count);
 
 /* Receives the record's bytes in order.  Return PL_OK, or a negative code
@@ -398,10 +398,10 @@ struct pl_download_options {
 /*
  * Downloads s's record from byte `offset` to its end, pipelined.  Bytes
  * reach the sink strictly in order.  Digest checking is the caller's (see
- * pl_download_session_to_file) because only it holds the earlier bytes of a
+ * pl_pen_download_session_to_file) because only it holds the earlier bytes of a
  * resumed download.
  */
-int pl_download_session(struct pl_pen *pen, const struct pl_session_info *s,
+int pl_pen_download_session(struct pl_pen *pen, const struct pl_session_info *s,
                         uint64_t offset, const struct pl_download_options *o);
 
 /*
@@ -411,14 +411,14 @@ int pl_download_session(struct pl_pen *pen, const struct pl_session_info *s,
  * than the record is also removed).  On PL_OK the file is complete,
  * verified and durable.
  */
-int pl_download_session_to_file(struct pl_pen *pen,
+int pl_pen_download_session_to_file(struct pl_pen *pen,
                                 const struct pl_session_info *s,
                                 const char *path, pl_progress_fn progress,
                                 void *ud);
 
 /* Tells the pen the record is stored durably and verified, so it may reclaim
  * it.  Idempotent. */
-int pl_archive_session(struct pl_pen *pen, uint32_t id,
+int pl_pen_archive_session(struct pl_pen *pen, uint32_t id,
                        const uint8_t sha256[32]);
 
 /* ------------------------------------------------------------------ unsolicited */
@@ -448,7 +448,7 @@ typedef void (*pl_event_fn)(void *ud, const struct pl_event *ev);
 void pl_pen_set_event_handler(struct pl_pen *pen, pl_event_fn fn, void *ud);
 
 /* Starts (or stops) the pen's trace stream at the given level (0..3). */
-int pl_trace_subscribe(struct pl_pen *pen, bool enable, uint32_t level);
+int pl_pen_trace_subscribe(struct pl_pen *pen, bool enable, uint32_t level);
 
 /*
  * Waits up to timeout_ms (< 0: forever) for frames and dispatches
@@ -472,7 +472,7 @@ int pl_pen_poll(struct pl_pen *pen, int timeout_ms);
  * asynchronous calls on the same pen; it must not call blocking ones.
  * Output pointers passed to an _async call must stay valid until its
  * callback ran.  status is PL_OK or a negative code; on failure
- * pl_last_error_message() (in the callback) has the detail.
+ * pl_error_message() (in the callback) has the detail.
  * If the link dies (unplug), every outstanding call completes with that
  * code, and pl_pen_handle_events() returns it.
  * The blocking calls must not be used on a pen while asynchronous calls are
@@ -505,29 +505,29 @@ int pl_pen_handle_events(struct pl_pen *pen, int mask);
 /* Asynchronous calls not yet completed. */
 unsigned pl_pen_outstanding(const struct pl_pen *pen);
 
-int pl_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
+int pl_pen_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
                       pl_done_fn done, void *ud);
-int pl_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
+int pl_pen_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
                          pl_done_fn done, void *ud);
-/* Validation, write and read-back as pl_put_presets(). */
-int pl_put_presets_async(struct pl_pen *pen, const struct pl_preset_set *set,
+/* Validation, write and read-back as pl_pen_put_presets(). */
+int pl_pen_put_presets_async(struct pl_pen *pen, const struct pl_preset_set *set,
                          struct pl_preset_set *result, pl_done_fn done,
                          void *ud);
-int pl_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
+int pl_pen_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
                         pl_done_fn done, void *ud);
 /* *out is malloc'd (free() it) once done reports PL_OK. */
-int pl_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
+int pl_pen_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
                            size_t *count, pl_done_fn done, void *ud);
-/* As pl_download_session(); the sink and progress run from
+/* As pl_pen_download_session(); the sink and progress run from
  * pl_pen_handle_events().  *s and *o must stay valid until done. */
-int pl_download_session_async(struct pl_pen *pen,
+int pl_pen_download_session_async(struct pl_pen *pen,
                               const struct pl_session_info *s, uint64_t offset,
                               const struct pl_download_options *o,
                               pl_done_fn done, void *ud);
-int pl_archive_session_async(struct pl_pen *pen, uint32_t id,
+int pl_pen_archive_session_async(struct pl_pen *pen, uint32_t id,
                              const uint8_t sha256[32], pl_done_fn done,
                              void *ud);
-int pl_trace_subscribe_async(struct pl_pen *pen, bool enable, uint32_t level,
+int pl_pen_trace_subscribe_async(struct pl_pen *pen, bool enable, uint32_t level,
                              pl_done_fn done, void *ud);
 
 /* ------------------------------------------------------------------ records */
@@ -584,7 +584,7 @@ const char *pl_record_event_kind_name(int kind);
 /* ------------------------------------------------------------------ helpers */
 
 /* "0f0e...": out must hold 2*len+1. */
-void pl_hex(const uint8_t *data, size_t len, char *out);
+void pl_hex_format(const uint8_t *data, size_t len, char *out);
 /* Canonical 8-4-4-4-12 form; out must hold 37 bytes. */
 void pl_uuid_format(const uint8_t uuid[16], char out[37]);
 /* SHA-256 of a file's whole content. */

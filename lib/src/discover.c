@@ -17,11 +17,11 @@ static void copy_str(char *dst, size_t cap, const char *src)
  * With no matching port: PL_OK, *count 0 and *out NULL (free(NULL) is
  * fine, so callers free unconditionally).
  */
-int pl_find_ports(uint16_t vid, uint16_t pid, struct pl_port_info **out,
+int pl_ports_find(uint16_t vid, uint16_t pid, struct pl_port_info **out,
                   size_t *count)
 {
 	if (!out || !count)
-		return pl__fail(PL_ERR_ARG, "pl_find_ports: NULL argument");
+		return pl__fail(PL_ERR_ARG, "pl_ports_find: NULL argument");
 	*out = NULL;
 	*count = 0;
 

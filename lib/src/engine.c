@@ -191,7 +191,7 @@ static int kill_link(struct pl__engine *e, int code)
 		         pl_transport_name(e->t));
 	else
 		snprintf(e->dead_msg, sizeof e->dead_msg, "%s",
-		         pl_last_error_message());
+		         pl_error_message());
 	e->dead = code;
 	fail_all(e);
 	return code;

@@ -27,7 +27,7 @@ struct pl__engine;
 
 /*
  * Completion of one request.  status is PL_OK with reply of the expected
- * type, or a negative code with pl_last_error_message() already set; reply
+ * type, or a negative code with pl_error_message() already set; reply
  * is then the pen's Error envelope if it sent one, else NULL.  Return true
  * to keep reply (free it later with pl__envelope__free_unpacked(r, NULL)),
  * false to let the engine free it.
@@ -95,7 +95,7 @@ int64_t pl__engine_next_deadline(const struct pl__engine *e);
  * the link (every outstanding request has then been failed with it).
  */
 int pl__engine_handle_io(struct pl__engine *e, int mask);
-/* Kills the link with code (the message is pl_last_error_message()): what
+/* Kills the link with code (the message is pl_error_message()): what
  * the transport's wait reported, e.g. a hang-up.  Every outstanding request
  * fails with it.  Returns code (or the earlier sticky error). */
 int pl__engine_kill(struct pl__engine *e, int code);

@@ -31,7 +31,7 @@ static const char *const names[] = {
 	[-PL_ERR_PARSE] = "malformed input",
 };
 
-const char *pl_strerror(int code)
+const char *pl_error_name(int code)
 {
 	if (code > 0 || -code >= (int)(sizeof names / sizeof names[0]) ||
 	    !names[-code])
@@ -39,7 +39,7 @@ const char *pl_strerror(int code)
 	return names[-code];
 }
 
-const char *pl_last_error_message(void)
+const char *pl_error_message(void)
 {
 	return last_message;
 }

@@ -11,7 +11,7 @@
 #endif
 
 /*
- * Records the detail of a failure for pl_last_error_message() in this
+ * Records the detail of a failure for pl_error_message() in this
  * thread and returns code, so callers write
  *     return pl__fail(PL_ERR_TIMEOUT, "no answer from %s within %d ms", ...);
  */

@@ -163,7 +163,7 @@ void pl__op_finish(struct pl__op *op, int status)
 	op->finished = true;
 	op->status = status;
 	if (status)
-		snprintf(op->msg, sizeof op->msg, "%s", pl_last_error_message());
+		snprintf(op->msg, sizeof op->msg, "%s", pl_error_message());
 	/* Give the window back at once: other calls may be waiting for it. */
 	if (op->req_id) {
 		pl__engine_cancel(pen->e, op->req_id);
@@ -279,7 +279,7 @@ int pl_pen_handle_events(struct pl_pen *pen, int mask)
 		rc = pl__engine_handle_io(pen->e, mask);
 		char msg[PL__MSG_MAX];
 		if (rc)
-			snprintf(msg, sizeof msg, "%s", pl_last_error_message());
+			snprintf(msg, sizeof msg, "%s", pl_error_message());
 		drain(pen);
 		if (rc)
 			pl__fail(rc, "%s", msg);
@@ -337,7 +337,7 @@ void pl__waiter_done(void *ud, int status)
 	w->done = true;
 	w->status = status;
 	if (status)
-		snprintf(w->msg, sizeof w->msg, "%s", pl_last_error_message());
+		snprintf(w->msg, sizeof w->msg, "%s", pl_error_message());
 }
 
 /* Drops the call a waiter waits for, without its callback. */
@@ -480,7 +480,7 @@ int pl_pen_open_async(struct pl_transport *t, const struct pl_open_options *opts
 	char bad_msg[PL__MSG_MAX] = "";
 	int bad = check_options(opts, &pen->opts);
 	if (bad) {
-		snprintf(bad_msg, sizeof bad_msg, "%s", pl_last_error_message());
+		snprintf(bad_msg, sizeof bad_msg, "%s", pl_error_message());
 		pl_open_options_init(&pen->opts);
 	}
 	struct pl__engine_config cfg = {
@@ -533,7 +533,7 @@ int pl_pen_open_transport(struct pl_transport *t,
 	rc = pl__wait(pen, &w, rc);
 	if (rc) {
 		char msg[PL__MSG_MAX];
-		snprintf(msg, sizeof msg, "%s", pl_last_error_message());
+		snprintf(msg, sizeof msg, "%s", pl_error_message());
 		pl_pen_close(pen);
 		return pl__fail(rc, "%s", msg);
 	}
@@ -661,10 +661,10 @@ static int ping_async(struct pl_pen *pen, uint32_t *rtt_us, pl_done_fn done,
 	return PL_OK;
 }
 
-int pl_ping(struct pl_pen *pen, uint32_t *rtt_us)
+int pl_pen_ping(struct pl_pen *pen, uint32_t *rtt_us)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_ping");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_ping");
 	if (!rc)
 		rc = pl__wait(pen, &w, ping_async(pen, rtt_us, pl__waiter_done, &w));
 	return rc;
@@ -720,7 +720,7 @@ static void info_step(struct pl__op *op, int status, Pl__Envelope *rep)
 	pl__op_finish(op, status);
 }
 
-int pl_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
+int pl_pen_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
                       pl_done_fn done, void *ud)
 {
 	struct info_op *io;
@@ -736,12 +736,12 @@ int pl_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
 	return PL_OK;
 }
 
-int pl_get_info(struct pl_pen *pen, struct pl_device_info *out)
+int pl_pen_get_info(struct pl_pen *pen, struct pl_device_info *out)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_get_info");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_get_info");
 	if (!rc)
-		rc = pl__wait(pen, &w, pl_get_info_async(pen, out, pl__waiter_done, &w));
+		rc = pl__wait(pen, &w, pl_pen_get_info_async(pen, out, pl__waiter_done, &w));
 	return rc;
 }
 
@@ -798,11 +798,11 @@ static int clock_get_async(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
 	return PL_OK;
 }
 
-int pl_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
+int pl_pen_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
                  uint64_t *uptime_ms)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_clock_get");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_clock_get");
 	if (!rc)
 		rc = pl__wait(pen, &w, clock_get_async(pen, utc_ms, rtc_set, uptime_ms,
 		                                       pl__waiter_done, &w));
@@ -842,7 +842,7 @@ static void clock_read_step(struct pl__op *op, int status, Pl__Envelope *rep)
 	pl__op_send(op, &req, PL__ENVELOPE__BODY_CLOCK, clock_set_step);
 }
 
-int pl_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
+int pl_pen_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
                         pl_done_fn done, void *ud)
 {
 	struct clock_sync_op *c;
@@ -854,12 +854,12 @@ int pl_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
 	return PL_OK;
 }
 
-int pl_clock_sync(struct pl_pen *pen, int64_t *offset_ms)
+int pl_pen_clock_sync(struct pl_pen *pen, int64_t *offset_ms)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_clock_sync");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_clock_sync");
 	if (!rc)
-		rc = pl__wait(pen, &w, pl_clock_sync_async(pen, offset_ms,
+		rc = pl__wait(pen, &w, pl_pen_clock_sync_async(pen, offset_ms,
 		                                           pl__waiter_done, &w));
 	return rc;
 }
@@ -874,7 +874,7 @@ void pl_pen_set_event_handler(struct pl_pen *pen, pl_event_fn fn, void *ud)
 	pen->ev_ud = ud;
 }
 
-int pl_trace_subscribe_async(struct pl_pen *pen, bool enable, uint32_t level,
+int pl_pen_trace_subscribe_async(struct pl_pen *pen, bool enable, uint32_t level,
                              pl_done_fn done, void *ud)
 {
 	struct pl__op *op;
@@ -897,12 +897,12 @@ int pl_trace_subscribe_async(struct pl_pen *pen, bool enable, uint32_t level,
 	return PL_OK;
 }
 
-int pl_trace_subscribe(struct pl_pen *pen, bool enable, uint32_t level)
+int pl_pen_trace_subscribe(struct pl_pen *pen, bool enable, uint32_t level)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_trace_subscribe");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_trace_subscribe");
 	if (!rc)
-		rc = pl__wait(pen, &w, pl_trace_subscribe_async(pen, enable, level,
+		rc = pl__wait(pen, &w, pl_pen_trace_subscribe_async(pen, enable, level,
 		                                                pl__waiter_done, &w));
 	return rc;
 }

@@ -93,7 +93,7 @@ int pl__op_submit(struct pl__op *op, Pl__Envelope *req,
 void pl__op_send(struct pl__op *op, Pl__Envelope *req,
                  Pl__Envelope__BodyCase expect, pl__op_step_fn step);
 /* Ends op: status PL_OK, or a negative code whose detail is the current
- * pl_last_error_message().  Releases what the op holds and queues its
+ * pl_error_message().  Releases what the op holds and queues its
  * callback for pl_pen_handle_events().  Later calls are ignored. */
 void pl__op_finish(struct pl__op *op, int status);
 /* A step for requests answered by a bare Ack: ends the op with status. */
@@ -102,8 +102,8 @@ void pl__op_step_finish(struct pl__op *op, int status, Pl__Envelope *reply);
 /*
  * Blocking calls are the asynchronous ones plus this wait:
  *     struct pl__waiter w;
- *     int rc = pl__wait_begin(pen, &w, "pl_get_info");
- *     if (!rc) rc = pl__wait(pen, &w, pl_get_info_async(pen, out, pl__waiter_done, &w));
+ *     int rc = pl__wait_begin(pen, &w, "pl_pen_get_info");
+ *     if (!rc) rc = pl__wait(pen, &w, pl_pen_get_info_async(pen, out, pl__waiter_done, &w));
  *     return rc;
  */
 struct pl__waiter {

@@ -136,7 +136,7 @@ static void get_step(struct pl__op *op, int status, Pl__Envelope *rep)
 	pl__op_finish(op, status);
 }
 
-int pl_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
+int pl_pen_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
                          pl_done_fn done, void *ud)
 {
 	struct get_op *g;
@@ -144,7 +144,7 @@ int pl_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
 	if (rc || pl__op_refused(&g->base))
 		return rc;
 	if (!out) {
-		pl__op_finish(&g->base, pl__fail(PL_ERR_ARG, "pl_get_presets: missing result"));
+		pl__op_finish(&g->base, pl__fail(PL_ERR_ARG, "pl_pen_get_presets: missing result"));
 		return PL_OK;
 	}
 	g->out = out;
@@ -152,12 +152,12 @@ int pl_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
 	return PL_OK;
 }
 
-int pl_get_presets(struct pl_pen *pen, struct pl_preset_set *out)
+int pl_pen_get_presets(struct pl_pen *pen, struct pl_preset_set *out)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_get_presets");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_get_presets");
 	if (!rc)
-		rc = pl__wait(pen, &w, pl_get_presets_async(pen, out, pl__waiter_done, &w));
+		rc = pl__wait(pen, &w, pl_pen_get_presets_async(pen, out, pl__waiter_done, &w));
 	return rc;
 }
 
@@ -252,7 +252,7 @@ static void put_step(struct pl__op *op, int status, Pl__Envelope *rep)
 	struct put_op *p = (struct put_op *)op;
 	(void)rep;
 	if (status == PL_ERR_CONFLICT) {
-		snprintf(p->pen_msg, sizeof p->pen_msg, "%s", pl_last_error_message());
+		snprintf(p->pen_msg, sizeof p->pen_msg, "%s", pl_error_message());
 		Pl__GetPresets gp = PL__GET_PRESETS__INIT;
 		Pl__Envelope req = PL__ENVELOPE__INIT;
 		req.body_case = PL__ENVELOPE__BODY_GET_PRESETS;
@@ -305,7 +305,7 @@ static void send_put(struct put_op *p)
 /* Validates against the pen's cached limits, then writes. */
 static void validate_and_put(struct put_op *p)
 {
-	int rc = pl_validate_preset_set(&p->base.pen->info, &p->set);
+	int rc = pl_preset_set_validate(&p->base.pen->info, &p->set);
 	if (rc)
 		pl__op_finish(&p->base, rc);
 	else
@@ -356,33 +356,33 @@ static int put_async(struct pl_pen *pen, const struct pl_preset_set *set,
 	return PL_OK;
 }
 
-int pl_put_presets_async(struct pl_pen *pen, const struct pl_preset_set *set,
+int pl_pen_put_presets_async(struct pl_pen *pen, const struct pl_preset_set *set,
                          struct pl_preset_set *result, pl_done_fn done,
                          void *ud)
 {
-	return put_async(pen, set, result, true, "pl_put_presets", done, ud);
+	return put_async(pen, set, result, true, "pl_pen_put_presets", done, ud);
 }
 
-int pl_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
+int pl_pen_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
                    struct pl_preset_set *result)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_put_presets");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_put_presets");
 	if (!rc)
-		rc = pl__wait(pen, &w, put_async(pen, set, result, true, "pl_put_presets",
+		rc = pl__wait(pen, &w, put_async(pen, set, result, true, "pl_pen_put_presets",
 		                                 pl__waiter_done, &w));
 	return rc;
 }
 
-int pl_put_presets_unchecked(struct pl_pen *pen,
+int pl_pen_put_presets_unchecked(struct pl_pen *pen,
                              const struct pl_preset_set *set,
                              struct pl_preset_set *result)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_put_presets_unchecked");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_put_presets_unchecked");
 	if (!rc)
 		rc = pl__wait(pen, &w, put_async(pen, set, result, false,
-		                                 "pl_put_presets_unchecked",
+		                                 "pl_pen_put_presets_unchecked",
 		                                 pl__waiter_done, &w));
 	return rc;
 }

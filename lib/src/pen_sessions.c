@@ -127,7 +127,7 @@ static void list_send(struct list_op *l)
 	pl__op_send(&l->base, &req, PL__ENVELOPE__BODY_SESSION_LIST, list_step);
 }
 
-int pl_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
+int pl_pen_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
                            size_t *count, pl_done_fn done, void *ud)
 {
 	struct list_op *l;
@@ -135,7 +135,7 @@ int pl_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
 	if (rc || pl__op_refused(&l->base))
 		return rc;
 	if (!out || !count) {
-		pl__op_finish(&l->base, pl__fail(PL_ERR_ARG, "pl_list_sessions: missing argument"));
+		pl__op_finish(&l->base, pl__fail(PL_ERR_ARG, "pl_pen_list_sessions: missing argument"));
 		return PL_OK;
 	}
 	l->out = out;
@@ -145,7 +145,7 @@ int pl_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
 	return PL_OK;
 }
 
-int pl_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
+int pl_pen_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
                      size_t *count)
 {
 	if (out)
@@ -153,9 +153,9 @@ int pl_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
 	if (count)
 		*count = 0;
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_list_sessions");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_list_sessions");
 	if (!rc)
-		rc = pl__wait(pen, &w, pl_list_sessions_async(pen, out, count,
+		rc = pl__wait(pen, &w, pl_pen_list_sessions_async(pen, out, count,
 		                                              pl__waiter_done, &w));
 	return rc;
 }
@@ -310,7 +310,7 @@ static bool dl_on_reply(void *ud, int status, Pl__Envelope *reply)
 	return true;
 }
 
-int pl_download_session_async(struct pl_pen *pen,
+int pl_pen_download_session_async(struct pl_pen *pen,
                               const struct pl_session_info *s, uint64_t offset,
                               const struct pl_download_options *o,
                               pl_done_fn done, void *ud)
@@ -327,7 +327,7 @@ int pl_download_session_async(struct pl_pen *pen,
 	if (rc || pl__op_refused(&d->base))
 		return rc;
 	if (!s || !o || !o->sink) {
-		pl__op_finish(&d->base, pl__fail(PL_ERR_ARG, "pl_download_session: missing argument"));
+		pl__op_finish(&d->base, pl__fail(PL_ERR_ARG, "pl_pen_download_session: missing argument"));
 		return PL_OK;
 	}
 	if (offset > s->size) {
@@ -354,13 +354,13 @@ int pl_download_session_async(struct pl_pen *pen,
 	return PL_OK;
 }
 
-int pl_download_session(struct pl_pen *pen, const struct pl_session_info *s,
+int pl_pen_download_session(struct pl_pen *pen, const struct pl_session_info *s,
                         uint64_t offset, const struct pl_download_options *o)
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_download_session");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_download_session");
 	if (!rc)
-		rc = pl__wait(pen, &w, pl_download_session_async(pen, s, offset, o,
+		rc = pl__wait(pen, &w, pl_pen_download_session_async(pen, s, offset, o,
 		                                                 pl__waiter_done, &w));
 	return rc;
 }
@@ -426,13 +426,13 @@ static int open_resumable(const struct pl_session_info *s, const char *path,
 	return PL_OK;
 }
 
-int pl_download_session_to_file(struct pl_pen *pen,
+int pl_pen_download_session_to_file(struct pl_pen *pen,
                                 const struct pl_session_info *s,
                                 const char *path, pl_progress_fn progress,
                                 void *ud)
 {
 	if (!pen || !s || !path)
-		return pl__fail(PL_ERR_ARG, "pl_download_session_to_file: missing argument");
+		return pl__fail(PL_ERR_ARG, "pl_pen_download_session_to_file: missing argument");
 	int fd = -1;
 	uint64_t have = 0;
 	int rc = open_resumable(s, path, &fd, &have);
@@ -442,7 +442,7 @@ int pl_download_session_to_file(struct pl_pen *pen,
 	struct pl_download_options o = {.sink = file_write, .progress = file_progress, .ud = &f};
 	if (progress)
 		progress(ud, have, s->size);
-	rc = pl_download_session(pen, s, have, &o);
+	rc = pl_pen_download_session(pen, s, have, &o);
 	if (!rc && fsync(fd) < 0)
 		rc = pl__fail(PL_ERR_IO, "cannot flush %s to disk: %s", path, strerror(errno));
 	if (close(fd) < 0 && !rc)
@@ -468,7 +468,7 @@ int pl_download_session_to_file(struct pl_pen *pen,
 
 /* ------------------------------------------------------------------ archive */
 
-int pl_archive_session_async(struct pl_pen *pen, uint32_t id,
+int pl_pen_archive_session_async(struct pl_pen *pen, uint32_t id,
                              const uint8_t sha256[32], pl_done_fn done,
                              void *ud)
 {
@@ -477,7 +477,7 @@ int pl_archive_session_async(struct pl_pen *pen, uint32_t id,
 	if (rc || pl__op_refused(op))
 		return rc;
 	if (!sha256) {
-		pl__op_finish(op, pl__fail(PL_ERR_ARG, "pl_archive_session: missing digest"));
+		pl__op_finish(op, pl__fail(PL_ERR_ARG, "pl_pen_archive_session: missing digest"));
 		return PL_OK;
 	}
 	Pl__ArchiveSession as = PL__ARCHIVE_SESSION__INIT;
@@ -491,12 +491,12 @@ int pl_archive_session_async(struct pl_pen *pen, uint32_t id,
 	return PL_OK;
 }
 
-int pl_archive_session(struct pl_pen *pen, uint32_t id, const uint8_t sha256[32])
+int pl_pen_archive_session(struct pl_pen *pen, uint32_t id, const uint8_t sha256[32])
 {
 	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_archive_session");
+	int rc = pl__wait_begin(pen, &w, "pl_pen_archive_session");
 	if (!rc)
-		rc = pl__wait(pen, &w, pl_archive_session_async(pen, id, sha256,
+		rc = pl__wait(pen, &w, pl_pen_archive_session_async(pen, id, sha256,
 		                                                pl__waiter_done, &w));
 	return rc;
 }

@@ -80,10 +80,10 @@ static int depth_from_text(const char *text, uint32_t *um, char *err, size_t cap
 	return PL_OK;
 }
 
-int pl_parse_depth_mm(const char *text, uint32_t *um)
+int pl_depth_parse_mm(const char *text, uint32_t *um)
 {
 	if (!text || !um)
-		return pl__fail(PL_ERR_ARG, "pl_parse_depth_mm: missing argument");
+		return pl__fail(PL_ERR_ARG, "pl_depth_parse_mm: missing argument");
 	char err[160];
 	int rc = depth_from_text(text, um, err, sizeof err);
 	return rc ? pl__fail(rc, "%s", err) : PL_OK;
@@ -168,7 +168,7 @@ static int get_area(struct json_object *v, const char *path, enum pl_area *out)
 	int a = pl_area_from_name(json_object_get_string(v));
 	if (a < 0) {
 		char msg[512];
-		snprintf(msg, sizeof msg, "%s", pl_last_error_message());
+		snprintf(msg, sizeof msg, "%s", pl_error_message());
 		return pl__fail(PL_ERR_PARSE, "%s: %s", path, msg);
 	}
 	*out = (enum pl_area)a;

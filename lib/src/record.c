@@ -626,7 +626,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	if (c->uid.len) {
 		char hex[2 * 32 + 1];
 		size_t n = c->uid.len < 32 ? c->uid.len : 32;
-		pl_hex(c->uid.data, n, hex);
+		pl_hex_format(c->uid.data, n, hex);
 		fprintf(out, "%s%s\n", hex, c->uid.len > n ? "..." : "");
 	} else {
 		fputs("none\n", out);
@@ -850,7 +850,7 @@ char *pl_record_to_json(const struct pl_record *r, bool with_samples)
 	{
 		char *hex = malloc(2 * c->uid.len + 1);
 		if (hex) {
-			pl_hex(c->uid.data, c->uid.len, hex);
+			pl_hex_format(c->uid.data, c->uid.len, hex);
 			jadd_str(&b, o, "uid", hex);
 			free(hex);
 		} else {

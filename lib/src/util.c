@@ -9,7 +9,7 @@
 #include "internal.h"
 #include "pen.h"
 
-void pl_hex(const uint8_t *data, size_t len, char *out)
+void pl_hex_format(const uint8_t *data, size_t len, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 	for (size_t i = 0; i < len; i++) {
@@ -25,7 +25,7 @@ void pl_uuid_format(const uint8_t uuid[16], char out[37])
 	for (int i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			*p++ = '-';
-		pl_hex(&uuid[i], 1, p);
+		pl_hex_format(&uuid[i], 1, p);
 		p += 2;
 	}
 	*p = 0;

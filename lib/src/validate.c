@@ -183,11 +183,11 @@ static int check_name(const struct pl_preset *p, const char *w)
 	return PL_OK;
 }
 
-int pl_validate_preset(const struct pl_device_info *limits,
+int pl_preset_validate(const struct pl_device_info *limits,
                        const struct pl_preset *p)
 {
 	if (!limits || !p)
-		return pl__fail(PL_ERR_ARG, "pl_validate_preset: missing argument");
+		return pl__fail(PL_ERR_ARG, "pl_preset_validate: missing argument");
 	char w[64];
 	who(w, sizeof w, p);
 	int rc = check_name(p, w);
@@ -205,11 +205,11 @@ int pl_validate_preset(const struct pl_device_info *limits,
 	return rc;
 }
 
-int pl_validate_preset_set(const struct pl_device_info *limits,
+int pl_preset_set_validate(const struct pl_device_info *limits,
                            const struct pl_preset_set *set)
 {
 	if (!limits || !set)
-		return pl__fail(PL_ERR_ARG, "pl_validate_preset_set: missing argument");
+		return pl__fail(PL_ERR_ARG, "pl_preset_set_validate: missing argument");
 	uint32_t max = limits->max_presets;
 	if (set->count > max || set->count > PL_MAX_PRESETS)
 		return pl__fail(PL_ERR_VALIDATION,
@@ -231,7 +231,7 @@ int pl_validate_preset_set(const struct pl_device_info *limits,
 				                "preset id %u appears twice (presets[%zu] and "
 				                "presets[%zu])",
 				                p->id, j, i);
-		int rc = pl_validate_preset(limits, p);
+		int rc = pl_preset_validate(limits, p);
 		if (rc)
 			return rc;
 	}

@@ -120,15 +120,15 @@ int main(int argc, char **argv)
 	struct pl_pen *pen;
 	int rc = pl_pen_open(emu.port, NULL, &pen);
 	if (rc != PL_OK) {
-		fprintf(stderr, "open: %s\n", pl_last_error_message());
+		fprintf(stderr, "open: %s\n", pl_error_message());
 		emu_stop(&emu);
 		return 1;
 	}
 	struct pl_session_info *s;
 	size_t n;
-	rc = pl_list_sessions(pen, &s, &n);
+	rc = pl_pen_list_sessions(pen, &s, &n);
 	if (rc != PL_OK || n < 1) {
-		fprintf(stderr, "list: %s\n", pl_last_error_message());
+		fprintf(stderr, "list: %s\n", pl_error_message());
 		return 1;
 	}
 	size_t total = s[0].size;
@@ -144,11 +144,11 @@ int main(int argc, char **argv)
 		struct count_sink c = {0};
 		struct pl_download_options o = {.sink = count, .ud = &c};
 		long long t0 = emu_now_ns();
-		rc = pl_download_session(pen, &s[0], 0, &o);
+		rc = pl_pen_download_session(pen, &s[0], 0, &o);
 		long long t1 = emu_now_ns();
 		if (rc != PL_OK || c.bytes != total || c.out_of_order) {
 			fprintf(stderr, "download failed: %s (%llu of %zu bytes)\n",
-			        pl_last_error_message(), (unsigned long long)c.bytes, total);
+			        pl_error_message(), (unsigned long long)c.bytes, total);
 			return 1;
 		}
 		double dl = (double)total / 1e6 / ((double)(t1 - t0) / 1e9);

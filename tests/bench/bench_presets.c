@@ -1,6 +1,6 @@
 /*
  * Preset push + read-back latency over a pseudo-terminal against penemu
- * (brief §6: p99 <= 1 ms).  Each iteration is one pl_put_presets(): validate,
+ * (brief §6: p99 <= 1 ms).  Each iteration is one pl_pen_put_presets(): validate,
  * PutPresets, GetPresets, compare - what a technician's push costs.
  *
  *   bench_presets [iterations]     (default 2000, after 100 warm-up)
@@ -32,14 +32,14 @@ int main(int argc, char **argv)
 		return 1;
 	struct pl_pen *pen;
 	if (pl_pen_open(emu.port, NULL, &pen) != PL_OK) {
-		fprintf(stderr, "open: %s\n", pl_last_error_message());
+		fprintf(stderr, "open: %s\n", pl_error_message());
 		return 1;
 	}
 	struct pl_device_info info;
 	struct pl_preset_set set;
-	if (pl_get_info(pen, &info) != PL_OK || pl_get_presets(pen, &set) != PL_OK ||
+	if (pl_pen_get_info(pen, &info) != PL_OK || pl_pen_get_presets(pen, &set) != PL_OK ||
 	    set.count == 0) {
-		fprintf(stderr, "setup: %s\n", pl_last_error_message());
+		fprintf(stderr, "setup: %s\n", pl_error_message());
 		return 1;
 	}
 	long long *lat = calloc((size_t)iterations, sizeof *lat);
@@ -50,10 +50,10 @@ int main(int argc, char **argv)
 		set.presets[0].speed_level = 1;
 		struct pl_preset_set back;
 		long long t0 = emu_now_ns();
-		int rc = pl_put_presets(pen, &set, &back);
+		int rc = pl_pen_put_presets(pen, &set, &back);
 		long long t1 = emu_now_ns();
 		if (rc != PL_OK) {
-			fprintf(stderr, "push %d: %s\n", i, pl_last_error_message());
+			fprintf(stderr, "push %d: %s\n", i, pl_error_message());
 			return 1;
 		}
 		if (back.presets[0].depth_um != set.presets[0].depth_um) {

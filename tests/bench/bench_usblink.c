@@ -11,7 +11,7 @@
  * (cdc_acm does, in a slow VM): lost bytes are reported and the rate is what
  * arrived over the time it took.
  * Download: penemu on WRITER holds one record of BYTES; libpenlink opens
- * READER (libserialport) and downloads it with pl_download_session, timed
+ * READER (libserialport) and downloads it with pl_pen_download_session, timed
  * from the first request to the last byte, exactly as bench_download does
  * over a pty.  Rounds alternate so both see the same machine; the best of
  * each is compared.  The figures are printed last.
@@ -230,7 +230,7 @@ static int pen_up(struct emu *e, struct pl_pen **pen, const char *writer,
 	o.timeout_ms = 10000;   /* software emulation is slow */
 	o.handshake_ms = 30000; /* penemu makes the record before it answers */
 	if (pl_pen_open(reader, &o, pen) != PL_OK) {
-		fprintf(stderr, "bench_usblink: open %s: %s\n", reader, pl_last_error_message());
+		fprintf(stderr, "bench_usblink: open %s: %s\n", reader, pl_error_message());
 		emu_stop(e);
 		return -1;
 	}
@@ -255,8 +255,8 @@ int main(int argc, char **argv)
 	size_t n = 0;
 	if (pen_up(&e, &pen, writer, reader, flash, bytes) != 0)
 		return 1;
-	if (pl_list_sessions(pen, &s, &n) != PL_OK || n != 1) {
-		fprintf(stderr, "bench_usblink: list: %s\n", pl_last_error_message());
+	if (pl_pen_list_sessions(pen, &s, &n) != PL_OK || n != 1) {
+		fprintf(stderr, "bench_usblink: list: %s\n", pl_error_message());
 		return 1;
 	}
 	size_t frame = pl_pen_max_frame(pen);
@@ -283,7 +283,7 @@ int main(int argc, char **argv)
 		struct pl_download_options o = {.sink = count, .ud = &c};
 		double host0 = self_cpu_s(), pen0 = proc_cpu_s(e.pid);
 		long long t0 = emu_now_ns();
-		int rc = pl_download_session(pen, &s[0], 0, &o);
+		int rc = pl_pen_download_session(pen, &s[0], 0, &o);
 		long long t1 = emu_now_ns();
 		double host_cpu = self_cpu_s() - host0, pen_cpu = proc_cpu_s(e.pid) - pen0;
 		struct pl_link_stats st;
@@ -292,7 +292,7 @@ int main(int argc, char **argv)
 		emu_stop(&e);
 		if (rc != PL_OK || c.bytes != s[0].size || c.out_of_order) {
 			fprintf(stderr, "bench_usblink: download failed: %s (%llu of %llu bytes)\n",
-			        pl_last_error_message(), (unsigned long long)c.bytes,
+			        pl_error_message(), (unsigned long long)c.bytes,
 			        (unsigned long long)s[0].size);
 			return 1;
 		}

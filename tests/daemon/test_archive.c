@@ -922,7 +922,7 @@ static void test_export_csv(void **state)
 	assert_string_equal(col(&csv, 1, "size"), "300");
 
 	pl_uuid_format(f.uuid, uuid);
-	pl_hex(f.info.sha256, 32, hex);
+	pl_hex_format(f.info.sha256, 32, hex);
 	assert_string_equal(col(&csv, 2, "serial"), "PEN-1");
 	assert_string_equal(col(&csv, 2, "uuid"), uuid);
 	assert_string_equal(col(&csv, 2, "seq"), "70");
@@ -1026,7 +1026,7 @@ static void test_export_json(void **state)
 
 	o = json_object_array_get_idx(root, 0);
 	pl_uuid_format(f.uuid, uuid);
-	pl_hex(f.info.sha256, 32, hex);
+	pl_hex_format(f.info.sha256, 32, hex);
 	assert_true(json_object_object_get_ex(o, "uuid", &v));
 	assert_string_equal(json_object_get_string(v), uuid);
 	assert_true(json_object_object_get_ex(o, "serial", &v));

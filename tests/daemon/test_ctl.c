@@ -499,7 +499,7 @@ static void test_socket_file(void **state)
 	struct ctl *second = NULL;
 	assert_int_equal(ctl_start(&D, &second), PL_ERR_PORT_BUSY);
 	assert_null(second);
-	assert_non_null(strstr(pl_last_error_message(),
+	assert_non_null(strstr(pl_error_message(),
 	                       "another penlinkd is already serving"));
 	struct tc *t = tc_open();
 	tc_close(t);
@@ -526,7 +526,7 @@ static void test_socket_file(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	assert_int_equal(ctl_start(&D, &D.ctl), PL_ERR_ARG);
-	assert_non_null(strstr(pl_last_error_message(),
+	assert_non_null(strstr(pl_error_message(),
 	                       "exists and is not a socket; not removing it"));
 	assert_int_equal(stat(D.cfg.socket_path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
@@ -1453,7 +1453,7 @@ static void test_streams_flow_controlled(void **state)
 	json_object *o = json_object_array_get_idx(arr, 0), *v = NULL;
 	assert_true(json_object_object_get_ex(o, "sha256", &v));
 	char hex[65];
-	pl_hex(as->sha256.data, 32, hex);
+	pl_hex_format(as->sha256.data, 32, hex);
 	assert_string_equal(json_object_get_string(v), hex);
 	json_object_put(arr);
 	free(json);

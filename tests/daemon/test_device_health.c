@@ -87,7 +87,7 @@ static void test_reply_ids(void **state)
 	assert_int_equal(h0.outstanding, 0);
 
 	uint32_t rtt;
-	assert_int_equal(pl_ping(pen, &rtt), PL_OK);
+	assert_int_equal(pl_pen_ping(pen, &rtt), PL_OK);
 	h = health(pen);
 	assert_int_equal(h.replies, 2);
 

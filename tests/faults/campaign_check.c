@@ -231,7 +231,7 @@ static int check_derived(sqlite3 *db, int64_t id, const char *serial,
 	sqlite3_finalize(st);
 	if (pl_record_parse(rec, n, &r) != PL_OK) {
 		snprintf(why, sizeof why, "the record does not decode: %s",
-		         pl_last_error_message());
+		         pl_error_message());
 		goto out;
 	}
 	pl_record_telemetry(r, &t);

@@ -198,12 +198,12 @@ static void start_daemon(void)
 	D.loop = loop_new();
 	FUZZ_CHECK(D.loop != NULL, "loop_new");
 	FUZZ_CHECK(archive_open(D.cfg.db_path, &D.archive) == PL_OK,
-	           "archive_open: %s", pl_last_error_message());
+	           "archive_open: %s", pl_error_message());
 	seed_archive();
 	D.pens = pens_new(&D);
 	FUZZ_CHECK(D.pens != NULL, "pens_new");
 	FUZZ_CHECK(ctl_start(&D, &D.ctl) == PL_OK, "ctl_start: %s",
-	           pl_last_error_message());
+	           pl_error_message());
 	atexit(cleanup);
 	open_pty();
 }
@@ -357,7 +357,7 @@ static void pen_attach(void)
 		master_out = false;
 	}
 	rc = pens_attach(D.pens, slave, false, NULL);
-	FUZZ_CHECK(rc == PL_OK, "attaching %s: %s", slave, pl_last_error_message());
+	FUZZ_CHECK(rc == PL_OK, "attaching %s: %s", slave, pl_error_message());
 	overdue = loop_add_timer(D.loop, PEN_READY_MS, pen_not_ready, NULL);
 	loop_add_timer(D.loop, 2, pen_ready_check, NULL);
 	FUZZ_CHECK(loop_run(D.loop) == 0, "loop_run");

@@ -306,7 +306,7 @@ static void check_presets(const struct pl_preset_set *s)
 		rc = (call);                                                       \
 		if (getenv("FUZZ_TRACE"))                                          \
 			fprintf(stderr, "%s -> %d %s\n", #call, rc,                    \
-			        rc ? pl_last_error_message() : "");                    \
+			        rc ? pl_error_message() : "");                    \
 		if (rc == PL_ERR_UNPLUGGED)                                        \
 			goto done;                                                     \
 	} while (0)
@@ -323,26 +323,26 @@ static void host_calls(struct pl_pen *pen)
 	pl_pen_set_event_handler(pen, on_event, NULL);
 	FUZZ_CHECK(fuzz_strnlen(pl_pen_serial(pen), 64) < 64, "serial");
 
-	STEP(pl_get_info(pen, &info));
+	STEP(pl_pen_get_info(pen, &info));
 	if (!rc) {
 		check_info(&info);
 		have_info = 1;
 	}
-	STEP(pl_get_presets(pen, set));
+	STEP(pl_pen_get_presets(pen, set));
 	if (!rc) {
 		check_presets(set);
 		have_set = 1;
 	}
 	if (have_info && have_set) {
-		STEP(pl_put_presets(pen, set, back));
+		STEP(pl_pen_put_presets(pen, set, back));
 		if (!rc)
 			check_presets(back);
 	}
 	{
 		int64_t off;
-		STEP(pl_clock_sync(pen, &off));
+		STEP(pl_pen_clock_sync(pen, &off));
 	}
-	STEP(pl_list_sessions(pen, &list, &n));
+	STEP(pl_pen_list_sessions(pen, &list, &n));
 	if (!rc) {
 		for (size_t i = 1; i < n; i++)
 			FUZZ_CHECK(list[i].id > list[i - 1].id, "session ids do not rise");
@@ -351,19 +351,19 @@ static void host_calls(struct pl_pen *pen)
 			struct dl_check c = {&list[i], 0};
 			struct pl_download_options d = {sink, NULL, &c, 0, 0};
 			c.next = list[i].size > 100 ? list[i].size - 100 : 0;
-			STEP(pl_download_session(pen, &list[i], c.next, &d));
+			STEP(pl_pen_download_session(pen, &list[i], c.next, &d));
 			if (!rc)
 				FUZZ_CHECK(c.next == list[i].size,
 				           "download ended at %llu of %llu",
 				           (unsigned long long)c.next,
 				           (unsigned long long)list[i].size);
-			STEP(pl_archive_session(pen, list[i].id, list[i].sha256));
+			STEP(pl_pen_archive_session(pen, list[i].id, list[i].sha256));
 		}
 	}
-	STEP(pl_trace_subscribe(pen, true, 3));
+	STEP(pl_pen_trace_subscribe(pen, true, 3));
 	{
 		uint32_t rtt;
-		STEP(pl_ping(pen, &rtt));
+		STEP(pl_pen_ping(pen, &rtt));
 	}
 	STEP(pl_pen_poll(pen, 0));
 done:
@@ -387,7 +387,7 @@ static void run_host(const uint8_t *p, size_t len)
 	pl_frame_decoder_init(&h.dec, h.dec_buf, PL_FRAME_RAW_LEN(65536), host_sent,
 	                      NULL, &h);
 	FUZZ_CHECK(pl_transport_memory_pair(&h.host_t, &h.pen_t) == PL_OK,
-	           "memory pair: %s", pl_last_error_message());
+	           "memory pair: %s", pl_error_message());
 	pl_transport_memory_set_pump(h.host_t, pump, &h);
 
 	pl_open_options_init(&o);

@@ -305,7 +305,7 @@ static void gen_envelope(void)
 	pl_transport_memory_set_pump(host_t, rec_pump, NULL);
 	pl_open_options_init(&o);
 	FUZZ_CHECK(pl_pen_open_transport(host_t, &o, &pen) == PL_OK, "open: %s",
-	           pl_last_error_message());
+	           pl_error_message());
 	host_calls(pen);
 	pl_pen_close(pen);
 	pl_transport_close(rec_pen_t);

@@ -69,10 +69,10 @@ static void check_roundtrip(const struct pl_preset_set *a)
 	int rc;
 
 	FUZZ_CHECK(b != NULL, "out of memory");
-	FUZZ_CHECK(text != NULL, "to_json failed: %s", pl_last_error_message());
+	FUZZ_CHECK(text != NULL, "to_json failed: %s", pl_error_message());
 	rc = pl_preset_set_from_json(text, b);
 	FUZZ_CHECK(rc == PL_OK, "our own JSON does not parse back: %s\n%s",
-	           pl_last_error_message(), text);
+	           pl_error_message(), text);
 	FUZZ_CHECK(b->count == a->count, "%zu presets became %zu", a->count,
 	           b->count);
 	for (size_t i = 0; i < a->count; i++) {
@@ -93,14 +93,14 @@ static void check_roundtrip(const struct pl_preset_set *a)
 static void check_validation(const struct pl_device_info *l,
                              const struct pl_preset_set *s)
 {
-	int rc = pl_validate_preset_set(l, s);
+	int rc = pl_preset_set_validate(l, s);
 	FUZZ_CHECK(rc == PL_OK || rc == PL_ERR_VALIDATION, "validation returned %d",
 	           rc);
 	if (rc)
-		FUZZ_CHECK(pl_last_error_message()[0] != '\0',
+		FUZZ_CHECK(pl_error_message()[0] != '\0',
 		           "refused without a message");
 	for (size_t i = 0; i < s->count; i++) {
-		rc = pl_validate_preset(l, &s->presets[i]);
+		rc = pl_preset_validate(l, &s->presets[i]);
 		FUZZ_CHECK(rc == PL_OK || rc == PL_ERR_VALIDATION,
 		           "presets[%zu]: validation returned %d", i, rc);
 	}
@@ -113,10 +113,10 @@ static void check_words(const char *text)
 	char buf[24];
 	int a;
 
-	if (pl_parse_depth_mm(text, &um) == PL_OK) {
+	if (pl_depth_parse_mm(text, &um) == PL_OK) {
 		FUZZ_CHECK(um <= 10000, "depth \"%s\" parsed to %u um", text, um);
 		pl__fmt_mm(buf, um);
-		FUZZ_CHECK(pl_parse_depth_mm(buf, &again) == PL_OK && again == um,
+		FUZZ_CHECK(pl_depth_parse_mm(buf, &again) == PL_OK && again == um,
 		           "%u um printed as \"%s\" parses to %u", um, buf, again);
 	}
 	a = pl_area_from_name(text);
@@ -146,7 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = pl_preset_set_from_json(text, set);
 	if (rc != PL_OK) {
 		FUZZ_CHECK(rc == PL_ERR_PARSE, "from_json returned %d", rc);
-		FUZZ_CHECK(pl_last_error_message()[0] != '\0',
+		FUZZ_CHECK(pl_error_message()[0] != '\0',
 		           "refused without a message");
 	} else {
 		check_set_sane(set);

@@ -78,7 +78,7 @@ static void open_archive(void)
 	arch = NULL;
 	remove_archive();
 	FUZZ_CHECK(archive_open(db, &arch) == PL_OK, "archive_open %s: %s", db,
-	           arch ? archive_errmsg(arch) : pl_last_error_message());
+	           arch ? archive_errmsg(arch) : pl_error_message());
 }
 
 /* ------------------------------------------------------------------ library */
@@ -91,7 +91,7 @@ static void check_report(const struct pl_record *r)
 
 	FUZZ_CHECK(f != NULL, "open_memstream: %s", strerror(errno));
 	FUZZ_CHECK(pl_record_print(r, f) == PL_OK, "report failed: %s",
-	           pl_last_error_message());
+	           pl_error_message());
 	fclose(f);
 	for (size_t i = 0; i < len; i++)
 		FUZZ_CHECK(text[i] == '\n' || ((unsigned char)text[i] >= 0x20 &&
@@ -133,7 +133,7 @@ static void check_json(const struct pl_record *r, bool with_samples)
 	char *text = pl_record_to_json(r, with_samples);
 	json_object *o, *ev;
 
-	FUZZ_CHECK(text != NULL, "to_json failed: %s", pl_last_error_message());
+	FUZZ_CHECK(text != NULL, "to_json failed: %s", pl_error_message());
 	o = parse_strict(text);
 	pl_record_telemetry(r, &t);
 	ev = get(o, "events", NULL);
@@ -357,7 +357,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_record(r);
 	} else {
 		FUZZ_CHECK(rc == PL_ERR_PARSE && r == NULL, "parse returned %d", rc);
-		FUZZ_CHECK(pl_last_error_message()[0], "refused without a message");
+		FUZZ_CHECK(pl_error_message()[0], "refused without a message");
 	}
 	check_archive(data, size, r);
 	pl_record_free(r);

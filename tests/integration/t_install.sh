@@ -18,7 +18,7 @@ int main(void)
 {
 	struct pl_transport *t;
 	int rc = pl_transport_open("/dev/penlink-test-none", &t);
-	printf("%s|%s\n", pl_strerror(rc), pl_last_error_message());
+	printf("%s|%s\n", pl_error_name(rc), pl_error_message());
 	return rc == PL_ERR_NO_PORT ? 0 : 1;
 }
 C

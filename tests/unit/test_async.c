@@ -63,7 +63,7 @@ static void done_cb(void *ud, int status)
 		fail_msg("a callback ran from inside the _async call that started it");
 	c->calls++;
 	c->status = status;
-	snprintf(c->msg, sizeof c->msg, "%s", status ? pl_last_error_message() : "");
+	snprintf(c->msg, sizeof c->msg, "%s", status ? pl_error_message() : "");
 	if (c->l) {
 		c->got_len_then = c->l->got_len;
 		if (c->close_pen) {
@@ -79,8 +79,8 @@ static void done_cb(void *ud, int status)
 		int rc_ = (call);                                             \
 		in_async_call = false;                                        \
 		if (rc_ != PL_OK)                                             \
-			fail_msg("%s -> %s: %s", #call, pl_strerror(rc_),     \
-			         pl_last_error_message());                    \
+			fail_msg("%s -> %s: %s", #call, pl_error_name(rc_),     \
+			         pl_error_message());                    \
 	} while (0)
 
 #define EXPECT_OK(c)                                                          \
@@ -88,7 +88,7 @@ static void done_cb(void *ud, int status)
 		assert_int_equal((c).calls, 1);                               \
 		if ((c).status != PL_OK)                                      \
 			fail_msg("%s failed: %s: %s", #c,                     \
-			         pl_strerror((c).status), (c).msg);           \
+			         pl_error_name((c).status), (c).msg);           \
 	} while (0)
 
 static void sleep_ms(int ms)
@@ -269,7 +269,7 @@ static void test_open_times_out(void **state)
 	/* A failed pen refuses further calls through their callbacks. */
 	struct pl_device_info info;
 	struct call c2 = {0};
-	ASYNC(pl_get_info_async(l->pen, &info, done_cb, &c2));
+	ASYNC(pl_pen_get_info_async(l->pen, &info, done_cb, &c2));
 	assert_int_equal(pl_pen_next_timeout(l->pen), 0);
 	run(l);
 	assert_int_equal(c2.calls, 1);
@@ -291,8 +291,8 @@ static void test_info_presets_clock(void **state)
 	memset(&read, 0, sizeof read);
 	open_pen(l);
 
-	ASYNC(pl_get_info_async(l->pen, &info, done_cb, &ci));
-	ASYNC(pl_get_presets_async(l->pen, &set, done_cb, &cg));
+	ASYNC(pl_pen_get_info_async(l->pen, &info, done_cb, &ci));
+	ASYNC(pl_pen_get_presets_async(l->pen, &set, done_cb, &cg));
 	assert_int_equal(pl_pen_outstanding(l->pen), 2);
 	assert_int_equal(ci.calls + cg.calls, 0);
 	assert_int_equal(run(l), PL_OK);
@@ -313,7 +313,7 @@ static void test_info_presets_clock(void **state)
 	                                    PL_AREA_DECOLLETE, 0, 300};
 	set.presets[0].depth_um = 2000;
 	set.presets[0].speed_level = 1;
-	ASYNC(pl_put_presets_async(l->pen, &set, &back, done_cb, &cp));
+	ASYNC(pl_pen_put_presets_async(l->pen, &set, &back, done_cb, &cp));
 	assert_int_equal(cp.calls, 0);
 	assert_int_equal(run(l), PL_OK);
 	EXPECT_OK(cp);
@@ -324,7 +324,7 @@ static void test_info_presets_clock(void **state)
 	assert_string_equal(l->fp.presets[2].name, "Décolleté");
 	assert_int_equal(l->fp.presets[0].depth_um, 2000);
 
-	ASYNC(pl_get_presets_async(l->pen, &read, done_cb, &cr));
+	ASYNC(pl_pen_get_presets_async(l->pen, &read, done_cb, &cr));
 	assert_int_equal(run(l), PL_OK);
 	EXPECT_OK(cr);
 	assert_int_equal(read.revision, 2);
@@ -334,7 +334,7 @@ static void test_info_presets_clock(void **state)
 
 	/* Clock: the pen had no time, so no offset; then set. */
 	assert_false(l->fp.rtc_set);
-	ASYNC(pl_clock_sync_async(l->pen, &offset, done_cb, &cc));
+	ASYNC(pl_pen_clock_sync_async(l->pen, &offset, done_cb, &cc));
 	assert_int_equal(cc.calls, 0);
 	assert_int_equal(run(l), PL_OK);
 	EXPECT_OK(cc);
@@ -343,7 +343,7 @@ static void test_info_presets_clock(void **state)
 	assert_true(l->fp.rtc > 1700000000000LL);
 	/* A pen 5 s fast is reported so and corrected. */
 	l->fp.rtc += 5000;
-	ASYNC(pl_clock_sync_async(l->pen, &offset2, done_cb, &cc2));
+	ASYNC(pl_pen_clock_sync_async(l->pen, &offset2, done_cb, &cc2));
 	assert_int_equal(run(l), PL_OK);
 	EXPECT_OK(cc2);
 	assert_true(offset2 > 4000 && offset2 <= 5000);
@@ -360,7 +360,7 @@ static void test_refused_put(void **state)
 	memset(&set, 0, sizeof set);
 	memset(&back, 0, sizeof back);
 	open_pen(l);
-	ASYNC(pl_get_presets_async(l->pen, &set, done_cb, &cg));
+	ASYNC(pl_pen_get_presets_async(l->pen, &set, done_cb, &cg));
 	run(l);
 	EXPECT_OK(cg);
 	refusals = pl_fw_get_stats(&l->fp.fw)->validation_refusals;
@@ -368,7 +368,7 @@ static void test_refused_put(void **state)
 
 	/* The pen's limits are not known yet: the call reads them first and
 	 * refuses from its callback. */
-	ASYNC(pl_put_presets_async(l->pen, &set, &back, done_cb, &cp));
+	ASYNC(pl_pen_put_presets_async(l->pen, &set, &back, done_cb, &cp));
 	assert_int_equal(cp.calls, 0);
 	run(l);
 	assert_int_equal(cp.calls, 1);
@@ -377,7 +377,7 @@ static void test_refused_put(void **state)
 
 	/* Now they are cached, so the refusal is known inside the call; it is
 	 * still reported from the loop, which is told to come at once. */
-	ASYNC(pl_put_presets_async(l->pen, &set, &back, done_cb, &cp2));
+	ASYNC(pl_pen_put_presets_async(l->pen, &set, &back, done_cb, &cp2));
 	assert_int_equal(cp2.calls, 0);
 	assert_int_equal(pl_pen_outstanding(l->pen), 1);
 	assert_int_equal(pl_pen_next_timeout(l->pen), 0);
@@ -409,7 +409,7 @@ static void test_sessions(void **state)
 	uint8_t wrong[32];
 
 	open_pen(l);
-	ASYNC(pl_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
+	ASYNC(pl_pen_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
 	assert_null(s);
 	assert_int_equal(run(l), PL_OK);
 	EXPECT_OK(cl);
@@ -426,8 +426,8 @@ static void test_sessions(void **state)
 	o.sink = sink;
 	o.progress = progress;
 	o.ud = l;
-	ASYNC(pl_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
-	ASYNC(pl_get_info_async(l->pen, &info, done_cb, &ci));
+	ASYNC(pl_pen_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
+	ASYNC(pl_pen_get_info_async(l->pen, &info, done_cb, &ci));
 	assert_int_equal(pl_pen_outstanding(l->pen), 2);
 	assert_int_equal(run(l), PL_OK);
 	EXPECT_OK(cd);
@@ -451,7 +451,7 @@ static void test_sessions(void **state)
 	l->got_len = 0;
 	l->next_offset = 4321;
 	memset(&cd, 0, sizeof cd);
-	ASYNC(pl_download_session_async(l->pen, &s[1], 4321, &o, done_cb, &cd));
+	ASYNC(pl_pen_download_session_async(l->pen, &s[1], 4321, &o, done_cb, &cd));
 	run(l);
 	EXPECT_OK(cd);
 	assert_int_equal(l->got_len, SESSION2_SIZE - 4321);
@@ -460,8 +460,8 @@ static void test_sessions(void **state)
 	/* Archive: a wrong digest is refused by the pen, the right one taken. */
 	memcpy(wrong, s[1].sha256, 32);
 	wrong[0] ^= 0x80;
-	ASYNC(pl_archive_session_async(l->pen, s[1].id, wrong, done_cb, &cb));
-	ASYNC(pl_archive_session_async(l->pen, s[1].id, s[1].sha256, done_cb, &ca));
+	ASYNC(pl_pen_archive_session_async(l->pen, s[1].id, wrong, done_cb, &cb));
+	ASYNC(pl_pen_archive_session_async(l->pen, s[1].id, s[1].sha256, done_cb, &ca));
 	run(l);
 	assert_int_equal(cb.calls, 1);
 	assert_int_equal(cb.status, PL_ERR_CONFLICT);
@@ -471,7 +471,7 @@ static void test_sessions(void **state)
 	free(s);
 	s = NULL;
 
-	ASYNC(pl_list_sessions_async(l->pen, &s, &n, done_cb, &cl2));
+	ASYNC(pl_pen_list_sessions_async(l->pen, &s, &n, done_cb, &cl2));
 	run(l);
 	EXPECT_OK(cl2);
 	assert_int_equal(n, 2);
@@ -488,7 +488,7 @@ static void test_events(void **state)
 
 	open_pen(l);
 	pl_pen_set_event_handler(l->pen, on_event, l);
-	ASYNC(pl_trace_subscribe_async(l->pen, true, 3, done_cb, &ct));
+	ASYNC(pl_pen_trace_subscribe_async(l->pen, true, 3, done_cb, &ct));
 	run(l);
 	EXPECT_OK(ct);
 	assert_int_equal(pl_fw_trace(&l->fp.fw, 1, "motor warm"), PL_FW_OK);
@@ -503,7 +503,7 @@ static void test_events(void **state)
 
 	/* A bad level is refused through the callback. */
 	memset(&ct, 0, sizeof ct);
-	ASYNC(pl_trace_subscribe_async(l->pen, true, 9, done_cb, &ct));
+	ASYNC(pl_pen_trace_subscribe_async(l->pen, true, 9, done_cb, &ct));
 	run(l);
 	assert_int_equal(ct.status, PL_ERR_ARG);
 }
@@ -520,13 +520,13 @@ static void test_unplug_mid_download(void **state)
 	bool unplugged = false;
 
 	open_pen(l);
-	ASYNC(pl_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
+	ASYNC(pl_pen_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
 	run(l);
 	EXPECT_OK(cl);
 	memset(&o, 0, sizeof o);
 	o.sink = sink;
 	o.ud = l;
-	ASYNC(pl_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
+	ASYNC(pl_pen_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
 	for (int i = 0; pl_pen_outstanding(l->pen) > 0; i++) {
 		assert_true(i < MAX_ROUNDS);
 		int rc = pl_pen_handle_events(l->pen, PL_WAIT_READABLE);
@@ -535,7 +535,7 @@ static void test_unplug_mid_download(void **state)
 		fake_pen_pump(&l->fp);
 		if (!unplugged && l->got_len > 100000) {
 			/* Something else is outstanding when the link dies too. */
-			ASYNC(pl_get_info_async(l->pen, &info, done_cb, &ci));
+			ASYNC(pl_pen_get_info_async(l->pen, &info, done_cb, &ci));
 			pl_transport_memory_unplug(l->a);
 			unplugged = true;
 		}
@@ -553,7 +553,7 @@ static void test_unplug_mid_download(void **state)
 	/* The dead pen stays quiet, and a call on it fails from the loop. */
 	assert_int_equal(pl_pen_next_timeout(l->pen), -1);
 	assert_false(pl_pen_want_write(l->pen));
-	ASYNC(pl_get_info_async(l->pen, &info, done_cb, &late));
+	ASYNC(pl_pen_get_info_async(l->pen, &info, done_cb, &late));
 	assert_int_equal(late.calls, 0);
 	assert_int_equal(pl_pen_next_timeout(l->pen), 0);
 	assert_int_equal(pl_pen_handle_events(l->pen, 0), PL_ERR_UNPLUGGED);
@@ -574,7 +574,7 @@ static void test_close_with_calls_outstanding(void **state)
 
 	memset(&set, 0, sizeof set);
 	open_pen(l);
-	ASYNC(pl_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
+	ASYNC(pl_pen_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
 	run(l);
 	EXPECT_OK(cl);
 
@@ -583,13 +583,13 @@ static void test_close_with_calls_outstanding(void **state)
 	memset(&o, 0, sizeof o);
 	o.sink = sink;
 	o.ud = l;
-	ASYNC(pl_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
+	ASYNC(pl_pen_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
 	for (int i = 0; i < 3; i++) {
 		pl_pen_handle_events(l->pen, PL_WAIT_READABLE);
 		fake_pen_pump(&l->fp);
 	}
-	ASYNC(pl_list_sessions_async(l->pen, &s2, &n2, done_cb, &cl2));
-	ASYNC(pl_put_presets_async(l->pen, NULL, NULL, done_cb, &cp));
+	ASYNC(pl_pen_list_sessions_async(l->pen, &s2, &n2, done_cb, &cl2));
+	ASYNC(pl_pen_put_presets_async(l->pen, NULL, NULL, done_cb, &cp));
 	assert_int_equal(pl_pen_outstanding(l->pen), 3);
 	pl_pen_close(l->pen);
 	l->pen = NULL;
@@ -604,16 +604,16 @@ static void test_close_with_calls_outstanding(void **state)
 	fake_pen_connect(&l->fp, &l->a, false);
 	open_pen(l);
 	memset(&cl, 0, sizeof cl);
-	ASYNC(pl_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
+	ASYNC(pl_pen_list_sessions_async(l->pen, &s, &n, done_cb, &cl));
 	run(l);
 	EXPECT_OK(cl);
 	memset(&cd, 0, sizeof cd);
 	cd.l = l;
 	l->got_len = 0;
 	l->next_offset = 0;
-	ASYNC(pl_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
+	ASYNC(pl_pen_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
 	ci.close_pen = true;
-	ASYNC(pl_get_info_async(l->pen, &info, done_cb, &ci));
+	ASYNC(pl_pen_get_info_async(l->pen, &info, done_cb, &ci));
 	run(l); /* ends when the callback closed the pen */
 	assert_null(l->pen);
 	assert_int_equal(ci.calls, 1);
@@ -628,7 +628,7 @@ static void test_close_with_calls_outstanding(void **state)
 	l->got_len = 0;
 	l->next_offset = 0;
 	l->close_in_sink_after = 50000;
-	ASYNC(pl_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
+	ASYNC(pl_pen_download_session_async(l->pen, &s[0], 0, &o, done_cb, &cd));
 	run(l);
 	assert_null(l->pen);
 	assert_int_equal(cd.calls, 0);

@@ -493,13 +493,13 @@ static struct pl_pen *open_fake(struct fake *f, int timeout_ms, int retries)
 	struct pl_pen *pen = NULL;
 	int rc = pl_pen_open_transport(f->host, &o, &pen);
 	if (rc)
-		fail_msg("open: %s", pl_last_error_message());
+		fail_msg("open: %s", pl_error_message());
 	return pen;
 }
 
 static void assert_msg(const char *needle)
 {
-	const char *m = pl_last_error_message();
+	const char *m = pl_error_message();
 	if (!strstr(m, needle))
 		fail_msg("message \"%s\" lacks \"%s\"", m, needle);
 }
@@ -566,7 +566,7 @@ static void test_timeout_same_id(void **state)
 	f->ignore_all = true;
 	int before = f->n_req;
 	uint32_t rtt;
-	assert_int_equal(pl_ping(pen, &rtt), PL_ERR_TIMEOUT);
+	assert_int_equal(pl_pen_ping(pen, &rtt), PL_ERR_TIMEOUT);
 	assert_msg("no answer from the pen on memory:a within 25 ms (3 attempts)");
 	assert_int_equal(f->n_req - before, 3);
 	for (int i = before; i < f->n_req; i++) {
@@ -580,7 +580,7 @@ static void test_timeout_same_id(void **state)
 
 	/* The link still works, with a fresh id. */
 	f->ignore_all = false;
-	assert_int_equal(pl_ping(pen, &rtt), PL_OK);
+	assert_int_equal(pl_pen_ping(pen, &rtt), PL_OK);
 	assert_int_not_equal(f->req_ids[f->n_req - 1], f->req_ids[before]);
 	pl_pen_close(pen);
 	fake_free(f);
@@ -603,7 +603,7 @@ static void on_event(void *ud, const struct pl_event *ev)
 	struct events *e = ud;
 	uint32_t rtt;
 	/* Blocking on the pen from inside its own callback is refused. */
-	e->nested_rc = pl_ping(e->pen, &rtt);
+	e->nested_rc = pl_pen_ping(e->pen, &rtt);
 	if (ev->kind == PL_EVENT_STATE) {
 		e->n_state++;
 		e->state = ev->state;
@@ -626,7 +626,7 @@ static void test_stray_and_events(void **state)
 	f->stray_before_pong = true;
 	f->trace_before_pong = true;
 	uint32_t rtt = 0;
-	assert_int_equal(pl_ping(pen, &rtt), PL_OK);
+	assert_int_equal(pl_pen_ping(pen, &rtt), PL_OK);
 	/* The duplicate after the real pong is read by the next poll. */
 	assert_int_equal(pl_pen_poll(pen, 10), PL_OK);
 	struct pl_link_stats st;
@@ -652,7 +652,7 @@ static void test_garbage_on_line(void **state)
 	f->garbage = true;
 	uint32_t rtt;
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(pl_ping(pen, &rtt), PL_OK);
+		assert_int_equal(pl_pen_ping(pen, &rtt), PL_OK);
 	struct pl_link_stats st;
 	pl_pen_link_stats(pen, &st);
 	assert_true(st.dropped_crc + st.dropped_short + st.dropped_cobs +
@@ -683,7 +683,7 @@ static void test_error_mapping(void **state)
 	struct pl_device_info info;
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
 		f->error_code = map[i].wire;
-		assert_int_equal(pl_get_info(pen, &info), map[i].code);
+		assert_int_equal(pl_pen_get_info(pen, &info), map[i].code);
 		assert_msg(map[i].word);
 		if (map[i].code == PL_ERR_VALIDATION)
 			assert_msg("the pen refused presets[1].depth_um = 2600: above maximum 2500 (validation)");
@@ -692,10 +692,10 @@ static void test_error_mapping(void **state)
 	}
 	f->error_code = 0;
 	f->wrong_type = true;
-	assert_int_equal(pl_get_info(pen, &info), PL_ERR_PROTOCOL);
+	assert_int_equal(pl_pen_get_info(pen, &info), PL_ERR_PROTOCOL);
 	assert_msg("the pen answered get_info with pong");
 	f->wrong_type = false;
-	assert_int_equal(pl_get_info(pen, &info), PL_OK);
+	assert_int_equal(pl_pen_get_info(pen, &info), PL_OK);
 	assert_string_equal(info.model, "Fake pen");
 	assert_int_equal(info.depth_max_um, 2500);
 	assert_int_equal(info.stroke_rate_hz[4], 150);
@@ -723,25 +723,25 @@ static void test_presets(void **state)
 	struct fake *f = fake_new(0);
 	struct pl_pen *pen = open_fake(f, 200, 2);
 	struct pl_preset_set set = sample_set(4), back;
-	assert_int_equal(pl_put_presets(pen, &set, &back), PL_OK);
+	assert_int_equal(pl_pen_put_presets(pen, &set, &back), PL_OK);
 	assert_int_equal(back.revision, 5);
 	assert_int_equal(back.count, 2);
 	assert_string_equal(back.presets[1].name, "Scar");
 	assert_int_equal(back.presets[1].depth_um, 2000);
 
 	/* Stale revision: the pen refuses, the message names both. */
-	assert_int_equal(pl_put_presets(pen, &set, NULL), PL_ERR_CONFLICT);
+	assert_int_equal(pl_pen_put_presets(pen, &set, NULL), PL_ERR_CONFLICT);
 	assert_msg("the presets on the pen changed since they were read (revision 4, now 5); read them again");
 
 	/* Refused locally: the pen never sees it. */
 	int puts = f->n_puts;
 	set.revision = 5;
 	set.presets[1].speed_level = 2;
-	assert_int_equal(pl_put_presets(pen, &set, NULL), PL_ERR_VALIDATION);
+	assert_int_equal(pl_pen_put_presets(pen, &set, NULL), PL_ERR_VALIDATION);
 	assert_msg("slow lock from 1.50 mm");
 	assert_int_equal(f->n_puts, puts);
 	/* ... unless the caller asks to test the pen's own checks. */
-	assert_int_equal(pl_put_presets_unchecked(pen, &set, &back), PL_OK);
+	assert_int_equal(pl_pen_put_presets_unchecked(pen, &set, &back), PL_OK);
 	assert_int_equal(f->n_puts, puts + 1);
 	assert_int_equal(back.presets[1].speed_level, 2);
 	set.revision = 6;
@@ -749,11 +749,11 @@ static void test_presets(void **state)
 	/* The pen stores something else: read-back catches it. */
 	set.presets[1].speed_level = 1;
 	f->mangle_store = true;
-	assert_int_equal(pl_put_presets(pen, &set, NULL), PL_ERR_VERIFY);
+	assert_int_equal(pl_pen_put_presets(pen, &set, NULL), PL_ERR_VERIFY);
 	assert_msg("preset 1 \"Forehead\": depth_um written 500, read back 750");
 
 	struct pl_preset_set got;
-	assert_int_equal(pl_get_presets(pen, &got), PL_OK);
+	assert_int_equal(pl_pen_get_presets(pen, &got), PL_OK);
 	assert_int_equal(got.revision, 7);
 	pl_pen_close(pen);
 	fake_free(f);
@@ -766,7 +766,7 @@ static void test_clock_and_trace(void **state)
 	struct pl_pen *pen = open_fake(f, 200, 2);
 	f->clock_offset_ms = 5000;
 	int64_t off = 0;
-	assert_int_equal(pl_clock_sync(pen, &off), PL_OK);
+	assert_int_equal(pl_pen_clock_sync(pen, &off), PL_OK);
 	assert_true(off > 4000 && off < 6000);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -775,12 +775,12 @@ static void test_clock_and_trace(void **state)
 	int64_t utc;
 	bool rtc;
 	uint64_t up;
-	assert_int_equal(pl_clock_get(pen, &utc, &rtc, &up), PL_OK);
+	assert_int_equal(pl_pen_clock_get(pen, &utc, &rtc, &up), PL_OK);
 	assert_true(rtc);
 	assert_int_equal(up, 42);
-	assert_int_equal(pl_trace_subscribe(pen, true, 3), PL_OK);
+	assert_int_equal(pl_pen_trace_subscribe(pen, true, 3), PL_OK);
 	assert_int_equal(f->req_case[f->n_req - 1], PL__ENVELOPE__BODY_SUBSCRIBE_TRACE);
-	assert_int_equal(pl_trace_subscribe(pen, true, 4), PL_ERR_ARG);
+	assert_int_equal(pl_pen_trace_subscribe(pen, true, 4), PL_ERR_ARG);
 	pl_pen_close(pen);
 	fake_free(f);
 }
@@ -825,7 +825,7 @@ static struct pl_session_info list_one(struct pl_pen *pen, struct fake *f)
 {
 	struct pl_session_info *all = NULL;
 	size_t n = 0;
-	assert_int_equal(pl_list_sessions(pen, &all, &n), PL_OK);
+	assert_int_equal(pl_pen_list_sessions(pen, &all, &n), PL_OK);
 	assert_int_equal(n, f->n_sessions);
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(all[i].id, i + 1);
@@ -849,7 +849,7 @@ static void test_download_out_of_order(void **state)
 	f->reorder = true;
 	struct sink sk = {.buf = malloc(50000), .cap = 50000, .in_order = true};
 	struct pl_download_options o = {.sink = sink_fn, .progress = progress_fn, .ud = &sk};
-	assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_OK);
+	assert_int_equal(pl_pen_download_session(pen, &s, 0, &o), PL_OK);
 	assert_true(sk.in_order);
 	assert_int_equal(sk.len, 50000);
 	assert_memory_equal(sk.buf, f->rec, 50000);
@@ -867,7 +867,7 @@ static void test_download_out_of_order(void **state)
 	sk.last_done = 0;
 	o.chunk = 1000;
 	o.window = 2;
-	assert_int_equal(pl_download_session(pen, &s, 12345, &o), PL_OK);
+	assert_int_equal(pl_pen_download_session(pen, &s, 12345, &o), PL_OK);
 	assert_true(sk.in_order);
 	assert_int_equal(sk.len, 50000 - 12345);
 	assert_memory_equal(sk.buf, f->rec + 12345, 50000 - 12345);
@@ -894,7 +894,7 @@ static void test_download_lost_reply_resent_early(void **state)
 	f->corrupt_read = 2;
 	struct sink sk = {.buf = malloc(30000), .cap = 30000, .in_order = true};
 	struct pl_download_options o = {.sink = sink_fn, .ud = &sk};
-	assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_OK);
+	assert_int_equal(pl_pen_download_session(pen, &s, 0, &o), PL_OK);
 	assert_true(sk.in_order);
 	assert_int_equal(sk.len, 30000);
 	assert_memory_equal(sk.buf, f->rec, 30000);
@@ -911,7 +911,7 @@ static void test_download_lost_reply_resent_early(void **state)
 	f->corrupt_read = 0;
 	f->reorder = true;
 	sk.len = 0;
-	assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_OK);
+	assert_int_equal(pl_pen_download_session(pen, &s, 0, &o), PL_OK);
 	assert_memory_equal(sk.buf, f->rec, 30000);
 	pl_pen_link_stats(pen, &st);
 	assert_int_equal(st.retries, 1);
@@ -939,12 +939,12 @@ static void test_download_bad_chunks(void **state)
 		f->bad_kind = cases[i].kind;
 		struct sink sk = {.buf = malloc(30000), .cap = 30000, .in_order = true};
 		struct pl_download_options o = {.sink = sink_fn, .ud = &sk};
-		assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_ERR_PROTOCOL);
+		assert_int_equal(pl_pen_download_session(pen, &s, 0, &o), PL_ERR_PROTOCOL);
 		assert_msg(cases[i].msg);
 		assert_true(sk.len < 30000);
 		/* Nothing of the aborted download stays queued: the link is fine. */
 		uint32_t rtt;
-		assert_int_equal(pl_ping(pen, &rtt), PL_OK);
+		assert_int_equal(pl_pen_ping(pen, &rtt), PL_OK);
 		free(sk.buf);
 		pl_pen_close(pen);
 		fake_free(f);
@@ -960,11 +960,11 @@ static void test_download_sink_abort(void **state)
 	f->reorder = true;
 	struct sink sk = {.buf = malloc(30000), .cap = 30000, .in_order = true, .fail_at = 2};
 	struct pl_download_options o = {.sink = sink_fn, .ud = &sk};
-	assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_ERR_CANCELLED);
+	assert_int_equal(pl_pen_download_session(pen, &s, 0, &o), PL_ERR_CANCELLED);
 	assert_int_equal(sk.calls, 2);
 	assert_int_equal(sk.len, FAKE_MAX_FRAME - 64);
 	uint32_t rtt;
-	assert_int_equal(pl_ping(pen, &rtt), PL_OK);
+	assert_int_equal(pl_pen_ping(pen, &rtt), PL_OK);
 	free(sk.buf);
 	pl_pen_close(pen);
 	fake_free(f);
@@ -979,11 +979,11 @@ static void test_download_unplug(void **state)
 	f->unplug_after = 4;
 	struct sink sk = {.buf = malloc(40000), .cap = 40000, .in_order = true};
 	struct pl_download_options o = {.sink = sink_fn, .ud = &sk};
-	assert_int_equal(pl_download_session(pen, &s, 0, &o), PL_ERR_UNPLUGGED);
+	assert_int_equal(pl_pen_download_session(pen, &s, 0, &o), PL_ERR_UNPLUGGED);
 	assert_msg("went away");
 	assert_true(sk.len <= 4 * (FAKE_MAX_FRAME - 64));
 	uint32_t rtt;
-	assert_int_equal(pl_ping(pen, &rtt), PL_ERR_UNPLUGGED);
+	assert_int_equal(pl_pen_ping(pen, &rtt), PL_ERR_UNPLUGGED);
 	assert_int_equal(pl_pen_poll(pen, 0), PL_ERR_UNPLUGGED);
 	free(sk.buf);
 	pl_pen_close(pen);
@@ -1013,7 +1013,7 @@ static void test_download_to_file(void **state)
 	/* Resume: the first 10000 bytes are already there. */
 	write_file(path, f->rec, 10000);
 	struct sink sk = {0};
-	assert_int_equal(pl_download_session_to_file(pen, &s, path, progress_fn, &sk), PL_OK);
+	assert_int_equal(pl_pen_download_session_to_file(pen, &s, path, progress_fn, &sk), PL_OK);
 	assert_int_equal(f->first_read_off, 10000);
 	assert_int_equal(sk.last_done, 70000);
 	uint8_t d[32];
@@ -1022,14 +1022,14 @@ static void test_download_to_file(void **state)
 
 	/* Complete already: verified without a read. */
 	f->n_reads = 0;
-	assert_int_equal(pl_download_session_to_file(pen, &s, path, NULL, NULL), PL_OK);
+	assert_int_equal(pl_pen_download_session_to_file(pen, &s, path, NULL, NULL), PL_OK);
 	assert_int_equal(f->n_reads, 0);
 
 	/* Longer than the record: starts over from 0. */
 	uint8_t *big = calloc(1, 80000);
 	write_file(path, big, 80000);
 	free(big);
-	assert_int_equal(pl_download_session_to_file(pen, &s, path, NULL, NULL), PL_OK);
+	assert_int_equal(pl_pen_download_session_to_file(pen, &s, path, NULL, NULL), PL_OK);
 	assert_int_equal(f->first_read_off, 0);
 	assert_int_equal(pl_sha256_file(path, d), PL_OK);
 	assert_memory_equal(d, f->rec_sha, 32);
@@ -1039,13 +1039,13 @@ static void test_download_to_file(void **state)
 	memcpy(bad, f->rec, sizeof bad);
 	bad[50] ^= 1;
 	write_file(path, bad, sizeof bad);
-	assert_int_equal(pl_download_session_to_file(pen, &s, path, NULL, NULL), PL_ERR_DIGEST);
+	assert_int_equal(pl_pen_download_session_to_file(pen, &s, path, NULL, NULL), PL_ERR_DIGEST);
 	assert_msg("record 3 downloaded but its SHA-256 does not match; the partial file was discarded");
 	assert_int_equal(access(path, F_OK), -1);
 
 	/* The next attempt starts clean and succeeds. */
-	assert_int_equal(pl_download_session_to_file(pen, &s, path, NULL, NULL), PL_OK);
-	assert_int_equal(pl_archive_session(pen, s.id, s.sha256), PL_OK);
+	assert_int_equal(pl_pen_download_session_to_file(pen, &s, path, NULL, NULL), PL_OK);
+	assert_int_equal(pl_pen_archive_session(pen, s.id, s.sha256), PL_OK);
 	assert_int_equal(f->req_case[f->n_req - 1], PL__ENVELOPE__BODY_ARCHIVE_SESSION);
 
 	unlink(path);
@@ -1089,7 +1089,7 @@ static void test_frame_log(void **state)
 	struct pl_pen *pen = NULL;
 	assert_int_equal(pl_pen_open_transport(f->host, &o, &pen), PL_OK);
 	uint32_t rtt;
-	assert_int_equal(pl_ping(pen, &rtt), PL_OK);
+	assert_int_equal(pl_pen_ping(pen, &rtt), PL_OK);
 	assert_int_equal(l.out, 3); /* two hellos and a ping */
 	assert_int_equal(l.in, 2);
 	assert_true(l.dropped >= 2);

@@ -51,7 +51,7 @@ static int setup(void **state)
 	fake_pen_add_random_session(&l->fp, 9, SESSION2_SIZE, 11);
 	fake_pen_connect(&l->fp, &a, true);
 	if (pl_pen_open_transport(a, NULL, &l->pen) != PL_OK)
-		fail_msg("open: %s", pl_last_error_message());
+		fail_msg("open: %s", pl_error_message());
 	*state = l;
 	return 0;
 }
@@ -70,8 +70,8 @@ static int teardown(void **state)
 	do {                                                                  \
 		int rc_ = (call);                                             \
 		if (rc_ != PL_OK)                                             \
-			fail_msg("%s -> %s: %s", #call, pl_strerror(rc_),     \
-			         pl_last_error_message());                    \
+			fail_msg("%s -> %s: %s", #call, pl_error_name(rc_),     \
+			         pl_error_message());                    \
 	} while (0)
 
 /* ------------------------------------------------------------------ tests */
@@ -88,7 +88,7 @@ static void test_open_and_info(void **state)
 	assert_int_equal(pl_pen_capabilities(l->pen),
 	                 PL_CAP_RTC | PL_CAP_TRACE | PL_CAP_TELEMETRY);
 
-	OK(pl_get_info(l->pen, &info));
+	OK(pl_pen_get_info(l->pen, &info));
 	assert_string_equal(info.serial, "PEN-LINK");
 	assert_string_equal(info.model, "PL-Pen 1");
 	assert_string_equal(info.fw_version, "1.0.0");
@@ -113,8 +113,8 @@ static void test_presets_roundtrip(void **state)
 
 	memset(set, 0, sizeof *set);
 	memset(got, 0, sizeof *got);
-	OK(pl_get_info(l->pen, &info));
-	OK(pl_get_presets(l->pen, set));
+	OK(pl_pen_get_info(l->pen, &info));
+	OK(pl_pen_get_presets(l->pen, set));
 	assert_int_equal(set->revision, 1);
 	assert_int_equal(set->count, 2);
 	assert_string_equal(set->presets[1].name, "Cheek");
@@ -125,7 +125,7 @@ static void test_presets_roundtrip(void **state)
 	                                     PL_AREA_DECOLLETE, 0, 300};
 	set->presets[0].depth_um = 2000;
 	set->presets[0].speed_level = 1;
-	OK(pl_put_presets(l->pen, set, got));
+	OK(pl_pen_put_presets(l->pen, set, got));
 	assert_int_equal(got->revision, 2);
 	assert_int_equal(got->count, 3);
 	assert_int_equal(l->fp.revision, 2);
@@ -134,7 +134,7 @@ static void test_presets_roundtrip(void **state)
 	assert_int_equal(l->fp.presets[0].depth_um, 2000);
 
 	memset(got, 0, sizeof *got);
-	OK(pl_get_presets(l->pen, got));
+	OK(pl_pen_get_presets(l->pen, got));
 	assert_int_equal(got->revision, 2);
 	assert_int_equal(got->presets[2].id, 7);
 	assert_int_equal(got->presets[2].max_duration_s, 300);
@@ -142,12 +142,12 @@ static void test_presets_roundtrip(void **state)
 	/* The same write again (a retry whose reply was lost) is answered
 	 * with the stored set, not applied twice... */
 	memset(got, 0, sizeof *got);
-	OK(pl_put_presets(l->pen, set, got));
+	OK(pl_pen_put_presets(l->pen, set, got));
 	assert_int_equal(got->revision, 2);
 	assert_int_equal(l->fp.stores, 1);
 	/* ...but a different write based on the old revision loses. */
 	set->presets[1].depth_um = 1250;
-	assert_int_equal(pl_put_presets(l->pen, set, NULL), PL_ERR_CONFLICT);
+	assert_int_equal(pl_pen_put_presets(l->pen, set, NULL), PL_ERR_CONFLICT);
 	assert_int_equal(l->fp.stores, 1);
 	assert_int_equal(l->fp.presets[1].depth_um, 1000);
 }
@@ -162,27 +162,27 @@ static void test_pen_refuses_on_its_own(void **state)
 
 	memset(set, 0, sizeof *set);
 
-	OK(pl_get_info(l->pen, &info));
-	OK(pl_get_presets(l->pen, set));
+	OK(pl_pen_get_info(l->pen, &info));
+	OK(pl_pen_get_presets(l->pen, set));
 	set->presets[1].depth_um = 2600;
 	/* The host's own check catches it first... */
 	refusals = pl_fw_get_stats(&l->fp.fw)->validation_refusals;
-	assert_int_equal(pl_put_presets(l->pen, set, NULL), PL_ERR_VALIDATION);
+	assert_int_equal(pl_pen_put_presets(l->pen, set, NULL), PL_ERR_VALIDATION);
 	assert_int_equal(pl_fw_get_stats(&l->fp.fw)->validation_refusals, refusals);
 	/* ...and without it, the pen refuses by itself, naming the field. */
-	assert_int_equal(pl_put_presets_unchecked(l->pen, set, NULL),
+	assert_int_equal(pl_pen_put_presets_unchecked(l->pen, set, NULL),
 	                 PL_ERR_VALIDATION);
 	assert_int_equal(pl_fw_get_stats(&l->fp.fw)->validation_refusals, refusals + 1);
-	assert_non_null(strstr(pl_last_error_message(), "presets[1].depth_um"));
-	assert_non_null(strstr(pl_last_error_message(), "2600"));
+	assert_non_null(strstr(pl_error_message(), "presets[1].depth_um"));
+	assert_non_null(strstr(pl_error_message(), "2600"));
 	assert_int_equal(l->fp.stores, 0);
 	assert_int_equal(l->fp.revision, 1);
 	assert_int_equal(l->fp.presets[1].depth_um, 1000);
 
 	set->presets[1].depth_um = 2250; /* slow lock, speed 3 */
-	assert_int_equal(pl_put_presets_unchecked(l->pen, set, NULL),
+	assert_int_equal(pl_pen_put_presets_unchecked(l->pen, set, NULL),
 	                 PL_ERR_VALIDATION);
-	assert_non_null(strstr(pl_last_error_message(), "speed_level"));
+	assert_non_null(strstr(pl_error_message(), "speed_level"));
 	assert_int_equal(l->fp.stores, 0);
 }
 
@@ -192,7 +192,7 @@ static void test_list_sessions(void **state)
 	struct pl_session_info *s = NULL;
 	size_t n = 0;
 
-	OK(pl_list_sessions(l->pen, &s, &n));
+	OK(pl_pen_list_sessions(l->pen, &s, &n));
 	assert_int_equal(n, 2);
 	assert_int_equal(s[0].id, 3);
 	assert_int_equal(s[0].size, SESSION1_SIZE);
@@ -233,12 +233,12 @@ static void test_download_verified(void **state)
 	unsigned int mdlen = 32;
 	size_t n = 0;
 
-	OK(pl_list_sessions(l->pen, &s, &n));
+	OK(pl_pen_list_sessions(l->pen, &s, &n));
 	memset(&o, 0, sizeof o);
 	o.sink = sink;
 	o.ud = l;
 	l->fp.max_requests_per_pump = 0;
-	OK(pl_download_session(l->pen, &s[0], 0, &o));
+	OK(pl_pen_download_session(l->pen, &s[0], 0, &o));
 	assert_false(l->out_of_order);
 	assert_int_equal(l->got_len, SESSION1_SIZE);
 	assert_true(EVP_Digest(l->got, l->got_len, md, &mdlen, EVP_sha256(), NULL));
@@ -252,7 +252,7 @@ static void test_download_verified(void **state)
 	/* Resumed from the middle: exactly the tail. */
 	l->got_len = 0;
 	l->next_offset = 123457;
-	OK(pl_download_session(l->pen, &s[0], 123457, &o));
+	OK(pl_pen_download_session(l->pen, &s[0], 123457, &o));
 	assert_false(l->out_of_order);
 	assert_int_equal(l->got_len, SESSION1_SIZE - 123457);
 	assert_memory_equal(l->got, l->fp.sessions[0].data + 123457, l->got_len);
@@ -273,8 +273,8 @@ static void test_download_to_file_and_archive(void **state)
 	/* A partial earlier download: the first 5000 bytes are there. */
 	assert_int_equal(write(fd, l->fp.sessions[1].data, 5000), 5000);
 	close(fd);
-	OK(pl_list_sessions(l->pen, &s, &n));
-	OK(pl_download_session_to_file(l->pen, &s[1], path, NULL, NULL));
+	OK(pl_pen_list_sessions(l->pen, &s, &n));
+	OK(pl_pen_download_session_to_file(l->pen, &s[1], path, NULL, NULL));
 	{
 		uint8_t md[32];
 		OK(pl_sha256_file(path, md));
@@ -284,17 +284,17 @@ static void test_download_to_file_and_archive(void **state)
 
 	memcpy(wrong, s[1].sha256, 32);
 	wrong[0] ^= 0x80;
-	assert_int_equal(pl_archive_session(l->pen, s[1].id, wrong), PL_ERR_CONFLICT);
+	assert_int_equal(pl_pen_archive_session(l->pen, s[1].id, wrong), PL_ERR_CONFLICT);
 	assert_false(l->fp.sessions[1].meta.archived);
-	OK(pl_archive_session(l->pen, s[1].id, s[1].sha256));
+	OK(pl_pen_archive_session(l->pen, s[1].id, s[1].sha256));
 	assert_true(l->fp.sessions[1].meta.archived);
-	OK(pl_archive_session(l->pen, s[1].id, s[1].sha256)); /* idempotent */
+	OK(pl_pen_archive_session(l->pen, s[1].id, s[1].sha256)); /* idempotent */
 	assert_int_equal(l->fp.archives, 1);
-	assert_int_equal(pl_archive_session(l->pen, 4242, s[1].sha256),
+	assert_int_equal(pl_pen_archive_session(l->pen, 4242, s[1].sha256),
 	                 PL_ERR_NOT_FOUND);
 	free(s);
 
-	OK(pl_list_sessions(l->pen, &s, &n));
+	OK(pl_pen_list_sessions(l->pen, &s, &n));
 	assert_false(s[0].archived);
 	assert_true(s[1].archived);
 	free(s);
@@ -316,17 +316,17 @@ static void test_clock_and_trace(void **state)
 	bool rtc = false;
 	uint64_t up = 0;
 
-	OK(pl_clock_sync(l->pen, NULL));
+	OK(pl_pen_clock_sync(l->pen, NULL));
 	assert_true(l->fp.rtc_set);
 	assert_true(l->fp.rtc > 1700000000000LL);
-	OK(pl_clock_get(l->pen, &utc, &rtc, &up));
+	OK(pl_pen_clock_get(l->pen, &utc, &rtc, &up));
 	assert_true(rtc);
 	assert_int_equal(up, 99000);
 	assert_int_equal(utc, l->fp.rtc);
 
 	pl_pen_set_event_handler(l->pen, on_event, l);
-	OK(pl_trace_subscribe(l->pen, true, 3));
-	OK(pl_ping(l->pen, NULL));
+	OK(pl_pen_trace_subscribe(l->pen, true, 3));
+	OK(pl_pen_ping(l->pen, NULL));
 	OK(pl_pen_poll(l->pen, 10));
 	assert_true(l->traces_seen >= 1);
 	assert_non_null(strstr(l->last_trace, "ping"));

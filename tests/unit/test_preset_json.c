@@ -17,8 +17,8 @@ static void expect_parse_error(const char *text, const char *msg)
 	int rc = pl_preset_set_from_json(text, &s);
 	if (rc != PL_ERR_PARSE)
 		fail_msg("rc %d for %s", rc, text);
-	if (!strstr(pl_last_error_message(), msg))
-		fail_msg("message \"%s\" lacks \"%s\"", pl_last_error_message(), msg);
+	if (!strstr(pl_error_message(), msg))
+		fail_msg("message \"%s\" lacks \"%s\"", pl_error_message(), msg);
 }
 
 /* One preset with `field` spliced in after the required keys. */
@@ -49,7 +49,7 @@ static void test_exact_depths(void **state)
 	struct pl_preset_set s;
 	int rc = pl_preset_set_from_json(text, &s);
 	if (rc)
-		fail_msg("%s", pl_last_error_message());
+		fail_msg("%s", pl_error_message());
 	assert_int_equal(s.count, 6);
 	assert_int_equal(s.revision, 0);
 	assert_int_equal(s.presets[0].depth_um, 250);
@@ -101,7 +101,7 @@ static void test_round_trip(void **state)
 	struct pl_preset_set back;
 	int rc = pl_preset_set_from_json(text, &back);
 	if (rc)
-		fail_msg("%s\n%s", pl_last_error_message(), text);
+		fail_msg("%s\n%s", pl_error_message(), text);
 	free(text);
 	assert_int_equal(back.revision, 0);
 	assert_int_equal(back.count, s.count);
@@ -213,9 +213,9 @@ static void test_parse_depth_mm(void **state)
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		uint32_t um = 12345;
-		int rc = pl_parse_depth_mm(good[i].text, &um);
+		int rc = pl_depth_parse_mm(good[i].text, &um);
 		if (rc)
-			fail_msg("\"%s\": %s", good[i].text, pl_last_error_message());
+			fail_msg("\"%s\": %s", good[i].text, pl_error_message());
 		assert_int_equal(um, good[i].um);
 	}
 	static const struct {
@@ -239,13 +239,13 @@ static void test_parse_depth_mm(void **state)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		uint32_t um = 777;
-		assert_int_equal(pl_parse_depth_mm(bad[i].text, &um), PL_ERR_PARSE);
+		assert_int_equal(pl_depth_parse_mm(bad[i].text, &um), PL_ERR_PARSE);
 		assert_int_equal(um, 777);
-		if (!strstr(pl_last_error_message(), bad[i].msg))
+		if (!strstr(pl_error_message(), bad[i].msg))
 			fail_msg("\"%s\": \"%s\" lacks \"%s\"", bad[i].text,
-			         pl_last_error_message(), bad[i].msg);
+			         pl_error_message(), bad[i].msg);
 	}
-	assert_int_equal(pl_parse_depth_mm(NULL, NULL), PL_ERR_ARG);
+	assert_int_equal(pl_depth_parse_mm(NULL, NULL), PL_ERR_ARG);
 }
 
 int main(void)

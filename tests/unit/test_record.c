@@ -130,7 +130,7 @@ static struct pl_record *parse_ok(const Pl__SessionRecord *rec)
 
 	int e = pl_record_parse(buf, len, &r);
 	if (e != PL_OK)
-		fail_msg("parse: %d %s", e, pl_last_error_message());
+		fail_msg("parse: %d %s", e, pl_error_message());
 	assert_non_null(r);
 	free(buf);
 	return r;
@@ -144,8 +144,8 @@ static void parse_fails(const Pl__SessionRecord *rec, const char *needle)
 
 	assert_int_equal(pl_record_parse(buf, len, &r), PL_ERR_PARSE);
 	assert_null(r);
-	if (!strstr(pl_last_error_message(), needle))
-		fail_msg("expected \"%s\" in \"%s\"", needle, pl_last_error_message());
+	if (!strstr(pl_error_message(), needle))
+		fail_msg("expected \"%s\" in \"%s\"", needle, pl_error_message());
 	free(buf);
 }
 
@@ -414,10 +414,10 @@ static void test_garbage(void **state)
 	const uint8_t bad[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12};
 	assert_int_equal(pl_record_parse(bad, sizeof bad, &r), PL_ERR_PARSE);
 	assert_null(r);
-	assert_contains(pl_last_error_message(), "not a penlink session record");
+	assert_contains(pl_error_message(), "not a penlink session record");
 
 	assert_int_equal(pl_record_parse(bad, 0, &r), PL_ERR_PARSE);
-	assert_contains(pl_last_error_message(), "not a penlink session record");
+	assert_contains(pl_error_message(), "not a penlink session record");
 	assert_int_equal(pl_record_parse(NULL, 5, &r), PL_ERR_ARG);
 	assert_int_equal(pl_record_parse(bad, sizeof bad, NULL), PL_ERR_ARG);
 
@@ -521,7 +521,7 @@ static void test_files(void **state)
 	assert_int_equal(pwrite(fd, "{\"presets\": []}\n", 16, 0), 16);
 	assert_int_equal(pl_record_parse_file(path, &r), PL_ERR_PARSE);
 	assert_null(r);
-	assert_contains(pl_last_error_message(), "not a penlink session record");
+	assert_contains(pl_error_message(), "not a penlink session record");
 
 	/* Empty file. */
 	assert_int_equal(ftruncate(fd, 0), 0);
@@ -531,7 +531,7 @@ static void test_files(void **state)
 	 * test neither writes nor reads a gigabyte). */
 	assert_int_equal(ftruncate(fd, (off_t)(1024 * 1024 * 1024) + 1), 0);
 	assert_int_equal(pl_record_parse_file(path, &r), PL_ERR_PARSE);
-	assert_contains(pl_last_error_message(), "1 GiB");
+	assert_contains(pl_error_message(), "1 GiB");
 	assert_null(r);
 	close(fd);
 	unlink(path);

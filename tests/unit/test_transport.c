@@ -300,8 +300,8 @@ static void test_mem_unplug(void **state)
 	uint8_t buf[8];
 	/* Cut cable: even queued bytes are gone. */
 	assert_int_equal(pl_transport_read(a, buf, sizeof buf), PL_ERR_UNPLUGGED);
-	assert_non_null(strstr(pl_last_error_message(), "went away"));
-	assert_non_null(strstr(pl_last_error_message(), "memory:a"));
+	assert_non_null(strstr(pl_error_message(), "went away"));
+	assert_non_null(strstr(pl_error_message(), "memory:a"));
 	assert_int_equal(pl_transport_write(a, "x", 1), PL_ERR_UNPLUGGED);
 	assert_int_equal(pl_transport_wait(a, false, 10), PL_ERR_UNPLUGGED);
 	assert_int_equal(pl_transport_read(a, buf, sizeof buf), PL_ERR_UNPLUGGED);
@@ -459,7 +459,7 @@ static void test_fd_socketpair(void **state)
 	assert_int_equal(t_read_all(a, buf, 3, 1000), 3);
 	assert_memory_equal(buf, "bye", 3);
 	assert_int_equal(t_until_error(a, 1000), PL_ERR_UNPLUGGED);
-	assert_non_null(strstr(pl_last_error_message(), "went away"));
+	assert_non_null(strstr(pl_error_message(), "went away"));
 	/* Writing to the closed peer: an error, not a SIGPIPE death. */
 	assert_int_equal(pl_transport_write(a, "x", 1), PL_ERR_UNPLUGGED);
 	pl_transport_close(a);
@@ -570,8 +570,8 @@ static void test_pty_raw_bytes_both_ways(void **state)
 	assert_memory_equal(in, "end", 3);
 	close(p.master);
 	assert_int_equal(t_until_error(t, 1000), PL_ERR_UNPLUGGED);
-	assert_non_null(strstr(pl_last_error_message(), p.path));
-	assert_non_null(strstr(pl_last_error_message(), "unplugged"));
+	assert_non_null(strstr(pl_error_message(), p.path));
+	assert_non_null(strstr(pl_error_message(), "unplugged"));
 	/* A hung-up tty polls readable (the kernel says so, to wake readers),
 	 * so wait may say READABLE; the read then reports the unplug. */
 	int w = pl_transport_wait(t, false, 100);
@@ -591,8 +591,8 @@ static void test_pty_busy(void **state)
 	t2 = (struct pl_transport *)&p;
 	assert_int_equal(pl_transport_open(p.path, &t2), PL_ERR_PORT_BUSY);
 	assert_null(t2);
-	assert_non_null(strstr(pl_last_error_message(), p.path));
-	assert_non_null(strstr(pl_last_error_message(), "in use"));
+	assert_non_null(strstr(pl_error_message(), p.path));
+	assert_non_null(strstr(pl_error_message(), "in use"));
 	assert_int_equal(pl_transport_open_tty(p.path, &t2), PL_ERR_PORT_BUSY);
 
 	/* The failed open must not have disturbed the first. */
@@ -650,7 +650,7 @@ static void test_pty_serial_backend_refuses(void **state)
 	int rc = pl_transport_open_serial(p.path, &t);
 	assert_true(rc < 0);
 	assert_null(t);
-	assert_non_null(strstr(pl_last_error_message(), p.path));
+	assert_non_null(strstr(pl_error_message(), p.path));
 	close(p.master);
 }
 
@@ -662,14 +662,14 @@ static void test_open_missing(void **state)
 	struct pl_transport *t = (struct pl_transport *)state;
 	assert_int_equal(pl_transport_open("/dev/ttyACM9", &t), PL_ERR_NO_PORT);
 	assert_null(t);
-	assert_string_equal(pl_last_error_message(),
+	assert_string_equal(pl_error_message(),
 	                    "no such port: /dev/ttyACM9 (is the pen plugged in?)");
 	assert_int_equal(pl_transport_open("/nonexistent/dir/port", &t),
 	                 PL_ERR_NO_PORT);
-	assert_non_null(strstr(pl_last_error_message(), "/nonexistent/dir/port"));
+	assert_non_null(strstr(pl_error_message(), "/nonexistent/dir/port"));
 	assert_int_equal(pl_transport_open_serial("/dev/ttyACM9", &t),
 	                 PL_ERR_NO_PORT);
-	assert_non_null(strstr(pl_last_error_message(), "/dev/ttyACM9"));
+	assert_non_null(strstr(pl_error_message(), "/dev/ttyACM9"));
 	assert_int_equal(pl_transport_open_tty("/dev/ttyACM9", &t), PL_ERR_NO_PORT);
 	assert_int_equal(pl_transport_open(NULL, &t), PL_ERR_ARG);
 	assert_int_equal(pl_transport_open("", &t), PL_ERR_ARG);
@@ -688,8 +688,8 @@ static void test_open_access_denied(void **state)
 	assert_int_equal(chmod(path, 0), 0);
 	struct pl_transport *t;
 	assert_int_equal(pl_transport_open(path, &t), PL_ERR_ACCESS);
-	assert_non_null(strstr(pl_last_error_message(), path));
-	assert_non_null(strstr(pl_last_error_message(), "dialout"));
+	assert_non_null(strstr(pl_error_message(), path));
+	assert_non_null(strstr(pl_error_message(), "dialout"));
 	unlink(path);
 }
 
@@ -701,18 +701,18 @@ static void test_find_ports(void **state)
 	/* This machine has no USB: nothing found, and nothing to free. */
 	struct pl_port_info *ports = (struct pl_port_info *)state;
 	size_t n = 99;
-	assert_int_equal(pl_find_ports(PL_USB_VID, PL_USB_PID, &ports, &n), PL_OK);
+	assert_int_equal(pl_ports_find(PL_USB_VID, PL_USB_PID, &ports, &n), PL_OK);
 	assert_int_equal(n, 0);
 	assert_null(ports);
 	free(ports);
 	/* vid 0: any USB serial port; still none here. */
-	assert_int_equal(pl_find_ports(0, 0, &ports, &n), PL_OK);
+	assert_int_equal(pl_ports_find(0, 0, &ports, &n), PL_OK);
 	for (size_t i = 0; i < n; i++) {
 		assert_true(ports[i].path[0] == '/');
 		assert_true(ports[i].bus >= -1);
 	}
 	free(ports);
-	assert_int_equal(pl_find_ports(0, 0, NULL, &n), PL_ERR_ARG);
+	assert_int_equal(pl_ports_find(0, 0, NULL, &n), PL_ERR_ARG);
 }
 
 int main(void)

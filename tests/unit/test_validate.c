@@ -33,17 +33,17 @@ static struct pl_preset preset(uint32_t depth, uint32_t speed)
 static void expect_ok(const struct pl_preset *p)
 {
 	struct pl_device_info l = limits();
-	int rc = pl_validate_preset(&l, p);
+	int rc = pl_preset_validate(&l, p);
 	if (rc)
-		fail_msg("refused: %s", pl_last_error_message());
+		fail_msg("refused: %s", pl_error_message());
 }
 
 static void expect_refused(const struct pl_preset *p, const char *msg)
 {
 	struct pl_device_info l = limits();
-	assert_int_equal(pl_validate_preset(&l, p), PL_ERR_VALIDATION);
-	if (!strstr(pl_last_error_message(), msg))
-		fail_msg("message \"%s\" lacks \"%s\"", pl_last_error_message(), msg);
+	assert_int_equal(pl_preset_validate(&l, p), PL_ERR_VALIDATION);
+	if (!strstr(pl_error_message(), msg))
+		fail_msg("message \"%s\" lacks \"%s\"", pl_error_message(), msg);
 }
 
 static void test_depth(void **state)
@@ -76,15 +76,15 @@ static void test_depth_step_from_min(void **state)
 	l.depth_min_um = 100;
 	l.depth_step_um = 250;
 	struct pl_preset p = preset(350, 1);
-	assert_int_equal(pl_validate_preset(&l, &p), PL_OK);
+	assert_int_equal(pl_preset_validate(&l, &p), PL_OK);
 	p.depth_um = 250;
-	assert_int_equal(pl_validate_preset(&l, &p), PL_ERR_VALIDATION);
-	assert_non_null(strstr(pl_last_error_message(),
+	assert_int_equal(pl_preset_validate(&l, &p), PL_ERR_VALIDATION);
+	assert_non_null(strstr(pl_error_message(),
 	                       "depth 0.25 mm is not on the 0.25 mm steps counted from 0.10 mm"));
 	/* A pen without a step accepts any depth in range. */
 	l.depth_step_um = 0;
 	p.depth_um = 1234;
-	assert_int_equal(pl_validate_preset(&l, &p), PL_OK);
+	assert_int_equal(pl_preset_validate(&l, &p), PL_OK);
 }
 
 static void test_speed(void **state)
@@ -114,7 +114,7 @@ static void test_slow_lock(void **state)
 	struct pl_device_info l = limits();
 	l.slow_lock_depth_um = 0;
 	p = preset(2500, 5);
-	assert_int_equal(pl_validate_preset(&l, &p), PL_OK);
+	assert_int_equal(pl_preset_validate(&l, &p), PL_OK);
 }
 
 static void set_name(struct pl_preset *p, const char *bytes, size_t len)
@@ -194,40 +194,40 @@ static void test_set(void **state)
 		s.presets[i] = preset(500, 2);
 		s.presets[i].id = (uint32_t)i + 1;
 	}
-	assert_int_equal(pl_validate_preset_set(&l, &s), PL_OK);
+	assert_int_equal(pl_preset_set_validate(&l, &s), PL_OK);
 
 	s.presets[2].id = 1;
-	assert_int_equal(pl_validate_preset_set(&l, &s), PL_ERR_VALIDATION);
-	assert_non_null(strstr(pl_last_error_message(),
+	assert_int_equal(pl_preset_set_validate(&l, &s), PL_ERR_VALIDATION);
+	assert_non_null(strstr(pl_error_message(),
 	                       "preset id 1 appears twice (presets[0] and presets[2])"));
 	s.presets[2].id = 0;
-	assert_int_equal(pl_validate_preset_set(&l, &s), PL_ERR_VALIDATION);
-	assert_non_null(strstr(pl_last_error_message(),
+	assert_int_equal(pl_preset_set_validate(&l, &s), PL_ERR_VALIDATION);
+	assert_non_null(strstr(pl_error_message(),
 	                       "presets[2]: id 0 is invalid; ids run from 1 to 16"));
 	s.presets[2].id = 16;
-	assert_int_equal(pl_validate_preset_set(&l, &s), PL_OK);
+	assert_int_equal(pl_preset_set_validate(&l, &s), PL_OK);
 	s.presets[2].id = 17;
-	assert_int_equal(pl_validate_preset_set(&l, &s), PL_ERR_VALIDATION);
-	assert_non_null(strstr(pl_last_error_message(),
+	assert_int_equal(pl_preset_set_validate(&l, &s), PL_ERR_VALIDATION);
+	assert_non_null(strstr(pl_error_message(),
 	                       "presets[2]: id 17 is above this pen's maximum of 16"));
 	s.presets[2].id = 3;
 	s.presets[1].depth_um = 2600;
-	assert_int_equal(pl_validate_preset_set(&l, &s), PL_ERR_VALIDATION);
-	assert_non_null(strstr(pl_last_error_message(), "depth 2.60 mm"));
+	assert_int_equal(pl_preset_set_validate(&l, &s), PL_ERR_VALIDATION);
+	assert_non_null(strstr(pl_error_message(), "depth 2.60 mm"));
 
 	struct pl_preset_set big = {.count = 17};
 	for (int i = 0; i < 17; i++) {
 		big.presets[i] = preset(500, 2);
 		big.presets[i].id = (uint32_t)i + 1;
 	}
-	assert_int_equal(pl_validate_preset_set(&l, &big), PL_ERR_VALIDATION);
-	assert_non_null(strstr(pl_last_error_message(), "17 presets; this pen holds at most 16"));
+	assert_int_equal(pl_preset_set_validate(&l, &big), PL_ERR_VALIDATION);
+	assert_non_null(strstr(pl_error_message(), "17 presets; this pen holds at most 16"));
 	big.count = 1000; /* garbage count never reads past the array */
-	assert_int_equal(pl_validate_preset_set(&l, &big), PL_ERR_VALIDATION);
+	assert_int_equal(pl_preset_set_validate(&l, &big), PL_ERR_VALIDATION);
 
 	struct pl_preset_set empty = {0};
-	assert_int_equal(pl_validate_preset_set(&l, &empty), PL_OK);
-	assert_int_equal(pl_validate_preset_set(NULL, &empty), PL_ERR_ARG);
+	assert_int_equal(pl_preset_set_validate(&l, &empty), PL_OK);
+	assert_int_equal(pl_preset_set_validate(NULL, &empty), PL_ERR_ARG);
 }
 
 static void test_area_names(void **state)
@@ -250,7 +250,7 @@ static void test_area_names(void **state)
 	assert_int_equal(pl_area_from_name("D\xc3\x89" "COLLET\xc3\x89"), PL_AREA_DECOLLETE);
 	assert_int_equal(pl_area_from_name("decollet\xc3\xa9"), PL_AREA_DECOLLETE);
 	assert_int_equal(pl_area_from_name("bogus"), PL_ERR_ARG);
-	assert_non_null(strstr(pl_last_error_message(), "unknown area \"bogus\""));
+	assert_non_null(strstr(pl_error_message(), "unknown area \"bogus\""));
 	assert_int_equal(pl_area_from_name(""), PL_ERR_ARG);
 	assert_int_equal(pl_area_from_name("chee\xc3\xa0k"), PL_ERR_ARG);
 	char longname[200];
