@@ -1,0 +1,227 @@
+/*
+ * penlinkd's control protocol, shared by the daemon and its clients (see
+ * penlink_control.h).
+ *
+ * Presets and device info are not converted field by field here: a
+ * protobuf-c message is packed to the pl.* bytes the pen itself sends and
+ * handed to libpenlink's decoder, and the library's encoding is unpacked
+ * into a message.  The library's conversion stays the only one, so a field
+ * added to penlink.proto cannot be forgotten on the socket.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <penlink_wire.h>
+
+#include "penlink_control.h"
+
+int plc_frame_message(const ProtobufCMessage *msg, uint8_t **out, size_t *len)
+{
+	if (out)
+		*out = NULL;
+	if (!msg || !out || !len)
+		return pl_error_set(PL_ERR_ARG, "plc_frame_message: missing argument");
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	if (n > PLC_MAX_MESSAGE)
+		return pl_error_set(PL_ERR_ARG,
+		                    "a %zu-byte %s is larger than the %u bytes the "
+		                    "control protocol allows",
+		                    n, msg->descriptor->short_name, PLC_MAX_MESSAGE);
+	size_t cap = PL_FRAME_ENCODED_MAX(n);
+	uint8_t *packed = malloc(n ? n : 1);
+	uint8_t *framed = malloc(cap);
+	if (!packed || !framed) {
+		free(packed);
+		free(framed);
+		return pl_error_set(PL_ERR_MEM, "out of memory framing a %zu-byte %s",
+		                    n, msg->descriptor->short_name);
+	}
+	protobuf_c_message_pack(msg, packed);
+	size_t k = pl_frame_encode(packed, n, 0, framed, cap);
+	free(packed);
+	if (!k) {
+		/* PL_FRAME_ENCODED_MAX is the encoder's own bound: unreachable
+		 * unless the two disagree, which must not pass silently. */
+		free(framed);
+		return pl_error_set(PL_ERR_ARG, "cannot frame a %zu-byte %s", n,
+		                    msg->descriptor->short_name);
+	}
+	*out = framed;
+	*len = k;
+	return PL_OK;
+}
+
+/*
+ * msg (a pl.PresetSet or pl.DeviceInfo) packed to the bytes the pen sends
+ * and decoded by the library into whichever of set and info is not NULL.
+ * What the library cannot take is the peer's error: PL_ERR_PROTOCOL.
+ */
+static int decode(const ProtobufCMessage *msg, struct pl_preset_set *set,
+                  struct pl_device_info *info)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return pl_error_set(PL_ERR_MEM, "out of memory converting a %s",
+		                    msg->descriptor->short_name);
+	size_t len = protobuf_c_message_pack(msg, buf);
+	int rc = set ? pl_preset_set_decode(buf, len, set)
+	             : pl_device_info_decode(buf, len, info);
+	free(buf);
+	return rc == PL_ERR_PARSE ? PL_ERR_PROTOCOL : rc;
+}
+
+/* The library's encoding (rc, and len bytes at buf, which this frees)
+ * unpacked into a protobuf-c message of type desc. */
+static int unpack(int rc, uint8_t *buf, size_t len,
+                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+{
+	if (rc)
+		return rc;
+	*out = protobuf_c_message_unpack(desc, NULL, len, buf);
+	free(buf);
+	if (!*out)
+		return pl_error_set(PL_ERR_MEM, "out of memory converting a %s",
+		                    desc->short_name);
+	return PL_OK;
+}
+
+int plc_preset_set_from_pb(const Pl__PresetSet *pb, struct pl_preset_set *out)
+{
+	if (!out)
+		return pl_error_set(PL_ERR_ARG, "plc_preset_set_from_pb: no output");
+	if (!pb)
+		return pl_error_set(PL_ERR_PROTOCOL, "no preset set in the message");
+	/* The library's decoder would cut these; over the socket they are a
+	 * peer's mistake to name, not to repair. */
+	if (pb->n_presets > PL_MAX_PRESETS)
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "%zu presets; a pen holds at most %d",
+		                    pb->n_presets, PL_MAX_PRESETS);
+	for (size_t i = 0; i < pb->n_presets; i++) {
+		const char *name = pb->presets[i]->name ? pb->presets[i]->name : "";
+		size_t nl = strlen(name);
+		if (nl > PL_PRESET_NAME_MAX)
+			return pl_error_set(PL_ERR_PROTOCOL,
+			                    "preset %u: name is %zu bytes long; at most "
+			                    "%d bytes are allowed",
+			                    pb->presets[i]->id, nl, PL_PRESET_NAME_MAX);
+	}
+	return decode(&pb->base, out, NULL);
+}
+
+int plc_preset_set_to_pb(const struct pl_preset_set *set, Pl__PresetSet **out)
+{
+	if (out)
+		*out = NULL;
+	if (!set || !out)
+		return pl_error_set(PL_ERR_ARG, "plc_preset_set_to_pb: missing argument");
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	return unpack(pl_preset_set_encode(set, &buf, &len), buf, len,
+	              &pl__preset_set__descriptor, (ProtobufCMessage **)out);
+}
+
+void plc_preset_set_pb_free(Pl__PresetSet *pb)
+{
+	if (pb)
+		pl__preset_set__free_unpacked(pb, NULL);
+}
+
+int plc_device_info_from_pb(const Pl__DeviceInfo *pb,
+                            struct pl_device_info *out)
+{
+	if (!out)
+		return pl_error_set(PL_ERR_ARG, "plc_device_info_from_pb: no output");
+	if (!pb)
+		return pl_error_set(PL_ERR_PROTOCOL, "no device info in the message");
+	return decode(&pb->base, NULL, out);
+}
+
+int plc_device_info_to_pb(const struct pl_device_info *info,
+                          Pl__DeviceInfo **out)
+{
+	if (out)
+		*out = NULL;
+	if (!info || !out)
+		return pl_error_set(PL_ERR_ARG,
+		                    "plc_device_info_to_pb: missing argument");
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	return unpack(pl_device_info_encode(info, &buf, &len), buf, len,
+	              &pl__device_info__descriptor, (ProtobufCMessage **)out);
+}
+
+void plc_device_info_pb_free(Pl__DeviceInfo *pb)
+{
+	if (pb)
+		pl__device_info__free_unpacked(pb, NULL);
+}
+
+void plc_session_to_pb(const struct pl_session_key *key,
+                       const struct pl_session_info *info, int64_t archived_ms,
+                       Plctl__ArchivedSession *pb)
+{
+	plctl__archived_session__init(pb);
+	pb->serial = (char *)key->serial;
+	pb->uuid.data = (uint8_t *)key->uuid;
+	pb->uuid.len = sizeof key->uuid;
+	pb->seq = info->seq;
+	pb->size = info->size;
+	pb->sha256.data = (uint8_t *)info->sha256;
+	pb->sha256.len = sizeof info->sha256;
+	pb->start_ms = info->start_ms;
+	pb->end_ms = info->end_ms;
+	pb->time_source = info->rtc_time ? PL__TIME_SOURCE__TIME_SOURCE_RTC
+	                                 : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
+	pb->archived_ms = archived_ms;
+}
+
+int plc_session_from_pb(const Plctl__ArchivedSession *pb,
+                        struct pl_session_key *key,
+                        struct pl_session_info *info, int64_t *archived_ms)
+{
+	if (!pb || !key || !info)
+		return pl_error_set(PL_ERR_ARG, "plc_session_from_pb: missing argument");
+	if (pb->uuid.len != sizeof key->uuid)
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "an archived session with a %zu-byte UUID; a UUID "
+		                    "has 16", pb->uuid.len);
+	if (pb->sha256.len != sizeof info->sha256)
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "an archived session with a %zu-byte digest; a "
+		                    "SHA-256 has 32", pb->sha256.len);
+	const char *serial = pb->serial ? pb->serial : "";
+	if (strlen(serial) >= sizeof key->serial)
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "an archived session with a %zu-byte serial; at "
+		                    "most %zu bytes are possible",
+		                    strlen(serial), sizeof key->serial - 1);
+	memset(key, 0, sizeof *key);
+	memcpy(key->serial, serial, strlen(serial) + 1);
+	memcpy(key->uuid, pb->uuid.data, sizeof key->uuid);
+	memset(info, 0, sizeof *info);
+	memcpy(info->uuid, pb->uuid.data, sizeof info->uuid);
+	info->seq = pb->seq;
+	info->size = pb->size;
+	memcpy(info->sha256, pb->sha256.data, sizeof info->sha256);
+	info->start_ms = pb->start_ms;
+	info->end_ms = pb->end_ms;
+	info->rtc_time = pb->time_source == PL__TIME_SOURCE__TIME_SOURCE_RTC;
+	info->archived = true;
+	if (archived_ms)
+		*archived_ms = pb->archived_ms;
+	return PL_OK;
+}
+
+const char *plc_pen_state_name(Plctl__PenState state)
+{
+	switch (state) {
+	case PLCTL__PEN_STATE__PEN_STATE_CONNECTING: return "connecting";
+	case PLCTL__PEN_STATE__PEN_STATE_SYNCING: return "syncing";
+	case PLCTL__PEN_STATE__PEN_STATE_DOWNLOADING: return "downloading";
+	case PLCTL__PEN_STATE__PEN_STATE_IDLE: return "idle";
+	case PLCTL__PEN_STATE__PEN_STATE_FAILED: return "failed";
+	default: return "unknown";
+	}
+}
