@@ -11,7 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "frame.h"
+#include "penlink_wire.h"
 #include "internal.h" /* pl__fail: fail like the library, one message path */
 #include "penctl.h"
 

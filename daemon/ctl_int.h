@@ -14,7 +14,7 @@
 
 #include "access.h"
 #include "daemon.h"
-#include "frame.h"
+#include "penlink_wire.h"
 
 /* Largest request payload a client may send; a frame over it is dropped as
  * it arrives (never buffered) and answered with an error. */

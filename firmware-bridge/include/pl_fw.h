@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "frame.h"
+#include "penlink_wire.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,8 +38,6 @@ extern "C" {
 #ifndef PL_FW_MAX_PRESETS
 #define PL_FW_MAX_PRESETS 32u
 #endif
-#define PL_FW_NAME_MAX 32u
-#define PL_FW_MAX_SPEED_LEVELS 16u
 
 /* Status codes handlers return; map to the wire's ErrorCode. */
 enum pl_fw_status {
@@ -58,12 +56,12 @@ struct pl_fw_device_info {
 	const char *model;
 	const char *hw_revision;
 	const char *fw_version;
-	uint32_t capabilities;        /* PL_FW_CAP_* */
+	uint32_t capabilities;        /* PL_CAP_* */
 	uint32_t depth_min_um;
 	uint32_t depth_max_um;
 	uint32_t depth_step_um;
 	uint32_t speed_levels;
-	uint32_t stroke_rate_hz[PL_FW_MAX_SPEED_LEVELS];
+	uint32_t stroke_rate_hz[PL_MAX_SPEED_LEVELS];
 	uint32_t slow_lock_depth_um;
 	uint32_t max_presets;         /* <= PL_FW_MAX_PRESETS */
 	uint64_t total_strokes;
@@ -73,14 +71,10 @@ struct pl_fw_device_info {
 	bool charging;
 };
 
-#define PL_FW_CAP_RTC 1u
-#define PL_FW_CAP_TRACE 2u
-#define PL_FW_CAP_TELEMETRY 4u
-#define PL_FW_CAP_CARTRIDGE_UID 8u
 
 struct pl_fw_preset {
 	uint32_t id;
-	char name[PL_FW_NAME_MAX + 1];
+	char name[PL_PRESET_NAME_MAX + 1];
 	uint32_t depth_um;
 	uint32_t speed_level;
 	uint32_t area;               /* pl.Area value, 1..14 */

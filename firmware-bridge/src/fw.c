@@ -318,10 +318,10 @@ int pl_fw_validate_presets(const struct pl_fw_device_info *info,
 		if (nlen == 0)
 			return refuse(why, i, "name", 0, 1,
 			              "preset %u has an empty name", q->id);
-		if (nlen > PL_FW_NAME_MAX)
-			return refuse(why, i, "name", (int64_t)nlen, PL_FW_NAME_MAX,
+		if (nlen > PL_PRESET_NAME_MAX)
+			return refuse(why, i, "name", (int64_t)nlen, PL_PRESET_NAME_MAX,
 			              "name is %lu bytes, longer than %u",
-			              (unsigned long)nlen, (unsigned)PL_FW_NAME_MAX);
+			              (unsigned long)nlen, (unsigned)PL_PRESET_NAME_MAX);
 		bad = utf8_bad_offset((const unsigned char *)q->name, nlen);
 		if (bad >= 0)
 			return refuse(why, i, "name", bad, 0,
@@ -457,9 +457,9 @@ static void on_get_info(struct pl_fw *fw, struct req *r)
 	di.depth_max_um = info.depth_max_um;
 	di.depth_step_um = info.depth_step_um;
 	di.speed_levels = info.speed_levels;
-	di.n_stroke_rate_hz = info.speed_levels < PL_FW_MAX_SPEED_LEVELS
+	di.n_stroke_rate_hz = info.speed_levels < PL_MAX_SPEED_LEVELS
 	                          ? info.speed_levels
-	                          : PL_FW_MAX_SPEED_LEVELS;
+	                          : PL_MAX_SPEED_LEVELS;
 	di.stroke_rate_hz = info.stroke_rate_hz;
 	di.slow_lock_depth_um = info.slow_lock_depth_um;
 	di.max_presets = info.max_presets < PL_FW_MAX_PRESETS
@@ -615,12 +615,12 @@ static void on_put_presets(struct pl_fw *fw, struct req *r,
 		size_t nlen = q->name ? strlen(q->name) : 0;
 
 		memset(&want[i], 0, sizeof want[i]);
-		/* The stored form holds at most PL_FW_NAME_MAX bytes, so the
+		/* The stored form holds at most PL_PRESET_NAME_MAX bytes, so the
 		 * length is checked here, before copying. */
-		if (nlen > PL_FW_NAME_MAX) {
-			(void)refuse(&why, i, "name", (int64_t)nlen, PL_FW_NAME_MAX,
+		if (nlen > PL_PRESET_NAME_MAX) {
+			(void)refuse(&why, i, "name", (int64_t)nlen, PL_PRESET_NAME_MAX,
 			             "name is %lu bytes, longer than %u",
-			             (unsigned long)nlen, (unsigned)PL_FW_NAME_MAX);
+			             (unsigned long)nlen, (unsigned)PL_PRESET_NAME_MAX);
 			refuse_reply(fw, r, &why);
 			return;
 		}
@@ -693,7 +693,7 @@ static void on_set_clock(struct pl_fw *fw, struct req *r, const Pl__SetClock *s)
 	snprintf(r->log, sizeof r->log, "req %u set_clock utc_ms=%lld", r->id,
 	         (long long)s->utc_ms);
 	get_info(fw, &info);
-	if (!(info.capabilities & PL_FW_CAP_RTC)) {
+	if (!(info.capabilities & PL_CAP_RTC)) {
 		fail(fw, r, PL_FW_UNSUPPORTED, "this pen has no real-time clock");
 		return;
 	}
@@ -919,7 +919,7 @@ static void on_subscribe(struct pl_fw *fw, struct req *r,
 	snprintf(r->log, sizeof r->log, "req %u subscribe_trace %s level=%u",
 	         r->id, st->enable ? "on" : "off", st->level);
 	get_info(fw, &info);
-	if (!(info.capabilities & PL_FW_CAP_TRACE)) {
+	if (!(info.capabilities & PL_CAP_TRACE)) {
 		fail(fw, r, PL_FW_UNSUPPORTED, "this pen has no trace stream");
 		return;
 	}

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "penlink_wire.h" /* framing codec, capability bits, limits */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -53,6 +55,7 @@ enum pl_return {
 	PL_ERR_UNSUPPORTED = -19, /* the pen does not support this */
 	PL_ERR_CANCELLED = -20,   /* a callback asked to stop */
 	PL_ERR_PARSE = -21,       /* malformed input (JSON file, record) */
+	PL_ERR_POLICY = -22,      /* refused by the clinic's policy (cap, confirmation) */
 };
 
 /* Short name of a code, e.g. "timeout".  Never NULL. */
@@ -64,6 +67,23 @@ const char *pl_error_name(int code);
  * same thread.  Never NULL.
  */
 const char *pl_error_message(void);
+
+/*
+ * For programs built on libpenlink (penlinkd, penctl): records a failure of
+ * their own exactly as the library records its own, so that
+ * pl_error_message() is the one place a caller looks for the detail.
+ *
+ * code: the negative enum pl_return value to return.
+ * fmt:  printf-style message; the result is cut at 1023 bytes and cleaned
+ *       for PL_TEXT_LOG (no control characters, valid UTF-8).
+ * Returns code, so callers write `return pl_error_set(PL_ERR_IO, ...)`.
+ * Thread safety: the message is per thread.
+ */
+int pl_error_set(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ------------------------------------------------------------------ transports
  *
@@ -90,17 +110,6 @@ int pl_transport_open_tty(const char *path, struct pl_transport **out);
 
 /* Wraps an open descriptor (socket, pipe, pty).  own: close it on close. */
 int pl_transport_from_fd(int fd, bool own, struct pl_transport **out);
-
-/*
- * Two connected in-memory ends.  Nothing blocks: when an end waits for
- * input that is not there, its pump callback (if set) runs once so a test
- * can drive the peer (e.g. a firmware endpoint) in the same thread.
- */
-int pl_transport_memory_pair(struct pl_transport **a, struct pl_transport **b);
-void pl_transport_memory_set_pump(struct pl_transport *t,
-                                  void (*pump)(void *ud), void *ud);
-/* Makes the peer look unplugged to t (reads and writes fail UNPLUGGED). */
-void pl_transport_memory_unplug(struct pl_transport *t);
 
 /* Custom backends (e.g. the daemon's USB glue). */
 struct pl_transport_ops {
@@ -130,10 +139,6 @@ const char *pl_transport_name(const struct pl_transport *t);
 void pl_transport_close(struct pl_transport *t);
 
 /* ------------------------------------------------------------------ discovery */
-
-/* pid.codes test VID/PID the virtual and development pens enumerate with. */
-#define PL_USB_VID 0x1209u
-#define PL_USB_PID 0x0001u
 
 struct pl_port_info {
 	char path[256];          /* e.g. /dev/ttyACM0 */
@@ -165,6 +170,10 @@ typedef void (*pl_frame_log_fn)(void *ud, enum pl_frame_dir dir,
                                 const char *text, size_t raw_len);
 
 struct pl_open_options {
+	/* sizeof(struct pl_open_options) as the caller was compiled, set by
+	 * pl_open_options_init(): the library reads only the fields a caller
+	 * knows, so fields added at the end later keep the ABI. */
+	size_t size;
 	int timeout_ms;         /* per request before a retry; default 1000 */
 	int retries;            /* retries after a timeout; default 2 */
 	int handshake_ms;       /* keep retrying the handshake this long; default 5000 */
@@ -228,13 +237,6 @@ int pl_pen_ping(struct pl_pen *pen, uint32_t *rtt_us);
 
 /* ------------------------------------------------------------------ device info */
 
-#define PL_CAP_RTC 1u
-#define PL_CAP_TRACE 2u
-#define PL_CAP_TELEMETRY 4u
-#define PL_CAP_CARTRIDGE_UID 8u
-
-#define PL_MAX_SPEED_LEVELS 16
-
 struct pl_device_info {
 	char serial[64];
 	char model[64];
@@ -287,7 +289,6 @@ const char *pl_area_name(enum pl_area area);
  * Returns the area or PL_ERR_ARG. */
 int pl_area_from_name(const char *name);
 
-#define PL_PRESET_NAME_MAX 32 /* bytes of UTF-8 */
 #define PL_MAX_PRESETS 64
 
 struct pl_preset {
@@ -330,16 +331,6 @@ int pl_pen_get_presets(struct pl_pen *pen, struct pl_preset_set *out);
  */
 int pl_pen_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
                    struct pl_preset_set *result);
-
-/*
- * For firmware testing only: pl_pen_put_presets() without the host-side
- * validation, so a test can prove the pen refuses bad presets on its own
- * (penctl preset push --no-host-check).  Revision check and read-back as
- * in pl_pen_put_presets().
- */
-int pl_pen_put_presets_unchecked(struct pl_pen *pen,
-                             const struct pl_preset_set *set,
-                             struct pl_preset_set *result);
 
 /*
  * Preset-set files (JSON, depths in millimetres):
@@ -388,12 +379,16 @@ typedef int (*pl_sink_fn)(void *ud, uint64_t offset, const uint8_t *data,
 typedef void (*pl_progress_fn)(void *ud, uint64_t done, uint64_t total);
 
 struct pl_download_options {
+	size_t size;              /* as in pl_open_options; set by pl_download_options_init() */
 	pl_sink_fn sink;
 	pl_progress_fn progress;  /* may be NULL */
 	void *ud;
 	uint32_t window;          /* requests in flight; 0 = as many as the pen allows */
 	uint32_t chunk;           /* bytes per request; 0 = as large as frames allow */
 };
+
+/* Zeroes o and sets its size; a sink must then be set.  Never fails. */
+void pl_download_options_init(struct pl_download_options *o);
 
 /*
  * Downloads s's record from byte `offset` to its end, pipelined.  Bytes
@@ -580,6 +575,226 @@ size_t pl_record_events(const struct pl_record *r, struct pl_event_row *out,
 /* "start", "depth_change", ... as in the JSON form; NULL for a kind this
  * build does not know.  The string is static. */
 const char *pl_record_event_kind_name(int kind);
+
+/* ------------------------------------------------------------------ model
+ *
+ * The one home of the domain's conversions, for every program and every
+ * output: depths as millimetre text, times, a session's identity, text from
+ * pens and clients cleaned for the place it goes, the wire encoding of
+ * presets and device info, and the clinic's preset policy.  penlinkd and
+ * penctl use these instead of keeping copies of their own.
+ * None of these functions touches a pen; all are safe to call from any
+ * thread on distinct objects (a struct pl_policy is read-only once built,
+ * and may then be shared).
+ */
+
+/* ---- depths */
+
+#define PL_MM_TEXT_MAX 24 /* bytes a depth text needs, NUL included */
+
+enum pl_mm_style {
+	/* For people: two decimals, three when the value needs them:
+	 * 1500 -> "1.50", 125 -> "0.125".  Never rounds. */
+	PL_MM_FIXED,
+	/* For JSON and CSV numbers: the shortest exact text with at least one
+	 * decimal: 1500 -> "1.5", 2000 -> "2.0", 125 -> "0.125". */
+	PL_MM_SHORT,
+};
+
+/*
+ * Micrometres as millimetre text in out (PL_MM_TEXT_MAX bytes).  Returns
+ * out; an unknown style is taken as PL_MM_FIXED.  Never fails.
+ */
+const char *pl_depth_format_mm(uint32_t um, enum pl_mm_style style,
+                               char out[PL_MM_TEXT_MAX]);
+
+/* ---- times */
+
+#define PL_TIME_TEXT_MAX 48 /* bytes a time text needs, NUL included */
+
+/*
+ * UTC milliseconds as ISO 8601 with milliseconds, "2024-05-01T12:03:22.120Z",
+ * in out (PL_TIME_TEXT_MAX bytes).  A time the C library cannot represent
+ * gives "" (never a wrong date).  Returns out.
+ */
+const char *pl_time_format_utc(int64_t utc_ms, char out[PL_TIME_TEXT_MAX]);
+/* The same instant in the host's local time zone, to the second, for
+ * people: "2024-05-01 14:03:22"; "@<ms> ms" when it cannot be represented.
+ * Returns out. */
+const char *pl_time_format_local(int64_t utc_ms, char out[PL_TIME_TEXT_MAX]);
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines and rates, never for
+ * dates. */
+int64_t pl_time_monotonic_ms(void);
+/* The host's UTC time in milliseconds since the Unix epoch. */
+int64_t pl_time_utc_ms(void);
+
+/* ---- untrusted text
+ *
+ * Serials, models, preset names, trace lines, notes and error messages come
+ * from pens and clients that may be broken or hostile.  Whatever they hold,
+ * what penlink prints, stores as a file name or writes as JSON/CSV is
+ * cleaned by pl_text_clean() for that place first.
+ */
+enum pl_text_target {
+	/* Tables and messages for a terminal: invalid UTF-8 bytes become
+	 * U+FFFD; control characters (C0, DEL, C1) and the invisible
+	 * direction overrides (U+200E-F, U+2028-9, U+202A-E, U+2066-9)
+	 * become visible escapes: "\x1b", "\u202e". */
+	PL_TEXT_TERMINAL,
+	/* One log or audit line: as PL_TEXT_TERMINAL. */
+	PL_TEXT_LOG,
+	/* A JSON string value: valid UTF-8 (invalid bytes become U+FFFD);
+	 * C0 controls are left for the JSON writer to escape, while DEL, C1
+	 * and the direction overrides become U+FFFD. */
+	PL_TEXT_JSON,
+	/* A CSV field: as PL_TEXT_TERMINAL, and a field a spreadsheet would
+	 * run as a formula (starting with = + - @ or a tab) gets a leading
+	 * apostrophe.  Quoting is the CSV writer's. */
+	PL_TEXT_CSV,
+	/* One path component: only A-Z a-z 0-9 - _ . are kept, every other
+	 * byte becomes '_', a leading '.' too (no hidden file, no ".."); empty
+	 * text gives "_". */
+	PL_TEXT_FILENAME,
+};
+
+/*
+ * Cleans the NUL-terminated text (NULL counts as "") for target into out.
+ *
+ * out/cap: cap bytes; when cap > 0 out is always NUL-terminated, cut at a
+ * character boundary if the cleaned text does not fit.  out may be NULL
+ * when cap is 0 (to measure).
+ * Returns the length the whole cleaned text needs, NUL not counted, as
+ * snprintf does: a result >= cap means out was cut.  Never fails.
+ */
+size_t pl_text_clean(enum pl_text_target target, const char *text, char *out,
+                     size_t cap);
+/* As pl_text_clean() into a malloc'd string (free() it); NULL only when
+ * out of memory (PL_ERR_MEM). */
+char *pl_text_clean_dup(enum pl_text_target target, const char *text);
+/* Whether len bytes at s are strict UTF-8 (no overlong forms, surrogates,
+ * code points above U+10FFFF or NUL bytes). */
+bool pl_text_utf8_valid(const char *s, size_t len);
+
+/* ---- session identity
+ *
+ * A session is named by its pen's serial and its UUID together, everywhere:
+ * two pens may record sessions with equal UUIDs.  Its text form is
+ * "SERIAL/UUID" (penctl sessions show PEN-0001/1b4e28ba-...).
+ */
+struct pl_session_key {
+	char serial[64];  /* as the pen reported it: any bytes but NUL */
+	uint8_t uuid[16];
+};
+
+/*
+ * Parses "SERIAL/UUID": the UUID is what follows the last '/', in the
+ * canonical 8-4-4-4-12 form (either case); SERIAL is what precedes it,
+ * 1 to 63 bytes.  Returns PL_OK, or PL_ERR_PARSE with a message naming what
+ * was wrong; *out is unchanged on failure.
+ */
+int pl_session_key_parse(const char *text, struct pl_session_key *out);
+/* "SERIAL/UUID" into out (cap bytes), the serial cleaned for target.
+ * Returns as pl_text_clean(). */
+size_t pl_session_key_format(const struct pl_session_key *key,
+                             enum pl_text_target target, char *out,
+                             size_t cap);
+/* True when both name the same session. */
+bool pl_session_key_equal(const struct pl_session_key *a,
+                          const struct pl_session_key *b);
+/*
+ * The file name a pulled or exported record gets:
+ * "<serial>-<seq, 6 digits>-<uuid>.plrec", the serial cleaned with
+ * PL_TEXT_FILENAME ("pen" when empty), so no serial can name another
+ * folder.  Returns as pl_text_clean().
+ */
+size_t pl_session_file_name(const struct pl_session_key *key, uint32_t seq,
+                            char *out, size_t cap);
+
+/* ---- wire encoding of presets and device info
+ *
+ * pl.PresetSet and pl.DeviceInfo of proto/penlink.proto, for programs that
+ * carry them inside messages of their own (penlinkd's control protocol
+ * does).  The conversion is the one the library uses on the link.
+ */
+
+/*
+ * Decodes len bytes of a serialized pl.PresetSet.  At most PL_MAX_PRESETS
+ * presets (more: PL_ERR_PARSE); names longer than PL_PRESET_NAME_MAX bytes
+ * are cut, not refused (validation says what is wrong with them).  Returns
+ * PL_OK, PL_ERR_ARG (NULL out) or PL_ERR_PARSE; *out is unchanged on
+ * failure.
+ */
+int pl_preset_set_decode(const uint8_t *data, size_t len,
+                         struct pl_preset_set *out);
+/* Serializes set as pl.PresetSet into a malloc'd buffer (*out, free() it;
+ * *len bytes).  PL_ERR_ARG, PL_ERR_MEM; *out is NULL on failure. */
+int pl_preset_set_encode(const struct pl_preset_set *set, uint8_t **out,
+                         size_t *len);
+/* As above for pl.DeviceInfo.  Text fields are cut to their struct sizes;
+ * more than PL_MAX_SPEED_LEVELS stroke rates is PL_ERR_PARSE. */
+int pl_device_info_decode(const uint8_t *data, size_t len,
+                          struct pl_device_info *out);
+int pl_device_info_encode(const struct pl_device_info *info, uint8_t **out,
+                          size_t *len);
+
+/* ---- the clinic's preset policy
+ *
+ * On top of a pen's own limits (pl_preset_validate(), and the pen itself),
+ * a clinic may cap depths per group of users and ask for an explicit
+ * confirmation above a depth.  This is the one implementation of that
+ * decision: penlinkd applies it to every push through the daemon, penctl
+ * applies it to pushes with --port.  Caps come first (a push the user may
+ * not make at all is not first asked to be confirmed); only presets a push
+ * adds or whose depth it changes count, so a deep preset already on the
+ * pen, left as it is, needs no new confirmation.
+ */
+struct pl_policy;
+
+#define PL_POLICY_CONFIRM_ABOVE_UM 1500u /* the default threshold, 1.50 mm */
+
+/* A policy with the defaults: confirmation above 1.50 mm, no caps.
+ * PL_ERR_ARG (NULL out), PL_ERR_MEM; *out is NULL on failure. */
+int pl_policy_new(struct pl_policy **out);
+void pl_policy_free(struct pl_policy *policy);
+
+/*
+ * Sets one key of a configuration's [policy] section from its text:
+ *   confirm_above_mm = MM    deeper presets need a confirmation
+ *   depth_cap.GROUP = MM     members of GROUP may push at most MM
+ *                            (at most 16 groups; a member of several
+ *                            capped groups gets the largest cap)
+ * MM is millimetre text (pl_depth_parse_mm).  Returns PL_OK, or
+ * PL_ERR_PARSE with a message naming the key and the value; the policy is
+ * unchanged on failure.
+ */
+int pl_policy_set(struct pl_policy *policy, const char *key,
+                  const char *value);
+uint32_t pl_policy_confirm_above_um(const struct pl_policy *policy);
+/* The i-th cap (0-based) in *group (owned by the policy) and *depth_um;
+ * PL_ERR_NOT_FOUND past the last. */
+int pl_policy_cap(const struct pl_policy *policy, size_t i,
+                  const char **group, uint32_t *depth_um);
+
+/* Who asks for a push. */
+struct pl_policy_actor {
+	const char *user;          /* for messages, e.g. "alice" */
+	bool uncapped;             /* root and penlinkd's own user: no cap */
+	const char *const *groups; /* names of the groups the user belongs to */
+	size_t n_groups;
+};
+
+/*
+ * The decision for a push of next over old (the pen's current set; NULL:
+ * every preset counts as new), with confirmed the user's explicit
+ * confirmation (penctl --confirm).  Returns PL_OK, or PL_ERR_POLICY with a
+ * message naming the preset, its depth and the limit, e.g.
+ * `preset 3 "Scar": depth 2.00 mm is above 1.50 mm; add --confirm to push
+ * it`, or PL_ERR_ARG for a NULL policy, actor or next.
+ */
+int pl_policy_check_push(const struct pl_policy *policy,
+                         const struct pl_policy_actor *actor,
+                         const struct pl_preset_set *old,
+                         const struct pl_preset_set *next, bool confirmed);
 
 /* ------------------------------------------------------------------ helpers */
 

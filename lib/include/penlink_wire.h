@@ -1,6 +1,12 @@
 /*
- * penlink framing: the one implementation compiled into both libpenlink and
- * the firmware bridge.  Portable C99, no heap, no libc beyond memcpy/memchr.
+ * penlink_wire.h — what both ends of the cable share: the framing codec (the
+ * one implementation compiled into libpenlink and into the firmware bridge)
+ * and the protocol's constants (capability bits, sizes and limits).
+ * Portable C99, no heap, no libc beyond memcpy/memchr; installed with
+ * libpenlink (penlink.h includes it) and used as is by firmware (pl_fw.h).
+ *
+ * Thread safety: the functions keep no global state; a decoder is used by
+ * one thread at a time.
  *
  * On the wire a frame is
  *
@@ -22,6 +28,24 @@
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------------ protocol
+ * Constants of proto/penlink.proto that both ends must agree on. */
+
+/* pid.codes test VID/PID the virtual and development pens enumerate with. */
+#define PL_USB_VID 0x1209u
+#define PL_USB_PID 0x0001u
+
+/* DeviceInfo.capabilities bits. */
+#define PL_CAP_RTC 1u            /* a real-time clock the host may set */
+#define PL_CAP_TRACE 2u          /* streams trace lines on request */
+#define PL_CAP_TELEMETRY 4u      /* records telemetry samples */
+#define PL_CAP_CARTRIDGE_UID 8u  /* reads the cartridge's UID */
+
+#define PL_PRESET_NAME_MAX 32u   /* bytes of UTF-8 in a preset name */
+#define PL_MAX_SPEED_LEVELS 16u  /* stroke-rate table entries a pen may have */
+
+/* ------------------------------------------------------------------ framing */
+
 #define PL_FRAME_VERSION 1u
 #define PL_FRAME_HEADER_LEN 2u
 #define PL_FRAME_CRC_LEN 4u
@@ -38,8 +62,9 @@ extern "C" {
 #define PL_FRAME_ENCODED_MAX(payload_len) \
 	(PL_FRAME_RAW_LEN(payload_len) + PL_FRAME_RAW_LEN(payload_len) / 254u + 2u)
 
-/* CRC-32 (IEEE, reflected, init/xorout 0xffffffff) continuing from crc;
- * pass 0 to start.  Same results as zlib's crc32(). */
+/* CRC-32 (IEEE, reflected, init/xorout 0xffffffff) of len bytes at data,
+ * continuing from crc; pass 0 to start.  Same results as zlib's crc32().
+ * Never fails; data may be NULL only when len is 0. */
 uint32_t pl_crc32(uint32_t crc, const void *data, size_t len);
 
 /* The table-driven CRC-32 firmware builds use for pl_crc32().  Always
@@ -123,6 +148,8 @@ void pl_frame_decoder_feed(struct pl_frame_decoder *d, const uint8_t *data,
 /* Forgets any partial frame (e.g. after a reconnect). */
 void pl_frame_decoder_reset(struct pl_frame_decoder *d);
 
+/* "crc", "oversize", "short", "cobs", "version"; "unknown" for any other
+ * value.  Static string, never NULL. */
 const char *pl_frame_drop_name(enum pl_frame_drop why);
 
 #ifdef __cplusplus

@@ -3,7 +3,7 @@
 
 #include "describe.h"
 #include "engine.h"
-#include "frame.h"
+#include "penlink_wire.h"
 #include "internal.h"
 
 /* Large reads keep syscalls per byte low on fast links; a bounded number of
@@ -224,7 +224,7 @@ static int launch(struct pl__engine *e, struct req *r)
 	if (rc)
 		return rc;
 	r->attempts = 1;
-	r->deadline = pl__now_ms() + r->timeout_ms;
+	r->deadline = pl_time_monotonic_ms() + r->timeout_ms;
 	r->next = e->flight;
 	e->flight = r;
 	e->n_flight++;
@@ -398,7 +398,7 @@ static void resend_lost(struct pl__engine *e, const struct req *answered)
 		    r->early_resends >= r->retries || r->out_end > e->out_written)
 			continue; /* (the last condition: not even fully sent yet) */
 		if (!now)
-			now = pl__now_ms();
+			now = pl_time_monotonic_ms();
 		if (queue_frame(e, r) != PL_OK)
 			continue; /* no memory now: the deadline still stands */
 		r->early_resends++;
@@ -504,7 +504,7 @@ static void resend(struct pl__engine *e, struct req *r, int64_t now)
 
 static void expire(struct pl__engine *e)
 {
-	int64_t now = pl__now_ms();
+	int64_t now = pl_time_monotonic_ms();
 restart:
 	for (struct req *r = e->flight; r && !e->dead; r = r->next) {
 		if (r->deadline > now)

@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-static _Thread_local char last_message[512] = "no error";
+static _Thread_local char last_message[1024] = "no error";
 
 static const char *const names[] = {
 	[0] = "ok",
@@ -29,6 +29,7 @@ static const char *const names[] = {
 	[-PL_ERR_UNSUPPORTED] = "not supported by the pen",
 	[-PL_ERR_CANCELLED] = "cancelled",
 	[-PL_ERR_PARSE] = "malformed input",
+	[-PL_ERR_POLICY] = "refused by policy",
 };
 
 const char *pl_error_name(int code)
@@ -44,18 +45,15 @@ const char *pl_error_message(void)
 	return last_message;
 }
 
-int pl__fail(int code, const char *fmt, ...)
+int pl_error_set(int code, const char *fmt, ...)
 {
+	/* Messages quote pens and clients (serials, names, their own error
+	 * text): cleaned once here, every caller gets a printable line. */
+	char raw[sizeof last_message];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(last_message, sizeof last_message, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt ? fmt : "", ap);
 	va_end(ap);
+	pl_text_clean(PL_TEXT_LOG, raw, last_message, sizeof last_message);
 	return code;
-}
-
-int64_t pl__now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

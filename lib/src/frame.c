@@ -6,7 +6,7 @@
  * on the host (session downloads run at line rate), so both directions work
  * on runs of bytes with memchr/memcpy instead of a byte-at-a-time loop.
  */
-#include "frame.h"
+#include "penlink_wire.h"
 
 #include <string.h>
 

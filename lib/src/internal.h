@@ -8,16 +8,26 @@
 #define PL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define PL_PRINTF(a, b)
+/*
+ * Copies an option struct the caller filled (its first member is its size
+ * as the caller was compiled) over dst, which holds the defaults: fields
+ * the caller's build did not know keep them.  A size of 0 (a struct the
+ * caller zeroed without the init function) counts as today's full size.
+ */
+void pl__options_copy(void *dst, size_t dst_size, const void *src);
+
 #endif
 
-/*
- * Records the detail of a failure for pl_error_message() in this
- * thread and returns code, so callers write
- *     return pl__fail(PL_ERR_TIMEOUT, "no answer from %s within %d ms", ...);
- */
-int pl__fail(int code, const char *fmt, ...) PL_PRINTF(2, 3);
+/* The library records its failures through the public pl_error_set(), the
+ * one message path for the library and the programs built on it. */
+#define pl__fail pl_error_set
 
-/* Monotonic milliseconds, for timeouts. */
-int64_t pl__now_ms(void);
+/*
+ * Copies an option struct the caller filled (its first member is its size
+ * as the caller was compiled) over dst, which holds the defaults: fields
+ * the caller's build did not know keep them.  A size of 0 (a struct the
+ * caller zeroed without the init function) counts as today's full size.
+ */
+void pl__options_copy(void *dst, size_t dst_size, const void *src);
 
 #endif

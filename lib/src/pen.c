@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "convert.h"
 #include "internal.h"
 #include "pen.h"
 
@@ -20,6 +21,7 @@ void pl_open_options_init(struct pl_open_options *o)
 	if (!o)
 		return;
 	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
 	o->timeout_ms = 1000;
 	o->retries = 2;
 	o->handshake_ms = 5000;
@@ -29,12 +31,16 @@ void pl_open_options_init(struct pl_open_options *o)
 
 /* Zero fields take their defaults, so a caller that forgot
  * pl_open_options_init() still gets sane behaviour. */
-static int check_options(const struct pl_open_options *in,
+static int check_options(const struct pl_open_options *caller,
                          struct pl_open_options *o)
 {
 	pl_open_options_init(o);
-	if (!in)
+	if (!caller)
 		return PL_OK;
+	struct pl_open_options known;
+	pl_open_options_init(&known);
+	pl__options_copy(&known, sizeof known, caller);
+	const struct pl_open_options *in = &known;
 	if (in->timeout_ms < 0 || in->retries < 0 || in->handshake_ms < 0)
 		return pl__fail(PL_ERR_ARG, "timeouts and retries must not be negative");
 	if (in->max_frame && (in->max_frame < MIN_FRAME || in->max_frame > MAX_FRAME))
@@ -256,7 +262,7 @@ int pl_pen_next_timeout(const struct pl_pen *pen)
 	int64_t dl = pl__engine_next_deadline(pen->e);
 	if (dl < 0)
 		return -1;
-	int64_t d = dl - pl__now_ms();
+	int64_t d = dl - pl_time_monotonic_ms();
 	return d < 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
 }
 
@@ -299,7 +305,7 @@ static int wait_round(struct pl_pen *pen, int64_t until)
 	pl__engine_flush(pen->e);
 	int timeout = pl_pen_next_timeout(pen);
 	if (until >= 0) {
-		int64_t d = until - pl__now_ms();
+		int64_t d = until - pl_time_monotonic_ms();
 		int left = d < 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
 		if (timeout < 0 || left < timeout)
 			timeout = left;
@@ -672,35 +678,9 @@ int pl_pen_ping(struct pl_pen *pen, uint32_t *rtt_us)
 
 /* ------------------------------------------------------------------ info */
 
-static void info_from_wire(const Pl__DeviceInfo *d, struct pl_device_info *o)
-{
-	memset(o, 0, sizeof *o);
-	pl__copy_text(o->serial, sizeof o->serial, d->serial);
-	pl__copy_text(o->model, sizeof o->model, d->model);
-	pl__copy_text(o->hw_revision, sizeof o->hw_revision, d->hw_revision);
-	pl__copy_text(o->fw_version, sizeof o->fw_version, d->fw_version);
-	o->protocol_version = d->protocol_version;
-	o->capabilities = d->capabilities;
-	o->depth_min_um = d->depth_min_um;
-	o->depth_max_um = d->depth_max_um;
-	o->depth_step_um = d->depth_step_um;
-	o->speed_levels = d->speed_levels;
-	for (size_t i = 0; i < d->n_stroke_rate_hz && i < PL_MAX_SPEED_LEVELS; i++)
-		o->stroke_rate_hz[i] = d->stroke_rate_hz[i];
-	o->slow_lock_depth_um = d->slow_lock_depth_um;
-	o->max_presets = d->max_presets;
-	o->total_strokes = d->total_strokes;
-	o->motor_seconds = d->motor_seconds;
-	if (d->battery) {
-		o->battery_percent = d->battery->percent;
-		o->battery_mv = d->battery->millivolts;
-		o->charging = d->battery->charging;
-	}
-}
-
 void pl__pen_store_info(struct pl_pen *pen, const Pl__DeviceInfo *d)
 {
-	info_from_wire(d, &pen->info);
+	pl__device_info_from_pb(d, &pen->info);
 	pen->have_info = true;
 }
 
@@ -747,12 +727,6 @@ int pl_pen_get_info(struct pl_pen *pen, struct pl_device_info *out)
 
 /* ------------------------------------------------------------------ clock */
 
-static int64_t host_utc_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void send_get_clock(struct pl__op *op, pl__op_step_fn step)
 {
@@ -832,10 +806,10 @@ static void clock_read_step(struct pl__op *op, int status, Pl__Envelope *rep)
 		return;
 	}
 	bool rtc = rep->clock->source == PL__TIME_SOURCE__TIME_SOURCE_RTC;
-	c->offset = rtc ? rep->clock->utc_ms - host_utc_ms() : 0;
+	c->offset = rtc ? rep->clock->utc_ms - pl_time_utc_ms() : 0;
 
 	Pl__SetClock sc = PL__SET_CLOCK__INIT;
-	sc.utc_ms = host_utc_ms();
+	sc.utc_ms = pl_time_utc_ms();
 	Pl__Envelope req = PL__ENVELOPE__INIT;
 	req.body_case = PL__ENVELOPE__BODY_SET_CLOCK;
 	req.set_clock = &sc;
@@ -913,7 +887,7 @@ int pl_pen_poll(struct pl_pen *pen, int timeout_ms)
 	int rc = pl__wait_begin(pen, &unused, "pl_pen_poll");
 	if (rc)
 		return rc;
-	int64_t until = timeout_ms < 0 ? -1 : pl__now_ms() + timeout_ms;
+	int64_t until = timeout_ms < 0 ? -1 : pl_time_monotonic_ms() + timeout_ms;
 	uint64_t before = pl__engine_frames_in(pen->e);
 	pen->depth++;
 	for (;;) {
@@ -922,7 +896,7 @@ int pl_pen_poll(struct pl_pen *pen, int timeout_ms)
 			break;
 		if (pl__engine_frames_in(pen->e) != before)
 			break;
-		if (until >= 0 && pl__now_ms() >= until)
+		if (until >= 0 && pl_time_monotonic_ms() >= until)
 			break;
 	}
 	leave(pen);

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert.h"
 #include "internal.h"
+#include "penlink_test.h"
 #include "pen.h"
 
 static const char *const area_names[PL_AREA_COUNT] = {
@@ -75,37 +77,6 @@ int pl_area_from_name(const char *name)
 
 /* ------------------------------------------------------------------ wire */
 
-static int set_from_wire(const struct pl_pen *pen, uint32_t revision,
-                         Pl__Preset **ps, size_t n, struct pl_preset_set *out)
-{
-	if (n > PL_MAX_PRESETS)
-		return pl__fail(PL_ERR_PROTOCOL,
-		                "the pen on %s sent %zu presets; at most %d are possible",
-		                pl_transport_name(pen->t), n, PL_MAX_PRESETS);
-	memset(out, 0, sizeof *out);
-	out->revision = revision;
-	out->count = n;
-	for (size_t i = 0; i < n; i++) {
-		const Pl__Preset *w = ps[i];
-		struct pl_preset *p = &out->presets[i];
-		const char *name = w->name ? w->name : "";
-		if (strlen(name) > PL_PRESET_NAME_MAX)
-			return pl__fail(PL_ERR_PROTOCOL,
-			                "the pen on %s sent preset %u with a name of %zu "
-			                "bytes; at most %d are possible",
-			                pl_transport_name(pen->t), w->id, strlen(name),
-			                PL_PRESET_NAME_MAX);
-		p->id = w->id;
-		memcpy(p->name, name, strlen(name) + 1);
-		p->depth_um = w->depth_um;
-		p->speed_level = w->speed_level;
-		p->area = (enum pl_area)w->area;
-		p->needle_count = w->needle_count;
-		p->max_duration_s = w->max_duration_s;
-	}
-	return PL_OK;
-}
-
 static void send_get_presets(struct pl__op *op, pl__op_step_fn step)
 {
 	Pl__GetPresets gp = PL__GET_PRESETS__INIT;
@@ -118,8 +89,9 @@ static void send_get_presets(struct pl__op *op, pl__op_step_fn step)
 static int set_from_reply(const struct pl_pen *pen, const Pl__Envelope *rep,
                           struct pl_preset_set *out)
 {
-	const Pl__PresetSet *ps = rep->preset_set;
-	return set_from_wire(pen, ps->revision, ps->presets, ps->n_presets, out);
+	char who[300];
+	snprintf(who, sizeof who, "the pen on %s", pl_transport_name(pen->t));
+	return pl__preset_set_from_pb(rep->preset_set, who, out);
 }
 
 /* ------------------------------------------------------------------ read */
@@ -271,31 +243,12 @@ static void put_step(struct pl__op *op, int status, Pl__Envelope *rep)
 
 static void send_put(struct put_op *p)
 {
-	const struct pl_preset_set *set = &p->set;
-	Pl__Preset wire[PL_MAX_PRESETS];
-	Pl__Preset *ptrs[PL_MAX_PRESETS];
-	/* Unvalidated sets may hold names without a terminator. */
-	char names[PL_MAX_PRESETS][PL_PRESET_NAME_MAX + 2];
-	for (size_t i = 0; i < set->count; i++) {
-		const struct pl_preset *ps = &set->presets[i];
-		Pl__Preset *w = &wire[i];
-		pl__preset__init(w);
-		w->id = ps->id;
-		size_t n = strnlen(ps->name, sizeof ps->name);
-		memcpy(names[i], ps->name, n);
-		names[i][n] = 0;
-		w->name = names[i];
-		w->depth_um = ps->depth_um;
-		w->speed_level = ps->speed_level;
-		w->area = (Pl__Area)ps->area;
-		w->needle_count = ps->needle_count;
-		w->max_duration_s = ps->max_duration_s;
-		ptrs[i] = w;
-	}
+	struct pl__preset_set_pb w;
+	pl__preset_set_to_pb(&p->set, &w);
 	Pl__PutPresets pp = PL__PUT_PRESETS__INIT;
-	pp.expected_revision = set->revision;
-	pp.n_presets = set->count;
-	pp.presets = ptrs;
+	pp.expected_revision = w.set.revision;
+	pp.n_presets = w.set.n_presets;
+	pp.presets = w.set.presets;
 	Pl__Envelope req = PL__ENVELOPE__INIT;
 	req.body_case = PL__ENVELOPE__BODY_PUT_PRESETS;
 	req.put_presets = &pp;

@@ -310,6 +310,14 @@ static bool dl_on_reply(void *ud, int status, Pl__Envelope *reply)
 	return true;
 }
 
+void pl_download_options_init(struct pl_download_options *o)
+{
+	if (!o)
+		return;
+	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
+}
+
 int pl_pen_download_session_async(struct pl_pen *pen,
                               const struct pl_session_info *s, uint64_t offset,
                               const struct pl_download_options *o,
@@ -339,7 +347,8 @@ int pl_pen_download_session_async(struct pl_pen *pen,
 		return PL_OK;
 	}
 	d->s = *s;
-	d->o = *o;
+	pl_download_options_init(&d->o);
+	pl__options_copy(&d->o, sizeof d->o, o);
 	d->issued = d->delivered = offset;
 	uint32_t room = pen->max_frame - CHUNK_OVERHEAD;
 	d->chunk = o->chunk && o->chunk < room ? o->chunk : room;
@@ -439,7 +448,11 @@ int pl_pen_download_session_to_file(struct pl_pen *pen,
 	if (rc)
 		return rc;
 	struct file_sink f = {.fd = fd, .path = path, .progress = progress, .ud = ud};
-	struct pl_download_options o = {.sink = file_write, .progress = file_progress, .ud = &f};
+	struct pl_download_options o;
+	pl_download_options_init(&o);
+	o.sink = file_write;
+	o.progress = file_progress;
+	o.ud = &f;
 	if (progress)
 		progress(ud, have, s->size);
 	rc = pl_pen_download_session(pen, s, have, &o);

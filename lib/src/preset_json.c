@@ -9,7 +9,6 @@
 #include <json-c/json.h>
 
 #include "internal.h"
-#include "validate.h"
 
 #define DEPTH_MAX_UM 10000u /* no pen goes deeper; catches cm/um mix-ups */
 #define SPEED_MAX 16
@@ -139,7 +138,7 @@ static int get_name(struct json_object *v, const char *path, char *out)
 		                len, PL_PRESET_NAME_MAX);
 	if (len == 0)
 		return pl__fail(PL_ERR_PARSE, "%s: name is empty", path);
-	if (!pl__utf8_valid(s, len))
+	if (!pl_text_utf8_valid(s, len))
 		return pl__fail(PL_ERR_PARSE, "%s: name is not valid UTF-8", path);
 	memcpy(out, s, len);
 	out[len] = 0;
@@ -300,17 +299,6 @@ int pl_preset_set_from_json(const char *text, struct pl_preset_set *out)
 
 /* ------------------------------------------------------------------ writing */
 
-/* Shortest decimal text with at least one decimal: 250 -> "0.25". */
-static void depth_text(uint32_t um, char *buf, size_t cap)
-{
-	char frac[4];
-	snprintf(frac, sizeof frac, "%03u", um % 1000);
-	int n = 3;
-	while (n > 1 && frac[n - 1] == '0')
-		n--;
-	snprintf(buf, cap, "%u.%.*s", um / 1000, n, frac);
-}
-
 static int add(struct json_object *o, const char *key, struct json_object *v)
 {
 	if (!v || json_object_object_add(o, key, v)) {
@@ -325,8 +313,8 @@ static struct json_object *preset_json(const struct pl_preset *p)
 	struct json_object *o = json_object_new_object();
 	if (!o)
 		return NULL;
-	char depth[24];
-	depth_text(p->depth_um, depth, sizeof depth);
+	char depth[PL_MM_TEXT_MAX];
+	pl_depth_format_mm(p->depth_um, PL_MM_SHORT, depth);
 	size_t nlen = strnlen(p->name, sizeof p->name);
 	const char *area = p->area != PL_AREA_UNSPECIFIED ? pl_area_name(p->area) : NULL;
 	int rc = add(o, "id", json_object_new_int64(p->id));

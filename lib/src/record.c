@@ -78,7 +78,6 @@
 
 #include "internal.h"
 #include "record.pb-c.h"
-#include "validate.h"
 
 #define RECORD_FORMAT 1u
 /* Far above any real record (several MB), low enough to read into memory. */
@@ -440,43 +439,22 @@ static struct stats stats_of(const uint32_t *v, size_t n)
 	return s;
 }
 
-/* um as the shortest exact millimetre text with at least one decimal:
- * 500 -> "0.5", 1250 -> "1.25", 125 -> "0.125", 2000 -> "2.0". */
-static const char *mm_exact(char buf[24], uint32_t um)
-{
-	size_t n;
-
-	snprintf(buf, 24, "%" PRIu32 ".%03" PRIu32, um / 1000, um % 1000);
-	n = strlen(buf);
-	while (buf[n - 1] == '0' && buf[n - 2] != '.')
-		buf[--n] = '\0';
-	return buf;
-}
-
 /* ------------------------------------------------------------------ report */
 
 /* ISO-8601 UTC with milliseconds, or uptime when the pen had no clock. */
-static const char *fmt_time(char buf[48], int64_t ms, bool rtc)
+static const char *fmt_time(char buf[PL_TIME_TEXT_MAX], int64_t ms, bool rtc)
 {
-	int64_t secs = ms / 1000, frac = ms % 1000;
-	struct tm tm;
-	time_t t;
-
-	if (frac < 0) {
-		frac += 1000;
-		secs--;
-	}
 	if (!rtc) {
-		snprintf(buf, 48, "uptime +%" PRId64 ".%03d s", secs, (int)frac);
-		return buf;
+		int64_t secs = ms / 1000, frac = ms % 1000;
+		if (frac < 0) {
+			frac += 1000;
+			secs--;
+		}
+		snprintf(buf, PL_TIME_TEXT_MAX, "uptime +%" PRId64 ".%03d s", secs,
+		         (int)frac);
+	} else if (!pl_time_format_utc(ms, buf)[0]) {
+		snprintf(buf, PL_TIME_TEXT_MAX, "%" PRId64 " ms (out of range)", ms);
 	}
-	t = (time_t)secs;
-	if ((int64_t)t != secs || !gmtime_r(&t, &tm) ||
-	    strftime(buf, 48, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-		snprintf(buf, 48, "%" PRId64 " ms (out of range)", ms);
-		return buf;
-	}
-	snprintf(buf + strlen(buf), 48 - strlen(buf), ".%03dZ", (int)frac);
 	return buf;
 }
 
@@ -526,7 +504,7 @@ static const char *event_value(char buf[32], const Pl__Event *ev)
 	switch (ev->kind) {
 	case PL__EVENT_KIND__EVENT_KIND_DEPTH_CHANGE:
 		snprintf(buf, 32, "%s mm",
-		         ev->value < 0 ? "?" : pl__fmt_mm(mm, (uint32_t)ev->value));
+		         ev->value < 0 ? "?" : pl_depth_format_mm((uint32_t)ev->value, PL_MM_FIXED, mm));
 		break;
 	case PL__EVENT_KIND__EVENT_KIND_SPEED_CHANGE:
 		snprintf(buf, 32, "level %" PRId32, ev->value);
@@ -602,7 +580,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	fprintf(out, "\nPreset %" PRIu32 " \"", p->id);
 	print_text(out, p->name);
 	fprintf(out, "\" (preset set revision %" PRIu32 ")\n", rec->preset_revision);
-	fprintf(out, "  depth        %s mm\n", pl__fmt_mm(mm, p->depth_um));
+	fprintf(out, "  depth        %s mm\n", pl_depth_format_mm(p->depth_um, PL_MM_FIXED, mm));
 	fprintf(out, "  speed        level %" PRIu32 "\n", p->speed_level);
 	fprintf(out, "  area         %s\n", area_text(mm, p->area));
 	if (p->needle_count)
@@ -619,7 +597,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 		fprintf(out, "  needles      %" PRIu32, c->needle_count);
 	else
 		fputs("  needles      nano", out);
-	fprintf(out, ", %s mm long\n", pl__fmt_mm(mm, c->needle_length_um));
+	fprintf(out, ", %s mm long\n", pl_depth_format_mm(c->needle_length_um, PL_MM_FIXED, mm));
 	fputs("  lot          ", out);
 	print_text(out, *str_or_empty(c->lot) ? c->lot : "unknown");
 	fputs("\n  uid          ", out);
@@ -635,7 +613,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	fputs("\nSummary\n", out);
 	fprintf(out, "  run time     %s\n", fmt_secs(b2, s->run_time_s));
 	fprintf(out, "  strokes      %" PRIu64 "\n", s->strokes);
-	fprintf(out, "  max depth    %s mm\n", pl__fmt_mm(mm, s->max_depth_um));
+	fprintf(out, "  max depth    %s mm\n", pl_depth_format_mm(s->max_depth_um, PL_MM_FIXED, mm));
 	fprintf(out, "  errors       %" PRIu32 "\n", s->errors);
 
 	fprintf(out, "\nEvents (%zu)\n", rec->n_events);
@@ -672,12 +650,12 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 		char a1[24], a2[24], a3[24];
 
 		fprintf(out, "  samples      %zu, every %s ms (covers %s)\n", n,
-		        mm_exact(a1, t->interval_us),
+		        pl_depth_format_mm(t->interval_us, PL_MM_SHORT, a1),
 		        fmt_span(b2, (uint64_t)n * t->interval_us / 1000u));
 		fprintf(out, "  depth        min %s  avg %s  max %s mm\n",
-		        pl__fmt_mm(a1, d.min),
-		        pl__fmt_mm(a2, (uint32_t)(d.avg + 0.5)),
-		        pl__fmt_mm(a3, d.max));
+		        pl_depth_format_mm(d.min, PL_MM_FIXED, a1),
+		        pl_depth_format_mm((uint32_t)(d.avg + 0.5), PL_MM_FIXED, a2),
+		        pl_depth_format_mm(d.max, PL_MM_FIXED, a3));
 		fprintf(out, "  current      min %" PRIu32 "  avg %.0f  max %" PRIu32 " mA\n",
 		        cu.min, cu.avg, cu.max);
 		fprintf(out, "  battery      min %" PRIu32 "  avg %.0f  max %" PRIu32 " mV\n",
@@ -726,7 +704,7 @@ static void jadd_null(struct jb *b, json_object *obj, const char *key)
 /* Strings from the pen may be any bytes; JSON must be UTF-8. */
 static void jadd_str(struct jb *b, json_object *obj, const char *key, const char *s)
 {
-	char *clean = pl__utf8_sanitize(s);
+	char *clean = pl_text_clean_dup(PL_TEXT_JSON, s);
 
 	if (!clean) {
 		b->oom = true;
@@ -826,7 +804,7 @@ char *pl_record_to_json(const struct pl_record *r, bool with_samples)
 	o = jchk(&b, json_object_new_object());
 	jadd_int(&b, o, "id", p->id);
 	jadd_str(&b, o, "name", p->name);
-	jadd_num(&b, o, "depth_mm", p->depth_um / 1000.0, mm_exact(buf, p->depth_um));
+	jadd_num(&b, o, "depth_mm", p->depth_um / 1000.0, pl_depth_format_mm(p->depth_um, PL_MM_SHORT, buf));
 	jadd_int(&b, o, "depth_um", p->depth_um);
 	jadd_int(&b, o, "speed_level", p->speed_level);
 	{

@@ -82,7 +82,7 @@ bool pl__errno_is_unplug(int err)
 int pl__fd_wait(int fd, bool want_write, int timeout_ms, const char *name)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
-	int64_t deadline = timeout_ms >= 0 ? pl__now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms >= 0 ? pl_time_monotonic_ms() + timeout_ms : 0;
 	int left = timeout_ms;
 	for (;;) {
 		int n = poll(&p, 1, left);
@@ -94,7 +94,7 @@ int pl__fd_wait(int fd, bool want_write, int timeout_ms, const char *name)
 			return pl__fail(PL_ERR_IO, "waiting on %s failed: %s", name,
 			                strerror(errno));
 		if (timeout_ms >= 0) {
-			int64_t rest = deadline - pl__now_ms();
+			int64_t rest = deadline - pl_time_monotonic_ms();
 			left = rest > 0 ? (int)rest : 0;
 		}
 	}

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "penlink_test.h"
 #include "transport.h"
 
 /* Bounded so a runaway writer in a test fails visibly instead of eating memory. */

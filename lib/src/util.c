@@ -109,3 +109,13 @@ void pl__copy_text(char *dst, size_t cap, const char *src)
 	}
 	dst[n] = 0;
 }
+
+void pl__options_copy(void *dst, size_t dst_size, const void *src)
+{
+	size_t size;
+	memcpy(&size, src, sizeof size);
+	if (size == 0 || size > dst_size)
+		size = dst_size;
+	memcpy(dst, src, size);
+	memcpy(dst, &dst_size, sizeof dst_size);
+}

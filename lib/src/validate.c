@@ -5,114 +5,12 @@
 #include <string.h>
 
 #include "internal.h"
-#include "validate.h"
-
-bool pl__utf8_valid(const char *str, size_t len)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
-	while (i < len) {
-		unsigned c = s[i];
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t n;
-		unsigned cp, min;
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1, cp = c & 0x1f, min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2, cp = c & 0x0f, min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3, cp = c & 0x07, min = 0x10000;
-		} else {
-			return false; /* continuation byte, C0/C1 overlong lead, > U+10FFFF */
-		}
-		if (len - i - 1 < n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
-
-/* Bytes of the well-formed UTF-8 sequence at s (at most left bytes), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t left)
-{
-	unsigned c = s[0];
-	size_t n;
-	unsigned cp, min;
-
-	if (c > 0 && c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 1, cp = c & 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 2, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 3, cp = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (left - 1 < n)
-		return 0;
-	for (size_t k = 1; k <= n; k++) {
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n + 1;
-}
-
-char *pl__utf8_sanitize(const char *str)
-{
-	const unsigned char *s = (const unsigned char *)(str ? str : "");
-	size_t len = strlen((const char *)s), o = 0;
-	/* Each bad byte grows to the 3 bytes of U+FFFD. */
-	char *out = malloc(3 * len + 1);
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len;) {
-		size_t n = utf8_seq(s + i, len - i);
-		if (n) {
-			memcpy(out + o, s + i, n);
-			o += n;
-			i += n;
-		} else {
-			memcpy(out + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
-const char *pl__fmt_mm(char *buf, uint32_t um)
-{
-	unsigned whole = um / 1000, frac = um % 1000;
-	if (frac % 10)
-		snprintf(buf, 24, "%u.%03u", whole, frac);
-	else
-		snprintf(buf, 24, "%u.%02u", whole, frac / 10);
-	return buf;
-}
 
 /* "preset 2 \"Cheek\"", or just "preset 2" when the name itself is bad. */
 static const char *who(char *buf, size_t cap, const struct pl_preset *p)
 {
 	size_t n = strnlen(p->name, sizeof p->name);
-	if (n && n <= PL_PRESET_NAME_MAX && pl__utf8_valid(p->name, n))
+	if (n && n <= PL_PRESET_NAME_MAX && pl_text_utf8_valid(p->name, n))
 		snprintf(buf, cap, "preset %u \"%s\"", p->id, p->name);
 	else
 		snprintf(buf, cap, "preset %u", p->id);
@@ -126,21 +24,21 @@ static int check_depth(const struct pl_device_info *l, const struct pl_preset *p
 	if (p->depth_um > l->depth_max_um)
 		return pl__fail(PL_ERR_VALIDATION,
 		                "%s: depth %s mm is above this pen's maximum of %s mm", w,
-		                pl__fmt_mm(a, p->depth_um), pl__fmt_mm(b, l->depth_max_um));
+		                pl_depth_format_mm(p->depth_um, PL_MM_FIXED, a), pl_depth_format_mm(l->depth_max_um, PL_MM_FIXED, b));
 	if (p->depth_um < l->depth_min_um)
 		return pl__fail(PL_ERR_VALIDATION,
 		                "%s: depth %s mm is below this pen's minimum of %s mm", w,
-		                pl__fmt_mm(a, p->depth_um), pl__fmt_mm(b, l->depth_min_um));
+		                pl_depth_format_mm(p->depth_um, PL_MM_FIXED, a), pl_depth_format_mm(l->depth_min_um, PL_MM_FIXED, b));
 	uint32_t step = l->depth_step_um;
 	if (step && (p->depth_um - l->depth_min_um) % step) {
 		if (l->depth_min_um % step == 0)
 			return pl__fail(PL_ERR_VALIDATION,
 			                "%s: depth %s mm is not a multiple of the %s mm step", w,
-			                pl__fmt_mm(a, p->depth_um), pl__fmt_mm(b, step));
+			                pl_depth_format_mm(p->depth_um, PL_MM_FIXED, a), pl_depth_format_mm(step, PL_MM_FIXED, b));
 		return pl__fail(PL_ERR_VALIDATION,
 		                "%s: depth %s mm is not on the %s mm steps counted from %s mm",
-		                w, pl__fmt_mm(a, p->depth_um), pl__fmt_mm(b, step),
-		                pl__fmt_mm(c, l->depth_min_um));
+		                w, pl_depth_format_mm(p->depth_um, PL_MM_FIXED, a), pl_depth_format_mm(step, PL_MM_FIXED, b),
+		                pl_depth_format_mm(l->depth_min_um, PL_MM_FIXED, c));
 	}
 	return PL_OK;
 }
@@ -163,9 +61,9 @@ static int check_speed(const struct pl_device_info *l, const struct pl_preset *p
 		return pl__fail(PL_ERR_VALIDATION,
 		                "%s: depth %s mm: at %s mm and deeper only speed level 1 "
 		                "is allowed (slow lock from %s mm); got level %u",
-		                w, pl__fmt_mm(a, p->depth_um),
-		                pl__fmt_mm(b, l->slow_lock_depth_um),
-		                pl__fmt_mm(b, l->slow_lock_depth_um), p->speed_level);
+		                w, pl_depth_format_mm(p->depth_um, PL_MM_FIXED, a),
+		                pl_depth_format_mm(l->slow_lock_depth_um, PL_MM_FIXED, b),
+		                pl_depth_format_mm(l->slow_lock_depth_um, PL_MM_FIXED, b), p->speed_level);
 	return PL_OK;
 }
 
@@ -178,7 +76,7 @@ static int check_name(const struct pl_preset *p, const char *w)
 		                PL_PRESET_NAME_MAX, PL_PRESET_NAME_MAX);
 	if (n == 0)
 		return pl__fail(PL_ERR_VALIDATION, "%s: name is empty", w);
-	if (!pl__utf8_valid(p->name, n))
+	if (!pl_text_utf8_valid(p->name, n))
 		return pl__fail(PL_ERR_VALIDATION, "%s: name is not valid UTF-8", w);
 	return PL_OK;
 }

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "frame.h"
+#include "penlink_wire.h"
 #include "penlink.pb-c.h"
 #include "record.pb-c.h"
 

@@ -33,7 +33,7 @@
 #include <json-c/json.h>
 
 #include "ctl_int.h"
-#include "frame.h"
+#include "penlink_wire.h"
 #include "log.h"
 
 /* ------------------------------------------------------------------ fixture */

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "support/fake_pen.h"
-#include "frame.h"
+#include "penlink_wire.h"
 #include "penlink.pb-c.h"
 
 static struct fake_pen fp;

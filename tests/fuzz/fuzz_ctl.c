@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #include "ctl_int.h"
-#include "frame.h"
+#include "penlink_wire.h"
 #include "fuzz_fakepen.h"
 #include "log.h"
 #include "record.pb-c.h"

@@ -36,8 +36,9 @@
 #include <stdbool.h>
 
 #include "describe.h"
-#include "frame.h"
+#include "penlink_wire.h"
 #include "penlink.h"
+#include "penlink_test.h"
 #include "penlink.pb-c.h"
 #include "pl_fw.h"
 

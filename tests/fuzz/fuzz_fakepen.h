@@ -178,7 +178,7 @@ static void fakepen_init(struct fakepen *p,
 	p->info.model = "PL-Pen 1";
 	p->info.hw_revision = "B";
 	p->info.fw_version = "1.0.0";
-	p->info.capabilities = PL_FW_CAP_RTC | PL_FW_CAP_TRACE | PL_FW_CAP_TELEMETRY;
+	p->info.capabilities = PL_CAP_RTC | PL_CAP_TRACE | PL_CAP_TELEMETRY;
 	p->info.depth_min_um = 250;
 	p->info.depth_max_um = 2500;
 	p->info.depth_step_um = 250;

@@ -15,7 +15,7 @@
  */
 #include "fuzz_common.h"
 
-#include "frame.h"
+#include "penlink_wire.h"
 
 #define MAX_STREAM (1u << 16)
 

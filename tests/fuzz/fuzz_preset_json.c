@@ -15,7 +15,6 @@
 
 #include "internal.h"
 #include "penlink.h"
-#include "validate.h"
 
 #define MAX_TEXT (1u << 16)
 
@@ -50,7 +49,7 @@ static void check_set_sane(const struct pl_preset_set *s)
 		size_t n = fuzz_strnlen(p->name, sizeof p->name);
 		FUZZ_CHECK(n > 0 && n <= PL_PRESET_NAME_MAX,
 		           "presets[%zu]: name of %zu bytes", i, n);
-		FUZZ_CHECK(pl__utf8_valid(p->name, n), "presets[%zu]: name not UTF-8", i);
+		FUZZ_CHECK(pl_text_utf8_valid(p->name, n), "presets[%zu]: name not UTF-8", i);
 		FUZZ_CHECK(p->id >= 1 && p->id <= PL_MAX_PRESETS, "presets[%zu]: id %u",
 		           i, p->id);
 		FUZZ_CHECK(p->depth_um <= 10000, "presets[%zu]: depth %u um", i,
@@ -115,7 +114,7 @@ static void check_words(const char *text)
 
 	if (pl_depth_parse_mm(text, &um) == PL_OK) {
 		FUZZ_CHECK(um <= 10000, "depth \"%s\" parsed to %u um", text, um);
-		pl__fmt_mm(buf, um);
+		pl_depth_format_mm(um, PL_MM_FIXED, buf);
 		FUZZ_CHECK(pl_depth_parse_mm(buf, &again) == PL_OK && again == um,
 		           "%u um printed as \"%s\" parses to %u", um, buf, again);
 	}

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "penlink.h"
+#include "penlink_test.h"
 #include "pl_fw.h"
 #include "support/fake_pen.h"
 

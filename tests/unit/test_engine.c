@@ -17,8 +17,9 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "penlink_wire.h"
 #include "penlink.h"
+#include "penlink_test.h"
 #include "penlink.pb-c.h"
 
 #define FAKE_MAX_FRAME 4096u

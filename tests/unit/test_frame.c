@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <zlib.h>
 
-#include "frame.h"
+#include "penlink_wire.h"
 
 /* ------------------------------------------------------------------ helpers */
 

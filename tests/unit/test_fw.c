@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "penlink_wire.h"
 #include "penlink.pb-c.h"
 #include "pl_fw.h"
 #include "support/fake_pen.h"
@@ -62,7 +62,7 @@ static void test_pen_info(struct pl_fw_device_info *info)
 {
 	fake_pen_default_info(info);
 	info->serial = "PEN-TEST";
-	info->capabilities = PL_FW_CAP_RTC | PL_FW_CAP_TRACE;
+	info->capabilities = PL_CAP_RTC | PL_CAP_TRACE;
 	info->total_strokes = 123456;
 	info->motor_seconds = 7200;
 	info->battery_percent = 87;
@@ -289,7 +289,7 @@ static void test_hello_negotiates(void **state)
 	assert_int_equal(e->hello_reply->max_frame, PL_FW_MAX_FRAME);
 	assert_int_equal(e->hello_reply->max_in_flight, PL_FW_MAX_IN_FLIGHT);
 	assert_int_equal(e->hello_reply->capabilities,
-	                 PL_FW_CAP_RTC | PL_FW_CAP_TRACE);
+	                 PL_CAP_RTC | PL_CAP_TRACE);
 	assert_string_equal(e->hello_reply->serial, "PEN-TEST");
 
 	hello(f, 8, 2, 3, 65536);

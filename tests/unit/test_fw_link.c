@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "penlink.h"
+#include "penlink_test.h"
 #include "pl_fw.h"
 #include "support/fake_pen.h"
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "penlink_test.h"
 #include "penlink.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -36,10 +37,10 @@
 static int t_read_all(struct pl_transport *t, uint8_t *buf, size_t len,
                       int timeout_ms)
 {
-	int64_t end = pl__now_ms() + timeout_ms;
+	int64_t end = pl_time_monotonic_ms() + timeout_ms;
 	size_t got = 0;
 	while (got < len) {
-		int64_t left = end - pl__now_ms();
+		int64_t left = end - pl_time_monotonic_ms();
 		if (left <= 0)
 			break;
 		int w = pl_transport_wait(t, false, (int)left);
@@ -58,7 +59,7 @@ static int t_read_all(struct pl_transport *t, uint8_t *buf, size_t len,
 static int t_write_all(struct pl_transport *t, const uint8_t *buf, size_t len,
                        int timeout_ms)
 {
-	int64_t end = pl__now_ms() + timeout_ms;
+	int64_t end = pl_time_monotonic_ms() + timeout_ms;
 	size_t put = 0;
 	while (put < len) {
 		int n = pl_transport_write(t, buf + put, len - put);
@@ -67,7 +68,7 @@ static int t_write_all(struct pl_transport *t, const uint8_t *buf, size_t len,
 		put += (size_t)n;
 		if (put == len)
 			break;
-		int64_t left = end - pl__now_ms();
+		int64_t left = end - pl_time_monotonic_ms();
 		if (left <= 0)
 			break;
 		int w = pl_transport_wait(t, true, (int)left);
@@ -80,10 +81,10 @@ static int t_write_all(struct pl_transport *t, const uint8_t *buf, size_t len,
 /* Reads exactly len bytes from a plain (master) descriptor. */
 static size_t fd_read_all(int fd, uint8_t *buf, size_t len, int timeout_ms)
 {
-	int64_t end = pl__now_ms() + timeout_ms;
+	int64_t end = pl_time_monotonic_ms() + timeout_ms;
 	size_t got = 0;
 	while (got < len) {
-		int64_t left = end - pl__now_ms();
+		int64_t left = end - pl_time_monotonic_ms();
 		if (left <= 0)
 			break;
 		struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -117,9 +118,9 @@ static void fd_write_all(int fd, const uint8_t *buf, size_t len)
  * the code (or 0 if it never failed). */
 static int t_until_error(struct pl_transport *t, int timeout_ms)
 {
-	int64_t end = pl__now_ms() + timeout_ms;
+	int64_t end = pl_time_monotonic_ms() + timeout_ms;
 	uint8_t buf[256];
-	while (pl__now_ms() < end) {
+	while (pl_time_monotonic_ms() < end) {
 		int w = pl_transport_wait(t, false, 50);
 		if (w < 0)
 			return w;
@@ -275,9 +276,9 @@ static void test_mem_pump(void **state)
 
 	/* A pump that produces nothing: one call, then a short timeout. */
 	ps.reply = NULL;
-	int64_t t0 = pl__now_ms();
+	int64_t t0 = pl_time_monotonic_ms();
 	assert_int_equal(pl_transport_wait(a, false, 5000), 0);
-	assert_true(pl__now_ms() - t0 < 1000);
+	assert_true(pl_time_monotonic_ms() - t0 < 1000);
 	assert_int_equal(ps.calls, 2);
 
 	/* Cleared pump: never called again. */
@@ -433,8 +434,8 @@ static void test_fd_socketpair(void **state)
 	static uint8_t src[300000];
 	fill_pattern(src, sizeof src, 3);
 	size_t put = 0, got = 0;
-	int64_t end = pl__now_ms() + 5000;
-	while (got < sizeof src && pl__now_ms() < end) {
+	int64_t end = pl_time_monotonic_ms() + 5000;
+	while (got < sizeof src && pl_time_monotonic_ms() < end) {
 		if (put < sizeof src) {
 			int n = pl_transport_write(a, src + put, sizeof src - put);
 			assert_true(n >= 0);
@@ -508,9 +509,9 @@ static void test_fd_wait_survives_signals(void **state)
 	struct itimerval it = {{0, 40000}, {0, 40000}}, off = {{0, 0}, {0, 0}};
 	alarms = 0;
 	assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
-	int64_t t0 = pl__now_ms();
+	int64_t t0 = pl_time_monotonic_ms();
 	int w = pl_transport_wait(t, false, 300);
-	int64_t took = pl__now_ms() - t0;
+	int64_t took = pl_time_monotonic_ms() - t0;
 	setitimer(ITIMER_REAL, &off, NULL);
 	sigaction(SIGALRM, &old_sa, NULL);
 
@@ -616,25 +617,25 @@ static void test_pty_wait_timeout(void **state)
 	struct pl_transport *t;
 	assert_int_equal(pl_transport_open(p.path, &t), PL_OK);
 
-	int64_t t0 = pl__now_ms();
+	int64_t t0 = pl_time_monotonic_ms();
 	assert_int_equal(pl_transport_wait(t, false, 150), 0);
-	int64_t took = pl__now_ms() - t0;
+	int64_t took = pl_time_monotonic_ms() - t0;
 	assert_true(took >= 145);
 	assert_true(took < 600);
 
 	/* Zero timeout: a poll, no wait. */
-	t0 = pl__now_ms();
+	t0 = pl_time_monotonic_ms();
 	assert_int_equal(pl_transport_wait(t, false, 0), 0);
-	assert_true(pl__now_ms() - t0 < 50);
+	assert_true(pl_time_monotonic_ms() - t0 < 50);
 
 	/* Writable is reported only when asked for. */
 	assert_int_equal(pl_transport_wait(t, true, 100), PL_WAIT_WRITABLE);
 
 	/* Data arriving during the wait ends it early. */
 	fd_write_all(p.master, (const uint8_t *)"z", 1);
-	t0 = pl__now_ms();
+	t0 = pl_time_monotonic_ms();
 	assert_int_equal(pl_transport_wait(t, false, 5000), PL_WAIT_READABLE);
-	assert_true(pl__now_ms() - t0 < 1000);
+	assert_true(pl_time_monotonic_ms() - t0 < 1000);
 
 	pl_transport_close(t);
 	close(p.master);

@@ -24,7 +24,7 @@ void fake_pen_default_info(struct pl_fw_device_info *out)
 	out->model = "PL-Pen 1";
 	out->hw_revision = "B";
 	out->fw_version = "1.0.0";
-	out->capabilities = PL_FW_CAP_RTC | PL_FW_CAP_TRACE | PL_FW_CAP_TELEMETRY;
+	out->capabilities = PL_CAP_RTC | PL_CAP_TRACE | PL_CAP_TELEMETRY;
 	out->depth_min_um = 250;
 	out->depth_max_um = 2500;
 	out->depth_step_um = 250;

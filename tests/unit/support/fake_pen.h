@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "penlink.h"
+#include "penlink_test.h"
 #include "pl_fw.h"
 
 #define FAKE_PEN_MAX_SESSIONS 400

@@ -1,0 +1,199 @@
+/* Presets and device info between libpenlink's structs and the wire. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "pen.h"
+
+int pl__preset_set_from_pb(const Pl__PresetSet *pb, const char *who,
+                           struct pl_preset_set *out)
+{
+	if (!pb)
+		return pl__fail(PL_ERR_PROTOCOL, "%s sent no preset set", who);
+	if (pb->n_presets > PL_MAX_PRESETS)
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "%s sent %zu presets; at most %d are possible", who,
+		                pb->n_presets, PL_MAX_PRESETS);
+	for (size_t i = 0; i < pb->n_presets; i++) {
+		const char *name = pb->presets[i]->name ? pb->presets[i]->name : "";
+		if (strlen(name) > PL_PRESET_NAME_MAX)
+			return pl__fail(PL_ERR_PROTOCOL,
+			                "%s sent preset %u with a name of %zu bytes; at "
+			                "most %u are possible",
+			                who, pb->presets[i]->id, strlen(name),
+			                PL_PRESET_NAME_MAX);
+	}
+	memset(out, 0, sizeof *out);
+	out->revision = pb->revision;
+	out->count = pb->n_presets;
+	for (size_t i = 0; i < pb->n_presets; i++) {
+		const Pl__Preset *w = pb->presets[i];
+		struct pl_preset *p = &out->presets[i];
+		const char *name = w->name ? w->name : "";
+		p->id = w->id;
+		memcpy(p->name, name, strlen(name) + 1);
+		p->depth_um = w->depth_um;
+		p->speed_level = w->speed_level;
+		p->area = (enum pl_area)w->area;
+		p->needle_count = w->needle_count;
+		p->max_duration_s = w->max_duration_s;
+	}
+	return PL_OK;
+}
+
+void pl__preset_set_to_pb(const struct pl_preset_set *set,
+                          struct pl__preset_set_pb *out)
+{
+	size_t n = set->count < PL_MAX_PRESETS ? set->count : PL_MAX_PRESETS;
+	pl__preset_set__init(&out->set);
+	for (size_t i = 0; i < n; i++) {
+		const struct pl_preset *ps = &set->presets[i];
+		Pl__Preset *w = &out->presets[i];
+		pl__preset__init(w);
+		w->id = ps->id;
+		size_t len = strnlen(ps->name, sizeof ps->name);
+		memcpy(out->names[i], ps->name, len);
+		out->names[i][len] = 0;
+		w->name = out->names[i];
+		w->depth_um = ps->depth_um;
+		w->speed_level = ps->speed_level;
+		w->area = (Pl__Area)ps->area;
+		w->needle_count = ps->needle_count;
+		w->max_duration_s = ps->max_duration_s;
+		out->ptrs[i] = w;
+	}
+	out->set.revision = set->revision;
+	out->set.n_presets = n;
+	out->set.presets = out->ptrs;
+}
+
+void pl__device_info_from_pb(const Pl__DeviceInfo *d, struct pl_device_info *o)
+{
+	memset(o, 0, sizeof *o);
+	pl__copy_text(o->serial, sizeof o->serial, d->serial);
+	pl__copy_text(o->model, sizeof o->model, d->model);
+	pl__copy_text(o->hw_revision, sizeof o->hw_revision, d->hw_revision);
+	pl__copy_text(o->fw_version, sizeof o->fw_version, d->fw_version);
+	o->protocol_version = d->protocol_version;
+	o->capabilities = d->capabilities;
+	o->depth_min_um = d->depth_min_um;
+	o->depth_max_um = d->depth_max_um;
+	o->depth_step_um = d->depth_step_um;
+	o->speed_levels = d->speed_levels;
+	for (size_t i = 0; i < d->n_stroke_rate_hz && i < PL_MAX_SPEED_LEVELS; i++)
+		o->stroke_rate_hz[i] = d->stroke_rate_hz[i];
+	o->slow_lock_depth_um = d->slow_lock_depth_um;
+	o->max_presets = d->max_presets;
+	o->total_strokes = d->total_strokes;
+	o->motor_seconds = d->motor_seconds;
+	if (d->battery) {
+		o->battery_percent = d->battery->percent;
+		o->battery_mv = d->battery->millivolts;
+		o->charging = d->battery->charging;
+	}
+}
+
+void pl__device_info_to_pb(const struct pl_device_info *i,
+                           struct pl__device_info_pb *w)
+{
+	pl__device_info__init(&w->info);
+	pl__battery__init(&w->battery);
+	w->info.serial = (char *)i->serial;
+	w->info.model = (char *)i->model;
+	w->info.hw_revision = (char *)i->hw_revision;
+	w->info.fw_version = (char *)i->fw_version;
+	w->info.protocol_version = i->protocol_version;
+	w->info.capabilities = i->capabilities;
+	w->info.depth_min_um = i->depth_min_um;
+	w->info.depth_max_um = i->depth_max_um;
+	w->info.depth_step_um = i->depth_step_um;
+	w->info.speed_levels = i->speed_levels;
+	size_t n = i->speed_levels < PL_MAX_SPEED_LEVELS ? i->speed_levels
+	                                                  : PL_MAX_SPEED_LEVELS;
+	memcpy(w->rates, i->stroke_rate_hz, n * sizeof w->rates[0]);
+	w->info.n_stroke_rate_hz = n;
+	w->info.stroke_rate_hz = w->rates;
+	w->info.slow_lock_depth_um = i->slow_lock_depth_um;
+	w->info.max_presets = i->max_presets;
+	w->info.total_strokes = i->total_strokes;
+	w->info.motor_seconds = i->motor_seconds;
+	w->battery.percent = i->battery_percent;
+	w->battery.millivolts = i->battery_mv;
+	w->battery.charging = i->charging;
+	w->info.battery = &w->battery;
+}
+
+/* ------------------------------------------------------------------ public */
+
+static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return pl__fail(PL_ERR_MEM, "out of memory for %zu bytes", n);
+	protobuf_c_message_pack(m, buf);
+	*out = buf;
+	*len = n;
+	return PL_OK;
+}
+
+int pl_preset_set_encode(const struct pl_preset_set *set, uint8_t **out,
+                         size_t *len)
+{
+	if (out)
+		*out = NULL;
+	if (!set || !out || !len)
+		return pl__fail(PL_ERR_ARG, "pl_preset_set_encode: missing argument");
+	struct pl__preset_set_pb *w = malloc(sizeof *w);
+	if (!w)
+		return pl__fail(PL_ERR_MEM, "out of memory");
+	pl__preset_set_to_pb(set, w);
+	int rc = pack(&w->set.base, out, len);
+	free(w);
+	return rc;
+}
+
+int pl_preset_set_decode(const uint8_t *data, size_t len,
+                         struct pl_preset_set *out)
+{
+	if (!out || (!data && len))
+		return pl__fail(PL_ERR_ARG, "pl_preset_set_decode: missing argument");
+	Pl__PresetSet *pb = pl__preset_set__unpack(NULL, len, data);
+	if (!pb)
+		return pl__fail(PL_ERR_PARSE, "%zu bytes are not a pl.PresetSet", len);
+	int rc = pl__preset_set_from_pb(pb, "the preset set", out);
+	pl__preset_set__free_unpacked(pb, NULL);
+	return rc == PL_ERR_PROTOCOL ? PL_ERR_PARSE : rc;
+}
+
+int pl_device_info_encode(const struct pl_device_info *info, uint8_t **out,
+                          size_t *len)
+{
+	if (out)
+		*out = NULL;
+	if (!info || !out || !len)
+		return pl__fail(PL_ERR_ARG, "pl_device_info_encode: missing argument");
+	struct pl__device_info_pb w;
+	pl__device_info_to_pb(info, &w);
+	return pack(&w.info.base, out, len);
+}
+
+int pl_device_info_decode(const uint8_t *data, size_t len,
+                          struct pl_device_info *out)
+{
+	if (!out || (!data && len))
+		return pl__fail(PL_ERR_ARG, "pl_device_info_decode: missing argument");
+	Pl__DeviceInfo *pb = pl__device_info__unpack(NULL, len, data);
+	if (!pb)
+		return pl__fail(PL_ERR_PARSE, "%zu bytes are not a pl.DeviceInfo", len);
+	int rc = PL_OK;
+	if (pb->n_stroke_rate_hz > PL_MAX_SPEED_LEVELS)
+		rc = pl__fail(PL_ERR_PARSE,
+		              "the device info lists %zu stroke rates; at most %u "
+		              "are possible",
+		              pb->n_stroke_rate_hz, PL_MAX_SPEED_LEVELS);
+	else
+		pl__device_info_from_pb(pb, out);
+	pl__device_info__free_unpacked(pb, NULL);
+	return rc;
+}

@@ -1,0 +1,80 @@
+/* Depths and times as text, one rule each, for every output of penlink. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+const char *pl_depth_format_mm(uint32_t um, enum pl_mm_style style,
+                               char out[PL_MM_TEXT_MAX])
+{
+	snprintf(out, PL_MM_TEXT_MAX, "%" PRIu32 ".%03" PRIu32, um / 1000,
+	         um % 1000);
+	/* Trailing zeros go, down to two decimals for people (they read
+	 * depths as 0.25, 1.50) or one for numbers; never a digit that
+	 * carries value, so nothing is ever rounded. */
+	size_t keep = style == PL_MM_SHORT ? 1 : 2;
+	size_t n = strlen(out), dot = (size_t)(strchr(out, '.') - out);
+	while (n - dot - 1 > keep && out[n - 1] == '0')
+		out[--n] = '\0';
+	return out;
+}
+
+/* ms as whole seconds and a non-negative millisecond part. */
+static void split_ms(int64_t ms, int64_t *secs, int *frac)
+{
+	*secs = ms / 1000;
+	*frac = (int)(ms % 1000);
+	if (*frac < 0) {
+		*frac += 1000;
+		(*secs)--;
+	}
+}
+
+const char *pl_time_format_utc(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
+{
+	int64_t secs;
+	int frac;
+	struct tm tm;
+
+	split_ms(utc_ms, &secs, &frac);
+	time_t t = (time_t)secs;
+	out[0] = '\0';
+	if ((int64_t)t != secs || !gmtime_r(&t, &tm) ||
+	    strftime(out, PL_TIME_TEXT_MAX, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+		out[0] = '\0';
+		return out;
+	}
+	size_t n = strlen(out);
+	snprintf(out + n, PL_TIME_TEXT_MAX - n, ".%03dZ", frac);
+	return out;
+}
+
+const char *pl_time_format_local(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
+{
+	int64_t secs;
+	int frac;
+	struct tm tm;
+
+	split_ms(utc_ms, &secs, &frac);
+	time_t t = (time_t)secs;
+	if ((int64_t)t != secs || !localtime_r(&t, &tm) ||
+	    strftime(out, PL_TIME_TEXT_MAX, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(out, PL_TIME_TEXT_MAX, "@%" PRId64 " ms", utc_ms);
+	return out;
+}
+
+int64_t pl_time_monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t pl_time_utc_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
