@@ -60,13 +60,6 @@ struct faults {
 	uint64_t count[F_KINDS];
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 struct faults *faults_new(const struct fault_opts *o, uint64_t seed)
 {
 	struct faults *f = calloc(1, sizeof *f);
@@ -255,7 +248,7 @@ int faults_send(struct faults *f, int fd, const uint8_t *frame, size_t len)
 		if (l->data) {
 			memcpy(l->data, frame, len);
 			l->len = len;
-			l->due_ms = now_ms() + f->o.late_ms;
+			l->due_ms = (uint64_t)pl_time_monotonic_ms() + f->o.late_ms;
 			l->frame = n;
 			f->n_late++;
 			note(f, F_LATE, "frame %" PRIu64 " (%zu bytes) held back %" PRIu32
@@ -316,7 +309,7 @@ int faults_send(struct faults *f, int fd, const uint8_t *frame, size_t len)
 
 int faults_next_due(const struct faults *f)
 {
-	uint64_t now = now_ms(), best = UINT64_MAX;
+	uint64_t now = (uint64_t)pl_time_monotonic_ms(), best = UINT64_MAX;
 
 	for (unsigned i = 0; i < f->n_late; i++)
 		if (f->late[i].due_ms < best)
@@ -328,7 +321,7 @@ int faults_next_due(const struct faults *f)
 
 int faults_release(struct faults *f, int fd)
 {
-	uint64_t now = now_ms();
+	uint64_t now = (uint64_t)pl_time_monotonic_ms();
 	unsigned i = 0;
 
 	/* In the order they were held: their due times are in that order,

@@ -75,13 +75,6 @@ const char *hostile_name(enum hostile_mode m)
 	return (size_t)m < sizeof names / sizeof names[0] ? names[m] : "?";
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void on_own_frame(void *ctx, uint8_t flags, const uint8_t *payload,
                          size_t len)
 {
@@ -295,7 +288,7 @@ int hostile_send(struct hostile *h, int fd, const uint8_t *frame, size_t len,
 			if (flush(h, fd, h->len) != 0)
 				return -1;
 			h->active = true;
-			h->next_ms = now_ms();
+			h->next_ms = (uint64_t)pl_time_monotonic_ms();
 			note_start(h);
 		}
 		return flush(h, fd, h->len);
@@ -338,7 +331,7 @@ int hostile_send(struct hostile *h, int fd, const uint8_t *frame, size_t len,
 
 int hostile_tick(struct hostile *h, int fd, uint32_t host_max)
 {
-	uint64_t now = now_ms();
+	uint64_t now = (uint64_t)pl_time_monotonic_ms();
 	unsigned every;
 
 	if (!h->active) {

@@ -55,25 +55,11 @@ static struct emu emu;
 
 /* ------------------------------------------------------------------ time */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t real_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t boot_ms;
 
 uint64_t emu_uptime_ms(void)
 {
-	return (uint64_t)(mono_ms() - boot_ms);
+	return (uint64_t)(pl_time_monotonic_ms() - boot_ms);
 }
 
 /* ------------------------------------------------------------------ port */
@@ -331,7 +317,7 @@ static int64_t op_rtc_get(void *ctx, bool *is_set)
 {
 	struct emu *e = ctx;
 	*is_set = e->rtc_set;
-	return e->rtc_set ? real_ms() + e->rtc_offset_ms : 0;
+	return e->rtc_set ? pl_time_utc_ms() + e->rtc_offset_ms : 0;
 }
 
 static void op_rtc_set(void *ctx, int64_t utc_ms)
@@ -339,7 +325,7 @@ static void op_rtc_set(void *ctx, int64_t utc_ms)
 	struct emu *e = ctx;
 	/* Kept as an offset from the host's clock so it keeps running while
 	 * penemu is stopped, like a battery-backed RTC. */
-	e->rtc_offset_ms = utc_ms - real_ms();
+	e->rtc_offset_ms = utc_ms - pl_time_utc_ms();
 	e->rtc_set = true;
 	(void)flash_rtc_set(e->flash, e->rtc_offset_ms);
 }
@@ -574,7 +560,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 	a->session_bytes = 200000;
 	a->model = "PL-Pen 1";
 	a->seed = 1;
-	a->now_ms = real_ms();
+	a->now_ms = pl_time_utc_ms();
 	a->faults.late_ms = EMU_DEFAULT_LATE_MS;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
@@ -785,7 +771,7 @@ static int reboot(void)
 		;
 	init_endpoint();
 	faults_rebooted(emu.faults);
-	boot_ms = mono_ms();
+	boot_ms = pl_time_monotonic_ms();
 	fprintf(stderr, "penemu: rebooted; serving again\n");
 	return 0;
 }
@@ -912,7 +898,7 @@ int main(int argc, char **argv)
 	int keep = -1;
 	int rc = 1;
 
-	boot_ms = mono_ms();
+	boot_ms = pl_time_monotonic_ms();
 	parse_args(argc, argv, &a);
 	emu.model = a.model;
 	emu.verbose = a.verbose;
@@ -952,7 +938,7 @@ int main(int argc, char **argv)
 
 	/* The pen "boots" when its port appears: uptime and the boot delay
 	 * count from here, not from the session generation before. */
-	boot_ms = mono_ms();
+	boot_ms = pl_time_monotonic_ms();
 	printf("%s\n", path);
 	fflush(stdout);
 	if (emu.verbose)

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <penlink.h> /* time and text helpers: penemu is a host program */
+
 #include "pl_fw.h"
 
 /* ------------------------------------------------------------------ PRNG */
