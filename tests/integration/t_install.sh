@@ -6,7 +6,7 @@
 : "${PL_BUILD_DIR:?}"
 
 cmake --install "$PL_BUILD_DIR" --prefix "$T/prefix" >/dev/null || fail "cmake --install failed"
-for f in include/penlink.h lib/pkgconfig/penlink.pc bin/penctl bin/penemu; do
+for f in include/penlink.h include/penlink_wire.h lib/pkgconfig/penlink.pc bin/penctl bin/penemu; do
   [ -e "$T/prefix/$f" ] || fail "$f not installed"
 done
 ok "library, header, pkg-config file and programs installed"
@@ -30,6 +30,17 @@ cc -std=c11 -Wall -Werror "${san[@]}" "$T/use.c" $flags -Wl,-rpath,"$T/prefix/li
 out=$("$T/use") || fail "consumer failed: $out"
 assert_contains "$out" "no such port|no such port: /dev/penlink-test-none" "installed library works from outside the tree"
 
-internal=$(nm -D --defined-only "$T/prefix/lib/libpenlink.so" | awk '{print $3}' | grep -v '^pl_[a-z]' | grep -v '^PENLINK_' || true)
-assert_eq "$internal" "" "only documented pl_ names are exported"
+# Both ways: every exported symbol is a function the installed headers
+# declare, and every declared function is exported (no test hook, no
+# internal, nothing forgotten in the explicit export list).
+exported=$(nm -D --defined-only "$T/prefix/lib/libpenlink.so" | awk '$2 == "T" {sub(/@.*/, "", $3); print $3}' | sort)
+declared=$(sed 's|/\*.*\*/||' "$T/prefix/include/penlink.h" "$T/prefix/include/penlink_wire.h" |
+  grep -o '\bpl_[a-z0-9_]*[[:space:]]*(' | tr -d ' (' | sort -u |
+  grep -v -x -e pl_frame_cb -e pl_frame_drop_cb)
+typedefs=$(grep -ho 'typedef [^;]*(\*pl_[a-z_]*)' "$T/prefix/include/penlink.h" "$T/prefix/include/penlink_wire.h" | grep -o 'pl_[a-z_]*' || true)
+declared=$(comm -23 <(echo "$declared") <(echo "$typedefs" | sort))
+assert_eq "$(comm -3 <(echo "$exported") <(echo "$declared") | tr -s ' \t\n' ' ')" "" "exports are exactly the documented functions"
+[ -e "$T/prefix/include/penlink_test.h" ] && fail "the test hooks header is installed"
+nm -D --defined-only "$T/prefix/lib/libpenlink.so" | grep -q pl_transport_memory && fail "a test hook is exported"
+ok "test hooks neither installed nor exported"
 done_testing
