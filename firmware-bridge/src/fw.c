@@ -810,6 +810,18 @@ static void on_list_sessions(struct pl_fw *fw, struct req *r,
 	reply(fw, r, &env);
 }
 
+/* The session with that id, or a NOT_FOUND reply and false. */
+static bool get_session(struct pl_fw *fw, struct req *r, uint32_t id,
+                        struct pl_fw_session *s)
+{
+	memset(s, 0, sizeof *s);
+	if (fw->ops->session_get(fw->ctx, id, s) == PL_FW_OK)
+		return true;
+	snprintf(r->msg, sizeof r->msg, "no session %u on this pen", (unsigned)id);
+	fail(fw, r, PL_FW_NOT_FOUND, r->msg);
+	return false;
+}
+
 static void on_read_session(struct pl_fw *fw, struct req *r,
                             const Pl__ReadSession *rs)
 {
@@ -822,12 +834,8 @@ static void on_read_session(struct pl_fw *fw, struct req *r,
 
 	snprintf(r->log, sizeof r->log, "req %u read_session id=%u off=%llu len=%u",
 	         r->id, rs->id, (unsigned long long)rs->offset, rs->length);
-	memset(&s, 0, sizeof s);
-	if (fw->ops->session_get(fw->ctx, rs->id, &s) != PL_FW_OK) {
-		snprintf(r->msg, sizeof r->msg, "no session %u on this pen", rs->id);
-		fail(fw, r, PL_FW_NOT_FOUND, r->msg);
+	if (!get_session(fw, r, rs->id, &s))
 		return;
-	}
 	if (rs->offset > s.size) {
 		snprintf(r->msg, sizeof r->msg,
 		         "offset %llu is past the end of session %u (%llu bytes)",
@@ -875,12 +883,8 @@ static void on_archive(struct pl_fw *fw, struct req *r,
 
 	snprintf(r->log, sizeof r->log, "req %u archive_session id=%u", r->id,
 	         a->id);
-	memset(&s, 0, sizeof s);
-	if (fw->ops->session_get(fw->ctx, a->id, &s) != PL_FW_OK) {
-		snprintf(r->msg, sizeof r->msg, "no session %u on this pen", a->id);
-		fail(fw, r, PL_FW_NOT_FOUND, r->msg);
+	if (!get_session(fw, r, a->id, &s))
 		return;
-	}
 	if (a->sha256.len != sizeof s.sha256) {
 		snprintf(r->msg, sizeof r->msg,
 		         "the digest for session %u is %lu bytes, not a 32-byte SHA-256",

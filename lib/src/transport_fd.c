@@ -112,6 +112,18 @@ int pl__fd_wait(int fd, bool want_write, int timeout_ms, const char *name)
 	return mask;
 }
 
+/* errno of a failed read or write (not EINTR): 0 when it would block, the
+ * unplug when the pen went away, else an I/O error naming the port. */
+static int io_failure(const struct fd_ctx *c, const char *doing)
+{
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	if (pl__errno_is_unplug(errno))
+		return pl__fail_unplugged(c->name);
+	return pl__fail(PL_ERR_IO, "%s %s failed: %s", doing, c->name,
+	                strerror(errno));
+}
+
 static int fd_read(void *vctx, void *buf, size_t len)
 {
 	struct fd_ctx *c = vctx;
@@ -125,12 +137,7 @@ static int fd_read(void *vctx, void *buf, size_t len)
 			return pl__fail_unplugged(c->name);
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return 0;
-		if (pl__errno_is_unplug(errno))
-			return pl__fail_unplugged(c->name);
-		return pl__fail(PL_ERR_IO, "reading from %s failed: %s", c->name,
-		                strerror(errno));
+		return io_failure(c, "reading from");
 	}
 }
 
@@ -175,12 +182,7 @@ static int fd_write(void *vctx, const void *buf, size_t len)
 			return (int)n;
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return 0;
-		if (pl__errno_is_unplug(errno))
-			return pl__fail_unplugged(c->name);
-		return pl__fail(PL_ERR_IO, "writing to %s failed: %s", c->name,
-		                strerror(errno));
+		return io_failure(c, "writing to");
 	}
 }
 

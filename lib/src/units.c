@@ -32,16 +32,24 @@ static void split_ms(int64_t ms, int64_t *secs, int *frac)
 	}
 }
 
-const char *pl_time_format_utc(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
+/* The calendar fields of utc_ms, in UTC or local time; false when the C
+ * library cannot represent that instant. */
+static bool broken_down(int64_t utc_ms, bool local, struct tm *tm, int *frac)
 {
 	int64_t secs;
-	int frac;
-	struct tm tm;
-
-	split_ms(utc_ms, &secs, &frac);
+	split_ms(utc_ms, &secs, frac);
 	time_t t = (time_t)secs;
-	out[0] = '\0';
-	if ((int64_t)t != secs || !gmtime_r(&t, &tm) ||
+	if ((int64_t)t != secs)
+		return false;
+	return local ? localtime_r(&t, tm) != NULL : gmtime_r(&t, tm) != NULL;
+}
+
+const char *pl_time_format_utc(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
+{
+	struct tm tm;
+	int frac;
+
+	if (!broken_down(utc_ms, false, &tm, &frac) ||
 	    strftime(out, PL_TIME_TEXT_MAX, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
 		out[0] = '\0';
 		return out;
@@ -53,13 +61,10 @@ const char *pl_time_format_utc(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
 
 const char *pl_time_format_local(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
 {
-	int64_t secs;
-	int frac;
 	struct tm tm;
+	int frac;
 
-	split_ms(utc_ms, &secs, &frac);
-	time_t t = (time_t)secs;
-	if ((int64_t)t != secs || !localtime_r(&t, &tm) ||
+	if (!broken_down(utc_ms, true, &tm, &frac) ||
 	    strftime(out, PL_TIME_TEXT_MAX, "%Y-%m-%d %H:%M:%S", &tm) == 0)
 		snprintf(out, PL_TIME_TEXT_MAX, "@%" PRId64 " ms", utc_ms);
 	return out;
