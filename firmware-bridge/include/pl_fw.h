@@ -82,17 +82,6 @@ struct pl_fw_preset {
 	uint32_t max_duration_s;
 };
 
-struct pl_fw_session {
-	uint32_t id;
-	uint8_t uuid[16];
-	uint32_t seq;
-	uint64_t size;
-	uint8_t sha256[32];
-	int64_t start_ms;
-	int64_t end_ms;
-	bool rtc_time;
-	bool archived;
-};
 
 /* What the firmware supplies.  ctx is passed back to every call. */
 struct pl_fw_ops {
@@ -112,8 +101,8 @@ struct pl_fw_ops {
 	/* Sessions, ordered by id.  session_next: the first session with
 	 * id > after_id, or PL_FW_NOT_FOUND when there is none. */
 	int (*session_next)(void *ctx, uint32_t after_id,
-	                    struct pl_fw_session *out);
-	int (*session_get)(void *ctx, uint32_t id, struct pl_fw_session *out);
+	                    struct pl_session_info *out);
+	int (*session_get)(void *ctx, uint32_t id, struct pl_session_info *out);
 	/* Reads len bytes at offset into buf (the caller checked the range). */
 	int (*session_read)(void *ctx, uint32_t id, uint64_t offset,
 	                    uint8_t *buf, size_t len);

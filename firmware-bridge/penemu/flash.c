@@ -360,7 +360,7 @@ fail:
 	return PL_FW_INTERNAL;
 }
 
-static void row_to_session(sqlite3_stmt *st, struct pl_fw_session *out)
+static void row_to_session(sqlite3_stmt *st, struct pl_session_info *out)
 {
 	const void *uuid = sqlite3_column_blob(st, 1);
 	int uuid_len = sqlite3_column_bytes(st, 1);
@@ -382,7 +382,7 @@ static void row_to_session(sqlite3_stmt *st, struct pl_fw_session *out)
 }
 
 static int one_session(struct flash *f, sqlite3_stmt *st, uint32_t key,
-                       struct pl_fw_session *out)
+                       struct pl_session_info *out)
 {
 	int rc;
 
@@ -402,12 +402,12 @@ static int one_session(struct flash *f, sqlite3_stmt *st, uint32_t key,
 }
 
 int flash_session_next(struct flash *f, uint32_t after_id,
-                       struct pl_fw_session *out)
+                       struct pl_session_info *out)
 {
 	return one_session(f, f->next, after_id, out);
 }
 
-int flash_session_get(struct flash *f, uint32_t id, struct pl_fw_session *out)
+int flash_session_get(struct flash *f, uint32_t id, struct pl_session_info *out)
 {
 	return one_session(f, f->get, id, out);
 }
@@ -488,7 +488,7 @@ int flash_session_count(struct flash *f, size_t *count)
 	return rc;
 }
 
-int flash_session_add(struct flash *f, struct pl_fw_session *meta,
+int flash_session_add(struct flash *f, struct pl_session_info *meta,
                       const uint8_t *record, size_t len, uint64_t strokes,
                       uint64_t run_seconds)
 {

@@ -326,7 +326,7 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 	Pl__Telemetry tel = PL__TELEMETRY__INIT;
 	Pl__Summary sum = PL__SUMMARY__INIT;
 	Pl__Event **evp = NULL;
-	struct pl_fw_session meta;
+	struct pl_session_info meta;
 	uint8_t uuid[16], uid[7];
 	char lot[16];
 	uint32_t dur;

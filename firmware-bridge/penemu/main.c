@@ -275,12 +275,12 @@ static int op_presets_store(void *ctx, const struct pl_fw_preset *p,
 	return flash_presets_store(((struct emu *)ctx)->flash, p, count, revision);
 }
 
-static int op_session_next(void *ctx, uint32_t after, struct pl_fw_session *out)
+static int op_session_next(void *ctx, uint32_t after, struct pl_session_info *out)
 {
 	return flash_session_next(((struct emu *)ctx)->flash, after, out);
 }
 
-static int op_session_get(void *ctx, uint32_t id, struct pl_fw_session *out)
+static int op_session_get(void *ctx, uint32_t id, struct pl_session_info *out)
 {
 	return flash_session_get(((struct emu *)ctx)->flash, id, out);
 }

@@ -96,8 +96,8 @@ int flash_presets_load(struct flash *f, struct pl_fw_preset *out, size_t max,
 int flash_presets_store(struct flash *f, const struct pl_fw_preset *p,
                         size_t count, uint32_t revision);
 int flash_session_next(struct flash *f, uint32_t after_id,
-                       struct pl_fw_session *out);
-int flash_session_get(struct flash *f, uint32_t id, struct pl_fw_session *out);
+                       struct pl_session_info *out);
+int flash_session_get(struct flash *f, uint32_t id, struct pl_session_info *out);
 int flash_session_read(struct flash *f, uint32_t id, uint64_t offset,
                        uint8_t *buf, size_t len);
 int flash_session_archive(struct flash *f, uint32_t id);
@@ -105,7 +105,7 @@ int flash_session_archive(struct flash *f, uint32_t id);
 int flash_session_count(struct flash *f, size_t *count);
 /* Stores a new record; meta->id is assigned (and written back), next_seq
  * moves past meta->seq, and the counters grow by strokes / run time. */
-int flash_session_add(struct flash *f, struct pl_fw_session *meta,
+int flash_session_add(struct flash *f, struct pl_session_info *meta,
                       const uint8_t *record, size_t len, uint64_t strokes,
                       uint64_t run_seconds);
 

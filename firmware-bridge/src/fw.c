@@ -721,7 +721,7 @@ static size_t ld_size(size_t n)
 	return 1 + v + n;
 }
 
-static void fill_meta(Pl__SessionMeta *m, struct pl_fw_session *s)
+static void fill_meta(Pl__SessionMeta *m, struct pl_session_info *s)
 {
 	pl__session_meta__init(m);
 	m->id = s->id;
@@ -755,14 +755,14 @@ static void on_list_sessions(struct pl_fw *fw, struct req *r,
 	 * arena could hold, so entries can follow it contiguously. */
 	cap = arena_left(fw) /
 	      (sizeof(Pl__SessionMeta *) + sizeof(Pl__SessionMeta) +
-	       sizeof(struct pl_fw_session) + 2 * FW_ALIGN);
+	       sizeof(struct pl_session_info) + 2 * FW_ALIGN);
 	if (cap == 0 || !(ptrs = arena_take(fw, cap * sizeof *ptrs))) {
 		fail(fw, r, PL_FW_INTERNAL, "out of working memory");
 		return;
 	}
 	for (;;) {
-		struct pl_fw_session s;
-		struct pl_fw_session *keep;
+		struct pl_session_info s;
+		struct pl_session_info *keep;
 		Pl__SessionMeta *m;
 		size_t cost;
 		int rc;
@@ -812,7 +812,7 @@ static void on_list_sessions(struct pl_fw *fw, struct req *r,
 
 /* The session with that id, or a NOT_FOUND reply and false. */
 static bool get_session(struct pl_fw *fw, struct req *r, uint32_t id,
-                        struct pl_fw_session *s)
+                        struct pl_session_info *s)
 {
 	memset(s, 0, sizeof *s);
 	if (fw->ops->session_get(fw->ctx, id, s) == PL_FW_OK)
@@ -827,7 +827,7 @@ static void on_read_session(struct pl_fw *fw, struct req *r,
 {
 	Pl__Envelope env = PL__ENVELOPE__INIT;
 	Pl__SessionChunk chunk = PL__SESSION_CHUNK__INIT;
-	struct pl_fw_session s;
+	struct pl_session_info s;
 	size_t n = rs->length;
 	size_t max_data = out_limit(fw) - FW_CHUNK_OVERHEAD;
 	uint8_t *buf;
@@ -879,7 +879,7 @@ static void on_archive(struct pl_fw *fw, struct req *r,
 {
 	Pl__Envelope env = PL__ENVELOPE__INIT;
 	Pl__Ack ack = PL__ACK__INIT;
-	struct pl_fw_session s;
+	struct pl_session_info s;
 
 	snprintf(r->log, sizeof r->log, "req %u archive_session id=%u", r->id,
 	         a->id);

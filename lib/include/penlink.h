@@ -356,17 +356,8 @@ int pl_pen_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
 
 /* ------------------------------------------------------------------ sessions */
 
-struct pl_session_info {
-	uint32_t id;
-	uint8_t uuid[16];
-	uint32_t seq;
-	uint64_t size;
-	uint8_t sha256[32];
-	int64_t start_ms;
-	int64_t end_ms;
-	bool rtc_time;  /* start/end are UTC (else uptime) */
-	bool archived;
-};
+/* struct pl_session_info (a session as a pen lists it) is in
+ * penlink_wire.h: the firmware bridge fills the very same struct. */
 
 /* All sessions on the pen (all pages).  Free *out with free(). */
 int pl_pen_list_sessions(struct pl_pen *pen, struct pl_session_info **out,

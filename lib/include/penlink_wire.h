@@ -21,6 +21,7 @@
 #ifndef PL_FRAME_H
 #define PL_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,20 @@ extern "C" {
 
 #define PL_PRESET_NAME_MAX 32u   /* bytes of UTF-8 in a preset name */
 #define PL_MAX_SPEED_LEVELS 16u  /* stroke-rate table entries a pen may have */
+
+/* A session as a pen lists it (pl.SessionInfo); the firmware bridge fills
+ * it, libpenlink's pl_pen_list_sessions() returns it. */
+struct pl_session_info {
+	uint32_t id;        /* the pen's slot for it */
+	uint8_t uuid[16];
+	uint32_t seq;       /* per-pen sequence number */
+	uint64_t size;      /* bytes of the record */
+	uint8_t sha256[32]; /* of the record */
+	int64_t start_ms;
+	int64_t end_ms;
+	bool rtc_time;      /* start/end are UTC (else uptime) */
+	bool archived;      /* the host said it is stored; the pen may reclaim it */
+};
 
 /* ------------------------------------------------------------------ framing */
 

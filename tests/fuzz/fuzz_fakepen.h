@@ -30,7 +30,7 @@ struct fakepen {
 	struct pl_fw_preset presets[PL_FW_MAX_PRESETS];
 	size_t npresets;
 	uint32_t revision;
-	struct pl_fw_session sessions[FAKEPEN_SESSIONS];
+	struct pl_session_info sessions[FAKEPEN_SESSIONS];
 	uint8_t data[FAKEPEN_SESSIONS][700];
 	int64_t rtc;
 	bool rtc_set;
@@ -69,7 +69,7 @@ static int fp_presets_store(void *ctx, const struct pl_fw_preset *in,
 	return PL_FW_OK;
 }
 
-static struct pl_fw_session *fp_find(struct fakepen *p, uint32_t id)
+static struct pl_session_info *fp_find(struct fakepen *p, uint32_t id)
 {
 	for (size_t i = 0; i < FAKEPEN_SESSIONS; i++)
 		if (p->sessions[i].id == id)
@@ -78,7 +78,7 @@ static struct pl_fw_session *fp_find(struct fakepen *p, uint32_t id)
 }
 
 static int fp_session_next(void *ctx, uint32_t after,
-                           struct pl_fw_session *out)
+                           struct pl_session_info *out)
 {
 	struct fakepen *p = ctx;
 	for (size_t i = 0; i < FAKEPEN_SESSIONS; i++)
@@ -89,9 +89,9 @@ static int fp_session_next(void *ctx, uint32_t after,
 	return PL_FW_NOT_FOUND;
 }
 
-static int fp_session_get(void *ctx, uint32_t id, struct pl_fw_session *out)
+static int fp_session_get(void *ctx, uint32_t id, struct pl_session_info *out)
 {
-	struct pl_fw_session *s = fp_find(ctx, id);
+	struct pl_session_info *s = fp_find(ctx, id);
 	if (!s)
 		return PL_FW_NOT_FOUND;
 	*out = *s;
@@ -102,7 +102,7 @@ static int fp_session_read(void *ctx, uint32_t id, uint64_t offset,
                            uint8_t *buf, size_t len)
 {
 	struct fakepen *p = ctx;
-	struct pl_fw_session *s = fp_find(p, id);
+	struct pl_session_info *s = fp_find(p, id);
 	FUZZ_CHECK(s != NULL, "read of unknown session %u", id);
 	FUZZ_CHECK(offset <= s->size && len <= s->size - offset,
 	           "read of %zu bytes at %llu of session %u (%llu bytes)", len,
@@ -113,7 +113,7 @@ static int fp_session_read(void *ctx, uint32_t id, uint64_t offset,
 
 static int fp_session_archive(void *ctx, uint32_t id)
 {
-	struct pl_fw_session *s = fp_find(ctx, id);
+	struct pl_session_info *s = fp_find(ctx, id);
 	FUZZ_CHECK(s != NULL, "archive of unknown session %u", id);
 	s->archived = true;
 	return PL_FW_OK;
@@ -188,7 +188,7 @@ static void fakepen_init(struct fakepen *p,
 	p->info.max_presets = 16;
 	fakepen_reset_presets(p);
 	for (uint32_t i = 0; i < FAKEPEN_SESSIONS; i++) {
-		struct pl_fw_session *s = &p->sessions[i];
+		struct pl_session_info *s = &p->sessions[i];
 		s->id = 3 + 4 * i;
 		s->seq = 100 + i;
 		s->size = i == 0 ? 0 : 300 * i + 1;

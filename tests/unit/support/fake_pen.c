@@ -79,7 +79,7 @@ static struct fake_session *find(struct fake_pen *p, uint32_t id)
 	return NULL;
 }
 
-static int fp_session_next(void *ctx, uint32_t after, struct pl_fw_session *out)
+static int fp_session_next(void *ctx, uint32_t after, struct pl_session_info *out)
 {
 	struct fake_pen *p = ctx;
 	for (size_t i = 0; i < p->nsessions; i++)
@@ -90,7 +90,7 @@ static int fp_session_next(void *ctx, uint32_t after, struct pl_fw_session *out)
 	return PL_FW_NOT_FOUND;
 }
 
-static int fp_session_get(void *ctx, uint32_t id, struct pl_fw_session *out)
+static int fp_session_get(void *ctx, uint32_t id, struct pl_session_info *out)
 {
 	struct fake_session *s = find(ctx, id);
 	if (!s)

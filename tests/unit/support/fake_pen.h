@@ -28,7 +28,7 @@
 #define FAKE_PEN_MAX_SESSIONS 400
 
 struct fake_session {
-	struct pl_fw_session meta;
+	struct pl_session_info meta;
 	uint8_t *data; /* meta.size bytes, owned by the fake */
 };
 
