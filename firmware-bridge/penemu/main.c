@@ -364,6 +364,10 @@ static void usage(FILE *out)
 "  --now UTC_MS       generate sessions as if it were this time (default: now);\n"
 "                     with it, equal seeds give byte-identical records\n"
 "  -v, --verbose      log every request to stderr\n"
+"  --raw-text         take --serial and --model byte for byte (any bytes but\n"
+"                     NUL, 1..63 of them: control bytes, invalid UTF-8), as a\n"
+"                     broken or hostile pen would report them, to test that\n"
+"                     hosts clean every output\n"
 "\n"
 "Sessions are generated when the flash is new.  A flash that already exists\n"
 "keeps its sessions and never gets new ones, except that a flash without any\n"
@@ -478,7 +482,7 @@ static void parse_stall(const char *s, struct fault_opts *o)
 	o->stall_ms = (uint32_t)parse_num("--fault-stall MS", colon + 1, 1, 600000);
 }
 
-static void check_label(const char *opt, const char *s)
+static void check_label(const char *opt, const char *s, bool raw)
 {
 	size_t n = strlen(s);
 	char msg[96];
@@ -487,7 +491,7 @@ static void check_label(const char *opt, const char *s)
 	         opt);
 	if (n == 0 || n > 63)
 		bad_args(msg, s);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n && !raw; i++)
 		if (s[i] < 0x20 || s[i] > 0x7e)
 			bad_args(msg, s);
 }
@@ -497,7 +501,7 @@ enum {
 	OPT_MODEL, OPT_SEED, OPT_NOW, OPT_GARBAGE, OPT_CORRUPT, OPT_DROP, OPT_MUTE,
 	OPT_BOOT_DELAY, OPT_DISCONNECT, OPT_DELAY, OPT_FAULT_SEED, OPT_DROP_BYTES,
 	OPT_DUP, OPT_STALL, OPT_LATE, OPT_LATE_MS, OPT_REBOOT_AFTER,
-	OPT_REBOOT_EVERY, OPT_HOSTILE,
+	OPT_REBOOT_EVERY, OPT_HOSTILE, OPT_RAW_TEXT,
 };
 
 struct args {
@@ -516,6 +520,7 @@ struct args {
 	enum hostile_mode hostile;
 	int64_t now_ms;
 	bool verbose;
+	bool raw_text;
 	struct fault_opts faults;
 };
 
@@ -549,6 +554,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 		{"fault-reboot-after", required_argument, NULL, OPT_REBOOT_AFTER},
 		{"fault-reboot-every", required_argument, NULL, OPT_REBOOT_EVERY},
 		{"hostile", required_argument, NULL, OPT_HOSTILE},
+		{"raw-text", no_argument, NULL, OPT_RAW_TEXT},
 		{NULL, 0, NULL, 0},
 	};
 	bool pty = false;
@@ -565,14 +571,13 @@ static void parse_args(int argc, char **argv, struct args *a)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		if (c >= OPT_GARBAGE && c != OPT_FAULT_SEED && c != OPT_LATE_MS &&
-		    c != OPT_HOSTILE)
+		    c != OPT_HOSTILE && c != OPT_RAW_TEXT)
 			a->any_fault = true;
 		switch (c) {
 		case OPT_PTY: pty = true; break;
 		case OPT_TTY: a->tty = optarg; break;
 		case OPT_FLASH: a->flash = optarg; break;
 		case OPT_SERIAL:
-			check_label("--serial", optarg);
 			a->serial = optarg;
 			a->serial_given = true;
 			break;
@@ -586,7 +591,6 @@ static void parse_args(int argc, char **argv, struct args *a)
 			                             EMU_MAX_SESSION_BYTES);
 			break;
 		case OPT_MODEL:
-			check_label("--model", optarg);
 			a->model = optarg;
 			break;
 		case OPT_SEED: a->seed = parse_num("--seed", optarg, 0, UINT64_MAX); break;
@@ -595,6 +599,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 			                               (uint64_t)INT64_MAX / 2);
 			break;
 		case 'v': a->verbose = true; break;
+		case OPT_RAW_TEXT: a->raw_text = true; break;
 		case 'h': usage(stdout); exit(0);
 		case OPT_GARBAGE:
 			a->faults.garbage = (uint32_t)parse_num("--fault-garbage", optarg, 1,
@@ -662,6 +667,9 @@ static void parse_args(int argc, char **argv, struct args *a)
 	}
 	if (optind < argc)
 		bad_args("unexpected argument '%s'", argv[optind]);
+	/* Checked after every option is read: --raw-text may come last. */
+	check_label("--serial", a->serial, a->raw_text);
+	check_label("--model", a->model, a->raw_text);
 	if (pty && a->tty)
 		bad_args("%s", "--pty and --tty are mutually exclusive");
 	if (a->faults.reboot_after && a->faults.reboot_every)
