@@ -82,7 +82,8 @@ UUID=$(jqo '.sessions[0].uuid')
 expect 0 "${D[@]}" --json audit
 AUDIT0=$(jqo '.entries | length')
 
-as_nobody "$SOCK_GID" "${D[@]}" sessions show "$UUID"
+# SERIAL/UUID goes straight to the record (a bare UUID would list first).
+as_nobody "$SOCK_GID" "${D[@]}" sessions show "PEN-AF-1/$UUID"
 assert_eq "$RC" "5" "without $LOGS_G: sessions show refused"
 assert_contains "$ERR" "not in group $LOGS_G" "show refusal names the group"
 [ -z "$OUT" ] && ok "a refused show prints no record" || fail "refused show printed: $OUT"

@@ -81,11 +81,23 @@ expect 3 "${P[@]}" preset push "$T/missing.json"
 # The pen refuses on its own when the host checks are bypassed.
 expect 0 "${P[@]}" --json preset list
 before=$(jqo .revision)
-expect 4 "${P[@]}" preset push --no-host-check --id 3 --name Deep --depth 2.75 --speed 1
+# (push_unchecked: a test program on the library's test-only hook; penctl
+# has no way around the host checks.)
+: "${PUSH_UNCHECKED:?PUSH_UNCHECKED must point at the push_unchecked test program}"
+unchecked() { # exit-status args...
+  local want=$1; shift
+  ERR=$("${WRAP[@]}" "$PUSH_UNCHECKED" "$EMU_PORT" "$@" 2>&1)
+  RC=$?
+  OUT=""
+  [ "$RC" -eq "$want" ] || fail "push_unchecked $* exited $RC, expected $want"
+}
+unchecked 4 3 Deep 2750 1
 assert_contains "$ERR" "depth_um" "the pen names the field it refused"
 assert_contains "$ERR" "2750" "the pen names the value it refused"
-expect 4 "${P[@]}" preset push --no-host-check --id 3 --name Lock --depth 2.25 --speed 4
+unchecked 4 3 Lock 2250 4
 assert_contains "$ERR" "speed" "the pen enforces the slow lock itself"
+expect 2 "${P[@]}" preset push --no-host-check --id 3 --name Deep --depth 2.75 --speed 1
+assert_contains "$ERR" "--no-host-check" "penctl has no way around the host checks"
 expect 0 "${P[@]}" --json preset list
 assert_eq "$(jqo .revision)" "$before" "refused writes leave the revision alone"
 assert_eq "$(jqo '.presets[] | select(.id == 3) | .depth_mm')" "2" "refused writes leave the presets alone"
