@@ -1,7 +1,13 @@
 /* Choosing and opening the backend; the direct (libpenlink on --port) one.
  * penlinkd's is in daemon.c. */
+#include <errno.h>
+#include <grp.h>
+#include <ini.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "penctl.h"
 
@@ -14,6 +20,9 @@ int ctl_connect(struct ctl *c)
 		                 "--port talks to a pen directly, --socket to "
 		                 "penlinkd");
 	if (!c->port) {
+		if (c->policy_file)
+			return ctl_usage(c, "--policy is for --port: through penlinkd "
+			                 "the daemon's own policy applies");
 		/* -s is passed on with every request; penlinkd resolves it. */
 		return daemon_open(c, &c->be);
 	}
@@ -45,6 +54,7 @@ void ctl_disconnect(struct ctl *c)
 struct direct {
 	struct pl_pen *pen;
 	char where[256];
+	const char *policy_file; /* --policy, or NULL for the default */
 };
 
 static const char *d_serial(void *ctx)
@@ -78,16 +88,104 @@ static int d_get_presets(void *ctx, struct pl_preset_set *out)
 	return pl_pen_get_presets(((struct direct *)ctx)->pen, out);
 }
 
-static int d_put_presets(void *ctx, const struct pl_preset_set *set,
-                         bool unchecked, bool confirm,
+/* The [policy] section of a penlinkd.conf-style file, key by key into the
+ * library's one parser of policy values. */
+struct policy_load {
+	struct pl_policy *policy;
+	int rc;
+	char msg[512];
+};
+
+static int policy_key(void *ud, const char *section, const char *key,
+                      const char *value)
+{
+	struct policy_load *pl = ud;
+	if (strcmp(section, "policy") != 0 || pl->rc != PL_OK)
+		return 1;
+	pl->rc = pl_policy_set(pl->policy, key, value);
+	if (pl->rc != PL_OK)
+		snprintf(pl->msg, sizeof pl->msg, "%s", pl_error_message());
+	return pl->rc == PL_OK;
+}
+
+static int load_policy(const char *path, struct pl_policy **out)
+{
+	int rc = pl_policy_new(out);
+	if (rc != PL_OK || !path)
+		return rc;
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		int err = errno;
+		pl_policy_free(*out);
+		*out = NULL;
+		return pl_error_set(err == ENOENT   ? PL_ERR_NOT_FOUND
+		                    : err == EACCES ? PL_ERR_ACCESS
+		                                    : PL_ERR_IO,
+		                    "--policy %s: %s", path, strerror(err));
+	}
+	struct policy_load pl = {.policy = *out, .rc = PL_OK};
+	int line = ini_parse_file(f, policy_key, &pl);
+	fclose(f);
+	if (line == 0)
+		return PL_OK;
+	pl_policy_free(*out);
+	*out = NULL;
+	if (line < 0)
+		return pl_error_set(PL_ERR_MEM, "--policy %s: out of memory", path);
+	return pl_error_set(PL_ERR_PARSE, "--policy %s, line %d: %s", path, line,
+	                    pl.msg[0] ? pl.msg : "not an INI line");
+}
+
+#define MAX_GROUPS 256
+
+/* The user as the policy sees them: their groups may be capped; root is
+ * not, as penlinkd treats it. */
+static int policy_check(const struct direct *d, const struct pl_preset_set *cur,
+                        const struct pl_preset_set *next, bool confirm)
+{
+	gid_t gids[MAX_GROUPS + 1];
+	int n = getgroups(MAX_GROUPS, gids + 1);
+	if (n < 0)
+		return pl_error_set(PL_ERR_IO, "reading your groups for the policy: "
+		                    "%s", strerror(errno));
+	gids[0] = getegid();
+	/* getgrgid() reuses one buffer: keep copies of the names. */
+	static char names[MAX_GROUPS + 1][128];
+	const char *groups[MAX_GROUPS + 1];
+	size_t n_groups = 0;
+	for (int i = 0; i <= n; i++) {
+		const struct group *g = getgrgid(gids[i]);
+		if (!g)
+			continue;
+		snprintf(names[n_groups], sizeof names[n_groups], "%s", g->gr_name);
+		groups[n_groups] = names[n_groups];
+		n_groups++;
+	}
+	const struct passwd *pw = getpwuid(geteuid());
+	struct pl_policy_actor actor = {
+		.user = pw ? pw->pw_name : "this user",
+		.uncapped = geteuid() == 0,
+		.groups = groups,
+		.n_groups = n_groups,
+	};
+	struct pl_policy *policy;
+	int rc = load_policy(d->policy_file, &policy);
+	if (rc != PL_OK)
+		return rc;
+	rc = pl_policy_check_push(policy, &actor, cur, next, confirm);
+	pl_policy_free(policy);
+	return rc;
+}
+
+static int d_put_presets(void *ctx, const struct pl_preset_set *cur,
+                         const struct pl_preset_set *next, bool confirm,
                          struct pl_preset_set *result)
 {
-	/* penctl applied the --confirm policy itself; the pen has none. */
-	(void)confirm;
-	struct pl_pen *pen = ((struct direct *)ctx)->pen;
-	if (unchecked)
-		return pl_pen_put_presets_unchecked(pen, set, result);
-	return pl_pen_put_presets(pen, set, result);
+	struct direct *d = ctx;
+	int rc = policy_check(d, cur, next, confirm);
+	if (rc != PL_OK)
+		return rc;
+	return pl_pen_put_presets(d->pen, next, result);
 }
 
 static int d_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,
@@ -103,22 +201,131 @@ static int d_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
 	return pl_pen_clock_sync(((struct direct *)ctx)->pen, offset_ms);
 }
 
-static int d_list_sessions(void *ctx, struct pl_session_info **out,
-                           size_t *count)
+static int d_list_sessions(void *ctx, int64_t since,
+                           struct session_entry **out, size_t *count)
 {
-	return pl_pen_list_sessions(((struct direct *)ctx)->pen, out, count);
+	struct direct *d = ctx;
+	struct pl_session_info *ss = NULL;
+	size_t n = 0;
+	*out = NULL;
+	*count = 0;
+	int rc = pl_pen_list_sessions(d->pen, &ss, &n);
+	if (rc != PL_OK)
+		return rc;
+	struct session_entry *v = calloc(n ? n : 1, sizeof *v);
+	if (!v) {
+		free(ss);
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		/* A pen without a clock timed its sessions by uptime, so when
+		 * they happened is unknown: --since leaves them out. */
+		if (since && (!ss[i].rtc_time || ss[i].start_ms < since))
+			continue;
+		snprintf(v[k].key.serial, sizeof v[k].key.serial, "%s",
+		         pl_pen_serial(d->pen));
+		memcpy(v[k].key.uuid, ss[i].uuid, 16);
+		v[k].info = ss[i];
+		k++;
+	}
+	free(ss);
+	*out = v;
+	*count = k;
+	return PL_OK;
 }
 
-static int d_download(void *ctx, const struct pl_session_info *s,
-                      const char *path, pl_progress_fn progress, void *ud)
+static int d_fetch_to_file(void *ctx, const struct session_entry *s,
+                           const char *path, pl_progress_fn progress, void *ud)
 {
-	return pl_pen_download_session_to_file(((struct direct *)ctx)->pen, s, path,
-	                                   progress, ud);
+	return pl_pen_download_session_to_file(((struct direct *)ctx)->pen, &s->info,
+	                                       path, progress, ud);
 }
 
-static int d_archive(void *ctx, uint32_t id, const uint8_t sha256[32])
+static uint64_t d_resume_point(void *ctx, const char *path)
 {
-	return pl_pen_archive_session(((struct direct *)ctx)->pen, id, sha256);
+	(void)ctx;
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+struct mem_sink {
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+static int to_memory(void *ud, uint64_t offset, const uint8_t *data, size_t len)
+{
+	struct mem_sink *m = ud;
+	if (offset != m->len || len > m->cap - m->len)
+		return pl_error_set(PL_ERR_PROTOCOL, "the pen sent more of the "
+		                    "record than it listed");
+	memcpy(m->buf + m->len, data, len);
+	m->len += len;
+	return PL_OK;
+}
+
+static int d_read_record(void *ctx, const struct pl_session_key *key,
+                         uint64_t max, uint8_t **data, size_t *len)
+{
+	struct direct *d = ctx;
+	*data = NULL;
+	*len = 0;
+	char name[160];
+	pl_session_key_format(key, PL_TEXT_LOG, name, sizeof name);
+	if (strcmp(key->serial, pl_pen_serial(d->pen)) != 0)
+		return pl_error_set(PL_ERR_NOT_FOUND, "no session %s: the pen on %s "
+		                    "is another pen", name, d->where);
+	struct session_entry *v;
+	size_t n;
+	int rc = d_list_sessions(ctx, 0, &v, &n);
+	if (rc != PL_OK)
+		return rc;
+	size_t i = 0;
+	while (i < n && !pl_session_key_equal(&v[i].key, key))
+		i++;
+	if (i == n) {
+		free(v);
+		return pl_error_set(PL_ERR_NOT_FOUND, "the pen on %s has no session "
+		                    "%s", d->where, name);
+	}
+	struct pl_session_info s = v[i].info;
+	free(v);
+	if (s.size > max)
+		return pl_error_set(PL_ERR_PARSE, "session %s is %llu bytes; penctl "
+		                    "shows records up to %llu bytes", name,
+		                    (unsigned long long)s.size,
+		                    (unsigned long long)max);
+	struct mem_sink m = {.buf = malloc(s.size ? (size_t)s.size : 1),
+	                     .cap = (size_t)s.size};
+	if (!m.buf)
+		return pl_error_set(PL_ERR_MEM, "out of memory for a %llu-byte record",
+		                    (unsigned long long)s.size);
+	struct pl_download_options o;
+	pl_download_options_init(&o);
+	o.sink = to_memory;
+	o.ud = &m;
+	rc = pl_pen_download_session(d->pen, &s, 0, &o);
+	uint8_t sha[32];
+	if (rc == PL_OK) {
+		pl_sha256(m.buf, m.len, sha);
+		if (m.len != s.size || memcmp(sha, s.sha256, 32) != 0)
+			rc = pl_error_set(PL_ERR_DIGEST, "session %s: the record's "
+			                  "SHA-256 differs from the pen's", name);
+	}
+	if (rc != PL_OK) {
+		free(m.buf);
+		return rc;
+	}
+	*data = m.buf;
+	*len = m.len;
+	return PL_OK;
+}
+
+static int d_release(void *ctx, const struct session_entry *s)
+{
+	return pl_pen_archive_session(((struct direct *)ctx)->pen, s->info.id,
+	                              s->info.sha256);
 }
 
 static int d_ping(void *ctx, uint32_t *rtt_us)
@@ -149,6 +356,7 @@ static void d_close(void *ctx)
 }
 
 static const struct backend_ops direct_ops = {
+	.direct = true,
 	.serial = d_serial,
 	.where = d_where,
 	.info = d_info,
@@ -158,8 +366,10 @@ static const struct backend_ops direct_ops = {
 	.clock_get = d_clock_get,
 	.clock_sync = d_clock_sync,
 	.list_sessions = d_list_sessions,
-	.download_to_file = d_download,
-	.archive = d_archive,
+	.fetch_to_file = d_fetch_to_file,
+	.resume_point = d_resume_point,
+	.read_record = d_read_record,
+	.release = d_release,
 	.ping = d_ping,
 	.trace = d_trace,
 	.set_event_handler = d_set_event_handler,
@@ -185,6 +395,7 @@ int direct_open(struct ctl *c, struct backend *out)
 	if (!d)
 		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
 	snprintf(d->where, sizeof d->where, "%s", c->port);
+	d->policy_file = c->policy_file;
 	int rc = pl_pen_open(c->port, &o, &d->pen);
 	if (rc != PL_OK) {
 		free(d);

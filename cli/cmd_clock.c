@@ -1,27 +1,11 @@
 /* penctl clock sync */
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
 #include "penctl.h"
-
-static int64_t host_utc_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int clock_sync(struct ctl *c, struct opt_iter *it)
 {
-	const char *v;
-	int id;
-	while ((id = opt_next(c, it, NULL, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		return ctl_usage(c, "clock sync takes no arguments (got '%.40s')", v);
-	}
-	int rc = ctl_connect(c);
+	int rc = opt_none(c, it);
+	if (rc == PX_OK)
+		rc = ctl_connect(c);
 	if (rc != PX_OK)
 		return rc;
 	/* pl_pen_clock_sync reports offset 0 for a pen that never had the time, so
@@ -44,7 +28,7 @@ static int clock_sync(struct ctl *c, struct opt_iter *it)
 		known = true;
 		rtc_set = was_set == 1;
 	}
-	int64_t now = host_utc_ms();
+	int64_t now = pl_time_utc_ms();
 	const char *serial = c->be.ops->serial(c->be.ctx);
 	bool had_time = !known || rtc_set;
 	if (c->json) {
@@ -60,37 +44,29 @@ static int clock_sync(struct ctl *c, struct opt_iter *it)
 		json_object_object_add(o, "host_utc_ms", json_object_new_int64(now));
 		return ctl_emit_json(c, o);
 	}
-	char when[FMT_BUF], up[FMT_BUF];
-	fmt_local_time(when, now);
+	char when[PL_TIME_TEXT_MAX], up[FMT_BUF];
+	pl_time_format_local(now, when);
 	if (!had_time && !uptime_known) {
-		printf("%s: clock was not set; now set to %s\n", serial, when);
+		ctl_say("%s: clock was not set; now set to %s", serial, when);
 	} else if (!had_time) {
-		printf("%s: clock was not set (pen up %s); now set to %s\n", serial,
+		ctl_say("%s: clock was not set (pen up %s); now set to %s", serial,
 		       fmt_duration(up, (int64_t)(uptime > INT64_MAX / 2 ? INT64_MAX / 2
 		                                                          : uptime)),
 		       when);
 	} else {
 		int64_t mag = offset < 0 ? -offset : offset;
-		printf("%s: clock was %lld.%03lld s %s the host; now set to %s\n",
+		ctl_say("%s: clock was %lld.%03lld s %s the host; now set to %s",
 		       serial, (long long)(mag / 1000), (long long)(mag % 1000),
 		       offset < 0 ? "behind" : "ahead of", when);
 	}
 	return PX_OK;
 }
 
-int cmd_clock(struct ctl *c, int argc, char **argv, int start)
-{
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "clock");
-	const char *sub;
-	int id = opt_next(c, &it, NULL, &sub);
-	if (id == OPT_BAD)
-		return PX_USAGE;
-	if (id == OPT_END)
-		return ctl_usage(c, "clock needs a subcommand: sync");
-	if (strcmp(sub, "sync") == 0) {
-		it.cmd = "clock sync";
-		return clock_sync(c, &it);
-	}
-	return ctl_usage(c, "unknown clock subcommand '%.40s' (sync)", sub);
-}
+static const struct cmd_spec clock_specs[] = {
+	{"clock sync", NULL, "set the pen's clock to this host's time", CMD_BOTH,
+	 NULL,
+	 "Says how far off the pen's clock was, or that it had no time yet.\n",
+	 clock_sync},
+	{NULL, NULL, NULL, CMD_BOTH, NULL, NULL, NULL},
+};
+const struct cmd_group clock_cmds = {"clock", NULL, clock_specs};

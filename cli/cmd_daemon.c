@@ -5,45 +5,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "penctl.h"
-
-const char *pen_state_name(Plctl__PenState s)
-{
-	switch (s) {
-	case PLCTL__PEN_STATE__PEN_STATE_CONNECTING: return "connecting";
-	case PLCTL__PEN_STATE__PEN_STATE_SYNCING: return "syncing";
-	case PLCTL__PEN_STATE__PEN_STATE_DOWNLOADING: return "downloading";
-	case PLCTL__PEN_STATE__PEN_STATE_IDLE: return "idle";
-	case PLCTL__PEN_STATE__PEN_STATE_FAILED: return "failed";
-	default: return "unspecified";
-	}
-}
 
 const char *trace_level_name(uint32_t level)
 {
 	static const char *const n[] = {"error", "warn", "info", "debug"};
 	return level < 4 ? n[level] : "trace";
-}
-
-/* Commands without arguments of their own. */
-static int no_args(struct ctl *c, struct opt_iter *it, const char *what)
-{
-	const char *v;
-	int id;
-	while ((id = opt_next(c, it, NULL, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		return ctl_usage(c, "%s takes no arguments (got '%.40s')", what, v);
-	}
-	return PX_OK;
-}
-
-static json_object *json_str(const char *s)
-{
-	return json_object_new_string(s ? s : "");
 }
 
 /* ------------------------------------------------------------------ list */
@@ -55,7 +24,7 @@ static json_object *pen_json(const Plctl__Pen *p)
 	json_object_object_add(o, "port", json_str(p->port));
 	json_object_object_add(o, "usb", json_object_new_boolean(p->usb));
 	json_object_object_add(o, "state",
-	                       json_object_new_string(pen_state_name(p->state)));
+	                       json_object_new_string(plc_pen_state_name(p->state)));
 	json_object_object_add(o, "model", json_str(p->model));
 	json_object_object_add(o, "fw_version", json_str(p->fw_version));
 	json_object_object_add(o, "sessions_on_pen",
@@ -84,11 +53,9 @@ static const char *fmt_download(char *buf, size_t cap, uint64_t done,
 	return buf;
 }
 
-int cmd_list(struct ctl *c, int argc, char **argv, int start)
+static int list_run(struct ctl *c, struct opt_iter *it)
 {
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "list");
-	int rc = no_args(c, &it, "list");
+	int rc = opt_none(c, it);
 	if (rc != PX_OK)
 		return rc;
 	if ((rc = ctl_need_daemon(c, "list")) != PX_OK ||
@@ -113,7 +80,7 @@ int cmd_list(struct ctl *c, int argc, char **argv, int start)
 		return ctl_emit_json(c, o);
 	}
 	if (n == 0) {
-		printf("no pens attached to penlinkd\n");
+		ctl_say("no pens attached to penlinkd");
 		dc_free(r);
 		return PX_OK;
 	}
@@ -123,23 +90,20 @@ int cmd_list(struct ctl *c, int argc, char **argv, int start)
 	struct table *t = table_new(10, hdr, "llllllrrll");
 	for (size_t i = 0; t && i < n; i++) {
 		const Plctl__Pen *p = r->pens->pens[i];
-		char serial[64], port[256], model[64], fw[32], err[256], on[16],
-		    pend[16], dl[3 * FMT_BUF];
+		char on[16], pend[16], dl[3 * FMT_BUF];
 		snprintf(on, sizeof on, "%u", p->sessions_on_pen);
 		snprintf(pend, sizeof pend, "%u", p->sessions_pending);
 		const char *row[] = {
-		    safe_text(serial, sizeof serial, p->serial),
-		    safe_text(port, sizeof port, p->port),
+		    p->serial,
+		    p->port,
 		    p->usb ? "usb" : "manual",
-		    pen_state_name(p->state),
-		    safe_text(model, sizeof model, p->model),
-		    safe_text(fw, sizeof fw, p->fw_version),
+		    plc_pen_state_name(p->state),
+		    p->model,
+		    p->fw_version,
 		    on,
 		    pend,
 		    fmt_download(dl, sizeof dl, p->download_done, p->download_total),
-		    p->last_error && *p->last_error
-		        ? safe_text(err, sizeof err, p->last_error)
-		        : "-",
+		    p->last_error && *p->last_error ? p->last_error : "-",
 		};
 		table_row(t, row);
 	}
@@ -169,14 +133,6 @@ static const char *event_kind_name(Plctl__EventKind k)
 	}
 }
 
-static void print_json_line(json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-	fflush(stdout);
-}
-
 static void monitor_event(struct ctl *c, const Plctl__Event *ev)
 {
 	bool have_uuid = ev->uuid.len == 16;
@@ -195,73 +151,67 @@ static void monitor_event(struct ctl *c, const Plctl__Event *ev)
 		json_object_object_add(
 		    o, "state",
 		    ev->state != PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED
-		        ? json_object_new_string(pen_state_name(ev->state))
+		        ? json_object_new_string(plc_pen_state_name(ev->state))
 		        : NULL);
 		if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_TRACE)
 			json_object_object_add(o, "level", json_object_new_int64(ev->level));
-		print_json_line(o);
+		ctl_emit_json_line(o);
 		return;
 	}
-	char when[16], serial[64], port[256], msg[512], uuid[37] = "?", a[FMT_BUF],
+	char when[PL_TIME_TEXT_MAX], what[1024], uuid[37] = "?", a[FMT_BUF],
 	    b[FMT_BUF];
-	time_t t = (time_t)(ev->utc_ms / 1000);
-	struct tm tm;
-	if (!localtime_r(&t, &tm) || !strftime(when, sizeof when, "%H:%M:%S", &tm))
-		snprintf(when, sizeof when, "--:--:--");
-	safe_text(serial, sizeof serial, ev->serial);
-	safe_text(port, sizeof port, ev->port);
-	safe_text(msg, sizeof msg, ev->message);
+	const char *serial = ev->serial ? ev->serial : "";
+	const char *port = ev->port && *ev->port ? ev->port : "?";
+	const char *msg = ev->message ? ev->message : "";
 	if (have_uuid)
 		pl_uuid_format(ev->uuid.data, uuid);
-	const char *who = serial[0] ? serial : "pen";
 	const char *sep = msg[0] ? ": " : "";
-	printf("%s %s ", when, who);
 	switch (ev->kind) {
 	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_ATTACHED:
-		printf("attached on %s\n", port[0] ? port : "?");
+		snprintf(what, sizeof what, "attached on %s", port);
 		break;
 	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_DETACHED:
-		printf("detached%s%s\n", sep, msg);
+		snprintf(what, sizeof what, "detached%s%s", sep, msg);
 		break;
 	case PLCTL__EVENT_KIND__EVENT_KIND_DOWNLOAD_PROGRESS: {
 		unsigned pct = ev->total ? (ev->done >= ev->total
 		                                ? 100
 		                                : (unsigned)(ev->done * 100 / ev->total))
 		                         : 0;
-		printf("downloading %u%% %s/%s\n", pct, fmt_bytes(a, ev->done),
-		       fmt_bytes(b, ev->total));
+		snprintf(what, sizeof what, "downloading %u%% %s/%s", pct,
+		         fmt_bytes(a, ev->done), fmt_bytes(b, ev->total));
 		break;
 	}
 	case PLCTL__EVENT_KIND__EVENT_KIND_SESSION_ARCHIVED:
-		if (msg[0])
-			printf("archived session %s (%s)\n", uuid, msg);
-		else
-			printf("archived session %s\n", uuid);
+		snprintf(what, sizeof what, "archived session %s%s%s%s", uuid,
+		         msg[0] ? " (" : "", msg, msg[0] ? ")" : "");
 		break;
 	case PLCTL__EVENT_KIND__EVENT_KIND_PRESETS_CHANGED:
-		printf("presets changed%s%s\n", sep, msg);
+		snprintf(what, sizeof what, "presets changed%s%s", sep, msg);
 		break;
 	case PLCTL__EVENT_KIND__EVENT_KIND_ERROR:
-		printf("error: %s\n", msg[0] ? msg : "(no detail)");
+		snprintf(what, sizeof what, "error: %s", msg[0] ? msg : "(no detail)");
 		break;
 	case PLCTL__EVENT_KIND__EVENT_KIND_TRACE:
-		printf("trace %s: %s\n", trace_level_name(ev->level), msg);
+		snprintf(what, sizeof what, "trace %s: %s",
+		         trace_level_name(ev->level), msg);
 		break;
 	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_STATE:
-		printf("state %s%s%s\n", pen_state_name(ev->state), sep, msg);
+		snprintf(what, sizeof what, "state %s%s%s",
+		         plc_pen_state_name(ev->state), sep, msg);
 		break;
 	default:
-		printf("event %d%s%s\n", (int)ev->kind, sep, msg);
+		snprintf(what, sizeof what, "event %d%s%s", (int)ev->kind, sep, msg);
 		break;
 	}
+	ctl_say("%s %s %s", fmt_time_of_day(when, ev->utc_ms),
+	        serial[0] ? serial : "pen", what);
 	fflush(stdout);
 }
 
-int cmd_monitor(struct ctl *c, int argc, char **argv, int start)
+static int monitor_run(struct ctl *c, struct opt_iter *it)
 {
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "monitor");
-	int rc = no_args(c, &it, "monitor");
+	int rc = opt_none(c, it);
 	if (rc != PX_OK)
 		return rc;
 	if ((rc = ctl_need_daemon(c, "monitor")) != PX_OK ||
@@ -276,8 +226,8 @@ int cmd_monitor(struct ctl *c, int argc, char **argv, int start)
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
 	if (!c->json)
-		fprintf(stderr, "penctl: monitoring penlinkd at %s; Ctrl-C to stop\n",
-		        ctl_socket_path(c));
+		ctl_note("monitoring penlinkd at %s; Ctrl-C to stop",
+		         ctl_socket_path(c));
 	for (;;) {
 		Plctl__Response *r;
 		/* No timeout: a quiet clinic sends nothing for hours. */
@@ -323,13 +273,11 @@ static int absolute_path(struct ctl *c, const char *in, char *out, size_t cap)
 	return PX_OK;
 }
 
-int cmd_attach(struct ctl *c, int argc, char **argv, int start)
+static int attach_run(struct ctl *c, struct opt_iter *it)
 {
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "attach");
 	const char *path = NULL, *v;
 	int id;
-	while ((id = opt_next(c, &it, NULL, &v)) != OPT_END) {
+	while ((id = opt_next(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
 		if (path)
@@ -363,17 +311,15 @@ int cmd_attach(struct ctl *c, int argc, char **argv, int start)
 		json_object_object_add(o, "attached", json_object_new_string(abs));
 		return ctl_emit_json(c, o);
 	}
-	printf("attached %s\n", abs);
+	ctl_say("attached %s", abs);
 	return PX_OK;
 }
 
-int cmd_detach(struct ctl *c, int argc, char **argv, int start)
+static int detach_run(struct ctl *c, struct opt_iter *it)
 {
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "detach");
 	const char *path = NULL, *v;
 	int id;
-	while ((id = opt_next(c, &it, NULL, &v)) != OPT_END) {
+	while ((id = opt_next(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
 		if (path)
@@ -408,7 +354,7 @@ int cmd_detach(struct ctl *c, int argc, char **argv, int start)
 		json_object_object_add(o, "detached", json_object_new_string(what));
 		return ctl_emit_json(c, o);
 	}
-	printf("detached %s\n", what);
+	ctl_say("detached %s", what);
 	return PX_OK;
 }
 
@@ -416,32 +362,28 @@ int cmd_detach(struct ctl *c, int argc, char **argv, int start)
 
 enum { A_SINCE = 1, A_LIMIT };
 
+static const struct optdef audit_opts[] = {
+	{"--since", 0, "DATE", A_SINCE, "entries at or after DATE"},
+	{"--limit", 'n', "N", A_LIMIT, "at most N entries (default 100)"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
 static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n);
 
-int cmd_audit(struct ctl *c, int argc, char **argv, int start)
+static int audit_run(struct ctl *c, struct opt_iter *it)
 {
-	static const struct optdef defs[] = {
-		{"--since", 0, true, A_SINCE},
-		{"--limit", 'n', true, A_LIMIT},
-		{NULL, 0, false, 0},
-	};
 	int64_t since = 0;
 	uint32_t limit = 0;
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "audit");
 	const char *v;
 	int id;
-	while ((id = opt_next(c, &it, defs, &v)) != OPT_END) {
+	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
 		if (id == A_SINCE) {
 			if (parse_date(c, "--since", v, &since) != PX_OK)
 				return PX_USAGE;
-		} else if (id == A_LIMIT) {
-			if (parse_u32(c, "--limit", v, 1, 1000000, &limit) != PX_OK)
-				return PX_USAGE;
-		} else {
-			return ctl_usage(c, "audit takes no arguments (got '%.40s')", v);
+		} else if (parse_u32(c, "--limit", v, 1, 1000000, &limit) != PX_OK) {
+			return PX_USAGE;
 		}
 	}
 	int rc;
@@ -501,26 +443,38 @@ static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n)
 		return ctl_emit_json(c, o);
 	}
 	if (n == 0) {
-		printf("no audit entries\n");
+		ctl_say("no audit entries");
 		return PX_OK;
 	}
 	static const char *const hdr[] = {"time", "user", "pen", "action", "result"};
 	struct table *t = table_new(5, hdr, NULL);
 	for (size_t i = 0; t && i < n; i++) {
 		const Plctl__AuditEntry *en = all[i];
-		char when[FMT_BUF], user[64], pen[64], action[64], result[512];
-		fmt_local_time(when, en->utc_ms);
-		if (en->user && *en->user)
-			safe_text(user, sizeof user, en->user);
-		else
-			snprintf(user, sizeof user, "uid %u", en->uid);
-		safe_text(pen, sizeof pen, en->pen);
-		safe_text(action, sizeof action, en->action);
-		safe_text(result, sizeof result, en->result);
-		const char *row[] = {when, user, pen[0] ? pen : "-", action, result};
+		char when[PL_TIME_TEXT_MAX], uid[32];
+		pl_time_format_local(en->utc_ms, when);
+		snprintf(uid, sizeof uid, "uid %u", en->uid);
+		const char *row[] = {when, en->user && *en->user ? en->user : uid,
+		                     en->pen && *en->pen ? en->pen : "-", en->action,
+		                     en->result};
 		table_row(t, row);
 	}
 	table_print(t, stdout, "");
 	table_free(t);
 	return PX_OK;
 }
+
+CMD_SINGLE(list, "list", NULL, "the pens penlinkd serves and their state",
+           CMD_DAEMON, NULL, NULL, list_run);
+CMD_SINGLE(monitor, "monitor", NULL, "print penlinkd's events until Ctrl-C",
+           CMD_DAEMON, NULL, NULL, monitor_run);
+CMD_SINGLE(attach, "attach", "PATH", "serve a pen that is not on USB (a pty)",
+           CMD_DAEMON, NULL,
+           "A relative PATH is made absolute first (the daemon runs "
+           "elsewhere).\n",
+           attach_run);
+CMD_SINGLE(detach, "detach", "PATH | -s SERIAL", "stop serving a pen",
+           CMD_DAEMON, NULL, NULL, detach_run);
+CMD_SINGLE(audit, "audit", "[--since DATE] [--limit N]",
+           "the audit trail, newest first", CMD_DAEMON, audit_opts,
+           "Reading it needs penlinkd's log-reading permission.\n",
+           audit_run);

@@ -54,11 +54,11 @@ static json_object *info_json(const char *serial, const struct pl_device_info *i
 	                       json_object_new_int64(in->capabilities));
 
 	json_object *lim = json_object_new_object();
-	json_object_object_add(lim, "depth_min_mm", json_mm(in->depth_min_um));
-	json_object_object_add(lim, "depth_max_mm", json_mm(in->depth_max_um));
-	json_object_object_add(lim, "depth_step_mm", json_mm(in->depth_step_um));
+	json_object_object_add(lim, "depth_min_mm", json_depth_mm(in->depth_min_um));
+	json_object_object_add(lim, "depth_max_mm", json_depth_mm(in->depth_max_um));
+	json_object_object_add(lim, "depth_step_mm", json_depth_mm(in->depth_step_um));
 	json_object_object_add(lim, "slow_lock_depth_mm",
-	                       json_mm(in->slow_lock_depth_um));
+	                       json_depth_mm(in->slow_lock_depth_um));
 	json_object_object_add(lim, "speed_levels",
 	                       json_object_new_int64(in->speed_levels));
 	json_object *rates = json_object_new_array();
@@ -102,7 +102,7 @@ static json_object *info_json(const char *serial, const struct pl_device_info *i
 static void info_human(const char *serial, const struct pl_device_info *in,
                        const struct link_info *ln)
 {
-	char a[FMT_BUF], b[FMT_BUF], s[FMT_BUF], text[256];
+	char a[FMT_BUF], b[FMT_BUF], s[PL_MM_TEXT_MAX], text[256];
 	struct table *t = table_new(2, NULL, NULL);
 #define ROW(k, ...)                                                    \
 	do {                                                               \
@@ -122,10 +122,12 @@ static void info_human(const char *serial, const struct pl_device_info *in,
 		const char *row_[] = {"capabilities", text};
 		table_row(t, row_);
 	}
-	ROW("depth", "%s to %s mm in steps of %s mm", fmt_mm(a, in->depth_min_um),
-	    fmt_mm(b, in->depth_max_um), fmt_mm(s, in->depth_step_um));
+	ROW("depth", "%s to %s mm in steps of %s mm",
+	    pl_depth_format_mm(in->depth_min_um, PL_MM_FIXED, a),
+	    pl_depth_format_mm(in->depth_max_um, PL_MM_FIXED, b),
+	    pl_depth_format_mm(in->depth_step_um, PL_MM_FIXED, s));
 	ROW("slow lock", "at or above %s mm only speed level 1",
-	    fmt_mm(a, in->slow_lock_depth_um));
+	    pl_depth_format_mm(in->slow_lock_depth_um, PL_MM_FIXED, a));
 	ROW("speed levels", "%u", in->speed_levels);
 	for (uint32_t i = 0; i < in->speed_levels && i < PL_MAX_SPEED_LEVELS; i++) {
 		char k[32];
@@ -163,18 +165,11 @@ static void info_human(const char *serial, const struct pl_device_info *in,
 	table_free(t);
 }
 
-int cmd_info(struct ctl *c, int argc, char **argv, int start)
+static int info_run(struct ctl *c, struct opt_iter *it)
 {
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "info");
-	const char *v;
-	int id;
-	while ((id = opt_next(c, &it, NULL, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		return ctl_usage(c, "info takes no arguments (got '%.40s')", v);
-	}
-	int rc = ctl_connect(c);
+	int rc = opt_none(c, it);
+	if (rc == PX_OK)
+		rc = ctl_connect(c);
 	if (rc != PX_OK)
 		return rc;
 	struct pl_device_info in;
@@ -199,26 +194,21 @@ int cmd_info(struct ctl *c, int argc, char **argv, int start)
 
 enum { O_COUNT = 1 };
 
-int cmd_ping(struct ctl *c, int argc, char **argv, int start)
+static const struct optdef ping_opts[] = {
+	{"--count", 'c', "N", O_COUNT, "round trips to time (default 4)"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
+static int ping_run(struct ctl *c, struct opt_iter *it)
 {
-	static const struct optdef defs[] = {
-		{"--count", 'c', true, O_COUNT},
-		{NULL, 0, false, 0},
-	};
 	uint32_t count = 4;
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "ping");
 	const char *v;
 	int id;
-	while ((id = opt_next(c, &it, defs, &v)) != OPT_END) {
+	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
-		if (id == O_COUNT) {
-			if (parse_u32(c, "--count", v, 1, 100000, &count) != PX_OK)
-				return PX_USAGE;
-			continue;
-		}
-		return ctl_usage(c, "ping takes no arguments (got '%.40s')", v);
+		if (parse_u32(c, "--count", v, 1, 100000, &count) != PX_OK)
+			return PX_USAGE;
 	}
 	/* penlinkd has no ping: its round trip would time the daemon, not the
 	 * link. */
@@ -267,3 +257,12 @@ int cmd_ping(struct ctl *c, int argc, char **argv, int start)
 	       count == 1 ? "" : "s", min / 1000.0, avg / 1000.0, max / 1000.0);
 	return PX_OK;
 }
+
+CMD_SINGLE(info, "info", NULL, "device info, limits, counters, battery, link",
+           CMD_BOTH, NULL,
+           "Through penlinkd there is no link of penctl's own: the table "
+           "says\n'link  through penlinkd' and the JSON has \"link\": "
+           "null.\n",
+           info_run);
+CMD_SINGLE(ping, "ping", "[--count N]", "round-trip time to the pen",
+           CMD_DIRECT, ping_opts, NULL, ping_run);

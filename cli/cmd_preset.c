@@ -5,21 +5,14 @@
 
 #include "penctl.h"
 
-/* Clinic policy (brief section 2): deeper than this needs --confirm. */
-#define POLICY_CONFIRM_ABOVE_UM 1500u
 /* A preset file is a few kB; refuse anything absurd before parsing it. */
 #define PRESET_FILE_MAX (1u << 20)
 
 static int preset_list(struct ctl *c, struct opt_iter *it)
 {
-	const char *v;
-	int id;
-	while ((id = opt_next(c, it, NULL, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		return ctl_usage(c, "preset list takes no arguments (got '%.40s')", v);
-	}
-	int rc = ctl_connect(c);
+	int rc = opt_none(c, it);
+	if (rc == PX_OK)
+		rc = ctl_connect(c);
 	if (rc != PX_OK)
 		return rc;
 	struct pl_preset_set *set = calloc(1, sizeof *set);
@@ -41,8 +34,8 @@ static int preset_list(struct ctl *c, struct opt_iter *it)
 		free(set);
 		return ctl_emit_json(c, o);
 	}
-	printf("%s: revision %u, %zu preset%s\n", serial, set->revision, set->count,
-	       set->count == 1 ? "" : "s");
+	ctl_say("%s: revision %u, %zu preset%s", serial, set->revision, set->count,
+	        set->count == 1 ? "" : "s");
 	if (set->count)
 		print_preset_table(set, stdout);
 	free(set);
@@ -58,7 +51,19 @@ enum {
 	P_NEEDLES,
 	P_MAXDUR,
 	P_CONFIRM,
-	P_NO_HOST_CHECK,
+};
+
+static const struct optdef push_opts[] = {
+	{"--id", 0, "N", P_ID, "the preset to add or replace"},
+	{"--name", 0, "S", P_NAME, "its name, 1 to 32 bytes of UTF-8"},
+	{"--depth", 0, "MM", P_DEPTH, "needle depth in millimetres (0.25, 1.5)"},
+	{"--speed", 0, "L", P_SPEED, "speed level, 1 to the pen's levels"},
+	{"--area", 0, "A", P_AREA, "treatment area (default other)"},
+	{"--needles", 0, "N", P_NEEDLES, "needles of the cartridge (0: nano)"},
+	{"--max-duration", 0, "S", P_MAXDUR, "longest treatment in seconds"},
+	{"--confirm", 0, NULL, P_CONFIRM,
+	 "confirm depths above the policy's threshold"},
+	{NULL, 0, NULL, 0, NULL},
 };
 
 struct push_args {
@@ -67,27 +72,13 @@ struct push_args {
 	bool have_id, have_name, have_depth, have_speed;
 	struct pl_preset p;
 	bool confirm;
-	bool no_host_check;
 };
 
 static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 {
-	static const struct optdef defs[] = {
-		{"--id", 0, true, P_ID},
-		{"--name", 0, true, P_NAME},
-		{"--depth", 0, true, P_DEPTH},
-		{"--speed", 0, true, P_SPEED},
-		{"--area", 0, true, P_AREA},
-		{"--needles", 0, true, P_NEEDLES},
-		{"--max-duration", 0, true, P_MAXDUR},
-		{"--confirm", 0, false, P_CONFIRM},
-		/* Hidden: lets tests prove the pen refuses bad presets itself. */
-		{"--no-host-check", 0, false, P_NO_HOST_CHECK},
-		{NULL, 0, false, 0},
-	};
 	const char *v;
 	int id;
-	while ((id = opt_next(c, it, defs, &v)) != OPT_END) {
+	while ((id = opt_next(c, it, &v)) != OPT_END) {
 		int area;
 		switch (id) {
 		case OPT_BAD:
@@ -149,9 +140,6 @@ static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 		case P_CONFIRM:
 			a->confirm = true;
 			break;
-		case P_NO_HOST_CHECK:
-			a->no_host_check = true;
-			break;
 		default:
 			return ctl_usage(c, "internal: unhandled option");
 		}
@@ -205,31 +193,6 @@ static const struct pl_preset *find_preset(const struct pl_preset_set *s,
 	return NULL;
 }
 
-/* Deep presets need an explicit --confirm, but only those this push
- * introduces: an unchanged preset already on the pen was confirmed when it
- * was pushed. */
-static int check_policy(struct ctl *c, const struct pl_preset_set *cur,
-                        const struct pl_preset_set *next, bool confirm)
-{
-	if (confirm)
-		return PX_OK;
-	for (size_t i = 0; i < next->count; i++) {
-		const struct pl_preset *p = &next->presets[i];
-		if (p->depth_um <= POLICY_CONFIRM_ABOVE_UM)
-			continue;
-		const struct pl_preset *old = find_preset(cur, p->id);
-		if (old && old->depth_um == p->depth_um)
-			continue;
-		char d[FMT_BUF], lim[FMT_BUF];
-		return ctl_fail_exit(c, PX_REFUSED, "policy", "refused by policy",
-		                     "preset %u \"%s\": depth %s mm is above %s mm; "
-		                     "add --confirm to push it",
-		                     p->id, p->name, fmt_mm(d, p->depth_um),
-		                     fmt_mm(lim, POLICY_CONFIRM_ABOVE_UM));
-	}
-	return PX_OK;
-}
-
 static int preset_push(struct ctl *c, struct opt_iter *it)
 {
 	struct push_args a;
@@ -250,10 +213,7 @@ static int preset_push(struct ctl *c, struct opt_iter *it)
 		goto out;
 	if ((rc = ctl_connect(c)) != PX_OK)
 		goto out;
-	struct pl_device_info info;
-	int e = c->be.ops->info(c->be.ctx, &info);
-	if (e == PL_OK)
-		e = c->be.ops->get_presets(c->be.ctx, cur);
+	int e = c->be.ops->get_presets(c->be.ctx, cur);
 	if (e != PL_OK) {
 		rc = ctl_fail_pl(c, e);
 		goto out;
@@ -276,18 +236,9 @@ static int preset_push(struct ctl *c, struct opt_iter *it)
 	}
 	next->revision = cur->revision;
 
-	if (!a.no_host_check) {
-		e = pl_preset_set_validate(&info, next);
-		if (e != PL_OK) {
-			rc = ctl_fail_pl(c, e);
-			goto out;
-		}
-		if ((rc = check_policy(c, cur, next, a.confirm)) != PX_OK)
-			goto out;
-	}
-
-	e = c->be.ops->put_presets(c->be.ctx, next, a.no_host_check, a.confirm,
-	                           result);
+	/* The policy and the pen's limits are checked once, by whoever
+	 * writes: the library with --port, penlinkd through the daemon. */
+	e = c->be.ops->put_presets(c->be.ctx, cur, next, a.confirm, result);
 	if (e != PL_OK) {
 		rc = ctl_fail_pl(c, e);
 		goto out;
@@ -303,9 +254,9 @@ static int preset_push(struct ctl *c, struct opt_iter *it)
 		json_object_object_add(o, "presets", json_preset_set(result));
 		rc = ctl_emit_json(c, o);
 	} else {
-		printf("%s: pushed %zu preset%s, verified; revision %u -> %u\n", serial,
-		       result->count, result->count == 1 ? "" : "s", cur->revision,
-		       result->revision);
+		ctl_say("%s: pushed %zu preset%s, verified; revision %u -> %u", serial,
+		        result->count, result->count == 1 ? "" : "s", cur->revision,
+		        result->revision);
 		if (result->count)
 			print_preset_table(result, stdout);
 		rc = PX_OK;
@@ -315,23 +266,23 @@ out:
 	return rc;
 }
 
-int cmd_preset(struct ctl *c, int argc, char **argv, int start)
-{
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "preset");
-	const char *sub;
-	int id = opt_next(c, &it, NULL, &sub);
-	if (id == OPT_BAD)
-		return PX_USAGE;
-	if (id == OPT_END)
-		return ctl_usage(c, "preset needs a subcommand: list or push");
-	if (strcmp(sub, "list") == 0) {
-		it.cmd = "preset list";
-		return preset_list(c, &it);
-	}
-	if (strcmp(sub, "push") == 0) {
-		it.cmd = "preset push";
-		return preset_push(c, &it);
-	}
-	return ctl_usage(c, "unknown preset subcommand '%.40s' (list, push)", sub);
-}
+static const struct cmd_spec preset_specs[] = {
+	{"preset list", NULL, "the presets on the pen", CMD_BOTH, NULL, NULL,
+	 preset_list},
+	{"preset push",
+	 "FILE | --id N --name S --depth MM --speed L [--area A] [--needles N] "
+	 "[--max-duration S] [--confirm]",
+	 "replace the presets with a JSON preset file (depths in mm), or add or "
+	 "replace one preset",
+	 CMD_BOTH, push_opts,
+	 "FILE ('-': stdin) replaces the whole set.  With --id the pen's set is\n"
+	 "read, the preset with that id replaced or added, and the rest kept.\n"
+	 "Presets this push adds or deepens beyond the clinic policy's threshold\n"
+	 "(default 1.50 mm) need --confirm: with --port the policy is the default\n"
+	 "or penctl --policy FILE's; through penlinkd the daemon's own.\n"
+	 "Areas: forehead glabella periorbital nose cheek cheekbone perioral\n"
+	 "chin-jaw neck decollete scalp stretch-marks body-scar other.\n",
+	 preset_push},
+	{NULL, NULL, NULL, CMD_BOTH, NULL, NULL, NULL},
+};
+const struct cmd_group preset_cmds = {"preset", "presets", preset_specs};

@@ -1,17 +1,7 @@
 /* penctl trace: the pen's trace lines and state events, until Ctrl-C. */
 #include <signal.h>
-#include <string.h>
-#include <time.h>
 
 #include "penctl.h"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 static const char *state_name(enum pl_state_kind k)
 {
@@ -55,18 +45,15 @@ static void on_event(void *ud, const struct pl_event *ev)
 			json_object_object_add(o, "value", json_object_new_int64(ev->value));
 			json_object_object_add(o, "detail", json_object_new_string(text));
 		}
-		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-		                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(o);
-	} else {
-		unsigned long long s = ev->uptime_ms / 1000, ms = ev->uptime_ms % 1000;
-		if (ev->kind == PL_EVENT_TRACE)
-			printf("[%8llu.%03llu] %-5s %s\n", s, ms, level_name(ev->level),
-			       text);
-		else
-			printf("[%8llu.%03llu] state %s value=%u%s%s\n", s, ms,
-			       state_name(ev->state), ev->value, *text ? " " : "", text);
+		ctl_emit_json_line(o);
+		return;
 	}
+	unsigned long long s = ev->uptime_ms / 1000, ms = ev->uptime_ms % 1000;
+	if (ev->kind == PL_EVENT_TRACE)
+		ctl_say("[%8llu.%03llu] %-5s %s", s, ms, level_name(ev->level), text);
+	else
+		ctl_say("[%8llu.%03llu] state %s value=%u%s%s", s, ms,
+		        state_name(ev->state), ev->value, *text ? " " : "", text);
 	fflush(stdout);
 }
 
@@ -76,8 +63,7 @@ static void on_event(void *ud, const struct pl_event *ev)
  * pen's uptime on), so they are shown with the local time of day. */
 static void daemon_line(struct ctl *c, const Plctl__Event *ev)
 {
-	char text[1024];
-	safe_text(text, sizeof text, ev->message);
+	const char *text = ev->message ? ev->message : "";
 	if (c->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
@@ -85,23 +71,14 @@ static void daemon_line(struct ctl *c, const Plctl__Event *ev)
 		json_object_object_add(o, "level", json_object_new_int64(ev->level));
 		json_object_object_add(o, "level_name",
 		                       json_object_new_string(level_name(ev->level)));
-		json_object_object_add(o, "text",
-		                       json_object_new_string(ev->message ? ev->message
-		                                                          : ""));
-		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-		                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(o);
-	} else {
-		time_t t = (time_t)(ev->utc_ms / 1000);
-		struct tm tm;
-		char when[16];
-		if (!localtime_r(&t, &tm) ||
-		    !strftime(when, sizeof when, "%H:%M:%S", &tm))
-			snprintf(when, sizeof when, "--:--:--");
-		printf("[%s.%03lld] %-5s %s\n", when,
-		       (long long)((ev->utc_ms % 1000 + 1000) % 1000),
-		       level_name(ev->level), text);
+		json_object_object_add(o, "text", json_object_new_string(text));
+		ctl_emit_json_line(o);
+		return;
 	}
+	char when[PL_TIME_TEXT_MAX];
+	ctl_say("[%s.%03lld] %-5s %s", fmt_time_of_day(when, ev->utc_ms),
+	        (long long)((ev->utc_ms % 1000 + 1000) % 1000),
+	        level_name(ev->level), text);
 	fflush(stdout);
 }
 
@@ -141,9 +118,9 @@ static int trace_daemon(struct ctl *c, uint32_t level)
 		bool last = r->last;
 		/* penlinkd acknowledges the subscription (or refuses it) first. */
 		if (!told) {
-			fprintf(stderr, "penctl: tracing %s at level %u (%s) through "
-			        "penlinkd; Ctrl-C to stop\n",
-			        serial[0] ? serial : "the pen", level, level_name(level));
+			ctl_note("tracing %s at level %u (%s) through penlinkd; Ctrl-C "
+			         "to stop", serial[0] ? serial : "the pen", level,
+			         level_name(level));
 			told = true;
 		}
 		if (r->body_case == PLCTL__RESPONSE__BODY_EVENT && r->event &&
@@ -161,26 +138,21 @@ static int trace_daemon(struct ctl *c, uint32_t level)
 
 enum { T_LEVEL = 1 };
 
-int cmd_trace(struct ctl *c, int argc, char **argv, int start)
+static const struct optdef trace_opts[] = {
+	{"--level", 'l', "N", T_LEVEL, "0 error, 1 warn, 2 info (default), 3 debug"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
+static int trace_run(struct ctl *c, struct opt_iter *it)
 {
-	static const struct optdef defs[] = {
-		{"--level", 'l', true, T_LEVEL},
-		{NULL, 0, false, 0},
-	};
 	uint32_t level = 2;
-	struct opt_iter it;
-	opt_init(&it, argc, argv, start, "trace");
 	const char *v;
 	int id;
-	while ((id = opt_next(c, &it, defs, &v)) != OPT_END) {
+	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
-		if (id == T_LEVEL) {
-			if (parse_u32(c, "--level", v, 0, 3, &level) != PX_OK)
-				return PX_USAGE;
-			continue;
-		}
-		return ctl_usage(c, "trace takes no arguments (got '%.40s')", v);
+		if (parse_u32(c, "--level", v, 0, 3, &level) != PX_OK)
+			return PX_USAGE;
 	}
 	if (ctl_daemon_mode(c))
 		return trace_daemon(c, level);
@@ -190,28 +162,22 @@ int cmd_trace(struct ctl *c, int argc, char **argv, int start)
 
 	struct trace_ctx tc = {.c = c};
 	c->be.ops->set_event_handler(c->be.ctx, on_event, &tc);
-	/* No SA_RESTART: a blocked wait should come back at once on Ctrl-C. */
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	ctl_catch_signals();
 
 	int e = c->be.ops->trace(c->be.ctx, true, level);
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
 	if (!c->json)
-		fprintf(stderr, "penctl: tracing %s at level %u (%s); Ctrl-C to stop\n",
-		        c->be.ops->serial(c->be.ctx), level, level_name(level));
-	while (!stop_requested) {
+		ctl_note("tracing %s at level %u (%s); Ctrl-C to stop",
+		         c->be.ops->serial(c->be.ctx), level, level_name(level));
+	while (!ctl_interrupted) {
 		/* Bounded wait so Ctrl-C is noticed even if the library resumes
 		 * its wait after EINTR. */
 		e = c->be.ops->poll(c->be.ctx, 250);
 		if (e != PL_OK)
 			break;
 	}
-	if (stop_requested) {
+	if (ctl_interrupted) {
 		/* Best effort: the pen also stops tracing when the link closes. */
 		signal(SIGINT, SIG_DFL);
 		c->be.ops->trace(c->be.ctx, false, level);
@@ -222,3 +188,10 @@ int cmd_trace(struct ctl *c, int argc, char **argv, int start)
 		                     (unsigned long long)tc.events);
 	return ctl_fail_pl(c, e);
 }
+
+CMD_SINGLE(trace, "trace", "[--level N]", "stream the pen's trace until Ctrl-C",
+           CMD_BOTH, trace_opts,
+           "With --port: trace lines and state events with the pen's "
+           "uptime; through\npenlinkd: trace lines with the host's time "
+           "of day.\n",
+           trace_run);

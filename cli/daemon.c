@@ -11,14 +11,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "penlink_wire.h"
-#include "internal.h" /* pl__fail: fail like the library, one message path */
-#include "penctl.h"
+#include <penlink_wire.h>
 
-/* Largest response penctl accepts.  Lists (sessions, audit entries with
- * whole preset sets) are the big ones; the decoder's buffer is only touched
- * as far as frames actually reach. */
-#define DC_MAX_PAYLOAD (16u << 20)
+#include "penctl.h"
 
 struct dconn {
 	struct ctl *c;
@@ -72,7 +67,7 @@ const char *ctl_socket_path(const struct ctl *c)
 	const char *env = getenv("PENLINK_SOCKET");
 	if (env && *env)
 		return env;
-	return DAEMON_DEFAULT_SOCKET;
+	return PLC_DEFAULT_SOCKET;
 }
 
 int ctl_need_daemon(struct ctl *c, const char *what)
@@ -87,19 +82,6 @@ int ctl_need_daemon(struct ctl *c, const char *what)
 int dc_timeout(const struct ctl *c)
 {
 	return c->timeout_ms > 0 ? c->timeout_ms : DAEMON_DEFAULT_TIMEOUT_MS;
-}
-
-const char *safe_text(char *buf, size_t cap, const char *text)
-{
-	size_t n = 0;
-	if (!cap)
-		return "";
-	for (; text && text[n] && n + 1 < cap; n++) {
-		unsigned char ch = (unsigned char)text[n];
-		buf[n] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
-	buf[n] = '\0';
-	return buf;
 }
 
 /* ------------------------------------------------------------------ framing */
@@ -142,7 +124,7 @@ static void on_drop(void *ud, enum pl_frame_drop why, size_t len)
 
 static int gone(struct dconn *d)
 {
-	return pl__fail(PX_ERR_DAEMON,
+	return pl_error_set(PX_ERR_DAEMON,
 	                "penlinkd at %s closed the connection (it stopped, "
 	                "restarted or dropped this client)", d->path);
 }
@@ -150,7 +132,7 @@ static int gone(struct dconn *d)
 static int write_all(struct dconn *d, const uint8_t *p, size_t len,
                      int timeout_ms)
 {
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = pl_time_monotonic_ms() + timeout_ms;
 	while (len) {
 		ssize_t n = send(d->fd, p, len, MSG_NOSIGNAL);
 		if (n > 0) {
@@ -163,16 +145,16 @@ static int write_all(struct dconn *d, const uint8_t *p, size_t len,
 		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
 			return gone(d);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return pl__fail(PL_ERR_IO, "writing to penlinkd at %s: %s",
+			return pl_error_set(PL_ERR_IO, "writing to penlinkd at %s: %s",
 			                d->path, strerror(errno));
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - pl_time_monotonic_ms();
 		if (left <= 0)
-			return pl__fail(PL_ERR_TIMEOUT,
+			return pl_error_set(PL_ERR_TIMEOUT,
 			                "penlinkd at %s did not take a request within "
 			                "%d ms", d->path, timeout_ms);
 		struct pollfd pfd = {.fd = d->fd, .events = POLLOUT};
 		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			return pl__fail(PL_ERR_IO, "poll: %s", strerror(errno));
+			return pl_error_set(PL_ERR_IO, "poll: %s", strerror(errno));
 	}
 	return PL_OK;
 }
@@ -181,29 +163,19 @@ int dc_send(struct ctl *c, Plctl__Request *req)
 {
 	struct dconn *d = c->dc;
 	if (!d)
-		return pl__fail(PL_ERR_ARG, "not connected to penlinkd");
+		return pl_error_set(PL_ERR_ARG, "not connected to penlinkd");
 	/* Ids are never 0 (the contract) and never reused in a run, so a late
 	 * answer to an abandoned request cannot be mistaken for a new one. */
 	if (++d->next_id == 0)
 		d->next_id = 1;
 	req->id = d->next_id;
-	size_t plen = plctl__request__get_packed_size(req);
-	if (plen > DC_MAX_PAYLOAD)
-		return pl__fail(PL_ERR_ARG, "request of %zu bytes is too large", plen);
-	size_t cap = PL_FRAME_ENCODED_MAX(plen);
-	uint8_t *buf = malloc(plen ? plen : 1);
-	uint8_t *enc = malloc(cap);
-	if (!buf || !enc) {
-		free(buf);
-		free(enc);
-		return pl__fail(PL_ERR_MEM, "out of memory");
-	}
-	plctl__request__pack(req, buf);
-	size_t n = pl_frame_encode(buf, plen, 0, enc, cap);
-	free(buf);
-	int rc = n ? write_all(d, enc, n, dc_timeout(c))
-	           : pl__fail(PL_ERR_ARG, "cannot frame a %zu-byte request", plen);
-	free(enc);
+	uint8_t *frame;
+	size_t len;
+	int rc = plc_frame_message(&req->base, &frame, &len);
+	if (rc != PL_OK)
+		return rc;
+	rc = write_all(d, frame, len, dc_timeout(c));
+	free(frame);
 	return rc;
 }
 
@@ -216,17 +188,16 @@ void dc_free(Plctl__Response *rep)
 /* An Error body as the code and message it carries. */
 static int error_body(struct dconn *d, const Plctl__Error *e)
 {
-	char msg[512];
-	safe_text(msg, sizeof msg, e && e->message ? e->message : "");
+	const char *msg = e && e->message ? e->message : "";
 	int code = e ? e->code : 0;
 	/* Only codes libpenlink defines; anything else is a daemon bug, but
 	 * still a failure. */
-	if (code >= 0 || code < PL_ERR_PARSE)
-		return pl__fail(PL_ERR_DEVICE, "penlinkd at %s failed (code %d): %s",
-		                d->path, code, msg[0] ? msg : "no message");
+	if (code >= 0 || code < PL_ERR_POLICY)
+		return pl_error_set(PL_ERR_DEVICE, "penlinkd at %s failed (code %d): "
+		                    "%s", d->path, code, msg[0] ? msg : "no message");
 	if (!msg[0])
-		snprintf(msg, sizeof msg, "%s (from penlinkd)", pl_error_name(code));
-	return pl__fail(code, "%s", msg);
+		return pl_error_set(code, "%s (from penlinkd)", pl_error_name(code));
+	return pl_error_set(code, "%s", msg);
 }
 
 int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep)
@@ -234,8 +205,8 @@ int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep)
 	struct dconn *d = c->dc;
 	*rep = NULL;
 	if (!d)
-		return pl__fail(PL_ERR_ARG, "not connected to penlinkd");
-	int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+		return pl_error_set(PL_ERR_ARG, "not connected to penlinkd");
+	int64_t deadline = timeout_ms >= 0 ? pl_time_monotonic_ms() + timeout_ms : -1;
 	for (;;) {
 		while (d->qhead < d->qlen) {
 			Plctl__Response *r = d->q[d->qhead++];
@@ -254,16 +225,16 @@ int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep)
 		}
 		d->qhead = d->qlen = 0;
 		if (d->broken[0])
-			return pl__fail(PL_ERR_PROTOCOL, "%s", d->broken);
+			return pl_error_set(PL_ERR_PROTOCOL, "%s", d->broken);
 		if (d->eof)
 			return gone(d);
 		if (ctl_interrupted)
-			return pl__fail(PL_ERR_CANCELLED, "interrupted");
+			return pl_error_set(PL_ERR_CANCELLED, "interrupted");
 		int wait = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - mono_ms();
+			int64_t left = deadline - pl_time_monotonic_ms();
 			if (left <= 0)
-				return pl__fail(PL_ERR_TIMEOUT,
+				return pl_error_set(PL_ERR_TIMEOUT,
 				                "no answer from penlinkd at %s within %d ms",
 				                d->path, timeout_ms);
 			wait = left > 3600000 ? 3600000 : (int)left;
@@ -273,7 +244,7 @@ int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep)
 		if (pr < 0) {
 			if (errno == EINTR)
 				continue;
-			return pl__fail(PL_ERR_IO, "poll: %s", strerror(errno));
+			return pl_error_set(PL_ERR_IO, "poll: %s", strerror(errno));
 		}
 		if (pr == 0)
 			continue;
@@ -289,7 +260,7 @@ int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep)
 				d->eof = true;
 				continue;
 			}
-			return pl__fail(PL_ERR_IO, "reading from penlinkd at %s: %s",
+			return pl_error_set(PL_ERR_IO, "reading from penlinkd at %s: %s",
 			                d->path, strerror(errno));
 		}
 		pl_frame_decoder_feed(&d->dec, d->rbuf, (size_t)n);
@@ -310,7 +281,7 @@ int dc_call(struct ctl *c, Plctl__Request *req, Plctl__Response__BodyCase want,
 	if (r->body_case != want) {
 		int got = r->body_case;
 		dc_free(r);
-		return pl__fail(PL_ERR_PROTOCOL,
+		return pl_error_set(PL_ERR_PROTOCOL,
 		                "penlinkd answered with response body %d where "
 		                "penctl expected %d", got, (int)want);
 	}
@@ -339,7 +310,7 @@ int dc_collect(struct ctl *c, Plctl__Request *req,
 		if (r->body_case != want) {
 			int got = r->body_case;
 			dc_free(r);
-			rc = pl__fail(PL_ERR_PROTOCOL,
+			rc = pl_error_set(PL_ERR_PROTOCOL,
 			              "penlinkd answered with response body %d where "
 			              "penctl expected %d", got, (int)want);
 			break;
@@ -351,7 +322,7 @@ int dc_collect(struct ctl *c, Plctl__Request *req,
 			                           : NULL;
 			if (!nv) {
 				dc_free(r);
-				rc = pl__fail(ncap <= DC_MAX_PIECES ? PL_ERR_MEM
+				rc = pl_error_set(ncap <= DC_MAX_PIECES ? PL_ERR_MEM
 				                                    : PL_ERR_PROTOCOL,
 				              "penlinkd sent more than %u pieces",
 				              DC_MAX_PIECES);
@@ -431,7 +402,7 @@ static int dconn_connect(struct ctl *c, struct dconn **out)
 	d->c = c;
 	d->fd = -1;
 	memcpy(d->path, path, strlen(path) + 1);
-	size_t buflen = PL_FRAME_RAW_LEN(DC_MAX_PAYLOAD);
+	size_t buflen = PL_FRAME_RAW_LEN(PLC_MAX_MESSAGE);
 	d->decbuf = malloc(buflen);
 	if (!d->decbuf) {
 		dconn_free(d);
@@ -455,12 +426,12 @@ static int dconn_connect(struct ctl *c, struct dconn **out)
 		switch (e) {
 		case ENOENT:
 		case ENOTDIR:
-			pl__fail(PX_ERR_DAEMON,
+			pl_error_set(PX_ERR_DAEMON,
 			         "penlinkd is not running (no socket at %s); start it, "
 			         "or use --port PATH to talk to a pen directly", path);
 			return ctl_fail_pl(c, PX_ERR_DAEMON);
 		case ECONNREFUSED:
-			pl__fail(PX_ERR_DAEMON,
+			pl_error_set(PX_ERR_DAEMON,
 			         "penlinkd is not running (no socket at %s: nothing "
 			         "listens there); start it, or use --port PATH to talk "
 			         "to a pen directly", path);
@@ -468,12 +439,12 @@ static int dconn_connect(struct ctl *c, struct dconn **out)
 		case EACCES:
 		case EPERM: {
 			char hint[160];
-			pl__fail(PL_ERR_ACCESS, "permission denied: cannot connect to %s (%s)",
+			pl_error_set(PL_ERR_ACCESS, "permission denied: cannot connect to %s (%s)",
 			         path, access_hint(path, hint, sizeof hint));
 			return ctl_fail_pl(c, PL_ERR_ACCESS);
 		}
 		default:
-			pl__fail(PL_ERR_IO, "cannot connect to penlinkd at %s: %s", path,
+			pl_error_set(PL_ERR_IO, "cannot connect to penlinkd at %s: %s", path,
 			         strerror(e));
 			return ctl_fail_pl(c, PL_ERR_IO);
 		}
@@ -531,27 +502,27 @@ static int resolve_pen(struct dconn *d)
 		return rc;
 	size_t n = r->pens ? r->pens->n_pens : 0;
 	if (n == 1) {
+		/* Raw, as penlinkd knows the pen: it is sent back in requests. */
 		const char *s = r->pens->pens[0]->serial;
-		safe_text(d->pen, sizeof d->pen, s ? s : "");
+		snprintf(d->pen, sizeof d->pen, "%s", s ? s : "");
 		d->pen_resolved = true;
 		dc_free(r);
 		return PL_OK;
 	}
 	if (n == 0) {
 		dc_free(r);
-		return pl__fail(PL_ERR_NOT_FOUND, "no pen is attached to penlinkd "
+		return pl_error_set(PL_ERR_NOT_FOUND, "no pen is attached to penlinkd "
 		                "at %s", d->path);
 	}
 	char names[256] = "";
 	size_t len = 0;
 	for (size_t i = 0; i < n && len < sizeof names - 1; i++) {
-		char s[64];
-		safe_text(s, sizeof s, r->pens->pens[i]->serial);
+		const char *s = r->pens->pens[i]->serial;
 		len += (size_t)snprintf(names + len, sizeof names - len, "%s%s",
-		                        i ? ", " : "", s);
+		                        i ? ", " : "", s ? s : "");
 	}
 	dc_free(r);
-	return pl__fail(PL_ERR_NOT_FOUND, "%zu pens are attached (%s); name one "
+	return pl_error_set(PL_ERR_NOT_FOUND, "%zu pens are attached (%s); name one "
 	                "with -s SERIAL", n, names);
 }
 
@@ -559,7 +530,7 @@ int dc_pen(struct ctl *c, const char **serial)
 {
 	*serial = "";
 	if (!c->dc)
-		return pl__fail(PL_ERR_ARG, "not connected to penlinkd");
+		return pl_error_set(PL_ERR_ARG, "not connected to penlinkd");
 	int rc = resolve_pen(c->dc);
 	if (rc == PL_OK)
 		*serial = c->dc->pen;
@@ -577,76 +548,6 @@ static const char *dm_where(void *ctx)
 	return ((struct dconn *)ctx)->path;
 }
 
-static void copy_clean(char *dst, size_t cap, const char *src)
-{
-	safe_text(dst, cap, src ? src : "");
-	/* Cut at a character boundary, as the library does. */
-	size_t n = strlen(dst);
-	if (src && strlen(src) > n) {
-		size_t k = n;
-		while (k && ((unsigned char)dst[k - 1] & 0xc0) == 0x80)
-			k--;
-		if (k && (unsigned char)dst[k - 1] >= 0xc0)
-			dst[k - 1] = '\0';
-	}
-}
-
-static void info_from_pb(const Pl__DeviceInfo *w, struct pl_device_info *o)
-{
-	memset(o, 0, sizeof *o);
-	copy_clean(o->serial, sizeof o->serial, w->serial);
-	copy_clean(o->model, sizeof o->model, w->model);
-	copy_clean(o->hw_revision, sizeof o->hw_revision, w->hw_revision);
-	copy_clean(o->fw_version, sizeof o->fw_version, w->fw_version);
-	o->protocol_version = w->protocol_version;
-	o->capabilities = w->capabilities;
-	o->depth_min_um = w->depth_min_um;
-	o->depth_max_um = w->depth_max_um;
-	o->depth_step_um = w->depth_step_um;
-	o->speed_levels = w->speed_levels;
-	for (size_t i = 0; i < w->n_stroke_rate_hz && i < PL_MAX_SPEED_LEVELS; i++)
-		o->stroke_rate_hz[i] = w->stroke_rate_hz[i];
-	o->slow_lock_depth_um = w->slow_lock_depth_um;
-	o->max_presets = w->max_presets;
-	o->total_strokes = w->total_strokes;
-	o->motor_seconds = w->motor_seconds;
-	if (w->battery) {
-		o->battery_percent = w->battery->percent;
-		o->battery_mv = w->battery->millivolts;
-		o->charging = w->battery->charging;
-	}
-}
-
-static int set_from_pb(const struct dconn *d, const Pl__PresetSet *w,
-                       struct pl_preset_set *out)
-{
-	memset(out, 0, sizeof *out);
-	if (!w)
-		return pl__fail(PL_ERR_PROTOCOL, "penlinkd sent no preset set");
-	if (w->n_presets > PL_MAX_PRESETS)
-		return pl__fail(PL_ERR_PROTOCOL, "penlinkd at %s sent %zu presets; "
-		                "at most %d are possible", d->path, w->n_presets,
-		                PL_MAX_PRESETS);
-	out->revision = w->revision;
-	out->count = w->n_presets;
-	for (size_t i = 0; i < w->n_presets; i++) {
-		const Pl__Preset *p = w->presets[i];
-		struct pl_preset *o = &out->presets[i];
-		const char *name = p->name ? p->name : "";
-		if (strlen(name) > PL_PRESET_NAME_MAX)
-			return pl__fail(PL_ERR_PROTOCOL, "penlinkd sent preset %u with a "
-			                "%zu-byte name", p->id, strlen(name));
-		o->id = p->id;
-		memcpy(o->name, name, strlen(name) + 1);
-		o->depth_um = p->depth_um;
-		o->speed_level = p->speed_level;
-		o->area = (enum pl_area)p->area;
-		o->needle_count = p->needle_count;
-		o->max_duration_s = p->max_duration_s;
-	}
-	return PL_OK;
-}
-
 static int dm_info(void *ctx, struct pl_device_info *out)
 {
 	struct dconn *d = ctx;
@@ -662,20 +563,16 @@ static int dm_info(void *ctx, struct pl_device_info *out)
 	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_INFO, &r);
 	if (rc != PL_OK)
 		return rc;
-	if (!r->info) {
-		dc_free(r);
-		return pl__fail(PL_ERR_PROTOCOL, "penlinkd sent no device info");
-	}
-	info_from_pb(r->info, out);
+	rc = plc_device_info_from_pb(r->info, out);
 	dc_free(r);
-	return PL_OK;
+	return rc;
 }
 
 static int dm_link(void *ctx, struct link_info *out)
 {
 	(void)ctx;
 	memset(out, 0, sizeof *out);
-	return pl__fail(PL_ERR_UNSUPPORTED, "penlinkd does not report the link");
+	return pl_error_set(PL_ERR_UNSUPPORTED, "penlinkd does not report the link");
 }
 
 static int dm_get_presets(void *ctx, struct pl_preset_set *out)
@@ -693,59 +590,41 @@ static int dm_get_presets(void *ctx, struct pl_preset_set *out)
 	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PRESETS, &r);
 	if (rc != PL_OK)
 		return rc;
-	rc = set_from_pb(d, r->presets, out);
+	rc = plc_preset_set_from_pb(r->presets, out);
 	dc_free(r);
 	return rc;
 }
 
-static int dm_put_presets(void *ctx, const struct pl_preset_set *set,
-                          bool unchecked, bool confirm,
+static int dm_put_presets(void *ctx, const struct pl_preset_set *cur,
+                          const struct pl_preset_set *next, bool confirm,
                           struct pl_preset_set *result)
 {
-	/* unchecked only skips penctl's own checks; penlinkd, the library
-	 * and the pen still validate. */
-	(void)unchecked;
+	/* The daemon decides on the policy; penctl passes the confirmation. */
+	(void)cur;
 	struct dconn *d = ctx;
 	int rc = resolve_pen(d);
 	if (rc != PL_OK)
 		return rc;
-	if (set->count > PL_MAX_PRESETS)
-		return pl__fail(PL_ERR_ARG, "%zu presets; at most %d", set->count,
-		                PL_MAX_PRESETS);
-	Pl__Preset wire[PL_MAX_PRESETS];
-	Pl__Preset *ptrs[PL_MAX_PRESETS];
-	char names[PL_MAX_PRESETS][PL_PRESET_NAME_MAX + 1];
-	for (size_t i = 0; i < set->count; i++) {
-		const struct pl_preset *p = &set->presets[i];
-		Pl__Preset *w = &wire[i];
-		pl__preset__init(w);
-		size_t n = strnlen(p->name, PL_PRESET_NAME_MAX);
-		memcpy(names[i], p->name, n);
-		names[i][n] = '\0';
-		w->id = p->id;
-		w->name = names[i];
-		w->depth_um = p->depth_um;
-		w->speed_level = p->speed_level;
-		w->area = (Pl__Area)p->area;
-		w->needle_count = p->needle_count;
-		w->max_duration_s = p->max_duration_s;
-		ptrs[i] = w;
-	}
+	Pl__PresetSet *set;
+	if ((rc = plc_preset_set_to_pb(next, &set)) != PL_OK)
+		return rc;
 	Plctl__PushPresets pp = PLCTL__PUSH_PRESETS__INIT;
 	pp.serial = d->pen;
-	pp.expected_revision = set->revision;
-	pp.n_presets = set->count;
-	pp.presets = ptrs;
+	pp.expected_revision = next->revision;
+	pp.n_presets = set->n_presets;
+	pp.presets = set->presets;
 	pp.confirm = confirm;
 	Plctl__Request req = PLCTL__REQUEST__INIT;
 	req.op_case = PLCTL__REQUEST__OP_PUSH_PRESETS;
 	req.push_presets = &pp;
 	Plctl__Response *r;
 	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PUSHED, &r);
+	plc_preset_set_pb_free(set);
 	if (rc != PL_OK)
 		return rc;
-	rc = r->pushed ? set_from_pb(d, r->pushed->presets, result)
-	               : pl__fail(PL_ERR_PROTOCOL, "penlinkd sent an empty answer");
+	rc = r->pushed ? plc_preset_set_from_pb(r->pushed->presets, result)
+	               : pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent an empty "
+	                              "answer");
 	dc_free(r);
 	return rc;
 }
@@ -757,7 +636,7 @@ static int dm_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,
 	(void)utc_ms;
 	(void)rtc_set;
 	(void)uptime_ms;
-	return pl__fail(PL_ERR_UNSUPPORTED, "penlinkd does not read the clock");
+	return pl_error_set(PL_ERR_UNSUPPORTED, "penlinkd does not read the clock");
 }
 
 static int dm_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
@@ -786,37 +665,244 @@ static int dm_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
 
 static int dm_unsupported(const char *what)
 {
-	return pl__fail(PL_ERR_UNSUPPORTED, "%s goes to the pen directly; use "
+	return pl_error_set(PL_ERR_UNSUPPORTED, "%s goes to the pen directly; use "
 	                "--port PATH", what);
 }
 
-static int dm_list_sessions(void *ctx, struct pl_session_info **out,
-                            size_t *count)
+/* ---- the archive's sessions */
+
+static int dm_list_sessions(void *ctx, int64_t since,
+                            struct session_entry **out, size_t *count)
 {
-	(void)ctx;
+	struct dconn *d = ctx;
 	*out = NULL;
 	*count = 0;
-	return dm_unsupported("listing the pen's own sessions");
+	Plctl__ListSessions ls = PLCTL__LIST_SESSIONS__INIT;
+	ls.serial = (char *)(d->c->serial ? d->c->serial : "");
+	ls.since_ms = since;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_LIST_SESSIONS;
+	req.list_sessions = &ls;
+	struct dc_pages pages;
+	int rc = dc_collect(d->c, &req, PLCTL__RESPONSE__BODY_SESSIONS, &pages);
+	if (rc != PL_OK)
+		return rc;
+	size_t total = 0;
+	for (size_t p = 0; p < pages.n; p++)
+		total += pages.v[p]->sessions ? pages.v[p]->sessions->n_sessions : 0;
+	struct session_entry *v = calloc(total ? total : 1, sizeof *v);
+	if (!v) {
+		dc_pages_free(&pages);
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	}
+	size_t n = 0;
+	for (size_t p = 0; p < pages.n && rc == PL_OK; p++) {
+		const Plctl__SessionList *sl = pages.v[p]->sessions;
+		for (size_t i = 0; sl && i < sl->n_sessions && rc == PL_OK; i++, n++)
+			rc = plc_session_from_pb(sl->sessions[i], &v[n].key, &v[n].info,
+			                         &v[n].archived_ms);
+	}
+	dc_pages_free(&pages);
+	if (rc != PL_OK) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*count = n;
+	return PL_OK;
 }
 
-static int dm_download(void *ctx, const struct pl_session_info *s,
-                       const char *path, pl_progress_fn progress, void *ud)
+/* Receives one archived record's bytes in order (RecordChunk stream). */
+typedef int (*record_sink)(void *ud, const uint8_t *data, size_t len,
+                           uint64_t done, uint64_t total);
+
+static int fetch_record(struct dconn *d, const struct pl_session_key *key,
+                        uint64_t max, record_sink sink, void *ud)
+{
+	char uuid[37], name[160];
+	pl_uuid_format(key->uuid, uuid);
+	pl_session_key_format(key, PL_TEXT_LOG, name, sizeof name);
+	Plctl__ShowSession ss = PLCTL__SHOW_SESSION__INIT;
+	ss.uuid = uuid;
+	ss.serial = (char *)key->serial;
+	Plctl__Request req = PLCTL__REQUEST__INIT;
+	req.op_case = PLCTL__REQUEST__OP_SHOW_SESSION;
+	req.show_session = &ss;
+	int e = dc_send(d->c, &req);
+	if (e != PL_OK)
+		return e;
+	uint64_t got = 0, size = 0;
+	bool sized = false;
+	unsigned empty = 0;
+	for (;;) {
+		Plctl__Response *r;
+		/* The timeout bounds each piece, not the whole record. */
+		e = dc_next(d->c, req.id, dc_timeout(d->c), &r);
+		if (e != PL_OK)
+			return e;
+		const Plctl__RecordChunk *ch =
+		    r->body_case == PLCTL__RESPONSE__BODY_RECORD ? r->record : NULL;
+		bool last = r->last;
+		if (!ch) {
+			dc_free(r);
+			return pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered show "
+			                    "with something other than the record");
+		}
+		if (!sized) {
+			size = ch->size;
+			sized = true;
+			if (size > max) {
+				dc_free(r);
+				return pl_error_set(PL_ERR_PARSE, "session %s is %llu bytes; "
+				                    "penctl shows records up to %llu bytes",
+				                    name, (unsigned long long)size,
+				                    (unsigned long long)max);
+			}
+		}
+		if (ch->size != size || ch->offset != got ||
+		    ch->data.len > size - got) {
+			dc_free(r);
+			return pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent bytes "
+			                    "%llu+%zu of a %llu-byte record after %llu "
+			                    "bytes", (unsigned long long)ch->offset,
+			                    ch->data.len, (unsigned long long)ch->size,
+			                    (unsigned long long)got);
+		}
+		/* A stream of empty pieces would never end. */
+		if (!ch->data.len && !last && ++empty > 1000) {
+			dc_free(r);
+			return pl_error_set(PL_ERR_PROTOCOL, "penlinkd sends empty "
+			                    "pieces of session %s", name);
+		}
+		if (ch->data.len) {
+			e = sink(ud, ch->data.data, ch->data.len, got + ch->data.len, size);
+			got += ch->data.len;
+		}
+		dc_free(r);
+		if (e != PL_OK)
+			return e;
+		if (last)
+			break;
+	}
+	if (got != size)
+		return pl_error_set(PL_ERR_PROTOCOL, "penlinkd ended session %s after "
+		                    "%llu of %llu bytes", name, (unsigned long long)got,
+		                    (unsigned long long)size);
+	return PL_OK;
+}
+
+struct file_sink {
+	int fd;
+	pl_progress_fn progress;
+	void *ud;
+};
+
+static int to_file(void *ud, const uint8_t *data, size_t len, uint64_t done,
+                   uint64_t total)
+{
+	struct file_sink *f = ud;
+	while (len) {
+		ssize_t n = write(f->fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pl_error_set(PL_ERR_IO, "writing: %s", strerror(errno));
+		data += n;
+		len -= (size_t)n;
+	}
+	if (f->progress)
+		f->progress(f->ud, done, total);
+	return PL_OK;
+}
+
+static int io_code(int err)
+{
+	return err == EACCES || err == EPERM ? PL_ERR_ACCESS : PL_ERR_IO;
+}
+
+static int dm_fetch_to_file(void *ctx, const struct session_entry *s,
+                            const char *path, pl_progress_fn progress, void *ud)
+{
+	struct dconn *d = ctx;
+	/* The copy starts from zero: a fresh file, never one found there (a
+	 * link planted at the predictable name is removed, not followed, and
+	 * O_EXCL makes sure of it). */
+	if (unlink(path) != 0 && errno != ENOENT)
+		return pl_error_set(io_code(errno), "cannot remove %s: %s", path,
+		                    strerror(errno));
+	struct file_sink f = {.progress = progress, .ud = ud};
+	f.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	            0640);
+	if (f.fd < 0)
+		return pl_error_set(io_code(errno), "cannot create %s: %s", path,
+		                    strerror(errno));
+	int e = fetch_record(d, &s->key, UINT64_MAX, to_file, &f);
+	if (e == PL_OK && fsync(f.fd) != 0)
+		e = pl_error_set(PL_ERR_IO, "fsync %s: %s", path, strerror(errno));
+	if (close(f.fd) != 0 && e == PL_OK)
+		e = pl_error_set(PL_ERR_IO, "close %s: %s", path, strerror(errno));
+	if (e == PL_OK) {
+		/* Re-read what is on the disk, not what went through memory. */
+		uint8_t sha[32];
+		e = pl_sha256_file(path, sha);
+		if (e == PL_OK && memcmp(sha, s->info.sha256, 32) != 0)
+			e = pl_error_set(PL_ERR_DIGEST, "the copy's SHA-256 differs "
+			                 "from the archive's");
+	}
+	if (e != PL_OK)
+		unlink(path);
+	return e;
+}
+
+static uint64_t dm_resume_point(void *ctx, const char *path)
 {
 	(void)ctx;
-	(void)s;
 	(void)path;
-	(void)progress;
-	(void)ud;
-	return dm_unsupported("downloading from the pen");
+	return 0;
 }
 
-static int dm_archive(void *ctx, uint32_t id, const uint8_t sha256[32])
+struct mem_sink {
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+static int to_memory(void *ud, const uint8_t *data, size_t len, uint64_t done,
+                     uint64_t total)
 {
-	(void)ctx;
-	(void)id;
-	(void)sha256;
-	return dm_unsupported("archiving on the pen");
+	(void)done;
+	struct mem_sink *m = ud;
+	if (!m->buf) {
+		/* total is bounded by the caller's max and every piece by it. */
+		m->cap = total ? (size_t)total : 1;
+		m->buf = malloc(m->cap);
+		if (!m->buf)
+			return pl_error_set(PL_ERR_MEM, "out of memory for a %llu-byte "
+			                    "record", (unsigned long long)total);
+	}
+	if (len > m->cap - m->len)
+		return pl_error_set(PL_ERR_PROTOCOL, "record longer than announced");
+	memcpy(m->buf + m->len, data, len);
+	m->len += len;
+	return PL_OK;
 }
+
+static int dm_read_record(void *ctx, const struct pl_session_key *key,
+                          uint64_t max, uint8_t **data, size_t *len)
+{
+	struct mem_sink m = {0};
+	int e = fetch_record(ctx, key, max, to_memory, &m);
+	if (e != PL_OK) {
+		free(m.buf);
+		*data = NULL;
+		*len = 0;
+		return e;
+	}
+	*data = m.buf;
+	*len = m.len;
+	return PL_OK;
+}
+
+/* ---- what only a pen does */
 
 static int dm_ping(void *ctx, uint32_t *rtt_us)
 {
@@ -856,6 +942,7 @@ static void dm_close(void *ctx)
 }
 
 static const struct backend_ops daemon_ops = {
+	.direct = false,
 	.serial = dm_serial,
 	.where = dm_where,
 	.info = dm_info,
@@ -865,8 +952,10 @@ static const struct backend_ops daemon_ops = {
 	.clock_get = dm_clock_get,
 	.clock_sync = dm_clock_sync,
 	.list_sessions = dm_list_sessions,
-	.download_to_file = dm_download,
-	.archive = dm_archive,
+	.fetch_to_file = dm_fetch_to_file,
+	.resume_point = dm_resume_point,
+	.read_record = dm_read_record,
+	.release = NULL, /* penlinkd tells pens to reclaim, not penctl */
 	.ping = dm_ping,
 	.trace = dm_trace,
 	.set_event_handler = dm_set_event_handler,
@@ -890,12 +979,4 @@ int daemon_open(struct ctl *c, struct backend *out)
 	out->ops = &daemon_ops;
 	out->ctx = d;
 	return PX_OK;
-}
-
-int ctl_connect_daemon(struct ctl *c)
-{
-	int rc = ctl_need_daemon(c, "this command");
-	if (rc != PX_OK)
-		return rc;
-	return ctl_connect(c);
 }

@@ -10,6 +10,7 @@ int exit_code_for(int pl_code)
 	case PL_ERR_NOT_FOUND:
 		return PX_NOT_FOUND;
 	case PL_ERR_VALIDATION:
+	case PL_ERR_POLICY:
 	case PL_ERR_PARSE: /* a malformed input file is refused, like a bad value */
 		return PX_REFUSED;
 	case PL_ERR_ACCESS:
@@ -65,6 +66,7 @@ const char *error_slug_for(int pl_code)
 	case PL_ERR_UNSUPPORTED: return "unsupported";
 	case PL_ERR_CANCELLED: return "cancelled";
 	case PL_ERR_PARSE: return "parse";
+	case PL_ERR_POLICY: return "policy";
 	case PX_ERR_DAEMON: return "daemon_not_running";
 	default: return "error";
 	}

@@ -6,85 +6,6 @@
 
 #include "penctl.h"
 
-static const char help_text[] =
-"usage: penctl [--socket PATH | --port PATH] [-s SERIAL] [--json]\n"
-"              [--timeout MS] [--dump-frames] COMMAND ...\n"
-"\n"
-"Without --port, penctl talks to penlinkd on its control socket (--socket,\n"
-"else $PENLINK_SOCKET, else " DAEMON_DEFAULT_SOCKET ").\n"
-"With --port it talks to one pen directly, without the daemon.\n"
-"\n"
-"Global options (accepted before or after the command):\n"
-"  --socket PATH        penlinkd's control socket\n"
-"  -p, --port PATH      the pen's serial port, e.g. /dev/ttyACM0 or a pty\n"
-"  -s, --serial SERIAL  the pen to act on (through penlinkd: needed when\n"
-"                       several are attached); with --port: refuse to act\n"
-"                       unless the pen has this serial number\n"
-"  --json               print one JSON document on stdout (see README.md)\n"
-"  --timeout MS         how long to wait for each answer (default 1000 for a\n"
-"                       pen, 10000 for penlinkd)\n"
-"  --dump-frames        print every frame to and from the pen (--port only)\n"
-"                       to stderr, decoded, with timestamps\n"
-"  -h, --help           this text;  --version  the version\n"
-"\n"
-"Commands (both ways):\n"
-"  info                          device info, limits, counters, battery, link\n"
-"  preset list                   the presets on the pen\n"
-"  preset push FILE              replace the presets with a JSON preset file\n"
-"                                (depths in mm)\n"
-"  preset push --id N --name S --depth MM --speed L [--area A] [--needles N]\n"
-"              [--max-duration S]\n"
-"                                add or replace the preset with that id\n"
-"      --confirm                 allow depths above 1.50 mm\n"
-"  sessions list [--since DATE]  --port: the session logs on the pen;\n"
-"                                penlinkd: the sessions in its archive\n"
-"  sessions pull [--out DIR] [--since DATE] [--keep]\n"
-"                                copy every session to DIR (default .) and\n"
-"                                verify its SHA-256.  --port: download from\n"
-"                                the pen (resuming), then let it reclaim them\n"
-"                                (unless --keep); penlinkd: from the archive\n"
-"  sessions show FILE|UUID [--samples]\n"
-"                                decode a pulled record, or (penlinkd) an\n"
-"                                archived session by its UUID\n"
-"  clock sync                    set the pen's clock to this host's time\n"
-"  trace [--level N]             stream the pen's trace (0 error .. 3 debug,\n"
-"                                default 2) until Ctrl-C\n"
-"\n"
-"Only through penlinkd:\n"
-"  list                          the pens penlinkd serves and their state\n"
-"  sessions export [--format csv|json] [--since DATE] [--out FILE|--dir DIR]\n"
-"                                the archive as CSV or JSON (stdout, FILE, or\n"
-"                                DIR/<serial>-<seq>-<uuid>.csv|json per session)\n"
-"  monitor                       print penlinkd's events until Ctrl-C\n"
-"  attach PATH                   serve a pen that is not on USB (a pty)\n"
-"  detach PATH | -s SERIAL       stop serving a pen\n"
-"  audit [--since DATE] [--limit N]\n"
-"                                the audit trail, newest first\n"
-"\n"
-"Only with --port:\n"
-"  ping [--count N]              round-trip time (default 4 pings)\n"
-"\n"
-"DATE is YYYY-MM-DD (local midnight) or YYYY-MM-DDTHH:MM[:SS][Z].\n"
-"Areas: forehead glabella periorbital nose cheek cheekbone perioral chin-jaw\n"
-"       neck decollete scalp stretch-marks body-scar other\n"
-"\n"
-"Exit codes:\n"
-"  0  success\n"
-"  1  failure reported by the pen, or another error\n"
-"  2  usage error\n"
-"  3  not found (no such port, pen, session, file, or a different serial)\n"
-"  4  refused by validation (penctl, penlinkd, library or pen) or by policy\n"
-"  5  permission denied\n"
-"  6  timeout or I/O error (including the pen unplugged)\n"
-"  7  port busy, pen busy, or presets changed meanwhile (conflict)\n"
-"  8  data integrity: digest or read-back mismatch, corrupt record\n"
-"  9  penlinkd is not running (or went away)\n";
-
-void print_help(FILE *out)
-{
-	fputs(help_text, out);
-}
-
 /* ------------------------------------------------------------------ options */
 
 enum {
@@ -93,31 +14,146 @@ enum {
 	G_SERIAL,
 	G_JSON,
 	G_TIMEOUT,
+	G_POLICY,
 	G_DUMP,
 	G_HELP,
 	G_VERSION,
 };
 
 static const struct optdef global_opts[] = {
-	{"--port", 'p', true, G_PORT},
-	{"--socket", 0, true, G_SOCKET},
-	{"--serial", 's', true, G_SERIAL},
-	{"--json", 0, false, G_JSON},
-	{"--timeout", 0, true, G_TIMEOUT},
-	{"--dump-frames", 0, false, G_DUMP},
-	{"--help", 'h', false, G_HELP},
-	{"--version", 0, false, G_VERSION},
-	{NULL, 0, false, 0},
+	{"--socket", 0, "PATH", G_SOCKET, "penlinkd's control socket"},
+	{"--port", 'p', "PATH", G_PORT,
+	 "the pen's serial port (/dev/ttyACM0, a pty): no daemon"},
+	{"--serial", 's', "SERIAL", G_SERIAL,
+	 "the pen to act on; with --port: refuse any other"},
+	{"--json", 0, NULL, G_JSON, "one JSON document on stdout (README.md)"},
+	{"--timeout", 0, "MS", G_TIMEOUT,
+	 "wait this long for each answer (pen 1000, penlinkd 10000)"},
+	{"--policy", 0, "FILE", G_POLICY,
+	 "--port: the clinic policy, a [policy] section as in penlinkd.conf"},
+	{"--dump-frames", 0, NULL, G_DUMP,
+	 "--port: every frame to stderr, decoded, with times"},
+	{"--help", 'h', NULL, G_HELP, "this help, or a command's own"},
+	{"--version", 0, NULL, G_VERSION, "the version"},
+	{NULL, 0, NULL, 0, NULL},
 };
 
-void opt_init(struct opt_iter *it, int argc, char **argv, int start,
-              const char *cmd)
+/* ------------------------------------------------------------------ help */
+
+static const struct cmd_group *const groups[] = {
+	&info_cmds,  &preset_cmds,  &sessions_cmds, &clock_cmds,
+	&trace_cmds, &list_cmds,    &monitor_cmds,  &attach_cmds,
+	&detach_cmds, &audit_cmds,  &ping_cmds,     NULL,
+};
+
+/* "  -o, --out DIR" in a column, then the help. */
+static void print_opts(FILE *out, const struct optdef *d)
 {
+	for (; d && d->name; d++) {
+		char name[48], left[64];
+		snprintf(name, sizeof name, "%s%s%s", d->name, d->arg ? " " : "",
+		         d->arg ? d->arg : "");
+		if (d->short_name)
+			snprintf(left, sizeof left, "-%c, %s", d->short_name, name);
+		else
+			snprintf(left, sizeof left, "%s", name);
+		fprintf(out, "  %-24s %s\n", left, d->help);
+	}
+}
+
+static void print_cmd_line(FILE *out, const struct cmd_spec *k)
+{
+	char left[160];
+	snprintf(left, sizeof left, "%s%s%s", k->name, k->args ? " " : "",
+	         k->args ? k->args : "");
+	if (strlen(left) <= 30)
+		fprintf(out, "  %-30s %s\n", left, k->summary);
+	else
+		fprintf(out, "  %s\n  %-30s %s\n", left, "", k->summary);
+}
+
+static const char exit_codes_text[] =
+"Exit codes:\n"
+"  0  success\n"
+"  1  failure reported by the pen, or another error\n"
+"  2  usage error\n"
+"  3  not found (no such port, pen, session, file, or a different serial)\n"
+"  4  refused by validation (penlinkd, library or pen) or by policy\n"
+"  5  permission denied\n"
+"  6  timeout or I/O error (including the pen unplugged)\n"
+"  7  port busy, pen busy, or presets changed meanwhile (conflict)\n"
+"  8  data integrity: digest or read-back mismatch, corrupt record\n"
+"  9  penlinkd is not running (or went away)\n";
+
+void print_help(FILE *out)
+{
+	fprintf(out,
+	        "usage: penctl [--socket PATH | --port PATH] [-s SERIAL] [--json]\n"
+	        "              [--timeout MS] [--policy FILE] [--dump-frames] "
+	        "COMMAND ...\n\n"
+	        "Without --port, penctl talks to penlinkd on its control socket "
+	        "(--socket,\nelse $PENLINK_SOCKET, else %s).\n"
+	        "With --port it talks to one pen directly, without the daemon.\n"
+	        "\nGlobal options (accepted before or after the command):\n",
+	        PLC_DEFAULT_SOCKET);
+	print_opts(out, global_opts);
+	static const struct {
+		enum cmd_where where;
+		const char *title;
+	} sections[] = {
+		{CMD_BOTH, "Commands (both ways)"},
+		{CMD_DAEMON, "Only through penlinkd"},
+		{CMD_DIRECT, "Only with --port"},
+	};
+	for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
+		fprintf(out, "\n%s:\n", sections[s].title);
+		for (size_t g = 0; groups[g]; g++)
+			for (const struct cmd_spec *k = groups[g]->cmds; k->name; k++)
+				if (k->where == sections[s].where)
+					print_cmd_line(out, k);
+	}
+	fprintf(out,
+	        "\n'penctl COMMAND --help' shows a command's own options.\n"
+	        "DATE is YYYY-MM-DD (local midnight) or "
+	        "YYYY-MM-DDTHH:MM[:SS][Z].\n\n%s",
+	        exit_codes_text);
+}
+
+static void print_cmd_help(FILE *out, const struct cmd_spec *k)
+{
+	fprintf(out, "usage: penctl %s%s%s\n\n%s.\n", k->name, k->args ? " " : "",
+	        k->args ? k->args : "", k->summary);
+	if (k->where == CMD_DAEMON)
+		fputs("Only through penlinkd.\n", out);
+	else if (k->where == CMD_DIRECT)
+		fputs("Only with --port.\n", out);
+	if (k->opts && k->opts->name) {
+		fputs("\nOptions:\n", out);
+		print_opts(out, k->opts);
+	}
+	if (k->details)
+		fprintf(out, "\n%s", k->details);
+	fputs("\nGlobal options (--socket, --port, -s, --json, ...): penctl --help\n",
+	      out);
+}
+
+static void print_group_help(FILE *out, const struct cmd_group *g)
+{
+	fprintf(out, "usage: penctl %s SUBCOMMAND ...\n\nSubcommands:\n", g->word);
+	for (const struct cmd_spec *k = g->cmds; k->name; k++)
+		print_cmd_line(out, k);
+	fprintf(out, "\n'penctl %s SUBCOMMAND --help' shows its options.\n",
+	        g->word);
+}
+
+/* ------------------------------------------------------------------ parsing */
+
+void opt_init(struct opt_iter *it, int argc, char **argv, int start)
+{
+	memset(it, 0, sizeof *it);
 	it->argc = argc;
 	it->argv = argv;
 	it->i = start;
-	it->no_more_opts = false;
-	it->cmd = cmd;
 }
 
 static const struct optdef *find_opt(const struct optdef *defs,
@@ -138,7 +174,8 @@ static const struct optdef *find_opt(const struct optdef *defs,
 	return NULL;
 }
 
-static int apply_global(struct ctl *c, int id, const char *val)
+static int apply_global(struct ctl *c, const struct opt_iter *it, int id,
+                        const char *val)
 {
 	uint32_t ms;
 	switch (id) {
@@ -165,11 +202,22 @@ static int apply_global(struct ctl *c, int id, const char *val)
 			return PX_USAGE;
 		c->timeout_ms = (int)ms;
 		return PX_OK;
+	case G_POLICY:
+		if (!*val)
+			return ctl_usage(c, "--policy needs a file");
+		c->policy_file = val;
+		return PX_OK;
 	case G_DUMP:
 		c->dump_frames = true;
 		return PX_OK;
 	case G_HELP:
-		print_help(stdout);
+		/* Help is text for people, --json or not. */
+		if (it->spec)
+			print_cmd_help(stdout, it->spec);
+		else if (it->group)
+			print_group_help(stdout, it->group);
+		else
+			print_help(stdout);
 		exit(fflush(stdout) == 0 ? PX_OK : PX_FAIL);
 	case G_VERSION:
 		printf("penctl %s (libpenlink %s)\n", PL_VERSION_STRING,
@@ -180,9 +228,15 @@ static int apply_global(struct ctl *c, int id, const char *val)
 	}
 }
 
-int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
-             const char **val)
+/* The name a message uses for the command being parsed. */
+static const char *cmd_name(const struct opt_iter *it)
 {
+	return it->spec ? it->spec->name : it->group ? it->group->word : NULL;
+}
+
+int opt_next(struct ctl *c, struct opt_iter *it, const char **val)
+{
+	const struct optdef *defs = it->spec ? it->spec->opts : NULL;
 	while (it->i < it->argc) {
 		const char *a = it->argv[it->i];
 		if (it->no_more_opts || a[0] != '-' || a[1] == '\0') {
@@ -218,7 +272,7 @@ int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
 				global = d != NULL;
 			}
 			if (d && a[2] != '\0') {
-				if (!d->has_arg)
+				if (!d->arg)
 					d = NULL;
 				else
 					inline_val = a + 2;
@@ -226,22 +280,23 @@ int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
 			snprintf(shown, sizeof shown, "%.60s", a);
 		}
 		if (!d) {
-			if (it->cmd)
-				ctl_usage(c, "unknown option '%s' for '%s'; see penctl --help",
-				          shown, it->cmd);
+			const char *cmd = cmd_name(it);
+			if (cmd)
+				ctl_usage(c, "unknown option '%s' for '%s'; see penctl %s "
+				          "--help", shown, cmd, cmd);
 			else
 				ctl_usage(c, "unknown option '%s'; see penctl --help", shown);
 			return OPT_BAD;
 		}
 		it->i++;
 		const char *v = NULL;
-		if (d->has_arg) {
+		if (d->arg) {
 			if (inline_val) {
 				v = inline_val;
 			} else if (it->i < it->argc) {
 				v = it->argv[it->i++];
 			} else {
-				ctl_usage(c, "option %s needs a value", d->name);
+				ctl_usage(c, "option %s needs a value (%s)", d->name, d->arg);
 				return OPT_BAD;
 			}
 		} else if (inline_val) {
@@ -249,7 +304,7 @@ int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
 			return OPT_BAD;
 		}
 		if (global) {
-			if (apply_global(c, d->id, v) != PX_OK)
+			if (apply_global(c, it, d->id, v) != PX_OK)
 				return OPT_BAD;
 			continue;
 		}
@@ -257,6 +312,15 @@ int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
 		return d->id;
 	}
 	return OPT_END;
+}
+
+int opt_next_flag(struct ctl *c, struct opt_iter *it, const char **val)
+{
+	int id = opt_next(c, it, val);
+	if (id != OPT_ARG)
+		return id;
+	ctl_usage(c, "%s takes no arguments (got '%.40s')", cmd_name(it), *val);
+	return OPT_BAD;
 }
 
 int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
@@ -278,22 +342,54 @@ int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
 	return PX_OK;
 }
 
+int opt_none(struct ctl *c, struct opt_iter *it)
+{
+	const char *v;
+	return opt_next_flag(c, it, &v) == OPT_END ? PX_OK : PX_USAGE;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
-struct command {
-	const char *name;
-	int (*run)(struct ctl *c, int argc, char **argv, int start);
-};
+static const struct cmd_group *find_group(const char *word)
+{
+	for (size_t g = 0; groups[g]; g++)
+		if (strcmp(groups[g]->word, word) == 0 ||
+		    (groups[g]->alias && strcmp(groups[g]->alias, word) == 0))
+			return groups[g];
+	return NULL;
+}
 
-static const struct command commands[] = {
-	{"info", cmd_info},         {"preset", cmd_preset},
-	{"presets", cmd_preset},    {"sessions", cmd_sessions},
-	{"session", cmd_sessions},  {"clock", cmd_clock},
-	{"trace", cmd_trace},       {"ping", cmd_ping},
-	{"list", cmd_list},         {"monitor", cmd_monitor},
-	{"attach", cmd_attach},     {"detach", cmd_detach},
-	{"audit", cmd_audit},       {NULL, NULL},
-};
+/* "preset push": the group's command named "<word> <sub>", or the group's
+ * only command when it is named by the word alone. */
+static int run_group(struct ctl *c, struct opt_iter *it,
+                     const struct cmd_group *g)
+{
+	const struct cmd_spec *k = g->cmds;
+	if (strcmp(k->name, g->word) != 0) {
+		it->group = g;
+		const char *sub;
+		int id = opt_next(c, it, &sub);
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		char names[160] = "";
+		size_t n = 0;
+		for (const struct cmd_spec *s = g->cmds; s->name; s++)
+			n += (size_t)snprintf(names + n, n < sizeof names ? sizeof names - n : 0,
+			                      "%s%s", n ? ", " : "",
+			                      s->name + strlen(g->word) + 1);
+		if (id == OPT_END)
+			return ctl_usage(c, "%s needs a subcommand: %s", g->word, names);
+		size_t wl = strlen(g->word);
+		for (; k->name; k++)
+			if (strcmp(k->name + wl + 1, sub) == 0)
+				break;
+		if (!k->name)
+			return ctl_usage(c, "unknown %s subcommand '%.40s' (%s)", g->word,
+			                 sub, names);
+	}
+	it->spec = k;
+	return k->run(c, it);
+}
 
 /* Usage errors found while parsing should come out as JSON too when the
  * user asked for it, even if --json comes after the bad option. */
@@ -316,9 +412,9 @@ int main(int argc, char **argv)
 	c.stdout_tty = isatty(STDOUT_FILENO) == 1;
 
 	struct opt_iter it;
-	opt_init(&it, argc, argv, 1, NULL);
+	opt_init(&it, argc, argv, 1);
 	const char *cmd = NULL;
-	int id = opt_next(&c, &it, NULL, &cmd);
+	int id = opt_next(&c, &it, &cmd);
 	int rc;
 	if (id == OPT_BAD) {
 		rc = PX_USAGE;
@@ -328,14 +424,12 @@ int main(int argc, char **argv)
 		print_help(stdout);
 		rc = PX_OK;
 	} else {
-		const struct command *k = commands;
-		while (k->name && strcmp(k->name, cmd) != 0)
-			k++;
-		if (!k->name)
+		const struct cmd_group *g = find_group(cmd);
+		if (!g)
 			rc = ctl_usage(&c, "unknown command '%.40s'; see penctl --help",
 			               cmd);
 		else
-			rc = k->run(&c, argc, argv, it.i);
+			rc = run_group(&c, &it, g);
 	}
 	ctl_disconnect(&c);
 	json_object_put(c.partial);

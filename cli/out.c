@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "penctl.h"
@@ -20,12 +19,14 @@ static int report(struct ctl *c, int exit_code, const char *slug,
 	for (char *p = line; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+	char shown[2048];
+	pl_text_clean(PL_TEXT_TERMINAL, line, shown, sizeof shown);
 	/* The library's detail often starts with the code's own name
 	 * ("no such port: /dev/x"); do not say it twice. */
-	if (label && strncmp(line, label, strlen(label)) != 0)
-		fprintf(stderr, "penctl: %s: %s\n", label, line);
+	if (label && strncmp(shown, label, strlen(label)) != 0)
+		fprintf(stderr, "penctl: %s: %s\n", label, shown);
 	else
-		fprintf(stderr, "penctl: %s\n", line);
+		fprintf(stderr, "penctl: %s\n", shown);
 	if (c->json && !c->emitted) {
 		json_object *doc = c->partial ? c->partial : json_object_new_object();
 		c->partial = NULL;
@@ -114,9 +115,44 @@ void ctl_partial(struct ctl *c, const char *key, json_object *obj)
 	json_object_object_add(c->partial, key, obj);
 }
 
+/* Every string of a document, cleaned for JSON in place: a serial or a
+ * name from a pen may hold any bytes, and the document must stay valid
+ * JSON (json-c copies bytes as they are). */
+static void clean_json_tree(json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_string: {
+		const char *s = json_object_get_string(o);
+		size_t len = (size_t)json_object_get_string_len(o);
+		/* NUL inside a string would cut it short; valid text stays. */
+		if (strlen(s) == len && pl_text_utf8_valid(s, len) &&
+		    pl_text_clean(PL_TEXT_JSON, s, NULL, 0) == len)
+			return;
+		char *clean = pl_text_clean_dup(PL_TEXT_JSON, s);
+		json_object_set_string(o, clean ? clean : "");
+		free(clean);
+		return;
+	}
+	case json_type_object: {
+		json_object_object_foreach(o, key, val) {
+			(void)key;
+			clean_json_tree(val);
+		}
+		return;
+	}
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			clean_json_tree(json_object_array_get_idx(o, i));
+		return;
+	default:
+		return;
+	}
+}
+
 int ctl_emit_json(struct ctl *c, json_object *obj)
 {
 	if (!c->emitted) {
+		clean_json_tree(obj);
 		puts(json_object_to_json_string_ext(
 		    obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 		             JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -126,28 +162,48 @@ int ctl_emit_json(struct ctl *c, json_object *obj)
 	return PX_OK;
 }
 
+void ctl_emit_json_line(json_object *obj)
+{
+	clean_json_tree(obj);
+	puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+	                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(obj);
+	fflush(stdout);
+}
+
+static void vsay(FILE *out, const char *prefix, const char *fmt, va_list ap)
+{
+	char line[2048], shown[4096];
+	vsnprintf(line, sizeof line, fmt, ap);
+	pl_text_clean(PL_TEXT_TERMINAL, line, shown, sizeof shown);
+	fprintf(out, "%s%s\n", prefix, shown);
+}
+
+void ctl_say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsay(stdout, "", fmt, ap);
+	va_end(ap);
+}
+
+void ctl_note(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsay(stderr, "penctl: ", fmt, ap);
+	va_end(ap);
+}
+
 void ctl_warn(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("penctl: warning: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vsay(stderr, "penctl: warning: ", fmt, ap);
 	va_end(ap);
 }
 
 /* ------------------------------------------------------------------ formatting */
-
-const char *fmt_mm(char *buf, uint32_t um)
-{
-	/* Two decimals as technicians read them, three when the value needs it
-	 * (a 0.125 mm step must not print as 0.13). */
-	if (um % 10 == 0)
-		snprintf(buf, FMT_BUF, "%u.%02u", um / 1000, (um % 1000) / 10);
-	else
-		snprintf(buf, FMT_BUF, "%u.%03u", um / 1000, um % 1000);
-	return buf;
-}
 
 const char *fmt_bytes(char *buf, uint64_t n)
 {
@@ -185,14 +241,14 @@ const char *fmt_duration(char *buf, int64_t ms)
 	return buf;
 }
 
-const char *fmt_local_time(char *buf, int64_t utc_ms)
+const char *fmt_time_of_day(char buf[PL_TIME_TEXT_MAX], int64_t utc_ms)
 {
-	time_t t = (time_t)(utc_ms / 1000);
-	struct tm tm;
-	if (!localtime_r(&t, &tm) ||
-	    strftime(buf, FMT_BUF, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-		snprintf(buf, FMT_BUF, "@%lld ms", (long long)utc_ms);
-	return buf;
+	/* The library's local time is "YYYY-MM-DD HH:MM:SS": the part after
+	 * the date, so the two never disagree. */
+	pl_time_format_local(utc_ms, buf);
+	if (strlen(buf) == 19 && buf[10] == ' ')
+		return buf + 11;
+	return "--:--:--";
 }
 
 const char *fmt_area(enum pl_area a)
@@ -203,15 +259,16 @@ const char *fmt_area(enum pl_area a)
 
 /* ------------------------------------------------------------------ JSON */
 
-json_object *json_mm(uint32_t um)
+json_object *json_depth_mm(uint32_t um)
 {
-	char text[FMT_BUF];
-	snprintf(text, sizeof text, "%u.%03u", um / 1000, um % 1000);
-	/* keep at least one decimal: "1.500" -> "1.5", "2.000" -> "2.0" */
-	size_t n = strlen(text);
-	while (n > 0 && text[n - 1] == '0' && text[n - 2] != '.')
-		text[--n] = '\0';
-	return json_object_new_double_s((double)um / 1000.0, text);
+	char text[PL_MM_TEXT_MAX];
+	return json_object_new_double_s((double)um / 1000.0,
+	                                pl_depth_format_mm(um, PL_MM_SHORT, text));
+}
+
+json_object *json_str(const char *s)
+{
+	return json_object_new_string(s ? s : "");
 }
 
 json_object *json_hex(const uint8_t *data, size_t len)
@@ -237,7 +294,7 @@ json_object *json_preset(const struct pl_preset *p)
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_int64(p->id));
 	json_object_object_add(o, "name", json_object_new_string(p->name));
-	json_object_object_add(o, "depth_mm", json_mm(p->depth_um));
+	json_object_object_add(o, "depth_mm", json_depth_mm(p->depth_um));
 	json_object_object_add(o, "speed", json_object_new_int64(p->speed_level));
 	const char *area = pl_area_name(p->area);
 	if (area && p->area != PL_AREA_UNSPECIFIED)
@@ -254,22 +311,6 @@ json_object *json_preset_set(const struct pl_preset_set *set)
 	for (size_t i = 0; i < set->count; i++)
 		json_object_array_add(a, json_preset(&set->presets[i]));
 	return a;
-}
-
-json_object *json_session(const struct pl_session_info *s)
-{
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "id", json_object_new_int64(s->id));
-	json_object_object_add(o, "seq", json_object_new_int64(s->seq));
-	json_object_object_add(o, "uuid", json_uuid(s->uuid));
-	json_object_object_add(o, "size", json_object_new_uint64(s->size));
-	json_object_object_add(o, "sha256", json_hex(s->sha256, 32));
-	json_object_object_add(o, "start_ms", json_object_new_int64(s->start_ms));
-	json_object_object_add(o, "end_ms", json_object_new_int64(s->end_ms));
-	json_object_object_add(o, "time_source",
-	                       json_object_new_string(s->rtc_time ? "rtc" : "uptime"));
-	json_object_object_add(o, "archived", json_object_new_boolean(s->archived));
-	return o;
 }
 
 json_object *json_link_stats(const struct pl_link_stats *st)
@@ -335,7 +376,9 @@ int table_row(struct table *t, const char *const *cells)
 	}
 	char **row = t->cells + t->nrows * t->ncols;
 	for (size_t i = 0; i < t->ncols; i++) {
-		row[i] = strdup(cells[i] ? cells[i] : "");
+		/* The door to the terminal: no cell can move the cursor, change
+		 * colours or hide what follows. */
+		row[i] = pl_text_clean_dup(PL_TEXT_TERMINAL, cells[i]);
 		if (!row[i]) {
 			while (i-- > 0)
 				free(row[i]);
@@ -403,10 +446,11 @@ void print_preset_table(const struct pl_preset_set *set, FILE *out)
 	struct table *t = table_new(7, hdr, "rlrrlrr");
 	for (size_t i = 0; t && i < set->count; i++) {
 		const struct pl_preset *p = &set->presets[i];
-		char id[16], depth[FMT_BUF + 4], mm[FMT_BUF], speed[16], needles[16],
-		    dur[FMT_BUF];
+		char id[16], depth[PL_MM_TEXT_MAX + 4], mm[PL_MM_TEXT_MAX], speed[16],
+		    needles[16], dur[FMT_BUF];
 		snprintf(id, sizeof id, "%u", p->id);
-		snprintf(depth, sizeof depth, "%s mm", fmt_mm(mm, p->depth_um));
+		snprintf(depth, sizeof depth, "%s mm",
+		         pl_depth_format_mm(p->depth_um, PL_MM_FIXED, mm));
 		snprintf(speed, sizeof speed, "%u", p->speed_level);
 		if (p->needle_count)
 			snprintf(needles, sizeof needles, "%u", p->needle_count);
@@ -426,18 +470,11 @@ void print_preset_table(const struct pl_preset_set *set, FILE *out)
 
 /* ------------------------------------------------------------------ progress */
 
-int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void progress_init(struct progress *p, bool enabled, uint64_t base)
 {
 	memset(p, 0, sizeof *p);
 	p->enabled = enabled;
-	p->start_ms = mono_ms();
+	p->start_ms = pl_time_monotonic_ms();
 	p->start_done = base;
 }
 
@@ -445,7 +482,7 @@ void progress_update(struct progress *p, uint64_t done, uint64_t total)
 {
 	if (!p->enabled)
 		return;
-	int64_t now = mono_ms();
+	int64_t now = pl_time_monotonic_ms();
 	/* At most 10 redraws a second: a terminal is slower than a pty. */
 	if (p->drawn && now - p->last_ms < 100 && done < total)
 		return;
@@ -495,15 +532,15 @@ void frame_log_stderr(void *ud, enum pl_frame_dir dir, const char *text,
                       size_t raw_len)
 {
 	(void)ud;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	time_t sec = ts.tv_sec;
-	localtime_r(&sec, &tm);
+	int64_t now = pl_time_utc_ms();
+	char when[PL_TIME_TEXT_MAX];
 	char mark = dir == PL_FRAME_IN ? '<' : dir == PL_FRAME_OUT ? '>' : '!';
-	fprintf(stderr, "%02d:%02d:%02d.%03ld  %c  %s  (%zu bytes)\n", tm.tm_hour,
-	        tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, mark,
-	        text ? text : "", raw_len);
+	/* A frame's description quotes the pen's strings. */
+	char shown[1024];
+	pl_text_clean(PL_TEXT_TERMINAL, text, shown, sizeof shown);
+	fprintf(stderr, "%s.%03d  %c  %s  (%zu bytes)\n",
+	        fmt_time_of_day(when, now), (int)(now % 1000), mark, shown,
+	        raw_len);
 }
 
 /* ------------------------------------------------------------------ files */

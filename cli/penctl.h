@@ -12,9 +12,10 @@
 
 #include <json-c/json.h>
 
-#include "ctl.pb-c.h"
+#include <penlink.h>
+
 #include "exit_codes.h"
-#include "penlink.h"
+#include "penlink_control.h"
 
 #if defined(__GNUC__)
 #define PX_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -26,11 +27,15 @@
  *
  * What a command needs from "the pen", whoever talks to it: direct
  * (libpenlink on --port, backend.c) or penlinkd (its control socket,
- * daemon.c), so the commands only parse arguments and render results.  An
- * operation a backend cannot do returns PL_ERR_UNSUPPORTED (penlinkd reports
- * no link statistics and no pen uptime); operations that mean something
- * else through the daemon (sessions: the archive, not the pen) are separate
- * code paths in the commands, not backend operations.
+ * daemon.c), so each command is written once: it parses arguments, calls
+ * these and renders the results.  An operation a backend cannot do returns
+ * PL_ERR_UNSUPPORTED (penlinkd reports no link statistics and no pen
+ * uptime).  Every operation fails like the library: a code, and the detail
+ * in pl_error_message().
+ *
+ * Sessions are the pen's own with --port and penlinkd's archive (of every
+ * pen) through the daemon; either way a session is named by its key
+ * (serial, UUID), since two pens may record equal UUIDs.
  */
 struct link_info {
 	uint32_t protocol_version;
@@ -40,28 +45,55 @@ struct link_info {
 	struct pl_link_stats stats;
 };
 
+struct session_entry {
+	struct pl_session_key key;  /* serial as the pen sent it: clean to print */
+	/* id is the pen's handle (0 through penlinkd); archived: the pen was
+	 * told it may reclaim the session (always true in the archive). */
+	struct pl_session_info info;
+	int64_t archived_ms;        /* when penlinkd archived it; 0 on a pen */
+};
+
 struct backend_ops {
+	/* true: the pen itself (--port); sessions carry the pen's ids and
+	 * archived flags.  false: penlinkd and its archive. */
+	bool direct;
 	const char *(*serial)(void *ctx);
 	const char *(*where)(void *ctx); /* port path or daemon socket, for messages */
 	int (*info)(void *ctx, struct pl_device_info *out);
 	int (*link)(void *ctx, struct link_info *out);
 	int (*get_presets)(void *ctx, struct pl_preset_set *out);
-	/* unchecked: no host-side validation (firmware testing only).
-	 * confirm: the user gave --confirm (the daemon applies its policy). */
-	int (*put_presets)(void *ctx, const struct pl_preset_set *set,
-	                   bool unchecked, bool confirm,
+	/* Writes next over cur (the set read before) once the clinic policy
+	 * allows it: direct, the library's pl_policy_check_push() on penctl's
+	 * policy; through penlinkd, the daemon's own, with confirm passed on.
+	 * A refusal is PL_ERR_POLICY. */
+	int (*put_presets)(void *ctx, const struct pl_preset_set *cur,
+	                   const struct pl_preset_set *next, bool confirm,
 	                   struct pl_preset_set *result);
 	int (*clock_get)(void *ctx, int64_t *utc_ms, bool *rtc_set,
 	                 uint64_t *uptime_ms);
 	/* *rtc_was_set: 1 or 0 when the backend learns it from the sync
 	 * itself, -1 when it does not (ask clock_get first). */
 	int (*clock_sync)(void *ctx, int64_t *offset_ms, int *rtc_was_set);
-	int (*list_sessions)(void *ctx, struct pl_session_info **out,
+	/* Sessions that started at or after since (UTC ms; 0: all), of the
+	 * pen -s names or every pen.  Free *out with free(). */
+	int (*list_sessions)(void *ctx, int64_t since, struct session_entry **out,
 	                     size_t *count);
-	int (*download_to_file)(void *ctx, const struct pl_session_info *s,
-	                        const char *path, pl_progress_fn progress,
-	                        void *ud);
-	int (*archive)(void *ctx, uint32_t id, const uint8_t sha256[32]);
+	/* Copies s's record into path and checks it against s's SHA-256
+	 * (PL_ERR_DIGEST, and path removed, on a difference); on PL_OK the
+	 * file is complete and durable.  A pen resumes from what path holds;
+	 * penlinkd's copy starts afresh. */
+	int (*fetch_to_file)(void *ctx, const struct session_entry *s,
+	                     const char *path, pl_progress_fn progress, void *ud);
+	/* Bytes path holds that fetch_to_file() will keep (0: starts afresh). */
+	uint64_t (*resume_point)(void *ctx, const char *path);
+	/* The record of the session key names, verified, in a malloc'd buffer
+	 * of at most max bytes (more: PL_ERR_PARSE); PL_ERR_NOT_FOUND if there
+	 * is none. */
+	int (*read_record)(void *ctx, const struct pl_session_key *key,
+	                   uint64_t max, uint8_t **data, size_t *len);
+	/* Tells the pen a verified copy of s is stored, so it may reclaim it.
+	 * NULL through penlinkd: the daemon decides that itself. */
+	int (*release)(void *ctx, const struct session_entry *s);
 	int (*ping)(void *ctx, uint32_t *rtt_us);
 	int (*trace)(void *ctx, bool enable, uint32_t level);
 	void (*set_event_handler)(void *ctx, pl_event_fn fn, void *ud);
@@ -83,6 +115,7 @@ struct ctl {
 	const char *port;
 	const char *socket; /* --socket; else $PENLINK_SOCKET, else the default */
 	const char *serial; /* -s: the pen we expect */
+	const char *policy_file; /* --policy: the clinic policy for --port */
 	bool json;
 	int timeout_ms; /* 0: library default */
 	bool dump_frames;
@@ -111,7 +144,6 @@ int direct_open(struct ctl *c, struct backend *out);
  * The control-socket client (daemon.c): proto/ctl.proto requests, framed
  * like the wire protocol.  penctl has one request outstanding at a time.
  */
-#define DAEMON_DEFAULT_SOCKET "/run/penlink/penlinkd.sock"
 /* The daemon itself waits on the pen, so penctl waits longer than it would
  * for a pen. */
 #define DAEMON_DEFAULT_TIMEOUT_MS 10000
@@ -126,8 +158,6 @@ int ctl_need_daemon(struct ctl *c, const char *what);
 
 /* Connects, says Hello; sets c->dc.  Exit code (reported) on failure. */
 int daemon_open(struct ctl *c, struct backend *out);
-/* Connects to penlinkd if not yet (for the daemon-only commands). */
-int ctl_connect_daemon(struct ctl *c);
 
 /* Sends req (its id is assigned here) and waits for one response with that
  * id whose body is want.  An Error response becomes its code (message in
@@ -162,35 +192,83 @@ int dc_timeout(const struct ctl *c);
 extern volatile sig_atomic_t ctl_interrupted;
 void ctl_catch_signals(void);
 
-/* ------------------------------------------------------------------ options */
+/* ------------------------------------------------------------------ options
+ *
+ * Every command's options are one table that both parses them and
+ * generates the command's --help, so the two cannot drift apart.
+ */
 
 enum { OPT_END = -1, OPT_ARG = -2, OPT_BAD = -3 };
 
 struct optdef {
 	const char *name; /* "--depth" */
 	char short_name;  /* 0 if none */
-	bool has_arg;
+	const char *arg;  /* the value's name in help ("MM"); NULL: a flag */
 	int id;           /* > 0 */
+	const char *help; /* one line for --help */
 };
+
+struct opt_iter;
+
+enum cmd_where { CMD_BOTH, CMD_DAEMON, CMD_DIRECT };
+
+/* A command as penctl --help lists it and as it parses itself. */
+struct cmd_spec {
+	const char *name;     /* "preset push" */
+	const char *args;     /* after the name in its usage line, or NULL */
+	const char *summary;  /* one line for penctl --help */
+	enum cmd_where where;
+	const struct optdef *opts; /* NULL: none of its own */
+	const char *details;  /* more text for its own --help, or NULL */
+	int (*run)(struct ctl *c, struct opt_iter *it);
+};
+
+/* The commands of one first word ("sessions": list, pull, show, export);
+ * a group of one command whose name is the word itself ("info") takes no
+ * subcommand. */
+struct cmd_group {
+	const char *word;
+	const char *alias;          /* "presets" for "preset", or NULL */
+	const struct cmd_spec *cmds; /* ends with a NULL name */
+};
+
+/* The group of a command named by its word alone ("info", "audit"). */
+#define CMD_SINGLE(group, name, args, summary, where, opts, details, run)   \
+	static const struct cmd_spec group##_specs[] = {                      \
+		{name, args, summary, where, opts, details, run},                 \
+		{NULL, NULL, NULL, CMD_BOTH, NULL, NULL, NULL},                   \
+	};                                                                    \
+	const struct cmd_group group##_cmds = {name, NULL, group##_specs}
+
+extern const struct cmd_group info_cmds, ping_cmds, preset_cmds,
+    sessions_cmds, clock_cmds, trace_cmds, list_cmds, monitor_cmds,
+    attach_cmds, detach_cmds, audit_cmds;
 
 struct opt_iter {
 	int argc;
 	char **argv;
 	int i;
 	bool no_more_opts; /* after "--" */
-	const char *cmd;   /* e.g. "preset push", for messages */
+	const struct cmd_group *group;  /* --help: the group's subcommands */
+	const struct cmd_spec *spec;    /* --help: this command's own */
 };
 
-void opt_init(struct opt_iter *it, int argc, char **argv, int start,
-              const char *cmd);
+void opt_init(struct opt_iter *it, int argc, char **argv, int start);
 /*
- * Next command-line item.  Returns an optdef id (value in *val if it takes
- * one), OPT_ARG (a positional argument in *val), OPT_END, or OPT_BAD after
- * reporting a usage error (exit PX_USAGE).  Global options (--port, --json,
- * ...) are accepted anywhere and applied to c directly.
+ * Next command-line item.  Returns an optdef id of it->spec's table (value
+ * in *val if it takes one), OPT_ARG (a positional argument in *val),
+ * OPT_END, or OPT_BAD after reporting a usage error (exit PX_USAGE).
+ * Global options (--port, --json, ...) are accepted anywhere and applied to
+ * c directly; --help prints the help of it->spec (else it->group, else
+ * penctl's) and exits.
  */
-int opt_next(struct ctl *c, struct opt_iter *it, const struct optdef *defs,
-             const char **val);
+int opt_next(struct ctl *c, struct opt_iter *it, const char **val);
+/* Every item of a command without positional arguments: usage error on
+ * one.  Options of its own are returned as opt_next() does; OPT_END at the
+ * end. */
+int opt_next_flag(struct ctl *c, struct opt_iter *it, const char **val);
+/* For a command with no arguments at all: PX_OK, or PX_USAGE (reported). */
+int opt_none(struct ctl *c, struct opt_iter *it);
 
 /* Whole-string unsigned parse within [min, max]; reports usage errors. */
 int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
@@ -200,10 +278,17 @@ int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
  * YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM|-HH:MM] (local time without a zone) to UTC
  * milliseconds.  Reports a usage error naming opt and the text. */
 int parse_date(struct ctl *c, const char *opt, const char *text, int64_t *ms);
-/* Canonical lower-case 8-4-4-4-12 UUID text to 16 bytes; false if not one. */
+/* Canonical 8-4-4-4-12 UUID text (either case) to 16 bytes; false if not
+ * one. */
 bool parse_uuid(const char *text, uint8_t out[16]);
 
-/* ------------------------------------------------------------------ output */
+/* ------------------------------------------------------------------ output
+ *
+ * penctl's doors: whatever text a pen or penlinkd sent is cleaned here for
+ * where it goes (pl_text_clean): every table cell and message line for a
+ * terminal, every string of a --json document for JSON.  Commands pass raw
+ * text in and need not clean it themselves.
+ */
 
 /* Errors: print "penctl: <label>: <message>" on stderr and, with --json,
  * {"error": {...}} on stdout.  Each returns the exit code to use. */
@@ -220,35 +305,39 @@ void ctl_partial(struct ctl *c, const char *key, json_object *obj);
 
 /* Prints obj as the command's one JSON document and frees it. */
 int ctl_emit_json(struct ctl *c, json_object *obj);
+/* One compact JSON object on its own line (trace, monitor); frees it. */
+void ctl_emit_json_line(json_object *obj);
 
-/* Warning line on stderr (never on stdout, so --json stays one document). */
+/* A message line on stdout / a warning on stderr (never on stdout, so
+ * --json stays one document), cleaned for the terminal. */
+void ctl_say(const char *fmt, ...) PX_PRINTF(1, 2);
 void ctl_warn(const char *fmt, ...) PX_PRINTF(1, 2);
+/* "penctl: <what it is doing>" on stderr. */
+void ctl_note(const char *fmt, ...) PX_PRINTF(1, 2);
 
-/* Formatting.  Buffers: 32 bytes is enough for each. */
-#define FMT_BUF 32
-const char *fmt_mm(char *buf, uint32_t um);        /* "1.50" */
+/* Formatting.  Buffers: FMT_BUF bytes is enough for each. */
+#define FMT_BUF 48
 const char *fmt_bytes(char *buf, uint64_t n);      /* "2.1 MB" */
 const char *fmt_duration(char *buf, int64_t ms);   /* "12m 03s" */
-const char *fmt_local_time(char *buf, int64_t utc_ms); /* "2024-05-01 14:03:22" */
 const char *fmt_area(enum pl_area a);
-/* Copies text from penlinkd for a terminal: control bytes become '?'. */
-const char *safe_text(char *buf, size_t cap, const char *text);
+/* "14:03:22", the local time of day, for lines of a stream. */
+const char *fmt_time_of_day(char buf[PL_TIME_TEXT_MAX], int64_t utc_ms);
 
-/* JSON numbers with an exact decimal text (json-c would print doubles
- * with 17 digits). */
-json_object *json_mm(uint32_t um);
+/* A depth as a JSON number with its exact decimal text (PL_MM_SHORT), not
+ * the 17 digits json-c would print for a double. */
+json_object *json_depth_mm(uint32_t um);
 json_object *json_hex(const uint8_t *data, size_t len);
 json_object *json_uuid(const uint8_t uuid[16]);
+json_object *json_str(const char *s); /* NULL as "" */
 json_object *json_preset(const struct pl_preset *p);
 json_object *json_preset_set(const struct pl_preset_set *set);
-json_object *json_session(const struct pl_session_info *s);
 json_object *json_link_stats(const struct pl_link_stats *st);
 
 /* Aligned text tables. */
 struct table;
 struct table *table_new(size_t ncols, const char *const *headers,
                         const char *align /* 'l'/'r' per column, or NULL */);
-/* Adds one row of ncols printf-less strings; NULL cells print empty. */
+/* Adds one row of ncols strings; NULL cells print empty. */
 int table_row(struct table *t, const char *const *cells);
 void table_print(struct table *t, FILE *out, const char *indent);
 void table_free(struct table *t);
@@ -272,24 +361,8 @@ void progress_clear(struct progress *p);
 void frame_log_stderr(void *ud, enum pl_frame_dir dir, const char *text,
                       size_t raw_len);
 
-int64_t mono_ms(void);
-
 /* ------------------------------------------------------------------ commands */
 
-int cmd_info(struct ctl *c, int argc, char **argv, int start);
-int cmd_ping(struct ctl *c, int argc, char **argv, int start);
-int cmd_preset(struct ctl *c, int argc, char **argv, int start);
-int cmd_sessions(struct ctl *c, int argc, char **argv, int start);
-int cmd_clock(struct ctl *c, int argc, char **argv, int start);
-int cmd_trace(struct ctl *c, int argc, char **argv, int start);
-int cmd_list(struct ctl *c, int argc, char **argv, int start);
-int cmd_monitor(struct ctl *c, int argc, char **argv, int start);
-int cmd_attach(struct ctl *c, int argc, char **argv, int start);
-int cmd_detach(struct ctl *c, int argc, char **argv, int start);
-int cmd_audit(struct ctl *c, int argc, char **argv, int start);
-
-/* The lower-case names used in --json and tables. */
-const char *pen_state_name(Plctl__PenState s);
 const char *trace_level_name(uint32_t level);
 
 void print_help(FILE *out);
