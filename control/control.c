@@ -71,13 +71,11 @@ static int decode(const ProtobufCMessage *msg, struct pl_preset_set *set,
 	return rc == PL_ERR_PARSE ? PL_ERR_PROTOCOL : rc;
 }
 
-/* The library's encoding (rc, and len bytes at buf, which this frees)
- * unpacked into a protobuf-c message of type desc. */
-static int unpack(int rc, uint8_t *buf, size_t len,
+/* The library's encoding (len bytes at buf, which this frees) unpacked
+ * into a protobuf-c message of type desc. */
+static int unpack(uint8_t *buf, size_t len,
                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {
-	if (rc)
-		return rc;
 	*out = protobuf_c_message_unpack(desc, NULL, len, buf);
 	free(buf);
 	if (!*out)
@@ -116,10 +114,12 @@ int plc_preset_set_to_pb(const struct pl_preset_set *set, Pl__PresetSet **out)
 		*out = NULL;
 	if (!set || !out)
 		return pl_error_set(PL_ERR_ARG, "plc_preset_set_to_pb: missing argument");
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	return unpack(pl_preset_set_encode(set, &buf, &len), buf, len,
-	              &pl__preset_set__descriptor, (ProtobufCMessage **)out);
+	uint8_t *buf;
+	size_t len;
+	int rc = pl_preset_set_encode(set, &buf, &len);
+	return rc ? rc
+	          : unpack(buf, len, &pl__preset_set__descriptor,
+	                   (ProtobufCMessage **)out);
 }
 
 void plc_preset_set_pb_free(Pl__PresetSet *pb)
@@ -146,10 +146,12 @@ int plc_device_info_to_pb(const struct pl_device_info *info,
 	if (!info || !out)
 		return pl_error_set(PL_ERR_ARG,
 		                    "plc_device_info_to_pb: missing argument");
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	return unpack(pl_device_info_encode(info, &buf, &len), buf, len,
-	              &pl__device_info__descriptor, (ProtobufCMessage **)out);
+	uint8_t *buf;
+	size_t len;
+	int rc = pl_device_info_encode(info, &buf, &len);
+	return rc ? rc
+	          : unpack(buf, len, &pl__device_info__descriptor,
+	                   (ProtobufCMessage **)out);
 }
 
 void plc_device_info_pb_free(Pl__DeviceInfo *pb)
