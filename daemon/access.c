@@ -1,4 +1,5 @@
-/* Access control and preset policy for the control socket (see access.h). */
+/* Access control for the control socket, and the caller as the clinic's
+ * preset policy sees it (see access.h). */
 #include "access.h"
 
 #include <errno.h>
@@ -158,12 +159,12 @@ void access_policy_init(struct access_policy *p, const struct config *cfg,
 	p->daemon_uid = daemon_uid;
 	resolve(&p->logs, cfg->logs_group, "logs_group");
 	resolve(&p->presets, cfg->presets_group, "presets_group");
-	for (int i = 0; i < cfg->n_caps && i < CONFIG_MAX_CAPS; i++) {
-		resolve(&p->caps[i].group, cfg->caps[i].group, "depth_cap");
-		p->caps[i].max_depth_um = cfg->caps[i].max_depth_um;
-	}
-	p->n_caps = cfg->n_caps < CONFIG_MAX_CAPS ? cfg->n_caps : CONFIG_MAX_CAPS;
-	p->confirm_above_um = cfg->confirm_above_um;
+	p->presets_policy = cfg->policy;
+	const char *group;
+	uint32_t um;
+	while (p->n_caps < ACCESS_MAX_CAPS &&
+	       pl_policy_cap(cfg->policy, p->n_caps, &group, &um) == PL_OK)
+		resolve(&p->caps[p->n_caps++], group, "depth_cap");
 }
 
 static bool superuser(const struct access_policy *p, const struct caller *c)
@@ -174,39 +175,6 @@ static bool superuser(const struct access_policy *p, const struct caller *c)
 static bool member(const struct caller *c, const struct access_group *g)
 {
 	return g->name[0] && g->exists && caller_in_group(c, g->gid);
-}
-
-static const struct access_op ops[] = {
-	[PLCTL__REQUEST__OP_HELLO] = {"hello", ACCESS_ANYONE, NULL},
-	[PLCTL__REQUEST__OP_LIST_PENS] = {"pens.list", ACCESS_ANYONE, NULL},
-	[PLCTL__REQUEST__OP_GET_INFO] = {"info", ACCESS_ANYONE, NULL},
-	[PLCTL__REQUEST__OP_GET_PRESETS] = {"presets.get", ACCESS_ANYONE, NULL},
-	[PLCTL__REQUEST__OP_PUSH_PRESETS] = {"presets.push", ACCESS_CHANGE_PRESETS,
-	                                     "change presets"},
-	[PLCTL__REQUEST__OP_CLOCK_SYNC] = {"clock.sync", ACCESS_CHANGE_PRESETS,
-	                                   "set a pen's clock"},
-	[PLCTL__REQUEST__OP_LIST_SESSIONS] = {"sessions.list", ACCESS_READ_LOGS,
-	                                      "read session logs"},
-	[PLCTL__REQUEST__OP_SHOW_SESSION] = {"sessions.show", ACCESS_READ_LOGS,
-	                                     "read session logs"},
-	[PLCTL__REQUEST__OP_EXPORT_SESSIONS] = {"sessions.export", ACCESS_READ_LOGS,
-	                                        "read session logs"},
-	[PLCTL__REQUEST__OP_ATTACH] = {"attach", ACCESS_CHANGE_PRESETS,
-	                               "attach pens"},
-	[PLCTL__REQUEST__OP_DETACH] = {"detach", ACCESS_CHANGE_PRESETS,
-	                               "detach pens"},
-	[PLCTL__REQUEST__OP_AUDIT] = {"audit", ACCESS_READ_LOGS,
-	                              "read the audit trail"},
-	[PLCTL__REQUEST__OP_MONITOR] = {"monitor", ACCESS_ANYONE, NULL},
-	[PLCTL__REQUEST__OP_TRACE] = {"trace", ACCESS_ANYONE, NULL},
-};
-
-const struct access_op *access_op_of(Plctl__Request__OpCase op)
-{
-	if ((int)op <= 0 || (size_t)op >= sizeof ops / sizeof ops[0] ||
-	    !ops[op].name)
-		return NULL;
-	return &ops[op];
 }
 
 static const struct access_group *group_for(const struct access_policy *p,
@@ -224,122 +192,38 @@ bool access_has_right(const struct access_policy *p, const struct caller *c,
 }
 
 int access_check(const struct access_policy *p, const struct caller *c,
-                 Plctl__Request__OpCase op, char *msg, size_t msglen)
+                 enum access_right right, const char *purpose, char *msg,
+                 size_t msglen)
 {
-	const struct access_op *o = access_op_of(op);
-	if (!o) {
-		snprintf(msg, msglen, "unknown operation %d", (int)op);
-		return PL_ERR_UNSUPPORTED;
-	}
-	if (access_has_right(p, c, o->right))
+	if (access_has_right(p, c, right))
 		return PL_OK;
-	const struct access_group *g = group_for(p, o->right);
+	const struct access_group *g = group_for(p, right);
 	if (g->name[0])
 		snprintf(msg, msglen,
 		         "permission denied: %s is not in group %s (needed to %s)",
-		         c->user, g->name, o->purpose);
+		         c->user, g->name, purpose);
 	else
 		snprintf(msg, msglen,
 		         "permission denied: only root and the daemon's user may %s "
 		         "(no %s is configured)",
-		         o->purpose,
-		         o->right == ACCESS_READ_LOGS ? "logs_group" : "presets_group");
+		         purpose,
+		         right == ACCESS_READ_LOGS ? "logs_group" : "presets_group");
 	return PL_ERR_ACCESS;
-}
-
-bool access_depth_cap(const struct access_policy *p, const struct caller *c,
-                      uint32_t *cap_um, const char **group)
-{
-	if (superuser(p, c))
-		return false;
-	bool capped = false;
-	for (int i = 0; i < p->n_caps; i++) {
-		const struct access_cap *k = &p->caps[i];
-		if (!member(c, &k->group))
-			continue;
-		if (!capped || k->max_depth_um > *cap_um) {
-			*cap_um = k->max_depth_um;
-			*group = k->group.name;
-		}
-		capped = true;
-	}
-	return capped;
-}
-
-void access_format_mm(uint32_t um, char *out, size_t outlen)
-{
-	unsigned frac = um % 1000;
-	if (frac % 10 == 0)
-		snprintf(out, outlen, "%u.%02u", um / 1000, frac / 10);
-	else
-		snprintf(out, outlen, "%u.%03u", um / 1000, frac);
-}
-
-/* The preset's name as it may appear in a message another user reads (the
- * audit trail): no control bytes, bounded. */
-static void safe_name(const struct pl_preset *pr, char *out, size_t outlen)
-{
-	size_t n = strnlen(pr->name, sizeof pr->name), j = 0;
-	for (size_t i = 0; i < n && j + 1 < outlen; i++) {
-		unsigned char ch = (unsigned char)pr->name[i];
-		out[j++] = (ch < 0x20 || ch == 0x7f || ch == '"') ? '?' : (char)ch;
-	}
-	out[j] = 0;
-}
-
-/* Does this push add pr, or change its depth, against old? */
-static bool depth_is_new(const struct pl_preset_set *old, const struct pl_preset *pr)
-{
-	if (!old)
-		return true;
-	size_t n = old->count < PL_MAX_PRESETS ? old->count : PL_MAX_PRESETS;
-	for (size_t i = 0; i < n; i++)
-		if (old->presets[i].id == pr->id)
-			return old->presets[i].depth_um != pr->depth_um;
-	return true;
 }
 
 int access_check_presets(const struct access_policy *p, const struct caller *c,
                          const struct pl_preset_set *old,
-                         const struct pl_preset_set *set, bool confirm,
-                         char *msg, size_t msglen)
+                         const struct pl_preset_set *set, bool confirm)
 {
-	char name[PL_PRESET_NAME_MAX + 1], d[24], lim[24];
-	uint32_t cap = 0;
-	const char *group = NULL;
-	size_t n = set->count < PL_MAX_PRESETS ? set->count : PL_MAX_PRESETS;
-
-	/* Caps first: a push the caller may not make at all should not first
-	 * ask for a confirmation. */
-	if (access_depth_cap(p, c, &cap, &group)) {
-		for (size_t i = 0; i < n; i++) {
-			const struct pl_preset *pr = &set->presets[i];
-			if (pr->depth_um <= cap || !depth_is_new(old, pr))
-				continue;
-			safe_name(pr, name, sizeof name);
-			access_format_mm(pr->depth_um, d, sizeof d);
-			access_format_mm(cap, lim, sizeof lim);
-			snprintf(msg, msglen,
-			         "preset %u \"%s\": depth %s mm is above %s's cap of "
-			         "%s mm (group %s)",
-			         pr->id, name, d, c->user, lim, group);
-			return PL_ERR_VALIDATION;
-		}
-	}
-	if (confirm)
-		return PL_OK;
-	for (size_t i = 0; i < n; i++) {
-		const struct pl_preset *pr = &set->presets[i];
-		if (pr->depth_um <= p->confirm_above_um || !depth_is_new(old, pr))
-			continue;
-		safe_name(pr, name, sizeof name);
-		access_format_mm(pr->depth_um, d, sizeof d);
-		access_format_mm(p->confirm_above_um, lim, sizeof lim);
-		snprintf(msg, msglen,
-		         "preset %u \"%s\": depth %s mm is above %s mm; add "
-		         "--confirm to push it",
-		         pr->id, name, d, lim);
-		return PL_ERR_VALIDATION;
-	}
-	return PL_OK;
+	const char *groups[ACCESS_MAX_CAPS];
+	struct pl_policy_actor who = {
+		.user = c->user,
+		.uncapped = superuser(p, c),
+		.groups = groups,
+		.n_groups = 0,
+	};
+	for (size_t i = 0; i < p->n_caps; i++)
+		if (member(c, &p->caps[i]))
+			groups[who.n_groups++] = p->caps[i].name;
+	return pl_policy_check_push(p->presets_policy, &who, old, set, confirm);
 }

@@ -1,10 +1,14 @@
 /*
- * Who may do what on the control socket, and the clinic's preset policy.
+ * Who may do what on the control socket, and who the clinic's preset policy
+ * sees in a caller.
  *
  * The decisions are pure functions of the caller's credentials (uid and
- * group ids), a policy built from the configuration, the operation and the
- * presets, so they are tested without sockets (tests/daemon/test_access.c).
- * Only caller_from_socket() and access_policy_init() touch the system.
+ * group ids), a policy built from the configuration, the right an operation
+ * needs (its entry in ctl_ops.c's table) and the presets, so they are tested
+ * without sockets (tests/daemon/test_access.c).  Only caller_from_socket()
+ * and access_policy_init() touch the system.  The preset policy itself (caps,
+ * confirmation) is libpenlink's struct pl_policy, the same code penctl runs
+ * with --port; this module only tells it who is asking.
  *
  * Rules:
  *  - root (uid 0) and the daemon's own uid may do everything, uncapped;
@@ -20,9 +24,9 @@
  *    user (getgrouplist), all taken once when the client connects;
  *  - group names are resolved to gids when the daemon starts: a group created
  *    later takes effect at the next restart;
- *  - [policy] depth_cap.GROUP = MM: a caller's cap is the largest cap of the
- *    capped groups it belongs to (a senior group grants more); a caller in no
- *    capped group has no cap, and neither have root and the daemon's user;
+ *  - [policy] depth_cap.GROUP = MM: the policy is told the names of the
+ *    capped groups the caller belongs to, membership counted as above;
+ *    root and the daemon's user are uncapped;
  *  - every preset deeper than [policy] confirm_above_mm needs the client's
  *    confirm flag (penctl --confirm), whoever pushes it.
  */
@@ -37,7 +41,6 @@
 #include <penlink.h>
 
 #include "config.h"
-#include "ctl.pb-c.h"
 
 /* A connected client, as the kernel reports it (SO_PEERCRED). */
 struct caller {
@@ -64,18 +67,19 @@ struct access_group {
 	gid_t gid;
 };
 
-struct access_cap {
-	struct access_group group;
-	uint32_t max_depth_um;
-};
+/* pl_policy_set() takes at most this many depth_cap.GROUP keys. */
+#define ACCESS_MAX_CAPS 16
 
 struct access_policy {
 	uid_t daemon_uid;
 	struct access_group logs;
 	struct access_group presets;
-	struct access_cap caps[CONFIG_MAX_CAPS];
-	int n_caps;
-	uint32_t confirm_above_um;
+	/* The clinic's preset policy: the configuration's, which must outlive
+	 * this. */
+	const struct pl_policy *presets_policy;
+	/* Its capped groups, resolved, in pl_policy_cap() order. */
+	struct access_group caps[ACCESS_MAX_CAPS];
+	size_t n_caps;
 };
 
 /* Builds the policy from the config, resolving group names (getgrnam_r);
@@ -89,48 +93,28 @@ enum access_right {
 	ACCESS_CHANGE_PRESETS,
 };
 
-/* What an operation needs, its audit name ("presets.push") and, for the
- * refusal message, what the right is for ("read session logs").  NULL for
- * an op this daemon does not know. */
-struct access_op {
-	const char *name;
-	enum access_right right;
-	const char *purpose;
-};
-const struct access_op *access_op_of(Plctl__Request__OpCase op);
-
 bool access_has_right(const struct access_policy *p, const struct caller *c,
                       enum access_right right);
 
 /*
- * PL_OK, or PL_ERR_ACCESS with "permission denied: alice is not in group
- * penlink-logs (needed to read session logs)" in msg.  Unknown ops:
- * PL_ERR_UNSUPPORTED.
+ * Whether the caller holds right; purpose says what the right is for, in
+ * the refusal ("read session logs").  PL_OK, or PL_ERR_ACCESS with
+ * "permission denied: alice is not in group penlink-logs (needed to read
+ * session logs)" in msg.
  */
 int access_check(const struct access_policy *p, const struct caller *c,
-                 Plctl__Request__OpCase op, char *msg, size_t msglen);
-
-/* The caller's depth cap: true and *cap_um / *group (the group granting it)
- * when capped, false when not. */
-bool access_depth_cap(const struct access_policy *p, const struct caller *c,
-                      uint32_t *cap_um, const char **group);
+                 enum access_right right, const char *purpose, char *msg,
+                 size_t msglen);
 
 /*
- * The clinic's policy for a preset push (on top of the pen's limits, which
- * the library and the pen check): first the caller's cap, then the
- * confirmation threshold, each for the presets this push adds or whose
- * depth it changes against old (the pen's current set; NULL: every preset
- * counts as new).  A deep preset already on the pen, left as it is, needs
- * no new confirmation - the same rule penctl applies.  PL_OK, or
- * PL_ERR_VALIDATION with e.g. `preset 3 "Scar": depth 2.00 mm is above
- * 1.50 mm; add --confirm to push it` in msg.
+ * The clinic's policy for a preset push of set over old (the pen's current
+ * set), decided by pl_policy_check_push() for this caller: PL_OK, or
+ * PL_ERR_POLICY with the library's message in pl_error_message() (e.g.
+ * `preset 3 "Scar": depth 2.00 mm is above 1.50 mm; add --confirm to push
+ * it`); PL_ERR_MEM.
  */
 int access_check_presets(const struct access_policy *p, const struct caller *c,
                          const struct pl_preset_set *old,
-                         const struct pl_preset_set *set, bool confirm,
-                         char *msg, size_t msglen);
-
-/* "1.50", "0.25", "0.125": millimetres with at least two decimals. */
-void access_format_mm(uint32_t um, char *out, size_t outlen);
+                         const struct pl_preset_set *set, bool confirm);
 
 #endif

@@ -94,7 +94,6 @@
 
 #include "archive.h"
 #include "log.h"
-#include "validate.h"
 
 /* Milliseconds SQLite waits for a lock held by another program (an
  * administrator's sqlite3 shell): short, because the daemon's loop waits
@@ -128,6 +127,7 @@ struct export_cursor {
 	int64_t since_ms;
 	int64_t max_id;        /* sessions committed after begin are not exported */
 	int64_t last_start, last_id;
+	bool per_session;      /* one complete document per session */
 	enum { EXP_HEAD, EXP_ROWS, EXP_DONE } state;
 	unsigned long rows;
 };
@@ -346,14 +346,6 @@ int archive_schema_version(const struct archive *a)
 }
 
 /* ------------------------------------------------------------------ helpers */
-
-static int64_t now_utc_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int prepare(struct archive *a, sqlite3_stmt **st, const char *sql,
                    const char *what)
@@ -937,7 +929,7 @@ int archive_partial_append(struct archive *a, const char *serial,
 		        "INSERT INTO partials (serial, uuid, size, sha256, "
 		        "received, updated_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
 		        "tbibi", serial, s->uuid, (size_t)16, (int64_t)s->size,
-		        s->sha256, (size_t)32, now_utc_ms());
+		        s->sha256, (size_t)32, pl_time_utc_ms());
 		if (e != PL_OK)
 			goto out;
 		p.id = sqlite3_last_insert_rowid(a->db);
@@ -951,7 +943,7 @@ int archive_partial_append(struct archive *a, const char *serial,
 	e = run(a, what,
 	        "UPDATE partials SET received = received + ?2, "
 	        "updated_ms = ?3 WHERE id = ?1",
-	        "iii", p.id, (int64_t)len, now_utc_ms());
+	        "iii", p.id, (int64_t)len, pl_time_utc_ms());
 	if (e == PL_OK)
 		return commit(a, what);
 out:
@@ -1154,7 +1146,7 @@ static int insert_session(struct archive *a, const char *serial,
 		return e;
 	e = bind(a, st, what, "tbiibiiii", serial, s->uuid, (size_t)16,
 	         (int64_t)s->seq, (int64_t)s->size, s->sha256, (size_t)32,
-	         s->start_ms, s->end_ms, (int64_t)s->rtc_time, now_utc_ms());
+	         s->start_ms, s->end_ms, (int64_t)s->rtc_time, pl_time_utc_ms());
 	if (e == PL_OK) {
 		int rc = r ? sqlite3_bind_int64(st, 10, t.interval_us)
 		           : sqlite3_bind_null(st, 10);
@@ -1620,7 +1612,7 @@ out:
 	return e;
 }
 
-int archive_read_record(struct archive *a, const uint8_t uuid[16],
+int archive_read_record(struct archive *a, const struct pl_session_key *key,
                         uint64_t offset, uint8_t *buf, size_t len,
                         size_t *got, uint64_t *size)
 {
@@ -1630,27 +1622,29 @@ int archive_read_record(struct archive *a, const uint8_t uuid[16],
 	int64_t id = 0;
 	uint64_t bytes;
 	size_t n;
-	char text[37];
+	char text[128];
 	int rc, e;
 
 	if (!a)
 		return PL_ERR_ARG;
-	if (!uuid || !got || !size || (!buf && len > 0))
+	if (!key || !got || !size || (!buf && len > 0))
 		return fail(a, PL_ERR_ARG, "archive_read_record: missing argument");
 	*got = 0;
 	*size = 0;
+	/* Two pens may record sessions with equal UUIDs: the serial is half of
+	 * the name. */
 	e = prepare(a, &st,
-	            "SELECT id FROM sessions WHERE uuid = ?1 ORDER BY id LIMIT 1",
+	            "SELECT id FROM sessions WHERE serial = ?1 AND uuid = ?2",
 	            what);
 	if (e != PL_OK)
 		return e;
-	e = bind(a, st, what, "b", uuid, (size_t)16);
+	e = bind(a, st, what, "tb", key->serial, key->uuid, (size_t)16);
 	if (e == PL_OK) {
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			id = sqlite3_column_int64(st, 0);
 		} else if (rc == SQLITE_DONE) {
-			pl_uuid_format(uuid, text);
+			pl_session_key_format(key, PL_TEXT_LOG, text, sizeof text);
 			e = fail(a, PL_ERR_NOT_FOUND, "no session %s in the archive", text);
 		} else {
 			e = db_fail(a, rc, "%s", what);
@@ -1743,40 +1737,6 @@ static void csv_int(struct sbuf *b, bool *first, int64_t v)
 	csv_field(b, first, t);
 }
 
-/* 2023-11-14T22:13:20.000Z; "" if the time cannot be represented. */
-static const char *iso_utc(char buf[40], int64_t ms)
-{
-	int64_t secs = ms / 1000, frac = ms % 1000;
-	struct tm tm;
-	time_t t;
-
-	if (frac < 0) {
-		frac += 1000;
-		secs--;
-	}
-	t = (time_t)secs;
-	buf[0] = '\0';
-	if ((int64_t)t != secs || !gmtime_r(&t, &tm) ||
-	    strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-		return "";
-	snprintf(buf + strlen(buf), 40 - strlen(buf), ".%03dZ", (int)frac);
-	return buf;
-}
-
-/* Micrometres as exact millimetres: 500 -> 0.5, 2000 -> 2.0, 125 -> 0.125. */
-static const char *mm_text(char buf[24], int64_t um)
-{
-	size_t n;
-
-	if (um < 0)
-		um = 0;
-	snprintf(buf, 24, "%" PRId64 ".%03d", um / 1000, (int)(um % 1000));
-	n = strlen(buf);
-	while (buf[n - 1] == '0' && buf[n - 2] != '.')
-		buf[--n] = '\0';
-	return buf;
-}
-
 /* end - start as seconds with 3 decimals, sign included.  Unsigned
  * arithmetic: the times come from the pen and may lie further apart than
  * an int64_t can hold. */
@@ -1808,12 +1768,36 @@ static void csv_jint(struct sbuf *b, bool *first, json_object *v)
 	csv_int(b, first, v ? json_object_get_int64(v) : 0);
 }
 
+/* Text from the pen: cleaned for a spreadsheet (control bytes escaped,
+ * no formula) before it is quoted. */
+static void csv_text(struct sbuf *b, bool *first, const char *s)
+{
+	char *clean = pl_text_clean_dup(PL_TEXT_CSV, s);
+
+	if (!clean) {
+		b->oom = true;
+		return;
+	}
+	csv_field(b, first, clean);
+	free(clean);
+}
+
 static void csv_jstr(struct sbuf *b, bool *first, json_object *v)
 {
+	csv_text(b, first,
+	         v && json_object_is_type(v, json_type_string)
+	             ? json_object_get_string(v)
+	             : "");
+}
+
+/* A depth from the record's JSON as exact millimetres (0.5, 2.0). */
+static void csv_jmm(struct sbuf *b, bool *first, json_object *v)
+{
+	char t[PL_MM_TEXT_MAX];
+
 	csv_field(b, first,
-	          v && json_object_is_type(v, json_type_string)
-	              ? json_object_get_string(v)
-	              : "");
+	          pl_depth_format_mm((uint32_t)json_object_get_int64(v),
+	                             PL_MM_SHORT, t));
 }
 
 static const char csv_header[] =
@@ -1825,32 +1809,29 @@ static const char csv_header[] =
 static void csv_row(struct sbuf *b, const struct archived_session *s,
                     json_object *j)
 {
-	char uuid[37], t[40], hex[65];
+	char uuid[37], t[PL_TIME_TEXT_MAX], hex[65];
 	bool first = true;
 
-	csv_field(b, &first, s->serial);
+	csv_text(b, &first, s->serial);
 	pl_uuid_format(s->uuid, uuid);
 	csv_field(b, &first, uuid);
 	csv_int(b, &first, s->seq);
-	csv_field(b, &first, s->rtc_time ? iso_utc(t, s->start_ms) : "");
-	csv_field(b, &first, s->rtc_time ? iso_utc(t, s->end_ms) : "");
+	csv_field(b, &first, s->rtc_time ? pl_time_format_utc(s->start_ms, t) : "");
+	csv_field(b, &first, s->rtc_time ? pl_time_format_utc(s->end_ms, t) : "");
 	csv_field(b, &first, s->rtc_time ? "rtc" : "uptime");
 	csv_field(b, &first, secs_text(t, s->start_ms, s->end_ms));
 	if (j) {
 		json_object *ev = jget(j, "events", NULL);
 		csv_jint(b, &first, jget(j, "preset", "id"));
 		csv_jstr(b, &first, jget(j, "preset", "name"));
-		csv_field(b, &first,
-		          mm_text(t, json_object_get_int64(jget(j, "preset", "depth_um"))));
+		csv_jmm(b, &first, jget(j, "preset", "depth_um"));
 		csv_jint(b, &first, jget(j, "preset", "speed_level"));
 		csv_jstr(b, &first, jget(j, "preset", "area"));
 		csv_jint(b, &first, jget(j, "preset", "needle_count"));
 		csv_jstr(b, &first, jget(j, "cartridge", "lot"));
 		csv_jint(b, &first, jget(j, "summary", "run_time_s"));
 		csv_jint(b, &first, jget(j, "summary", "strokes"));
-		csv_field(b, &first,
-		          mm_text(t, json_object_get_int64(
-		                         jget(j, "summary", "max_depth_um"))));
+		csv_jmm(b, &first, jget(j, "summary", "max_depth_um"));
 		csv_jint(b, &first, jget(j, "summary", "errors"));
 		csv_int(b, &first,
 		        ev && json_object_is_type(ev, json_type_array)
@@ -1864,7 +1845,7 @@ static void csv_row(struct sbuf *b, const struct archived_session *s,
 	csv_int(b, &first, (int64_t)s->size);
 	pl_hex_format(s->sha256, 32, hex);
 	csv_field(b, &first, hex);
-	csv_field(b, &first, iso_utc(t, s->archived_ms));
+	csv_field(b, &first, pl_time_format_utc(s->archived_ms, t));
 	sb_add(b, "\r\n", 2);
 }
 
@@ -1874,7 +1855,7 @@ static json_object *json_fallback(const struct archived_session *s,
 {
 	json_object *o = json_object_new_object();
 	/* The pen's serial may be any bytes; JSON must be UTF-8. */
-	char *serial = pl__utf8_sanitize(s->serial);
+	char *serial = pl_text_clean_dup(PL_TEXT_JSON, s->serial);
 	char uuid[37];
 
 	if (!o || !serial) {
@@ -1903,7 +1884,7 @@ static json_object *json_fallback(const struct archived_session *s,
 }
 
 int archive_export_begin(struct archive *a, enum export_format f,
-                         const char *serial, int64_t since_ms,
+                         const char *serial, int64_t since_ms, bool per_session,
                          struct export_cursor **out)
 {
 	struct export_cursor *c;
@@ -1924,6 +1905,7 @@ int archive_export_begin(struct archive *a, enum export_format f,
 		return fail(a, PL_ERR_MEM, "out of memory starting an export");
 	c->a = a;
 	c->fmt = f;
+	c->per_session = per_session;
 	snprintf(c->serial, sizeof c->serial, "%s", serial ? serial : "");
 	c->since_ms = since_ms;
 	c->last_start = INT64_MIN;
@@ -1947,12 +1929,14 @@ int archive_export_begin(struct archive *a, enum export_format f,
 }
 
 /*
- * The next session after the cursor's position.  Each call is its own
- * query (keyset paging): no statement stays open between calls, so an
- * export that a slow client drains over minutes holds no read transaction
- * that would stop WAL checkpoints.
+ * The next session after the cursor's position, its row or object after
+ * `before` in b, and who it is in *who.  Each call is its own query (keyset
+ * paging): no statement stays open between calls, so an export that a slow
+ * client drains over minutes holds no read transaction that would stop WAL
+ * checkpoints.
  */
-static int export_row(struct export_cursor *c, struct sbuf *b, bool *end)
+static int export_row(struct export_cursor *c, const char *before,
+                      struct sbuf *b, bool *end, struct archived_session *who)
 {
 	static const char what[] = "export sessions";
 	struct archive *a = c->a;
@@ -2026,6 +2010,8 @@ static int export_row(struct export_cursor *c, struct sbuf *b, bool *end)
 			goto out;
 		}
 	}
+	*who = s;
+	sb_str(b, before);
 	if (c->fmt == EXPORT_CSV) {
 		csv_row(b, &s, j);
 	} else {
@@ -2040,7 +2026,6 @@ static int export_row(struct export_cursor *c, struct sbuf *b, bool *end)
 			e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
 			goto out;
 		}
-		sb_str(b, c->rows ? ",\n" : "\n");
 		sb_str(b, obj);
 	}
 	c->rows++;
@@ -2053,10 +2038,13 @@ out:
 	return e;
 }
 
-int archive_export_next(struct export_cursor *c, char **data, size_t *len)
+int archive_export_next(struct export_cursor *c, char **data, size_t *len,
+                        struct archived_session *who)
 {
 	struct sbuf b = {NULL, 0, 0, false};
-	bool end = false;
+	struct archived_session unused;
+	const char *before;
+	bool end = false, csv;
 	int e = PL_OK;
 
 	if (!c || !data || !len)
@@ -2064,16 +2052,25 @@ int archive_export_next(struct export_cursor *c, char **data, size_t *len)
 		         : PL_ERR_ARG;
 	*data = NULL;
 	*len = 0;
+	csv = c->fmt == EXPORT_CSV;
+	/* Per session, each piece stands alone: the header with its one row,
+	 * or the one object exactly as the array form has it. */
+	before = c->per_session ? (csv ? csv_header : "")
+	         : csv ? "" : c->rows ? ",\n" : "\n";
 	switch (c->state) {
 	case EXP_HEAD:
-		sb_str(&b, c->fmt == EXPORT_CSV ? csv_header : "[");
 		c->state = EXP_ROWS;
-		break;
+		if (!c->per_session) {
+			sb_str(&b, csv ? csv_header : "[");
+			break;
+		}
+		/* A per-session export has no head of its own. */
+		/* fall through */
 	case EXP_ROWS:
-		e = export_row(c, &b, &end);
+		e = export_row(c, before, &b, &end, who ? who : &unused);
 		if (e == PL_OK && end) {
 			c->state = EXP_DONE;
-			if (c->fmt == EXPORT_JSON)
+			if (!c->per_session && !csv)
 				sb_str(&b, "\n]\n");
 		}
 		break;
@@ -2122,7 +2119,7 @@ int archive_audit_add(struct archive *a, const struct audit_entry *e)
 	              what);
 	if (err == PL_OK) {
 		err = bind(a, st, what, "iitttttt",
-		           e->utc_ms ? e->utc_ms : now_utc_ms(), (int64_t)e->uid,
+		           e->utc_ms ? e->utc_ms : pl_time_utc_ms(), (int64_t)e->uid,
 		           e->user && *e->user ? e->user : uid_text,
 		           e->pen ? e->pen : "", e->action,
 		           e->old_value ? e->old_value : "",

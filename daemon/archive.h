@@ -1,7 +1,8 @@
 /*
  * The session archive: one SQLite database (WAL, versioned schema with
- * migrations, created 0640).  A session is unique by (pen serial, UUID) and
- * is kept byte for byte as the pen served it, plus decoded rows (events,
+ * migrations, created 0600).  A session is named by (pen serial, UUID),
+ * never by its UUID alone (two pens may record sessions with equal UUIDs),
+ * and is kept byte for byte as the pen served it, plus decoded rows (events,
  * telemetry samples) for queries; sample rows are filled in after the
  * commit, in steps (archive_decode_step).  Downloads in progress are stored as
  * they arrive, so a download cut by an unplug or by the daemon's death
@@ -22,9 +23,14 @@
 struct archive;
 
 /*
- * Opens (creating with mode 0640) and migrates the database, and takes an
+ * Opens (creating with mode 0600) and migrates the database, and takes an
  * exclusive lock on it for this process: a second daemon on the same file
  * gets PL_ERR_PORT_BUSY ("... is in use by another penlinkd (pid N)").
+ * 0600, not 0640: the daemon's group is by default the control socket's,
+ * i.e. everyone who may talk to the daemon at all, and a group-readable
+ * file would hand them every session log past the logs_group check and its
+ * audit trail.  An existing database keeps the mode its administrator gave
+ * it.
  */
 int archive_open(const char *path, struct archive **out);
 void archive_close(struct archive *a);
@@ -93,9 +99,10 @@ struct archived_session {
 int archive_list(struct archive *a, const char *serial, int64_t since_ms,
                  int (*cb)(void *ud, const struct archived_session *s),
                  void *ud);
-/* Reads up to len bytes of a record at offset; *got = bytes read (0 at the
- * end), *size = record size.  PL_ERR_NOT_FOUND for an unknown uuid. */
-int archive_read_record(struct archive *a, const uint8_t uuid[16],
+/* Reads up to len bytes of the record of key (serial and UUID) at offset;
+ * *got = bytes read (0 at the end), *size = record size.
+ * PL_ERR_NOT_FOUND when (serial, uuid) is not archived. */
+int archive_read_record(struct archive *a, const struct pl_session_key *key,
                         uint64_t offset, uint8_t *buf, size_t len,
                         size_t *got, uint64_t *size);
 
@@ -105,13 +112,20 @@ enum export_format { EXPORT_CSV, EXPORT_JSON };
 struct export_cursor;
 /* Starts an export of the sessions archive_list() would give. */
 int archive_export_begin(struct archive *a, enum export_format f,
-                         const char *serial, int64_t since_ms,
+                         const char *serial, int64_t since_ms, bool per_session,
                          struct export_cursor **out);
-/* Next piece of output (CSV: the header first, then one row per session;
+/*
+ * Next piece of output (CSV: the header first, then one row per session;
  * JSON: "[", then one object per session (pl_record_to_json without
- * samples, plus "archived_utc_ms" and "sha256"), then "]").  *data is
- * malloc'd; *len 0 and *data NULL at the end. */
-int archive_export_next(struct export_cursor *c, char **data, size_t *len);
+ * samples, plus "archived_utc_ms" and "sha256"), then "]").  per_session:
+ * one piece per session instead, each a complete document (CSV: the header
+ * and the session's row; JSON: its object, as in the array form).  Pen text
+ * is cleaned for the format (PL_TEXT_CSV, PL_TEXT_JSON).  *data is
+ * malloc'd; *len 0 and *data NULL at the end.  who (may be NULL) receives
+ * the session a row or object belongs to.
+ */
+int archive_export_next(struct export_cursor *c, char **data, size_t *len,
+                        struct archived_session *who);
 void archive_export_end(struct export_cursor *c);
 
 /* ---- audit (append-only: there is no update or delete) */

@@ -19,7 +19,7 @@
 #include "log.h"
 #include "penlink.h"
 
-void config_defaults(struct config *c)
+int config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof *c);
 	snprintf(c->socket_path, sizeof c->socket_path, "/run/penlink/penlinkd.sock");
@@ -32,10 +32,16 @@ void config_defaults(struct config *c)
 	c->n_usb_ids = 1;
 	snprintf(c->logs_group, sizeof c->logs_group, "penlink-logs");
 	snprintf(c->presets_group, sizeof c->presets_group, "penlink-tech");
-	c->confirm_above_um = 1500;
 	c->timeout_ms = 1000;
 	c->handshake_ms = 5000;
 	c->window = 0;
+	return pl_policy_new(&c->policy);
+}
+
+void config_free(struct config *c)
+{
+	pl_policy_free(c->policy);
+	c->policy = NULL;
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -48,6 +54,7 @@ struct parse {
 	const char *path;
 	FILE *f;
 	int lineno;        /* of the line inih is handling */
+	struct pl_policy *policy; /* this file's [policy], once it has a key */
 	int err_line;      /* first error found by us, 0 if none */
 	char err[512];
 	struct {
@@ -57,24 +64,31 @@ struct parse {
 	int nseen;
 };
 
-static int fail(struct parse *p, const char *section, const char *key,
-                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-/* Records the first error only; inih goes on reading, we ignore the rest. */
-static int fail(struct parse *p, const char *section, const char *key,
-                const char *fmt, ...)
+/* Records the first error only, as "FILE:LINE: what"; inih goes on
+ * reading, we ignore the rest. */
+static int fail_line(struct parse *p, const char *what)
 {
 	if (p->err_line)
 		return 0;
 	p->err_line = p->lineno;
-	char why[256];
+	snprintf(p->err, sizeof p->err, "%s:%d: %s", p->path, p->lineno, what);
+	return 0;
+}
+
+static int fail(struct parse *p, const char *section, const char *key,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* "FILE:LINE: [section] key: why". */
+static int fail(struct parse *p, const char *section, const char *key,
+                const char *fmt, ...)
+{
+	char why[256], what[400];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
-	snprintf(p->err, sizeof p->err, "%s:%d: [%s] %s: %s", p->path, p->lineno,
-	         section, key, why);
-	return 0;
+	snprintf(what, sizeof what, "[%s] %s: %s", section, key, why);
+	return fail_line(p, what);
 }
 
 /*
@@ -92,12 +106,10 @@ static char *read_line(char *str, int num, void *stream)
 	size_t len = strlen(buf);
 	bool whole = (len && buf[len - 1] == '\n') || feof(p->f);
 	if (!whole || len >= (size_t)num) {
-		if (!p->err_line) {
-			p->err_line = p->lineno;
-			snprintf(p->err, sizeof p->err,
-			         "%s:%d: line longer than %d characters", p->path,
-			         p->lineno, (num < MAX_LINE ? num : MAX_LINE) - 2);
-		}
+		char what[64];
+		snprintf(what, sizeof what, "line longer than %d characters",
+		         (num < MAX_LINE ? num : MAX_LINE) - 2);
+		fail_line(p, what);
 		int ch;
 		if (!whole)
 			while ((ch = fgetc(p->f)) != EOF && ch != '\n')
@@ -232,32 +244,20 @@ static int set_usb_ids(struct parse *p, const char *section, const char *key,
 	return 1;
 }
 
-static int set_depth(struct parse *p, const char *section, const char *key,
-                     const char *v, uint32_t *out)
+/* One [policy] key, read and checked by the library (the same reading
+ * penctl --policy gives the same section); depth_cap.GROUP must also name
+ * a Unix group, which is the daemon's business. */
+static int set_policy(struct parse *p, const char *section, const char *key,
+                      const char *v)
 {
-	uint32_t um;
-	if (pl_depth_parse_mm(v, &um) != PL_OK)
-		return fail(p, section, key, "'%s' is not a depth in millimetres "
-		            "(e.g. 1.5)", v);
-	*out = um;
-	return 1;
-}
-
-static int set_cap(struct parse *p, const char *section, const char *key,
-                   const char *group, const char *v)
-{
-	struct config *c = p->c;
-	if (!*group || !valid_group(group) || strlen(group) >= sizeof c->caps[0].group)
+	if (!strncmp(key, "depth_cap.", 10) && (!key[10] || !valid_group(key + 10)))
 		return fail(p, section, key,
 		            "expected depth_cap.GROUP with a Unix group name");
-	if (c->n_caps == CONFIG_MAX_CAPS)
-		return fail(p, section, key, "more than %d depth caps", CONFIG_MAX_CAPS);
-	uint32_t um = 0;
-	if (!set_depth(p, section, key, v, &um))
-		return 0;
-	struct depth_cap *d = &c->caps[c->n_caps++];
-	snprintf(d->group, sizeof d->group, "%s", group);
-	d->max_depth_um = um;
+	if (!p->policy && pl_policy_new(&p->policy) != PL_OK)
+		return fail(p, section, key, "out of memory");
+	/* The library's message names the section, key and value itself. */
+	if (pl_policy_set(p->policy, key, v) != PL_OK)
+		return fail_line(p, pl_error_message());
 	return 1;
 }
 
@@ -347,10 +347,7 @@ static int handler(void *ud, const char *section, const char *key,
 			return set_group(p, section, key, v, c->presets_group,
 			                 sizeof c->presets_group, true);
 	} else if (!strcmp(section, "policy")) {
-		if (!strcmp(key, "confirm_above_mm"))
-			return set_depth(p, section, key, v, &c->confirm_above_um);
-		if (!strncmp(key, "depth_cap.", 10))
-			return set_cap(p, section, key, key + 10, v);
+		return set_policy(p, section, key, v);
 	} else if (!strcmp(section, "pens")) {
 		if (!strcmp(key, "request_timeout_ms")) {
 			if (!parse_int(v, 10, 600000, &n))
@@ -431,9 +428,15 @@ int config_load(struct config *c, const char *path, bool required, char *err,
 		if (err)
 			snprintf(err, errlen, "%s: cannot parse (inih error %d)", path, rc);
 	} else {
+		if (p->policy) {
+			pl_policy_free(c->policy);
+			tmp->policy = p->policy;
+			p->policy = NULL;
+		}
 		*c = *tmp;
 		ret = 0;
 	}
+	pl_policy_free(p->policy);
 	free(p);
 	free(tmp);
 	return ret;

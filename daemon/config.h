@@ -10,15 +10,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <penlink.h>
+
 #define CONFIG_MAX_USB_IDS 16
-#define CONFIG_MAX_CAPS 16
 
 struct usb_id { uint16_t vid, pid; };
-
-struct depth_cap {
-	char group[64];        /* Unix group */
-	uint32_t max_depth_um; /* presets deeper than this are refused for it */
-};
 
 struct config {
 	/* [daemon] */
@@ -34,20 +30,26 @@ struct config {
 	/* [access] */
 	char logs_group[64];       /* logs_group = penlink-logs: may read and export sessions */
 	char presets_group[64];    /* presets_group = penlink-tech: may change presets */
-	/* [policy] */
-	uint32_t confirm_above_um; /* confirm_above_mm = 1.5: deeper needs --confirm */
-	struct depth_cap caps[CONFIG_MAX_CAPS]; /* depth_cap.GROUP = MM */
-	int n_caps;
+	/* [policy]: every key goes to pl_policy_set() (confirm_above_mm,
+	 * depth_cap.GROUP), so penlinkd and penctl --policy read the same
+	 * section the same way.  Owned; never NULL after config_defaults(). */
+	struct pl_policy *policy;
 	/* [pens] */
 	int timeout_ms;            /* request_timeout_ms = 1000 */
 	int handshake_ms;          /* handshake_timeout_ms = 5000 */
 	int window;                /* download_window = 0 (as many as the pen allows) */
 };
 
-/* Compiled-in defaults (system paths). */
-void config_defaults(struct config *c);
-/* Reads path over the defaults.  A missing file is fine when !required.
- * On error returns -1 with "FILE:LINE: [section] key: why" in err. */
+/* Compiled-in defaults (system paths, the library's default policy).
+ * PL_OK or PL_ERR_MEM; free with config_free() either way. */
+int config_defaults(struct config *c);
+void config_free(struct config *c);
+/*
+ * Reads path over what c holds.  A missing file is fine when !required.  A
+ * [policy] section, when the file has one, replaces c's policy as a whole
+ * (keys it leaves out take the library's defaults).  On error returns -1
+ * with "FILE:LINE: [section] key: why" in err, and c is unchanged.
+ */
 int config_load(struct config *c, const char *path, bool required, char *err,
                 size_t errlen);
 

@@ -24,34 +24,51 @@
 #include <unistd.h>
 
 #include "ctl_int.h"
-#include "internal.h"
 #include "log.h"
 
 /* ------------------------------------------------------------------ audit */
 
+/*
+ * The audit trail is read by people (penctl audit) and by tools: its lines
+ * are cleaned here, at the daemon's door, PL_TEXT_LOG, and the old and new
+ * values, JSON documents, PL_TEXT_JSON so that they stay valid JSON.  The
+ * pen's serial is cleaned too: the trail names a pen for a reader, it is
+ * not a key to look anything up by.
+ */
 void ctl_audit(struct daemon *d, uint32_t uid, const char *user,
                const char *pen, const char *action, const char *old_value,
                const char *new_value, const char *result)
 {
 	if (!d || !d->archive)
 		return;
-	struct audit_entry e = {
-		.utc_ms = 0,
-		.uid = uid,
-		.user = user ? user : "",
-		.pen = pen ? pen : "",
-		.action = action,
-		.old_value = old_value ? old_value : "",
-		.new_value = new_value ? new_value : "",
-		.result = result ? result : "",
+	char *text[6] = {
+	    pl_text_clean_dup(PL_TEXT_LOG, user),
+	    pl_text_clean_dup(PL_TEXT_LOG, pen),
+	    pl_text_clean_dup(PL_TEXT_LOG, action),
+	    pl_text_clean_dup(PL_TEXT_JSON, old_value),
+	    pl_text_clean_dup(PL_TEXT_JSON, new_value),
+	    pl_text_clean_dup(PL_TEXT_LOG, result),
 	};
-	struct timespec ts;
-	if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
-		e.utc_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	int rc = archive_audit_add(d->archive, &e);
+	int rc = PL_ERR_MEM;
+	if (text[0] && text[1] && text[2] && text[3] && text[4] && text[5]) {
+		struct audit_entry e = {
+			.utc_ms = pl_time_utc_ms(),
+			.uid = uid,
+			.user = text[0],
+			.pen = text[1],
+			.action = text[2],
+			.old_value = text[3],
+			.new_value = text[4],
+			.result = text[5],
+		};
+		rc = archive_audit_add(d->archive, &e);
+	}
 	if (rc)
-		log_err("audit trail: cannot record %s by %s: %s", action, e.user,
-		        archive_errmsg(d->archive));
+		log_err("audit trail: cannot record %s by %s: %s", action,
+		        user ? user : "", rc == PL_ERR_MEM ? "out of memory"
+		                                            : archive_errmsg(d->archive));
+	for (int i = 0; i < 6; i++)
+		free(text[i]);
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -176,24 +193,17 @@ bool client_send(struct client *cl, const Plctl__Response *r)
 {
 	if (!cl || cl->dead)
 		return false;
-	struct ctl *c = cl->ctl;
-	size_t len = plctl__response__get_packed_size(r);
-	size_t need = PL_FRAME_ENCODED_MAX(len);
+	uint8_t *frame;
+	size_t need;
+	if (plc_frame_message(&r->base, &frame, &need) != PL_OK) {
+		client_kill(cl, pl_error_message());
+		return false;
+	}
 	if (queued(cl) + need > CTL_QUEUE_MAX) {
+		free(frame);
 		client_kill(cl, "not reading");
 		return false;
 	}
-	if (c->pack_cap < len) {
-		uint8_t *p = realloc(c->pack, len);
-		if (!p) {
-			client_kill(cl, "out of memory");
-			return false;
-		}
-		c->pack = p;
-		c->pack_cap = len;
-	}
-	plctl__response__pack(r, c->pack);
-
 	if (cl->out_cap - cl->out_len < need && cl->out_off) {
 		memmove(cl->out, cl->out + cl->out_off, queued(cl));
 		cl->out_len -= cl->out_off;
@@ -205,19 +215,16 @@ bool client_send(struct client *cl, const Plctl__Response *r)
 			cap *= 2;
 		uint8_t *o = realloc(cl->out, cap);
 		if (!o) {
+			free(frame);
 			client_kill(cl, "out of memory");
 			return false;
 		}
 		cl->out = o;
 		cl->out_cap = cap;
 	}
-	size_t n = pl_frame_encode(c->pack, len, 0, cl->out + cl->out_len,
-	                           cl->out_cap - cl->out_len);
-	if (!n) {
-		client_kill(cl, "cannot encode a response");
-		return false;
-	}
-	cl->out_len += n;
+	memcpy(cl->out + cl->out_len, frame, need);
+	free(frame);
+	cl->out_len += need;
 	want_out(cl, true);
 	return true;
 }
@@ -385,8 +392,7 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 		offence(cl, what);
 		return;
 	}
-	if (rq->op_case == PLCTL__REQUEST__OP__NOT_SET ||
-	    !access_op_of(rq->op_case)) {
+	if (!ctl_op_of(rq->op_case)) {
 		/* A newer client's operation: protobuf left it unknown. */
 		client_error(cl, rq->id, PL_ERR_UNSUPPORTED,
 		             "unknown operation in request %u; this penlinkd "
@@ -641,7 +647,7 @@ static int fail(struct ctl *c, int code, const char *fmt, ...)
 		close(c->lfd);
 	free(c);
 	/* The caller says it (main: "cannot serve the control socket ..."). */
-	return pl__fail(code, "%s", msg);
+	return pl_error_set(code, "%s", msg);
 }
 
 static int errno_code(int e)
@@ -773,6 +779,5 @@ void ctl_stop(struct ctl *c)
 		    st.st_ino == c->ino)
 			unlink(c->path);
 	}
-	free(c->pack);
 	free(c);
 }

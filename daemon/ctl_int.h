@@ -11,14 +11,14 @@
 #include <sys/types.h>
 
 #include <penlink.h>
+#include <penlink_control.h>
 
 #include "access.h"
 #include "daemon.h"
-#include "penlink_wire.h"
 
 /* Largest request payload a client may send; a frame over it is dropped as
  * it arrives (never buffered) and answered with an error. */
-#define CTL_MAX_REQUEST (1u << 20)
+#define CTL_MAX_REQUEST PLC_MAX_MESSAGE
 /* Bound of a client's outgoing queue: a client whose queue would grow past
  * it does not read and is disconnected. */
 #define CTL_QUEUE_MAX (4u << 20)
@@ -27,6 +27,9 @@
 #define CTL_LOW_WATER (512u << 10)
 /* Payload of one RecordChunk / ExportChunk. */
 #define CTL_CHUNK (256u << 10)
+/* Largest one-session document a per-session export sends in one
+ * ExportChunk: a response, less room for the session's identity. */
+#define CTL_DOC_MAX (PLC_MAX_MESSAGE - (64u << 10))
 /* Sessions per SessionList response. */
 #define CTL_LIST_PAGE 1024u
 /* Work one client may have outstanding: requests waiting on pens, open
@@ -54,10 +57,11 @@ struct stream {
 	uint32_t id;
 	enum stream_kind kind;
 	/* show */
-	uint8_t uuid[16];
+	struct pl_session_key key;
 	uint64_t offset;
 	/* export */
 	struct export_cursor *cur;
+	bool per_session;
 	char *piece;
 	size_t piece_len, piece_off;
 	/* list: resumes at since_ms, skipping the sessions of that exact start
@@ -138,8 +142,21 @@ struct ctl {
 	uint64_t resume_timer;
 	struct ctl_req *reqs;
 	int stall_ms;             /* CTL_STALL_MS; tests shorten it */
-	uint8_t *pack;
-	size_t pack_cap;
+};
+
+/*
+ * One control operation: everything the daemon knows about it is its entry
+ * in ctl_ops.c's table, indexed by the Request's op case.  Dispatch, the
+ * access check and the audit of a refusal all read it.
+ */
+struct ctl_op {
+	const char *name;           /* for the audit trail: "presets.push" */
+	enum access_right right;    /* what the caller needs */
+	const char *purpose;        /* for a refusal: "change presets" */
+	void (*handle)(struct client *cl, const Plctl__Request *rq);
+	/* What a refused caller tried, for the audit trail (malloc'd, or NULL
+	 * for nothing); NULL when the request carries nothing worth keeping. */
+	char *(*tried)(const Plctl__Request *rq);
 };
 
 /* ctl.c */
@@ -160,6 +177,9 @@ void ctl_audit(struct daemon *d, uint32_t uid, const char *user,
                const char *new_value, const char *result);
 
 /* ctl_ops.c */
+/* The operation of an op case; NULL for one this daemon does not know. */
+const struct ctl_op *ctl_op_of(Plctl__Request__OpCase op);
+/* Checks the caller's right and runs the operation (rq's op is known). */
 void ctl_ops_handle(struct client *cl, const Plctl__Request *rq);
 /* Produces one piece of s; true when s has finished (sent its last). */
 bool ctl_ops_stream_step(struct client *cl, struct stream *s);

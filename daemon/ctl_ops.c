@@ -1,6 +1,9 @@
 /*
- * Control requests: access check, then forwarding to the pens (device.c)
- * or the archive (archive.c).  Pen operations are asynchronous: their
+ * Control requests: one table of operations (access right, audit name,
+ * handler), the access check, then forwarding to the pens (device.c) or
+ * the archive (archive.c).  Presets, device info and sessions cross the
+ * socket through penlink_control's conversions.  Pen operations are
+ * asynchronous: their
  * request record (struct ctl_req) outlives the client, so a client that
  * hangs up never leaves a pen callback with a dangling pointer, and a
  * preset push it started is still audited.
@@ -50,6 +53,16 @@ static bool send_ack(struct client *cl, uint32_t id, bool last)
 	return client_send(cl, &r);
 }
 
+/* Sends rs as the last answer to id, or the error its body's conversion
+ * (rc) ran into. */
+static void answer(struct client *cl, uint32_t id, int rc, Plctl__Response *rs)
+{
+	if (rc)
+		client_error(cl, id, rc, "%s", ctl_errmsg(rc));
+	else
+		send_last(cl, id, rs);
+}
+
 /* The client of a request, if it is still there to be answered. */
 static struct client *req_client(const struct ctl_req *r)
 {
@@ -58,188 +71,93 @@ static struct client *req_client(const struct ctl_req *r)
 
 /* ------------------------------------------------------------------ conversions */
 
-static int presets_from_wire(Pl__Preset *const *ps, size_t n,
-                             struct pl_preset_set *out, char *msg, size_t len)
+/* The set a PushPresets carries (its presets are a pl.PresetSet's). */
+static int push_set(const Plctl__PushPresets *pp, struct pl_preset_set *out)
 {
-	memset(out, 0, sizeof *out);
-	if (n > PL_MAX_PRESETS) {
-		snprintf(msg, len, "%zu presets; a pen holds at most %d", n,
-		         PL_MAX_PRESETS);
-		return PL_ERR_VALIDATION;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const Pl__Preset *w = ps[i];
-		struct pl_preset *p = &out->presets[i];
-		const char *name = S(w->name);
-		size_t nl = strlen(name);
-		if (nl > PL_PRESET_NAME_MAX) {
-			snprintf(msg, len,
-			         "preset %u: name is %zu bytes long; at most %d bytes "
-			         "are allowed",
-			         w->id, nl, PL_PRESET_NAME_MAX);
-			return PL_ERR_VALIDATION;
-		}
-		p->id = w->id;
-		memcpy(p->name, name, nl + 1);
-		p->depth_um = w->depth_um;
-		p->speed_level = w->speed_level;
-		p->area = (enum pl_area)w->area;
-		p->needle_count = w->needle_count;
-		p->max_duration_s = w->max_duration_s;
-	}
-	out->count = n;
-	return PL_OK;
+	Pl__PresetSet w = PL__PRESET_SET__INIT;
+	w.n_presets = pp->n_presets;
+	w.presets = pp->presets;
+	return plc_preset_set_from_pb(&w, out);
 }
 
-struct wire_set {
-	Pl__PresetSet set;
-	Pl__Preset presets[PL_MAX_PRESETS];
-	Pl__Preset *ptrs[PL_MAX_PRESETS];
-};
-
-/* Points into s, which must outlive w. */
-static void presets_to_wire(const struct pl_preset_set *s, struct wire_set *w)
+/* An archived session as libpenlink names and describes it. */
+static void session_of(const struct archived_session *x,
+                       struct pl_session_key *key, struct pl_session_info *info)
 {
-	pl__preset_set__init(&w->set);
-	size_t n = s->count < PL_MAX_PRESETS ? s->count : PL_MAX_PRESETS;
-	for (size_t i = 0; i < n; i++) {
-		const struct pl_preset *p = &s->presets[i];
-		Pl__Preset *o = &w->presets[i];
-		pl__preset__init(o);
-		o->id = p->id;
-		o->name = (char *)p->name;
-		o->depth_um = p->depth_um;
-		o->speed_level = p->speed_level;
-		o->area = (Pl__Area)p->area;
-		o->needle_count = p->needle_count;
-		o->max_duration_s = p->max_duration_s;
-		w->ptrs[i] = o;
-	}
-	w->set.revision = s->revision;
-	w->set.n_presets = n;
-	w->set.presets = w->ptrs;
-}
-
-struct wire_info {
-	Pl__DeviceInfo info;
-	Pl__Battery battery;
-	uint32_t rates[PL_MAX_SPEED_LEVELS];
-};
-
-static void info_to_wire(const struct pl_device_info *i, struct wire_info *w)
-{
-	pl__device_info__init(&w->info);
-	pl__battery__init(&w->battery);
-	w->info.serial = (char *)i->serial;
-	w->info.model = (char *)i->model;
-	w->info.hw_revision = (char *)i->hw_revision;
-	w->info.fw_version = (char *)i->fw_version;
-	w->info.protocol_version = i->protocol_version;
-	w->info.capabilities = i->capabilities;
-	w->info.depth_min_um = i->depth_min_um;
-	w->info.depth_max_um = i->depth_max_um;
-	w->info.depth_step_um = i->depth_step_um;
-	w->info.speed_levels = i->speed_levels;
-	size_t n = i->speed_levels < PL_MAX_SPEED_LEVELS ? i->speed_levels
-	                                                  : PL_MAX_SPEED_LEVELS;
-	memcpy(w->rates, i->stroke_rate_hz, n * sizeof w->rates[0]);
-	w->info.n_stroke_rate_hz = n;
-	w->info.stroke_rate_hz = w->rates;
-	w->info.slow_lock_depth_um = i->slow_lock_depth_um;
-	w->info.max_presets = i->max_presets;
-	w->info.total_strokes = i->total_strokes;
-	w->info.motor_seconds = i->motor_seconds;
-	w->battery.percent = i->battery_percent;
-	w->battery.millivolts = i->battery_mv;
-	w->battery.charging = i->charging;
-	w->info.battery = &w->battery;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* The canonical 8-4-4-4-12 form (or the same 32 digits without dashes). */
-static bool parse_uuid(const char *s, uint8_t out[16])
-{
-	size_t len = strlen(s);
-	bool dashed = len == 36;
-	if (!dashed && len != 32)
-		return false;
-	int k = 0;
-	for (size_t i = 0; i < len;) {
-		if (dashed && (i == 8 || i == 13 || i == 18 || i == 23)) {
-			if (s[i] != '-')
-				return false;
-			i++;
-			continue;
-		}
-		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-		if (hi < 0 || lo < 0 || k >= 16)
-			return false;
-		out[k++] = (uint8_t)(hi << 4 | lo);
-		i += 2;
-	}
-	return k == 16;
+	memset(key, 0, sizeof *key);
+	memcpy(key->serial, x->serial, sizeof key->serial);
+	memcpy(key->uuid, x->uuid, sizeof key->uuid);
+	memset(info, 0, sizeof *info);
+	memcpy(info->uuid, x->uuid, sizeof info->uuid);
+	info->seq = x->seq;
+	info->size = x->size;
+	memcpy(info->sha256, x->sha256, sizeof info->sha256);
+	info->start_ms = x->start_ms;
+	info->end_ms = x->end_ms;
+	info->rtc_time = x->rtc_time;
+	info->archived = true;
 }
 
 /* ------------------------------------------------------------------ refusals */
 
+/*
+ * The serial a request names, if its message has one.  Every operation on
+ * a pen or its sessions has a `serial` field, so a refusal's audit entry
+ * names the pen without a list of operations to keep in step.
+ */
 static const char *request_serial(const Plctl__Request *rq)
 {
-	switch (rq->op_case) {
-	case PLCTL__REQUEST__OP_GET_INFO: return S(rq->get_info->serial);
-	case PLCTL__REQUEST__OP_GET_PRESETS: return S(rq->get_presets->serial);
-	case PLCTL__REQUEST__OP_PUSH_PRESETS: return S(rq->push_presets->serial);
-	case PLCTL__REQUEST__OP_CLOCK_SYNC: return S(rq->clock_sync->serial);
-	case PLCTL__REQUEST__OP_LIST_SESSIONS: return S(rq->list_sessions->serial);
-	case PLCTL__REQUEST__OP_EXPORT_SESSIONS:
-		return S(rq->export_sessions->serial);
-	case PLCTL__REQUEST__OP_DETACH: return S(rq->detach->serial);
-	case PLCTL__REQUEST__OP_TRACE: return S(rq->trace->serial);
-	default: return "";
-	}
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+	    &plctl__request__descriptor, (unsigned)rq->op_case);
+	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+		return "";
+	const ProtobufCMessage *m =
+	    *(ProtobufCMessage *const *)((const char *)rq + f->offset);
+	const ProtobufCFieldDescriptor *sf =
+	    m ? protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+	                                                        "serial")
+	      : NULL;
+	if (!sf || sf->type != PROTOBUF_C_TYPE_STRING)
+		return "";
+	const char *serial = *(char *const *)((const char *)m + sf->offset);
+	return S(serial);
 }
 
 static void denied(struct client *cl, const Plctl__Request *rq,
-                   const char *msg)
+                   const struct ctl_op *op, const char *msg)
 {
-	const struct access_op *o = access_op_of(rq->op_case);
-	log_notice("refused %s for pid %d (%s): %s", o->name, (int)cl->who.pid,
+	log_notice("refused %s for pid %d (%s): %s", op->name, (int)cl->who.pid,
 	           cl->who.user, msg);
 	if (++cl->denials <= CTL_MAX_DENIALS_AUDITED) {
 		char action[64];
-		snprintf(action, sizeof action, "denied:%s", o->name);
-		char *json = NULL;
-		const char *newv = "";
-		if (rq->op_case == PLCTL__REQUEST__OP_PUSH_PRESETS) {
-			/* What they tried to push, when it is a valid set. */
-			struct pl_preset_set *set = malloc(sizeof *set);
-			char m[256];
-			if (set &&
-			    presets_from_wire(rq->push_presets->presets,
-			                      rq->push_presets->n_presets, set, m,
-			                      sizeof m) == PL_OK)
-				json = pl_preset_set_to_json(set);
-			free(set);
-			newv = S(json);
-		} else if (rq->op_case == PLCTL__REQUEST__OP_ATTACH) {
-			newv = S(rq->attach->path);
-		} else if (rq->op_case == PLCTL__REQUEST__OP_DETACH) {
-			newv = S(rq->detach->path);
-		}
+		snprintf(action, sizeof action, "denied:%s", op->name);
+		char *tried = op->tried ? op->tried(rq) : NULL;
 		ctl_audit(dmn(cl), (uint32_t)cl->who.uid, cl->who.user,
-		          request_serial(rq), action, "", newv, msg);
-		free(json);
+		          request_serial(rq), action, "", S(tried), msg);
+		free(tried);
 	}
 	client_error(cl, rq->id, PL_ERR_ACCESS, "%s", msg);
+}
+
+/* What a refused push tried: the set as a preset file, when it is one. */
+static char *tried_push(const Plctl__Request *rq)
+{
+	struct pl_preset_set *set = malloc(sizeof *set);
+	char *json = set && push_set(rq->push_presets, set) == PL_OK
+	                 ? pl_preset_set_to_json(set)
+	                 : NULL;
+	free(set);
+	return json;
+}
+
+static char *tried_attach(const Plctl__Request *rq)
+{
+	return strdup(S(rq->attach->path));
+}
+
+static char *tried_detach(const Plctl__Request *rq)
+{
+	return strdup(S(rq->detach->path));
 }
 
 /* ------------------------------------------------------------------ pens */
@@ -274,12 +192,10 @@ static void info_done(void *ud, int status, const struct pl_device_info *info)
 		client_error(cl, r->id, status ? status : PL_ERR_DEVICE, "%s",
 		             ctl_errmsg(status));
 	} else if (cl) {
-		struct wire_info w;
-		info_to_wire(info, &w);
 		Plctl__Response rs = PLCTL__RESPONSE__INIT;
 		rs.body_case = PLCTL__RESPONSE__BODY_INFO;
-		rs.info = &w.info;
-		send_last(cl, r->id, &rs);
+		answer(cl, r->id, plc_device_info_to_pb(info, &rs.info), &rs);
+		plc_device_info_pb_free(rs.info);
 	}
 	ctl_req_free(r);
 }
@@ -294,17 +210,10 @@ static void presets_done(void *ud, int status, uint32_t previous_revision,
 		client_error(cl, r->id, status ? status : PL_ERR_DEVICE, "%s",
 		             ctl_errmsg(status));
 	} else if (cl) {
-		struct wire_set *w = malloc(sizeof *w);
-		if (w) {
-			presets_to_wire(set, w);
-			Plctl__Response rs = PLCTL__RESPONSE__INIT;
-			rs.body_case = PLCTL__RESPONSE__BODY_PRESETS;
-			rs.presets = &w->set;
-			send_last(cl, r->id, &rs);
-			free(w);
-		} else {
-			client_error(cl, r->id, PL_ERR_MEM, "out of memory");
-		}
+		Plctl__Response rs = PLCTL__RESPONSE__INIT;
+		rs.body_case = PLCTL__RESPONSE__BODY_PRESETS;
+		answer(cl, r->id, plc_preset_set_to_pb(set, &rs.presets), &rs);
+		plc_preset_set_pb_free(rs.presets);
 	}
 	ctl_req_free(r);
 }
@@ -327,12 +236,12 @@ static void clock_done(void *ud, int status, bool rtc_was_set, int64_t offset_ms
 	ctl_req_free(r);
 }
 
-static void pen_request(struct client *cl, const Plctl__Request *rq,
-                        const char *serial)
+/* GetInfo, GetPresets and ClockSync: forwarded to the pen. */
+static void pen_request(struct client *cl, const Plctl__Request *rq)
 {
 	if (!room_for_request(cl, rq->id))
 		return;
-	struct pen *pen = lookup(cl, rq->id, serial);
+	struct pen *pen = lookup(cl, rq->id, request_serial(rq));
 	if (!pen)
 		return;
 	struct ctl_req *r = ctl_req_new(cl, rq->id, rq->op_case);
@@ -357,15 +266,17 @@ static void pen_request(struct client *cl, const Plctl__Request *rq,
 
 /* ------------------------------------------------------------------ preset push */
 
-/* Audits the attempt and answers it (code PL_OK: with the set read back). */
+/* Audits the attempt and answers it (code PL_OK: with the set read back).
+ * A push the clinic's policy refuses is audited as a refusal. */
 static void push_finish(struct ctl_req *r, int code, const char *msg,
                         uint32_t previous_revision,
                         const struct pl_preset_set *result)
 {
 	char *oldj = r->have_old ? pl_preset_set_to_json(&r->old_set) : NULL;
 	char *newj = pl_preset_set_to_json(result ? result : &r->new_set);
-	ctl_audit(r->d, r->uid, r->user, r->serial, "presets.push", S(oldj),
-	          S(newj), code ? msg : "ok");
+	ctl_audit(r->d, r->uid, r->user, r->serial,
+	          code == PL_ERR_POLICY ? "refused:presets.push" : "presets.push",
+	          S(oldj), S(newj), code ? msg : "ok");
 	free(oldj);
 	free(newj);
 
@@ -381,22 +292,13 @@ static void push_finish(struct ctl_req *r, int code, const char *msg,
 	log_notice("%s pushed %zu presets to %s (revision %u -> %u)", r->user,
 	           result->count, r->serial, previous_revision, result->revision);
 	if (cl) {
-		struct wire_set *w = malloc(sizeof *w);
-		if (w) {
-			presets_to_wire(result, w);
-			Plctl__PresetsPushed pp = PLCTL__PRESETS_PUSHED__INIT;
-			pp.previous_revision = previous_revision;
-			pp.presets = &w->set;
-			Plctl__Response rs = PLCTL__RESPONSE__INIT;
-			rs.body_case = PLCTL__RESPONSE__BODY_PUSHED;
-			rs.pushed = &pp;
-			send_last(cl, r->id, &rs);
-			free(w);
-		} else {
-			client_error(cl, r->id, PL_ERR_MEM,
-			             "the presets were written, but the answer could "
-			             "not be built: out of memory");
-		}
+		Plctl__PresetsPushed pp = PLCTL__PRESETS_PUSHED__INIT;
+		pp.previous_revision = previous_revision;
+		Plctl__Response rs = PLCTL__RESPONSE__INIT;
+		rs.body_case = PLCTL__RESPONSE__BODY_PUSHED;
+		rs.pushed = &pp;
+		answer(cl, r->id, plc_preset_set_to_pb(result, &pp.presets), &rs);
+		plc_preset_set_pb_free(pp.presets);
 	}
 	/* device.c tells the monitor stream about the change. */
 	ctl_req_free(r);
@@ -437,10 +339,14 @@ static void push_got_old(void *ud, int status, uint32_t previous_revision,
 		push_finish(r, PL_ERR_CONFLICT, msg, 0, NULL);
 		return;
 	}
-	/* The clinic's policy, against what the pen holds now. */
-	int rc = access_check_presets(&r->ctl->policy, &r->who, &r->old_set,
-	                              &r->new_set, r->confirm, msg, sizeof msg);
+	/* The clinic's policy, against what the pen holds now.  r->ctl is
+	 * NULL when the server stopped meanwhile: nothing is written then. */
+	int rc = r->ctl ? access_check_presets(&r->ctl->policy, &r->who,
+	                                       &r->old_set, &r->new_set,
+	                                       r->confirm)
+	                : pl_error_set(PL_ERR_UNPLUGGED, "penlinkd is stopping");
 	if (rc) {
+		snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
 		push_finish(r, rc, msg, 0, NULL);
 		return;
 	}
@@ -475,10 +381,14 @@ static void push_presets(struct client *cl, const Plctl__Request *rq)
 	snprintf(r->serial, sizeof r->serial, "%s", S(pp->serial));
 	r->expected_revision = pp->expected_revision;
 	char msg[512];
-	int rc = presets_from_wire(pp->presets, pp->n_presets, &r->new_set, msg,
-	                           sizeof msg);
+	int rc = push_set(pp, &r->new_set);
+	/* More presets, or longer names, than any pen holds: to the user the
+	 * set is invalid, as the library's own check would say. */
+	if (rc == PL_ERR_PROTOCOL)
+		rc = PL_ERR_VALIDATION;
 	if (rc) {
 		/* Not even a set: nothing meaningful to record as "new". */
+		snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
 		ctl_audit(r->d, r->uid, r->user, r->serial, "presets.push", "", "",
 		          msg);
 		client_error(cl, rq->id, rc, "%s", msg);
@@ -674,11 +584,11 @@ static bool step_show(struct client *cl, struct stream *s)
 	}
 	size_t got = 0;
 	uint64_t size = 0;
-	int rc = a ? archive_read_record(a, s->uuid, s->offset, buf, CTL_CHUNK,
+	int rc = a ? archive_read_record(a, &s->key, s->offset, buf, CTL_CHUNK,
 	                                 &got, &size)
 	           : PL_ERR_IO;
-	char u[37];
-	pl_uuid_format(s->uuid, u);
+	char u[128];
+	pl_session_key_format(&s->key, PL_TEXT_LOG, u, sizeof u);
 	if (rc) {
 		if (rc == PL_ERR_NOT_FOUND)
 			client_error(cl, s->id, rc, "no archived session %s", u);
@@ -711,12 +621,51 @@ static bool step_show(struct client *cl, struct stream *s)
 	return r.last;
 }
 
+/*
+ * Per session: one session's whole document in one ExportChunk, with whose
+ * it is, so that a client writes it to a file as it comes.  One that does
+ * not fit a response ends the export with an error rather than arriving
+ * cut.  True when the stream has finished.
+ */
+static bool send_session_doc(struct client *cl, struct stream *s,
+                             const struct archived_session *who, char *data,
+                             size_t len)
+{
+	struct pl_session_key key;
+	struct pl_session_info info;
+	session_of(who, &key, &info);
+	if (len > CTL_DOC_MAX) {
+		char name[128];
+		pl_session_key_format(&key, PL_TEXT_LOG, name, sizeof name);
+		free(data);
+		client_error(cl, s->id, PL_ERR_UNSUPPORTED,
+		             "session %s exports to %zu bytes, more than one "
+		             "response holds (%u); export it without --dir",
+		             name, len, CTL_DOC_MAX);
+		return true;
+	}
+	Plctl__ArchivedSession as;
+	plc_session_to_pb(&key, &info, who->archived_ms, &as);
+	Plctl__ExportChunk ec = PLCTL__EXPORT_CHUNK__INIT;
+	ec.data.data = (uint8_t *)data;
+	ec.data.len = len;
+	ec.session = &as;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = s->id;
+	r.body_case = PLCTL__RESPONSE__BODY_EXPORT;
+	r.export = &ec;
+	client_send(cl, &r);
+	free(data);
+	return false;
+}
+
 static bool step_export(struct client *cl, struct stream *s)
 {
 	if (!s->piece) {
 		char *data = NULL;
 		size_t len = 0;
-		int rc = archive_export_next(s->cur, &data, &len);
+		struct archived_session who;
+		int rc = archive_export_next(s->cur, &data, &len, &who);
 		if (rc) {
 			free(data);
 			client_error(cl, s->id, rc, "export failed: %s",
@@ -732,6 +681,8 @@ static bool step_export(struct client *cl, struct stream *s)
 			send_last(cl, s->id, &r);
 			return true;
 		}
+		if (s->per_session)
+			return send_session_doc(cl, s, &who, data, len);
 		s->piece = data;
 		s->piece_len = len;
 		s->piece_off = 0;
@@ -796,7 +747,12 @@ static bool step_list(struct client *cl, struct stream *s)
 	}
 	bool last = p.n <= CTL_LIST_PAGE;
 	size_t n = last ? p.n : CTL_LIST_PAGE;
-	Plctl__ArchivedSession *w = calloc(n ? n : 1, sizeof *w);
+	/* The messages point into these, which outlive the send. */
+	struct listed {
+		struct pl_session_key key;
+		struct pl_session_info info;
+		Plctl__ArchivedSession pb;
+	} *w = calloc(n ? n : 1, sizeof *w);
 	Plctl__ArchivedSession **ptrs = calloc(n ? n : 1, sizeof *ptrs);
 	if (!w || !ptrs) {
 		free(w);
@@ -806,21 +762,10 @@ static bool step_list(struct client *cl, struct stream *s)
 		return true;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct archived_session *x = &p.v[i];
-		plctl__archived_session__init(&w[i]);
-		w[i].serial = x->serial;
-		w[i].uuid.data = x->uuid;
-		w[i].uuid.len = 16;
-		w[i].seq = x->seq;
-		w[i].size = x->size;
-		w[i].sha256.data = x->sha256;
-		w[i].sha256.len = 32;
-		w[i].start_ms = x->start_ms;
-		w[i].end_ms = x->end_ms;
-		w[i].time_source = x->rtc_time ? PL__TIME_SOURCE__TIME_SOURCE_RTC
-		                               : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
-		w[i].archived_ms = x->archived_ms;
-		ptrs[i] = &w[i];
+		session_of(&p.v[i], &w[i].key, &w[i].info);
+		plc_session_to_pb(&w[i].key, &w[i].info, p.v[i].archived_ms,
+		                  &w[i].pb);
+		ptrs[i] = &w[i].pb;
 	}
 	Plctl__SessionList sl = PLCTL__SESSION_LIST__INIT;
 	sl.n_sessions = n;
@@ -979,140 +924,167 @@ static void audit(struct client *cl, const Plctl__Request *rq)
 	free(a.v);
 }
 
-/* ------------------------------------------------------------------ dispatch */
+/* ------------------------------------------------------------------ operations */
 
-void ctl_ops_handle(struct client *cl, const Plctl__Request *rq)
+static void hello(struct client *cl, const Plctl__Request *rq)
 {
-	struct ctl *c = cl->ctl;
-	char msg[512];
-	int rc = access_check(&c->policy, &cl->who, rq->op_case, msg, sizeof msg);
-	if (rc == PL_ERR_ACCESS) {
-		denied(cl, rq, msg);
+	const struct access_policy *p = &cl->ctl->policy;
+	Plctl__HelloReply h = PLCTL__HELLO_REPLY__INIT;
+	h.version = PLC_VERSION;
+	h.daemon = "penlinkd " PL_VERSION_STRING;
+	h.uid = (uint32_t)cl->who.uid;
+	h.may_read_logs = access_has_right(p, &cl->who, ACCESS_READ_LOGS);
+	h.may_change_presets = access_has_right(p, &cl->who,
+	                                        ACCESS_CHANGE_PRESETS);
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.body_case = PLCTL__RESPONSE__BODY_HELLO_REPLY;
+	r.hello_reply = &h;
+	send_last(cl, rq->id, &r);
+}
+
+static void list_pens(struct client *cl, const Plctl__Request *rq)
+{
+	struct pens *pens = dmn(cl)->pens;
+	Plctl__PenList list = PLCTL__PEN_LIST__INIT;
+	if (pens) {
+		int rc = pens_list(pens, &list);
+		if (rc) {
+			client_error(cl, rq->id, rc, "%s", ctl_errmsg(rc));
+			return;
+		}
+	}
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.body_case = PLCTL__RESPONSE__BODY_PENS;
+	r.pens = &list;
+	send_last(cl, rq->id, &r);
+	if (pens)
+		pens_list_free(&list);
+}
+
+static void list_sessions(struct client *cl, const Plctl__Request *rq)
+{
+	struct stream *s;
+	if (!archive_open_or_fail(cl, rq->id) ||
+	    !(s = stream_new(cl, rq->id, STREAM_LIST)))
+		return;
+	snprintf(s->serial, sizeof s->serial, "%s", S(rq->list_sessions->serial));
+	s->since_ms = rq->list_sessions->since_ms;
+	stream_start(cl, s);
+}
+
+static void show_session(struct client *cl, const Plctl__Request *rq)
+{
+	const Plctl__ShowSession *ss = rq->show_session;
+	struct pl_session_key key;
+	char text[256];
+	if (!S(ss->serial)[0]) {
+		client_error(cl, rq->id, PL_ERR_ARG,
+		             "ShowSession needs the pen's serial");
 		return;
 	}
-	if (rc) {
-		client_error(cl, rq->id, rc, "%s", msg);
+	/* The key's text form, parsed by the library's one parser. */
+	snprintf(text, sizeof text, "%s/%s", ss->serial, S(ss->uuid));
+	if (pl_session_key_parse(text, &key) != PL_OK) {
+		client_error(cl, rq->id, PL_ERR_ARG, "%s", pl_error_message());
 		return;
 	}
 	struct stream *s;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	switch (rq->op_case) {
-	case PLCTL__REQUEST__OP_HELLO: {
-		Plctl__HelloReply h = PLCTL__HELLO_REPLY__INIT;
-		h.version = 1;
-		h.daemon = "penlinkd " PL_VERSION_STRING;
-		h.uid = (uint32_t)cl->who.uid;
-		h.may_read_logs = access_has_right(&c->policy, &cl->who,
-		                                   ACCESS_READ_LOGS);
-		h.may_change_presets = access_has_right(&c->policy, &cl->who,
-		                                        ACCESS_CHANGE_PRESETS);
-		r.body_case = PLCTL__RESPONSE__BODY_HELLO_REPLY;
-		r.hello_reply = &h;
-		send_last(cl, rq->id, &r);
-		break;
+	if (!archive_open_or_fail(cl, rq->id) ||
+	    !(s = stream_new(cl, rq->id, STREAM_SHOW)))
+		return;
+	s->key = key;
+	stream_start(cl, s);
+}
+
+static void export_sessions(struct client *cl, const Plctl__Request *rq)
+{
+	const Plctl__ExportSessions *e = rq->export_sessions;
+	if (e->format != PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV &&
+	    e->format != PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON) {
+		client_error(cl, rq->id, PL_ERR_UNSUPPORTED,
+		             "unknown export format %d; csv and json are supported",
+		             (int)e->format);
+		return;
 	}
-	case PLCTL__REQUEST__OP_LIST_PENS: {
-		Plctl__PenList list = PLCTL__PEN_LIST__INIT;
-		if (c->d->pens) {
-			rc = pens_list(c->d->pens, &list);
-			if (rc) {
-				client_error(cl, rq->id, rc, "%s", ctl_errmsg(rc));
-				break;
-			}
-		}
-		r.body_case = PLCTL__RESPONSE__BODY_PENS;
-		r.pens = &list;
-		send_last(cl, rq->id, &r);
-		if (c->d->pens)
-			pens_list_free(&list);
-		break;
+	struct stream *s;
+	if (!archive_open_or_fail(cl, rq->id) ||
+	    !(s = stream_new(cl, rq->id, STREAM_EXPORT)))
+		return;
+	s->per_session = e->per_session;
+	int rc = archive_export_begin(
+	    dmn(cl)->archive,
+	    e->format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON ? EXPORT_JSON
+	                                                          : EXPORT_CSV,
+	    S(e->serial), e->since_ms, e->per_session, &s->cur);
+	if (rc) {
+		client_error(cl, rq->id, rc, "cannot export: %s",
+		             archive_errmsg(dmn(cl)->archive));
+		ctl_ops_stream_free(s);
+		return;
 	}
-	case PLCTL__REQUEST__OP_GET_INFO:
-		pen_request(cl, rq, rq->get_info->serial);
-		break;
-	case PLCTL__REQUEST__OP_GET_PRESETS:
-		pen_request(cl, rq, rq->get_presets->serial);
-		break;
-	case PLCTL__REQUEST__OP_CLOCK_SYNC:
-		pen_request(cl, rq, rq->clock_sync->serial);
-		break;
-	case PLCTL__REQUEST__OP_PUSH_PRESETS:
-		push_presets(cl, rq);
-		break;
-	case PLCTL__REQUEST__OP_LIST_SESSIONS:
-		if (!archive_open_or_fail(cl, rq->id))
-			break;
-		if (!(s = stream_new(cl, rq->id, STREAM_LIST)))
-			break;
-		snprintf(s->serial, sizeof s->serial, "%s",
-		         S(rq->list_sessions->serial));
-		s->since_ms = rq->list_sessions->since_ms;
-		stream_start(cl, s);
-		break;
-	case PLCTL__REQUEST__OP_SHOW_SESSION: {
-		uint8_t uuid[16];
-		if (!parse_uuid(S(rq->show_session->uuid), uuid)) {
-			client_error(cl, rq->id, PL_ERR_ARG,
-			             "\"%.64s\" is not a session id; expected the "
-			             "8-4-4-4-12 form, e.g. "
-			             "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
-			             S(rq->show_session->uuid));
-			break;
-		}
-		if (!archive_open_or_fail(cl, rq->id))
-			break;
-		if (!(s = stream_new(cl, rq->id, STREAM_SHOW)))
-			break;
-		memcpy(s->uuid, uuid, 16);
-		stream_start(cl, s);
-		break;
+	stream_start(cl, s);
+}
+
+static void monitor(struct client *cl, const Plctl__Request *rq)
+{
+	cl->monitoring = true;
+	cl->monitor_id = rq->id;
+	send_ack(cl, rq->id, false);
+}
+
+/* ------------------------------------------------------------------ dispatch */
+
+/* Root and the daemon's user may do everything; see access.h. */
+static const struct ctl_op ops[] = {
+	[PLCTL__REQUEST__OP_HELLO] = {"hello", ACCESS_ANYONE, NULL, hello, NULL},
+	[PLCTL__REQUEST__OP_LIST_PENS] = {"pens.list", ACCESS_ANYONE, NULL,
+	                                  list_pens, NULL},
+	[PLCTL__REQUEST__OP_GET_INFO] = {"info", ACCESS_ANYONE, NULL, pen_request,
+	                                 NULL},
+	[PLCTL__REQUEST__OP_GET_PRESETS] = {"presets.get", ACCESS_ANYONE, NULL,
+	                                    pen_request, NULL},
+	[PLCTL__REQUEST__OP_PUSH_PRESETS] = {"presets.push", ACCESS_CHANGE_PRESETS,
+	                                     "change presets", push_presets,
+	                                     tried_push},
+	[PLCTL__REQUEST__OP_CLOCK_SYNC] = {"clock.sync", ACCESS_CHANGE_PRESETS,
+	                                   "set a pen's clock", pen_request, NULL},
+	[PLCTL__REQUEST__OP_LIST_SESSIONS] = {"sessions.list", ACCESS_READ_LOGS,
+	                                      "read session logs", list_sessions,
+	                                      NULL},
+	[PLCTL__REQUEST__OP_SHOW_SESSION] = {"sessions.show", ACCESS_READ_LOGS,
+	                                     "read session logs", show_session,
+	                                     NULL},
+	[PLCTL__REQUEST__OP_EXPORT_SESSIONS] = {"sessions.export",
+	                                        ACCESS_READ_LOGS,
+	                                        "read session logs",
+	                                        export_sessions, NULL},
+	[PLCTL__REQUEST__OP_ATTACH] = {"attach", ACCESS_CHANGE_PRESETS,
+	                               "attach pens", attach, tried_attach},
+	[PLCTL__REQUEST__OP_DETACH] = {"detach", ACCESS_CHANGE_PRESETS,
+	                               "detach pens", detach, tried_detach},
+	[PLCTL__REQUEST__OP_AUDIT] = {"audit", ACCESS_READ_LOGS,
+	                              "read the audit trail", audit, NULL},
+	[PLCTL__REQUEST__OP_MONITOR] = {"monitor", ACCESS_ANYONE, NULL, monitor,
+	                                NULL},
+	[PLCTL__REQUEST__OP_TRACE] = {"trace", ACCESS_ANYONE, NULL, trace, NULL},
+};
+
+const struct ctl_op *ctl_op_of(Plctl__Request__OpCase op)
+{
+	if ((int)op <= 0 || (size_t)op >= sizeof ops / sizeof ops[0] ||
+	    !ops[op].handle)
+		return NULL;
+	return &ops[op];
+}
+
+void ctl_ops_handle(struct client *cl, const Plctl__Request *rq)
+{
+	const struct ctl_op *op = ctl_op_of(rq->op_case);
+	char msg[512];
+	if (access_check(&cl->ctl->policy, &cl->who, op->right, op->purpose, msg,
+	                 sizeof msg) != PL_OK) {
+		denied(cl, rq, op, msg);
+		return;
 	}
-	case PLCTL__REQUEST__OP_EXPORT_SESSIONS: {
-		const Plctl__ExportSessions *e = rq->export_sessions;
-		if (e->format != PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV &&
-		    e->format != PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON) {
-			client_error(cl, rq->id, PL_ERR_UNSUPPORTED,
-			             "unknown export format %d; csv and json are "
-			             "supported", (int)e->format);
-			break;
-		}
-		if (!archive_open_or_fail(cl, rq->id))
-			break;
-		if (!(s = stream_new(cl, rq->id, STREAM_EXPORT)))
-			break;
-		rc = archive_export_begin(
-		    c->d->archive,
-		    e->format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON ? EXPORT_JSON
-		                                                          : EXPORT_CSV,
-		    S(e->serial), e->since_ms, &s->cur);
-		if (rc) {
-			client_error(cl, rq->id, rc, "cannot export: %s",
-			             archive_errmsg(c->d->archive));
-			ctl_ops_stream_free(s);
-			break;
-		}
-		stream_start(cl, s);
-		break;
-	}
-	case PLCTL__REQUEST__OP_ATTACH:
-		attach(cl, rq);
-		break;
-	case PLCTL__REQUEST__OP_DETACH:
-		detach(cl, rq);
-		break;
-	case PLCTL__REQUEST__OP_AUDIT:
-		audit(cl, rq);
-		break;
-	case PLCTL__REQUEST__OP_MONITOR:
-		cl->monitoring = true;
-		cl->monitor_id = rq->id;
-		send_ack(cl, rq->id, false);
-		break;
-	case PLCTL__REQUEST__OP_TRACE:
-		trace(cl, rq);
-		break;
-	default:
-		client_error(cl, rq->id, PL_ERR_UNSUPPORTED, "unknown operation");
-		break;
-	}
+	op->handle(cl, rq);
 }

@@ -8,10 +8,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+
+#include <penlink.h>
 
 #include "log.h"
 
@@ -67,42 +67,31 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (journal < 0)
 		journal = detect_journal();
 	int saved = errno;
-	char line[2048];
-	size_t n;
-	if (journal) {
-		n = (size_t)snprintf(line, sizeof line, "<%d>", (int)level);
-	} else {
-		time_t now = time(NULL);
-		struct tm tm;
-		localtime_r(&now, &tm);
-		n = strftime(line, sizeof line, "%Y-%m-%d %H:%M:%S ", &tm);
-		n += (size_t)snprintf(line + n, sizeof line - n, "%-5s ", level_word(level));
-	}
-	size_t start = n;
+	char msg[2048], clean[4096], line[4200], when[PL_TIME_TEXT_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	int w = vsnprintf(line + n, sizeof line - n, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (w < 0)
-		w = 0;
-	n += (size_t)w;
-	if (n > sizeof line - 2)
-		n = sizeof line - 2;
-	/* One message, one line: a newline inside (e.g. from a pen's text)
-	 * would forge a second entry. */
-	for (size_t i = start; i < n; i++)
-		if (line[i] == '\n' || line[i] == '\r')
-			line[i] = ' ';
-	line[n++] = '\n';
+	/* One message, one line, however it was made: a pen's or a client's
+	 * text inside (a newline, an escape sequence) must neither forge a
+	 * second entry nor reach the administrator's terminal raw. */
+	pl_text_clean(PL_TEXT_LOG, msg, clean, sizeof clean);
+	int n = journal ? snprintf(line, sizeof line, "<%d>%s\n", (int)level, clean)
+	                : snprintf(line, sizeof line, "%s %-5s %s\n",
+	                           pl_time_format_local(pl_time_utc_ms(), when),
+	                           level_word(level), clean);
+	size_t left = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+	if (left && line[left - 1] != '\n')
+		line[left - 1] = '\n';   /* cut: still one whole line */
 	const char *p = line;
-	while (n) {
-		ssize_t k = write(STDERR_FILENO, p, n);
+	while (left) {
+		ssize_t k = write(STDERR_FILENO, p, left);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			break;
 		p += k;
-		n -= (size_t)k;
+		left -= (size_t)k;
 	}
 	errno = saved;
 }

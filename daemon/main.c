@@ -332,11 +332,10 @@ int main(int argc, char **argv)
 	}
 
 	static struct daemon d;
-	config_defaults(&d.cfg);
 	char err[600];
 	const char *cfg_path = a.config ? a.config : DEFAULT_CONFIG;
 	char **ports = calloc((size_t)a.nports + 1, sizeof *ports);
-	if (!ports) {
+	if (!ports || config_defaults(&d.cfg) != PL_OK) {
 		fprintf(stderr, "penlinkd: out of memory\n");
 		rc = EXIT_RUNTIME;
 	} else if (config_load(&d.cfg, cfg_path, a.config != NULL, err, sizeof err) < 0) {
@@ -373,5 +372,6 @@ int main(int argc, char **argv)
 		free(ports[i]);
 	free(ports);
 	free(a.ports);
+	config_free(&d.cfg);
 	return rc;
 }

@@ -1,5 +1,7 @@
-/* Access control and preset policy (daemon/access.c), with made-up
- * credentials: no sockets, no real groups needed. */
+/* Access control (daemon/access.c, with ctl_ops.c's table of operations)
+ * and who the clinic's preset policy sees in a caller, with made-up
+ * credentials: no sockets, no real groups needed.  The policy's decision
+ * itself is libpenlink's (tests/unit). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include <cmocka.h>
 
 #include "access.h"
+#include "ctl_int.h"
 #include "log.h"
 
 #define DAEMON_UID 990
@@ -24,6 +27,25 @@
 #define GID_JUNIOR 2003
 #define GID_SENIOR 2004
 
+/* The clinic's policy of these tests: the default confirmation (1.50 mm),
+ * juniors capped at 1.00 mm, seniors at 2.50 mm. */
+static struct pl_policy *clinic;
+
+static int make_clinic(void **state)
+{
+	(void)state;
+	return pl_policy_new(&clinic) ||
+	       pl_policy_set(clinic, "depth_cap.penlink-junior", "1.0") ||
+	       pl_policy_set(clinic, "depth_cap.penlink-senior", "2.5");
+}
+
+static int free_clinic(void **state)
+{
+	(void)state;
+	pl_policy_free(clinic);
+	return 0;
+}
+
 static struct access_policy policy(void)
 {
 	struct access_policy p;
@@ -31,10 +53,10 @@ static struct access_policy policy(void)
 	p.daemon_uid = DAEMON_UID;
 	p.logs = (struct access_group){"penlink-logs", true, GID_LOGS};
 	p.presets = (struct access_group){"penlink-tech", true, GID_TECH};
-	p.caps[0] = (struct access_cap){{"penlink-junior", true, GID_JUNIOR}, 1000};
-	p.caps[1] = (struct access_cap){{"penlink-senior", true, GID_SENIOR}, 2500};
+	p.presets_policy = clinic;
+	p.caps[0] = (struct access_group){"penlink-junior", true, GID_JUNIOR};
+	p.caps[1] = (struct access_group){"penlink-senior", true, GID_SENIOR};
 	p.n_caps = 2;
-	p.confirm_above_um = 1500;
 	return p;
 }
 
@@ -65,15 +87,25 @@ static const Plctl__Request__OpCase open_ops[] = {
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The access check of op, as the daemon runs it: with the right and
+ * purpose its table entry holds. */
+static int check(const struct access_policy *p, const struct caller *c,
+                 Plctl__Request__OpCase op, char *msg, size_t len)
+{
+	const struct ctl_op *o = ctl_op_of(op);
+	assert_non_null(o);
+	return access_check(p, c, o->right, o->purpose, msg, len);
+}
+
 static void expect_allowed(const struct access_policy *p, const struct caller *c,
                            const Plctl__Request__OpCase *ops, size_t n)
 {
 	char msg[512];
 	for (size_t i = 0; i < n; i++) {
 		msg[0] = 0;
-		int rc = access_check(p, c, ops[i], msg, sizeof msg);
+		int rc = check(p, c, ops[i], msg, sizeof msg);
 		if (rc)
-			fail_msg("%s refused %s: %s", c->user, access_op_of(ops[i])->name,
+			fail_msg("%s refused %s: %s", c->user, ctl_op_of(ops[i])->name,
 			         msg);
 	}
 }
@@ -83,9 +115,9 @@ static void expect_denied(const struct access_policy *p, const struct caller *c,
 {
 	char msg[512];
 	for (size_t i = 0; i < n; i++) {
-		int rc = access_check(p, c, ops[i], msg, sizeof msg);
+		int rc = check(p, c, ops[i], msg, sizeof msg);
 		if (rc != PL_ERR_ACCESS)
-			fail_msg("%s was allowed %s", c->user, access_op_of(ops[i])->name);
+			fail_msg("%s was allowed %s", c->user, ctl_op_of(ops[i])->name);
 		assert_non_null(strstr(msg, "permission denied: "));
 	}
 }
@@ -117,18 +149,18 @@ static void test_outsider(void **state)
 	expect_denied(&p, &alice, tech_ops, N(tech_ops));
 
 	char msg[512];
-	assert_int_equal(access_check(&p, &alice, PLCTL__REQUEST__OP_LIST_SESSIONS,
+	assert_int_equal(check(&p, &alice, PLCTL__REQUEST__OP_LIST_SESSIONS,
 	                              msg, sizeof msg),
 	                 PL_ERR_ACCESS);
 	assert_string_equal(msg, "permission denied: alice is not in group "
 	                         "penlink-logs (needed to read session logs)");
-	access_check(&p, &alice, PLCTL__REQUEST__OP_PUSH_PRESETS, msg, sizeof msg);
+	check(&p, &alice, PLCTL__REQUEST__OP_PUSH_PRESETS, msg, sizeof msg);
 	assert_string_equal(msg, "permission denied: alice is not in group "
 	                         "penlink-tech (needed to change presets)");
-	access_check(&p, &alice, PLCTL__REQUEST__OP_AUDIT, msg, sizeof msg);
+	check(&p, &alice, PLCTL__REQUEST__OP_AUDIT, msg, sizeof msg);
 	assert_string_equal(msg, "permission denied: alice is not in group "
 	                         "penlink-logs (needed to read the audit trail)");
-	access_check(&p, &alice, PLCTL__REQUEST__OP_ATTACH, msg, sizeof msg);
+	check(&p, &alice, PLCTL__REQUEST__OP_ATTACH, msg, sizeof msg);
 	assert_string_equal(msg, "permission denied: alice is not in group "
 	                         "penlink-tech (needed to attach pens)");
 	assert_false(access_has_right(&p, &alice, ACCESS_READ_LOGS));
@@ -171,7 +203,7 @@ static void test_missing_or_unconfigured_group(void **state)
 	gid_t gt[] = {GID_TECH};
 	struct caller tech = who(1002, "tech", gt, 1);
 	char msg[512];
-	assert_int_equal(access_check(&p, &tech, PLCTL__REQUEST__OP_PUSH_PRESETS,
+	assert_int_equal(check(&p, &tech, PLCTL__REQUEST__OP_PUSH_PRESETS,
 	                              msg, sizeof msg),
 	                 PL_ERR_ACCESS);
 	assert_string_equal(msg, "permission denied: only root and the daemon's "
@@ -184,76 +216,17 @@ static void test_missing_or_unconfigured_group(void **state)
 static void test_unknown_op(void **state)
 {
 	(void)state;
-	struct access_policy p = policy();
-	struct caller root = who(0, "root", NULL, 0);
-	char msg[128];
-	assert_null(access_op_of(PLCTL__REQUEST__OP__NOT_SET));
-	assert_null(access_op_of((Plctl__Request__OpCase)99));
-	assert_null(access_op_of((Plctl__Request__OpCase)5));
-	assert_int_equal(access_check(&p, &root, (Plctl__Request__OpCase)99, msg,
-	                              sizeof msg),
-	                 PL_ERR_UNSUPPORTED);
-	assert_string_equal(access_op_of(PLCTL__REQUEST__OP_PUSH_PRESETS)->name,
+	assert_null(ctl_op_of(PLCTL__REQUEST__OP__NOT_SET));
+	assert_null(ctl_op_of((Plctl__Request__OpCase)99));
+	assert_null(ctl_op_of((Plctl__Request__OpCase)5));
+	assert_string_equal(ctl_op_of(PLCTL__REQUEST__OP_PUSH_PRESETS)->name,
 	                    "presets.push");
-}
-
-static void test_format_mm(void **state)
-{
-	(void)state;
-	char b[24];
-	access_format_mm(1500, b, sizeof b);
-	assert_string_equal(b, "1.50");
-	access_format_mm(2000, b, sizeof b);
-	assert_string_equal(b, "2.00");
-	access_format_mm(250, b, sizeof b);
-	assert_string_equal(b, "0.25");
-	access_format_mm(125, b, sizeof b);
-	assert_string_equal(b, "0.125");
-	access_format_mm(0, b, sizeof b);
-	assert_string_equal(b, "0.00");
-	access_format_mm(1010, b, sizeof b);
-	assert_string_equal(b, "1.01");
-}
-
-static void test_depth_caps(void **state)
-{
-	(void)state;
-	struct access_policy p = policy();
-	uint32_t cap = 0;
-	const char *group = NULL;
-
-	gid_t gj[] = {GID_TECH, GID_JUNIOR};
-	struct caller junior = who(1010, "junior", gj, 2);
-	assert_true(access_depth_cap(&p, &junior, &cap, &group));
-	assert_int_equal(cap, 1000);
-	assert_string_equal(group, "penlink-junior");
-
-	/* In both capped groups: the senior group's larger cap wins, whatever
-	 * the order of the caps or of the caller's groups. */
-	gid_t gb[] = {GID_SENIOR, GID_TECH, GID_JUNIOR};
-	struct caller both = who(1011, "both", gb, 3);
-	assert_true(access_depth_cap(&p, &both, &cap, &group));
-	assert_int_equal(cap, 2500);
-	assert_string_equal(group, "penlink-senior");
-	struct access_policy q = p;
-	q.caps[0] = p.caps[1];
-	q.caps[1] = p.caps[0];
-	assert_true(access_depth_cap(&q, &both, &cap, &group));
-	assert_int_equal(cap, 2500);
-
-	gid_t gt[] = {GID_TECH};
-	struct caller tech = who(1012, "tech", gt, 1);
-	assert_false(access_depth_cap(&p, &tech, &cap, &group));
-
-	gid_t gr[] = {GID_JUNIOR};
-	struct caller root = who(0, "root", gr, 1);
-	assert_false(access_depth_cap(&p, &root, &cap, &group));
-	struct caller self = who(DAEMON_UID, "penlink", gr, 1);
-	assert_false(access_depth_cap(&p, &self, &cap, &group));
-
-	/* A capped group that does not exist caps nobody. */
-	p.caps[0].group.exists = false;
-	assert_false(access_depth_cap(&p, &junior, &cap, &group));
+	/* Every operation the protocol has is in the table. */
+	for (unsigned i = 0; i < plctl__request__descriptor.n_fields; i++) {
+		unsigned id = plctl__request__descriptor.fields[i].id;
+		if (id != 1)  /* the request id, not an operation */
+			assert_non_null(ctl_op_of((Plctl__Request__OpCase)id));
+	}
 }
 
 static struct pl_preset_set presets(uint32_t d1, uint32_t d2, uint32_t d3)
@@ -273,6 +246,42 @@ static struct pl_preset_set presets(uint32_t d1, uint32_t d2, uint32_t d3)
 	return s;
 }
 
+/* Who the policy caps: members of an existing capped group, with the
+ * largest cap of their groups; never root or the daemon's user. */
+static void test_depth_caps(void **state)
+{
+	(void)state;
+	struct access_policy p = policy();
+	struct pl_preset_set s = presets(500, 1250, 500);
+
+	gid_t gj[] = {GID_TECH, GID_JUNIOR};
+	struct caller junior = who(1010, "junior", gj, 2);
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, true),
+	                 PL_ERR_POLICY);
+	assert_non_null(strstr(pl_error_message(), "cap of 1.00 mm (group "
+	                                           "penlink-junior)"));
+
+	/* In both capped groups: the senior group's larger cap applies. */
+	gid_t gb[] = {GID_SENIOR, GID_TECH, GID_JUNIOR};
+	struct caller both = who(1011, "both", gb, 3);
+	assert_int_equal(access_check_presets(&p, &both, NULL, &s, true), PL_OK);
+
+	gid_t gt[] = {GID_TECH};
+	struct caller tech = who(1012, "tech", gt, 1);
+	s = presets(500, 3000, 500);
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, true), PL_OK);
+
+	gid_t gr[] = {GID_JUNIOR};
+	struct caller root = who(0, "root", gr, 1);
+	assert_int_equal(access_check_presets(&p, &root, NULL, &s, true), PL_OK);
+	struct caller self = who(DAEMON_UID, "penlink", gr, 1);
+	assert_int_equal(access_check_presets(&p, &self, NULL, &s, true), PL_OK);
+
+	/* A capped group that does not exist caps nobody. */
+	p.caps[0].exists = false;
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, true), PL_OK);
+}
+
 /* Only what a push adds or deepens needs a confirmation or must fit the
  * cap; a deep preset already on the pen and left alone does not. */
 static void test_policy_compares_with_the_pen(void **state)
@@ -281,25 +290,24 @@ static void test_policy_compares_with_the_pen(void **state)
 	struct access_policy p = policy();
 	gid_t gt[] = {GID_TECH};
 	struct caller tech = who(1012, "tech", gt, 1);
-	char msg[512];
 
 	struct pl_preset_set on_pen = presets(500, 1000, 2000);
 	struct pl_preset_set s = presets(750, 1000, 2000);   /* only preset 1 changes */
-	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false),
 	                 PL_OK);
 	s = presets(500, 1000, 2250);                        /* the deep one deepens */
-	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_string_equal(msg, "preset 3 \"Scar\": depth 2.25 mm is above 1.50 "
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false),
+	                 PL_ERR_POLICY);
+	assert_string_equal(pl_error_message(), "preset 3 \"Scar\": depth 2.25 mm is above 1.50 "
 	                         "mm; add --confirm to push it");
 	s = presets(500, 1750, 2000);                        /* another becomes deep */
-	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_non_null(strstr(msg, "preset 2 \"Cheek\""));
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false),
+	                 PL_ERR_POLICY);
+	assert_non_null(strstr(pl_error_message(), "preset 2 \"Cheek\""));
 	on_pen.count = 2;                                    /* preset 3 is new */
 	s = presets(500, 1000, 2000);
-	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
+	assert_int_equal(access_check_presets(&p, &tech, &on_pen, &s, false),
+	                 PL_ERR_POLICY);
 
 	/* A capped caller may edit a set that holds a deeper preset someone
 	 * else set, but not deepen anything past the cap. */
@@ -307,12 +315,12 @@ static void test_policy_compares_with_the_pen(void **state)
 	struct caller junior = who(1010, "junior", gj, 1);
 	on_pen = presets(500, 750, 2000);
 	s = presets(750, 750, 2000);
-	assert_int_equal(access_check_presets(&p, &junior, &on_pen, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &junior, &on_pen, &s, true),
 	                 PL_OK);
 	s = presets(1250, 750, 2000);
-	assert_int_equal(access_check_presets(&p, &junior, &on_pen, &s, true, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_non_null(strstr(msg, "cap of 1.00 mm"));
+	assert_int_equal(access_check_presets(&p, &junior, &on_pen, &s, true),
+	                 PL_ERR_POLICY);
+	assert_non_null(strstr(pl_error_message(), "cap of 1.00 mm"));
 }
 
 static void test_confirm_policy(void **state)
@@ -321,34 +329,33 @@ static void test_confirm_policy(void **state)
 	struct access_policy p = policy();
 	gid_t gt[] = {GID_TECH};
 	struct caller tech = who(1012, "tech", gt, 1);
-	char msg[512];
 
 	struct pl_preset_set s = presets(500, 1500, 2000);
-	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_string_equal(msg, "preset 3 \"Scar\": depth 2.00 mm is above 1.50 "
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false),
+	                 PL_ERR_POLICY);
+	assert_string_equal(pl_error_message(), "preset 3 \"Scar\": depth 2.00 mm is above 1.50 "
 	                         "mm; add --confirm to push it");
-	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, true),
 	                 PL_OK);
 
 	/* Exactly at the threshold needs no confirmation. */
 	s = presets(500, 1500, 1500);
-	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false),
 	                 PL_OK);
 
 	/* Root is uncapped but confirms like everyone. */
 	struct caller root = who(0, "root", NULL, 0);
 	s = presets(500, 3000, 500);
-	assert_int_equal(access_check_presets(&p, &root, NULL, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_string_equal(msg, "preset 2 \"Cheek\": depth 3.00 mm is above 1.50 "
+	assert_int_equal(access_check_presets(&p, &root, NULL, &s, false),
+	                 PL_ERR_POLICY);
+	assert_string_equal(pl_error_message(), "preset 2 \"Cheek\": depth 3.00 mm is above 1.50 "
 	                         "mm; add --confirm to push it");
-	assert_int_equal(access_check_presets(&p, &root, NULL, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &root, NULL, &s, true),
 	                 PL_OK);
 
 	/* An empty set is fine. */
 	memset(&s, 0, sizeof s);
-	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false),
 	                 PL_OK);
 }
 
@@ -356,39 +363,38 @@ static void test_cap_policy(void **state)
 {
 	(void)state;
 	struct access_policy p = policy();
-	char msg[512];
 
 	gid_t gj[] = {GID_TECH, GID_JUNIOR};
 	struct caller junior = who(1010, "junior", gj, 2);
 	struct pl_preset_set s = presets(500, 1250, 750);
-	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, true, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_string_equal(msg, "preset 2 \"Cheek\": depth 1.25 mm is above "
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, true),
+	                 PL_ERR_POLICY);
+	assert_string_equal(pl_error_message(), "preset 2 \"Cheek\": depth 1.25 mm is above "
 	                         "junior's cap of 1.00 mm (group penlink-junior)");
 
 	/* The cap is checked before the confirmation: no point confirming a
 	 * push that is refused anyway. */
 	s = presets(500, 750, 2000);
-	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_non_null(strstr(msg, "cap of 1.00 mm (group penlink-junior)"));
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, false),
+	                 PL_ERR_POLICY);
+	assert_non_null(strstr(pl_error_message(), "cap of 1.00 mm (group penlink-junior)"));
 
 	s = presets(500, 1000, 750);  /* at the cap */
-	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, false, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &junior, NULL, &s, false),
 	                 PL_OK);
 
 	gid_t gs[] = {GID_JUNIOR, GID_SENIOR};
 	struct caller senior = who(1011, "senior", gs, 2);
 	s = presets(500, 2500, 750);
-	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_non_null(strstr(msg, "add --confirm"));
-	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, true, msg, sizeof msg),
+	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, false),
+	                 PL_ERR_POLICY);
+	assert_non_null(strstr(pl_error_message(), "add --confirm"));
+	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, true),
 	                 PL_OK);
 	s = presets(2750, 500, 750);
-	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, true, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_string_equal(msg, "preset 1 \"Forehead\": depth 2.75 mm is above "
+	assert_int_equal(access_check_presets(&p, &senior, NULL, &s, true),
+	                 PL_ERR_POLICY);
+	assert_string_equal(pl_error_message(), "preset 1 \"Forehead\": depth 2.75 mm is above "
 	                         "senior's cap of 2.50 mm (group penlink-senior)");
 }
 
@@ -400,11 +406,13 @@ static void test_names_in_messages_are_defused(void **state)
 	struct caller tech = who(1012, "tech", gt, 1);
 	struct pl_preset_set s = presets(500, 500, 2000);
 	snprintf(s.presets[2].name, sizeof s.presets[2].name, "a\x1b[2J\"b\n");
-	char msg[512];
-	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false, msg, sizeof msg),
-	                 PL_ERR_VALIDATION);
-	assert_string_equal(msg, "preset 3 \"a?[2J?b?\": depth 2.00 mm is above "
-	                         "1.50 mm; add --confirm to push it");
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false),
+	                 PL_ERR_POLICY);
+	/* The refusal goes to the audit trail another user reads. */
+	for (const char *m = pl_error_message(); *m; m++)
+		assert_true((unsigned char)*m >= 0x20 && *m != 0x7f);
+	assert_non_null(strstr(pl_error_message(), "depth 2.00 mm is above "
+	                                           "1.50 mm; add --confirm"));
 }
 
 /* The system side: credentials of a real socket peer (ourselves). */
@@ -441,14 +449,15 @@ static void test_policy_from_config(void **state)
 	if (!gr)
 		skip();
 	struct config cfg;
-	config_defaults(&cfg);
+	char key[96];
+	assert_int_equal(config_defaults(&cfg), PL_OK);
 	snprintf(cfg.logs_group, sizeof cfg.logs_group, "%s", gr->gr_name);
 	snprintf(cfg.presets_group, sizeof cfg.presets_group,
 	         "penlink-no-such-group-x9");
-	cfg.n_caps = 1;
-	snprintf(cfg.caps[0].group, sizeof cfg.caps[0].group, "%s", gr->gr_name);
-	cfg.caps[0].max_depth_um = 1200;
-	cfg.confirm_above_um = 1750;
+	snprintf(key, sizeof key, "depth_cap.%s", gr->gr_name);
+	assert_int_equal(pl_policy_set(cfg.policy, key, "1.2"), PL_OK);
+	assert_int_equal(pl_policy_set(cfg.policy, "confirm_above_mm", "1.75"),
+	                 PL_OK);
 	struct access_policy p;
 	access_policy_init(&p, &cfg, 12345);
 	assert_int_equal(p.daemon_uid, 12345);
@@ -457,17 +466,22 @@ static void test_policy_from_config(void **state)
 	assert_false(p.presets.exists);
 	assert_string_equal(p.presets.name, "penlink-no-such-group-x9");
 	assert_int_equal(p.n_caps, 1);
-	assert_int_equal(p.caps[0].max_depth_um, 1200);
-	assert_int_equal(p.confirm_above_um, 1750);
+	assert_true(p.caps[0].exists);
+	assert_ptr_equal(p.presets_policy, cfg.policy);
 
 	gid_t g[] = {getgid()};
 	struct caller c = who(54321, "someone", g, 1);
 	assert_true(access_has_right(&p, &c, ACCESS_READ_LOGS));
 	assert_false(access_has_right(&p, &c, ACCESS_CHANGE_PRESETS));
-	uint32_t cap;
-	const char *name;
-	assert_true(access_depth_cap(&p, &c, &cap, &name));
-	assert_int_equal(cap, 1200);
+	/* The configuration's cap and threshold, for a member of the group. */
+	struct pl_preset_set s = presets(500, 1250, 500);
+	assert_int_equal(access_check_presets(&p, &c, NULL, &s, true),
+	                 PL_ERR_POLICY);
+	assert_non_null(strstr(pl_error_message(), "cap of 1.20 mm"));
+	s = presets(500, 1750, 500);
+	struct caller root = who(0, "root", NULL, 0);
+	assert_int_equal(access_check_presets(&p, &root, NULL, &s, false), PL_OK);
+	config_free(&cfg);
 }
 
 int main(void)
@@ -479,7 +493,6 @@ int main(void)
 		cmocka_unit_test(test_group_members),
 		cmocka_unit_test(test_missing_or_unconfigured_group),
 		cmocka_unit_test(test_unknown_op),
-		cmocka_unit_test(test_format_mm),
 		cmocka_unit_test(test_depth_caps),
 		cmocka_unit_test(test_confirm_policy),
 		cmocka_unit_test(test_policy_compares_with_the_pen),
@@ -488,5 +501,5 @@ int main(void)
 		cmocka_unit_test(test_caller_from_socket),
 		cmocka_unit_test(test_policy_from_config),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, make_clinic, free_clinic);
 }

@@ -146,6 +146,17 @@ static void rec_free(struct rec *f)
 	free(f->bytes);
 }
 
+/* The name of f's session as archived from serial. */
+static struct pl_session_key key_of(const char *serial, const struct rec *f)
+{
+	struct pl_session_key k;
+
+	memset(&k, 0, sizeof k);
+	snprintf(k.serial, sizeof k.serial, "%s", serial);
+	memcpy(k.uuid, f->uuid, 16);
+	return k;
+}
+
 /* ------------------------------------------------------------------ files */
 
 struct ctx {
@@ -335,6 +346,7 @@ static void test_append_commit_read_back(void **state)
 	struct ctx *c = *state;
 	struct archive *a = open_ok(c->db);
 	struct rec f;
+	struct pl_session_key k;
 	struct listed l = {0};
 	uint64_t off = 99, size = 0;
 	uint8_t sha[32], *back;
@@ -382,8 +394,9 @@ static void test_append_commit_read_back(void **state)
 	/* Read back in pieces: byte for byte what the pen served. */
 	back = malloc(f.len);
 	assert_non_null(back);
+	k = key_of("PEN-1", &f);
 	do {
-		assert_int_equal(archive_read_record(a, f.uuid, total, back + total,
+		assert_int_equal(archive_read_record(a, &k, total, back + total,
 		                                     1000, &got, &size),
 		                 PL_OK);
 		assert_int_equal(size, f.len);
@@ -392,14 +405,17 @@ static void test_append_commit_read_back(void **state)
 	assert_int_equal(total, f.len);
 	assert_memory_equal(back, f.bytes, f.len);
 	free(back);
-	assert_int_equal(archive_read_record(a, f.uuid, f.len + 5, NULL, 0, &got,
+	assert_int_equal(archive_read_record(a, &k, f.len + 5, NULL, 0, &got,
 	                                     &size),
 	                 PL_OK);
 	assert_int_equal(got, 0);
-	f.uuid[0] ^= 0xff;
-	assert_int_equal(archive_read_record(a, f.uuid, 0, NULL, 0, &got, &size),
+	k.uuid[0] ^= 0xff;
+	assert_int_equal(archive_read_record(a, &k, 0, NULL, 0, &got, &size),
 	                 PL_ERR_NOT_FOUND);
-	f.uuid[0] ^= 0xff;
+	/* The same UUID from another pen is another session. */
+	k = key_of("PEN-2", &f);
+	assert_int_equal(archive_read_record(a, &k, 0, NULL, 0, &got, &size),
+	                 PL_ERR_NOT_FOUND);
 
 	/* Decoded rows, and nothing left of the partial.  Sample rows come
 	 * later, from archive_decode_step(): none yet, all 3000 pending. */
@@ -627,6 +643,7 @@ static void test_partial_survives_reopen(void **state)
 	struct ctx *c = *state;
 	struct archive *a = open_ok(c->db);
 	struct rec f;
+	struct pl_session_key k;
 	uint64_t off = 0, size;
 	uint8_t *back;
 	size_t got;
@@ -649,7 +666,8 @@ static void test_partial_survives_reopen(void **state)
 	assert_int_equal(archive_commit_session(a, "PEN-1", &f.info), PL_OK);
 	back = malloc(f.len);
 	assert_non_null(back);
-	assert_int_equal(archive_read_record(a, f.uuid, 0, back, f.len, &got,
+	k = key_of("PEN-1", &f);
+	assert_int_equal(archive_read_record(a, &k, 0, back, f.len, &got,
 	                                     &size),
 	                 PL_OK);
 	assert_int_equal(got, f.len);
@@ -760,12 +778,12 @@ static char *export_all(struct archive *a, enum export_format f,
 	size_t len = 0, n;
 	int e;
 
-	e = archive_export_begin(a, f, serial, since, &cur);
+	e = archive_export_begin(a, f, serial, since, false, &cur);
 	if (e != PL_OK)
 		fail_msg("export_begin: %d %s", e, archive_errmsg(a));
 	*pieces = 0;
 	for (;;) {
-		e = archive_export_next(cur, &d, &n);
+		e = archive_export_next(cur, &d, &n, NULL);
 		if (e != PL_OK)
 			fail_msg("export_next: %d %s", e, archive_errmsg(a));
 		if (!d) {
@@ -781,7 +799,7 @@ static char *export_all(struct archive *a, enum export_format f,
 		free(d);
 	}
 	/* Stays at the end. */
-	assert_int_equal(archive_export_next(cur, &d, &n), PL_OK);
+	assert_int_equal(archive_export_next(cur, &d, &n, NULL), PL_OK);
 	assert_null(d);
 	archive_export_end(cur);
 	return all;
@@ -995,7 +1013,7 @@ static void test_export_json(void **state)
 	store_garbage(a, "PEN-1", 81, START_MS + 10, &junk);
 
 	/* A session committed after the export began is not part of it. */
-	assert_int_equal(archive_export_begin(a, EXPORT_JSON, NULL, 0, &cur), PL_OK);
+	assert_int_equal(archive_export_begin(a, EXPORT_JSON, NULL, 0, false, &cur), PL_OK);
 	{
 		struct rec late;
 		rec_build(&late, 82, "PEN-1", START_MS + 20, 5, "x");
@@ -1005,7 +1023,7 @@ static void test_export_json(void **state)
 	pieces = 0;
 	out = NULL;
 	for (size_t len = 0;; pieces++) {
-		assert_int_equal(archive_export_next(cur, &d, &n), PL_OK);
+		assert_int_equal(archive_export_next(cur, &d, &n, NULL), PL_OK);
 		if (!d)
 			break;
 		out = realloc(out, len + n + 1);
@@ -1145,6 +1163,138 @@ static void test_audit(void **state)
 	                                  "WHERE result = 'ok'"),
 	                 1);
 	archive_close(a);
+}
+
+/*
+ * Two pens that record sessions with equal UUIDs (two virtual pens on the
+ * same seed do): both sessions are archived, and each is read, listed and
+ * exported as itself.  The archive used to look records up by UUID alone
+ * and served the first pen's record for the second pen's name.
+ */
+static void test_same_uuid_two_pens(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	struct rec f, g;
+	struct pl_session_key ka, kb;
+	struct listed l = {0};
+	uint8_t *back;
+	size_t got;
+	uint64_t size;
+	struct csv csv;
+	char *out;
+	int pieces;
+
+	rec_build(&f, 90, "PEN-A", START_MS, 200, "Alpha");
+	rec_build(&g, 90, "PEN-B", START_MS + 1000, 300, "Beta");
+	assert_memory_equal(f.uuid, g.uuid, 16);
+	store(a, "PEN-A", &f);
+	store(a, "PEN-B", &g);
+	assert_true(archive_has_session(a, "PEN-A", f.uuid, NULL));
+	assert_true(archive_has_session(a, "PEN-B", g.uuid, NULL));
+	assert_int_equal(archive_list(a, NULL, 0, collect, &l), PL_OK);
+	assert_int_equal(l.n, 2);
+
+	ka = key_of("PEN-A", &f);
+	kb = key_of("PEN-B", &g);
+	back = malloc(g.len);
+	assert_non_null(back);
+	assert_int_equal(archive_read_record(a, &kb, 0, back, g.len, &got, &size),
+	                 PL_OK);
+	assert_int_equal(size, g.len);
+	assert_int_equal(got, g.len);
+	assert_memory_equal(back, g.bytes, g.len);
+	assert_int_equal(archive_read_record(a, &ka, 0, back, f.len, &got, &size),
+	                 PL_OK);
+	assert_int_equal(size, f.len);
+	assert_memory_equal(back, f.bytes, f.len);
+	free(back);
+
+	out = export_all(a, EXPORT_CSV, "PEN-B", 0, &pieces);
+	csv_parse(out, &csv);
+	assert_int_equal(csv.rows, 2);
+	assert_string_equal(col(&csv, 1, "serial"), "PEN-B");
+	assert_string_equal(col(&csv, 1, "preset_name"), "Beta");
+	csv_free(&csv);
+	free(out);
+	out = export_all(a, EXPORT_CSV, NULL, 0, &pieces);
+	csv_parse(out, &csv);
+	assert_int_equal(csv.rows, 3);
+	assert_string_equal(col(&csv, 1, "serial"), "PEN-A");
+	assert_string_equal(col(&csv, 1, "preset_name"), "Alpha");
+	assert_string_equal(col(&csv, 2, "serial"), "PEN-B");
+	assert_string_equal(col(&csv, 2, "preset_name"), "Beta");
+	csv_free(&csv);
+	free(out);
+	archive_close(a);
+	rec_free(&f);
+	rec_free(&g);
+}
+
+/*
+ * Per session, each piece is one session's complete document, and says
+ * whose it is: CSV with its header, JSON the object as the array has it.
+ */
+static void test_export_per_session(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	struct rec f, g;
+	struct export_cursor *cur = NULL;
+	struct archived_session who;
+	struct csv csv;
+	char *d, *array;
+	size_t n;
+	int pieces;
+
+	rec_build(&f, 95, "PEN-A", START_MS, 20, "Alpha");
+	rec_build(&g, 95, "PEN-B", START_MS + 1000, 30, "Beta");
+	store(a, "PEN-A", &f);
+	store(a, "PEN-B", &g);
+
+	assert_int_equal(archive_export_begin(a, EXPORT_CSV, NULL, 0, true, &cur),
+	                 PL_OK);
+	for (int i = 0; i < 2; i++) {
+		memset(&who, 0, sizeof who);
+		assert_int_equal(archive_export_next(cur, &d, &n, &who), PL_OK);
+		assert_non_null(d);
+		assert_int_equal(strlen(d), n);
+		assert_string_equal(who.serial, i ? "PEN-B" : "PEN-A");
+		assert_memory_equal(who.uuid, f.uuid, 16);
+		csv_parse(d, &csv);
+		assert_int_equal(csv.rows, 2);
+		assert_string_equal(col(&csv, 1, "serial"), who.serial);
+		assert_string_equal(col(&csv, 1, "preset_name"),
+		                    i ? "Beta" : "Alpha");
+		csv_free(&csv);
+		free(d);
+	}
+	assert_int_equal(archive_export_next(cur, &d, &n, &who), PL_OK);
+	assert_null(d);
+	assert_int_equal(n, 0);
+	archive_export_end(cur);
+
+	/* JSON: each piece is the very text of its element in the array. */
+	array = export_all(a, EXPORT_JSON, NULL, 0, &pieces);
+	assert_int_equal(archive_export_begin(a, EXPORT_JSON, NULL, 0, true, &cur),
+	                 PL_OK);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(archive_export_next(cur, &d, &n, &who), PL_OK);
+		assert_non_null(d);
+		assert_int_equal(d[0], '{');
+		assert_int_equal(d[n - 1], '}');
+		assert_non_null(strstr(array, d));
+		assert_non_null(strstr(d, i ? "\"Beta\"" : "\"Alpha\""));
+		assert_string_equal(who.serial, i ? "PEN-B" : "PEN-A");
+		free(d);
+	}
+	assert_int_equal(archive_export_next(cur, &d, &n, &who), PL_OK);
+	assert_null(d);
+	archive_export_end(cur);
+	free(array);
+	archive_close(a);
+	rec_free(&f);
+	rec_free(&g);
 }
 
 /* ------------------------------------------------------------------ schema */
@@ -1525,6 +1675,7 @@ static void test_bad_arguments(void **state)
 	assert_false(archive_has_session(a, NULL, f.uuid, NULL));
 	assert_int_equal(archive_list(a, NULL, 0, NULL, NULL), PL_ERR_ARG);
 	assert_int_equal(archive_export_begin(a, (enum export_format)7, NULL, 0,
+	                                      false,
 	                                      &(struct export_cursor *){NULL}),
 	                 PL_ERR_ARG);
 	assert_true(strlen(archive_errmsg(a)) > 0);
@@ -1552,6 +1703,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_export_csv, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_export_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_same_uuid_two_pens, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_export_per_session, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_from_version_0, setup,
 	                                    teardown),

@@ -53,6 +53,24 @@ static char *write_file(const char *name, const char *text)
 	return path;
 }
 
+/* Two policies decide the same: same threshold, same caps in order. */
+static void assert_same_policy(const struct pl_policy *a,
+                               const struct pl_policy *b)
+{
+	assert_int_equal(pl_policy_confirm_above_um(a),
+	                 pl_policy_confirm_above_um(b));
+	for (size_t i = 0;; i++) {
+		const char *ga, *gb;
+		uint32_t ua, ub;
+		int ra = pl_policy_cap(a, i, &ga, &ua);
+		assert_int_equal(ra, pl_policy_cap(b, i, &gb, &ub));
+		if (ra != PL_OK)
+			break;
+		assert_string_equal(ga, gb);
+		assert_int_equal(ua, ub);
+	}
+}
+
 static void assert_same(const struct config *a, const struct config *b)
 {
 	assert_string_equal(a->socket_path, b->socket_path);
@@ -68,13 +86,15 @@ static void assert_same(const struct config *a, const struct config *b)
 	}
 	assert_string_equal(a->logs_group, b->logs_group);
 	assert_string_equal(a->presets_group, b->presets_group);
-	assert_int_equal(a->confirm_above_um, b->confirm_above_um);
-	assert_int_equal(a->n_caps, b->n_caps);
+	assert_same_policy(a->policy, b->policy);
 	assert_int_equal(a->timeout_ms, b->timeout_ms);
 	assert_int_equal(a->handshake_ms, b->handshake_ms);
 	assert_int_equal(a->window, b->window);
-	/* And nothing else differs (defaults start from a zeroed struct). */
-	assert_memory_equal(a, b, sizeof *a);
+	/* And nothing else differs (defaults start from a zeroed struct); the
+	 * policies are compared by what they decide, not where they are. */
+	struct config x = *a, y = *b;
+	x.policy = y.policy = NULL;
+	assert_memory_equal(&x, &y, sizeof x);
 }
 
 static void test_defaults(void **state)
@@ -93,11 +113,16 @@ static void test_defaults(void **state)
 	assert_int_equal(c.usb_ids[0].pid, 0x0001);
 	assert_string_equal(c.logs_group, "penlink-logs");
 	assert_string_equal(c.presets_group, "penlink-tech");
-	assert_int_equal(c.confirm_above_um, 1500);
-	assert_int_equal(c.n_caps, 0);
+	/* The library's default policy. */
+	assert_int_equal(pl_policy_confirm_above_um(c.policy),
+	                 PL_POLICY_CONFIRM_ABOVE_UM);
+	const char *g;
+	uint32_t um;
+	assert_int_equal(pl_policy_cap(c.policy, 0, &g, &um), PL_ERR_NOT_FOUND);
 	assert_int_equal(c.timeout_ms, 1000);
 	assert_int_equal(c.handshake_ms, 5000);
 	assert_int_equal(c.window, 0);
+	config_free(&c);
 }
 
 static void test_example_as_shipped(void **state)
@@ -211,15 +236,45 @@ static void test_every_key(void **state)
 	assert_int_equal(c.usb_ids[2].pid, 0xbeef);
 	assert_string_equal(c.logs_group, "clinic-staff");
 	assert_string_equal(c.presets_group, "techs");
-	assert_int_equal(c.confirm_above_um, 2000);
-	assert_int_equal(c.n_caps, 2);
-	assert_string_equal(c.caps[0].group, "nurses");
-	assert_int_equal(c.caps[0].max_depth_um, 1000);
-	assert_string_equal(c.caps[1].group, "seniors");
-	assert_int_equal(c.caps[1].max_depth_um, 2250);
+	const char *g;
+	uint32_t um;
+	assert_int_equal(pl_policy_confirm_above_um(c.policy), 2000);
+	assert_int_equal(pl_policy_cap(c.policy, 0, &g, &um), PL_OK);
+	assert_string_equal(g, "nurses");
+	assert_int_equal(um, 1000);
+	assert_int_equal(pl_policy_cap(c.policy, 1, &g, &um), PL_OK);
+	assert_string_equal(g, "seniors");
+	assert_int_equal(um, 2250);
+	assert_int_equal(pl_policy_cap(c.policy, 2, &g, &um), PL_ERR_NOT_FOUND);
 	assert_int_equal(c.timeout_ms, 250);
 	assert_int_equal(c.handshake_ms, 10000);
 	assert_int_equal(c.window, 4);
+	config_free(&c);
+}
+
+/* A [policy] section replaces the loaded policy as a whole, and may loosen
+ * the library's default as well as tighten it: the daemon decides. */
+static void test_policy_section_replaces(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[600];
+	assert_int_equal(config_defaults(&c), PL_OK);
+	char *path = write_file("loose.conf", "[policy]\nconfirm_above_mm = 2.0\n");
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), 0);
+	assert_int_equal(pl_policy_confirm_above_um(c.policy), 2000);
+	path = write_file("caps.conf", "[policy]\ndepth_cap.nurses = 1.0\n");
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), 0);
+	assert_int_equal(pl_policy_confirm_above_um(c.policy),
+	                 PL_POLICY_CONFIRM_ABOVE_UM);
+	/* A file without the section keeps what was loaded. */
+	path = write_file("none.conf", "[pens]\ndownload_window = 2\n");
+	assert_int_equal(config_load(&c, path, true, err, sizeof err), 0);
+	const char *g;
+	uint32_t um;
+	assert_int_equal(pl_policy_cap(c.policy, 0, &g, &um), PL_OK);
+	assert_string_equal(g, "nurses");
+	config_free(&c);
 }
 
 static void test_missing_file(void **state)
@@ -274,12 +329,16 @@ static void test_bad_files(void **state)
 	             "2: [usb] ids: expected a comma-separated list of VID:PID in "
 	             "hexadecimal, e.g. 1209:0001");
 	expect_error("[usb]\nenabled = maybe\n", "2: [usb] enabled: 'maybe' is not yes or no");
+	/* [policy] is read by the library, whose messages name the key. */
 	expect_error("[policy]\nconfirm_above_mm = 1.5mm\n",
-	             "2: [policy] confirm_above_mm: '1.5mm' is not a depth in "
-	             "millimetres (e.g. 1.5)");
+	             "2: [policy] confirm_above_mm = \"1.5mm\": expected a depth in "
+	             "millimetres, e.g. 1.5");
 	expect_error("[policy]\ndepth_cap.nurses = deep\n",
-	             "2: [policy] depth_cap.nurses: 'deep' is not a depth in "
-	             "millimetres (e.g. 1.5)");
+	             "2: [policy] depth_cap.nurses = \"deep\": expected a depth in "
+	             "millimetres, e.g. 1.5");
+	expect_error("[policy]\nconfirm_above = 1.5\n",
+	             "2: [policy] unknown key \"confirm_above\" (known: "
+	             "confirm_above_mm, depth_cap.GROUP)");
 	expect_error("[policy]\ndepth_cap. = 1.0\n",
 	             "2: [policy] depth_cap.: expected depth_cap.GROUP with a Unix group name");
 	expect_error("[daemon]\nsocket_mode = 0999\n",
@@ -341,16 +400,19 @@ static void test_caps_limit(void **state)
 	(void)state;
 	char text[4096];
 	size_t n = (size_t)snprintf(text, sizeof text, "[policy]\n");
-	for (int i = 0; i <= CONFIG_MAX_CAPS; i++)
+	/* The library's limit: 16 capped groups. */
+	for (int i = 0; i <= 16; i++)
 		n += (size_t)snprintf(text + n, sizeof text - n, "depth_cap.g%d = 1.0\n", i);
 	char *path = write_file("caps.conf", text);
 	struct config c;
 	char err[600], want[300];
 	config_defaults(&c);
 	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
-	snprintf(want, sizeof want, "%s:%d: [policy] depth_cap.g%d: more than %d depth caps",
-	         path, CONFIG_MAX_CAPS + 2, CONFIG_MAX_CAPS, CONFIG_MAX_CAPS);
+	snprintf(want, sizeof want,
+	         "%s:%d: [policy] depth_cap.g16: at most 16 groups may have a cap",
+	         path, 18);
 	assert_string_equal(err, want);
+	config_free(&c);
 }
 
 int main(void)
@@ -360,6 +422,7 @@ int main(void)
 	    cmocka_unit_test(test_example_as_shipped),
 	    cmocka_unit_test(test_example_defaults_are_true),
 	    cmocka_unit_test(test_every_key),
+	    cmocka_unit_test(test_policy_section_replaces),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_long_line),

@@ -96,6 +96,7 @@ static int teardown(void **state)
 	D.archive = NULL;
 	loop_free(D.loop);
 	D.loop = NULL;
+	config_free(&D.cfg);
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
@@ -584,19 +585,25 @@ static void test_hello_and_list(void **state)
 	assert_int_equal(r->sessions->n_sessions, 0);
 	assert_int_equal(tc_count(t, 11), 1);
 
-	/* A session id that is not one, and one that is not archived. */
+	/* A session is named by its pen's serial and its UUID: without the
+	 * serial, with a UUID that is not one, and one that is not archived. */
 	Plctl__ShowSession ss = PLCTL__SHOW_SESSION__INIT;
-	ss.uuid = "not-a-uuid";
+	ss.uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 	rq.id = 12;
 	rq.op_case = PLCTL__REQUEST__OP_SHOW_SESSION;
 	rq.show_session = &ss;
 	tc_send(t, &rq);
-	expect_error(t, 12, PL_ERR_ARG, "is not a session id");
+	expect_error(t, 12, PL_ERR_ARG, "ShowSession needs the pen's serial");
+	ss.serial = "PEN-X";
+	ss.uuid = "not-a-uuid";
+	rq.id = 15;
+	tc_send(t, &rq);
+	expect_error(t, 15, PL_ERR_ARG, "is not a UUID");
 	ss.uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 	rq.id = 13;
 	tc_send(t, &rq);
 	expect_error(t, 13, PL_ERR_NOT_FOUND,
-	             "no archived session 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+	             "no archived session PEN-X/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
 
 	/* CSV export of nothing: the header, then the end. */
 	Plctl__ExportSessions ex = PLCTL__EXPORT_SESSIONS__INIT;
@@ -1226,7 +1233,7 @@ static void test_pen_operations(void **state)
 	 * 2.00 mm preset needs a confirmation ... */
 	s.presets[2].depth_um = 2250;
 	send_push(t, 30, "PEN-CTL1", rev, &s, false);
-	expect_error(t, 30, PL_ERR_VALIDATION, "depth 2.25 mm is above 1.50 mm; add --confirm");
+	expect_error(t, 30, PL_ERR_POLICY, "depth 2.25 mm is above 1.50 mm; add --confirm");
 	s.presets[2].depth_um = 2000;
 
 	/* ... while leaving it as it is on the pen does not. */
@@ -1241,6 +1248,23 @@ static void test_pen_operations(void **state)
 	assert_string_equal(r->pushed->presets->presets[2]->name, "Scar");
 	assert_int_equal(r->pushed->presets->presets[2]->depth_um, 2000);
 	wait_events(t, 2, PLCTL__EVENT_KIND__EVENT_KIND_PRESETS_CHANGED, 1, 3000);
+
+	/* The daemon's configuration decides, and may loosen the library's
+	 * default: with confirm_above_mm = 2.0 a 1.75 mm preset goes through
+	 * unconfirmed, while 2.25 mm is refused with the policy's own code. */
+	assert_int_equal(pl_policy_set(D.cfg.policy, "confirm_above_mm", "2.0"),
+	                 PL_OK);
+	s.presets[1].depth_um = 1750;
+	send_push(t, 31, "PEN-CTL1", 0, &s, false);
+	r = wait_last(t, 31, 5000);
+	if (r->body_case == PLCTL__RESPONSE__BODY_ERROR)
+		fail_msg("push refused: %s", r->error->message);
+	assert_int_equal(r->pushed->presets->presets[1]->depth_um, 1750);
+	s.presets[2].depth_um = 2250;
+	send_push(t, 32, "PEN-CTL1", 0, &s, false);
+	expect_error(t, 32, PL_ERR_POLICY,
+	             "depth 2.25 mm is above 2.00 mm; add --confirm");
+	s.presets[2].depth_um = 2000;
 
 	Plctl__ClockSync cs = PLCTL__CLOCK_SYNC__INIT;
 	rq.id = 11;
@@ -1279,13 +1303,22 @@ static void test_pen_operations(void **state)
 	send_audit(t, 13);
 	r = wait_last(t, 13, 3000);
 	Plctl__AuditEntry *ok = NULL, *att = NULL;
+	unsigned refused = 0;
 	for (size_t i = 0; i < r->audit->n_entries; i++) {
 		Plctl__AuditEntry *e = r->audit->entries[i];
 		if (!strcmp(e->action, "presets.push") && !strcmp(e->result, "ok"))
 			ok = e;
 		if (!strcmp(e->action, "attach") && !strcmp(e->result, "ok"))
 			att = e;
+		/* Policy refusals are audited as refusals, with what was tried. */
+		if (!strcmp(e->action, "refused:presets.push")) {
+			refused++;
+			assert_string_equal(e->pen, "PEN-CTL1");
+			assert_non_null(strstr(e->result, "2.25 mm is above"));
+			assert_non_null(strstr(e->new_value, "2.25"));
+		}
 	}
+	assert_int_equal(refused, 2);
 	assert_non_null(ok);
 	assert_non_null(att);
 	assert_string_equal(ok->pen, "PEN-CTL1");
@@ -1371,6 +1404,7 @@ static void test_streams_flow_controlled(void **state)
 	srv_queue_sample_target = true;
 	Plctl__ShowSession ss = PLCTL__SHOW_SESSION__INIT;
 	ss.uuid = uuid;
+	ss.serial = "PEN-CTL2";
 	rq.id = 5;
 	rq.op_case = PLCTL__REQUEST__OP_SHOW_SESSION;
 	rq.show_session = &ss;
@@ -1461,6 +1495,129 @@ static void test_streams_flow_controlled(void **state)
 	tc_close(t);
 }
 
+/* Archives len bytes as a session of serial with uuid (all bytes u). */
+static void archive_bytes(const char *serial, uint8_t u, const uint8_t *data,
+                          size_t len, int64_t start_ms)
+{
+	struct pl_session_info info;
+	memset(&info, 0, sizeof info);
+	memset(info.uuid, u, sizeof info.uuid);
+	info.seq = 7;
+	info.size = len;
+	pl_sha256(data, len, info.sha256);
+	info.start_ms = start_ms;
+	info.end_ms = start_ms + 1000;
+	info.rtc_time = true;
+	assert_int_equal(archive_partial_append(D.archive, serial, &info, 0, data,
+	                                        len),
+	                 PL_OK);
+	assert_int_equal(archive_commit_session(D.archive, serial, &info), PL_OK);
+}
+
+/* PEN-A's session (300 'A's) and PEN-B's (500 'B's), both with UUID u. */
+static uint8_t rec_a[300], rec_b[500];
+
+static void archive_two_pens(uint8_t u)
+{
+	memset(rec_a, 'A', sizeof rec_a);
+	memset(rec_b, 'B', sizeof rec_b);
+	archive_bytes("PEN-A", u, rec_a, sizeof rec_a, 1700000000000);
+	archive_bytes("PEN-B", u, rec_b, sizeof rec_b, 1700000001000);
+}
+
+/*
+ * Two pens whose sessions share a UUID (two virtual pens on the default
+ * seed): each is shown as itself, by (serial, uuid).  The daemon used to
+ * look records up by UUID alone and served the first pen's record for the
+ * second pen's name, so `penctl sessions pull` failed its digest check.
+ */
+static void test_same_uuid_two_pens(void **state)
+{
+	(void)state;
+	archive_two_pens(0x5a);
+	char uuid[37];
+	uint8_t raw[16];
+	memset(raw, 0x5a, sizeof raw);
+	pl_uuid_format(raw, uuid);
+
+	struct tc *t = tc_open();
+	Plctl__ShowSession ss = PLCTL__SHOW_SESSION__INIT;
+	ss.serial = "PEN-B";
+	ss.uuid = uuid;
+	Plctl__Request rq = PLCTL__REQUEST__INIT;
+	rq.id = 5;
+	rq.op_case = PLCTL__REQUEST__OP_SHOW_SESSION;
+	rq.show_session = &ss;
+	tc_send(t, &rq);
+	Plctl__Response *r = wait_last(t, 5, 3000);
+	if (r->body_case == PLCTL__RESPONSE__BODY_ERROR)
+		fail_msg("show refused: %s", r->error->message);
+	assert_int_equal(r->body_case, PLCTL__RESPONSE__BODY_RECORD);
+	assert_int_equal(r->record->size, sizeof rec_b);
+	assert_int_equal(r->record->data.len, sizeof rec_b);
+	assert_memory_equal(r->record->data.data, rec_b, sizeof rec_b);
+
+	ss.serial = "PEN-A";
+	rq.id = 6;
+	tc_send(t, &rq);
+	r = wait_last(t, 6, 3000);
+	assert_int_equal(r->body_case, PLCTL__RESPONSE__BODY_RECORD);
+	assert_int_equal(r->record->size, sizeof rec_a);
+	assert_memory_equal(r->record->data.data, rec_a, sizeof rec_a);
+	tc_close(t);
+}
+
+/*
+ * sessions export --dir: one ExportChunk per session, each a whole CSV
+ * document (header and row) with the session's identity, so penctl writes
+ * one file per session without parsing; the last response carries nothing.
+ */
+static void test_export_per_session(void **state)
+{
+	(void)state;
+	archive_two_pens(0x5b);
+
+	struct tc *t = tc_open();
+	Plctl__ExportSessions ex = PLCTL__EXPORT_SESSIONS__INIT;
+	ex.per_session = true;
+	Plctl__Request rq = PLCTL__REQUEST__INIT;
+	rq.id = 5;
+	rq.op_case = PLCTL__REQUEST__OP_EXPORT_SESSIONS;
+	rq.export_sessions = &ex;
+	tc_send(t, &rq);
+	Plctl__Response *r = wait_last(t, 5, 3000);
+	assert_int_equal(r->body_case, PLCTL__RESPONSE__BODY_EXPORT);
+	assert_null(r->export->session);
+	assert_int_equal(r->export->data.len, 0);
+	assert_int_equal(tc_count(t, 5), 3);
+	static const char *const serials[] = {"PEN-A", "PEN-B"};
+	for (size_t i = 0; i < 2; i++) {
+		Plctl__Response *c = tc_get(t, 5, i);
+		assert_int_equal(c->body_case, PLCTL__RESPONSE__BODY_EXPORT);
+		assert_false(c->last);
+		assert_non_null(c->export->session);
+		struct pl_session_key key;
+		struct pl_session_info info;
+		assert_int_equal(plc_session_from_pb(c->export->session, &key, &info,
+		                                     NULL),
+		                 PL_OK);
+		assert_string_equal(key.serial, serials[i]);
+		assert_int_equal(key.uuid[0], 0x5b);
+		assert_int_equal(info.size, i ? sizeof rec_b : sizeof rec_a);
+		/* A whole document: the header, then this session's one row. */
+		char *doc = strndup((const char *)c->export->data.data,
+		                    c->export->data.len);
+		assert_non_null(doc);
+		assert_memory_equal(doc, "serial,uuid,", 12);
+		char *row = strstr(doc, "\r\n");
+		assert_non_null(row);
+		assert_memory_equal(row + 2, serials[i], 5);
+		assert_null(strstr(row + 2, "\r\nPEN-"));
+		free(doc);
+	}
+	tc_close(t);
+}
+
 int main(void)
 {
 	log_set_level(getenv("TEST_LOG") ? LOG_DEBUG : LOG_ERR);
@@ -1477,6 +1634,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refused_and_audited, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pen_operations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_streams_flow_controlled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_uuid_two_pens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_export_per_session, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

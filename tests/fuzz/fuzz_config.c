@@ -43,16 +43,17 @@ static void check_accepted(const struct config *c)
 	           "log level %d", c->log_level);
 	FUZZ_CHECK(c->n_usb_ids >= 1 && c->n_usb_ids <= CONFIG_MAX_USB_IDS,
 	           "%d usb ids", c->n_usb_ids);
-	FUZZ_CHECK(c->n_caps >= 0 && c->n_caps <= CONFIG_MAX_CAPS, "%d caps",
-	           c->n_caps);
-	for (int i = 0; i < c->n_caps; i++) {
-		check_str(c->caps[i].group, sizeof c->caps[i].group, "a cap's group");
-		FUZZ_CHECK(c->caps[i].group[0] != '\0', "caps[%d] has no group", i);
-		FUZZ_CHECK(c->caps[i].max_depth_um <= 10000, "caps[%d]: %u um", i,
-		           c->caps[i].max_depth_um);
+	FUZZ_CHECK(c->policy != NULL, "no policy");
+	const char *group;
+	uint32_t um;
+	size_t i = 0;
+	for (; pl_policy_cap(c->policy, i, &group, &um) == PL_OK; i++) {
+		FUZZ_CHECK(group[0] != '\0', "cap %zu has no group", i);
+		FUZZ_CHECK(um <= 10000, "cap %zu: %u um", i, um);
 	}
-	FUZZ_CHECK(c->confirm_above_um <= 10000, "confirm above %u um",
-	           c->confirm_above_um);
+	FUZZ_CHECK(i <= 16, "%zu caps", i);
+	FUZZ_CHECK(pl_policy_confirm_above_um(c->policy) <= 10000,
+	           "confirm above %u um", pl_policy_confirm_above_um(c->policy));
 	FUZZ_CHECK(c->timeout_ms >= 10 && c->timeout_ms <= 600000, "timeout %d",
 	           c->timeout_ms);
 	FUZZ_CHECK(c->handshake_ms >= 10 && c->handshake_ms <= 600000,
@@ -81,13 +82,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < size; i++)
 		lines += data[i] == '\n';
 
-	config_defaults(&c);
+	FUZZ_CHECK(config_defaults(&c) == PL_OK, "config_defaults");
 	/* An earlier config (not the defaults) must survive a refusal too. */
 	if (size && (data[0] & 1)) {
 		snprintf(c.socket_group, sizeof c.socket_group, "staff");
-		c.n_caps = 1;
-		snprintf(c.caps[0].group, sizeof c.caps[0].group, "nurse");
-		c.caps[0].max_depth_um = 1000;
+		FUZZ_CHECK(pl_policy_set(c.policy, "depth_cap.nurse", "1.0") == PL_OK,
+		           "pl_policy_set");
 	}
 	memcpy(&before, &c, sizeof c);
 	memset(err, 'x', sizeof err);
@@ -110,5 +110,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(err[0] == '\0', "accepted with a message: %s", err);
 		check_accepted(&c);
 	}
+	config_free(&c);
 	return 0;
 }

@@ -183,7 +183,7 @@ static void start_daemon(void)
 	/* The daemon's log is noise at fuzzing speed; FUZZ_TRACE=1 shows it. */
 	log_set_level(getenv("FUZZ_TRACE") ? LOG_DEBUG : LOG_ERR);
 	memset(&D, 0, sizeof D);
-	config_defaults(&D.cfg);
+	FUZZ_CHECK(config_defaults(&D.cfg) == PL_OK, "config_defaults");
 	snprintf(D.cfg.socket_path, sizeof D.cfg.socket_path, "%s/run/ctl.sock",
 	         dir);
 	snprintf(D.cfg.db_path, sizeof D.cfg.db_path, "%s/archive.db", dir);
@@ -192,9 +192,8 @@ static void start_daemon(void)
 	D.cfg.timeout_ms = 500;
 	/* nobody (group nogroup) may push presets, capped at 1 mm. */
 	snprintf(D.cfg.presets_group, sizeof D.cfg.presets_group, "nogroup");
-	snprintf(D.cfg.caps[0].group, sizeof D.cfg.caps[0].group, "nogroup");
-	D.cfg.caps[0].max_depth_um = 1000;
-	D.cfg.n_caps = 1;
+	FUZZ_CHECK(pl_policy_set(D.cfg.policy, "depth_cap.nogroup", "1.0") == PL_OK,
+	           "pl_policy_set: %s", pl_error_message());
 	D.loop = loop_new();
 	FUZZ_CHECK(D.loop != NULL, "loop_new");
 	FUZZ_CHECK(archive_open(D.cfg.db_path, &D.archive) == PL_OK,

@@ -200,7 +200,7 @@ static void export_all(enum export_format f, const char *serial,
                        struct exported *out)
 {
 	struct export_cursor *cur = NULL;
-	int rc = archive_export_begin(arch, f, serial, INT64_MIN, &cur);
+	int rc = archive_export_begin(arch, f, serial, INT64_MIN, false, &cur);
 
 	FUZZ_CHECK(rc == PL_OK, "export_begin: %s", archive_errmsg(arch));
 	out->p = NULL;
@@ -209,7 +209,7 @@ static void export_all(enum export_format f, const char *serial,
 		char *data = NULL;
 		size_t len = 0;
 		FUZZ_CHECK(pieces < 16, "export of one session never ends");
-		rc = archive_export_next(cur, &data, &len);
+		rc = archive_export_next(cur, &data, &len, NULL);
 		FUZZ_CHECK(rc == PL_OK, "export_next: %s", archive_errmsg(arch));
 		if (!len) {
 			free(data);
@@ -325,7 +325,10 @@ static void check_archive(const uint8_t *data, size_t size,
 
 	back = malloc(size ? size : 1);
 	FUZZ_CHECK(back != NULL, "out of memory");
-	rc = archive_read_record(arch, s.uuid, 0, back, size, &got, &total);
+	struct pl_session_key key = {{0}, {0}};
+	snprintf(key.serial, sizeof key.serial, "%s", serial);
+	memcpy(key.uuid, s.uuid, sizeof key.uuid);
+	rc = archive_read_record(arch, &key, 0, back, size, &got, &total);
 	FUZZ_CHECK(rc == PL_OK && got == size && total == size &&
 	               (size == 0 || !memcmp(back, data, size)),
 	           "the archive gave back %zu of %zu bytes (%s)", got, size,
