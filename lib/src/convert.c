@@ -137,18 +137,42 @@ static int pack(const ProtobufCMessage *m, uint8_t **out, size_t *len)
 	return PL_OK;
 }
 
-int pl_preset_set_encode(const struct pl_preset_set *set, uint8_t **out,
-                         size_t *len)
+/* Checks the arguments of an encode call and clears *out. */
+static int encode_args(const void *in, uint8_t **out, size_t *len,
+                       const char *fn)
 {
 	if (out)
 		*out = NULL;
-	if (!set || !out || !len)
-		return pl__fail(PL_ERR_ARG, "pl_preset_set_encode: missing argument");
+	if (!in || !out || !len)
+		return pl__fail(PL_ERR_ARG, "%s: missing argument", fn);
+	return PL_OK;
+}
+
+/* Unpacks len bytes as the message d describes into *m (free it with
+ * protobuf_c_message_free_unpacked). */
+static int decode(const ProtobufCMessageDescriptor *d, const uint8_t *data,
+                  size_t len, const void *out, const char *fn,
+                  ProtobufCMessage **m)
+{
+	if (!out || (!data && len))
+		return pl__fail(PL_ERR_ARG, "%s: missing argument", fn);
+	*m = protobuf_c_message_unpack(d, NULL, len, data);
+	if (!*m)
+		return pl__fail(PL_ERR_PARSE, "%zu bytes are not a %s", len, d->name);
+	return PL_OK;
+}
+
+int pl_preset_set_encode(const struct pl_preset_set *set, uint8_t **out,
+                         size_t *len)
+{
+	int rc = encode_args(set, out, len, "pl_preset_set_encode");
+	if (rc)
+		return rc;
 	struct pl__preset_set_pb *w = malloc(sizeof *w);
 	if (!w)
 		return pl__fail(PL_ERR_MEM, "out of memory");
 	pl__preset_set_to_pb(set, w);
-	int rc = pack(&w->set.base, out, len);
+	rc = pack(&w->set.base, out, len);
 	free(w);
 	return rc;
 }
@@ -156,23 +180,22 @@ int pl_preset_set_encode(const struct pl_preset_set *set, uint8_t **out,
 int pl_preset_set_decode(const uint8_t *data, size_t len,
                          struct pl_preset_set *out)
 {
-	if (!out || (!data && len))
-		return pl__fail(PL_ERR_ARG, "pl_preset_set_decode: missing argument");
-	Pl__PresetSet *pb = pl__preset_set__unpack(NULL, len, data);
-	if (!pb)
-		return pl__fail(PL_ERR_PARSE, "%zu bytes are not a pl.PresetSet", len);
-	int rc = pl__preset_set_from_pb(pb, "the preset set", out);
-	pl__preset_set__free_unpacked(pb, NULL);
+	ProtobufCMessage *m;
+	int rc = decode(&pl__preset_set__descriptor, data, len, out,
+	                "pl_preset_set_decode", &m);
+	if (rc)
+		return rc;
+	rc = pl__preset_set_from_pb((Pl__PresetSet *)m, "the preset set", out);
+	protobuf_c_message_free_unpacked(m, NULL);
 	return rc == PL_ERR_PROTOCOL ? PL_ERR_PARSE : rc;
 }
 
 int pl_device_info_encode(const struct pl_device_info *info, uint8_t **out,
                           size_t *len)
 {
-	if (out)
-		*out = NULL;
-	if (!info || !out || !len)
-		return pl__fail(PL_ERR_ARG, "pl_device_info_encode: missing argument");
+	int rc = encode_args(info, out, len, "pl_device_info_encode");
+	if (rc)
+		return rc;
 	struct pl__device_info_pb w;
 	pl__device_info_to_pb(info, &w);
 	return pack(&w.info.base, out, len);
@@ -181,12 +204,12 @@ int pl_device_info_encode(const struct pl_device_info *info, uint8_t **out,
 int pl_device_info_decode(const uint8_t *data, size_t len,
                           struct pl_device_info *out)
 {
-	if (!out || (!data && len))
-		return pl__fail(PL_ERR_ARG, "pl_device_info_decode: missing argument");
-	Pl__DeviceInfo *pb = pl__device_info__unpack(NULL, len, data);
-	if (!pb)
-		return pl__fail(PL_ERR_PARSE, "%zu bytes are not a pl.DeviceInfo", len);
-	int rc = PL_OK;
+	ProtobufCMessage *m;
+	int rc = decode(&pl__device_info__descriptor, data, len, out,
+	                "pl_device_info_decode", &m);
+	if (rc)
+		return rc;
+	const Pl__DeviceInfo *pb = (const Pl__DeviceInfo *)m;
 	if (pb->n_stroke_rate_hz > PL_MAX_SPEED_LEVELS)
 		rc = pl__fail(PL_ERR_PARSE,
 		              "the device info lists %zu stroke rates; at most %u "
@@ -194,6 +217,6 @@ int pl_device_info_decode(const uint8_t *data, size_t len,
 		              pb->n_stroke_rate_hz, PL_MAX_SPEED_LEVELS);
 	else
 		pl__device_info_from_pb(pb, out);
-	pl__device_info__free_unpacked(pb, NULL);
+	protobuf_c_message_free_unpacked(m, NULL);
 	return rc;
 }

@@ -159,6 +159,8 @@ static void test_wire_round_trip(void **state)
 	struct pl_preset_set before = back;
 	assert_int_equal(pl_preset_set_decode(buf, len - 3, &back), PL_ERR_PARSE);
 	assert_memory_equal(&back, &before, sizeof back);
+	assert_int_equal(pl_preset_set_decode(NULL, 4, &back), PL_ERR_ARG);
+	assert_int_equal(pl_preset_set_decode(buf, len, NULL), PL_ERR_ARG);
 	free(buf);
 
 	struct pl_device_info info = {.serial = "PEN-1", .model = "M",
