@@ -34,7 +34,8 @@ assert_contains "$out" "no such port|no such port: /dev/penlink-test-none" "inst
 # declare, and every declared function is exported (no test hook, no
 # internal, nothing forgotten in the explicit export list).
 exported=$(nm -D --defined-only "$T/prefix/lib/libpenlink.so" | awk '$2 == "T" {sub(/@.*/, "", $3); print $3}' | sort)
-declared=$(sed 's|/\*.*\*/||' "$T/prefix/include/penlink.h" "$T/prefix/include/penlink_wire.h" |
+declared=$(cat "$T/prefix/include/penlink.h" "$T/prefix/include/penlink_wire.h" |
+  perl -0pe 's{/\*.*?\*/}{}gs' |
   grep -o '\bpl_[a-z0-9_]*[[:space:]]*(' | tr -d ' (' | sort -u |
   grep -v -x -e pl_frame_cb -e pl_frame_drop_cb)
 typedefs=$(grep -ho 'typedef [^;]*(\*pl_[a-z_]*)' "$T/prefix/include/penlink.h" "$T/prefix/include/penlink_wire.h" | grep -o 'pl_[a-z_]*' || true)
@@ -43,4 +44,19 @@ assert_eq "$(comm -3 <(echo "$exported") <(echo "$declared") | tr -s ' \t\n' ' '
 [ -e "$T/prefix/include/penlink_test.h" ] && fail "the test hooks header is installed"
 nm -D --defined-only "$T/prefix/lib/libpenlink.so" | grep -q pl_transport_memory && fail "a test hook is exported"
 ok "test hooks neither installed nor exported"
+# The tools through the door: penctl and penlinkd configure and build from a
+# copy of their own folders, without lib/, against the installed library.
+src=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$T/src"
+cp -r "$src/CMakeLists.txt" "$src/proto" "$src/control" "$src/cli" "$src/daemon" "$T/src/"
+if cmake -S "$T/src" -B "$T/tools" -DPENLINK_TOOLS_ONLY=ON -DBUILD_TESTING=OFF \
+     -DPENLINK_SANITIZE="${PL_SANITIZE:-OFF}" -DCMAKE_BUILD_TYPE=Debug \
+     >"$T/tools.log" 2>&1 &&
+   cmake --build "$T/tools" -j2 --target penctl penlinkd >>"$T/tools.log" 2>&1; then
+  ok "penctl and penlinkd build without lib/, against the installed libpenlink"
+else
+  tail -n 30 "$T/tools.log" >&2
+  fail "the tools do not build against the installed libpenlink"
+fi
+assert_contains "$(ldd "$T/tools/cli/penctl")" "$T/prefix/lib/libpenlink.so" "penctl uses the installed shared library"
 done_testing
