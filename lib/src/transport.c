@@ -145,3 +145,14 @@ int pl_transport_open(const char *path, struct pl_transport **out)
 		rc = pl_transport_open_tty(path, out);
 	return rc;
 }
+
+int pl__port_wait(void *port, bool want_write, int timeout_ms)
+{
+	struct pl__port *p = port;
+	return pl__fd_wait(p->fd, want_write, timeout_ms, p->name);
+}
+
+int pl__port_fd(void *port)
+{
+	return ((struct pl__port *)port)->fd;
+}

@@ -32,6 +32,17 @@ int pl__lock_port(int fd, const char *path);
 int pl__fd_wait(int fd, bool want_write, int timeout_ms, const char *name);
 
 /*
+ * What the descriptor-backed transports (fd, libserialport) start their
+ * context with, so they share one wait and one fd operation.
+ */
+struct pl__port {
+	int fd;
+	char name[256];
+};
+int pl__port_wait(void *port, bool want_write, int timeout_ms);
+int pl__port_fd(void *port);
+
+/*
  * True for errno values a tty or socket reports once the other end is gone
  * (USB unplug, pty master closed, socket peer closed).
  */

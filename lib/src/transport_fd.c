@@ -19,11 +19,10 @@
 #include "transport.h"
 
 struct fd_ctx {
-	int fd;
+	struct pl__port base; /* first: the shared wait and fd take it */
 	bool own;
 	bool is_socket;
 	bool is_fifo;
-	char name[256];
 };
 
 int pl__fail_unplugged(const char *name)
@@ -119,8 +118,8 @@ static int io_failure(const struct fd_ctx *c, const char *doing)
 	if (errno == EAGAIN || errno == EWOULDBLOCK)
 		return 0;
 	if (pl__errno_is_unplug(errno))
-		return pl__fail_unplugged(c->name);
-	return pl__fail(PL_ERR_IO, "%s %s failed: %s", doing, c->name,
+		return pl__fail_unplugged(c->base.name);
+	return pl__fail(PL_ERR_IO, "%s %s failed: %s", doing, c->base.name,
 	                strerror(errno));
 }
 
@@ -128,13 +127,13 @@ static int fd_read(void *vctx, void *buf, size_t len)
 {
 	struct fd_ctx *c = vctx;
 	for (;;) {
-		ssize_t n = read(c->fd, buf, len);
+		ssize_t n = read(c->base.fd, buf, len);
 		if (n > 0)
 			return (int)n;
 		/* read() == 0 on a non-blocking fd is end of file: a hung-up tty
 		 * or a closed socket peer. */
 		if (n == 0)
-			return pl__fail_unplugged(c->name);
+			return pl__fail_unplugged(c->base.name);
 		if (errno == EINTR)
 			continue;
 		return io_failure(c, "reading from");
@@ -173,11 +172,11 @@ static int fd_write(void *vctx, const void *buf, size_t len)
 	for (;;) {
 		ssize_t n;
 		if (c->is_socket)
-			n = send(c->fd, buf, len, MSG_NOSIGNAL);
+			n = send(c->base.fd, buf, len, MSG_NOSIGNAL);
 		else if (c->is_fifo)
-			n = write_fifo(c->fd, buf, len);
+			n = write_fifo(c->base.fd, buf, len);
 		else
-			n = write(c->fd, buf, len);
+			n = write(c->base.fd, buf, len);
 		if (n >= 0)
 			return (int)n;
 		if (errno == EINTR)
@@ -186,32 +185,17 @@ static int fd_write(void *vctx, const void *buf, size_t len)
 	}
 }
 
-static int fd_wait(void *vctx, bool want_write, int timeout_ms)
-{
-	struct fd_ctx *c = vctx;
-	return pl__fd_wait(c->fd, want_write, timeout_ms, c->name);
-}
-
-static int fd_fd(void *vctx)
-{
-	return ((struct fd_ctx *)vctx)->fd;
-}
-
 static void fd_close(void *vctx)
 {
 	struct fd_ctx *c = vctx;
 	if (c->own)
-		close(c->fd); /* also drops the flock */
+		close(c->base.fd); /* also drops the flock */
 	free(c);
 }
 
 static const struct pl_transport_ops fd_ops = {
-	.read = fd_read,
-	.write = fd_write,
-	.wait = fd_wait,
-	.fd = fd_fd,
-	.close = fd_close,
-};
+	.read = fd_read, .write = fd_write, .wait = pl__port_wait,
+	.fd = pl__port_fd, .close = fd_close};
 
 /* Wraps fd; on failure fd is left to the caller. */
 static int wrap_fd(int fd, bool own, const char *name, struct pl_transport **out)
@@ -224,10 +208,10 @@ static int wrap_fd(int fd, bool own, const char *name, struct pl_transport **out
 		c->is_socket = S_ISSOCK(st.st_mode);
 		c->is_fifo = S_ISFIFO(st.st_mode);
 	}
-	c->fd = fd;
+	c->base.fd = fd;
 	c->own = own;
-	snprintf(c->name, sizeof c->name, "%s", name);
-	int rc = pl_transport_new(&fd_ops, c, c->name, out);
+	snprintf(c->base.name, sizeof c->base.name, "%s", name);
+	int rc = pl_transport_new(&fd_ops, c, c->base.name, out);
 	if (rc != PL_OK)
 		free(c);
 	return rc;

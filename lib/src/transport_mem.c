@@ -157,12 +157,8 @@ static void mem_close(void *ctx)
 }
 
 static const struct pl_transport_ops mem_ops = {
-	.read = mem_read,
-	.write = mem_write,
-	.wait = mem_wait,
-	.fd = mem_fd,
-	.close = mem_close,
-};
+	.read = mem_read, .write = mem_write, .wait = mem_wait, .fd = mem_fd,
+	.close = mem_close};
 
 int pl_transport_memory_pair(struct pl_transport **a, struct pl_transport **b)
 {

@@ -16,9 +16,8 @@
 #include "transport.h"
 
 struct serial_ctx {
+	struct pl__port base; /* first; fd is sp_get_port_handle(), for poll and flock */
 	struct sp_port *port;
-	int fd; /* sp_get_port_handle(), for poll and flock */
-	char name[256];
 };
 
 /*
@@ -41,8 +40,8 @@ static int serial_fail_errno(struct serial_ctx *c, int err, const char *what)
 	if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
 		return 0;
 	if (pl__errno_is_unplug(err))
-		return pl__fail_unplugged(c->name);
-	return pl__fail(PL_ERR_IO, "%s %s failed: %s", what, c->name, strerror(err));
+		return pl__fail_unplugged(c->base.name);
+	return pl__fail(PL_ERR_IO, "%s %s failed: %s", what, c->base.name, strerror(err));
 }
 
 static int serial_read(void *vctx, void *buf, size_t len)
@@ -53,11 +52,11 @@ static int serial_read(void *vctx, void *buf, size_t len)
 	if (r > 0)
 		return (int)r;
 	if (r == 0)
-		return hung_up(c->fd) ? pl__fail_unplugged(c->name) : 0;
+		return hung_up(c->base.fd) ? pl__fail_unplugged(c->base.name) : 0;
 	if (r == SP_ERR_FAIL)
 		return serial_fail_errno(c, errno, "reading from");
 	return pl__fail(PL_ERR_IO, "reading from %s failed (libserialport error %d)",
-	                c->name, (int)r);
+	                c->base.name, (int)r);
 }
 
 static int serial_write(void *vctx, const void *buf, size_t len)
@@ -71,18 +70,7 @@ static int serial_write(void *vctx, const void *buf, size_t len)
 	if (r == SP_ERR_FAIL)
 		return serial_fail_errno(c, errno, "writing to");
 	return pl__fail(PL_ERR_IO, "writing to %s failed (libserialport error %d)",
-	                c->name, (int)r);
-}
-
-static int serial_wait(void *vctx, bool want_write, int timeout_ms)
-{
-	struct serial_ctx *c = vctx;
-	return pl__fd_wait(c->fd, want_write, timeout_ms, c->name);
-}
-
-static int serial_fd(void *vctx)
-{
-	return ((struct serial_ctx *)vctx)->fd;
+	                c->base.name, (int)r);
 }
 
 static void serial_close(void *vctx)
@@ -94,12 +82,8 @@ static void serial_close(void *vctx)
 }
 
 static const struct pl_transport_ops serial_ops = {
-	.read = serial_read,
-	.write = serial_write,
-	.wait = serial_wait,
-	.fd = serial_fd,
-	.close = serial_close,
-};
+	.read = serial_read, .write = serial_write, .wait = pl__port_wait,
+	.fd = pl__port_fd, .close = serial_close};
 
 /* 8N1, no flow control; DTR and RTS on because many CDC-ACM firmwares hold
  * their output until the host raises DTR.  CDC-ACM ignores the baud rate,
@@ -195,9 +179,9 @@ int pl_transport_open_serial(const char *path, struct pl_transport **out)
 	}
 	if (rc == PL_OK) {
 		c->port = port;
-		c->fd = fd;
-		snprintf(c->name, sizeof c->name, "%s", path);
-		rc = pl_transport_new(&serial_ops, c, c->name, out);
+		c->base.fd = fd;
+		snprintf(c->base.name, sizeof c->base.name, "%s", path);
+		rc = pl_transport_new(&serial_ops, c, c->base.name, out);
 		if (rc == PL_OK)
 			return PL_OK;
 		free(c);
