@@ -49,10 +49,11 @@ int pl_error_set(int code, const char *fmt, ...)
 {
 	/* Messages quote pens and clients (serials, names, their own error
 	 * text): cleaned once here, every caller gets a printable line. */
-	char raw[sizeof last_message];
+	char raw[sizeof last_message] = "";
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(raw, sizeof raw, fmt ? fmt : "", ap);
+	if (fmt)
+		vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
 	pl_text_clean(PL_TEXT_LOG, raw, last_message, sizeof last_message);
 	return code;
