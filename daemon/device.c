@@ -90,17 +90,34 @@ void pen_broadcast(struct pen *p, Plctl__Event *ev)
 		ctl_broadcast(p->d->ctl, ev);
 }
 
-void pen_set_state(struct pen *p, Plctl__PenState st)
+bool pen_enter(struct pen *p, enum pen_phase to, const char *why)
 {
-	if (p->state == st)
-		return;
-	p->state = st;
-	if (!p->ready)
-		return; /* nobody has heard of the pen yet: PEN_ATTACHED comes first */
+	enum pen_phase from = p->phase;
+	const char *who = *p->serial ? p->serial : "?";
+	if (!phase_may_enter(from, to)) {
+		if (phase_leaving(from))
+			log_debug("pen %s on %s is %s: not entering %s (%s)", who, p->port,
+			          phase_name(from), phase_name(to), why);
+		else
+			log_err("pen %s on %s: %s -> %s is not a move a pen makes (%s); "
+			        "staying %s (a bug in penlinkd)", who, p->port,
+			        phase_name(from), phase_name(to), why, phase_name(from));
+		return false;
+	}
+	p->phase = to;
+	log_debug("pen %s on %s: %s -> %s (%s)", who, p->port, phase_name(from),
+	          phase_name(to), why);
+	Plctl__PenState st = phase_pen_state(to);
+	/* Nobody has heard of the pen before PEN_ATTACHED, and a pen on its
+	 * way out is announced by PEN_DETACHED. */
+	if (!p->announced || st == phase_pen_state(from) ||
+	    st == PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED)
+		return true;
 	Plctl__Event ev;
 	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_PEN_STATE, p->serial);
 	ev.state = st;
 	pen_broadcast(p, &ev);
+	return true;
 }
 
 void pen_report(struct pen *p, int level, const char *fmt, ...)
@@ -125,7 +142,7 @@ static void on_timer(void *ud);
 
 static void pen_rearm(struct pen *p)
 {
-	if (!p->pp || p->closing)
+	if (!p->pp || phase_closing(p->phase))
 		return;
 	unsigned want = LOOP_IN | (pl_pen_want_write(p->pp) ? LOOP_OUT : 0);
 	if (want != p->fd_events) {
@@ -163,20 +180,20 @@ static void health_check(struct pen *p);
 
 static void pen_pump(struct pen *p, int mask)
 {
-	if (!p->pp || p->closing)
+	if (!p->pp || phase_closing(p->phase))
 		return;
 	p->in_events++;
 	int rc = pl_pen_handle_events(p->pp, mask);
 	p->in_events--;
 	if (rc != PL_OK)
 		pen_request_detach(p, pl_error_message());
-	else if (!p->detach_pending && !p->drop_link && p->pp)
+	else if (!phase_leaving(p->phase))
 		health_check(p);
-	if (p->detach_pending) {
+	if (p->phase == PHASE_DETACHING) {
 		pen_destroy(p, p->detach_why);
 		return;
 	}
-	if (p->drop_link) {
+	if (p->phase == PHASE_DROPPED) {
 		pen_close_link(p);
 		return;
 	}
@@ -256,9 +273,8 @@ static void pen_hostile(struct pen *p, const char *why)
 		return;
 	}
 	pen_report(p, LOG_WARN, "detached: %s; it stays failed until it is unplugged", why);
-	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_FAILED);
+	pen_enter(p, PHASE_DROPPED, why);
 	ops_fail_all(p, PL_ERR_PROTOCOL, why);
-	p->drop_link = true;
 }
 
 /* Looks at what the pen sent since the last turn (the engine's counters)
@@ -298,7 +314,7 @@ static void health_check(struct pen *p)
 	}
 	if (ls.replies != seen_replies)
 		h->unknown_ids = 0;
-	if (p->ready && unknown) {
+	if (p->phase != PHASE_HANDSHAKE && unknown) {
 		if (!h->unknown_ids)
 			h->unknown_since = now;
 		h->unknown_ids += unknown;
@@ -352,15 +368,15 @@ hostile:
 
 void pen_request_detach(struct pen *p, const char *why)
 {
-	if (p->detach_pending || p->closing)
+	if (p->phase == PHASE_DETACHING || p->phase == PHASE_GONE)
 		return;
-	p->detach_pending = true;
 	snprintf(p->detach_why, sizeof p->detach_why, "%s", why && *why ? why : "detached");
+	pen_enter(p, PHASE_DETACHING, p->detach_why);
 }
 
 bool pen_link_failed(struct pen *p, int status)
 {
-	if (p->closing || p->detach_pending)
+	if (phase_leaving(p->phase))
 		return true;
 	switch (status) {
 	case PL_OK:
@@ -404,7 +420,7 @@ bool pen_link_failed(struct pen *p, int status)
 static void on_pen_event(void *ud, const struct pl_event *ev)
 {
 	struct pen *p = ud;
-	if (p->closing || !p->ready)
+	if (!p->announced || phase_closing(p->phase))
 		return;
 	if (ev->kind == PL_EVENT_TRACE) {
 		if (p->d->ctl)
@@ -451,7 +467,7 @@ static void trace_apply(struct pen *p, bool enable)
 static void on_open(void *ud, int status)
 {
 	struct pen *p = ud;
-	if (p->closing)
+	if (phase_closing(p->phase))
 		return;
 	if (status) {
 		char why[300];
@@ -464,14 +480,13 @@ static void on_open(void *ud, int status)
 		/* A USB pen stays listed as failed until it is unplugged (and
 		 * plugged in again, which retries). */
 		pen_report(p, LOG_WARN, "%s", why);
-		p->state = PLCTL__PEN_STATE__PEN_STATE_FAILED;
+		pen_enter(p, PHASE_DROPPED, why);
 		ops_fail_all(p, status, why);
-		p->drop_link = true;
 		return;
 	}
 	const char *serial = pl_pen_serial(p->pp);
 	for (struct pen *o = p->ps->head; o; o = o->next) {
-		if (o != p && o->ready && !strcmp(o->serial, serial)) {
+		if (o != p && o->announced && !strcmp(o->serial, serial)) {
 			char why[400];
 			snprintf(why, sizeof why,
 			         "pen %s is already attached on %s; two pens with one "
@@ -485,12 +500,12 @@ static void on_open(void *ud, int status)
 	if (*p->usb_serial && strcmp(p->usb_serial, p->serial))
 		log_warn("pen on %s answers as %s but its USB serial number is %s",
 		         p->port, p->serial, p->usb_serial);
-	p->ready = true;
+	p->announced = true;
 	p->timeouts = 0;
 	log_notice("pen %s attached on %s", p->serial, p->port);
 	Plctl__Event ev;
 	event_init(&ev, PLCTL__EVENT_KIND__EVENT_KIND_PEN_ATTACHED, p->serial);
-	ev.state = p->state;
+	ev.state = phase_pen_state(p->phase);
 	pen_broadcast(p, &ev);
 	ops_start(p);
 	if (p->trace_refs)
@@ -523,31 +538,29 @@ static struct pen *find(struct pens *ps, const char *path, const char *serial)
 	return NULL;
 }
 
-/* Lets go of the port; the entry stays (USB pens that failed). */
+/* Lets go of the port of a pen dropped (the entry stays, listed as
+ * failed) or gone. */
 static void pen_close_link(struct pen *p)
 {
-	p->drop_link = false;
 	if (!p->pp)
 		return;
 	work_stop(p);
-	p->closing = true;
 	loop_cancel_timer(p->d->loop, p->timer);
 	p->timer = 0;
 	loop_del_fd(p->d->loop, p->fd);
 	pl_pen_close(p->pp);
 	p->pp = NULL;
 	p->fd = -1;
-	p->closing = false;
 }
 
+/* Frees a detaching pen. */
 static void pen_destroy(struct pen *p, const char *why)
 {
 	struct pens *ps = p->ps;
-	p->detach_pending = false;
+	pen_enter(p, PHASE_GONE, why);
 	pen_close_link(p);
-	p->closing = true;
 	ops_fail_all(p, PL_ERR_UNPLUGGED, why);
-	if (p->ready)
+	if (p->announced)
 		log_notice("pen %s on %s detached: %s", p->serial, p->port, why);
 	else
 		log_warn("port %s detached: %s", p->port, why);
@@ -590,7 +603,6 @@ int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_ser
 	snprintf(p->port, sizeof p->port, "%s", path);
 	if (usb_serial)
 		snprintf(p->usb_serial, sizeof p->usb_serial, "%s", usb_serial);
-	p->state = PLCTL__PEN_STATE__PEN_STATE_CONNECTING;
 
 	struct pl_transport *t = NULL;
 	int rc = pl_transport_open(path, &t);
@@ -642,7 +654,7 @@ int pens_detach(struct pens *ps, const char *path, const char *serial, const cha
 		                path && *path ? "on" : "as",
 		                path && *path ? path : serial);
 	pen_request_detach(p, why ? why : "detached");
-	if (!p->in_events && !p->closing)
+	if (!p->in_events && p->phase == PHASE_DETACHING)
 		pen_destroy(p, p->detach_why);
 	return PL_OK;
 }
@@ -652,7 +664,8 @@ void pens_free(struct pens *ps)
 	if (!ps)
 		return;
 	while (ps->head) {
-		pen_destroy(ps->head, "penlinkd is stopping");
+		pen_request_detach(ps->head, "penlinkd is stopping");
+		pen_destroy(ps->head, ps->head->detach_why);
 	}
 	/* What is left is picked up by the next start. */
 	work_decode_stop(ps);
@@ -724,10 +737,10 @@ int pens_list(struct pens *ps, Plctl__PenList *list)
 		e->m.fw_version = e->fw;
 		e->m.last_error = e->err;
 		e->m.usb = p->usb;
-		e->m.state = p->state;
+		e->m.state = phase_pen_state(p->phase);
 		e->m.sessions_on_pen = (uint32_t)p->n_sessions;
 		e->m.sessions_pending = work_pending(p);
-		if (p->downloading) {
+		if (p->phase == PHASE_DOWNLOAD || p->phase == PHASE_STORE_FAILED) {
 			e->m.download_done = p->dl_done;
 			e->m.download_total = p->dl_s.size;
 		}
@@ -839,7 +852,7 @@ static void op_done(void *ud, int status)
 {
 	struct op *op = ud;
 	struct pen *p = op->pen;
-	if (!p || p->closing)
+	if (!p || phase_closing(p->phase))
 		return; /* pen_destroy delivers it */
 	pen_link_failed(p, status);
 	op_unlink(op);
@@ -936,9 +949,9 @@ static int op_submit(struct pen *p, struct op *op)
 	op->pen = p;
 	op->next = p->ops;
 	p->ops = op;
-	if (p->ready && p->pp && !p->closing && !p->detach_pending)
+	if (phase_usable(p->phase))
 		op_start(op);
-	else if (!p->pp || p->closing || p->detach_pending)
+	else if (p->phase != PHASE_HANDSHAKE)
 		op_defer(op, PL_ERR_UNPLUGGED,
 		         *p->last_error ? p->last_error : "the pen is not connected");
 	/* else: queued until the handshake is done */
@@ -1004,7 +1017,7 @@ int pen_trace_hold(struct pen *p, uint32_t level)
 	if (p->trace_refs == 0 || level > p->trace_level)
 		p->trace_level = level;
 	p->trace_refs++;
-	if (change && p->ready && p->pp && !p->closing)
+	if (change && phase_usable(p->phase))
 		trace_apply(p, true);
 	return PL_OK;
 }
@@ -1013,6 +1026,6 @@ void pen_trace_release(struct pen *p)
 {
 	if (!p || !p->trace_refs)
 		return;
-	if (--p->trace_refs == 0 && p->ready && p->pp && !p->closing)
+	if (--p->trace_refs == 0 && phase_usable(p->phase))
 		trace_apply(p, false);
 }

@@ -3,16 +3,19 @@
  * client operations) and device_work.c (what the daemon itself does with
  * each pen: sync, download, archive).
  *
- * Every library callback for a pen runs inside pl_pen_handle_events(),
- * called from pen_pump(); the pen is never freed there.  A detach asked
- * for meanwhile is recorded (detach_pending) and carried out once
- * pl_pen_handle_events() returned.  Callbacks that the library may run
- * from pl_pen_close() see `closing` and do nothing.
+ * Where a pen is in its life is its phase (phase.h), moved only by
+ * pen_enter().  Every library callback for a pen runs inside
+ * pl_pen_handle_events(), called from pen_pump(); the pen is never freed
+ * there.  A detach asked for meanwhile puts it in PHASE_DETACHING and is
+ * carried out once pl_pen_handle_events() returned.  Callbacks that the
+ * library runs from pl_pen_close() find the pen dropped or gone and do
+ * nothing.
  */
 #ifndef PLD_DEVICE_H
 #define PLD_DEVICE_H
 
 #include "daemon.h"
+#include "phase.h"
 
 enum sess_state { SESS_TODO, SESS_DONE, SESS_FAILED };
 
@@ -55,37 +58,42 @@ struct pen {
 	struct pen *next;
 
 	char port[256];
-	bool usb;
+	/* The booleans left in here are facts the phase does not hold: each
+	 * can be true or false in the same phase. */
+	bool usb;            /* found by hotplug, else attached by path */
 	char usb_serial[64];
 	char serial[64];     /* from the handshake; "" before */
 
-	struct pl_pen *pp;   /* NULL once the handshake failed (USB pens stay listed) */
+	struct pl_pen *pp;   /* NULL once dropped (USB pens stay listed) */
 	int fd;
 	unsigned fd_events;
 	uint64_t timer;
 	int64_t timer_at;
 	unsigned hup_spins;  /* hang-ups the library did not turn into an error */
 
-	Plctl__PenState state;
+	enum pen_phase phase; /* written by pen_enter() only */
+	/* PEN_ATTACHED went out: clients know the pen and hear of its state.
+	 * A pen can be dropped or detached with or without it. */
+	bool announced;
 	char last_error[256];
-	bool ready;          /* handshake done */
-	bool closing;
-	int in_events;
-	bool detach_pending;
+	int in_events;       /* depth of pl_pen_handle_events() calls */
 	char detach_why[256];
-	bool drop_link;      /* USB handshake failed: close the port, stay listed */
 	unsigned timeouts;   /* consecutive requests that timed out */
 	struct pen_health health;
 
 	struct pl_device_info info;
+	/* info is filled in: by the round, or by a client's request in any
+	 * phase; it stays valid after the round failed on something else. */
 	bool have_info;
 	struct pl_device_info info_tmp;
 	int64_t clock_offset;
+	/* This daemon set the pen's clock, by its round or for a client. */
 	bool clock_synced;
 
 	/* --- the daemon's own work (device_work.c) */
-	bool working;        /* a sync / download round is under way */
-	bool relist;         /* the pen recorded a session meanwhile */
+	/* The pen recorded a session during the round's current step: list
+	 * again once it is done, whichever step it is. */
+	bool relist;
 	struct pl_session_info *list_tmp;
 	size_t n_list_tmp;
 	struct pl_session_info *sessions;
@@ -93,12 +101,9 @@ struct pen {
 	uint8_t *stries;     /* digest retries per session */
 	size_t n_sessions;
 	size_t cur;
-	bool any_failed;
 
 	struct pl_session_info dl_s;   /* the session being downloaded */
 	struct pl_download_options dlo;
-	bool downloading;
-	bool sink_failed;
 	uint8_t *buf;        /* bytes not yet appended to the archive */
 	size_t buf_cap, buf_len;
 	uint64_t buf_off;    /* record offset of buf[0] */
@@ -112,7 +117,14 @@ struct pen {
 };
 
 /* device.c, for device_work.c */
-void pen_set_state(struct pen *p, Plctl__PenState st);
+/*
+ * Moves the pen to phase `to` if the table allows it (phase.c): logs the
+ * move and why at debug level, and tells clients when its PenState
+ * changes.  False, with the phase unchanged, if the move is not allowed:
+ * expected of a pen that is leaving (it starts nothing new), a bug
+ * otherwise, and logged as one.
+ */
+bool pen_enter(struct pen *p, enum pen_phase to, const char *why);
 /* Logs at level, keeps msg as last_error and sends an ERROR event. */
 void pen_report(struct pen *p, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

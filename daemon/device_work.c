@@ -87,21 +87,27 @@ static bool ensure_buffer(struct pen *p)
 	return true;
 }
 
+static bool any_failed(const struct pen *p)
+{
+	for (size_t i = 0; i < p->n_sessions; i++)
+		if (p->sstate[i] == SESS_FAILED)
+			return true;
+	return false;
+}
+
 static void round_end(struct pen *p)
 {
 	release_buffer(p);
-	p->working = false;
-	p->downloading = false;
 	unsigned pending = work_pending(p);
-	if (p->any_failed) {
+	if (any_failed(p)) {
 		log_warn("pen %s on %s: %zu of %zu sessions archived; the others failed "
 		         "(see above) and stay on the pen",
 		         p->serial, p->port, p->n_sessions - pending, p->n_sessions);
-		pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_FAILED);
+		pen_enter(p, PHASE_FAILED, "sessions failed");
 	} else {
 		log_info("pen %s on %s: all %zu session%s archived", p->serial, p->port,
 		         p->n_sessions, p->n_sessions == 1 ? "" : "s");
-		pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_IDLE);
+		pen_enter(p, PHASE_IDLE, "all sessions archived");
 	}
 }
 
@@ -116,9 +122,7 @@ static void work_fail(struct pen *p, const char *fmt, ...)
 	va_end(ap);
 	pen_report(p, LOG_ERR, "%s", msg);
 	release_buffer(p);
-	p->working = false;
-	p->downloading = false;
-	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_FAILED);
+	pen_enter(p, PHASE_FAILED, msg);
 }
 
 unsigned work_pending(const struct pen *p)
@@ -151,6 +155,7 @@ static void on_info(void *ud, int status)
 	p->have_info = true;
 	log_info("pen %s on %s: %s, hardware %s, firmware %s", p->serial, p->port,
 	         p->info.model, p->info.hw_revision, p->info.fw_version);
+	pen_enter(p, PHASE_CLOCK, "info read");
 	step_clock(p);
 }
 
@@ -200,8 +205,7 @@ static void step_clock(struct pen *p)
 
 void work_start(struct pen *p)
 {
-	p->working = true;
-	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_SYNCING);
+	pen_enter(p, PHASE_INFO, "handshake done");
 	step_info(p);
 }
 
@@ -210,7 +214,7 @@ void work_start(struct pen *p)
 static void on_list(void *ud, int status)
 {
 	struct pen *p = ud;
-	if (status == PL_OK && (p->closing || p->detach_pending)) {
+	if (status == PL_OK && phase_leaving(p->phase)) {
 		free(p->list_tmp);
 		p->list_tmp = NULL;
 	}
@@ -243,7 +247,6 @@ static void on_list(void *ud, int status)
 	p->sstate = st;
 	p->stries = tries;
 	p->cur = 0;
-	p->any_failed = false;
 	log_info("pen %s on %s holds %zu session%s", p->serial, p->port, n,
 	         n == 1 ? "" : "s");
 	step_next(p);
@@ -251,8 +254,10 @@ static void on_list(void *ud, int status)
 
 static void step_list(struct pen *p)
 {
+	/* Refused to a pen that is leaving: its next attach lists. */
+	if (!pen_enter(p, PHASE_LIST, "listing sessions"))
+		return;
 	p->relist = false;
-	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_SYNCING);
 	int rc = pl_pen_list_sessions_async(p->pp, &p->list_tmp, &p->n_list_tmp, on_list, p);
 	if (rc)
 		on_list(p, rc);
@@ -262,12 +267,11 @@ static void step_list(struct pen *p)
 
 void work_session_recorded(struct pen *p)
 {
-	if (p->working) {
+	if (phase_working(p->phase))
 		p->relist = true; /* after the step under way */
-		return;
-	}
-	p->working = true;
-	step_list(p);
+	else if (phase_usable(p->phase))
+		step_list(p);
+	/* else it is leaving: its next attach lists the session */
 }
 
 /* ------------------------------------------------------------------ download */
@@ -275,27 +279,30 @@ void work_session_recorded(struct pen *p)
 static void session_failed(struct pen *p, size_t i)
 {
 	p->sstate[i] = SESS_FAILED;
-	p->any_failed = true;
 }
 
-/* Appends the buffered bytes to the archive's partial download. */
+/*
+ * Appends the buffered bytes to the archive's partial download.  Bytes the
+ * archive refused are dropped: the pen still has them, and the next try
+ * resumes where the archive stopped.  So buf_len is never more than the
+ * bytes of the download under way still to store, whatever the phase.
+ */
 static int flush(struct pen *p)
 {
 	if (!p->buf_len)
 		return PL_OK;
 	int rc = archive_partial_append(arc(p), p->serial, &p->dl_s, p->buf_off, p->buf,
 	                                p->buf_len);
-	if (rc)
-		return rc;
-	p->buf_off += p->buf_len;
+	if (rc == PL_OK)
+		p->buf_off += p->buf_len;
 	p->buf_len = 0;
-	return PL_OK;
+	return rc;
 }
 
 static int on_sink(void *ud, uint64_t offset, const uint8_t *data, size_t len)
 {
 	struct pen *p = ud;
-	if (p->closing)
+	if (phase_closing(p->phase))
 		return pl__fail(PL_ERR_CANCELLED, "the pen is being detached");
 	if (offset != p->buf_off + p->buf_len)
 		return pl__fail(PL_ERR_PROTOCOL, "bytes of session %u arrived for offset "
@@ -313,7 +320,7 @@ static int on_sink(void *ud, uint64_t offset, const uint8_t *data, size_t len)
 		if (p->buf_len == p->buf_cap) {
 			int rc = flush(p);
 			if (rc) {
-				p->sink_failed = true;
+				pen_enter(p, PHASE_STORE_FAILED, archive_errmsg(arc(p)));
 				return pl__fail(rc, "%s", archive_errmsg(arc(p)));
 			}
 		}
@@ -346,7 +353,7 @@ static void download_finished(struct pen *p, int status);
 static void on_downloaded(void *ud, int status)
 {
 	struct pen *p = ud;
-	if (p->closing)
+	if (phase_closing(p->phase))
 		return; /* work_stop kept what had arrived */
 	download_finished(p, status);
 }
@@ -360,7 +367,7 @@ static void pace(const struct pen *p, struct pl_download_options *o)
 	 * start. */
 	unsigned n = 0;
 	for (const struct pen *q = p->ps->head; q; q = q->next)
-		n += q->working;
+		n += phase_working(q->phase);
 	if (n < p->ps->downloading)
 		n = p->ps->downloading;
 	uint32_t share = INFLIGHT_BUDGET / (n ? n : 1);
@@ -383,7 +390,7 @@ static void pace(const struct pen *p, struct pl_download_options *o)
 }
 
 /* Starts (or resumes) session i; false if it could not start (then marked
- * failed). */
+ * failed), true if it did or the pen is leaving. */
 static bool start_download(struct pen *p, size_t i)
 {
 	char u[37];
@@ -402,13 +409,12 @@ static bool start_download(struct pen *p, size_t i)
 		session_failed(p, i);
 		return false;
 	}
+	if (!pen_enter(p, PHASE_DOWNLOAD, off ? "resuming a session" : "downloading a session"))
+		return true;
 	p->buf_off = off;
 	p->buf_len = 0;
 	p->dl_done = off;
-	p->sink_failed = false;
 	p->progress_at = 0;
-	p->downloading = true;
-	pen_set_state(p, PLCTL__PEN_STATE__PEN_STATE_DOWNLOADING);
 	if (off)
 		log_notice("pen %s on %s: resuming session %u (%s) at offset %llu of %llu bytes",
 		           p->serial, p->port, p->dl_s.id, u, (unsigned long long)off,
@@ -452,10 +458,15 @@ static void on_reclaimed(void *ud, int status)
 	step_next(p);
 }
 
-/* Tells the pen session i is stored; true if the request is under way. */
+/* Tells the pen session i is stored; true if the request is under way or
+ * the pen is leaving (its next attach tells it). */
 static bool reclaim(struct pen *p, size_t i)
 {
 	const struct pl_session_info *s = &p->sessions[i];
+	/* While listing, this is syncing with the archive (phase.h). */
+	if (p->phase != PHASE_LIST &&
+	    !pen_enter(p, PHASE_COMMIT, "telling the pen a session is archived"))
+		return true;
 	int rc = pl_pen_archive_session_async(p->pp, s->id, s->sha256, on_reclaimed, p);
 	if (rc) {
 		char u[37];
@@ -490,7 +501,6 @@ static void download_finished(struct pen *p, int status)
 	char u[37], msg[512];
 	uuid_str(p->dl_s.uuid, u);
 	snprintf(msg, sizeof msg, "%s", pl_error_message());
-	p->downloading = false;
 	if (status == PL_OK) {
 		int rc = flush(p);
 		if (!rc)
@@ -519,20 +529,16 @@ static void download_finished(struct pen *p, int status)
 			           "on the pen", p->dl_s.id, u, archive_errmsg(arc(p)));
 			session_failed(p, i);
 		}
-	} else if (p->sink_failed) {
-		p->buf_len = 0;
+	} else if (p->phase == PHASE_STORE_FAILED) {
 		pen_report(p, LOG_ERR, "cannot store session %u (%s): %s; it stays on "
 		           "the pen", p->dl_s.id, u, msg);
 		session_failed(p, i);
 	} else {
 		/* Keep what arrived: the next attempt resumes after it. */
-		int rc = flush(p);
-		if (rc) {
+		if (flush(p))
 			log_err("pen %s on %s: cannot keep the partial download of session "
 			        "%u (%s): %s", p->serial, p->port, p->dl_s.id, u,
 			        archive_errmsg(arc(p)));
-			p->buf_len = 0;
-		}
 		pl__fail(status, "%s", msg);
 		if (pen_link_failed(p, status))
 			return;
@@ -595,7 +601,8 @@ static void step_next(struct pen *p)
 
 void work_stop(struct pen *p)
 {
-	if (p->downloading && !p->sink_failed && p->buf_len) {
+	/* Only a download under way leaves bytes to store (flush). */
+	if (p->buf_len) {
 		char u[37];
 		int rc = flush(p);
 		if (rc)
@@ -608,8 +615,6 @@ void work_stop(struct pen *p)
 			         uuid_str(p->dl_s.uuid, u));
 	}
 	release_buffer(p);
-	p->downloading = false;
-	p->working = false;
 }
 
 /* ------------------------------------------------------------------ decoding */
