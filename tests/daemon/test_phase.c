@@ -4,14 +4,19 @@
  * must not make (a failed pen downloading again without a new listing, a
  * dropped pen talking again before it is unplugged, anything once it is
  * leaving) are refused and leave the phase alone, and what clients see as
- * PenState follows from the phase.
+ * PenState follows from the phase.  Then a USB pen whose handshake fails,
+ * on a real pty, through the daemon's own code: dropped, listed as failed,
+ * gone once unplugged.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -213,6 +218,107 @@ static void test_pen_state(void **state)
 	assert_int_equal(phase_pen_state(PHASE_COUNT), PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED);
 }
 
+/* ------------------------------------------------------------------ in the daemon */
+
+struct watch {
+	struct daemon *d;
+	Plctl__PenState state; /* of the only pen listed; UNSPECIFIED if none */
+	char last_error[256];
+	bool usb;
+	int info_status;       /* 1 until pen_get_info() answered */
+};
+
+static void look(struct watch *w)
+{
+	Plctl__PenList list;
+	assert_int_equal(pens_list(w->d->pens, &list), PL_OK);
+	w->state = PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED;
+	if (list.n_pens == 1) {
+		w->state = list.pens[0]->state;
+		w->usb = list.pens[0]->usb;
+		snprintf(w->last_error, sizeof w->last_error, "%s", list.pens[0]->last_error);
+	}
+	assert_true(list.n_pens <= 1);
+	pens_list_free(&list);
+}
+
+static void until_failed(void *ud)
+{
+	struct watch *w = ud;
+	look(w);
+	if (w->state == PLCTL__PEN_STATE__PEN_STATE_FAILED)
+		loop_stop(w->d->loop);
+	else
+		assert_true(loop_add_timer(w->d->loop, 10, until_failed, w));
+}
+
+static void stop_loop(void *ud)
+{
+	loop_stop(ud);
+}
+
+static void info_done(void *ud, int status, const struct pl_device_info *info)
+{
+	struct watch *w = ud;
+	w->info_status = status;
+	assert_null(info);
+	loop_stop(w->d->loop);
+}
+
+/*
+ * A USB pen that never answers its handshake is dropped: its port let go
+ * (so it is not retried in a loop), listed as failed with the reason,
+ * refusing requests, until it is unplugged.
+ */
+static void test_usb_handshake_fails(void **state)
+{
+	(void)state;
+	struct daemon d = {0};
+	d.cfg.timeout_ms = 50;
+	d.cfg.handshake_ms = 200;
+	d.loop = loop_new();
+	assert_non_null(d.loop);
+	d.pens = pens_new(&d);
+	assert_non_null(d.pens);
+
+	/* The pen's end stays open and says nothing. */
+	int master = posix_openpt(O_RDWR | O_NOCTTY);
+	assert_true(master >= 0);
+	assert_int_equal(grantpt(master), 0);
+	assert_int_equal(unlockpt(master), 0);
+	char port[256];
+	snprintf(port, sizeof port, "%s", ptsname(master));
+
+	struct watch w = {.d = &d, .info_status = 1};
+	assert_int_equal(pens_attach(d.pens, port, true, "PEN-USB"), PL_OK);
+	look(&w);
+	assert_int_equal(w.state, PLCTL__PEN_STATE__PEN_STATE_CONNECTING);
+	assert_true(loop_add_timer(d.loop, 10, until_failed, &w));
+	uint64_t overdue = loop_add_timer(d.loop, 10000, stop_loop, d.loop);
+	assert_int_equal(loop_run(d.loop), 0);
+	loop_cancel_timer(d.loop, overdue);
+	assert_int_equal(w.state, PLCTL__PEN_STATE__PEN_STATE_FAILED);
+	assert_true(w.usb);
+	assert_non_null(strstr(w.last_error, "handshake failed"));
+
+	char err[256];
+	struct pen *p = pens_lookup(d.pens, "PEN-USB", err, sizeof err);
+	assert_non_null(p);
+	assert_int_equal(p->phase, PHASE_DROPPED);
+	assert_null(p->pp);
+	assert_int_equal(pen_get_info(p, info_done, &w), PL_OK);
+	assert_int_equal(loop_run(d.loop), 0);
+	assert_int_equal(w.info_status, PL_ERR_UNPLUGGED);
+
+	assert_int_equal(pens_detach(d.pens, port, NULL, "unplugged"), PL_OK);
+	look(&w);
+	assert_int_equal(w.state, PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED);
+
+	close(master);
+	pens_free(d.pens);
+	loop_free(d.loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +329,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_leaving, setup, teardown),
 	    cmocka_unit_test(test_table_shape),
 	    cmocka_unit_test(test_pen_state),
+	    cmocka_unit_test(test_usb_handshake_fails),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
