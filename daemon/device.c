@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "device.h"
-#include "internal.h"
 #include "log.h"
 
 /* Requests that time out in a row before a pen counts as gone (each one
@@ -158,7 +157,7 @@ static void pen_rearm(struct pen *p)
 		p->timer = 0;
 		return;
 	}
-	int64_t at = pl__now_ms() + t;
+	int64_t at = pl_time_monotonic_ms() + t;
 	if (p->timer && at == p->timer_at)
 		return;
 	loop_cancel_timer(p->d->loop, p->timer);
@@ -283,7 +282,7 @@ static void health_check(struct pen *p)
 {
 	struct pen_health *h = &p->health;
 	struct pl_link_stats ls;
-	int64_t now = pl__now_ms();
+	int64_t now = pl_time_monotonic_ms();
 	char why[256];
 
 	pl_pen_link_stats(p->pp, &ls);
@@ -395,7 +394,7 @@ bool pen_link_failed(struct pen *p, int status)
 				         "%llu replies to ids it was never sent in %.1f s, "
 				         "none to the requests it was sent (%s)",
 				         (unsigned long long)h->unknown_ids,
-				         secs_since(h->unknown_since, pl__now_ms()),
+				         secs_since(h->unknown_since, pl_time_monotonic_ms()),
 				         pl_error_message());
 			else if (h->trickle_since)
 				snprintf(why, sizeof why, "not answering (%s; %llu bytes "
@@ -585,17 +584,17 @@ static void pen_destroy(struct pen *p, const char *why)
 int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_serial)
 {
 	if (!ps || !path || !*path)
-		return pl__fail(PL_ERR_ARG, "no port given");
+		return pl_error_set(PL_ERR_ARG, "no port given");
 	if (strlen(path) >= sizeof ((struct pen *)0)->port)
-		return pl__fail(PL_ERR_ARG, "port path too long");
+		return pl_error_set(PL_ERR_ARG, "port path too long");
 	struct pen *o = find(ps, path, NULL);
 	if (o)
-		return pl__fail(PL_ERR_CONFLICT, "%s is already attached%s%s", path,
+		return pl_error_set(PL_ERR_CONFLICT, "%s is already attached%s%s", path,
 		                *o->serial ? " as " : "", o->serial);
 	struct daemon *d = ps->d;
 	struct pen *p = calloc(1, sizeof *p);
 	if (!p)
-		return pl__fail(PL_ERR_MEM, "out of memory");
+		return pl_error_set(PL_ERR_MEM, "out of memory");
 	p->ps = ps;
 	p->d = d;
 	p->fd = -1;
@@ -632,7 +631,7 @@ int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_ser
 	if (lr < 0) {
 		pl_pen_close(p->pp);
 		free(p);
-		return pl__fail(PL_ERR_IO, "cannot watch %s: %s", path, strerror(-lr));
+		return pl_error_set(PL_ERR_IO, "cannot watch %s: %s", path, strerror(-lr));
 	}
 	p->next = ps->head;
 	ps->head = p;
@@ -645,12 +644,12 @@ int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_ser
 int pens_detach(struct pens *ps, const char *path, const char *serial, const char *why)
 {
 	if (!ps)
-		return pl__fail(PL_ERR_ARG, "no pens");
+		return pl_error_set(PL_ERR_ARG, "no pens");
 	if ((!path || !*path) && (!serial || !*serial))
-		return pl__fail(PL_ERR_ARG, "name a port or a serial number to detach");
+		return pl_error_set(PL_ERR_ARG, "name a port or a serial number to detach");
 	struct pen *p = find(ps, path, serial);
 	if (!p)
-		return pl__fail(PL_ERR_NOT_FOUND, "no pen is attached %s %s",
+		return pl_error_set(PL_ERR_NOT_FOUND, "no pen is attached %s %s",
 		                path && *path ? "on" : "as",
 		                path && *path ? path : serial);
 	pen_request_detach(p, why ? why : "detached");
@@ -718,12 +717,12 @@ int pens_list(struct pens *ps, Plctl__PenList *list)
 		return PL_OK;
 	list->pens = calloc(ps->count, sizeof *list->pens);
 	if (!list->pens)
-		return pl__fail(PL_ERR_MEM, "out of memory");
+		return pl_error_set(PL_ERR_MEM, "out of memory");
 	for (struct pen *p = ps->head; p; p = p->next) {
 		struct pen_entry *e = calloc(1, sizeof *e);
 		if (!e) {
 			pens_list_free(list);
-			return pl__fail(PL_ERR_MEM, "out of memory");
+			return pl_error_set(PL_ERR_MEM, "out of memory");
 		}
 		plctl__pen__init(&e->m);
 		snprintf(e->serial, sizeof e->serial, "%s", *p->serial ? p->serial : p->usb_serial);
@@ -831,7 +830,7 @@ static void op_deliver(struct op *op)
 static void op_late(void *ud)
 {
 	struct op *op = ud;
-	pl__fail(op->status, "%s", op->msg);
+	pl_error_set(op->status, "%s", op->msg);
 	op_deliver(op);
 }
 
@@ -935,7 +934,7 @@ static struct op *op_new(struct pen *p, enum op_kind kind, void *ud)
 {
 	struct op *op = calloc(1, sizeof *op);
 	if (!op) {
-		pl__fail(PL_ERR_MEM, "out of memory");
+		pl_error_set(PL_ERR_MEM, "out of memory");
 		return NULL;
 	}
 	op->d = p->d;
@@ -961,7 +960,7 @@ static int op_submit(struct pen *p, struct op *op)
 int pen_get_info(struct pen *p, pen_info_fn done, void *ud)
 {
 	if (!p || !done)
-		return pl__fail(PL_ERR_ARG, "pen_get_info: no pen or no callback");
+		return pl_error_set(PL_ERR_ARG, "pen_get_info: no pen or no callback");
 	struct op *op = op_new(p, OP_INFO, ud);
 	if (!op)
 		return PL_ERR_MEM;
@@ -972,7 +971,7 @@ int pen_get_info(struct pen *p, pen_info_fn done, void *ud)
 int pen_get_presets(struct pen *p, pen_presets_fn done, void *ud)
 {
 	if (!p || !done)
-		return pl__fail(PL_ERR_ARG, "pen_get_presets: no pen or no callback");
+		return pl_error_set(PL_ERR_ARG, "pen_get_presets: no pen or no callback");
 	struct op *op = op_new(p, OP_GET_PRESETS, ud);
 	if (!op)
 		return PL_ERR_MEM;
@@ -984,7 +983,7 @@ int pen_put_presets(struct pen *p, const struct pl_preset_set *set,
                     pen_presets_fn done, void *ud)
 {
 	if (!p || !set || !done)
-		return pl__fail(PL_ERR_ARG, "pen_put_presets: no pen, presets or callback");
+		return pl_error_set(PL_ERR_ARG, "pen_put_presets: no pen, presets or callback");
 	struct op *op = op_new(p, OP_PUT_PRESETS, ud);
 	if (!op)
 		return PL_ERR_MEM;
@@ -996,7 +995,7 @@ int pen_put_presets(struct pen *p, const struct pl_preset_set *set,
 int pen_clock_sync(struct pen *p, pen_clock_fn done, void *ud)
 {
 	if (!p || !done)
-		return pl__fail(PL_ERR_ARG, "pen_clock_sync: no pen or no callback");
+		return pl_error_set(PL_ERR_ARG, "pen_clock_sync: no pen or no callback");
 	struct op *op = op_new(p, OP_CLOCK, ud);
 	if (!op)
 		return PL_ERR_MEM;
@@ -1007,9 +1006,9 @@ int pen_clock_sync(struct pen *p, pen_clock_fn done, void *ud)
 int pen_trace_hold(struct pen *p, uint32_t level)
 {
 	if (!p)
-		return pl__fail(PL_ERR_ARG, "no pen");
+		return pl_error_set(PL_ERR_ARG, "no pen");
 	if (level > 3)
-		return pl__fail(PL_ERR_ARG,
+		return pl_error_set(PL_ERR_ARG,
 		                "trace level %u; levels run from 0 (errors) to 3 (debug)", level);
 	/* Several holders share one subscription at the most verbose level
 	 * any of them asked for; each client filters its own. */

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "device.h"
-#include "internal.h"
 #include "log.h"
 
 /* Downloaded bytes are held in memory and appended to the archive in
@@ -303,9 +302,9 @@ static int on_sink(void *ud, uint64_t offset, const uint8_t *data, size_t len)
 {
 	struct pen *p = ud;
 	if (phase_closing(p->phase))
-		return pl__fail(PL_ERR_CANCELLED, "the pen is being detached");
+		return pl_error_set(PL_ERR_CANCELLED, "the pen is being detached");
 	if (offset != p->buf_off + p->buf_len)
-		return pl__fail(PL_ERR_PROTOCOL, "bytes of session %u arrived for offset "
+		return pl_error_set(PL_ERR_PROTOCOL, "bytes of session %u arrived for offset "
 		                "%llu where %llu was expected",
 		                p->dl_s.id, (unsigned long long)offset,
 		                (unsigned long long)(p->buf_off + p->buf_len));
@@ -321,7 +320,7 @@ static int on_sink(void *ud, uint64_t offset, const uint8_t *data, size_t len)
 			int rc = flush(p);
 			if (rc) {
 				pen_enter(p, PHASE_STORE_FAILED, archive_errmsg(arc(p)));
-				return pl__fail(rc, "%s", archive_errmsg(arc(p)));
+				return pl_error_set(rc, "%s", archive_errmsg(arc(p)));
 			}
 		}
 	}
@@ -335,7 +334,7 @@ static void on_progress(void *ud, uint64_t done, uint64_t total)
 	p->timeouts = 0; /* it answers */
 	/* Throttled by the clock when progress arrives, not by a timer: a
 	 * stalled download costs nothing. */
-	int64_t now = pl__now_ms();
+	int64_t now = pl_time_monotonic_ms();
 	if (done != total && now - p->progress_at < PROGRESS_MS)
 		return;
 	p->progress_at = now;
@@ -539,7 +538,7 @@ static void download_finished(struct pen *p, int status)
 			log_err("pen %s on %s: cannot keep the partial download of session "
 			        "%u (%s): %s", p->serial, p->port, p->dl_s.id, u,
 			        archive_errmsg(arc(p)));
-		pl__fail(status, "%s", msg);
+		pl_error_set(status, "%s", msg);
 		if (pen_link_failed(p, status))
 			return;
 		if (status == PL_ERR_TIMEOUT) {

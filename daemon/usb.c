@@ -18,7 +18,6 @@
 #include <libusb.h>
 
 #include "daemon.h"
-#include "internal.h"
 #include "log.h"
 
 #define RETRY_MS 100
@@ -183,7 +182,7 @@ static void on_retry(void *ud);
 
 static void resolve_pending(struct usb *u)
 {
-	int64_t now = pl__now_ms();
+	int64_t now = pl_time_monotonic_ms();
 	bool pending = false;
 	for (struct usb_dev *x = u->devs; x; x = x->next) {
 		if (*x->path || x->gave_up)
@@ -237,7 +236,7 @@ static int LIBUSB_CALL on_hotplug(libusb_context *ctx, libusb_device *dev,
 		x->pid = dd.idProduct;
 		x->bus = libusb_get_bus_number(dev);
 		x->address = libusb_get_device_address(dev);
-		x->since = pl__now_ms();
+		x->since = pl_time_monotonic_ms();
 		x->next = u->devs;
 		u->devs = x;
 		log_info("usb %03d/%03d: pen %04x:%04x arrived", x->bus, x->address,

@@ -350,7 +350,7 @@ static void host_calls(struct pl_pen *pen)
 		/* The last 100 bytes of two records (a resumed download). */
 		for (size_t i = 0; i < n && i < 2; i++) {
 			struct dl_check c = {&list[i], 0};
-			struct pl_download_options d = {sink, NULL, &c, 0, 0};
+			struct pl_download_options d = {.sink = sink, .ud = &c};
 			c.next = list[i].size > 100 ? list[i].size - 100 : 0;
 			STEP(pl_pen_download_session(pen, &list[i], c.next, &d));
 			if (!rc)

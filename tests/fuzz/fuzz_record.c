@@ -31,7 +31,6 @@
 #include <json-c/json.h>
 
 #include "archive.h"
-#include "internal.h"
 #include "log.h"
 #include "penlink.h"
 
