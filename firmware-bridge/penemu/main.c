@@ -496,14 +496,6 @@ static void check_label(const char *opt, const char *s, bool raw)
 			bad_args(msg, s);
 }
 
-enum {
-	OPT_PTY = 256, OPT_TTY, OPT_FLASH, OPT_SERIAL, OPT_SESSIONS, OPT_BYTES,
-	OPT_MODEL, OPT_SEED, OPT_NOW, OPT_GARBAGE, OPT_CORRUPT, OPT_DROP, OPT_MUTE,
-	OPT_BOOT_DELAY, OPT_DISCONNECT, OPT_DELAY, OPT_FAULT_SEED, OPT_DROP_BYTES,
-	OPT_DUP, OPT_STALL, OPT_LATE, OPT_LATE_MS, OPT_REBOOT_AFTER,
-	OPT_REBOOT_EVERY, OPT_HOSTILE, OPT_RAW_TEXT,
-};
-
 struct args {
 	const char *tty;
 	const char *flash;
@@ -521,44 +513,98 @@ struct args {
 	int64_t now_ms;
 	bool verbose;
 	bool raw_text;
+	bool pty;
 	struct fault_opts faults;
 };
 
+/* One row per option: getopt's table is built from it, and numbers are
+ * parsed and range-checked by it, so an option is described once. */
+enum opt_kind { O_FLAG, O_TEXT, O_NUM, O_OTHER };
+struct opt_row {
+	const char *name;
+	enum opt_kind kind;
+	size_t offset;      /* of the field in struct args */
+	size_t size;        /* of an O_NUM field: 4 or 8 bytes */
+	uint64_t min, max;  /* O_NUM */
+	bool is_fault;      /* an injected fault (not with --hostile) */
+	size_t given;       /* offset of a bool set when given, or 0 */
+};
+
+#define FIELD(f) offsetof(struct args, f), sizeof(((struct args *)0)->f)
+#define NUM(name, f, lo, hi, fault) {name, O_NUM, FIELD(f), lo, hi, fault, 0}
+static const struct opt_row opt_rows[] = {
+	{"pty", O_FLAG, FIELD(pty), 0, 0, false, 0},
+	{"tty", O_TEXT, FIELD(tty), 0, 0, false, 0},
+	{"flash", O_TEXT, FIELD(flash), 0, 0, false, 0},
+	{"serial", O_TEXT, FIELD(serial), 0, 0, false, offsetof(struct args, serial_given)},
+	{"sessions", O_NUM, FIELD(sessions), 0, EMU_MAX_SESSIONS, false,
+	 offsetof(struct args, sessions_given)},
+	NUM("session-bytes", session_bytes, 1024, EMU_MAX_SESSION_BYTES, false),
+	{"model", O_TEXT, FIELD(model), 0, 0, false, 0},
+	NUM("seed", seed, 0, UINT64_MAX, false),
+	NUM("now", now_ms, 42 * 86400000ull, (uint64_t)INT64_MAX / 2, false),
+	{"verbose", O_FLAG, FIELD(verbose), 0, 0, false, 0},
+	{"raw-text", O_FLAG, FIELD(raw_text), 0, 0, false, 0},
+	{"help", O_OTHER, 0, 0, 0, 0, false, 0},
+	{"hostile", O_OTHER, 0, 0, 0, 0, false, 0},
+	{"fault-stall", O_OTHER, 0, 0, 0, 0, true, 0},
+	NUM("fault-garbage", faults.garbage, 1, 1u << 20, true),
+	NUM("fault-corrupt", faults.corrupt, 1, UINT32_MAX, true),
+	NUM("fault-drop", faults.drop, 1, UINT32_MAX, true),
+	{"fault-mute", O_FLAG, FIELD(faults.mute), 0, 0, true, 0},
+	NUM("fault-boot-delay", faults.boot_delay_ms, 0, 3600000, true),
+	NUM("fault-disconnect-after", faults.disconnect_after, 1, UINT64_MAX, true),
+	NUM("fault-delay", faults.delay_ms, 0, 600000, true),
+	{"fault-seed", O_NUM, FIELD(fault_seed), 0, UINT64_MAX, false,
+	 offsetof(struct args, fault_seed_given)},
+	NUM("fault-drop-bytes", faults.drop_bytes, 1, UINT32_MAX, true),
+	NUM("fault-dup", faults.dup, 1, UINT32_MAX, true),
+	NUM("fault-late", faults.late, 1, UINT32_MAX, true),
+	NUM("fault-late-ms", faults.late_ms, 1, 600000, false),
+	NUM("fault-reboot-after", faults.reboot_after, 1, UINT64_MAX, true),
+	NUM("fault-reboot-every", faults.reboot_every, 1, UINT64_MAX, true),
+};
+#undef NUM
+#undef FIELD
+#define N_OPTS (sizeof opt_rows / sizeof opt_rows[0])
+
+static void apply_row(const struct opt_row *r, const char *val, struct args *a)
+{
+	char *base = (char *)a, flag[48];
+	if (r->kind == O_FLAG) {
+		*(bool *)(base + r->offset) = true;
+	} else if (r->kind == O_TEXT) {
+		*(const char **)(base + r->offset) = val;
+	} else {
+		snprintf(flag, sizeof flag, "--%s", r->name);
+		uint64_t v = parse_num(flag, val, r->min, r->max);
+		if (r->size == sizeof(uint32_t)) {
+			uint32_t v32 = (uint32_t)v;
+			memcpy(base + r->offset, &v32, sizeof v32);
+		} else {
+			memcpy(base + r->offset, &v, sizeof v);
+		}
+	}
+	if (r->given)
+		*(bool *)(base + r->given) = true;
+	if (r->is_fault)
+		a->any_fault = true;
+}
+
 static void parse_args(int argc, char **argv, struct args *a)
 {
-	static const struct option opts[] = {
-		{"pty", no_argument, NULL, OPT_PTY},
-		{"tty", required_argument, NULL, OPT_TTY},
-		{"flash", required_argument, NULL, OPT_FLASH},
-		{"serial", required_argument, NULL, OPT_SERIAL},
-		{"sessions", required_argument, NULL, OPT_SESSIONS},
-		{"session-bytes", required_argument, NULL, OPT_BYTES},
-		{"model", required_argument, NULL, OPT_MODEL},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"now", required_argument, NULL, OPT_NOW},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"fault-garbage", required_argument, NULL, OPT_GARBAGE},
-		{"fault-corrupt", required_argument, NULL, OPT_CORRUPT},
-		{"fault-drop", required_argument, NULL, OPT_DROP},
-		{"fault-mute", no_argument, NULL, OPT_MUTE},
-		{"fault-boot-delay", required_argument, NULL, OPT_BOOT_DELAY},
-		{"fault-disconnect-after", required_argument, NULL, OPT_DISCONNECT},
-		{"fault-delay", required_argument, NULL, OPT_DELAY},
-		{"fault-seed", required_argument, NULL, OPT_FAULT_SEED},
-		{"fault-drop-bytes", required_argument, NULL, OPT_DROP_BYTES},
-		{"fault-dup", required_argument, NULL, OPT_DUP},
-		{"fault-stall", required_argument, NULL, OPT_STALL},
-		{"fault-late", required_argument, NULL, OPT_LATE},
-		{"fault-late-ms", required_argument, NULL, OPT_LATE_MS},
-		{"fault-reboot-after", required_argument, NULL, OPT_REBOOT_AFTER},
-		{"fault-reboot-every", required_argument, NULL, OPT_REBOOT_EVERY},
-		{"hostile", required_argument, NULL, OPT_HOSTILE},
-		{"raw-text", no_argument, NULL, OPT_RAW_TEXT},
-		{NULL, 0, NULL, 0},
-	};
-	bool pty = false;
+	struct option opts[N_OPTS + 1];
 	int c;
+
+	for (size_t i = 0; i < N_OPTS; i++) {
+		bool takes = opt_rows[i].kind == O_TEXT || opt_rows[i].kind == O_NUM ||
+		             !strcmp(opt_rows[i].name, "hostile") ||
+		             !strcmp(opt_rows[i].name, "fault-stall");
+		opts[i] = (struct option){opt_rows[i].name,
+		                          takes ? required_argument : no_argument, NULL,
+		                          256 + (int)i};
+	}
+	opts[N_OPTS] = (struct option){NULL, 0, NULL, 0};
 
 	memset(a, 0, sizeof *a);
 	a->serial = "PEN-0001";
@@ -570,99 +616,26 @@ static void parse_args(int argc, char **argv, struct args *a)
 	a->faults.late_ms = EMU_DEFAULT_LATE_MS;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
-		if (c >= OPT_GARBAGE && c != OPT_FAULT_SEED && c != OPT_LATE_MS &&
-		    c != OPT_HOSTILE && c != OPT_RAW_TEXT)
-			a->any_fault = true;
-		switch (c) {
-		case OPT_PTY: pty = true; break;
-		case OPT_TTY: a->tty = optarg; break;
-		case OPT_FLASH: a->flash = optarg; break;
-		case OPT_SERIAL:
-			a->serial = optarg;
-			a->serial_given = true;
-			break;
-		case OPT_SESSIONS:
-			a->sessions = (unsigned)parse_num("--sessions", optarg, 0,
-			                                  EMU_MAX_SESSIONS);
-			a->sessions_given = true;
-			break;
-		case OPT_BYTES:
-			a->session_bytes = parse_num("--session-bytes", optarg, 1024,
-			                             EMU_MAX_SESSION_BYTES);
-			break;
-		case OPT_MODEL:
-			a->model = optarg;
-			break;
-		case OPT_SEED: a->seed = parse_num("--seed", optarg, 0, UINT64_MAX); break;
-		case OPT_NOW:
-			a->now_ms = (int64_t)parse_num("--now", optarg, 42 * 86400000ull,
-			                               (uint64_t)INT64_MAX / 2);
-			break;
-		case 'v': a->verbose = true; break;
-		case OPT_RAW_TEXT: a->raw_text = true; break;
-		case 'h': usage(stdout); exit(0);
-		case OPT_GARBAGE:
-			a->faults.garbage = (uint32_t)parse_num("--fault-garbage", optarg, 1,
-			                                        1u << 20);
-			break;
-		case OPT_CORRUPT:
-			a->faults.corrupt = (uint32_t)parse_num("--fault-corrupt", optarg, 1,
-			                                        UINT32_MAX);
-			break;
-		case OPT_DROP:
-			a->faults.drop = (uint32_t)parse_num("--fault-drop", optarg, 1,
-			                                     UINT32_MAX);
-			break;
-		case OPT_MUTE: a->faults.mute = true; break;
-		case OPT_BOOT_DELAY:
-			a->faults.boot_delay_ms = (uint32_t)parse_num("--fault-boot-delay",
-			                                              optarg, 0, 3600000);
-			break;
-		case OPT_DISCONNECT:
-			a->faults.disconnect_after = parse_num("--fault-disconnect-after",
-			                                       optarg, 1, UINT64_MAX);
-			break;
-		case OPT_DELAY:
-			a->faults.delay_ms = (uint32_t)parse_num("--fault-delay", optarg, 0,
-			                                         600000);
-			break;
-		case OPT_FAULT_SEED:
-			a->fault_seed = parse_num("--fault-seed", optarg, 0, UINT64_MAX);
-			a->fault_seed_given = true;
-			break;
-		case OPT_DROP_BYTES:
-			a->faults.drop_bytes = (uint32_t)parse_num("--fault-drop-bytes",
-			                                           optarg, 1, UINT32_MAX);
-			break;
-		case OPT_DUP:
-			a->faults.dup = (uint32_t)parse_num("--fault-dup", optarg, 1,
-			                                    UINT32_MAX);
-			break;
-		case OPT_STALL: parse_stall(optarg, &a->faults); break;
-		case OPT_LATE:
-			a->faults.late = (uint32_t)parse_num("--fault-late", optarg, 1,
-			                                     UINT32_MAX);
-			break;
-		case OPT_LATE_MS:
-			a->faults.late_ms = (uint32_t)parse_num("--fault-late-ms", optarg, 1,
-			                                        600000);
-			break;
-		case OPT_REBOOT_AFTER:
-			a->faults.reboot_after = parse_num("--fault-reboot-after", optarg,
-			                                   1, UINT64_MAX);
-			break;
-		case OPT_REBOOT_EVERY:
-			a->faults.reboot_every = parse_num("--fault-reboot-every", optarg,
-			                                   1, UINT64_MAX);
-			break;
-		case OPT_HOSTILE:
+		const struct opt_row *r = c >= 256 ? &opt_rows[c - 256] : NULL;
+		if (c == 'v') {
+			a->verbose = true;
+		} else if (c == 'h' || (r && !strcmp(r->name, "help"))) {
+			usage(stdout);
+			exit(0);
+		} else if (r && !strcmp(r->name, "hostile")) {
 			a->hostile = hostile_parse(optarg);
 			if (a->hostile == HOSTILE_NONE)
 				bad_args("--hostile '%s': the modes are oversize, nodelim, "
 				         "badproto, wrongid, flood and slow", optarg);
-			break;
-		case ':': bad_args("option %s needs a value", argv[optind - 1]); break;
-		default: bad_args("unknown option %s", argv[optind - 1]); break;
+		} else if (r && !strcmp(r->name, "fault-stall")) {
+			parse_stall(optarg, &a->faults);
+			a->any_fault = true;
+		} else if (r) {
+			apply_row(r, optarg, a);
+		} else if (c == ':') {
+			bad_args("option %s needs a value", argv[optind - 1]);
+		} else {
+			bad_args("unknown option %s", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
@@ -670,7 +643,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 	/* Checked after every option is read: --raw-text may come last. */
 	check_label("--serial", a->serial, a->raw_text);
 	check_label("--model", a->model, a->raw_text);
-	if (pty && a->tty)
+	if (a->pty && a->tty)
 		bad_args("%s", "--pty and --tty are mutually exclusive");
 	if (a->faults.reboot_after && a->faults.reboot_every)
 		bad_args("%s", "--fault-reboot-after and --fault-reboot-every are "

@@ -148,17 +148,38 @@ static int encode_args(const void *in, uint8_t **out, size_t *len,
 	return PL_OK;
 }
 
-/* Unpacks len bytes as the message d describes into *m (free it with
- * protobuf_c_message_free_unpacked). */
+/* Unpacks len bytes as the message d describes and converts it into out
+ * with from_pb. */
 static int decode(const ProtobufCMessageDescriptor *d, const uint8_t *data,
-                  size_t len, const void *out, const char *fn,
-                  ProtobufCMessage **m)
+                  size_t len, void *out, const char *fn,
+                  int (*from_pb)(const ProtobufCMessage *m, void *out))
 {
 	if (!out || (!data && len))
 		return pl__fail(PL_ERR_ARG, "%s: missing argument", fn);
-	*m = protobuf_c_message_unpack(d, NULL, len, data);
-	if (!*m)
+	ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, data);
+	if (!m)
 		return pl__fail(PL_ERR_PARSE, "%zu bytes are not a %s", len, d->name);
+	int rc = from_pb(m, out);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+static int preset_set_from_msg(const ProtobufCMessage *m, void *out)
+{
+	int rc = pl__preset_set_from_pb((const Pl__PresetSet *)m, "the preset set",
+	                                out);
+	return rc == PL_ERR_PROTOCOL ? PL_ERR_PARSE : rc;
+}
+
+static int device_info_from_msg(const ProtobufCMessage *m, void *out)
+{
+	const Pl__DeviceInfo *pb = (const Pl__DeviceInfo *)m;
+	if (pb->n_stroke_rate_hz > PL_MAX_SPEED_LEVELS)
+		return pl__fail(PL_ERR_PARSE,
+		                "the device info lists %zu stroke rates; at most %u "
+		                "are possible",
+		                pb->n_stroke_rate_hz, PL_MAX_SPEED_LEVELS);
+	pl__device_info_from_pb(pb, out);
 	return PL_OK;
 }
 
@@ -180,14 +201,8 @@ int pl_preset_set_encode(const struct pl_preset_set *set, uint8_t **out,
 int pl_preset_set_decode(const uint8_t *data, size_t len,
                          struct pl_preset_set *out)
 {
-	ProtobufCMessage *m;
-	int rc = decode(&pl__preset_set__descriptor, data, len, out,
-	                "pl_preset_set_decode", &m);
-	if (rc)
-		return rc;
-	rc = pl__preset_set_from_pb((Pl__PresetSet *)m, "the preset set", out);
-	protobuf_c_message_free_unpacked(m, NULL);
-	return rc == PL_ERR_PROTOCOL ? PL_ERR_PARSE : rc;
+	return decode(&pl__preset_set__descriptor, data, len, out,
+	              "pl_preset_set_decode", preset_set_from_msg);
 }
 
 int pl_device_info_encode(const struct pl_device_info *info, uint8_t **out,
@@ -204,19 +219,6 @@ int pl_device_info_encode(const struct pl_device_info *info, uint8_t **out,
 int pl_device_info_decode(const uint8_t *data, size_t len,
                           struct pl_device_info *out)
 {
-	ProtobufCMessage *m;
-	int rc = decode(&pl__device_info__descriptor, data, len, out,
-	                "pl_device_info_decode", &m);
-	if (rc)
-		return rc;
-	const Pl__DeviceInfo *pb = (const Pl__DeviceInfo *)m;
-	if (pb->n_stroke_rate_hz > PL_MAX_SPEED_LEVELS)
-		rc = pl__fail(PL_ERR_PARSE,
-		              "the device info lists %zu stroke rates; at most %u "
-		              "are possible",
-		              pb->n_stroke_rate_hz, PL_MAX_SPEED_LEVELS);
-	else
-		pl__device_info_from_pb(pb, out);
-	protobuf_c_message_free_unpacked(m, NULL);
-	return rc;
+	return decode(&pl__device_info__descriptor, data, len, out,
+	              "pl_device_info_decode", device_info_from_msg);
 }

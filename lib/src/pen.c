@@ -669,11 +669,8 @@ static int ping_async(struct pl_pen *pen, uint32_t *rtt_us, pl_done_fn done,
 
 int pl_pen_ping(struct pl_pen *pen, uint32_t *rtt_us)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_ping");
-	if (!rc)
-		rc = pl__wait(pen, &w, ping_async(pen, rtt_us, pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_ping",
+	             ping_async(pen, rtt_us, PL__WAITER));
 }
 
 /* ------------------------------------------------------------------ info */
@@ -718,11 +715,8 @@ int pl_pen_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
 
 int pl_pen_get_info(struct pl_pen *pen, struct pl_device_info *out)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_get_info");
-	if (!rc)
-		rc = pl__wait(pen, &w, pl_pen_get_info_async(pen, out, pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_get_info",
+	             pl_pen_get_info_async(pen, out, PL__WAITER));
 }
 
 /* ------------------------------------------------------------------ clock */
@@ -775,12 +769,8 @@ static int clock_get_async(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
 int pl_pen_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
                  uint64_t *uptime_ms)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_clock_get");
-	if (!rc)
-		rc = pl__wait(pen, &w, clock_get_async(pen, utc_ms, rtc_set, uptime_ms,
-		                                       pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_clock_get",
+	             clock_get_async(pen, utc_ms, rtc_set, uptime_ms, PL__WAITER));
 }
 
 struct clock_sync_op {
@@ -830,12 +820,8 @@ int pl_pen_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
 
 int pl_pen_clock_sync(struct pl_pen *pen, int64_t *offset_ms)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_clock_sync");
-	if (!rc)
-		rc = pl__wait(pen, &w, pl_pen_clock_sync_async(pen, offset_ms,
-		                                           pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_clock_sync",
+	             pl_pen_clock_sync_async(pen, offset_ms, PL__WAITER));
 }
 
 /* ------------------------------------------------------------------ unsolicited */
@@ -873,12 +859,8 @@ int pl_pen_trace_subscribe_async(struct pl_pen *pen, bool enable, uint32_t level
 
 int pl_pen_trace_subscribe(struct pl_pen *pen, bool enable, uint32_t level)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_trace_subscribe");
-	if (!rc)
-		rc = pl__wait(pen, &w, pl_pen_trace_subscribe_async(pen, enable, level,
-		                                                pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_trace_subscribe",
+	             pl_pen_trace_subscribe_async(pen, enable, level, PL__WAITER));
 }
 
 int pl_pen_poll(struct pl_pen *pen, int timeout_ms)

@@ -100,11 +100,7 @@ void pl__op_finish(struct pl__op *op, int status);
 void pl__op_step_finish(struct pl__op *op, int status, Pl__Envelope *reply);
 
 /*
- * Blocking calls are the asynchronous ones plus this wait:
- *     struct pl__waiter w;
- *     int rc = pl__wait_begin(pen, &w, "pl_pen_get_info");
- *     if (!rc) rc = pl__wait(pen, &w, pl_pen_get_info_async(pen, out, pl__waiter_done, &w));
- *     return rc;
+ * Blocking calls are the asynchronous ones plus this wait (PL__BLOCKING).
  */
 struct pl__waiter {
 	bool done;
@@ -118,6 +114,19 @@ void pl__waiter_done(void *ud, int status);
 /* start_rc is what the _async call returned; on PL_OK runs the pen until
  * the waiter's callback ran and returns its status with its message. */
 int pl__wait(struct pl_pen *pen, struct pl__waiter *w, int start_rc);
+
+/*
+ * The body of a blocking call: `PL__BLOCKING(pen, "pl_pen_get_info",
+ * pl_pen_get_info_async(pen, out, PL__WAITER));` starts the asynchronous
+ * call with the waiter as its completion and returns its status.
+ */
+#define PL__WAITER pl__waiter_done, &pl__w
+#define PL__BLOCKING(pen, fn, async_call)                                    \
+	do {                                                                 \
+		struct pl__waiter pl__w;                                     \
+		int pl__rc = pl__wait_begin((pen), &pl__w, (fn));            \
+		return pl__rc ? pl__rc : pl__wait((pen), &pl__w, (async_call)); \
+	} while (0)
 
 /* Stores the pen's device info (and so its limits for validation). */
 void pl__pen_store_info(struct pl_pen *pen, const Pl__DeviceInfo *d);

@@ -126,11 +126,8 @@ int pl_pen_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
 
 int pl_pen_get_presets(struct pl_pen *pen, struct pl_preset_set *out)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_get_presets");
-	if (!rc)
-		rc = pl__wait(pen, &w, pl_pen_get_presets_async(pen, out, pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_get_presets",
+	             pl_pen_get_presets_async(pen, out, PL__WAITER));
 }
 
 /* ------------------------------------------------------------------ write */
@@ -319,23 +316,14 @@ int pl_pen_put_presets_async(struct pl_pen *pen, const struct pl_preset_set *set
 int pl_pen_put_presets(struct pl_pen *pen, const struct pl_preset_set *set,
                    struct pl_preset_set *result)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_put_presets");
-	if (!rc)
-		rc = pl__wait(pen, &w, put_async(pen, set, result, true, "pl_pen_put_presets",
-		                                 pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_put_presets",
+	             put_async(pen, set, result, true, "pl_pen_put_presets", PL__WAITER));
 }
 
 int pl_pen_put_presets_unchecked(struct pl_pen *pen,
                              const struct pl_preset_set *set,
                              struct pl_preset_set *result)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_put_presets_unchecked");
-	if (!rc)
-		rc = pl__wait(pen, &w, put_async(pen, set, result, false,
-		                                 "pl_pen_put_presets_unchecked",
-		                                 pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_put_presets_unchecked",
+	             put_async(pen, set, result, false, "pl_pen_put_presets_unchecked", PL__WAITER));
 }

@@ -152,12 +152,8 @@ int pl_pen_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
 		*out = NULL;
 	if (count)
 		*count = 0;
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_list_sessions");
-	if (!rc)
-		rc = pl__wait(pen, &w, pl_pen_list_sessions_async(pen, out, count,
-		                                              pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_list_sessions",
+	             pl_pen_list_sessions_async(pen, out, count, PL__WAITER));
 }
 
 /* ------------------------------------------------------------------ download */
@@ -366,12 +362,8 @@ int pl_pen_download_session_async(struct pl_pen *pen,
 int pl_pen_download_session(struct pl_pen *pen, const struct pl_session_info *s,
                         uint64_t offset, const struct pl_download_options *o)
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_download_session");
-	if (!rc)
-		rc = pl__wait(pen, &w, pl_pen_download_session_async(pen, s, offset, o,
-		                                                 pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_download_session",
+	             pl_pen_download_session_async(pen, s, offset, o, PL__WAITER));
 }
 
 /* ------------------------------------------------------------------ to a file */
@@ -506,10 +498,6 @@ int pl_pen_archive_session_async(struct pl_pen *pen, uint32_t id,
 
 int pl_pen_archive_session(struct pl_pen *pen, uint32_t id, const uint8_t sha256[32])
 {
-	struct pl__waiter w;
-	int rc = pl__wait_begin(pen, &w, "pl_pen_archive_session");
-	if (!rc)
-		rc = pl__wait(pen, &w, pl_pen_archive_session_async(pen, id, sha256,
-		                                                pl__waiter_done, &w));
-	return rc;
+	PL__BLOCKING(pen, "pl_pen_archive_session",
+	             pl_pen_archive_session_async(pen, id, sha256, PL__WAITER));
 }
