@@ -3,9 +3,7 @@
 
 static int clock_sync(struct ctl *c, struct opt_iter *it)
 {
-	int rc = opt_none(c, it);
-	if (rc == PX_OK)
-		rc = ctl_connect(c);
+	int rc = cmd_start(c, it);
 	if (rc != PX_OK)
 		return rc;
 	/* pl_pen_clock_sync reports offset 0 for a pen that never had the time, so

@@ -55,18 +55,11 @@ static const char *fmt_download(char *buf, size_t cap, uint64_t done,
 
 static int list_run(struct ctl *c, struct opt_iter *it)
 {
-	int rc = opt_none(c, it);
+	int rc = cmd_start(c, it);
 	if (rc != PX_OK)
 		return rc;
-	if ((rc = ctl_need_daemon(c, "list")) != PX_OK ||
-	    (rc = ctl_connect(c)) != PX_OK)
-		return rc;
-	Plctl__ListPens lp = PLCTL__LIST_PENS__INIT;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_LIST_PENS;
-	req.list_pens = &lp;
 	Plctl__Response *r;
-	int e = dc_call(c, &req, PLCTL__RESPONSE__BODY_PENS, &r);
+	int e = dc_list_pens(c, &r);
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
 	size_t n = r->pens ? r->pens->n_pens : 0;
@@ -211,17 +204,12 @@ static void monitor_event(struct ctl *c, const Plctl__Event *ev)
 
 static int monitor_run(struct ctl *c, struct opt_iter *it)
 {
-	int rc = opt_none(c, it);
+	int rc = cmd_start(c, it);
 	if (rc != PX_OK)
-		return rc;
-	if ((rc = ctl_need_daemon(c, "monitor")) != PX_OK ||
-	    (rc = ctl_connect(c)) != PX_OK)
 		return rc;
 	ctl_catch_signals();
 	Plctl__Monitor m = PLCTL__MONITOR__INIT;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_MONITOR;
-	req.monitor = &m;
+	Plctl__Request req = DC_REQUEST(MONITOR, monitor, &m);
 	int e = dc_send(c, &req);
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
@@ -273,89 +261,77 @@ static int absolute_path(struct ctl *c, const char *in, char *out, size_t cap)
 	return PX_OK;
 }
 
-static int attach_run(struct ctl *c, struct opt_iter *it)
+/* The one PATH attach and detach take, made absolute in abs ("" for none;
+ * a usage error, none_msg, unless -s names the pen and serial_will_do),
+ * then connects to penlinkd. */
+static int path_arg(struct ctl *c, struct opt_iter *it, bool serial_will_do,
+                    const char *none_msg, char abs[PATH_MAX])
 {
-	const char *path = NULL, *v;
+	const char *cmd = it->spec->name, *path = NULL, *v;
 	int id;
 	while ((id = opt_next(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
 		if (path)
-			return ctl_usage(c, "attach takes one PATH (got '%.40s' and "
-			                 "'%.40s')", path, v);
+			return ctl_usage(c, "%s takes one PATH (got '%.40s' and "
+			                 "'%.40s')", cmd, path, v);
 		path = v;
 	}
-	if (!path || !*path)
-		return ctl_usage(c, "attach needs the PATH of a pen's port (e.g. "
-		                 "the pty penemu printed)");
-	int rc = ctl_need_daemon(c, "attach");
-	if (rc != PX_OK)
-		return rc;
-	char abs[PATH_MAX];
-	if ((rc = absolute_path(c, path, abs, sizeof abs)) != PX_OK)
-		return rc;
-	if ((rc = ctl_connect(c)) != PX_OK)
-		return rc;
-	Plctl__Attach a = PLCTL__ATTACH__INIT;
-	a.path = abs;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_ATTACH;
-	req.attach = &a;
+	bool none = !path || !*path;
+	if (none && !(serial_will_do && c->serial))
+		return ctl_usage(c, "%s", none_msg);
+	int rc = ctl_need_daemon(c, cmd);
+	abs[0] = '\0';
+	if (rc == PX_OK && !none)
+		rc = absolute_path(c, path, abs, PATH_MAX);
+	if (rc == PX_OK)
+		rc = ctl_connect(c);
+	return rc;
+}
+
+/* Sends attach or detach and reports it done, as "attached WHAT". */
+static int ack_run(struct ctl *c, Plctl__Request *req, const char *done,
+                   const char *what)
+{
 	Plctl__Response *r;
-	int e = dc_call(c, &req, PLCTL__RESPONSE__BODY_ACK, &r);
+	int e = dc_call(c, req, PLCTL__RESPONSE__BODY_ACK, &r);
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
 	dc_free(r);
 	if (c->json) {
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "attached", json_object_new_string(abs));
+		json_object_object_add(o, done, json_object_new_string(what));
 		return ctl_emit_json(c, o);
 	}
-	ctl_say("attached %s", abs);
+	ctl_say("%s %s", done, what);
 	return PX_OK;
+}
+
+static int attach_run(struct ctl *c, struct opt_iter *it)
+{
+	char abs[PATH_MAX];
+	int rc = path_arg(c, it, false,
+	                  "attach needs the PATH of a pen's port (e.g. the pty "
+	                  "penemu printed)", abs);
+	if (rc != PX_OK)
+		return rc;
+	Plctl__Attach a = PLCTL__ATTACH__INIT;
+	a.path = abs;
+	return ack_run(c, &DC_REQUEST(ATTACH, attach, &a), "attached", abs);
 }
 
 static int detach_run(struct ctl *c, struct opt_iter *it)
 {
-	const char *path = NULL, *v;
-	int id;
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (path)
-			return ctl_usage(c, "detach takes one PATH (got '%.40s' and "
-			                 "'%.40s')", path, v);
-		path = v;
-	}
-	if ((!path || !*path) && !c->serial)
-		return ctl_usage(c, "detach needs a pen's PATH or -s SERIAL");
-	int rc = ctl_need_daemon(c, "detach");
+	char abs[PATH_MAX];
+	int rc = path_arg(c, it, true, "detach needs a pen's PATH or -s SERIAL",
+	                  abs);
 	if (rc != PX_OK)
-		return rc;
-	char abs[PATH_MAX] = "";
-	if (path && *path && (rc = absolute_path(c, path, abs, sizeof abs)) != PX_OK)
-		return rc;
-	if ((rc = ctl_connect(c)) != PX_OK)
 		return rc;
 	Plctl__Detach dt = PLCTL__DETACH__INIT;
 	dt.path = abs;
 	dt.serial = (char *)(c->serial ? c->serial : "");
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_DETACH;
-	req.detach = &dt;
-	Plctl__Response *r;
-	int e = dc_call(c, &req, PLCTL__RESPONSE__BODY_ACK, &r);
-	if (e != PL_OK)
-		return ctl_fail_pl(c, e);
-	dc_free(r);
-	const char *what = abs[0] ? abs : c->serial;
-	if (c->json) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "detached", json_object_new_string(what));
-		return ctl_emit_json(c, o);
-	}
-	ctl_say("detached %s", what);
-	return PX_OK;
+	return ack_run(c, &DC_REQUEST(DETACH, detach, &dt), "detached",
+	               abs[0] ? abs : c->serial);
 }
 
 /* ------------------------------------------------------------------ audit */
@@ -386,18 +362,15 @@ static int audit_run(struct ctl *c, struct opt_iter *it)
 			return PX_USAGE;
 		}
 	}
-	int rc;
-	if ((rc = ctl_need_daemon(c, "audit")) != PX_OK ||
-	    (rc = ctl_connect(c)) != PX_OK)
+	int rc = cmd_connect(c, it);
+	if (rc != PX_OK)
 		return rc;
 	Plctl__Audit au = PLCTL__AUDIT__INIT;
 	au.since_ms = since;
 	au.limit = limit;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_AUDIT;
-	req.audit = &au;
 	struct dc_pages pages;
-	int e = dc_collect(c, &req, PLCTL__RESPONSE__BODY_AUDIT, &pages);
+	int e = dc_collect(c, &DC_REQUEST(AUDIT, audit, &au),
+	                   PLCTL__RESPONSE__BODY_AUDIT, &pages);
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
 	/* The entries of every piece, in order (newest first). */

@@ -167,9 +167,7 @@ static void info_human(const char *serial, const struct pl_device_info *in,
 
 static int info_run(struct ctl *c, struct opt_iter *it)
 {
-	int rc = opt_none(c, it);
-	if (rc == PX_OK)
-		rc = ctl_connect(c);
+	int rc = cmd_start(c, it);
 	if (rc != PX_OK)
 		return rc;
 	struct pl_device_info in;

@@ -10,9 +10,7 @@
 
 static int preset_list(struct ctl *c, struct opt_iter *it)
 {
-	int rc = opt_none(c, it);
-	if (rc == PX_OK)
-		rc = ctl_connect(c);
+	int rc = cmd_start(c, it);
 	if (rc != PX_OK)
 		return rc;
 	struct pl_preset_set *set = calloc(1, sizeof *set);

@@ -890,8 +890,8 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 		return ctl_usage(c, "--out: file name too long");
 	if (dir && strlen(dir) > PATH_MAX - 256)
 		return ctl_usage(c, "--dir: folder name too long");
-	int rc = ctl_need_daemon(c, "sessions export");
-	if (rc != PX_OK || (rc = ctl_connect(c)) != PX_OK)
+	int rc = cmd_connect(c, it);
+	if (rc != PX_OK)
 		return rc;
 	const char *fmt_name =
 	    format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON ? "json" : "csv";
@@ -936,9 +936,7 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 	ex.since_ms = since;
 	/* Structured: one document per session, named by its key. */
 	ex.per_session = dir != NULL;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_EXPORT_SESSIONS;
-	req.export_sessions = &ex;
+	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, &ex);
 	uint64_t bytes = 0;
 	int px = PX_OK; /* a failure export_item already reported */
 	int e = dc_send(c, &req);

@@ -95,9 +95,7 @@ static int trace_daemon(struct ctl *c, uint32_t level)
 	Plctl__Trace tr = PLCTL__TRACE__INIT;
 	tr.serial = (char *)serial;
 	tr.level = level;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_TRACE;
-	req.trace = &tr;
+	Plctl__Request req = DC_REQUEST(TRACE, trace, &tr);
 	e = dc_send(c, &req);
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);

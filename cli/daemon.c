@@ -464,11 +464,9 @@ static int hello(struct ctl *c)
 	Plctl__Hello h = PLCTL__HELLO__INIT;
 	h.version = 1;
 	h.client = (char *)"penctl " PL_VERSION_STRING;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_HELLO;
-	req.hello = &h;
 	Plctl__Response *r;
-	int rc = dc_call(c, &req, PLCTL__RESPONSE__BODY_HELLO_REPLY, &r);
+	int rc = dc_call(c, &DC_REQUEST(HELLO, hello, &h),
+	                 PLCTL__RESPONSE__BODY_HELLO_REPLY, &r);
 	if (rc != PL_OK)
 		return rc;
 	/* The permissions it reports are for display only; every request is
@@ -482,6 +480,13 @@ static int hello(struct ctl *c)
 
 /* ------------------------------------------------------------------ backend */
 
+int dc_list_pens(struct ctl *c, Plctl__Response **rep)
+{
+	Plctl__ListPens lp = PLCTL__LIST_PENS__INIT;
+	return dc_call(c, &DC_REQUEST(LIST_PENS, list_pens, &lp),
+	               PLCTL__RESPONSE__BODY_PENS, rep);
+}
+
 /* The pen a pen command acts on: -s, else the only pen attached. */
 static int resolve_pen(struct dconn *d)
 {
@@ -492,12 +497,8 @@ static int resolve_pen(struct dconn *d)
 		d->pen_resolved = true;
 		return PL_OK;
 	}
-	Plctl__ListPens lp = PLCTL__LIST_PENS__INIT;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_LIST_PENS;
-	req.list_pens = &lp;
 	Plctl__Response *r;
-	int rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PENS, &r);
+	int rc = dc_list_pens(d->c, &r);
 	if (rc != PL_OK)
 		return rc;
 	size_t n = r->pens ? r->pens->n_pens : 0;
@@ -548,22 +549,27 @@ static const char *dm_where(void *ctx)
 	return ((struct dconn *)ctx)->path;
 }
 
-static int dm_info(void *ctx, struct pl_device_info *out)
+/* Sends req, a request for the pen, once the pen is resolved and its serial
+ * stands in *serial (a field of req's op); as dc_call() otherwise. */
+static int pen_call(struct dconn *d, Plctl__Request *req, char **serial,
+                    Plctl__Response__BodyCase want, Plctl__Response **rep)
 {
-	struct dconn *d = ctx;
+	*rep = NULL;
 	int rc = resolve_pen(d);
 	if (rc != PL_OK)
 		return rc;
+	*serial = d->pen;
+	return dc_call(d->c, req, want, rep);
+}
+
+static int dm_info(void *ctx, struct pl_device_info *out)
+{
 	Plctl__GetInfo gi = PLCTL__GET_INFO__INIT;
-	gi.serial = d->pen;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_GET_INFO;
-	req.get_info = &gi;
 	Plctl__Response *r;
-	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_INFO, &r);
-	if (rc != PL_OK)
-		return rc;
-	rc = plc_device_info_from_pb(r->info, out);
+	int rc = pen_call(ctx, &DC_REQUEST(GET_INFO, get_info, &gi), &gi.serial,
+	                  PLCTL__RESPONSE__BODY_INFO, &r);
+	if (rc == PL_OK)
+		rc = plc_device_info_from_pb(r->info, out);
 	dc_free(r);
 	return rc;
 }
@@ -577,20 +583,12 @@ static int dm_link(void *ctx, struct link_info *out)
 
 static int dm_get_presets(void *ctx, struct pl_preset_set *out)
 {
-	struct dconn *d = ctx;
-	int rc = resolve_pen(d);
-	if (rc != PL_OK)
-		return rc;
 	Plctl__GetPresets gp = PLCTL__GET_PRESETS__INIT;
-	gp.serial = d->pen;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_GET_PRESETS;
-	req.get_presets = &gp;
 	Plctl__Response *r;
-	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PRESETS, &r);
-	if (rc != PL_OK)
-		return rc;
-	rc = plc_preset_set_from_pb(r->presets, out);
+	int rc = pen_call(ctx, &DC_REQUEST(GET_PRESETS, get_presets, &gp),
+	                  &gp.serial, PLCTL__RESPONSE__BODY_PRESETS, &r);
+	if (rc == PL_OK)
+		rc = plc_preset_set_from_pb(r->presets, out);
 	dc_free(r);
 	return rc;
 }
@@ -601,24 +599,18 @@ static int dm_put_presets(void *ctx, const struct pl_preset_set *cur,
 {
 	/* The daemon decides on the policy; penctl passes the confirmation. */
 	(void)cur;
-	struct dconn *d = ctx;
-	int rc = resolve_pen(d);
+	Pl__PresetSet *set;
+	int rc = plc_preset_set_to_pb(next, &set);
 	if (rc != PL_OK)
 		return rc;
-	Pl__PresetSet *set;
-	if ((rc = plc_preset_set_to_pb(next, &set)) != PL_OK)
-		return rc;
 	Plctl__PushPresets pp = PLCTL__PUSH_PRESETS__INIT;
-	pp.serial = d->pen;
 	pp.expected_revision = next->revision;
 	pp.n_presets = set->n_presets;
 	pp.presets = set->presets;
 	pp.confirm = confirm;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_PUSH_PRESETS;
-	req.push_presets = &pp;
 	Plctl__Response *r;
-	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_PUSHED, &r);
+	rc = pen_call(ctx, &DC_REQUEST(PUSH_PRESETS, push_presets, &pp),
+	              &pp.serial, PLCTL__RESPONSE__BODY_PUSHED, &r);
 	plc_preset_set_pb_free(set);
 	if (rc != PL_OK)
 		return rc;
@@ -641,18 +633,11 @@ static int dm_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,
 
 static int dm_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
 {
-	struct dconn *d = ctx;
 	*rtc_was_set = -1;
-	int rc = resolve_pen(d);
-	if (rc != PL_OK)
-		return rc;
 	Plctl__ClockSync cs = PLCTL__CLOCK_SYNC__INIT;
-	cs.serial = d->pen;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_CLOCK_SYNC;
-	req.clock_sync = &cs;
 	Plctl__Response *r;
-	rc = dc_call(d->c, &req, PLCTL__RESPONSE__BODY_CLOCK, &r);
+	int rc = pen_call(ctx, &DC_REQUEST(CLOCK_SYNC, clock_sync, &cs),
+	                  &cs.serial, PLCTL__RESPONSE__BODY_CLOCK, &r);
 	if (rc != PL_OK)
 		return rc;
 	if (r->clock) {
@@ -680,11 +665,9 @@ static int dm_list_sessions(void *ctx, int64_t since,
 	Plctl__ListSessions ls = PLCTL__LIST_SESSIONS__INIT;
 	ls.serial = (char *)(d->c->serial ? d->c->serial : "");
 	ls.since_ms = since;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_LIST_SESSIONS;
-	req.list_sessions = &ls;
 	struct dc_pages pages;
-	int rc = dc_collect(d->c, &req, PLCTL__RESPONSE__BODY_SESSIONS, &pages);
+	int rc = dc_collect(d->c, &DC_REQUEST(LIST_SESSIONS, list_sessions, &ls),
+	                    PLCTL__RESPONSE__BODY_SESSIONS, &pages);
 	if (rc != PL_OK)
 		return rc;
 	size_t total = 0;
@@ -725,9 +708,7 @@ static int fetch_record(struct dconn *d, const struct pl_session_key *key,
 	Plctl__ShowSession ss = PLCTL__SHOW_SESSION__INIT;
 	ss.uuid = uuid;
 	ss.serial = (char *)key->serial;
-	Plctl__Request req = PLCTL__REQUEST__INIT;
-	req.op_case = PLCTL__REQUEST__OP_SHOW_SESSION;
-	req.show_session = &ss;
+	Plctl__Request req = DC_REQUEST(SHOW_SESSION, show_session, &ss);
 	int e = dc_send(d->c, &req);
 	if (e != PL_OK)
 		return e;

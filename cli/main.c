@@ -348,6 +348,20 @@ int opt_none(struct ctl *c, struct opt_iter *it)
 	return opt_next_flag(c, it, &v) == OPT_END ? PX_OK : PX_USAGE;
 }
 
+int cmd_connect(struct ctl *c, const struct opt_iter *it)
+{
+	int rc = it->spec->where == CMD_DAEMON
+	             ? ctl_need_daemon(c, it->spec->name)
+	             : PX_OK;
+	return rc == PX_OK ? ctl_connect(c) : rc;
+}
+
+int cmd_start(struct ctl *c, struct opt_iter *it)
+{
+	int rc = opt_none(c, it);
+	return rc == PX_OK ? cmd_connect(c, it) : rc;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 static const struct cmd_group *find_group(const char *word)

@@ -159,6 +159,14 @@ int ctl_need_daemon(struct ctl *c, const char *what);
 /* Connects, says Hello; sets c->dc.  Exit code (reported) on failure. */
 int daemon_open(struct ctl *c, struct backend *out);
 
+/* The request whose one op is *msg: DC_REQUEST(AUDIT, audit, &au).  An
+ * lvalue, so &DC_REQUEST(...) can go straight to dc_call(). */
+#define DC_REQUEST(OP, field, msg)                                          \
+	((Plctl__Request){                                                      \
+	    .base = PROTOBUF_C_MESSAGE_INIT(&plctl__request__descriptor),       \
+	    .op_case = PLCTL__REQUEST__OP_##OP,                                 \
+	    .field = (msg)})
+
 /* Sends req (its id is assigned here) and waits for one response with that
  * id whose body is want.  An Error response becomes its code (message in
  * pl_error_message()); penlinkd going away is PX_ERR_DAEMON; no
@@ -181,6 +189,8 @@ struct dc_pages {
 int dc_collect(struct ctl *c, Plctl__Request *req,
                Plctl__Response__BodyCase want, struct dc_pages *out);
 void dc_pages_free(struct dc_pages *p);
+/* The pens penlinkd serves (a Pens body).  Free *rep with dc_free(). */
+int dc_list_pens(struct ctl *c, Plctl__Response **rep);
 /* The pen that pen commands act on (-s, else the only one attached),
  * resolved once per run; *serial stays valid until disconnect. */
 int dc_pen(struct ctl *c, const char **serial);
@@ -269,6 +279,13 @@ int opt_next(struct ctl *c, struct opt_iter *it, const char **val);
 int opt_next_flag(struct ctl *c, struct opt_iter *it, const char **val);
 /* For a command with no arguments at all: PX_OK, or PX_USAGE (reported). */
 int opt_none(struct ctl *c, struct opt_iter *it);
+/* Connects for the command it->spec, refusing --port for one that exists
+ * only through penlinkd (ctl_need_daemon).  PX_OK or an exit code
+ * (reported). */
+int cmd_connect(struct ctl *c, const struct opt_iter *it);
+/* opt_none(), then cmd_connect(): the start of a command without
+ * arguments. */
+int cmd_start(struct ctl *c, struct opt_iter *it);
 
 /* Whole-string unsigned parse within [min, max]; reports usage errors. */
 int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
