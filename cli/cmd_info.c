@@ -190,24 +190,17 @@ static int info_run(struct ctl *c, struct opt_iter *it)
 
 /* ------------------------------------------------------------------ ping */
 
-enum { O_COUNT = 1 };
-
+/* Its one option, so the id is not looked at (opt_one_u32). */
 static const struct optdef ping_opts[] = {
-	{"--count", 'c', "N", O_COUNT, "round trips to time (default 4)"},
+	{"--count", 'c', "N", 1, "round trips to time (default 4)"},
 	{NULL, 0, NULL, 0, NULL},
 };
 
 static int ping_run(struct ctl *c, struct opt_iter *it)
 {
 	uint32_t count = 4;
-	const char *v;
-	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (parse_u32(c, "--count", v, 1, 100000, &count) != PX_OK)
-			return PX_USAGE;
-	}
+	if (opt_one_u32(c, it, 1, 100000, &count) != PX_OK)
+		return PX_USAGE;
 	/* penlinkd has no ping: its round trip would time the daemon, not the
 	 * link. */
 	if (ctl_daemon_mode(c))

@@ -41,14 +41,7 @@ static int preset_list(struct ctl *c, struct opt_iter *it)
 }
 
 enum {
-	P_ID = 1,
-	P_NAME,
-	P_DEPTH,
-	P_SPEED,
-	P_AREA,
-	P_NEEDLES,
-	P_MAXDUR,
-	P_CONFIRM,
+	P_ID = 1, P_NAME, P_DEPTH, P_SPEED, P_AREA, P_NEEDLES, P_MAXDUR, P_CONFIRM,
 };
 
 static const struct optdef push_opts[] = {
@@ -64,10 +57,32 @@ static const struct optdef push_opts[] = {
 	{NULL, 0, NULL, 0, NULL},
 };
 
+/* The flags that describe one preset; all but these are optional. */
+static const int push_required[] = {P_ID, P_NAME, P_DEPTH, P_SPEED};
+
+static const char *push_opt_name(int id)
+{
+	const struct optdef *d = push_opts;
+	while (d->id != id)
+		d++;
+	return d->name;
+}
+
+/* The field of the preset that a numeric flag (--id, --speed, --needles,
+ * --max-duration) sets. */
+static uint32_t *push_number(struct pl_preset *p, int id)
+{
+	switch (id) {
+	case P_ID: return &p->id;
+	case P_SPEED: return &p->speed_level;
+	case P_NEEDLES: return &p->needle_count;
+	default: return &p->max_duration_s;
+	}
+}
+
 struct push_args {
 	const char *file;
-	bool have_flags;
-	bool have_id, have_name, have_depth, have_speed;
+	unsigned given; /* 1u << id of each preset flag given */
 	struct pl_preset p;
 	bool confirm;
 };
@@ -78,6 +93,8 @@ static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 	int id;
 	while ((id = opt_next(c, it, &v)) != OPT_END) {
 		int area;
+		if (id > 0 && id != P_CONFIRM)
+			a->given |= 1u << id;
 		switch (id) {
 		case OPT_BAD:
 			return PX_USAGE;
@@ -88,9 +105,12 @@ static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 			a->file = v;
 			break;
 		case P_ID:
-			if (parse_u32(c, "--id", v, 0, UINT32_MAX, &a->p.id) != PX_OK)
+		case P_SPEED:
+		case P_NEEDLES:
+		case P_MAXDUR:
+			if (parse_u32(c, push_opt_name(id), v, 0, UINT32_MAX,
+			              push_number(&a->p, id)) != PX_OK)
 				return PX_USAGE;
-			a->have_id = a->have_flags = true;
 			break;
 		case P_NAME:
 			if (strlen(v) > PL_PRESET_NAME_MAX)
@@ -99,18 +119,10 @@ static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 				                     "has at most %d bytes of UTF-8",
 				                     strlen(v), PL_PRESET_NAME_MAX);
 			snprintf(a->p.name, sizeof a->p.name, "%s", v);
-			a->have_name = a->have_flags = true;
 			break;
 		case P_DEPTH:
 			if (pl_depth_parse_mm(v, &a->p.depth_um) != PL_OK)
 				return ctl_usage(c, "--depth: %s", pl_error_message());
-			a->have_depth = a->have_flags = true;
-			break;
-		case P_SPEED:
-			if (parse_u32(c, "--speed", v, 0, UINT32_MAX,
-			              &a->p.speed_level) != PX_OK)
-				return PX_USAGE;
-			a->have_speed = a->have_flags = true;
 			break;
 		case P_AREA:
 			area = pl_area_from_name(v);
@@ -121,19 +133,6 @@ static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 				                 "decollete, scalp, stretch-marks, "
 				                 "body-scar, other)", v);
 			a->p.area = (enum pl_area)area;
-			a->have_flags = true;
-			break;
-		case P_NEEDLES:
-			if (parse_u32(c, "--needles", v, 0, UINT32_MAX,
-			              &a->p.needle_count) != PX_OK)
-				return PX_USAGE;
-			a->have_flags = true;
-			break;
-		case P_MAXDUR:
-			if (parse_u32(c, "--max-duration", v, 0, UINT32_MAX,
-			              &a->p.max_duration_s) != PX_OK)
-				return PX_USAGE;
-			a->have_flags = true;
 			break;
 		case P_CONFIRM:
 			a->confirm = true;
@@ -142,22 +141,17 @@ static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 			return ctl_usage(c, "internal: unhandled option");
 		}
 	}
-	if (a->file && a->have_flags)
+	if (a->file && a->given)
 		return ctl_usage(c, "preset push takes either FILE or --id/--name/"
 		                 "--depth/--speed, not both");
-	if (!a->file && !a->have_flags)
+	if (!a->file && !a->given)
 		return ctl_usage(c, "preset push needs FILE or --id N --name S "
 		                 "--depth MM --speed L");
-	if (a->have_flags) {
-		const char *missing = !a->have_id      ? "--id"
-		                      : !a->have_name  ? "--name"
-		                      : !a->have_depth ? "--depth"
-		                      : !a->have_speed ? "--speed"
-		                                       : NULL;
-		if (missing)
+	size_t nreq = sizeof push_required / sizeof push_required[0];
+	for (size_t i = 0; a->given && i < nreq; i++)
+		if (!(a->given & 1u << push_required[i]))
 			return ctl_usage(c, "preset push: %s is required with flags",
-			                 missing);
-	}
+			                 push_opt_name(push_required[i]));
 	return PX_OK;
 }
 

@@ -134,24 +134,16 @@ static int trace_daemon(struct ctl *c, uint32_t level)
 	}
 }
 
-enum { T_LEVEL = 1 };
-
 static const struct optdef trace_opts[] = {
-	{"--level", 'l', "N", T_LEVEL, "0 error, 1 warn, 2 info (default), 3 debug"},
+	{"--level", 'l', "N", 1, "0 error, 1 warn, 2 info (default), 3 debug"},
 	{NULL, 0, NULL, 0, NULL},
 };
 
 static int trace_run(struct ctl *c, struct opt_iter *it)
 {
 	uint32_t level = 2;
-	const char *v;
-	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (parse_u32(c, "--level", v, 0, 3, &level) != PX_OK)
-			return PX_USAGE;
-	}
+	if (opt_one_u32(c, it, 0, 3, &level) != PX_OK)
+		return PX_USAGE;
 	if (ctl_daemon_mode(c))
 		return trace_daemon(c, level);
 	int rc = ctl_connect(c);

@@ -9,15 +9,8 @@
 /* ------------------------------------------------------------------ options */
 
 enum {
-	G_PORT = 1000,
-	G_SOCKET,
-	G_SERIAL,
-	G_JSON,
-	G_TIMEOUT,
-	G_POLICY,
-	G_DUMP,
-	G_HELP,
-	G_VERSION,
+	G_PORT = 1000, G_SOCKET, G_SERIAL, G_JSON, G_TIMEOUT, G_POLICY, G_DUMP,
+	G_HELP, G_VERSION,
 };
 
 static const struct optdef global_opts[] = {
@@ -174,28 +167,30 @@ static const struct optdef *find_opt(const struct optdef *defs,
 	return NULL;
 }
 
+/* An option that names something (opt needs what): never empty. */
+static int set_name(struct ctl *c, const char **field, const char *opt,
+                    const char *what, const char *val)
+{
+	if (!*val)
+		return ctl_usage(c, "%s needs %s", opt, what);
+	*field = val;
+	return PX_OK;
+}
+
 static int apply_global(struct ctl *c, const struct opt_iter *it, int id,
                         const char *val)
 {
 	uint32_t ms;
 	switch (id) {
 	case G_PORT:
-		if (!*val)
-			return ctl_usage(c, "--port needs a path");
-		c->port = val;
-		return PX_OK;
+		return set_name(c, &c->port, "--port", "a path", val);
 	case G_SOCKET:
-		if (!*val)
-			return ctl_usage(c, "--socket needs a path");
-		c->socket = val;
-		return PX_OK;
+		return set_name(c, &c->socket, "--socket", "a path", val);
 	case G_SERIAL:
-		if (!*val)
-			return ctl_usage(c, "--serial needs a serial number");
-		c->serial = val;
-		return PX_OK;
+		return set_name(c, &c->serial, "--serial", "a serial number", val);
 	case G_JSON:
-		c->json = true;
+	case G_DUMP:
+		*(id == G_JSON ? &c->json : &c->dump_frames) = true;
 		return PX_OK;
 	case G_TIMEOUT:
 		if (parse_u32(c, "--timeout", val, 1, 3600000, &ms) != PX_OK)
@@ -203,13 +198,7 @@ static int apply_global(struct ctl *c, const struct opt_iter *it, int id,
 		c->timeout_ms = (int)ms;
 		return PX_OK;
 	case G_POLICY:
-		if (!*val)
-			return ctl_usage(c, "--policy needs a file");
-		c->policy_file = val;
-		return PX_OK;
-	case G_DUMP:
-		c->dump_frames = true;
-		return PX_OK;
+		return set_name(c, &c->policy_file, "--policy", "a file", val);
 	case G_HELP:
 		/* Help is text for people, --json or not. */
 		if (it->spec)
@@ -346,6 +335,18 @@ int opt_none(struct ctl *c, struct opt_iter *it)
 {
 	const char *v;
 	return opt_next_flag(c, it, &v) == OPT_END ? PX_OK : PX_USAGE;
+}
+
+int opt_one_u32(struct ctl *c, struct opt_iter *it, uint32_t min,
+                uint32_t max, uint32_t *val)
+{
+	const char *v;
+	int id;
+	while ((id = opt_next_flag(c, it, &v)) != OPT_END)
+		if (id == OPT_BAD ||
+		    parse_u32(c, it->spec->opts->name, v, min, max, val) != PX_OK)
+			return PX_USAGE;
+	return PX_OK;
 }
 
 int cmd_connect(struct ctl *c, const struct opt_iter *it)

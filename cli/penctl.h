@@ -279,6 +279,11 @@ int opt_next(struct ctl *c, struct opt_iter *it, const char **val);
 int opt_next_flag(struct ctl *c, struct opt_iter *it, const char **val);
 /* For a command with no arguments at all: PX_OK, or PX_USAGE (reported). */
 int opt_none(struct ctl *c, struct opt_iter *it);
+/* For a command whose one option is a number (ping --count N): every item,
+ * the number parsed into *val as parse_u32() does.  PX_OK or PX_USAGE
+ * (reported). */
+int opt_one_u32(struct ctl *c, struct opt_iter *it, uint32_t min,
+                uint32_t max, uint32_t *val);
 /* Connects for the command it->spec, refusing --port for one that exists
  * only through penlinkd (ctl_need_daemon).  PX_OK or an exit code
  * (reported). */
