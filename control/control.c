@@ -71,11 +71,25 @@ static int decode(const ProtobufCMessage *msg, struct pl_preset_set *set,
 	return rc == PL_ERR_PARSE ? PL_ERR_PROTOCOL : rc;
 }
 
-/* The library's encoding (len bytes at buf, which this frees) unpacked
- * into a protobuf-c message of type desc. */
-static int unpack(uint8_t *buf, size_t len,
+/*
+ * set or info (whichever is not NULL) encoded by the library and unpacked
+ * into a protobuf-c message of type desc, so that the wire format has one
+ * author.  fn names the public function in the argument error.
+ */
+static int encode(const char *fn, const struct pl_preset_set *set,
+                  const struct pl_device_info *info,
                   const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {
+	if (out)
+		*out = NULL;
+	if (!(set || info) || !out)
+		return pl_error_set(PL_ERR_ARG, "%s: missing argument", fn);
+	uint8_t *buf;
+	size_t len;
+	int rc = set ? pl_preset_set_encode(set, &buf, &len)
+	             : pl_device_info_encode(info, &buf, &len);
+	if (rc)
+		return rc;
 	*out = protobuf_c_message_unpack(desc, NULL, len, buf);
 	free(buf);
 	if (!*out)
@@ -110,16 +124,8 @@ int plc_preset_set_from_pb(const Pl__PresetSet *pb, struct pl_preset_set *out)
 
 int plc_preset_set_to_pb(const struct pl_preset_set *set, Pl__PresetSet **out)
 {
-	if (out)
-		*out = NULL;
-	if (!set || !out)
-		return pl_error_set(PL_ERR_ARG, "plc_preset_set_to_pb: missing argument");
-	uint8_t *buf;
-	size_t len;
-	int rc = pl_preset_set_encode(set, &buf, &len);
-	return rc ? rc
-	          : unpack(buf, len, &pl__preset_set__descriptor,
-	                   (ProtobufCMessage **)out);
+	return encode("plc_preset_set_to_pb", set, NULL, &pl__preset_set__descriptor,
+	              (ProtobufCMessage **)out);
 }
 
 void plc_preset_set_pb_free(Pl__PresetSet *pb)
@@ -141,17 +147,8 @@ int plc_device_info_from_pb(const Pl__DeviceInfo *pb,
 int plc_device_info_to_pb(const struct pl_device_info *info,
                           Pl__DeviceInfo **out)
 {
-	if (out)
-		*out = NULL;
-	if (!info || !out)
-		return pl_error_set(PL_ERR_ARG,
-		                    "plc_device_info_to_pb: missing argument");
-	uint8_t *buf;
-	size_t len;
-	int rc = pl_device_info_encode(info, &buf, &len);
-	return rc ? rc
-	          : unpack(buf, len, &pl__device_info__descriptor,
-	                   (ProtobufCMessage **)out);
+	return encode("plc_device_info_to_pb", NULL, info,
+	              &pl__device_info__descriptor, (ProtobufCMessage **)out);
 }
 
 void plc_device_info_pb_free(Pl__DeviceInfo *pb)
