@@ -189,13 +189,22 @@ static bool flush(struct client *cl)
 	return true;
 }
 
-bool client_send(struct client *cl, const Plctl__Response *r)
+bool client_send(struct client *cl, uint32_t id, bool last,
+                 Plctl__Response__BodyCase body, const void *msg)
 {
 	if (!cl || cl->dead)
 		return false;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = id;
+	r.last = last;
+	r.body_case = body;
+	/* The body is a oneof: protobuf-c keeps its members in one anonymous
+	 * union of message pointers and reads it back by body_case, so one
+	 * store serves every kind of body. */
+	r.ack = (Pl__Ack *)msg;
 	uint8_t *frame;
 	size_t need;
-	if (plc_frame_message(&r->base, &frame, &need) != PL_OK) {
+	if (plc_frame_message(&r.base, &frame, &need) != PL_OK) {
 		client_kill(cl, pl_error_message());
 		return false;
 	}
@@ -239,12 +248,7 @@ bool client_error(struct client *cl, uint32_t id, int code, const char *fmt, ...
 	Plctl__Error e = PLCTL__ERROR__INIT;
 	e.code = code;
 	e.message = msg;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.id = id;
-	r.last = true;
-	r.body_case = PLCTL__RESPONSE__BODY_ERROR;
-	r.error = &e;
-	return client_send(cl, &r);
+	return client_send(cl, id, true, PLCTL__RESPONSE__BODY_ERROR, &e);
 }
 
 void client_pump(struct client *cl)
@@ -579,11 +583,8 @@ void ctl_broadcast(struct ctl *c, const Plctl__Event *ev)
 		}
 		if (cl->dead || !cl->monitoring)
 			continue;
-		Plctl__Response r = PLCTL__RESPONSE__INIT;
-		r.id = cl->monitor_id;
-		r.body_case = PLCTL__RESPONSE__BODY_EVENT;
-		r.event = (Plctl__Event *)ev;
-		client_send(cl, &r);
+		client_send(cl, cl->monitor_id, false, PLCTL__RESPONSE__BODY_EVENT,
+		            ev);
 	}
 }
 
@@ -601,11 +602,7 @@ void ctl_trace_line(struct ctl *c, const char *serial, uint32_t level,
 		for (struct trace_sub *t = cl->traces; t && !cl->dead; t = t->next) {
 			if (level > t->level || strcmp(t->serial, serial))
 				continue;
-			Plctl__Response r = PLCTL__RESPONSE__INIT;
-			r.id = t->id;
-			r.body_case = PLCTL__RESPONSE__BODY_EVENT;
-			r.event = &ev;
-			client_send(cl, &r);
+			client_send(cl, t->id, false, PLCTL__RESPONSE__BODY_EVENT, &ev);
 		}
 	}
 }

@@ -160,9 +160,11 @@ struct ctl_op {
 };
 
 /* ctl.c */
-/* Queues one response; false if the client was disconnected instead
- * (queue bound) or was already gone. */
-bool client_send(struct client *cl, const Plctl__Response *r);
+/* Queues one response to request id, its body msg of the kind body names;
+ * false if the client was disconnected instead (queue bound) or was already
+ * gone. */
+bool client_send(struct client *cl, uint32_t id, bool last,
+                 Plctl__Response__BodyCase body, const void *msg);
 bool client_error(struct client *cl, uint32_t id, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void client_kill(struct client *cl, const char *why);

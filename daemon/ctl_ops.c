@@ -35,32 +35,21 @@ static struct daemon *dmn(const struct client *cl)
 	return cl->ctl->d;
 }
 
-static bool send_last(struct client *cl, uint32_t id, Plctl__Response *r)
-{
-	r->id = id;
-	r->last = true;
-	return client_send(cl, r);
-}
-
 static bool send_ack(struct client *cl, uint32_t id, bool last)
 {
 	Pl__Ack ack = PL__ACK__INIT;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.id = id;
-	r.last = last;
-	r.body_case = PLCTL__RESPONSE__BODY_ACK;
-	r.ack = &ack;
-	return client_send(cl, &r);
+	return client_send(cl, id, last, PLCTL__RESPONSE__BODY_ACK, &ack);
 }
 
-/* Sends rs as the last answer to id, or the error its body's conversion
- * (rc) ran into. */
-static void answer(struct client *cl, uint32_t id, int rc, Plctl__Response *rs)
+/* Sends msg as the last answer to id, or the error its conversion (rc) ran
+ * into. */
+static void answer(struct client *cl, uint32_t id, int rc,
+                   Plctl__Response__BodyCase body, const void *msg)
 {
 	if (rc)
 		client_error(cl, id, rc, "%s", ctl_errmsg(rc));
 	else
-		send_last(cl, id, rs);
+		client_send(cl, id, true, body, msg);
 }
 
 /* The client of a request, if it is still there to be answered. */
@@ -184,54 +173,63 @@ static bool room_for_request(struct client *cl, uint32_t id)
 	return false;
 }
 
-static void info_done(void *ud, int status, const struct pl_device_info *info)
+/* The client to answer a pen's reply to r with, or NULL when it left or
+ * has had the pen's error (a reply without its result is the pen's fault). */
+static struct client *pen_answered(const struct ctl_req *r, int status,
+                                   bool have_result)
 {
-	struct ctl_req *r = ud;
 	struct client *cl = req_client(r);
-	if (cl && (status || !info)) {
+	if (cl && (status || !have_result)) {
 		client_error(cl, r->id, status ? status : PL_ERR_DEVICE, "%s",
 		             ctl_errmsg(status));
-	} else if (cl) {
-		Plctl__Response rs = PLCTL__RESPONSE__INIT;
-		rs.body_case = PLCTL__RESPONSE__BODY_INFO;
-		answer(cl, r->id, plc_device_info_to_pb(info, &rs.info), &rs);
-		plc_device_info_pb_free(rs.info);
+		return NULL;
+	}
+	return cl;
+}
+
+/* A pen's reply to GetInfo or GetPresets, carrying whichever of info and
+ * set was asked for. */
+static void model_done(struct ctl_req *r, int status,
+                       const struct pl_device_info *info,
+                       const struct pl_preset_set *set)
+{
+	struct client *cl = pen_answered(r, status, info || set);
+	if (cl) {
+		Pl__DeviceInfo *info_pb = NULL;
+		Pl__PresetSet *set_pb = NULL;
+		int rc = info ? plc_device_info_to_pb(info, &info_pb)
+		              : plc_preset_set_to_pb(set, &set_pb);
+		if (info)
+			answer(cl, r->id, rc, PLCTL__RESPONSE__BODY_INFO, info_pb);
+		else
+			answer(cl, r->id, rc, PLCTL__RESPONSE__BODY_PRESETS, set_pb);
+		plc_device_info_pb_free(info_pb);
+		plc_preset_set_pb_free(set_pb);
 	}
 	ctl_req_free(r);
+}
+
+static void info_done(void *ud, int status, const struct pl_device_info *info)
+{
+	model_done(ud, status, info, NULL);
 }
 
 static void presets_done(void *ud, int status, uint32_t previous_revision,
                          const struct pl_preset_set *set)
 {
 	(void)previous_revision;
-	struct ctl_req *r = ud;
-	struct client *cl = req_client(r);
-	if (cl && (status || !set)) {
-		client_error(cl, r->id, status ? status : PL_ERR_DEVICE, "%s",
-		             ctl_errmsg(status));
-	} else if (cl) {
-		Plctl__Response rs = PLCTL__RESPONSE__INIT;
-		rs.body_case = PLCTL__RESPONSE__BODY_PRESETS;
-		answer(cl, r->id, plc_preset_set_to_pb(set, &rs.presets), &rs);
-		plc_preset_set_pb_free(rs.presets);
-	}
-	ctl_req_free(r);
+	model_done(ud, status, NULL, set);
 }
 
 static void clock_done(void *ud, int status, bool rtc_was_set, int64_t offset_ms)
 {
 	struct ctl_req *r = ud;
-	struct client *cl = req_client(r);
-	if (cl && status) {
-		client_error(cl, r->id, status, "%s", ctl_errmsg(status));
-	} else if (cl) {
+	struct client *cl = pen_answered(r, status, true);
+	if (cl) {
 		Plctl__ClockSynced cs = PLCTL__CLOCK_SYNCED__INIT;
 		cs.rtc_was_set = rtc_was_set;
 		cs.offset_ms = offset_ms;
-		Plctl__Response rs = PLCTL__RESPONSE__INIT;
-		rs.body_case = PLCTL__RESPONSE__BODY_CLOCK;
-		rs.clock = &cs;
-		send_last(cl, r->id, &rs);
+		client_send(cl, r->id, true, PLCTL__RESPONSE__BODY_CLOCK, &cs);
 	}
 	ctl_req_free(r);
 }
@@ -294,10 +292,8 @@ static void push_finish(struct ctl_req *r, int code, const char *msg,
 	if (cl) {
 		Plctl__PresetsPushed pp = PLCTL__PRESETS_PUSHED__INIT;
 		pp.previous_revision = previous_revision;
-		Plctl__Response rs = PLCTL__RESPONSE__INIT;
-		rs.body_case = PLCTL__RESPONSE__BODY_PUSHED;
-		rs.pushed = &pp;
-		answer(cl, r->id, plc_preset_set_to_pb(result, &pp.presets), &rs);
+		int rc = plc_preset_set_to_pb(result, &pp.presets);
+		answer(cl, r->id, rc, PLCTL__RESPONSE__BODY_PUSHED, &pp);
 		plc_preset_set_pb_free(pp.presets);
 	}
 	/* device.c tells the monitor stream about the change. */
@@ -610,15 +606,11 @@ static bool step_show(struct client *cl, struct stream *s)
 	rc_.data.data = buf;
 	rc_.data.len = got;
 	rc_.size = size;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.id = s->id;
-	r.last = s->offset + got >= size;
-	r.body_case = PLCTL__RESPONSE__BODY_RECORD;
-	r.record = &rc_;
-	client_send(cl, &r);
+	bool last = s->offset + got >= size;
+	client_send(cl, s->id, last, PLCTL__RESPONSE__BODY_RECORD, &rc_);
 	free(buf);
 	s->offset += got;
-	return r.last;
+	return last;
 }
 
 /*
@@ -650,11 +642,7 @@ static bool send_session_doc(struct client *cl, struct stream *s,
 	ec.data.data = (uint8_t *)data;
 	ec.data.len = len;
 	ec.session = &as;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.id = s->id;
-	r.body_case = PLCTL__RESPONSE__BODY_EXPORT;
-	r.export = &ec;
-	client_send(cl, &r);
+	client_send(cl, s->id, false, PLCTL__RESPONSE__BODY_EXPORT, &ec);
 	free(data);
 	return false;
 }
@@ -675,10 +663,7 @@ static bool step_export(struct client *cl, struct stream *s)
 		if (!data || !len) {
 			free(data);
 			Plctl__ExportChunk ec = PLCTL__EXPORT_CHUNK__INIT;
-			Plctl__Response r = PLCTL__RESPONSE__INIT;
-			r.body_case = PLCTL__RESPONSE__BODY_EXPORT;
-			r.export = &ec;
-			send_last(cl, s->id, &r);
+			client_send(cl, s->id, true, PLCTL__RESPONSE__BODY_EXPORT, &ec);
 			return true;
 		}
 		if (s->per_session)
@@ -694,11 +679,7 @@ static bool step_export(struct client *cl, struct stream *s)
 	Plctl__ExportChunk ec = PLCTL__EXPORT_CHUNK__INIT;
 	ec.data.data = (uint8_t *)s->piece + s->piece_off;
 	ec.data.len = n;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.id = s->id;
-	r.body_case = PLCTL__RESPONSE__BODY_EXPORT;
-	r.export = &ec;
-	client_send(cl, &r);
+	client_send(cl, s->id, false, PLCTL__RESPONSE__BODY_EXPORT, &ec);
 	s->piece_off += n;
 	if (s->piece_off >= s->piece_len) {
 		free(s->piece);
@@ -770,12 +751,7 @@ static bool step_list(struct client *cl, struct stream *s)
 	Plctl__SessionList sl = PLCTL__SESSION_LIST__INIT;
 	sl.n_sessions = n;
 	sl.sessions = ptrs;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.id = s->id;
-	r.last = last;
-	r.body_case = PLCTL__RESPONSE__BODY_SESSIONS;
-	r.sessions = &sl;
-	client_send(cl, &r);
+	client_send(cl, s->id, last, PLCTL__RESPONSE__BODY_SESSIONS, &sl);
 	free(w);
 	free(ptrs);
 	if (n) {
@@ -820,12 +796,8 @@ static void audit_flush(struct audit_acc *a, bool last)
 	Plctl__AuditList al = PLCTL__AUDIT_LIST__INIT;
 	al.n_entries = a->n;
 	al.entries = a->v;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.id = a->id;
-	r.last = last;
-	r.body_case = PLCTL__RESPONSE__BODY_AUDIT;
-	r.audit = &al;
-	if (!a->failed && !client_send(a->cl, &r))
+	if (!a->failed &&
+	    !client_send(a->cl, a->id, last, PLCTL__RESPONSE__BODY_AUDIT, &al))
 		a->failed = true;
 	for (size_t i = 0; i < a->n; i++)
 		free(a->v[i]);
@@ -936,10 +908,7 @@ static void hello(struct client *cl, const Plctl__Request *rq)
 	h.may_read_logs = access_has_right(p, &cl->who, ACCESS_READ_LOGS);
 	h.may_change_presets = access_has_right(p, &cl->who,
 	                                        ACCESS_CHANGE_PRESETS);
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.body_case = PLCTL__RESPONSE__BODY_HELLO_REPLY;
-	r.hello_reply = &h;
-	send_last(cl, rq->id, &r);
+	client_send(cl, rq->id, true, PLCTL__RESPONSE__BODY_HELLO_REPLY, &h);
 }
 
 static void list_pens(struct client *cl, const Plctl__Request *rq)
@@ -953,10 +922,7 @@ static void list_pens(struct client *cl, const Plctl__Request *rq)
 			return;
 		}
 	}
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.body_case = PLCTL__RESPONSE__BODY_PENS;
-	r.pens = &list;
-	send_last(cl, rq->id, &r);
+	client_send(cl, rq->id, true, PLCTL__RESPONSE__BODY_PENS, &list);
 	if (pens)
 		pens_list_free(&list);
 }
