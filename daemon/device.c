@@ -710,6 +710,13 @@ struct pen_entry {
 	char serial[64], port[256], model[64], fw[32], err[256];
 };
 
+/* s copied into the entry's dst, for its message to point at. */
+static char *keep(char *dst, size_t cap, const char *s)
+{
+	snprintf(dst, cap, "%s", s);
+	return dst;
+}
+
 int pens_list(struct pens *ps, Plctl__PenList *list)
 {
 	plctl__pen_list__init(list);
@@ -725,16 +732,14 @@ int pens_list(struct pens *ps, Plctl__PenList *list)
 			return pl_error_set(PL_ERR_MEM, "out of memory");
 		}
 		plctl__pen__init(&e->m);
-		snprintf(e->serial, sizeof e->serial, "%s", *p->serial ? p->serial : p->usb_serial);
-		snprintf(e->port, sizeof e->port, "%s", p->port);
-		snprintf(e->model, sizeof e->model, "%s", p->have_info ? p->info.model : "");
-		snprintf(e->fw, sizeof e->fw, "%s", p->have_info ? p->info.fw_version : "");
-		snprintf(e->err, sizeof e->err, "%s", p->last_error);
-		e->m.serial = e->serial;
-		e->m.port = e->port;
-		e->m.model = e->model;
-		e->m.fw_version = e->fw;
-		e->m.last_error = e->err;
+		e->m.serial = keep(e->serial, sizeof e->serial,
+		                   *p->serial ? p->serial : p->usb_serial);
+		e->m.port = keep(e->port, sizeof e->port, p->port);
+		e->m.model = keep(e->model, sizeof e->model,
+		                  p->have_info ? p->info.model : "");
+		e->m.fw_version = keep(e->fw, sizeof e->fw,
+		                       p->have_info ? p->info.fw_version : "");
+		e->m.last_error = keep(e->err, sizeof e->err, p->last_error);
 		e->m.usb = p->usb;
 		e->m.state = phase_pen_state(p->phase);
 		e->m.sessions_on_pen = (uint32_t)p->n_sessions;
@@ -773,16 +778,18 @@ const struct pl_device_info *pen_info(const struct pen *p)
 
 enum op_kind { OP_INFO, OP_GET_PRESETS, OP_PUT_PRESETS, OP_CLOCK };
 
+union op_fn {
+	pen_info_fn info;
+	pen_presets_fn presets;
+	pen_clock_fn clock;
+};
+
 struct op {
 	struct op *next;
 	struct pen *pen;     /* NULL once delivered late (pen gone, immediate failure) */
 	struct daemon *d;
 	enum op_kind kind;
-	union {
-		pen_info_fn info;
-		pen_presets_fn presets;
-		pen_clock_fn clock;
-	} fn;
+	union op_fn fn;
 	void *ud;
 	bool started;
 	int status;
@@ -930,21 +937,29 @@ static void ops_fail_all(struct pen *p, int status, const char *msg)
 		op_defer(p->ops, status, m);
 }
 
-static struct op *op_new(struct pen *p, enum op_kind kind, void *ud)
+/* Queues an operation of kind on p, answered through fn (the member kind
+ * calls); have_fn says whether the caller gave one.  in is the set a
+ * preset push writes. */
+static int op_request(struct pen *p, enum op_kind kind, union op_fn fn,
+                      bool have_fn, const struct pl_preset_set *in, void *ud)
 {
+	static const char *const refusal[] = {
+	    [OP_INFO] = "pen_get_info: no pen or no callback",
+	    [OP_GET_PRESETS] = "pen_get_presets: no pen or no callback",
+	    [OP_PUT_PRESETS] = "pen_put_presets: no pen, presets or callback",
+	    [OP_CLOCK] = "pen_clock_sync: no pen or no callback",
+	};
+	if (!p || !have_fn || (kind == OP_PUT_PRESETS && !in))
+		return pl_error_set(PL_ERR_ARG, "%s", refusal[kind]);
 	struct op *op = calloc(1, sizeof *op);
-	if (!op) {
-		pl_error_set(PL_ERR_MEM, "out of memory");
-		return NULL;
-	}
+	if (!op)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
 	op->d = p->d;
 	op->kind = kind;
+	op->fn = fn;
 	op->ud = ud;
-	return op;
-}
-
-static int op_submit(struct pen *p, struct op *op)
-{
+	if (in)
+		op->in = *in;
 	op->pen = p;
 	op->next = p->ops;
 	p->ops = op;
@@ -959,48 +974,27 @@ static int op_submit(struct pen *p, struct op *op)
 
 int pen_get_info(struct pen *p, pen_info_fn done, void *ud)
 {
-	if (!p || !done)
-		return pl_error_set(PL_ERR_ARG, "pen_get_info: no pen or no callback");
-	struct op *op = op_new(p, OP_INFO, ud);
-	if (!op)
-		return PL_ERR_MEM;
-	op->fn.info = done;
-	return op_submit(p, op);
+	return op_request(p, OP_INFO, (union op_fn){.info = done}, done != NULL,
+	                  NULL, ud);
 }
 
 int pen_get_presets(struct pen *p, pen_presets_fn done, void *ud)
 {
-	if (!p || !done)
-		return pl_error_set(PL_ERR_ARG, "pen_get_presets: no pen or no callback");
-	struct op *op = op_new(p, OP_GET_PRESETS, ud);
-	if (!op)
-		return PL_ERR_MEM;
-	op->fn.presets = done;
-	return op_submit(p, op);
+	return op_request(p, OP_GET_PRESETS, (union op_fn){.presets = done},
+	                  done != NULL, NULL, ud);
 }
 
 int pen_put_presets(struct pen *p, const struct pl_preset_set *set,
                     pen_presets_fn done, void *ud)
 {
-	if (!p || !set || !done)
-		return pl_error_set(PL_ERR_ARG, "pen_put_presets: no pen, presets or callback");
-	struct op *op = op_new(p, OP_PUT_PRESETS, ud);
-	if (!op)
-		return PL_ERR_MEM;
-	op->fn.presets = done;
-	op->in = *set;
-	return op_submit(p, op);
+	return op_request(p, OP_PUT_PRESETS, (union op_fn){.presets = done},
+	                  done != NULL, set, ud);
 }
 
 int pen_clock_sync(struct pen *p, pen_clock_fn done, void *ud)
 {
-	if (!p || !done)
-		return pl_error_set(PL_ERR_ARG, "pen_clock_sync: no pen or no callback");
-	struct op *op = op_new(p, OP_CLOCK, ud);
-	if (!op)
-		return PL_ERR_MEM;
-	op->fn.clock = done;
-	return op_submit(p, op);
+	return op_request(p, OP_CLOCK, (union op_fn){.clock = done}, done != NULL,
+	                  NULL, ud);
 }
 
 int pen_trace_hold(struct pen *p, uint32_t level)
