@@ -137,15 +137,35 @@ unsigned work_pending(const struct pen *p)
 static void step_info(struct pen *p);
 static void step_clock(struct pen *p);
 
+/* Whether the answer to a step that is asked again after a timeout is one
+ * its caller goes on with: not when the link failed or the step was asked
+ * again. */
+static bool answered(struct pen *p, int status, void (*again)(struct pen *))
+{
+	if (pen_link_failed(p, status))
+		return false;
+	if (status == PL_ERR_TIMEOUT) {
+		again(p);
+		return false;
+	}
+	return true;
+}
+
+/* A step's request under way (rc PL_OK), or answered at once with the
+ * error that kept it from starting. */
+static void started(struct pen *p, int rc, void (*on_answer)(void *, int))
+{
+	if (rc)
+		on_answer(p, rc);
+	else
+		pen_kick(p);
+}
+
 static void on_info(void *ud, int status)
 {
 	struct pen *p = ud;
-	if (pen_link_failed(p, status))
+	if (!answered(p, status, step_info))
 		return;
-	if (status == PL_ERR_TIMEOUT) {
-		step_info(p);
-		return;
-	}
 	if (status) {
 		work_fail(p, "cannot read the device info: %s", pl_error_message());
 		return;
@@ -160,22 +180,14 @@ static void on_info(void *ud, int status)
 
 static void step_info(struct pen *p)
 {
-	int rc = pl_pen_get_info_async(p->pp, &p->info_tmp, on_info, p);
-	if (rc)
-		on_info(p, rc);
-	else
-		pen_kick(p);
+	started(p, pl_pen_get_info_async(p->pp, &p->info_tmp, on_info, p), on_info);
 }
 
 static void on_clock(void *ud, int status)
 {
 	struct pen *p = ud;
-	if (pen_link_failed(p, status))
+	if (!answered(p, status, step_clock))
 		return;
-	if (status == PL_ERR_TIMEOUT) {
-		step_clock(p);
-		return;
-	}
 	if (status) {
 		/* Not fatal: the pen's records then carry uptime instead of
 		 * UTC, which the archive keeps as such. */
@@ -195,11 +207,8 @@ static void on_clock(void *ud, int status)
 
 static void step_clock(struct pen *p)
 {
-	int rc = pl_pen_clock_sync_async(p->pp, &p->clock_offset, on_clock, p);
-	if (rc)
-		on_clock(p, rc);
-	else
-		pen_kick(p);
+	started(p, pl_pen_clock_sync_async(p->pp, &p->clock_offset, on_clock, p),
+	        on_clock);
 }
 
 void work_start(struct pen *p)
@@ -217,12 +226,8 @@ static void on_list(void *ud, int status)
 		free(p->list_tmp);
 		p->list_tmp = NULL;
 	}
-	if (pen_link_failed(p, status))
+	if (!answered(p, status, step_list))
 		return;
-	if (status == PL_ERR_TIMEOUT) {
-		step_list(p);
-		return;
-	}
 	if (status) {
 		work_fail(p, "cannot list its sessions: %s", pl_error_message());
 		return;
@@ -257,11 +262,9 @@ static void step_list(struct pen *p)
 	if (!pen_enter(p, PHASE_LIST, "listing sessions"))
 		return;
 	p->relist = false;
-	int rc = pl_pen_list_sessions_async(p->pp, &p->list_tmp, &p->n_list_tmp, on_list, p);
-	if (rc)
-		on_list(p, rc);
-	else
-		pen_kick(p);
+	started(p, pl_pen_list_sessions_async(p->pp, &p->list_tmp, &p->n_list_tmp,
+	                                      on_list, p),
+	        on_list);
 }
 
 void work_session_recorded(struct pen *p)
