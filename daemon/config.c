@@ -261,6 +261,34 @@ static int set_policy(struct parse *p, const char *section, const char *key,
 	return 1;
 }
 
+/* [pens] holds only whole numbers, each with its range. */
+static int set_pen_number(struct parse *p, const char *section,
+                          const char *key, const char *v)
+{
+	struct config *c = p->c;
+	const struct {
+		const char *key;
+		int *dst;
+		int min, max;
+		const char *what;
+	} keys[] = {
+	    {"request_timeout_ms", &c->timeout_ms, 10, 600000,
+	     "a number of milliseconds from 10 to 600000"},
+	    {"handshake_timeout_ms", &c->handshake_ms, 10, 600000,
+	     "a number of milliseconds from 10 to 600000"},
+	    {"download_window", &c->window, 0, 1024,
+	     "a number from 0 (as the pen allows) to 1024"},
+	};
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (strcmp(key, keys[i].key))
+			continue;
+		if (!parse_int(v, keys[i].min, keys[i].max, keys[i].dst))
+			return fail(p, section, key, "'%s' is not %s", v, keys[i].what);
+		return 1;
+	}
+	return fail(p, section, key, "unknown key");
+}
+
 static int set_level(struct parse *p, const char *section, const char *key,
                      const char *v)
 {
@@ -307,7 +335,6 @@ static int handler(void *ud, const char *section, const char *key,
 	if (!check_twice(p, section, key))
 		return 0;
 	bool ok_bool;
-	int n;
 	if (!strcmp(section, "daemon")) {
 		if (!strcmp(key, "socket"))
 			return set_path(p, section, key, v, c->socket_path, sizeof c->socket_path);
@@ -349,27 +376,7 @@ static int handler(void *ud, const char *section, const char *key,
 	} else if (!strcmp(section, "policy")) {
 		return set_policy(p, section, key, v);
 	} else if (!strcmp(section, "pens")) {
-		if (!strcmp(key, "request_timeout_ms")) {
-			if (!parse_int(v, 10, 600000, &n))
-				return fail(p, section, key,
-				            "'%s' is not a number of milliseconds from 10 to 600000", v);
-			c->timeout_ms = n;
-			return 1;
-		}
-		if (!strcmp(key, "handshake_timeout_ms")) {
-			if (!parse_int(v, 10, 600000, &n))
-				return fail(p, section, key,
-				            "'%s' is not a number of milliseconds from 10 to 600000", v);
-			c->handshake_ms = n;
-			return 1;
-		}
-		if (!strcmp(key, "download_window")) {
-			if (!parse_int(v, 0, 1024, &n))
-				return fail(p, section, key,
-				            "'%s' is not a number from 0 (as the pen allows) to 1024", v);
-			c->window = n;
-			return 1;
-		}
+		return set_pen_number(p, section, key, v);
 	} else if (!*section) {
 		return fail(p, section, key, "key outside any [section]");
 	} else {
