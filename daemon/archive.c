@@ -441,6 +441,34 @@ static int run(struct archive *a, const char *what, const char *sql,
 	return e;
 }
 
+/*
+ * Hands each row of a query (its parameters bound as bind() does) to row.
+ * row's non-zero return stops it; a negative one (a pl_return code) is
+ * the result, said to have stopped while `doing`.
+ */
+static int each_row(struct archive *a, const char *what, const char *doing,
+                    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx,
+                    const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+	int rc = SQLITE_DONE, stop = 0, e = prepare(a, &st, sql, what);
+
+	if (e != PL_OK)
+		return e;
+	va_start(ap, types);
+	e = vbind(a, st, what, types, ap);
+	va_end(ap);
+	while (e == PL_OK && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		stop = row(st, ctx);
+	if (stop < 0)
+		e = fail(a, stop, "%s stopped: %s", doing, pl_error_name(stop));
+	else if (e == PL_OK && !stop && rc != SQLITE_DONE)
+		e = db_fail(a, rc, "%s", what);
+	sqlite3_finalize(st);
+	return e;
+}
+
 static int exec(struct archive *a, const char *sql, const char *what)
 {
 	int rc = sqlite3_exec(a->db, sql, NULL, NULL, NULL);
@@ -1567,49 +1595,39 @@ static void session_from_row(sqlite3_stmt *st, struct archived_session *s)
 	s->archived_ms = sqlite3_column_int64(st, 9);
 }
 
+struct session_rows {
+	int (*cb)(void *ud, const struct archived_session *s);
+	void *ud;
+};
+
+static int session_row(sqlite3_stmt *st, void *ctx)
+{
+	struct session_rows *r = ctx;
+	struct archived_session s;
+	session_from_row(st, &s);
+	return r->cb(r->ud, &s);
+}
+
 /* cb's non-zero return stops the listing; a negative one (a pl_return
  * code) is returned, a positive one gives PL_OK. */
 int archive_list(struct archive *a, const char *serial, int64_t since_ms,
                  int (*cb)(void *ud, const struct archived_session *s),
                  void *ud)
 {
-	static const char what[] = "list sessions";
 	bool all = !serial || !*serial;
-	sqlite3_stmt *st;
-	int rc = SQLITE_DONE, e;
+	struct session_rows r = {cb, ud};
 
 	if (!a)
 		return PL_ERR_ARG;
 	if (!cb)
 		return fail(a, PL_ERR_ARG, "archive_list: no callback");
-	e = prepare(a, &st,
-	            all ? "SELECT " SESSION_COLUMNS " FROM sessions "
-	                  "WHERE start_ms >= ?1 ORDER BY start_ms, id"
-	                : "SELECT " SESSION_COLUMNS " FROM sessions "
-	                  "WHERE start_ms >= ?1 AND serial = ?2 "
-	                  "ORDER BY start_ms, id",
-	            what);
-	if (e != PL_OK)
-		return e;
-	e = all ? bind(a, st, what, "i", since_ms)
-	        : bind(a, st, what, "it", since_ms, serial);
-	while (e == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct archived_session s;
-		int stop;
-		session_from_row(st, &s);
-		stop = cb(ud, &s);
-		if (stop) {
-			if (stop < 0)
-				e = fail(a, stop, "listing sessions stopped: %s",
-				         pl_error_name(stop));
-			goto out;
-		}
-	}
-	if (e == PL_OK && rc != SQLITE_DONE)
-		e = db_fail(a, rc, "%s", what);
-out:
-	sqlite3_finalize(st);
-	return e;
+	return each_row(a, "list sessions", "listing sessions", session_row, &r,
+	                all ? "SELECT " SESSION_COLUMNS " FROM sessions "
+	                      "WHERE start_ms >= ?1 ORDER BY start_ms, id"
+	                    : "SELECT " SESSION_COLUMNS " FROM sessions "
+	                      "WHERE start_ms >= ?1 AND serial = ?2 "
+	                      "ORDER BY start_ms, id",
+	                all ? "i" : "it", since_ms, serial);
 }
 
 int archive_read_record(struct archive *a, const struct pl_session_key *key,
@@ -2135,51 +2153,44 @@ int archive_audit_add(struct archive *a, const struct audit_entry *e)
 	return err;
 }
 
+struct audit_rows {
+	int (*cb)(void *ud, const struct audit_entry *e);
+	void *ud;
+};
+
+static int audit_row(sqlite3_stmt *st, void *ctx)
+{
+	struct audit_rows *r = ctx;
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	struct audit_entry en = {
+	    .utc_ms = sqlite3_column_int64(st, 0),
+	    .uid = (uint32_t)sqlite3_column_int64(st, 1),
+	    .user = COL(2),
+	    .pen = COL(3),
+	    .action = COL(4),
+	    .old_value = COL(5),
+	    .new_value = COL(6),
+	    .result = COL(7),
+	};
+#undef COL
+	return r->cb(r->ud, &en);
+}
+
 /* cb's return as in archive_list(). */
 int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
                        int (*cb)(void *ud, const struct audit_entry *e),
                        void *ud)
 {
-	static const char what[] = "read the audit trail";
-	sqlite3_stmt *st;
-	int rc = SQLITE_DONE, e;
+	struct audit_rows r = {cb, ud};
 
 	if (!a)
 		return PL_ERR_ARG;
 	if (!cb)
 		return fail(a, PL_ERR_ARG, "archive_audit_list: no callback");
-	e = prepare(a, &st,
-	            "SELECT utc_ms, uid, user, pen, action, old_value, new_value, "
-	            "result FROM audit WHERE utc_ms >= ?1 "
-	            "ORDER BY utc_ms DESC, id DESC LIMIT ?2",
-	            what);
-	if (e != PL_OK)
-		return e;
-	e = bind(a, st, what, "ii", since_ms, (int64_t)(limit ? limit : 100));
-	while (e == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
-		struct audit_entry en = {
-		    .utc_ms = sqlite3_column_int64(st, 0),
-		    .uid = (uint32_t)sqlite3_column_int64(st, 1),
-		    .user = COL(2),
-		    .pen = COL(3),
-		    .action = COL(4),
-		    .old_value = COL(5),
-		    .new_value = COL(6),
-		    .result = COL(7),
-		};
-#undef COL
-		int stop = cb(ud, &en);
-		if (stop) {
-			if (stop < 0)
-				e = fail(a, stop, "reading the audit trail stopped: %s",
-				         pl_error_name(stop));
-			goto out;
-		}
-	}
-	if (e == PL_OK && rc != SQLITE_DONE)
-		e = db_fail(a, rc, "%s", what);
-out:
-	sqlite3_finalize(st);
-	return e;
+	return each_row(a, "read the audit trail", "reading the audit trail",
+	                audit_row, &r,
+	                "SELECT utc_ms, uid, user, pen, action, old_value, new_value, "
+	                "result FROM audit WHERE utc_ms >= ?1 "
+	                "ORDER BY utc_ms DESC, id DESC LIMIT ?2",
+	                "ii", since_ms, (int64_t)(limit ? limit : 100));
 }
