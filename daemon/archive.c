@@ -792,11 +792,17 @@ void archive_close(struct archive *a)
 
 /* ------------------------------------------------------------------ partials */
 
+/* The arguments naming a session for fn, checked; uuid gets its text for
+ * messages. */
 static int check_info(struct archive *a, const char *serial,
-                      const struct pl_session_info *s, const char *fn)
+                      const struct pl_session_info *s, const char *fn,
+                      char uuid[37])
 {
-	int e = check_serial(a, serial, fn);
+	int e;
 
+	if (!a)
+		return PL_ERR_ARG;
+	e = check_serial(a, serial, fn);
 	if (e != PL_OK)
 		return e;
 	if (!s)
@@ -807,6 +813,7 @@ static int check_info(struct archive *a, const char *serial,
 		            "session of %s: %" PRIu64 " bytes is more than the "
 		            "archive can hold in one record (%d)",
 		            serial, s->size, sqlite3_limit(a->db, SQLITE_LIMIT_LENGTH, -1));
+	pl_uuid_format(s->uuid, uuid);
 	return PL_OK;
 }
 
@@ -880,7 +887,7 @@ int archive_partial_offset(struct archive *a, const char *serial,
 	if (!offset)
 		return fail(a, PL_ERR_ARG, "archive_partial_offset: offset is NULL");
 	*offset = 0;
-	e = check_info(a, serial, s, "archive_partial_offset");
+	e = check_info(a, serial, s, "archive_partial_offset", uuid);
 	if (e == PL_OK)
 		e = find_partial(a, serial, s->uuid, &p);
 	if (e != PL_OK || !p.found)
@@ -891,7 +898,6 @@ int archive_partial_offset(struct archive *a, const char *serial,
 	}
 	/* The pen now serves different bytes under this uuid: what we hold
 	 * belongs to a record that no longer exists. */
-	pl_uuid_format(s->uuid, uuid);
 	log_notice("session %s of %s changed on the pen (%" PRIu64 " -> %" PRIu64
 	           " bytes or another digest): restarting its download",
 	           uuid, serial, p.size, s->size);
@@ -915,12 +921,9 @@ int archive_partial_append(struct archive *a, const char *serial,
 	char uuid[37];
 	int e;
 
-	if (!a)
-		return PL_ERR_ARG;
-	e = check_info(a, serial, s, "archive_partial_append");
+	e = check_info(a, serial, s, "archive_partial_append", uuid);
 	if (e != PL_OK)
 		return e;
-	pl_uuid_format(s->uuid, uuid);
 	if (!data && len > 0)
 		return fail(a, PL_ERR_ARG, "archive_partial_append: data is NULL");
 	if (offset > s->size || len > s->size - offset)
@@ -1247,12 +1250,9 @@ int archive_commit_session(struct archive *a, const char *serial,
 	bool found;
 	int e;
 
-	if (!a)
-		return PL_ERR_ARG;
-	e = check_info(a, serial, s, "archive_commit_session");
+	e = check_info(a, serial, s, "archive_commit_session", uuid);
 	if (e != PL_OK)
 		return e;
-	pl_uuid_format(s->uuid, uuid);
 	snprintf(what, sizeof what, "archive session %s of %s", uuid, serial);
 
 	e = begin(a, true, what);
