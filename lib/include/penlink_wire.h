@@ -5,8 +5,15 @@
  * Portable C99, no heap, no libc beyond memcpy/memchr; installed with
  * libpenlink (penlink.h includes it) and used as is by firmware (pl_fw.h).
  *
- * Thread safety: the functions keep no global state; a decoder is used by
- * one thread at a time.
+ * Conventions: nothing here allocates, fails with a code or records an
+ * error message (pl_error_message is libpenlink's, not the bridge's); a
+ * function that cannot do its job says so in its result (0 bytes written)
+ * or in the decoder's counters.  All memory is the caller's.
+ *
+ * Thread safety: the functions keep no global state.  pl_crc32,
+ * pl_crc32_portable, pl_frame_encode and pl_frame_drop_name may be called
+ * from any thread at once; a decoder is used by one thread at a time, and
+ * its callbacks run in the thread that feeds it.
  *
  * On the wire a frame is
  *
@@ -45,8 +52,8 @@ extern "C" {
 #define PL_PRESET_NAME_MAX 32u   /* bytes of UTF-8 in a preset name */
 #define PL_MAX_SPEED_LEVELS 16u  /* stroke-rate table entries a pen may have */
 
-/* A session as a pen lists it (pl.SessionInfo); the firmware bridge fills
- * it, libpenlink's pl_pen_list_sessions() returns it. */
+/* A session as a pen lists it, pl.SessionInfo; the firmware bridge fills
+ * it, libpenlink's pl_pen_list_sessions returns it. */
 struct pl_session_info {
 	uint32_t id;        /* the pen's slot for it */
 	uint8_t uuid[16];
@@ -77,19 +84,35 @@ struct pl_session_info {
 #define PL_FRAME_ENCODED_MAX(payload_len) \
 	(PL_FRAME_RAW_LEN(payload_len) + PL_FRAME_RAW_LEN(payload_len) / 254u + 2u)
 
-/* CRC-32 (IEEE, reflected, init/xorout 0xffffffff) of len bytes at data,
- * continuing from crc; pass 0 to start.  Same results as zlib's crc32().
- * Never fails; data may be NULL only when len is 0. */
+/*
+ * CRC-32 (IEEE, reflected, init/xorout 0xffffffff) of len bytes at data,
+ * continuing from crc; pass 0 to start.  Same results as zlib's crc32
+ * (built with zlib it is zlib's crc32_z, else pl_crc32_portable).
+ *
+ * crc:  0, or the result for the bytes before data.
+ * data: len bytes; may be NULL only when len is 0.
+ * Returns the CRC.  Never fails.
+ */
 uint32_t pl_crc32(uint32_t crc, const void *data, size_t len);
 
-/* The table-driven CRC-32 firmware builds use for pl_crc32().  Always
- * compiled, so host tests can prove it agrees with zlib's. */
+/* The table-driven CRC-32 firmware builds use for pl_crc32, with the same
+ * parameters and results.  Always compiled, so host tests can prove it
+ * agrees with zlib's.  Never fails. */
 uint32_t pl_crc32_portable(uint32_t crc, const void *data, size_t len);
 
 /*
- * Encodes one frame into out.  Returns the number of bytes written including
- * the trailing delimiter, or 0 if out_cap is smaller than needed (no partial
- * frame is ever written that a caller could send by mistake).
+ * Encodes one frame into out.
+ *
+ * payload:     payload_len bytes (one serialized pl.Envelope); may be NULL
+ *              only when payload_len is 0.
+ * flags:       the frame's flags byte (0 today).
+ * out/out_cap: the buffer; PL_FRAME_ENCODED_MAX(payload_len) bytes always
+ *              suffice.
+ * Returns the number of bytes written including the trailing delimiter,
+ * or 0 if out is NULL, out_cap is smaller than needed, or payload is NULL
+ * with payload_len > 0.  On 0 the content of out is unspecified (it may be
+ * partly overwritten) but no length is returned, so no partial frame is
+ * ever sent by mistake.  Never fails otherwise; records nothing.
  */
 size_t pl_frame_encode(const uint8_t *payload, size_t payload_len,
                        uint8_t flags, uint8_t *out, size_t out_cap);
@@ -111,13 +134,18 @@ struct pl_frame_stats {
 };
 
 /*
- * Called once per good frame.  payload is valid only during the call.
+ * Called once per good frame, from inside pl_frame_decoder_feed.  payload
+ * (len bytes, header and CRC removed) points into the decoder's buffer and
+ * is valid only during the call.  It must not feed or reset the same
+ * decoder.
  */
 typedef void (*pl_frame_cb)(void *ctx, uint8_t flags,
                             const uint8_t *payload, size_t len);
 
 /*
- * Optional: called once per dropped frame, for diagnostics (--dump-frames).
+ * Optional: called once per dropped frame, from inside
+ * pl_frame_decoder_feed, for diagnostics (--dump-frames): why, and the
+ * frame's length so far.  It must not feed or reset the same decoder.
  */
 typedef void (*pl_frame_drop_cb)(void *ctx, enum pl_frame_drop why,
                                  size_t len);
@@ -142,25 +170,44 @@ struct pl_frame_decoder {
 };
 
 /*
- * buf must hold PL_FRAME_RAW_LEN(max_payload) bytes; the limit starts at
- * max_payload and can only be lowered later (after the handshake).
+ * Readies d (every field, the counters included, is reset).
+ *
+ * d:        the decoder, not NULL; owned by the caller.
+ * buf:      buf_len bytes the decoder assembles frames in, owned by the
+ *           caller, who keeps it valid (and does not touch it) while d is
+ *           used.  It must hold PL_FRAME_RAW_LEN(max_payload) bytes: the
+ *           limit starts at buf_len minus header and CRC, that is
+ *           max_payload, and can only be lowered later (after the
+ *           handshake).  NULL or too small a buffer makes every non-empty
+ *           frame a drop.
+ * on_frame: may be NULL (good frames are then only counted).
+ * on_drop:  may be NULL.
+ * ctx:      passed to both callbacks.
+ * Never fails.
  */
 void pl_frame_decoder_init(struct pl_frame_decoder *d, uint8_t *buf,
                            size_t buf_len, pl_frame_cb on_frame,
                            pl_frame_drop_cb on_drop, void *ctx);
 
-/* Lowers (never raises above what buf holds) the payload limit. */
+/* Lowers the payload limit to max_payload; a value above the current
+ * limit is ignored (the limit never rises).  A frame in progress that ends
+ * up longer than the new limit is dropped as oversize.  Never fails. */
 void pl_frame_decoder_set_limit(struct pl_frame_decoder *d, size_t max_payload);
 
 /*
  * Feeds bytes exactly as they came off the line, split anywhere.  Frames
- * are delivered through on_frame as they complete.  Bytes of a frame over
- * the limit are discarded as they arrive, never buffered.
+ * are delivered through on_frame (or counted as dropped, through on_drop)
+ * as they complete, inside this call.  Bytes of a frame over the limit are
+ * discarded as they arrive, never buffered.
+ *
+ * data: len bytes; may be NULL only when len is 0.
+ * Never fails: damage shows in d->stats and on_drop.
  */
 void pl_frame_decoder_feed(struct pl_frame_decoder *d, const uint8_t *data,
                            size_t len);
 
-/* Forgets any partial frame (e.g. after a reconnect). */
+/* Forgets any partial frame (e.g. after a reconnect); the counters and
+ * the limit are kept.  Never fails. */
 void pl_frame_decoder_reset(struct pl_frame_decoder *d);
 
 /* "crc", "oversize", "short", "cobs", "version"; "unknown" for any other
