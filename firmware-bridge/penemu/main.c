@@ -36,7 +36,6 @@ static volatile sig_atomic_t stop_requested;
 
 struct emu {
 	struct pl_fw fw; /* large: the endpoint's static buffers */
-	struct pl_fw_ops ops;
 	struct flash *flash;
 	struct faults *faults;
 	struct hostile *hostile;   /* NULL unless --hostile */
@@ -710,19 +709,15 @@ static int prepare_flash(const struct args *a)
 
 static void init_endpoint(void)
 {
-	emu.ops.send = op_send;
-	emu.ops.get_info = op_get_info;
-	emu.ops.presets_load = op_presets_load;
-	emu.ops.presets_store = op_presets_store;
-	emu.ops.session_next = op_session_next;
-	emu.ops.session_get = op_session_get;
-	emu.ops.session_read = op_session_read;
-	emu.ops.session_archive = op_session_archive;
-	emu.ops.uptime_ms = op_uptime;
-	emu.ops.rtc_get = op_rtc_get;
-	emu.ops.rtc_set = op_rtc_set;
-	emu.ops.log = op_log;
-	pl_fw_init(&emu.fw, &emu.ops, &emu);
+	static const struct pl_fw_ops ops = {
+		.send = op_send, .get_info = op_get_info,
+		.presets_load = op_presets_load, .presets_store = op_presets_store,
+		.session_next = op_session_next, .session_get = op_session_get,
+		.session_read = op_session_read, .session_archive = op_session_archive,
+		.uptime_ms = op_uptime, .rtc_get = op_rtc_get, .rtc_set = op_rtc_set,
+		.log = op_log,
+	};
+	pl_fw_init(&emu.fw, &ops, &emu);
 }
 
 /*
