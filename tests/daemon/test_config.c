@@ -135,6 +135,8 @@ static void test_example_as_shipped(void **state)
 	config_defaults(&d);
 	assert_int_equal(config_load(&c, path, true, err, sizeof err), 0);
 	assert_same(&c, &d);
+	config_free(&c);
+	config_free(&d);
 }
 
 /*
@@ -189,6 +191,8 @@ static void test_example_defaults_are_true(void **state)
 	if (config_load(&c, out_path, true, err, sizeof err) != 0)
 		fail_msg("uncommented example: %s", err);
 	assert_same(&c, &d);
+	config_free(&c);
+	config_free(&d);
 }
 
 static void test_every_key(void **state)
@@ -291,6 +295,8 @@ static void test_missing_file(void **state)
 	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
 	assert_non_null(strstr(err, path));
 	assert_non_null(strstr(err, "No such file"));
+	config_free(&c);
+	config_free(&d);
 }
 
 /* Each bad file: the message, exactly, and the config left untouched. */
@@ -305,6 +311,8 @@ static void expect_error(const char *text, const char *want_suffix)
 	snprintf(want, sizeof want, "%s:%s", path, want_suffix);
 	assert_string_equal(err, want);
 	assert_same(&c, &d);
+	config_free(&c);
+	config_free(&d);
 }
 
 static void test_bad_files(void **state)
@@ -386,6 +394,7 @@ static void test_long_line(void **state)
 	snprintf(want, sizeof want, "%s:2: line longer than", path);
 	assert_memory_equal(err, want, strlen(want));
 	assert_string_equal(c.socket_path, "/run/penlink/penlinkd.sock");
+	config_free(&c);
 
 	snprintf(text, sizeof text, "[daemon]\n# %s\nlog_lvl = info\n", longpath);
 	path = write_file("long2.conf", text);
@@ -393,6 +402,7 @@ static void test_long_line(void **state)
 	assert_int_equal(config_load(&c, path, true, err, sizeof err), -1);
 	snprintf(want, sizeof want, "%s:2: line longer than", path);
 	assert_memory_equal(err, want, strlen(want));
+	config_free(&c);
 }
 
 static void test_caps_limit(void **state)

@@ -348,15 +348,16 @@ static void test_many_timers(void **state)
 	uint64_t ids[300];
 	many_n = 0;
 	for (int i = 0; i < 300; i++) {
-		/* Shuffled deadlines 3 ms apart, so the clock ticking while
-		 * they are added cannot reorder two of them. */
-		int ms = ((i * 7) % 40) * 3;
+		/* Shuffled deadlines 10 ms apart, so the clock ticking while
+		 * they are added (slow under a sanitizer or a loaded machine)
+		 * cannot reorder two of them. */
+		int ms = ((i * 7) % 40) * 10;
 		ids[i] = loop_add_timer(l, ms, many_cb, (void *)(intptr_t)(ms * 1000 + i));
 		assert_true(ids[i]);
 	}
 	for (int i = 0; i < 300; i += 3)
 		loop_cancel_timer(l, ids[i]);
-	loop_add_timer(l, 150, stop_cb, l);
+	loop_add_timer(l, 450, stop_cb, l);
 	assert_int_equal(loop_run(l), 0);
 	assert_int_equal(many_n, 200);
 	for (int i = 1; i < many_n; i++)
