@@ -14,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <time.h>
 #include <unistd.h>
+
+#include <penlink.h>
 
 #include "loop.h"
 
@@ -56,13 +57,6 @@ struct loop {
 	uint64_t wakeups;
 	bool stop;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct loop *loop_new(void)
 {
@@ -244,7 +238,7 @@ uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_fn fn, void *ud)
 	size_t slot = l->free_head;
 	struct timer *t = &l->t[slot];
 	l->free_head = t->next_free;
-	int64_t now = now_ms();
+	int64_t now = pl_time_monotonic_ms();
 	t->deadline = ms > INT64_MAX - now ? INT64_MAX : now + ms;
 	t->seq = l->next_seq++;
 	t->fn = fn;
@@ -291,7 +285,7 @@ static int wait_timeout(const struct loop *l)
 {
 	if (!l->nheap)
 		return -1;
-	int64_t d = l->t[l->heap[0]].deadline - now_ms();
+	int64_t d = l->t[l->heap[0]].deadline - pl_time_monotonic_ms();
 	if (d <= 0)
 		return 0;
 	return d > INT_MAX ? INT_MAX : (int)d;
@@ -325,7 +319,7 @@ int loop_run(struct loop *l)
 				ev |= LOOP_ERR;
 			l->w[fd].fn(l->w[fd].ud, fd, ev);
 		}
-		run_timers(l, now_ms(), limit);
+		run_timers(l, pl_time_monotonic_ms(), limit);
 	}
 	/* Cleared on the way out, not on the way in, so a stop requested
 	 * before the loop runs is not lost. */
