@@ -337,8 +337,11 @@ struct pl_port_info {
 };
 
 /*
- * Lists serial ports on USB whose VID/PID match, via libserialport's USB
- * metadata (sysfs on Linux).
+ * Lists serial ports on USB whose VID/PID match, read from sysfs (Linux):
+ * each tty in /sys/class/tty whose device has a USB device above it (the
+ * idVendor, idProduct, serial, product, busnum and devnum attributes
+ * libserialport reads too).  Sorted by path (ttyACM2 before ttyACM10).
+ * Opens no port.  Same as pl_ports_find_in(NULL, vid, pid, out, count).
  *
  * vid, pid: the ids to match; vid 0 lists every USB serial port (pid is
  *           then ignored).
@@ -352,6 +355,43 @@ struct pl_port_info {
  */
 int pl_ports_find(uint16_t vid, uint16_t pid, struct pl_port_info **out,
                   size_t *count);
+
+/*
+ * pl_ports_find under another root: sysfs is read from ROOT/sys and the
+ * ports are named ROOT/dev/NAME.  For tests, which build a fake tree (the
+ * tty class, its device links, a USB device's attribute files) on
+ * machines without USB.
+ *
+ * root: NULL, "" or "/" for the real system; else a directory.
+ * A root without sys/class/tty lists no port (PL_OK, *count 0).
+ * Errors: those of pl_ports_find, and PL_ERR_ACCESS (the tty class
+ *         cannot be read).
+ */
+int pl_ports_find_in(const char *root, uint16_t vid, uint16_t pid,
+                     struct pl_port_info **out, size_t *count);
+
+/* Who holds a port's lock (pl_port_holder). */
+struct pl_port_holder {
+	bool busy;     /* some process holds the port's flock */
+	int pid;       /* that process, 0 if it is not visible from here */
+	char name[32]; /* its command name (/proc/PID/comm), "" if unknown */
+};
+
+/*
+ * Whether a program holds path: every penlink transport flocks the port it
+ * opens (penlinkd, penctl --port, penemu's clients), so a locked port is
+ * in use and pl_transport_open would fail on it with PL_ERR_BUSY.  Read
+ * from /proc/locks without opening the port (opening a serial port raises
+ * DTR, which a pen may notice).  A program that opens the port without a
+ * lock (a terminal emulator) is not seen.
+ *
+ * path: the port, not NULL; a symbolic link is followed.
+ * out:  not NULL; zeroed, then filled.
+ * Errors: PL_ERR_ARG (NULL path or out), PL_ERR_NO_PORT (no such path),
+ *         PL_ERR_ACCESS, PL_ERR_IO (/proc/locks cannot be read).
+ * Thread-safe.
+ */
+int pl_port_holder(const char *path, struct pl_port_holder *out);
 
 /* ------------------------------------------------------------------ opening */
 
@@ -1008,8 +1048,9 @@ void pl_record_free(struct pl_record *r);
 
 /*
  * A report for people: identity, times, preset, cartridge, summary,
- * events, and a telemetry overview, written to out.  Control bytes of the
- * pen's text are printed as '?'.
+ * events, and a telemetry overview, written to out.  Times are local
+ * ($TZ) with their UTC offset, as pl_time_format_local writes them.
+ * Control bytes of the pen's text are printed as '?'.
  * Returns PL_OK, PL_ERR_ARG (NULL r or out) or PL_ERR_IO (the stream
  * reported an error; part of the report may have been written).
  */
@@ -1114,9 +1155,11 @@ const char *pl_depth_format_mm(uint32_t um, enum pl_mm_style style,
  * represent gives "" (never a wrong date).  Returns out.  Never fails.
  */
 const char *pl_time_format_utc(int64_t utc_ms, char out[PL_TIME_TEXT_MAX]);
-/* The same instant in the host's local time zone, to the second, for
- * people: "2024-05-01 14:03:22"; "@<ms> ms" when it cannot be represented.
- * out: PL_TIME_TEXT_MAX bytes, not NULL.  Returns out.  Never fails. */
+/* The same instant in the host's local time zone ($TZ), to the second,
+ * with the zone's UTC offset then, for people: "2024-05-01 14:03:22 +02:00"
+ * (TZ=UTC gives "+00:00"); "@<ms> ms" when it cannot be represented.
+ * out: PL_TIME_TEXT_MAX bytes, not NULL.
+ * Returns out.  Never fails. */
 const char *pl_time_format_local(int64_t utc_ms, char out[PL_TIME_TEXT_MAX]);
 /* Milliseconds of CLOCK_MONOTONIC: for deadlines and rates, never for
  * dates.  Never fails. */

@@ -441,7 +441,8 @@ static struct stats stats_of(const uint32_t *v, size_t n)
 
 /* ------------------------------------------------------------------ report */
 
-/* ISO-8601 UTC with milliseconds, or uptime when the pen had no clock. */
+/* Local time with its UTC offset (the one rule for people), or uptime
+ * when the pen had no clock. */
 static const char *fmt_time(char buf[PL_TIME_TEXT_MAX], int64_t ms, bool rtc)
 {
 	if (!rtc) {
@@ -452,8 +453,8 @@ static const char *fmt_time(char buf[PL_TIME_TEXT_MAX], int64_t ms, bool rtc)
 		}
 		snprintf(buf, PL_TIME_TEXT_MAX, "uptime +%" PRId64 ".%03d s", secs,
 		         (int)frac);
-	} else if (!pl_time_format_utc(ms, buf)[0]) {
-		snprintf(buf, PL_TIME_TEXT_MAX, "%" PRId64 " ms (out of range)", ms);
+	} else {
+		pl_time_format_local(ms, buf);
 	}
 	return buf;
 }

@@ -64,9 +64,19 @@ const char *pl_time_format_local(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
 	struct tm tm;
 	int frac;
 
+	char zone[16];
+	/* %z is "+0200" (or "+053045" on a few historical zones, or "" where
+	 * the C library knows no offset): people read "+02:00". */
 	if (!broken_down(utc_ms, true, &tm, &frac) ||
-	    strftime(out, PL_TIME_TEXT_MAX, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+	    strftime(out, PL_TIME_TEXT_MAX, "%Y-%m-%d %H:%M:%S", &tm) == 0) {
 		snprintf(out, PL_TIME_TEXT_MAX, "@%" PRId64 " ms", utc_ms);
+		return out;
+	}
+	size_t n = strlen(out), z = strftime(zone, sizeof zone, "%z", &tm);
+	if (z == 5)
+		snprintf(out + n, PL_TIME_TEXT_MAX - n, " %.3s:%.2s", zone, zone + 3);
+	else if (z > 0)
+		snprintf(out + n, PL_TIME_TEXT_MAX - n, " %s", zone);
 	return out;
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -44,6 +45,25 @@ static void test_time_text(void **state)
 	/* Far-off times a pen may send still fit the buffer. */
 	assert_true(strlen(pl_time_format_utc(INT64_MAX, b)) < PL_TIME_TEXT_MAX);
 	assert_true(strlen(pl_time_format_utc(INT64_MIN, b)) < PL_TIME_TEXT_MAX);
+	/* Local time carries its offset, which follows the zone's rules:
+	 * Berlin's (as a POSIX rule, so no tz database is needed) in winter
+	 * and in summer, and UTC. */
+	setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3", 1);
+	tzset();
+	assert_string_equal(pl_time_format_local(1700000000123, b),
+	                    "2023-11-14 23:13:20 +01:00");
+	assert_string_equal(pl_time_format_local(1714572202000, b),
+	                    "2024-05-01 16:03:22 +02:00");
+	setenv("TZ", "UTC0", 1);
+	tzset();
+	assert_string_equal(pl_time_format_local(1700000000123, b),
+	                    "2023-11-14 22:13:20 +00:00");
+	setenv("TZ", "<-0530>5:30", 1); /* west of Greenwich, half hours */
+	tzset();
+	assert_string_equal(pl_time_format_local(1700000000123, b),
+	                    "2023-11-14 16:43:20 -05:30");
+	unsetenv("TZ");
+	tzset();
 	int64_t a = pl_time_monotonic_ms(), c = pl_time_monotonic_ms();
 	assert_true(c >= a);
 	assert_true(pl_time_utc_ms() > 1700000000000);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -363,6 +364,8 @@ static void test_print(void **state)
 	size_t outlen = 0;
 
 	fixture_init(&f);
+	setenv("TZ", "UTC0", 1);
+	tzset();
 	struct pl_record *r = parse_ok(&f.rec);
 	FILE *fp = open_memstream(&out, &outlen);
 	assert_non_null(fp);
@@ -372,8 +375,9 @@ static void test_print(void **state)
 	assert_contains(out, "Session 1b4e28ba-2fa1-11d2-883f-0016d3cca427");
 	assert_contains(out, "PL-0001, firmware 1.2.0");
 	assert_contains(out, "sequence     42");
-	assert_contains(out, "started      2023-11-14T22:13:20.000Z");
-	assert_contains(out, "ended        2023-11-14T23:15:23.500Z");
+	/* For people: local time with its offset (here UTC). */
+	assert_contains(out, "started      2023-11-14 22:13:20 +00:00");
+	assert_contains(out, "ended        2023-11-14 23:15:23 +00:00");
 	assert_contains(out, "duration     1:02:03.500");
 	assert_contains(out, "Preset 3 \"Forehead fine\" (preset set revision 5)");
 	assert_contains(out, "depth        0.50 mm");
