@@ -1192,8 +1192,8 @@ enum pl_text_target {
 	 * return) gets a leading apostrophe.  Quoting is the CSV writer's. */
 	PL_TEXT_CSV,
 	/* One path component: only A-Z a-z 0-9 - _ . are kept, every other
-	 * byte becomes '_', a leading '.' too (no hidden file, no ".."); empty
-	 * text gives "_". */
+	 * byte becomes '_', a leading '.' or '-' too (no hidden file, no "..",
+	 * nothing a command takes for an option); empty text gives "_". */
 	PL_TEXT_FILENAME,
 };
 

@@ -73,8 +73,9 @@ static bool is_invisible_override(uint32_t cp)
 static bool is_filename_byte(unsigned char c, size_t at)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-	       (c == '.' && at > 0);
+	       (c >= '0' && c <= '9') || c == '_' ||
+	       /* not first: no option ("-rf"), no hidden file, no ".." */
+	       ((c == '-' || c == '.') && at > 0);
 }
 
 /* Appends whole pieces to out while they fit with room for the NUL (so a
