@@ -163,6 +163,9 @@ int pl_fw_state_event(struct pl_fw *fw, uint32_t kind, uint32_t value,
 
 /*
  * The endpoint's own preset check (brief §2), independent of the host's.
+ * A name is 1 to PL_PRESET_NAME_MAX bytes of UTF-8 without control
+ * characters (C0, DEL, C1); a NUL inside a name on the wire is refused by
+ * the endpoint before this check, which sees the stored, terminated form.
  * On failure fills field ("presets[1].depth_um"), value and limit, and a
  * human message, and returns PL_FW_VALIDATION.
  */

@@ -146,6 +146,11 @@ struct req {
 	int status;
 	char log[256];
 	char msg[192]; /* room for a refusal's field, ": " and message */
+	/* The envelope as it came and the arena's allocator, for a second
+	 * reading of what protobuf-c's strings lose (preset names). */
+	const uint8_t *payload;
+	size_t payload_len;
+	ProtobufCAllocator *alloc;
 };
 
 static void send_error_full(struct pl_fw *fw, uint32_t id, int status,
@@ -249,6 +254,28 @@ static long utf8_bad_offset(const unsigned char *s, size_t len)
 	return -1;
 }
 
+/*
+ * Offset of the first control character (C0, DEL, or C1: U+0080-U+009F,
+ * the bytes C2 80-C2 9F) in len bytes of well-formed UTF-8, or -1; its code
+ * point in *cp.  A name is printed by every host, so it must be text.
+ */
+static long control_offset(const unsigned char *s, size_t len, unsigned *cp)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] < 0x20u || s[i] == 0x7fu) {
+			*cp = s[i];
+			return (long)i;
+		}
+		if (s[i] == 0xc2u && i + 1 < len && s[i + 1] <= 0x9fu) {
+			*cp = s[i + 1];
+			return (long)i;
+		}
+	}
+	return -1;
+}
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 6, 7)))
 #endif
@@ -301,6 +328,7 @@ int pl_fw_validate_presets(const struct pl_fw_device_info *info,
 	for (i = 0; i < count; i++) {
 		const struct pl_fw_preset *q = &p[i];
 		size_t nlen = bounded_len(q->name, sizeof q->name);
+		unsigned cp = 0;
 		long bad;
 
 		if (q->id < 1)
@@ -326,6 +354,11 @@ int pl_fw_validate_presets(const struct pl_fw_device_info *info,
 		if (bad >= 0)
 			return refuse(why, i, "name", bad, 0,
 			              "name is not valid UTF-8 (byte %ld)", bad);
+		bad = control_offset((const unsigned char *)q->name, nlen, &cp);
+		if (bad >= 0)
+			return refuse(why, i, "name", bad, 0,
+			              "name holds the control character U+%04X (byte %ld)",
+			              cp, bad);
 		if (q->depth_um < info->depth_min_um)
 			return refuse(why, i, "depth_um", q->depth_um,
 			              info->depth_min_um,
@@ -581,6 +614,65 @@ static void refuse_reply(struct pl_fw *fw, struct req *r,
 	                why->value, why->limit);
 }
 
+/*
+ * The names of a PutPresets into want[0..n), measured by their length on
+ * the wire: the request is read a second time with the names as bytes
+ * (pl.EnvelopeNameView), since protobuf-c ends a string at its first NUL
+ * and "Cheek\0<anything>" would otherwise be stored as "Cheek".  A name
+ * longer than the stored form or holding a NUL is refused here; the rest
+ * of the rule is pl_fw_validate_presets's.  The second reading's arena
+ * space is given back.  PL_FW_OK, or the request was answered.
+ */
+static int put_names(struct pl_fw *fw, struct req *r, struct pl_fw_preset *want,
+                     size_t n)
+{
+	struct arena_ctx *actx = r->alloc->allocator_data;
+	size_t mark = fw->arena_used;
+	Pl__EnvelopeNameView *v;
+	struct pl_fw_refusal why;
+	size_t i;
+
+	memset(&why, 0, sizeof why);
+	v = pl__envelope_name_view__unpack(r->alloc, r->payload_len, r->payload);
+	/* Both readings run the same parser over the same bytes, so they
+	 * agree; a disagreement is refused rather than trusted. */
+	if (!v || v->body_case != PL__ENVELOPE_NAME_VIEW__BODY_PUT_PRESETS ||
+	    v->put_presets->n_presets != n) {
+		fw->arena_used = mark;
+		fail(fw, r, PL_FW_BAD_REQUEST,
+		     actx->exhausted ? "request too large"
+		                     : "malformed request (preset names unreadable)");
+		return PL_FW_BAD_REQUEST;
+	}
+	for (i = 0; i < n; i++) {
+		const ProtobufCBinaryData *name = &v->put_presets->presets[i]->name;
+		const uint8_t *nul = name->len ? memchr(name->data, 0, name->len) : NULL;
+
+		memset(&want[i], 0, sizeof want[i]);
+		/* The stored form holds at most PL_PRESET_NAME_MAX bytes, so the
+		 * length is checked here, before copying. */
+		if (name->len > PL_PRESET_NAME_MAX)
+			(void)refuse(&why, i, "name", (int64_t)name->len,
+			             PL_PRESET_NAME_MAX, "name is %lu bytes, longer than %u",
+			             (unsigned long)name->len,
+			             (unsigned)PL_PRESET_NAME_MAX);
+		else if (nul)
+			(void)refuse(&why, i, "name", (int64_t)(nul - name->data), 0,
+			             "name holds a NUL byte (byte %ld of %lu)",
+			             (long)(nul - name->data), (unsigned long)name->len);
+		if (why.field[0]) {
+			fw->arena_used = mark;
+			refuse_reply(fw, r, &why);
+			return PL_FW_VALIDATION;
+		}
+		if (name->len)
+			memcpy(want[i].name, name->data, name->len);
+		want[i].name[name->len] = '\0';
+	}
+	fw->arena_used = mark;
+	return PL_FW_OK;
+}
+
 static void on_put_presets(struct pl_fw *fw, struct req *r,
                            const Pl__PutPresets *put)
 {
@@ -610,23 +702,11 @@ static void on_put_presets(struct pl_fw *fw, struct req *r,
 		fail(fw, r, PL_FW_BAD_REQUEST, "request too large");
 		return;
 	}
+	if (put_names(fw, r, want, n) != PL_FW_OK)
+		return;
 	for (i = 0; i < n; i++) {
 		const Pl__Preset *q = put->presets[i];
-		size_t nlen = q->name ? strlen(q->name) : 0;
 
-		memset(&want[i], 0, sizeof want[i]);
-		/* The stored form holds at most PL_PRESET_NAME_MAX bytes, so the
-		 * length is checked here, before copying. */
-		if (nlen > PL_PRESET_NAME_MAX) {
-			(void)refuse(&why, i, "name", (int64_t)nlen, PL_PRESET_NAME_MAX,
-			             "name is %lu bytes, longer than %u",
-			             (unsigned long)nlen, (unsigned)PL_PRESET_NAME_MAX);
-			refuse_reply(fw, r, &why);
-			return;
-		}
-		if (nlen)
-			memcpy(want[i].name, q->name, nlen);
-		want[i].name[nlen] = '\0';
 		want[i].id = q->id;
 		want[i].depth_um = q->depth_um;
 		want[i].speed_level = q->speed_level;
@@ -1010,6 +1090,9 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 	memset(&r, 0, sizeof r);
 	fw->stats.requests++;
 
+	r.payload = payload;
+	r.payload_len = len;
+	r.alloc = &alloc;
 	e = pl__envelope__unpack(&alloc, len, payload);
 	if (!e) {
 		fw->stats.unpack_failures++;

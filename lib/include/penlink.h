@@ -615,7 +615,10 @@ struct pl_preset_set {
 
 /*
  * Checks a preset against a pen's limits: name non-empty, at most 32 bytes
- * and valid UTF-8; area known and not PL_AREA_UNSPECIFIED; depth within
+ * (measured as the bytes that go on the wire: up to the first NUL of the
+ * field, or all of it), valid UTF-8 and free of control characters (C0,
+ * DEL, C1), the one name rule pl_policy_check_push and the firmware apply
+ * too; area known and not PL_AREA_UNSPECIFIED; depth within
  * range and on the step; speed level from 1 to the pen's levels, and level
  * 1 at or above the slow-lock depth.  Used by pl_pen_put_presets; exposed
  * for policy layers.
@@ -1355,10 +1358,14 @@ struct pl_policy_actor {
  * The decision for a push of next over old (the pen's current set; NULL:
  * every preset counts as new), with confirmed the user's explicit
  * confirmation (penctl --confirm).  Only the first PL_MAX_PRESETS presets
- * of either set are looked at; nothing is validated.  Returns PL_OK, or
- * PL_ERR_POLICY with a message naming the preset, its depth and the limit,
- * e.g. `preset 3 "Scar": depth 2.00 mm is above 1.50 mm; add --confirm to
- * push it`, or PL_ERR_ARG for a NULL policy, actor or next.
+ * of either set are looked at.  The names of next are held to the one
+ * name rule of pl_preset_validate first (no other field is validated), so a
+ * name is refused the same way whichever layer sees it.  Returns PL_OK;
+ * PL_ERR_VALIDATION with pl_preset_validate's message for a bad name;
+ * PL_ERR_POLICY with a message naming the preset (its name cleaned for a
+ * terminal), its depth and the limit, e.g. `preset 3 "Scar": depth 2.00 mm
+ * is above 1.50 mm; add --confirm to push it`; or PL_ERR_ARG for a NULL
+ * policy, actor or next.
  */
 int pl_policy_check_push(const struct pl_policy *policy,
                          const struct pl_policy_actor *actor,

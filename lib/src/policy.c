@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "validate.h"
 
 #define POLICY_MAX_CAPS 16
 #define POLICY_GROUP_MAX 64
@@ -155,43 +156,57 @@ static const struct pl_preset *first_above(const struct pl_preset_set *old,
 	return NULL;
 }
 
+/* Every name of next by the library's one name rule: a push is refused
+ * the same way, with the same message, whichever layer sees it first. */
+static int check_names(const struct pl_preset_set *next)
+{
+	char w[4 * PL_PRESET_NAME_MAX + 32];
+	size_t n = next->count < PL_MAX_PRESETS ? next->count : PL_MAX_PRESETS;
+	for (size_t i = 0; i < n; i++) {
+		const struct pl_preset *pr = &next->presets[i];
+		int rc = pl__preset_name_check(pr->name,
+		                               strnlen(pr->name, sizeof pr->name),
+		                               pl__preset_who(w, sizeof w, pr));
+		if (rc)
+			return rc;
+	}
+	return PL_OK;
+}
+
 int pl_policy_check_push(const struct pl_policy *policy,
                          const struct pl_policy_actor *actor,
                          const struct pl_preset_set *old,
                          const struct pl_preset_set *next, bool confirmed)
 {
-	char name[PL_PRESET_NAME_MAX + 1], d[PL_MM_TEXT_MAX], lim[PL_MM_TEXT_MAX];
+	char w[4 * PL_PRESET_NAME_MAX + 32], d[PL_MM_TEXT_MAX], lim[PL_MM_TEXT_MAX];
 	const struct pl_preset *pr;
 	const char *group = NULL;
 	uint32_t cap = 0;
 
 	if (!policy || !actor || !next)
 		return pl__fail(PL_ERR_ARG, "pl_policy_check_push: missing argument");
+	int rc = check_names(next);
+	if (rc)
+		return rc;
 	/* Caps first: a push the user may not make at all should not first
 	 * ask for a confirmation. */
 	if (actor_cap(policy, actor, &cap, &group) &&
-	    (pr = first_above(old, next, cap)) != NULL) {
-		memcpy(name, pr->name, sizeof name - 1);
-		name[sizeof name - 1] = '\0';
+	    (pr = first_above(old, next, cap)) != NULL)
 		return pl__fail(PL_ERR_POLICY,
-		                "preset %u \"%s\": depth %s mm is above %s's cap of "
-		                "%s mm (group %s)",
-		                pr->id, name,
+		                "%s: depth %s mm is above %s's cap of %s mm (group %s)",
+		                pl__preset_who(w, sizeof w, pr),
 		                pl_depth_format_mm(pr->depth_um, PL_MM_FIXED, d),
 		                actor->user ? actor->user : "this user",
 		                pl_depth_format_mm(cap, PL_MM_FIXED, lim), group);
-	}
 	if (confirmed)
 		return PL_OK;
 	pr = first_above(old, next, policy->confirm_above_um);
 	if (!pr)
 		return PL_OK;
-	memcpy(name, pr->name, sizeof name - 1);
-	name[sizeof name - 1] = '\0';
 	return pl__fail(PL_ERR_POLICY,
-	                "preset %u \"%s\": depth %s mm is above %s mm; add "
-	                "--confirm to push it",
-	                pr->id, name, pl_depth_format_mm(pr->depth_um, PL_MM_FIXED, d),
+	                "%s: depth %s mm is above %s mm; add --confirm to push it",
+	                pl__preset_who(w, sizeof w, pr),
+	                pl_depth_format_mm(pr->depth_um, PL_MM_FIXED, d),
 	                pl_depth_format_mm(policy->confirm_above_um, PL_MM_FIXED,
 	                                   lim));
 }

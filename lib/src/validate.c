@@ -4,16 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "validate.h"
 
-/* "preset 2 \"Cheek\"", or just "preset 2" when the name itself is bad. */
-static const char *who(char *buf, size_t cap, const struct pl_preset *p)
+/* A name is quoted in messages only once it is text; even then it is
+ * cleaned, since a message reaches terminals, logs and JSON. */
+const char *pl__preset_who(char *buf, size_t cap, const struct pl_preset *p)
 {
 	size_t n = strnlen(p->name, sizeof p->name);
-	if (n && n <= PL_PRESET_NAME_MAX && pl_text_utf8_valid(p->name, n))
-		snprintf(buf, cap, "preset %u \"%s\"", p->id, p->name);
-	else
+	char shown[4 * PL_PRESET_NAME_MAX + 1];
+	if (n && n <= PL_PRESET_NAME_MAX && pl_text_utf8_valid(p->name, n)) {
+		pl_text_clean(PL_TEXT_TERMINAL, p->name, shown, sizeof shown);
+		snprintf(buf, cap, "preset %u \"%s\"", p->id, shown);
+	} else {
 		snprintf(buf, cap, "preset %u", p->id);
+	}
 	return buf;
 }
 
@@ -67,18 +71,44 @@ static int check_speed(const struct pl_device_info *l, const struct pl_preset *p
 	return PL_OK;
 }
 
-static int check_name(const struct pl_preset *p, const char *w)
+int pl__preset_name_check(const char *name, size_t len, const char *w)
 {
-	size_t n = strnlen(p->name, sizeof p->name);
-	if (n > PL_PRESET_NAME_MAX)
+	if (len > PL_PRESET_NAME_MAX)
 		return pl__fail(PL_ERR_VALIDATION,
 		                "%s: name is more than %d bytes; at most %d", w,
 		                PL_PRESET_NAME_MAX, PL_PRESET_NAME_MAX);
-	if (n == 0)
+	if (len == 0)
 		return pl__fail(PL_ERR_VALIDATION, "%s: name is empty", w);
-	if (!pl_text_utf8_valid(p->name, n))
+	const char *nul = memchr(name, '\0', len);
+	if (nul)
+		return pl__fail(PL_ERR_VALIDATION,
+		                "%s: name holds a NUL byte at byte %td; names are "
+		                "text", w, nul - name);
+	if (!pl_text_utf8_valid(name, len))
 		return pl__fail(PL_ERR_VALIDATION, "%s: name is not valid UTF-8", w);
+	/* Strict UTF-8 by now: C0 and DEL are single bytes, C1 is U+0080 to
+	 * U+009F, the two bytes C2 80 to C2 9F. */
+	const unsigned char *s = (const unsigned char *)name;
+	for (size_t i = 0; i < len; i++) {
+		unsigned cp = s[i];
+		if (s[i] == 0xc2 && i + 1 < len && s[i + 1] <= 0x9f)
+			cp = s[i + 1];
+		else if (s[i] >= 0x80)
+			continue;
+		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+			return pl__fail(PL_ERR_VALIDATION,
+			                "%s: name holds the control character U+%04X "
+			                "at byte %zu; names are printable text",
+			                w, cp, i);
+	}
 	return PL_OK;
+}
+
+/* The struct's name goes on the wire as its strnlen bytes
+ * (pl__preset_set_to_pb), so that is the length checked. */
+static int check_name(const struct pl_preset *p, const char *w)
+{
+	return pl__preset_name_check(p->name, strnlen(p->name, sizeof p->name), w);
 }
 
 int pl_preset_validate(const struct pl_device_info *limits,
@@ -86,8 +116,8 @@ int pl_preset_validate(const struct pl_device_info *limits,
 {
 	if (!limits || !p)
 		return pl__fail(PL_ERR_ARG, "pl_preset_validate: missing argument");
-	char w[64];
-	who(w, sizeof w, p);
+	char w[4 * PL_PRESET_NAME_MAX + 32];
+	pl__preset_who(w, sizeof w, p);
 	int rc = check_name(p, w);
 	/* The pen refuses "unspecified" too: every treatment record names its
 	 * area, and "other" exists for the ones the list does not cover. */
