@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "penlink.h"
+#include "penlink_central.h"
 
 int config_defaults(struct config *c)
 {
@@ -35,6 +36,8 @@ int config_defaults(struct config *c)
 	c->timeout_ms = 1000;
 	c->handshake_ms = 5000;
 	c->window = 0;
+	c->central_retry_max_s = 60;
+	c->central_batch_kib = 8192;
 	return pl_policy_new(&c->policy);
 }
 
@@ -55,6 +58,7 @@ struct parse {
 	FILE *f;
 	int lineno;        /* of the line inih is handling */
 	struct pl_policy *policy; /* this file's [policy], once it has a key */
+	int central_line;  /* line of this file's [central] url or site, 0 if none */
 	int err_line;      /* first error found by us, 0 if none */
 	char err[512];
 	struct {
@@ -289,6 +293,63 @@ static int set_pen_number(struct parse *p, const char *section,
 	return fail(p, section, key, "unknown key");
 }
 
+/* A site's name: what central stores with every session it delivers, so
+ * one word people can read in reports. */
+static bool valid_site(const char *v)
+{
+	size_t n = strlen(v);
+	if (n < 1 || n > 63)
+		return false;
+	for (const unsigned char *s = (const unsigned char *)v; *s; s++)
+		if (!isalnum(*s) && *s != '-' && *s != '_' && *s != '.')
+			return false;
+	return isalnum((unsigned char)v[0]);
+}
+
+/* [central]: url and site (both or neither), and the replicator's knobs.
+ * The url is checked by libpq's own parser and never echoed back: it may
+ * carry secrets even when it is wrong. */
+static int set_central(struct parse *p, const char *section, const char *key,
+                       const char *v)
+{
+	struct config *c = p->c;
+	if (!strcmp(key, "url")) {
+		if (pc_conninfo_check(v) != PL_OK)
+			return fail(p, section, key, "%s", pl_error_message());
+		if (!copy_str(c->central_url, sizeof c->central_url, v))
+			return fail(p, section, key, "longer than %zu bytes",
+			            sizeof c->central_url - 1);
+		if (!p->central_line)
+			p->central_line = p->lineno;
+		return 1;
+	}
+	if (!strcmp(key, "site")) {
+		if (!valid_site(v))
+			return fail(p, section, key,
+			            "'%s' is not a site name (1 to 63 letters, digits, "
+			            "'-', '_' or '.', starting with a letter or digit)",
+			            v);
+		copy_str(c->central_site, sizeof c->central_site, v);
+		if (!p->central_line)
+			p->central_line = p->lineno;
+		return 1;
+	}
+	if (!strcmp(key, "retry_max_s")) {
+		if (!parse_int(v, 1, 3600, &c->central_retry_max_s))
+			return fail(p, section, key, "'%s' is not a number of seconds "
+			            "from 1 to 3600", v);
+		return 1;
+	}
+	if (!strcmp(key, "batch_kib")) {
+		if (!parse_int(v, 64, 262144, &c->central_batch_kib))
+			return fail(p, section, key, "'%s' is not a number of KiB "
+			            "from 64 to 262144", v);
+		return 1;
+	}
+	return fail(p, section, key, "unknown key (known: url, site, "
+	            "retry_max_s, batch_kib)");
+}
+
 static int set_level(struct parse *p, const char *section, const char *key,
                      const char *v)
 {
@@ -377,11 +438,14 @@ static int handler(void *ud, const char *section, const char *key,
 		return set_policy(p, section, key, v);
 	} else if (!strcmp(section, "pens")) {
 		return set_pen_number(p, section, key, v);
+	} else if (!strcmp(section, "central")) {
+		return set_central(p, section, key, v);
 	} else if (!*section) {
 		return fail(p, section, key, "key outside any [section]");
 	} else {
 		return fail(p, section, key,
-		            "unknown section (known: daemon, usb, access, policy, pens)");
+		            "unknown section (known: daemon, usb, access, policy, "
+		            "pens, central)");
 	}
 	return fail(p, section, key, "unknown key");
 }
@@ -434,6 +498,11 @@ int config_load(struct config *c, const char *path, bool required, char *err,
 	} else if (rc < 0) {
 		if (err)
 			snprintf(err, errlen, "%s: cannot parse (inih error %d)", path, rc);
+	} else if (p->central_line && (!tmp->central_url[0] || !tmp->central_site[0])) {
+		if (err)
+			snprintf(err, errlen, "%s:%d: [central] %s: missing; central "
+			         "replication needs both url and site", path,
+			         p->central_line, tmp->central_url[0] ? "site" : "url");
 	} else {
 		if (p->policy) {
 			pl_policy_free(c->policy);

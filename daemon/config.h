@@ -38,6 +38,12 @@ struct config {
 	int timeout_ms;            /* request_timeout_ms = 1000 */
 	int handshake_ms;          /* handshake_timeout_ms = 5000 */
 	int window;                /* download_window = 0 (as many as the pen allows) */
+	/* [central]: the clinic's central PostgreSQL archive (issue 12).  No
+	 * section: central_url is "" and penlinkd never replicates. */
+	char central_url[1024];    /* url = libpq conninfo or URI, no password */
+	char central_site[64];     /* site = this site's name */
+	int central_retry_max_s;   /* retry_max_s = 60: backoff cap */
+	int central_batch_kib;     /* batch_kib = 8192: most record bytes a batch */
 };
 
 /* Compiled-in defaults (system paths, the library's default policy).

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "central.h"
 #include "ctl_int.h"
 #include "log.h"
 
@@ -998,6 +999,35 @@ static void monitor(struct client *cl, const Plctl__Request *rq)
 	send_ack(cl, rq->id, false);
 }
 
+/* The replication to central (central.h): outbox depth, last sync, last
+ * error.  Not configured is an answer, not an error. */
+static void central_status(struct client *cl, const Plctl__Request *rq)
+{
+	Plctl__CentralState cs = PLCTL__CENTRAL_STATE__INIT;
+	struct central_status st;
+	struct central *c = dmn(cl)->central;
+	if (c && central_get_status(c, &st) != PL_OK) {
+		client_error(cl, rq->id, PL_ERR_IO, "%s", pl_error_message());
+		return;
+	}
+	if (c) {
+		cs.configured = true;
+		cs.site = st.site;
+		cs.target = st.target;
+		cs.connected = st.connected;
+		cs.pending = st.pending;
+		cs.conflicts = st.conflicts;
+		cs.refused = st.refused;
+		cs.confirmed = st.confirmed;
+		cs.audit_pending = st.audit_pending;
+		cs.last_sync_ms = st.last_sync_ms;
+		cs.last_error = st.last_error;
+		cs.last_error_ms = st.last_error_ms;
+		cs.next_attempt_ms = st.next_attempt_ms;
+	}
+	client_send(cl, rq->id, true, PLCTL__RESPONSE__BODY_CENTRAL, &cs);
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 /* Root and the daemon's user may do everything; see access.h. */
@@ -1033,6 +1063,8 @@ static const struct ctl_op ops[] = {
 	[PLCTL__REQUEST__OP_MONITOR] = {"monitor", ACCESS_ANYONE, NULL, monitor,
 	                                NULL},
 	[PLCTL__REQUEST__OP_TRACE] = {"trace", ACCESS_ANYONE, NULL, trace, NULL},
+	[PLCTL__REQUEST__OP_CENTRAL_STATUS] = {"central.status", ACCESS_ANYONE,
+	                                       NULL, central_status, NULL},
 };
 
 const struct ctl_op *ctl_op_of(Plctl__Request__OpCase op)

@@ -20,6 +20,7 @@
 struct pens;
 struct ctl;
 struct usb;
+struct central;
 
 struct daemon {
 	struct config cfg;
@@ -28,6 +29,7 @@ struct daemon {
 	struct pens *pens;
 	struct ctl *ctl;
 	struct usb *usb;      /* NULL with --no-usb */
+	struct central *central; /* NULL without [central] (central.h) */
 	bool stopping;
 };
 

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "central.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -279,6 +280,13 @@ static int serve(struct daemon *d, bool foreground, char **ports, int nports)
 		log_err("cannot create the event loop: %s", strerror(d->loop ? -rc : errno));
 		goto out;
 	}
+	/* Before any pen: every session committed from here on enters the
+	 * outbox with its commit.  Refusing to start beats silently not
+	 * feeding the clinic's archive of record. */
+	if (central_start(d, &d->central) != PL_OK) {
+		log_err("cannot set up replication to central: %s", pl_error_message());
+		goto out;
+	}
 	d->pens = pens_new(d);
 	if (!d->pens) {
 		log_err("out of memory");
@@ -312,6 +320,8 @@ out:
 	d->pens = NULL;
 	ctl_stop(d->ctl);
 	d->ctl = NULL;
+	central_stop(d->central);
+	d->central = NULL;
 	archive_close(d->archive);
 	d->archive = NULL;
 	loop_free(d->loop);

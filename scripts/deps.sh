@@ -9,6 +9,7 @@ packages=(
   libprotobuf-c-dev protobuf-c-compiler
   libjson-c-dev libssl-dev zlib1g-dev libsqlite3-dev libinih-dev
   libcmocka-dev
+  postgresql-15 libpq-dev
   jq valgrind util-linux procps sqlite3
   clang libclang-rt-14-dev
 )

@@ -1,0 +1,465 @@
+/*
+ * The outbox of the central replication (central.h), in the archive's own
+ * database file but through a connection of its own, so archive.c knows
+ * nothing of it.
+ *
+ * Tables (all prefixed central_, created here, never by archive.c):
+ *   central_outbox   one row per archived session: pending until central
+ *                    confirms it (then confirmed), or conflict/refused.
+ *                    A session is "cleared" from the outbox by leaving the
+ *                    pending state; the row stays (a few bytes) so that a
+ *                    later backfill knows it was sent.
+ *   central_state    key/value: the last audit entry central confirmed.
+ * Trigger central_outbox_enqueue: AFTER INSERT ON sessions, so a session
+ * enters the outbox in the very transaction that commits it to the
+ * archive; nothing archived can miss the outbox, whatever happens after.
+ * Backfill, at every start: each session without an outbox row (all of
+ * them when central is first enabled, and any committed while the trigger
+ * did not exist) is queued.
+ *
+ * Records are read through SQLite's incremental blob API straight into the
+ * batch's buffer, one at a time, and a batch holds at most max_bytes of them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "central.h"
+#include "log.h"
+
+#define BUSY_TIMEOUT_MS 5000
+
+struct outbox {
+	sqlite3 *db;
+	char *path;
+	int64_t data_version;
+};
+
+static const char setup_sql[] =
+    "CREATE TABLE IF NOT EXISTS central_outbox (\n"
+    "  session_id INTEGER PRIMARY KEY,\n" /* sessions.id */
+    "  state INTEGER NOT NULL DEFAULT 0,\n"
+    "  queued_ms INTEGER NOT NULL,\n"
+    "  done_ms INTEGER,\n"
+    "  note TEXT\n"
+    ");\n"
+    "CREATE INDEX IF NOT EXISTS central_outbox_pending\n"
+    "  ON central_outbox (session_id) WHERE state = 0;\n"
+    "CREATE TABLE IF NOT EXISTS central_state (\n"
+    "  key TEXT PRIMARY KEY,\n"
+    "  value INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE TRIGGER IF NOT EXISTS central_outbox_enqueue\n"
+    "  AFTER INSERT ON sessions BEGIN\n"
+    "  INSERT OR IGNORE INTO central_outbox (session_id, state, queued_ms)\n"
+    "  VALUES (NEW.id, 0,\n"
+    "    CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));\n"
+    "END;\n";
+
+static const char backfill_sql[] =
+    "INSERT INTO central_outbox (session_id, state, queued_ms)\n"
+    "  SELECT id, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)\n"
+    "  FROM sessions WHERE id NOT IN (SELECT session_id FROM central_outbox)";
+
+static int db_fail(struct outbox *o, const char *doing)
+{
+	int code = sqlite3_extended_errcode(o->db);
+	int e = (code & 0xff) == SQLITE_BUSY     ? PL_ERR_BUSY
+	        : (code & 0xff) == SQLITE_NOMEM  ? PL_ERR_MEM
+	        : (code & 0xff) == SQLITE_PERM ||
+	                  (code & 0xff) == SQLITE_READONLY ||
+	                  (code & 0xff) == SQLITE_CANTOPEN
+	            ? PL_ERR_ACCESS
+	            : PL_ERR_IO;
+	return pl_error_set(e, "central outbox in %s: cannot %s: %s", o->path, doing,
+	                    sqlite3_errmsg(o->db));
+}
+
+static int exec(struct outbox *o, const char *sql, const char *doing)
+{
+	return sqlite3_exec(o->db, sql, NULL, NULL, NULL) == SQLITE_OK
+	           ? PL_OK
+	           : db_fail(o, doing);
+}
+
+static void rollback(struct outbox *o)
+{
+	if (!sqlite3_get_autocommit(o->db))
+		sqlite3_exec(o->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int prepare(struct outbox *o, sqlite3_stmt **st, const char *sql,
+                   const char *doing)
+{
+	return sqlite3_prepare_v2(o->db, sql, -1, st, NULL) == SQLITE_OK
+	           ? PL_OK
+	           : db_fail(o, doing);
+}
+
+/* A single-integer query. */
+static int scalar(struct outbox *o, const char *sql, const char *doing,
+                  int64_t *out)
+{
+	sqlite3_stmt *st;
+	int e = prepare(o, &st, sql, doing);
+	if (e)
+		return e;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else
+		e = db_fail(o, doing);
+	sqlite3_finalize(st);
+	return e;
+}
+
+int outbox_open(const char *path, struct outbox **out, uint64_t *backfilled)
+{
+	*out = NULL;
+	*backfilled = 0;
+	struct outbox *o = calloc(1, sizeof *o);
+	if (!o || !(o->path = strdup(path))) {
+		free(o);
+		return pl_error_set(PL_ERR_MEM, "out of memory opening the central outbox");
+	}
+	/* No CREATE: archive.c made the file (0600) and its tables. */
+	int rc = sqlite3_open_v2(path, &o->db,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	int e = PL_OK;
+	if (rc != SQLITE_OK) {
+		e = o->db ? db_fail(o, "open the database")
+		          : pl_error_set(PL_ERR_MEM, "out of memory opening %s", path);
+		outbox_close(o);
+		return e;
+	}
+	sqlite3_extended_result_codes(o->db, 1);
+	sqlite3_busy_timeout(o->db, BUSY_TIMEOUT_MS);
+	sqlite3_db_config(o->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	/* The archive put the file in WAL mode (persistent); say so if not, as
+	 * readers here would then block its commits. */
+	int64_t sessions = 0;
+	sqlite3_stmt *st;
+	e = prepare(o, &st, "PRAGMA journal_mode", "read the journal mode");
+	if (!e) {
+		if (sqlite3_step(st) != SQLITE_ROW)
+			e = db_fail(o, "read the journal mode");
+		else if (strcmp((const char *)sqlite3_column_text(st, 0), "wal"))
+			e = pl_error_set(PL_ERR_IO,
+			                 "central outbox: %s is in \"%s\" journal mode, "
+			                 "not WAL", path,
+			                 (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+	}
+	/* Same settings as the archive's own connection: a crash never loses
+	 * a confirmation that is not also resent (and then found already in
+	 * central) at the next start. */
+	if (!e)
+		e = exec(o, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+		         "configure the connection");
+	if (!e)
+		e = scalar(o, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
+		           "AND name = 'sessions'", "look for the sessions table",
+		           &sessions);
+	if (!e && !sessions)
+		e = pl_error_set(PL_ERR_IO, "central outbox: %s has no sessions table",
+		                 path);
+	if (!e)
+		e = exec(o, "BEGIN IMMEDIATE", "begin setting up the outbox");
+	if (!e)
+		e = exec(o, setup_sql, "create the outbox");
+	if (!e)
+		e = exec(o, backfill_sql, "queue the sessions archived before");
+	if (!e)
+		*backfilled = (uint64_t)sqlite3_changes(o->db);
+	if (!e)
+		e = exec(o, "COMMIT", "commit the outbox set-up");
+	if (e) {
+		rollback(o);
+		outbox_close(o);
+		return e;
+	}
+	outbox_changed(o);
+	*out = o;
+	return PL_OK;
+}
+
+void outbox_close(struct outbox *o)
+{
+	if (!o)
+		return;
+	if (o->db && sqlite3_close(o->db) != SQLITE_OK) {
+		log_err("closing the central outbox %s: %s", o->path, sqlite3_errmsg(o->db));
+		sqlite3_close_v2(o->db);
+	}
+	free(o->path);
+	free(o);
+}
+
+void outbox_items_free(struct outbox_item *items, size_t n)
+{
+	for (size_t i = 0; items && i < n; i++)
+		free(items[i].record);
+	free(items);
+}
+
+static void copy_fixed(uint8_t *dst, size_t len, sqlite3_stmt *st, int col)
+{
+	memset(dst, 0, len);
+	if ((size_t)sqlite3_column_bytes(st, col) == len)
+		memcpy(dst, sqlite3_column_blob(st, col), len);
+}
+
+/* Reads the record of item into a buffer of exactly its size. */
+static int read_record(struct outbox *o, struct outbox_item *it)
+{
+	sqlite3_blob *blob = NULL;
+	if (sqlite3_blob_open(o->db, "main", "sessions", "record", it->id, 0,
+	                      &blob) != SQLITE_OK) {
+		int e = db_fail(o, "open a session's record");
+		sqlite3_blob_close(blob);
+		return e;
+	}
+	int len = sqlite3_blob_bytes(blob);
+	int e = PL_OK;
+	if (len < 0 || (uint64_t)len != it->size) {
+		char k[128];
+		pl_session_key_format(&it->key, PL_TEXT_LOG, k, sizeof k);
+		e = pl_error_set(PL_ERR_IO,
+		                 "central outbox: the archived record of %s is %d "
+		                 "bytes, not the %" PRIu64 " its row says",
+		                 k, len, it->size);
+	} else if (!(it->record = malloc(len ? (size_t)len : 1))) {
+		e = pl_error_set(PL_ERR_MEM, "out of memory reading a record of %d bytes",
+		                 len);
+	} else if (len && sqlite3_blob_read(blob, it->record, len, 0) != SQLITE_OK) {
+		e = db_fail(o, "read a session's record");
+	}
+	sqlite3_blob_close(blob);
+	return e;
+}
+
+int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
+                struct outbox_item **items, size_t *n)
+{
+	*items = NULL;
+	*n = 0;
+	if (!max_items)
+		return PL_OK;
+	struct outbox_item *v = calloc(max_items, sizeof *v);
+	if (!v)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	sqlite3_stmt *st;
+	/* Metadata only: the record column is not read here. */
+	int e = prepare(o, &st,
+	                "SELECT s.id, s.serial, s.uuid, s.seq, s.size, s.sha256, "
+	                "s.start_ms, s.end_ms, s.rtc_time, s.archived_ms "
+	                "FROM central_outbox o JOIN sessions s ON s.id = o.session_id "
+	                "WHERE o.state = 0 ORDER BY o.session_id LIMIT ?1",
+	                "list the pending sessions");
+	if (e) {
+		free(v);
+		return e;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)max_items);
+	uint64_t bytes = 0;
+	size_t k = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t size = (uint64_t)sqlite3_column_int64(st, 4);
+		if (k && bytes + size > max_bytes)
+			break;
+		struct outbox_item *it = &v[k++];
+		it->id = sqlite3_column_int64(st, 0);
+		const char *serial = (const char *)sqlite3_column_text(st, 1);
+		snprintf(it->key.serial, sizeof it->key.serial, "%s", serial ? serial : "");
+		copy_fixed(it->key.uuid, 16, st, 2);
+		it->seq = (uint32_t)sqlite3_column_int64(st, 3);
+		it->size = size;
+		copy_fixed(it->sha256, 32, st, 5);
+		it->start_ms = sqlite3_column_int64(st, 6);
+		it->end_ms = sqlite3_column_int64(st, 7);
+		it->rtc_time = sqlite3_column_int(st, 8) != 0;
+		it->archived_ms = sqlite3_column_int64(st, 9);
+		bytes += size;
+		if (bytes >= max_bytes)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		e = db_fail(o, "list the pending sessions");
+	/* Reset before reading blobs: no read snapshot is held longer than
+	 * needed, so the archive's checkpoints are never held up. */
+	sqlite3_finalize(st);
+	for (size_t i = 0; !e && i < k; i++)
+		e = read_record(o, &v[i]);
+	if (e) {
+		outbox_items_free(v, k);
+		return e;
+	}
+	*items = v;
+	*n = k;
+	return PL_OK;
+}
+
+int outbox_mark(struct outbox *o, const int64_t *ids, const int *states,
+                const char *const *notes, size_t n)
+{
+	if (!n)
+		return PL_OK;
+	sqlite3_stmt *st = NULL;
+	int e = exec(o, "BEGIN IMMEDIATE", "begin updating the outbox");
+	if (!e)
+		e = prepare(o, &st,
+		            "UPDATE central_outbox SET state = ?2, note = ?3, done_ms = "
+		            "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) "
+		            "WHERE session_id = ?1",
+		            "update the outbox");
+	for (size_t i = 0; !e && i < n; i++) {
+		sqlite3_bind_int64(st, 1, ids[i]);
+		sqlite3_bind_int(st, 2, states[i]);
+		if (notes && notes[i])
+			sqlite3_bind_text(st, 3, notes[i], -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(st, 3);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			e = db_fail(o, "update the outbox");
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	if (!e)
+		e = exec(o, "COMMIT", "commit the outbox update");
+	if (e)
+		rollback(o);
+	return e;
+}
+
+static char *dup_col(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+	return strdup(s ? s : "");
+}
+
+void outbox_audit_free(struct outbox_audit *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++) {
+		free(rows[i].user);
+		free(rows[i].pen);
+		free(rows[i].action);
+		free(rows[i].old_value);
+		free(rows[i].new_value);
+		free(rows[i].result);
+	}
+	free(rows);
+}
+
+int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
+                      size_t *n)
+{
+	*rows = NULL;
+	*n = 0;
+	struct outbox_audit *v = calloc(max ? max : 1, sizeof *v);
+	if (!v)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	sqlite3_stmt *st;
+	int e = prepare(o, &st,
+	                "SELECT id, utc_ms, uid, user, pen, action, old_value, "
+	                "new_value, result FROM audit WHERE id > coalesce("
+	                "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0) "
+	                "ORDER BY id LIMIT ?1",
+	                "list the audit entries to send");
+	if (e) {
+		free(v);
+		return e;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+	size_t k = 0;
+	int rc;
+	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct outbox_audit *a = &v[k++];
+		a->id = sqlite3_column_int64(st, 0);
+		a->utc_ms = sqlite3_column_int64(st, 1);
+		a->uid = sqlite3_column_int64(st, 2);
+		a->user = dup_col(st, 3);
+		a->pen = dup_col(st, 4);
+		a->action = dup_col(st, 5);
+		a->old_value = dup_col(st, 6);
+		a->new_value = dup_col(st, 7);
+		a->result = dup_col(st, 8);
+		if (!a->user || !a->pen || !a->action || !a->old_value ||
+		    !a->new_value || !a->result) {
+			e = pl_error_set(PL_ERR_MEM, "out of memory");
+			break;
+		}
+	}
+	if (!e && k < max && rc != SQLITE_DONE)
+		e = db_fail(o, "list the audit entries to send");
+	sqlite3_finalize(st);
+	if (e) {
+		outbox_audit_free(v, k);
+		return e;
+	}
+	*rows = v;
+	*n = k;
+	return PL_OK;
+}
+
+int outbox_audit_done(struct outbox *o, int64_t id)
+{
+	sqlite3_stmt *st;
+	int e = prepare(o, &st,
+	                "INSERT INTO central_state (key, value) VALUES ('audit_sent', ?1) "
+	                "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+	                "record the audit entries central confirmed");
+	if (e)
+		return e;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		e = db_fail(o, "record the audit entries central confirmed");
+	sqlite3_finalize(st);
+	return e;
+}
+
+int outbox_counts(struct outbox *o, struct outbox_counts *out)
+{
+	memset(out, 0, sizeof *out);
+	sqlite3_stmt *st;
+	int e = prepare(o, &st,
+	                "SELECT state, count(*) FROM central_outbox GROUP BY state",
+	                "count the outbox");
+	if (e)
+		return e;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t k = (uint64_t)sqlite3_column_int64(st, 1);
+		switch (sqlite3_column_int(st, 0)) {
+		case OUTBOX_PENDING: out->pending = k; break;
+		case OUTBOX_CONFIRMED: out->confirmed = k; break;
+		case OUTBOX_CONFLICT: out->conflicts = k; break;
+		default: out->refused += k; break;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		e = db_fail(o, "count the outbox");
+	sqlite3_finalize(st);
+	int64_t audit = 0;
+	if (!e)
+		e = scalar(o,
+		           "SELECT count(*) FROM audit WHERE id > coalesce("
+		           "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0)",
+		           "count the audit entries to send", &audit);
+	out->audit_pending = (uint64_t)audit;
+	return e;
+}
+
+bool outbox_changed(struct outbox *o)
+{
+	int64_t v = 0;
+	if (scalar(o, "PRAGMA data_version", "read the data version", &v) != PL_OK)
+		return true; /* look anyway: the caller's read will say what is wrong */
+	bool changed = v != o->data_version;
+	o->data_version = v;
+	return changed;
+}
