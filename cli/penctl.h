@@ -253,6 +253,7 @@ struct cmd_group {
 extern const struct cmd_group info_cmds, ping_cmds, preset_cmds,
     sessions_cmds, clock_cmds, trace_cmds, list_cmds, monitor_cmds,
     attach_cmds, detach_cmds, audit_cmds;
+extern const struct cmd_group central_cmds; /* cmd_central.c */
 
 struct opt_iter {
 	int argc;
