@@ -348,6 +348,15 @@ static int d_poll(void *ctx, int timeout_ms)
 	return pl_pen_poll(((struct direct *)ctx)->pen, timeout_ms);
 }
 
+static void d_cancel(void *ctx)
+{
+	/* Closing the pen from inside the download's callback makes the
+	 * download return PL_ERR_CANCELLED; what it wrote stays (a prefix). */
+	struct direct *d = ctx;
+	pl_pen_close(d->pen);
+	d->pen = NULL;
+}
+
 static void d_close(void *ctx)
 {
 	struct direct *d = ctx;
@@ -374,6 +383,7 @@ static const struct backend_ops direct_ops = {
 	.trace = d_trace,
 	.set_event_handler = d_set_event_handler,
 	.poll = d_poll,
+	.cancel = d_cancel,
 	.close = d_close,
 };
 

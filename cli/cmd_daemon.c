@@ -197,7 +197,7 @@ static void monitor_event(struct ctl *c, const Plctl__Event *ev)
 		snprintf(what, sizeof what, "event %d%s%s", (int)ev->kind, sep, msg);
 		break;
 	}
-	ctl_say("%s %s %s", fmt_time_of_day(when, ev->utc_ms),
+	ctl_say("%s %s %s", fmt_time_of_day(when, ev->utc_ms, false),
 	        serial[0] ? serial : "pen", what);
 	fflush(stdout);
 }
@@ -208,6 +208,7 @@ static int monitor_run(struct ctl *c, struct opt_iter *it)
 	if (rc != PX_OK)
 		return rc;
 	ctl_catch_signals();
+	c->stream = true;
 	Plctl__Monitor m = PLCTL__MONITOR__INIT;
 	Plctl__Request req = DC_REQUEST(MONITOR, monitor, &m);
 	int e = dc_send(c, &req);

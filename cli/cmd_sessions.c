@@ -228,14 +228,22 @@ static int check_target(struct ctl *c, const char *path, bool renamed_over)
 }
 
 struct pull_progress {
-	struct progress bar;
-	uint64_t done;
+	struct ctl *c;
+	struct progress bar; /* over the whole pull */
+	uint64_t done;       /* bytes of the current session there */
+	bool cancelled;
 };
 
 static void on_progress(void *ud, uint64_t done, uint64_t total)
 {
 	struct pull_progress *pp = ud;
 	pp->done = done;
+	if (ctl_interrupted && !pp->cancelled && pp->c->be.ops->cancel) {
+		/* Ctrl-C: stop the copy; the bytes so far stay for a resume. */
+		pp->cancelled = true;
+		pp->c->be.ops->cancel(pp->c->be.ctx);
+		return;
+	}
 	progress_update(&pp->bar, done, total);
 }
 
@@ -299,6 +307,9 @@ static json_object *pulled_json(const struct ctl *c,
 struct pull_state {
 	json_object *pulled, *skipped, *archived;
 	size_t n_pulled, n_present, n_archived;
+	size_t index;             /* of the session being handled, from 1 */
+	struct pull_progress pp;  /* the progress line, over every session */
+	uint64_t bytes_pulled;    /* sizes of the sessions pulled */
 };
 
 static void pull_fail_partial(struct ctl *c, struct pull_state *ps)
@@ -310,16 +321,18 @@ static void pull_fail_partial(struct ctl *c, struct pull_state *ps)
 }
 
 static int fetch_one(struct ctl *c, const struct session_entry *s,
-                     const char *part, struct pull_progress *pp,
+                     const char *part, struct pull_state *ps,
                      uint64_t *resumed_at)
 {
-	bool bar = c->stdout_tty && !c->json && !c->dump_frames;
+	struct pull_progress *pp = &ps->pp;
 	for (int attempt = 0;; attempt++) {
 		*resumed_at = c->be.ops->resume_point(c->be.ctx, part);
-		progress_init(&pp->bar, bar, *resumed_at);
+		progress_session(&pp->bar, ps->index, *resumed_at);
 		pp->done = *resumed_at;
 		int rc = c->be.ops->fetch_to_file(c->be.ctx, s, part, on_progress, pp);
 		progress_clear(&pp->bar);
+		if (ctl_interrupted)
+			return PL_ERR_CANCELLED;
 		/* A resumed download whose digest fails may have inherited bad
 		 * bytes from the earlier run; the file is gone, so one fresh
 		 * attempt settles it. */
@@ -354,6 +367,68 @@ static int pull_failed(struct ctl *c, const struct session_entry *s,
 	return ctl_fail_code(c, e, "%s: %s", what, pl_error_message());
 }
 
+/* The command line as typed, quoted for a shell where it needs it: the
+ * command that resumes an interrupted pull is the same pull. */
+static void command_line(const struct ctl *c, char *out, size_t cap)
+{
+	size_t n = 0;
+	out[0] = '\0';
+	for (int i = 0; i < c->argc && n + 1 < cap; i++) {
+		const char *a = i == 0 ? "penctl" : c->argv[i];
+		bool plain = *a != '\0';
+		for (const char *p = a; *p; p++)
+			if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			            "0123456789-_./:=,+@%", *p))
+				plain = false;
+		n += (size_t)snprintf(out + n, cap - n, "%s", i ? " " : "");
+		if (plain) {
+			n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s", a);
+			continue;
+		}
+		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "'");
+		for (const char *p = a; *p && n + 5 < cap; p++)
+			n += (size_t)snprintf(out + n, cap - n, *p == '\'' ? "'\\''" : "%c",
+			                      *p);
+		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "'");
+	}
+}
+
+/* Ctrl-C during a copy: what is kept, and the command that goes on; exit
+ * 130 as a shell reports a command killed by SIGINT. */
+static int pull_interrupted(struct ctl *c, const struct session_entry *s,
+                            const char *part, const char *dir,
+                            struct pull_state *ps)
+{
+	char what[200], at[FMT_BUF], sz[FMT_BUF], bytes[FMT_BUF], cmd[2048];
+	session_label(c, s, what, sizeof what);
+	uint64_t got = file_size(part);
+	fmt_bytes(at, got);
+	fmt_bytes(sz, s->info.size);
+	fmt_bytes(bytes, ps->bytes_pulled);
+	command_line(c, cmd, sizeof cmd);
+	ctl_note("interrupted: %zu session%s pulled (%s) and %zu already present "
+	         "in %s are kept", ps->n_pulled, ps->n_pulled == 1 ? "" : "s",
+	         bytes, ps->n_present, dir);
+	if (got && c->be.ops->direct)
+		ctl_note("%s stopped at %s of %s; the %s copied so far are kept in "
+		         "%s", what, at, sz, at, part);
+	else
+		ctl_note("%s stopped at %s of %s; nothing of it is kept", what, at,
+		         sz);
+	ctl_note("to resume: %s", cmd);
+	ctl_partial(c, "pulled", json_object_get(ps->pulled));
+	ctl_partial(c, "skipped", json_object_get(ps->skipped));
+	ctl_partial(c, "archived", json_object_get(ps->archived));
+	ctl_partial(c, "resume", json_object_new_string(cmd));
+	ctl_partial(c, "partial", got && c->be.ops->direct
+	                              ? json_object_new_string(part)
+	                              : NULL);
+	if (c->json)
+		return ctl_fail_exit(c, PX_INTERRUPTED, "interrupted", "interrupted",
+		                     "interrupted during %s at %s of %s", what, at, sz);
+	return PX_INTERRUPTED;
+}
+
 /* Copies one session to DIR/name through DIR/.name.part, verified; then
  * lets the pen reclaim it unless keep. */
 static int pull_one(struct ctl *c, const struct session_entry *s,
@@ -375,6 +450,7 @@ static int pull_one(struct ctl *c, const struct session_entry *s,
 		return rc;
 	bool exists;
 	if (have_verified(final, &s->info, &exists)) {
+		progress_session_done(&ps->pp.bar, s->info.size, false);
 		ps->n_present++;
 		json_object_array_add(ps->skipped, pulled_json(c, s, final));
 		if (!c->json)
@@ -383,13 +459,16 @@ static int pull_one(struct ctl *c, const struct session_entry *s,
 	} else {
 		if (exists)
 			ctl_warn("%s differs from %s; copying it again", final, what);
-		struct pull_progress pp;
 		uint64_t resumed_at = 0;
-		int e = fetch_one(c, s, part, &pp, &resumed_at);
+		int e = fetch_one(c, s, part, ps, &resumed_at);
+		if (e == PL_ERR_CANCELLED && ctl_interrupted)
+			return pull_interrupted(c, s, part, dir, ps);
 		if (e != PL_OK)
-			return pull_failed(c, s, part, &pp, e);
+			return pull_failed(c, s, part, &ps->pp, e);
 		if (rename(part, final) != 0 || fsync_dir(dir) != 0)
 			return ctl_fail_errno(c, errno, "storing %s", final);
+		progress_session_done(&ps->pp.bar, s->info.size, true);
+		ps->bytes_pulled += s->info.size;
 		ps->n_pulled++;
 		json_object_array_add(ps->pulled, pulled_json(c, s, final));
 		if (!c->json && resumed_at)
@@ -457,16 +536,32 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 		.pulled = json_object_new_array(),
 		.skipped = json_object_new_array(),
 		.archived = json_object_new_array(),
+		.pp = {.c = c},
 	};
+	/* A session the pen marked archived was stored by an earlier pull
+	 * (the archive's are all "archived": its own). */
+#define PULL_SKIPS(s) (c->be.ops->direct && (s)->info.archived)
+	size_t todo = 0;
+	uint64_t todo_bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!PULL_SKIPS(&ss[i])) {
+			todo++;
+			todo_bytes += ss[i].info.size;
+		}
+	/* For people, on stderr, and only when that is a terminal: a
+	 * redirected stderr (a log) gets no carriage returns. */
+	progress_init(&ps.pp.bar, c->stderr_tty && !c->json && !c->dump_frames,
+	              todo, todo_bytes);
+	ctl_catch_signals();
 	for (size_t i = 0; i < n && rc == PX_OK; i++) {
-		/* A session the pen marked archived was stored by an earlier
-		 * pull (the archive's are all "archived": its own). */
-		if (c->be.ops->direct && ss[i].info.archived)
+		if (PULL_SKIPS(&ss[i]))
 			continue;
+		ps.index++;
 		rc = pull_one(c, &ss[i], dir, keep, &ps);
-		if (rc != PX_OK)
+		if (rc != PX_OK && rc != PX_INTERRUPTED)
 			pull_fail_partial(c, &ps);
 	}
+#undef PULL_SKIPS
 	free(ss);
 	if (rc == PX_OK && c->json) {
 		json_object *o = json_object_new_object();

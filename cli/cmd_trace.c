@@ -76,8 +76,7 @@ static void daemon_line(struct ctl *c, const Plctl__Event *ev)
 		return;
 	}
 	char when[PL_TIME_TEXT_MAX];
-	ctl_say("[%s.%03lld] %-5s %s", fmt_time_of_day(when, ev->utc_ms),
-	        (long long)((ev->utc_ms % 1000 + 1000) % 1000),
+	ctl_say("[%s] %-5s %s", fmt_time_of_day(when, ev->utc_ms, true),
 	        level_name(ev->level), text);
 	fflush(stdout);
 }
@@ -92,6 +91,7 @@ static int trace_daemon(struct ctl *c, uint32_t level)
 	if (e != PL_OK)
 		return ctl_fail_pl(c, e);
 	ctl_catch_signals();
+	c->stream = true;
 	Plctl__Trace tr = PLCTL__TRACE__INIT;
 	tr.serial = (char *)serial;
 	tr.level = level;
@@ -153,6 +153,7 @@ static int trace_run(struct ctl *c, struct opt_iter *it)
 	struct trace_ctx tc = {.c = c};
 	c->be.ops->set_event_handler(c->be.ctx, on_event, &tc);
 	ctl_catch_signals();
+	c->stream = true;
 
 	int e = c->be.ops->trace(c->be.ctx, true, level);
 	if (e != PL_OK)

@@ -15,6 +15,9 @@ enum penctl_exit {
 	PX_BUSY = 7,      /* port busy, pen busy, revision changed meanwhile */
 	PX_INTEGRITY = 8, /* digest mismatch, read-back mismatch, corrupt record */
 	PX_DAEMON = 9,    /* penlinkd is not running, or went away */
+	/* Ctrl-C stopped a pull (after saying what was kept), as a shell
+	 * reports a command killed by SIGINT. */
+	PX_INTERRUPTED = 130,
 };
 
 /* Not a libpenlink code: penctl's own, for "penlinkd is not running or went

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "penctl.h"
@@ -10,7 +11,7 @@
 
 enum {
 	G_PORT = 1000, G_SOCKET, G_SERIAL, G_JSON, G_TIMEOUT, G_POLICY, G_DUMP,
-	G_HELP, G_VERSION,
+	G_UTC, G_HELP, G_VERSION,
 };
 
 static const struct optdef global_opts[] = {
@@ -26,6 +27,8 @@ static const struct optdef global_opts[] = {
 	 "--port: the clinic policy, a [policy] section as in penlinkd.conf"},
 	{"--dump-frames", 0, NULL, G_DUMP,
 	 "--port: every frame to stderr, decoded, with times"},
+	{"--utc", 0, NULL, G_UTC,
+	 "times for people in UTC, not local time (DATE too)"},
 	{"--help", 'h', NULL, G_HELP, "this help, or a command's own"},
 	{"--version", 0, NULL, G_VERSION, "the version"},
 	{NULL, 0, NULL, 0, NULL},
@@ -37,7 +40,7 @@ static const struct cmd_group *const groups[] = {
 	&info_cmds,  &preset_cmds,  &sessions_cmds, &clock_cmds,
 	&trace_cmds, &list_cmds,    &monitor_cmds,  &attach_cmds,
 	&central_cmds,
-	&detach_cmds, &audit_cmds,  &ping_cmds,     NULL,
+	&detach_cmds, &audit_cmds,  &ping_cmds,     &scan_cmds, NULL,
 };
 
 /* "  -o, --out DIR" in a column, then the help. */
@@ -77,14 +80,18 @@ static const char exit_codes_text[] =
 "  6  timeout or I/O error (including the pen unplugged)\n"
 "  7  port busy, pen busy, or presets changed meanwhile (conflict)\n"
 "  8  data integrity: digest or read-back mismatch, corrupt record\n"
-"  9  penlinkd is not running (or went away)\n";
+"  9  penlinkd is not running (or went away)\n"
+"130 interrupted (Ctrl-C) during a pull: it says what was kept and what "
+"resumes\n";
 
 void print_help(FILE *out)
 {
 	fprintf(out,
 	        "usage: penctl [--socket PATH | --port PATH] [-s SERIAL] [--json]\n"
 	        "              [--timeout MS] [--policy FILE] [--dump-frames] "
-	        "COMMAND ...\n\n"
+	        "[--utc] COMMAND ...\n\n"
+	        "Times for people are local, with their UTC offset (--utc: UTC);\n"
+	        "JSON has UTC.\n\n"
 	        "Without --port, penctl talks to penlinkd on its control socket "
 	        "(--socket,\nelse $PENLINK_SOCKET, else %s).\n"
 	        "With --port it talks to one pen directly, without the daemon.\n"
@@ -98,6 +105,7 @@ void print_help(FILE *out)
 		{CMD_BOTH, "Commands (both ways)"},
 		{CMD_DAEMON, "Only through penlinkd"},
 		{CMD_DIRECT, "Only with --port"},
+		{CMD_LOCAL, "Neither (this host)"},
 	};
 	for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
 		fprintf(out, "\n%s:\n", sections[s].title);
@@ -121,6 +129,8 @@ static void print_cmd_help(FILE *out, const struct cmd_spec *k)
 		fputs("Only through penlinkd.\n", out);
 	else if (k->where == CMD_DIRECT)
 		fputs("Only with --port.\n", out);
+	else if (k->where == CMD_LOCAL)
+		fputs("Needs neither penlinkd nor --port.\n", out);
 	if (k->opts && k->opts->name) {
 		fputs("\nOptions:\n", out);
 		print_opts(out, k->opts);
@@ -178,6 +188,8 @@ static int set_name(struct ctl *c, const char **field, const char *opt,
 	return PX_OK;
 }
 
+static void use_utc(struct ctl *c);
+
 static int apply_global(struct ctl *c, const struct opt_iter *it, int id,
                         const char *val)
 {
@@ -200,6 +212,9 @@ static int apply_global(struct ctl *c, const struct opt_iter *it, int id,
 		return PX_OK;
 	case G_POLICY:
 		return set_name(c, &c->policy_file, "--policy", "a file", val);
+	case G_UTC:
+		use_utc(c);
+		return PX_OK;
 	case G_HELP:
 		/* Help is text for people, --json or not. */
 		if (it->spec)
@@ -407,25 +422,39 @@ static int run_group(struct ctl *c, struct opt_iter *it,
 	return k->run(c, it);
 }
 
-/* Usage errors found while parsing should come out as JSON too when the
- * user asked for it, even if --json comes after the bad option. */
-static bool wants_json(int argc, char **argv)
+/* Flags that must hold before anything is parsed: usage errors come out
+ * as JSON too when the user asked for it, even if --json comes after the
+ * bad option, and --utc applies to a --since DATE before it. */
+static bool has_flag(int argc, char **argv, const char *flag)
 {
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			break;
-		if (strcmp(argv[i], "--json") == 0)
+		if (strcmp(argv[i], flag) == 0)
 			return true;
 	}
 	return false;
+}
+
+static void use_utc(struct ctl *c)
+{
+	/* One rule for every time shown and read: the library's local time,
+	 * in a zone that is UTC. */
+	c->utc = true;
+	setenv("TZ", "UTC0", 1);
+	tzset();
 }
 
 int main(int argc, char **argv)
 {
 	struct ctl c;
 	memset(&c, 0, sizeof c);
-	c.json = wants_json(argc, argv);
-	c.stdout_tty = isatty(STDOUT_FILENO) == 1;
+	c.json = has_flag(argc, argv, "--json");
+	if (has_flag(argc, argv, "--utc"))
+		use_utc(&c);
+	c.stderr_tty = isatty(STDERR_FILENO) == 1;
+	c.argc = argc;
+	c.argv = argv;
 
 	struct opt_iter it;
 	opt_init(&it, argc, argv, 1);

@@ -151,6 +151,13 @@ static void clean_json_tree(json_object *o)
 
 int ctl_emit_json(struct ctl *c, json_object *obj)
 {
+	if (!c->emitted && c->stream) {
+		/* A stream (trace, monitor) is one object per line, its closing
+		 * error too. */
+		c->emitted = true;
+		ctl_emit_json_line(obj);
+		return PX_OK;
+	}
 	if (!c->emitted) {
 		clean_json_tree(obj);
 		puts(json_object_to_json_string_ext(
@@ -241,14 +248,23 @@ const char *fmt_duration(char *buf, int64_t ms)
 	return buf;
 }
 
-const char *fmt_time_of_day(char buf[PL_TIME_TEXT_MAX], int64_t utc_ms)
+const char *fmt_time_of_day(char buf[PL_TIME_TEXT_MAX], int64_t utc_ms,
+                            bool with_ms)
 {
-	/* The library's local time is "YYYY-MM-DD HH:MM:SS": the part after
-	 * the date, so the two never disagree. */
-	pl_time_format_local(utc_ms, buf);
-	if (strlen(buf) == 19 && buf[10] == ' ')
-		return buf + 11;
-	return "--:--:--";
+	/* The library's local time is "YYYY-MM-DD HH:MM:SS +HH:MM": the part
+	 * after the date, so the two never disagree (milliseconds go before
+	 * the offset). */
+	char full[PL_TIME_TEXT_MAX];
+	pl_time_format_local(utc_ms, full);
+	if (strlen(full) < 20 || full[10] != ' ' || full[19] != ' ')
+		return "--:--:--";
+	int ms = (int)((utc_ms % 1000 + 1000) % 1000);
+	if (with_ms)
+		snprintf(buf, PL_TIME_TEXT_MAX, "%.8s.%03d%s", full + 11, ms,
+		         full + 19);
+	else
+		snprintf(buf, PL_TIME_TEXT_MAX, "%s", full + 11);
+	return buf;
 }
 
 const char *fmt_area(enum pl_area a)
@@ -468,64 +484,6 @@ void print_preset_table(const struct pl_preset_set *set, FILE *out)
 	table_free(t);
 }
 
-/* ------------------------------------------------------------------ progress */
-
-void progress_init(struct progress *p, bool enabled, uint64_t base)
-{
-	memset(p, 0, sizeof *p);
-	p->enabled = enabled;
-	p->start_ms = pl_time_monotonic_ms();
-	p->start_done = base;
-}
-
-void progress_update(struct progress *p, uint64_t done, uint64_t total)
-{
-	if (!p->enabled)
-		return;
-	int64_t now = pl_time_monotonic_ms();
-	/* At most 10 redraws a second: a terminal is slower than a pty. */
-	if (p->drawn && now - p->last_ms < 100 && done < total)
-		return;
-	p->last_ms = now;
-	p->drawn = true;
-
-	enum { W = 24 };
-	char bar[W + 1];
-	size_t fill = total ? (size_t)(done >= total ? W : done * W / total) : 0;
-	for (size_t i = 0; i < W; i++)
-		bar[i] = i < fill ? '#' : '.';
-	bar[W] = '\0';
-	unsigned pct = total ? (unsigned)(done >= total ? 100 : done * 100 / total)
-	                     : 0;
-	char d[FMT_BUF], t[FMT_BUF], r[FMT_BUF], e[FMT_BUF];
-	int64_t elapsed = now - p->start_ms;
-	uint64_t moved = done > p->start_done ? done - p->start_done : 0;
-	if (elapsed > 0 && moved > 0) {
-		uint64_t rate = moved * 1000 / (uint64_t)elapsed;
-		fmt_bytes(r, rate);
-		if (rate > 0)
-			fmt_duration(e, (int64_t)((total > done ? total - done : 0) *
-			                          1000 / rate));
-		else
-			snprintf(e, sizeof e, "?");
-	} else {
-		snprintf(r, sizeof r, "--- kB");
-		snprintf(e, sizeof e, "?");
-	}
-	fprintf(stderr, "\r[%s] %3u%%  %s/%s  %s/s  ETA %s\033[K", bar, pct,
-	        fmt_bytes(d, done), fmt_bytes(t, total), r, e);
-	fflush(stderr);
-}
-
-void progress_clear(struct progress *p)
-{
-	if (p->drawn) {
-		fputs("\r\033[K", stderr);
-		fflush(stderr);
-		p->drawn = false;
-	}
-}
-
 /* ------------------------------------------------------------------ frame log */
 
 void frame_log_stderr(void *ud, enum pl_frame_dir dir, const char *text,
@@ -538,9 +496,8 @@ void frame_log_stderr(void *ud, enum pl_frame_dir dir, const char *text,
 	/* A frame's description quotes the pen's strings. */
 	char shown[1024];
 	pl_text_clean(PL_TEXT_TERMINAL, text, shown, sizeof shown);
-	fprintf(stderr, "%s.%03d  %c  %s  (%zu bytes)\n",
-	        fmt_time_of_day(when, now), (int)(now % 1000), mark, shown,
-	        raw_len);
+	fprintf(stderr, "%s  %c  %s  (%zu bytes)\n",
+	        fmt_time_of_day(when, now, true), mark, shown, raw_len);
 }
 
 /* ------------------------------------------------------------------ files */

@@ -98,6 +98,10 @@ struct backend_ops {
 	int (*trace)(void *ctx, bool enable, uint32_t level);
 	void (*set_event_handler)(void *ctx, pl_event_fn fn, void *ud);
 	int (*poll)(void *ctx, int timeout_ms);
+	/* From inside a progress callback: makes the running fetch_to_file
+	 * return PL_ERR_CANCELLED soon (Ctrl-C); nothing but close may follow.
+	 * NULL when the backend notices ctl_interrupted itself (penlinkd). */
+	void (*cancel)(void *ctx);
 	void (*close)(void *ctx);
 };
 
@@ -119,9 +123,15 @@ struct ctl {
 	bool json;
 	int timeout_ms; /* 0: library default */
 	bool dump_frames;
+	bool utc; /* --utc: times for people in UTC (TZ=UTC0), not local */
 
-	bool stdout_tty;
+	bool stderr_tty; /* progress is drawn only then */
+	/* A stream (trace, monitor): with --json every object, the closing
+	 * error too, is one line. */
+	bool stream;
 	bool emitted; /* the one JSON document is out */
+	int argc;     /* the command line, to say what resumes a pull */
+	char **argv;
 	struct backend be; /* ops == NULL until ctl_connect() */
 	struct dconn *dc;  /* the daemon connection when be is penlinkd's */
 
@@ -220,7 +230,8 @@ struct optdef {
 
 struct opt_iter;
 
-enum cmd_where { CMD_BOTH, CMD_DAEMON, CMD_DIRECT };
+/* CMD_LOCAL: needs neither penlinkd nor --port (scan). */
+enum cmd_where { CMD_BOTH, CMD_DAEMON, CMD_DIRECT, CMD_LOCAL };
 
 /* A command as penctl --help lists it and as it parses itself. */
 struct cmd_spec {
@@ -252,7 +263,7 @@ struct cmd_group {
 
 extern const struct cmd_group info_cmds, ping_cmds, preset_cmds,
     sessions_cmds, clock_cmds, trace_cmds, list_cmds, monitor_cmds,
-    attach_cmds, detach_cmds, audit_cmds;
+    attach_cmds, detach_cmds, audit_cmds, scan_cmds;
 extern const struct cmd_group central_cmds; /* cmd_central.c */
 
 struct opt_iter {
@@ -343,8 +354,10 @@ void ctl_note(const char *fmt, ...) PX_PRINTF(1, 2);
 const char *fmt_bytes(char *buf, uint64_t n);      /* "2.1 MB" */
 const char *fmt_duration(char *buf, int64_t ms);   /* "12m 03s" */
 const char *fmt_area(enum pl_area a);
-/* "14:03:22", the local time of day, for lines of a stream. */
-const char *fmt_time_of_day(char buf[PL_TIME_TEXT_MAX], int64_t utc_ms);
+/* "14:03:22 +02:00" (with_ms: "14:03:22.123 +02:00"), the local time of
+ * day with its UTC offset, for lines of a stream.  Returns buf. */
+const char *fmt_time_of_day(char buf[PL_TIME_TEXT_MAX], int64_t utc_ms,
+                            bool with_ms);
 
 /* A depth as a JSON number with its exact decimal text (PL_MM_SHORT), not
  * the 17 digits json-c would print for a double. */
@@ -367,17 +380,28 @@ void table_free(struct table *t);
 
 void print_preset_table(const struct pl_preset_set *set, FILE *out);
 
-/* Progress bar on stderr: `[####......]  45%  1.2 MB/3.0 MB  850 kB/s  ETA 2s`. */
+/* A pull's progress on stderr (progress.c), over every session it copies:
+ * `session 2/3 [########............]  45%  1.2 MB/3.0 MB  850 kB/s  ETA 2s`. */
 struct progress {
-	bool enabled;
-	bool drawn;
+	bool enabled, drawn;
 	int64_t start_ms, last_ms;
-	uint64_t start_done;
-	bool started;
+	size_t index, count;   /* the session being copied (from 1), of count */
+	uint64_t total;        /* bytes of every session of the pull */
+	uint64_t before;       /* bytes of the sessions finished before it */
+	uint64_t current;      /* bytes of this session there so far */
+	uint64_t resumed;      /* of which were there before it started */
+	uint64_t moved_before; /* bytes copied by this run for finished ones */
 };
-/* base: bytes already there before this transfer (not counted in the rate). */
-void progress_init(struct progress *p, bool enabled, uint64_t base);
+/* enabled: draw at all (stderr a terminal, not --json). */
+void progress_init(struct progress *p, bool enabled, size_t count,
+                   uint64_t total_bytes);
+/* Session index (from 1) starts with resumed bytes already there. */
+void progress_session(struct progress *p, size_t index, uint64_t resumed);
+/* done of this session's total bytes (a pl_progress_fn's arguments). */
 void progress_update(struct progress *p, uint64_t done, uint64_t total);
+/* The session is finished: size bytes; copied: by this run (else already
+ * present). */
+void progress_session_done(struct progress *p, uint64_t size, bool copied);
 void progress_clear(struct progress *p);
 
 /* --dump-frames: `HH:MM:SS.mmm  >  id=7 read_session{...}  (23 bytes)`. */
