@@ -55,6 +55,16 @@ static void fmt_session_span(char *start, size_t start_len, char *dur,
 		snprintf(dur, dur_len, "?");
 }
 
+/* ISO 8601 UTC text of utc_ms, or null when it is not a date (known
+ * false, or out of range). */
+static json_object *json_utc(bool known, int64_t utc_ms)
+{
+	char buf[PL_TIME_TEXT_MAX];
+	if (!known || !pl_time_format_utc(utc_ms, buf)[0])
+		return NULL;
+	return json_object_new_string(buf);
+}
+
 static json_object *session_json(const struct ctl *c,
                                  const struct session_entry *s)
 {
@@ -71,12 +81,20 @@ static json_object *session_json(const struct ctl *c,
 	json_object_object_add(o, "time_source",
 	                       json_object_new_string(s->info.rtc_time ? "rtc"
 	                                                               : "uptime"));
-	if (c->be.ops->direct)
+	/* The same instants as ISO 8601 UTC (null: only the pen's uptime). */
+	json_object_object_add(o, "start_utc", json_utc(s->info.rtc_time,
+	                                                s->info.start_ms));
+	json_object_object_add(o, "end_utc", json_utc(s->info.rtc_time,
+	                                              s->info.end_ms));
+	if (c->be.ops->direct) {
 		json_object_object_add(o, "archived",
 		                       json_object_new_boolean(s->info.archived));
-	else
+	} else {
 		json_object_object_add(o, "archived_ms",
 		                       json_object_new_int64(s->archived_ms));
+		json_object_object_add(o, "archived_utc",
+		                       json_utc(true, s->archived_ms));
+	}
 	return o;
 }
 
