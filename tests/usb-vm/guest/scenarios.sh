@@ -251,8 +251,18 @@ scn_twopens() {
   wait_for 20 "two cdc_acm ttys" eval 'have_acm PEN-TWO-A && have_acm PEN-TWO-B'
   pen_digests PEN-TWO-A "$W/a.digests"
   pen_digests PEN-TWO-B "$W/b.digests"
+  # penctl scan reads the real sysfs: both pens, their ttys, free...
+  expect 0 --json scan
+  assert_eq "$(jqo '[.pens[] | .vid_pid + " " + .serial + " " + .state] | sort | join(",")')" \
+    "1209:0001 PEN-TWO-A free,1209:0001 PEN-TWO-B free" "penctl scan lists both pens, free"
+  jqo '.pens[].port' | grep -qvx '/dev/ttyACM[0-9]*' && fail "scan ports: $OUT"
+  ok "penctl scan names their /dev/ttyACM* ports"
   daemon_start
   wait_for 180 "both pens archived and idle" pens_idle 2
+  # ... and busy, held by penlinkd, once it serves them.
+  expect 0 --json scan
+  assert_eq "$(jqo '[.pens[] | .state + " " + .holder] | unique | join(",")')" \
+    "busy penlinkd" "penctl scan: both busy, held by penlinkd"
   archive_digests PEN-TWO-A >"$W/a.archive"
   archive_digests PEN-TWO-B >"$W/b.archive"
   diff "$W/a.digests" "$W/a.archive" || fail "pen A's digests differ"
