@@ -20,12 +20,13 @@ if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
   exit 2
 fi
 build=${PL_FUZZ_BUILD:-build-fuzz}
-all_targets=(frame envelope record ctl preset_json config)
+all_targets=(frame envelope record ctl preset_json config text)
 read -r -a targets <<<"${PL_FUZZ_TARGETS:-${all_targets[*]}}"
 # Longest input per target: a few frames; a scripted conversation; a record
-# with some telemetry; a client's burst of requests; a preset file; a config.
+# with some telemetry; a client's burst of requests; a preset file; a config;
+# a few lines of untrusted text.
 declare -A max_len=([frame]=4096 [envelope]=16384 [record]=65536 [ctl]=16384
-                    [preset_json]=8192 [config]=4096)
+                    [preset_json]=8192 [config]=4096 [text]=4096)
 for t in "${targets[@]}"; do
   if [ -z "${max_len[$t]:-}" ]; then
     echo "fuzz: unknown target '$t' (known: ${all_targets[*]})" >&2
