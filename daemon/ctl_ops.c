@@ -431,25 +431,34 @@ static void attach(struct client *cl, const Plctl__Request *rq)
 	} else if (stat(path, &st) < 0) {
 		rc = PL_ERR_NO_PORT;
 		snprintf(msg, sizeof msg, "no port %s: %s", path, strerror(errno));
-	} else if (!S_ISCHR(st.st_mode)) {
-		/* The daemon may run as root: it opens terminals, nothing else. */
-		rc = PL_ERR_ARG;
-		snprintf(msg, sizeof msg, "%s is not a serial port or terminal", path);
 	} else if (!dmn(cl)->pens) {
 		rc = PL_ERR_IO;
 		snprintf(msg, sizeof msg, "pens are not served");
 	} else {
+		/* The daemon may run as root: the library opens serial ttys
+		 * only, and refuses anything else before reading from it. */
 		rc = pens_attach(dmn(cl)->pens, path, false, NULL);
 		if (rc)
 			snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
 	}
-	ctl_audit(dmn(cl), (uint32_t)cl->who.uid, cl->who.user, "", "attach", "",
-	          path, rc ? msg : "ok");
+	/* A path that exists but is no port was refused for what it is; an
+	 * attach that failed otherwise (busy, gone) is audited as itself. */
+	bool refused = rc == PL_ERR_NO_PORT && stat(path, &st) == 0;
+	ctl_audit(dmn(cl), (uint32_t)cl->who.uid, cl->who.user, "",
+	          refused ? "refused:attach" : "attach", "", path,
+	          rc ? msg : "ok");
+	/* The path and the message naming it are the client's text. */
+	char *shown = pl_text_clean_dup(PL_TEXT_LOG, rc ? msg : path);
 	if (rc) {
+		if (refused)
+			log_notice("refused attach for pid %d (%s): %s", (int)cl->who.pid,
+			           cl->who.user, shown ? shown : "(out of memory)");
+		free(shown);
 		client_error(cl, rq->id, rc, "%s", msg);
 		return;
 	}
-	log_notice("%s attached %s", cl->who.user, path);
+	log_notice("%s attached %s", cl->who.user, shown ? shown : "a port");
+	free(shown);
 	send_ack(cl, rq->id, true);
 }
 

@@ -179,15 +179,20 @@ int pl_error_set(int code, const char *fmt, ...)
 struct pl_transport;
 
 /*
- * Opens a port by path.  Uses libserialport when it recognises the port
- * (e.g. /dev/ttyACM0), otherwise (pseudo-terminals, files that are not
- * character devices, ports libserialport lists but cannot configure) opens
- * it as a plain tty, as pl_transport_open_tty does.  The port is put in raw
- * mode and locked against other penlink programs (flock).
+ * Opens a port by path.  A port is a serial tty: ttyACM, ttyUSB, a
+ * pseudo-terminal's slave, or another driver the kernel lists as serial in
+ * /proc/tty/drivers.  Anything else (/dev/null, /dev/urandom, a console, a
+ * file, a folder) is refused before anything is read from it, with a
+ * message naming the path and what it is.  Uses libserialport when it
+ * recognises the port (e.g. /dev/ttyACM0), otherwise (pseudo-terminals,
+ * ports libserialport lists but cannot configure) opens it as a plain tty,
+ * as pl_transport_open_tty does.  The port is put in raw mode and locked
+ * against other penlink programs (flock).
  *
  * path: the port, not NULL, not "".
  * out:  receives the transport; NULL on failure.
- * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT,
+ * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT (no
+ *         such path, or "PATH is not a serial port (what it is)"),
  *         PL_ERR_PORT_BUSY (another program holds the port or its lock),
  *         PL_ERR_ACCESS, PL_ERR_MEM, PL_ERR_IO, PL_ERR_UNPLUGGED (the device
  *         went away while being configured).
@@ -204,9 +209,9 @@ int pl_transport_open(const char *path, struct pl_transport **out);
 int pl_transport_open_serial(const char *path, struct pl_transport **out);
 
 /*
- * As pl_transport_open, forcing the file-descriptor backend: opens path
- * non-blocking, locks it (flock) and, if it is a tty, puts it in raw mode
- * and flushes its input.
+ * As pl_transport_open, forcing the file-descriptor backend: refuses what
+ * is not a serial tty as pl_transport_open does, opens path non-blocking,
+ * locks it (flock), puts it in raw mode and flushes its input.
  *
  * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT,
  *         PL_ERR_PORT_BUSY, PL_ERR_ACCESS, PL_ERR_MEM, PL_ERR_IO.

@@ -111,10 +111,12 @@ static bool is_pty_slave(const struct stat *st)
 }
 
 /*
- * libserialport for ports it knows (found through sysfs: ttyACM, ttyUSB,
- * native UARTs), because it handles their line settings and modem lines;
- * the fd backend for everything else.  A pty must never reach
- * libserialport: 0.1.1's sp_open needs TIOCMGET, which ptys lack.
+ * Serial ttys only (pl__port_check_path, then each backend checks the
+ * descriptor it opened before reading).  libserialport for ports it knows
+ * (found through sysfs: ttyACM, ttyUSB, native UARTs), because it handles
+ * their line settings and modem lines; the fd backend for the others.  A
+ * pty must never reach libserialport: 0.1.1's sp_open needs TIOCMGET,
+ * which ptys lack.
  */
 int pl_transport_open(const char *path, struct pl_transport **out)
 {
@@ -124,6 +126,9 @@ int pl_transport_open(const char *path, struct pl_transport **out)
 	if (!path || !*path)
 		return pl__fail(PL_ERR_ARG, "no port given");
 
+	int rc = pl__port_check_path(path);
+	if (rc != PL_OK)
+		return rc;
 	struct stat st;
 	if (stat(path, &st) != 0)
 		return pl__fail_open_errno(errno, path);
@@ -135,7 +140,7 @@ int pl_transport_open(const char *path, struct pl_transport **out)
 		return pl_transport_open_tty(path, out);
 	sp_free_port(port);
 
-	int rc = pl_transport_open_serial(path, out);
+	rc = pl_transport_open_serial(path, out);
 	/*
 	 * A driver libserialport lists but cannot configure (no modem-line
 	 * ioctls, e.g. some gadget or virtual serial drivers) still works as a

@@ -25,6 +25,26 @@ int pl__fail_open_errno(int err, const char *path);
 int pl__lock_port(int fd, const char *path);
 
 /*
+ * Ports are terminals of a serial kind, nothing else: a pen's ttyACM
+ * (major 166), a USB serial adapter's ttyUSB (188), a pseudo-terminal's
+ * slave (136-143, penemu), or another driver the kernel lists as "serial"
+ * or "pty:slave" in /proc/tty/drivers (e.g. ttyS, ttyGS).  Whoever opens a
+ * path may be root (penlinkd): /dev/null, /dev/urandom, /dev/net/tun, a
+ * console, a file or a folder must be refused before anything is read.
+ *
+ * pl__port_check_path: before opening, from stat(): refuses anything but
+ * a character device of such a kind (files are still opened first by
+ * pl_transport_open_tty, so a permission problem is reported as one).
+ * pl__port_check_fd: after opening (O_NONBLOCK|O_NOCTTY) and before any
+ * read: the descriptor must be that same kind of device, isatty(), and
+ * tcgetattr() must succeed.
+ * Both: PL_OK, or PL_ERR_NO_PORT with "PATH is not a serial port (why)";
+ * check_path also maps a failed stat() like a failed open().
+ */
+int pl__port_check_path(const char *path);
+int pl__port_check_fd(int fd, const char *path);
+
+/*
  * poll()s fd for input (and for output room when want_write), handling
  * EINTR with the remaining time recomputed.  Returns a PL_WAIT_* mask, 0 on
  * timeout, PL_ERR_UNPLUGGED on hang-up with nothing left to read.

@@ -1,6 +1,7 @@
 /*
- * File-descriptor transport: pseudo-terminals (penemu --pty), ttys that
- * libserialport cannot drive, sockets and pipes.  Also holds the helpers the
+ * File-descriptor transport: pseudo-terminals (penemu --pty) and ttys that
+ * libserialport cannot drive, opened by path; sockets and pipes handed over
+ * as descriptors (pl_transport_from_fd).  Also holds the helpers the
  * libserialport backend shares once it has a descriptor (transport.h).
  */
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -55,6 +57,159 @@ int pl__fail_open_errno(int err, const char *path)
 	default:
 		return pl__fail(PL_ERR_IO, "cannot open %s: %s", path, strerror(err));
 	}
+}
+
+/* ------------------------------------------------------------------ what a port is */
+
+/* What a file that is not a character device is, for a refusal. */
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m)    ? "a directory"
+	       : S_ISREG(m)  ? "a regular file"
+	       : S_ISBLK(m)  ? "a block device"
+	       : S_ISFIFO(m) ? "a FIFO"
+	       : S_ISSOCK(m) ? "a socket"
+	       : S_ISLNK(m)  ? "a symbolic link"
+	                     : "not a device";
+}
+
+/*
+ * The tty driver of rdev as /proc/tty/drivers lists it: its device name
+ * ("/dev/ttyS") and type ("serial", "pty:slave", "console", "system...").
+ * False when the kernel lists no tty driver for it (or /proc is absent).
+ */
+static bool tty_driver(dev_t rdev, char *name, size_t name_len, char *type,
+                       size_t type_len)
+{
+	FILE *f = fopen("/proc/tty/drivers", "re");
+	if (!f)
+		return false;
+	char line[256];
+	bool found = false;
+	unsigned maj = major(rdev), min = minor(rdev);
+	while (!found && fgets(line, sizeof line, f)) {
+		char drv[64], dev[64], majs[32], mins[32], typ[64];
+		if (sscanf(line, "%63s %63s %31s %31s %63s", drv, dev, majs, mins,
+		           typ) != 5)
+			continue;
+		unsigned a, b, lo, hi;
+		int n = sscanf(majs, "%u-%u", &a, &b);
+		if (n < 1)
+			continue;
+		if (n == 1)
+			b = a;
+		n = sscanf(mins, "%u-%u", &lo, &hi);
+		if (n < 1)
+			continue;
+		if (n == 1)
+			hi = lo;
+		if (maj < a || maj > b || min < lo || min > hi)
+			continue;
+		snprintf(name, name_len, "%s", dev);
+		snprintf(type, type_len, "%s", typ);
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+/* The character devices /proc/devices names for major maj ("mem",
+ * "misc"), or "" if it lists none. */
+static void chr_driver(unsigned maj, char *name, size_t name_len)
+{
+	name[0] = 0;
+	FILE *f = fopen("/proc/devices", "re");
+	if (!f)
+		return;
+	char line[128];
+	bool chr = false;
+	while (fgets(line, sizeof line, f)) {
+		if (!strncmp(line, "Character devices:", 18)) {
+			chr = true;
+			continue;
+		}
+		if (!strncmp(line, "Block devices:", 14))
+			break;
+		unsigned m;
+		char drv[64];
+		if (chr && sscanf(line, "%u %63s", &m, drv) == 2 && m == maj) {
+			snprintf(name, name_len, "%s", drv);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/*
+ * True if rdev is a serial kind of tty (see transport.h); else false with
+ * why not in why: " of mem, not a tty", ", a tty of kind console (...)".
+ */
+static bool serial_kind(dev_t rdev, char *why, size_t why_len)
+{
+	unsigned maj = major(rdev);
+	why[0] = 0;
+	if (maj == 166 || maj == 188 || (maj >= 136 && maj <= 143))
+		return true; /* ttyACM, ttyUSB, pts: no need to ask /proc */
+	char dev[64], type[64];
+	if (tty_driver(rdev, dev, sizeof dev, type, sizeof type)) {
+		if (!strcmp(type, "serial") || !strcmp(type, "pty:slave"))
+			return true;
+		snprintf(why, why_len, ", a tty of kind %s (%s), not a serial line",
+		         type, dev);
+		return false;
+	}
+	char drv[64];
+	chr_driver(maj, drv, sizeof drv);
+	snprintf(why, why_len, "%s%s, not a tty", drv[0] ? " of " : "", drv);
+	return false;
+}
+
+int pl__port_check_path(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return pl__fail_open_errno(errno, path);
+	/* Files are opened first (harmless), so that a port the user may
+	 * not open says so; a folder cannot be opened read-write at all. */
+	if (S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode))
+		return PL_OK;
+	if (!S_ISCHR(st.st_mode))
+		return pl__fail(PL_ERR_NO_PORT, "%s is not a serial port (%s)", path,
+		                file_kind(st.st_mode));
+	char why[256];
+	if (!serial_kind(st.st_rdev, why, sizeof why))
+		return pl__fail(PL_ERR_NO_PORT,
+		                "%s is not a serial port (character device %u:%u%s)",
+		                path, major(st.st_rdev), minor(st.st_rdev), why);
+	return PL_OK;
+}
+
+int pl__port_check_fd(int fd, const char *path)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return pl__fail(PL_ERR_IO, "cannot check %s: %s", path, strerror(errno));
+	if (!S_ISCHR(st.st_mode))
+		return pl__fail(PL_ERR_NO_PORT, "%s is not a serial port (%s)", path,
+		                file_kind(st.st_mode));
+	unsigned maj = major(st.st_rdev), min = minor(st.st_rdev);
+	char why[256];
+	/* Checked again on the descriptor: the path may have changed since. */
+	if (!serial_kind(st.st_rdev, why, sizeof why))
+		return pl__fail(PL_ERR_NO_PORT,
+		                "%s is not a serial port (character device %u:%u%s)",
+		                path, maj, min, why);
+	if (!isatty(fd))
+		return pl__fail(PL_ERR_NO_PORT,
+		                "%s is not a serial port (character device %u:%u, not "
+		                "a tty)", path, maj, min);
+	struct termios tio;
+	if (tcgetattr(fd, &tio) != 0)
+		return pl__fail(PL_ERR_NO_PORT,
+		                "%s is not a serial port (character device %u:%u: "
+		                "its terminal settings cannot be read: %s)",
+		                path, maj, min, strerror(errno));
+	return PL_OK;
 }
 
 int pl__lock_port(int fd, const char *path)
@@ -264,6 +419,10 @@ int pl_transport_open_tty(const char *path, struct pl_transport **out)
 	if (!path || !*path)
 		return pl__fail(PL_ERR_ARG, "no port given");
 
+	/* Only serial ttys are opened at all (a device may act on open). */
+	int rc = pl__port_check_path(path);
+	if (rc != PL_OK)
+		return rc;
 	int fd;
 	do
 		fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
@@ -271,11 +430,14 @@ int pl_transport_open_tty(const char *path, struct pl_transport **out)
 	if (fd < 0)
 		return pl__fail_open_errno(errno, path);
 
+	/* And before anything is read, the descriptor must be one. */
+	rc = pl__port_check_fd(fd, path);
 	/* flock, not TIOCEXCL: the exclusive flag outlives our close on a pty
 	 * (it stays until the master closes), which would lock out the next
 	 * penctl run for good; root ignores it anyway. */
-	int rc = pl__lock_port(fd, path);
-	if (rc == PL_OK && isatty(fd)) {
+	if (rc == PL_OK)
+		rc = pl__lock_port(fd, path);
+	if (rc == PL_OK) {
 		rc = make_raw(fd, path);
 		/* Bytes that arrived before raw mode was set may be mangled. */
 		if (rc == PL_OK)

@@ -128,6 +128,9 @@ int pl_transport_open_serial(const char *path, struct pl_transport **out)
 	if (!path || !*path)
 		return pl__fail(PL_ERR_ARG, "no port given");
 
+	int rc = pl__port_check_path(path);
+	if (rc != PL_OK)
+		return rc;
 	struct sp_port *port = NULL;
 	if (sp_get_port_by_name(path, &port) != SP_OK) {
 		struct stat st;
@@ -155,9 +158,11 @@ int pl_transport_open_serial(const char *path, struct pl_transport **out)
 	}
 
 	int fd = -1;
-	int rc = PL_OK;
 	if (sp_get_port_handle(port, &fd) != SP_OK || fd < 0)
 		rc = pl__fail(PL_ERR_IO, "cannot get the descriptor of %s", path);
+	/* Before anything is read (the flush below included). */
+	if (rc == PL_OK)
+		rc = pl__port_check_fd(fd, path);
 	if (rc == PL_OK)
 		rc = pl__lock_port(fd, path);
 	if (rc == PL_OK) {

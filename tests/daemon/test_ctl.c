@@ -1188,7 +1188,7 @@ static void test_pen_operations(void **state)
 	send_attach(t, 3, "relative/path");
 	expect_error(t, 3, PL_ERR_ARG, "absolute path");
 	send_attach(t, 4, tmpdir);
-	expect_error(t, 4, PL_ERR_ARG, "is not a serial port");
+	expect_error(t, 4, PL_ERR_NO_PORT, "is not a serial port (a directory)");
 	send_attach(t, 5, port);
 	Plctl__Response *r = wait_last(t, 5, 3000);
 	assert_int_equal(r->body_case, PLCTL__RESPONSE__BODY_ACK);
