@@ -2,11 +2,14 @@
  * The control socket: listening, clients, framing and bounded queues.  The
  * requests themselves are handled in ctl_ops.c.
  *
- * Nothing a client does can make the daemon block or grow without bound:
- * requests larger than CTL_MAX_REQUEST are dropped as they arrive, a
- * client's outgoing queue is bounded by CTL_QUEUE_MAX (a client that does
- * not read is disconnected), streams produce only while the queue is below
- * CTL_LOW_WATER, and garbage is answered, then disconnected.
+ * Nothing a client does can make the daemon block or grow without bound
+ * (the budgets are in ctl_int.h): requests larger than CTL_MAX_REQUEST are
+ * dropped as they arrive, unfinished requests of all clients together are
+ * bounded by CTL_PARTIAL_ALL_MAX, connections by CTL_MAX_CLIENTS (and
+ * CTL_MAX_CLIENTS_PER_USER), a client's outgoing queue by CTL_QUEUE_MAX and
+ * all queues together by CTL_QUEUE_ALL_MAX, streams produce only while the
+ * queue is below CTL_LOW_WATER, a client that takes nothing for
+ * CTL_STALL_MS is dropped, and garbage is answered, then disconnected.
  *
  * A client is never freed inside a callback that may still use it:
  * client_kill() closes it at once and moves it to a graveyard that a 0 ms
@@ -128,36 +131,65 @@ static void want_out(struct client *cl, bool on)
 		cl->polling_out = on;
 }
 
+/*
+ * The stall limit counts from the client's last progress (the socket took
+ * bytes, or output was queued to an empty queue), so a client that stops
+ * reading is dropped stall_ms after it stopped.  The timer is armed for the
+ * time left to that instant, never a full period from whenever it happened
+ * to fire (which dropped clients after up to twice the limit).
+ */
+static void stall_check(void *ud);
+
+static void stall_arm(struct client *cl, int64_t now)
+{
+	int64_t due = cl->progress_ms + cl->ctl->stall_ms - now;
+	cl->stall_timer = loop_add_timer(cl->ctl->loop, due > 0 ? (int)due : 0,
+	                                 stall_check, cl);
+}
+
 static void stall_check(void *ud)
 {
 	struct client *cl = ud;
 	cl->stall_timer = 0;
-	if (cl->dead)
-		return;
-	if (cl->streams && queued(cl) && cl->written == cl->written_at_arm) {
-		client_kill(cl, "not reading");
+	if (cl->dead || !queued(cl))
+		return; /* nothing waits for it: no limit runs */
+	int64_t now = pl_time_monotonic_ms();
+	if (now - cl->progress_ms >= cl->ctl->stall_ms) {
+		char why[96];
+		snprintf(why, sizeof why, "not reading (took nothing for %d ms)",
+		         cl->ctl->stall_ms);
+		client_kill(cl, why);
 		return;
 	}
-	if (cl->streams) {
-		cl->written_at_arm = cl->written;
-		cl->stall_timer = loop_add_timer(cl->ctl->loop, cl->ctl->stall_ms,
-		                                 stall_check, cl);
-	}
+	stall_arm(cl, now);
 }
 
-/* While a transfer runs, check now and then that the client takes it. */
+/* While output waits for the client, check that it takes it. */
 static void watch_stall(struct client *cl)
 {
-	if (cl->dead || !cl->streams || cl->stall_timer)
+	if (cl->dead || !queued(cl) || cl->stall_timer)
 		return;
-	cl->written_at_arm = cl->written;
-	cl->stall_timer = loop_add_timer(cl->ctl->loop, cl->ctl->stall_ms,
-	                                 stall_check, cl);
+	stall_arm(cl, pl_time_monotonic_ms());
+}
+
+static void evict_largest(void *ud);
+
+/* Output was queued (n > 0) or sent (n < 0): the global account, and the
+ * client's progress for the stall limit. */
+static void queue_account(struct client *cl, size_t before)
+{
+	struct ctl *c = cl->ctl;
+	size_t now_q = queued(cl);
+	c->queued_all = c->queued_all - before + now_q;
+	if (now_q < before || before == 0)
+		cl->progress_ms = pl_time_monotonic_ms();
 }
 
 /* Writes what the socket takes now.  False if the client died. */
 static bool flush(struct client *cl)
 {
+	size_t before = queued(cl);
+	int err = 0;
 	while (!cl->dead && cl->out_off < cl->out_len) {
 		ssize_t n = send(cl->fd, cl->out + cl->out_off,
 		                 cl->out_len - cl->out_off,
@@ -171,11 +203,16 @@ static bool flush(struct client *cl)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		client_kill(cl, n < 0 && errno == EPIPE ? NULL : "write failed");
-		return false;
+		err = n < 0 ? errno : EIO;
+		break;
 	}
 	if (cl->dead)
 		return false;
+	queue_account(cl, before);
+	if (err) {
+		client_kill(cl, err == EPIPE ? NULL : "write failed");
+		return false;
+	}
 	if (cl->out_off == cl->out_len) {
 		cl->out_off = cl->out_len = 0;
 		/* An idle client should not keep a stream's buffer. */
@@ -186,7 +223,30 @@ static bool flush(struct client *cl)
 		}
 	}
 	want_out(cl, queued(cl) > 0 || cl->streams);
+	watch_stall(cl);
 	return true;
+}
+
+/* Drops the clients with the largest queues until all queues together are
+ * within CTL_QUEUE_ALL_MAX again (see client_send). */
+static void evict_largest(void *ud)
+{
+	struct ctl *c = ud;
+	c->evict_timer = 0;
+	while (c->queued_all > CTL_QUEUE_ALL_MAX) {
+		struct client *big = NULL;
+		for (struct client *o = c->clients; o; o = o->next)
+			if (!o->dead && (!big || queued(o) > queued(big)))
+				big = o;
+		if (!big || !queued(big))
+			break;
+		char why[160];
+		snprintf(why, sizeof why,
+		         "queued output of all clients above the %u MiB budget "
+		         "(its %zu KiB the most)", CTL_QUEUE_ALL_MAX >> 20,
+		         queued(big) >> 10);
+		client_kill(big, why);
+	}
 }
 
 bool client_send(struct client *cl, uint32_t id, bool last,
@@ -210,9 +270,36 @@ bool client_send(struct client *cl, uint32_t id, bool last,
 	}
 	if (queued(cl) + need > CTL_QUEUE_MAX) {
 		free(frame);
-		client_kill(cl, "not reading");
+		char why[128];
+		snprintf(why, sizeof why,
+		         "not reading: its output queue is above the %u MiB budget",
+		         CTL_QUEUE_MAX >> 20);
+		client_kill(cl, why);
 		return false;
 	}
+	struct ctl *c = cl->ctl;
+	if (c->queued_all + need > CTL_QUEUE_ALL_MAX) {
+		/* The client with the largest queue goes: this one at once,
+		 * another from a 0 ms timer (callers may be walking the client
+		 * list), the response going out meanwhile. */
+		struct client *big = cl;
+		for (struct client *o = c->clients; o; o = o->next)
+			if (!o->dead && queued(o) > queued(big))
+				big = o;
+		if (big == cl) {
+			free(frame);
+			char why[160];
+			snprintf(why, sizeof why,
+			         "queued output of all clients above the %u MiB "
+			         "budget (its %zu KiB the most)",
+			         CTL_QUEUE_ALL_MAX >> 20, queued(cl) >> 10);
+			client_kill(cl, why);
+			return false;
+		}
+		if (!c->evict_timer)
+			c->evict_timer = loop_add_timer(c->loop, 0, evict_largest, c);
+	}
+	size_t before = queued(cl);
 	if (cl->out_cap - cl->out_len < need && cl->out_off) {
 		memmove(cl->out, cl->out + cl->out_off, queued(cl));
 		cl->out_len -= cl->out_off;
@@ -234,7 +321,9 @@ bool client_send(struct client *cl, uint32_t id, bool last,
 	memcpy(cl->out + cl->out_len, frame, need);
 	free(frame);
 	cl->out_len += need;
+	queue_account(cl, before);
 	want_out(cl, true);
+	watch_stall(cl);
 	return true;
 }
 
@@ -322,9 +411,13 @@ void client_kill(struct client *cl, const char *why)
 		return;
 	struct ctl *c = cl->ctl;
 	cl->dead = true;
+	c->partial_all -= cl->partial;
+	cl->partial = 0;
+	c->queued_all -= queued(cl);
 	if (why)
-		log_notice("client pid %d (%s) disconnected: %s", (int)cl->who.pid,
-		           cl->who.user, why);
+		log_notice("client uid %u pid %d (%s) dropped: %s",
+		           (unsigned)cl->who.uid, (int)cl->who.pid, cl->who.user,
+		           why);
 	else
 		log_debug("client pid %d (%s) left", (int)cl->who.pid, cl->who.user);
 	if (cl->denials > CTL_MAX_DENIALS_AUDITED)
@@ -420,7 +513,11 @@ static void on_drop(void *ctx, enum pl_frame_drop why, size_t len)
 	cl->drops++;
 	if (why == PL_FRAME_DROP_OVERSIZE) {
 		/* Not line noise: a client built a request too big to take. */
-		offence(cl, "request larger than 1 MiB dropped");
+		char what[96];
+		snprintf(what, sizeof what,
+		         "request larger than the %u KiB budget dropped",
+		         CTL_MAX_REQUEST >> 10);
+		offence(cl, what);
 	} else if (cl->drops > CTL_DROPS_FORGIVEN) {
 		char what[96];
 		snprintf(what, sizeof what, "%u frames dropped (last: %s)",
@@ -446,10 +543,23 @@ static void on_client(void *ud, int fd, unsigned events)
 			client_kill(cl, errno == ECONNRESET ? NULL : "read failed");
 			return;
 		}
-		if (n > 0)
+		if (n > 0) {
 			pl_frame_decoder_feed(&cl->dec, buf, (size_t)n);
-		if (cl->dead)
-			return;
+			if (cl->dead)
+				return;
+			/* What the decoder holds of a request in progress. */
+			struct ctl *c = cl->ctl;
+			c->partial_all = c->partial_all - cl->partial + cl->dec.len;
+			cl->partial = cl->dec.len;
+			if (c->partial_all > CTL_PARTIAL_ALL_MAX) {
+				char why[128];
+				snprintf(why, sizeof why,
+				         "partial requests of all clients above the "
+				         "%u MiB budget", CTL_PARTIAL_ALL_MAX >> 20);
+				client_kill(cl, why);
+				return;
+			}
+		}
 	} else if (events & LOOP_ERR) {
 		client_kill(cl, NULL);
 		return;
@@ -482,8 +592,67 @@ static void pause_listening(struct ctl *c)
 	}
 }
 
+/* Logs a connection refused for a budget, at most once per
+ * CTL_REFUSAL_LOG_MS with the number left out since. */
+static void log_refusal(struct ctl *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void log_refusal(struct ctl *c, const char *fmt, ...)
+{
+	int64_t now = pl_time_monotonic_ms();
+	if (c->refusal_logged_ms && now - c->refusal_logged_ms < CTL_REFUSAL_LOG_MS) {
+		c->refusals_unlogged++;
+		return;
+	}
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (c->refusals_unlogged)
+		log_warn("%s (and %u more refused since the last such line)", msg,
+		         c->refusals_unlogged);
+	else
+		log_warn("%s", msg);
+	c->refusal_logged_ms = now;
+	c->refusals_unlogged = 0;
+}
+
+/* The connection budgets, checked on the peer's credentials before
+ * anything is resolved or allocated for it.  True if fd may stay. */
+static bool connection_allowed(struct ctl *c, int fd)
+{
+	struct ucred cr = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+	socklen_t len = sizeof cr;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return true; /* add_client reports it */
+	if (c->n_clients >= CTL_MAX_CLIENTS) {
+		log_refusal(c, "client uid %u pid %d refused: %u clients connected, "
+		            "above the budget of %u clients", (unsigned)cr.uid,
+		            (int)cr.pid, c->n_clients, CTL_MAX_CLIENTS);
+		return false;
+	}
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return true;
+	unsigned mine = 0;
+	for (struct client *o = c->clients; o; o = o->next)
+		if (!o->dead && o->who.uid == cr.uid)
+			mine++;
+	if (mine >= CTL_MAX_CLIENTS_PER_USER) {
+		log_refusal(c, "client uid %u pid %d refused: %u clients of this "
+		            "user connected, above the budget of %u clients per "
+		            "user", (unsigned)cr.uid, (int)cr.pid, mine,
+		            CTL_MAX_CLIENTS_PER_USER);
+		return false;
+	}
+	return true;
+}
+
 static void add_client(struct ctl *c, int fd)
 {
+	if (!connection_allowed(c, fd)) {
+		close(fd);
+		return;
+	}
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl) {
 		close(fd);
@@ -541,12 +710,6 @@ static void on_listen(void *ud, int fd, unsigned events)
 				log_warn("control socket: accept: %s", strerror(errno));
 			}
 			return;
-		}
-		if (c->n_clients >= CTL_MAX_CLIENTS) {
-			log_warn("control socket: %u clients connected; refusing "
-			         "another", c->n_clients);
-			close(cfd);
-			continue;
 		}
 		add_client(c, cfd);
 	}
@@ -664,6 +827,20 @@ int ctl_start(struct daemon *d, struct ctl **out)
 	c->loop = d->loop;
 	c->lfd = -1;
 	c->stall_ms = CTL_STALL_MS;
+	const char *stall = getenv(CTL_STALL_ENV);
+	if (stall && *stall) {
+		char *end;
+		errno = 0;
+		long v = strtol(stall, &end, 10);
+		if (errno || *end || v < 100 || v > CTL_STALL_MS)
+			log_warn("%s=%s ignored: not a number of ms in 100..%d",
+			         CTL_STALL_ENV, stall, CTL_STALL_MS);
+		else {
+			c->stall_ms = (int)v;
+			log_notice("clients that take nothing for %d ms are dropped "
+			           "(%s)", c->stall_ms, CTL_STALL_ENV);
+		}
+	}
 	const char *path = d->cfg.socket_path;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (!path[0] || strlen(path) >= sizeof sa.sun_path)
@@ -749,6 +926,13 @@ int ctl_start(struct daemon *d, struct ctl **out)
 	return PL_OK;
 }
 
+/* After a reload: groups are looked up again and the new [policy] is the
+ * one requests are checked against (config.h owns it). */
+void ctl_access_reload(struct ctl *c)
+{
+	access_policy_init(&c->policy, &c->d->cfg, geteuid());
+}
+
 void ctl_stop(struct ctl *c)
 {
 	if (!c)
@@ -767,6 +951,8 @@ void ctl_stop(struct ctl *c)
 	}
 	if (c->resume_timer)
 		loop_cancel_timer(c->loop, c->resume_timer);
+	if (c->evict_timer)
+		loop_cancel_timer(c->loop, c->evict_timer);
 	if (c->lfd >= 0) {
 		loop_del_fd(c->loop, c->lfd);
 		close(c->lfd);

@@ -16,12 +16,46 @@
 #include "access.h"
 #include "daemon.h"
 
-/* Largest request payload a client may send; a frame over it is dropped as
- * it arrives (never buffered) and answered with an error. */
-#define CTL_MAX_REQUEST PLC_MAX_MESSAGE
+/*
+ * Budgets: every quantity a control-socket client controls, with what
+ * happens past it.  Together they keep what clients can make penlinkd hold
+ * to about CTL_PARTIAL_ALL_MAX + CTL_MAX_CLIENTS * CTL_MAX_REQUEST (request
+ * buffers) + CTL_QUEUE_ALL_MAX (output), some 28 MiB, inside penlinkd's
+ * documented 64 MB bound with room for the pens' own budgets.  Each
+ * refusal is logged naming its budget (client_budget_kill()).
+ */
+
+/* Largest request payload a client may send.  The largest real request, a
+ * push of PL_MAX_PRESETS (64) presets, is under 6 KiB, and an attach path
+ * is under 256 bytes: 64 KiB is ten times the need.  A frame over it is
+ * dropped as it arrives (never buffered) and answered with an error; it
+ * also bounds what one client's unfinished request can hold. */
+#define CTL_MAX_REQUEST (64u << 10)
+/* Unfinished requests of all clients together.  A real request arrives in
+ * one or two reads, so this is only ever approached by clients holding
+ * requests they do not finish; 4 MiB is 64 maximal ones at once.  The
+ * client whose bytes take the total past it is dropped. */
+#define CTL_PARTIAL_ALL_MAX (4u << 20)
+/* Clients connected at once.  A clinic runs a few penctl commands, a
+ * monitor or two and perhaps a GUI; 128 is far above that, and with up to
+ * 127 pens (the scale benchmark) and the database it keeps the daemon well
+ * inside the default 1024 descriptors.  Further connections are closed as
+ * they are accepted. */
+#define CTL_MAX_CLIENTS 128u
+/* Clients one user may have connected, so that one local user cannot take
+ * every connection from the others; root and the daemon's own user are
+ * trusted with the whole CTL_MAX_CLIENTS. */
+#define CTL_MAX_CLIENTS_PER_USER 32u
 /* Bound of a client's outgoing queue: a client whose queue would grow past
- * it does not read and is disconnected. */
+ * it does not read and is disconnected.  An audit read queues up to 2 MiB
+ * at once (CTL_AUDIT_BUDGET in ctl_ops.c), streams far less. */
 #define CTL_QUEUE_MAX (4u << 20)
+/* Outgoing queues of all clients together.  Clients that read keep their
+ * queue near CTL_LOW_WATER; 16 MiB is a dozen busy streams or several
+ * audit reads at once.  A response that would pass it first drops the
+ * client with the largest queue (one that does not read, as a rule), until
+ * the response fits or its own client was the largest. */
+#define CTL_QUEUE_ALL_MAX (16u << 20)
 /* Streams produce their next piece only while the queue is below this, so a
  * reading client's queue stays far under CTL_QUEUE_MAX. */
 #define CTL_LOW_WATER (512u << 10)
@@ -41,14 +75,22 @@
  * as an offence; offences answered with an error before disconnecting. */
 #define CTL_DROPS_FORGIVEN 16u
 #define CTL_MAX_OFFENCES 8u
-#define CTL_MAX_CLIENTS 1024u
-/* A client with a transfer running that takes none of it for this long is
- * dropped: its stream would otherwise hold resources (an export keeps a
- * database snapshot open) forever while staying under the queue bound. */
+/* A client with output queued that the socket has taken none of for this
+ * long is dropped ("not reading"): a stream would otherwise hold resources
+ * (an export keeps a database snapshot open) forever while staying under
+ * the queue bound, and a monitor or trace subscriber that stopped reading
+ * would hold its queue.  Measured from the last byte the client took, so it
+ * fires at this limit, not up to twice it.  PENLINKD_CLIENT_STALL_MS in the
+ * environment shortens it for tests. */
 #define CTL_STALL_MS 30000
+#define CTL_STALL_ENV "PENLINKD_CLIENT_STALL_MS"
 /* Refusals of one connection written to the audit trail; a client looping
  * on a refused call must not fill the disk. */
 #define CTL_MAX_DENIALS_AUDITED 32u
+/* Connections refused for a budget are logged at most once a second, with
+ * a count of those not logged, so a flood of connections cannot flood the
+ * log. */
+#define CTL_REFUSAL_LOG_MS 1000
 
 enum stream_kind { STREAM_SHOW, STREAM_EXPORT, STREAM_LIST };
 
@@ -93,8 +135,11 @@ struct client {
 	size_t out_off, out_len, out_cap;
 	bool polling_out;
 	uint64_t written;         /* bytes the socket took, ever */
-	uint64_t written_at_arm;  /* ... when the stall timer was armed */
+	int64_t progress_ms;      /* when the socket last took bytes, or the
+	                           * queue last became non-empty */
 	uint64_t stall_timer;
+	size_t partial;           /* bytes of an unfinished request buffered
+	                           * (counted in ctl->partial_all) */
 	bool monitoring;
 	uint32_t monitor_id;
 	struct trace_sub *traces;
@@ -140,8 +185,13 @@ struct ctl {
 	uint64_t reap_timer;
 	bool listen_paused;
 	uint64_t resume_timer;
+	uint64_t evict_timer;     /* evict_largest() pending */
 	struct ctl_req *reqs;
 	int stall_ms;             /* CTL_STALL_MS; tests shorten it */
+	size_t partial_all;       /* sum of the clients' partial */
+	size_t queued_all;        /* sum of the clients' queued output */
+	int64_t refusal_logged_ms;
+	unsigned refusals_unlogged;
 };
 
 /*
