@@ -150,12 +150,15 @@ REVOKE ALL ON FUNCTION penlink.audit_chain() FROM PUBLIC;
 GRANT USAGE ON SCHEMA penlink TO penlink_ingest, penlink_read;
 
 -- penlinkd inserts what it sends and reads back only what it checks: the
--- schema version, and each session's key, digest and first site.
+-- schema version, each session's key, digest and first site, and the keys
+-- of the audit entries.
 GRANT SELECT ON penlink.schema_version TO penlink_ingest;
 GRANT INSERT ON penlink.sessions, penlink.events, penlink.audit,
   penlink.conflicts TO penlink_ingest;
 GRANT SELECT (id, site, serial, uuid, sha256) ON penlink.sessions
   TO penlink_ingest;
+-- ON CONFLICT needs SELECT on the key it checks.
+GRANT SELECT (site, local_id) ON penlink.audit TO penlink_ingest;
 
 GRANT SELECT ON penlink.schema_version, penlink.sessions, penlink.events,
   penlink.audit, penlink.conflicts TO penlink_read;
