@@ -815,6 +815,37 @@ static void batch_refused(struct central *c)
 	retry(c, true);
 }
 
+/* A conflict goes into the site's audit trail too (and from there to
+ * central's): who found it, which session, both digests. */
+static void audit_conflict(struct central *c, const struct outbox_item *it,
+                           const char *central_sha, const char *ours)
+{
+	char uuid[37], old_value[128], new_value[128], result[160];
+	pl_uuid_format(it->key.uuid, uuid);
+	snprintf(old_value, sizeof old_value, "{\"uuid\":\"%s\",\"sha256\":\"%s\"}",
+	         uuid, central_sha);
+	snprintf(new_value, sizeof new_value, "{\"uuid\":\"%s\",\"sha256\":\"%s\"}",
+	         uuid, ours);
+	snprintf(result, sizeof result, "refused: central holds another record "
+	         "under this key");
+	struct audit_entry e = {
+	    .utc_ms = pl_time_utc_ms(),
+	    .uid = (uint32_t)getuid(),
+	    .user = "penlinkd",
+	    .pen = it->key.serial,
+	    .action = "central.conflict",
+	    .old_value = old_value,
+	    .new_value = new_value,
+	    .result = result,
+	};
+	if (!c->d->archive || archive_audit_add(c->d->archive, &e) != PL_OK) {
+		char k[160];
+		log_key(it, k, sizeof k);
+		log_err("central: cannot audit the conflict of %s: %s", k,
+		        c->d->archive ? archive_errmsg(c->d->archive) : "no archive");
+	}
+}
+
 static void sessions_done(struct central *c)
 {
 	size_t n = c->n_items;
@@ -866,6 +897,7 @@ static void sessions_done(struct central *c)
 			        "sha256 %s, this site's archive %s; refused (central "
 			        "keeps its record, ours stays local, marked conflict)",
 			        c->target, key, central_sha, sha);
+			audit_conflict(c, it, central_sha, sha);
 		}
 		k++;
 	}
