@@ -85,10 +85,10 @@ void pc_one_line(const char *msg, char *out, size_t cap)
 		if (msg[i] == '\n') {
 			buf[o++] = ';';
 			buf[o++] = ' ';
-			while (i + 1 < len && msg[i + 1] == ' ')
+			while (i + 1 < len && (msg[i + 1] == ' ' || msg[i + 1] == '\t'))
 				i++;
 		} else {
-			buf[o++] = msg[i];
+			buf[o++] = msg[i] == '\t' ? ' ' : msg[i];
 		}
 	}
 	buf[o] = '\0';
