@@ -405,12 +405,21 @@ static void test_names_in_messages_are_defused(void **state)
 	gid_t gt[] = {GID_TECH};
 	struct caller tech = who(1012, "tech", gt, 1);
 	struct pl_preset_set s = presets(500, 500, 2000);
+	/* Control characters are no name at all (issue 10): refused by the
+	 * name rule, and the refusal quotes nothing raw either. */
 	snprintf(s.presets[2].name, sizeof s.presets[2].name, "a\x1b[2J\"b\n");
+	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false),
+	                 PL_ERR_VALIDATION);
+	for (const char *m = pl_error_message(); *m; m++)
+		assert_true((unsigned char)*m >= 0x20 && *m != 0x7f);
+	assert_non_null(strstr(pl_error_message(), "control character"));
+	/* A name may hold a direction override; a message shows it escaped. */
+	snprintf(s.presets[2].name, sizeof s.presets[2].name, "a\xe2\x80\xae\"b");
 	assert_int_equal(access_check_presets(&p, &tech, NULL, &s, false),
 	                 PL_ERR_POLICY);
 	/* The refusal goes to the audit trail another user reads. */
-	for (const char *m = pl_error_message(); *m; m++)
-		assert_true((unsigned char)*m >= 0x20 && *m != 0x7f);
+	assert_null(strstr(pl_error_message(), "\xe2\x80\xae"));
+	assert_non_null(strstr(pl_error_message(), "\"a\\u202e\"b\""));
 	assert_non_null(strstr(pl_error_message(), "depth 2.00 mm is above "
 	                                           "1.50 mm; add --confirm"));
 }
