@@ -37,6 +37,13 @@
 /* Added to a reply's id by wrongid: an id the host has not used yet
  * unless it sent a billion requests. */
 #define WRONGID_OFFSET 0x40000000u
+/* sessions: how many sessions the pen invents (listed after its own), and
+ * the first id of them (above any id a flash hands out).  A million is
+ * more than a pen could record in its life; the host must not hold them
+ * all at once, nor spend itself on sessions that do not exist. */
+#define SESSIONS_LISTED 1000000u
+#define SESSIONS_FAKE_BASE 0x10000000u
+#define SESSIONS_FAKE_BYTES 4096u
 
 struct hostile {
 	enum hostile_mode mode;
@@ -59,7 +66,7 @@ static const char *const names[] = {
 	[HOSTILE_NONE] = "none",         [HOSTILE_OVERSIZE] = "oversize",
 	[HOSTILE_NODELIM] = "nodelim",   [HOSTILE_BADPROTO] = "badproto",
 	[HOSTILE_WRONGID] = "wrongid",   [HOSTILE_FLOOD] = "flood",
-	[HOSTILE_SLOW] = "slow",
+	[HOSTILE_SLOW] = "slow",         [HOSTILE_SESSIONS] = "sessions",
 };
 
 enum hostile_mode hostile_parse(const char *name)
@@ -112,7 +119,8 @@ void hostile_free(struct hostile *h)
 	fprintf(stderr, "penemu: hostile (%s): %llu attack %s sent\n",
 	        names[h->mode], (unsigned long long)h->attacks,
 	        h->mode == HOSTILE_NODELIM ? "chunks" :
-	        h->mode == HOSTILE_SLOW ? "bytes" : "frames");
+	        h->mode == HOSTILE_SLOW ? "bytes" :
+	        h->mode == HOSTILE_SESSIONS ? "invented sessions listed" : "frames");
 	free(h->pack);
 	free(h->out);
 	free(h);
@@ -318,6 +326,7 @@ int hostile_send(struct hostile *h, int fd, const uint8_t *frame, size_t len,
 		h->attacks += queue_badproto(h);
 		break;
 	case HOSTILE_FLOOD:
+	case HOSTILE_SESSIONS:
 		(void)queue(h, frame, len);
 		break;
 	case HOSTILE_SLOW:
@@ -378,6 +387,7 @@ int hostile_tick(struct hostile *h, int fd, uint32_t host_max)
 			}
 			break;
 		case HOSTILE_WRONGID:
+		case HOSTILE_SESSIONS:
 		case HOSTILE_NONE:
 			break;
 		}
@@ -387,7 +397,39 @@ int hostile_tick(struct hostile *h, int fd, uint32_t host_max)
 	}
 	if (h->mode != HOSTILE_SLOW && h->len)
 		(void)flush(h, fd, h->len);
-	if (h->mode == HOSTILE_WRONGID)
+	if (h->mode == HOSTILE_WRONGID || h->mode == HOSTILE_SESSIONS)
 		return -1; /* it only lies in its replies */
 	return (int)(h->next_ms > now ? h->next_ms - now : 0);
+}
+
+/*
+ * sessions: after the flash's own records, SESSIONS_LISTED invented ones,
+ * each well-formed (16-byte uuid, 32-byte digest,
+ * a small size) so the host takes the list for true; reading or archiving
+ * them finds nothing, since they are not on the flash.
+ */
+int hostile_session_next(struct hostile *h, uint32_t after, int real_rc,
+                         struct pl_session_info *out)
+{
+	uint32_t id;
+
+	if (!h || h->mode != HOSTILE_SESSIONS || !h->active ||
+	    real_rc != PL_FW_NOT_FOUND)
+		return real_rc;
+	id = after < SESSIONS_FAKE_BASE ? SESSIONS_FAKE_BASE : after + 1;
+	if (id - SESSIONS_FAKE_BASE >= SESSIONS_LISTED)
+		return PL_FW_NOT_FOUND;
+	memset(out, 0, sizeof *out);
+	out->id = id;
+	out->seq = id;
+	out->size = SESSIONS_FAKE_BYTES;
+	for (int i = 0; i < 16; i++)
+		out->uuid[i] = (uint8_t)(0xa5u ^ (id >> (8 * (i % 4))) ^ (uint32_t)i);
+	for (int i = 0; i < 32; i++)
+		out->sha256[i] = (uint8_t)(0x5au ^ (id >> (8 * (i % 4))) ^ (uint32_t)i);
+	out->start_ms = 1700000000000ll + (int64_t)(id - SESSIONS_FAKE_BASE) * 1000;
+	out->end_ms = out->start_ms + 600000;
+	out->rtc_time = true;
+	h->attacks++;
+	return PL_FW_OK;
 }

@@ -276,7 +276,10 @@ static int op_presets_store(void *ctx, const struct pl_fw_preset *p,
 
 static int op_session_next(void *ctx, uint32_t after, struct pl_session_info *out)
 {
-	return flash_session_next(((struct emu *)ctx)->flash, after, out);
+	struct emu *e = ctx;
+	int rc = flash_session_next(e->flash, after, out);
+
+	return hostile_session_next(e->hostile, after, rc, out);
 }
 
 static int op_session_get(void *ctx, uint32_t id, struct pl_session_info *out)
@@ -423,6 +426,8 @@ static void usage(FILE *out)
 "     flood      answers requests correctly and floods the host with\n"
 "                unsolicited trace lines and state events, 20000 per second\n"
 "     slow       sends everything after the handshake one byte per second\n"
+"     sessions   lists a million sessions after its own, none of which it can\n"
+"                serve (reading one finds nothing)\n"
 "\n"
 "Device: model \"PL-Pen 1\", hardware B, firmware 1.0.0, depth 250..2500 um in\n"
 "250 um steps, speed levels 1..6 (50..150 Hz), slow lock from 2000 um,\n"
@@ -625,7 +630,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 			a->hostile = hostile_parse(optarg);
 			if (a->hostile == HOSTILE_NONE)
 				bad_args("--hostile '%s': the modes are oversize, nodelim, "
-				         "badproto, wrongid, flood and slow", optarg);
+				         "badproto, wrongid, flood, slow and sessions", optarg);
 		} else if (r && !strcmp(r->name, "fault-stall")) {
 			parse_stall(optarg, &a->faults);
 			a->any_fault = true;

@@ -175,6 +175,7 @@ enum hostile_mode {
 	HOSTILE_WRONGID,   /* replies carrying request ids never sent */
 	HOSTILE_FLOOD,     /* a flood of unsolicited frames */
 	HOSTILE_SLOW,      /* one byte per second */
+	HOSTILE_SESSIONS,  /* lists a million sessions it cannot serve */
 };
 
 struct hostile;
@@ -193,6 +194,12 @@ int hostile_send(struct hostile *h, int fd, const uint8_t *frame, size_t len,
 int hostile_tick(struct hostile *h, int fd, uint32_t host_max_frame);
 /* True if it has bytes waiting for the port to take them. */
 bool hostile_want_write(const struct hostile *h);
+/* The session listed after `after` (pl_fw_ops.session_next) when the
+ * attack is in what the pen lists: PL_FW_OK or PL_FW_NOT_FOUND, with
+ * real (the flash's own answer for `after`) taken first.  Any other mode
+ * returns real_rc untouched. */
+int hostile_session_next(struct hostile *h, uint32_t after, int real_rc,
+                         struct pl_session_info *out);
 
 /* ------------------------------------------------------------------ main.c */
 
