@@ -179,20 +179,15 @@ int pl_error_set(int code, const char *fmt, ...)
 struct pl_transport;
 
 /*
- * Opens a port by path.  A port is a serial tty: ttyACM, ttyUSB, a
- * pseudo-terminal's slave, or another driver the kernel lists as serial in
- * /proc/tty/drivers.  Anything else (/dev/null, /dev/urandom, a console, a
- * file, a folder) is refused before anything is read from it, with a
- * message naming the path and what it is.  Uses libserialport when it
- * recognises the port (e.g. /dev/ttyACM0), otherwise (pseudo-terminals,
- * ports libserialport lists but cannot configure) opens it as a plain tty,
- * as pl_transport_open_tty does.  The port is put in raw mode and locked
- * against other penlink programs (flock).
+ * Opens a port by path.  Uses libserialport when it recognises the port
+ * (e.g. /dev/ttyACM0), otherwise (pseudo-terminals, files that are not
+ * character devices, ports libserialport lists but cannot configure) opens
+ * it as a plain tty, as pl_transport_open_tty does.  The port is put in raw
+ * mode and locked against other penlink programs (flock).
  *
  * path: the port, not NULL, not "".
  * out:  receives the transport; NULL on failure.
- * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT (no
- *         such path, or "PATH is not a serial port (what it is)"),
+ * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT,
  *         PL_ERR_PORT_BUSY (another program holds the port or its lock),
  *         PL_ERR_ACCESS, PL_ERR_MEM, PL_ERR_IO, PL_ERR_UNPLUGGED (the device
  *         went away while being configured).
@@ -209,9 +204,9 @@ int pl_transport_open(const char *path, struct pl_transport **out);
 int pl_transport_open_serial(const char *path, struct pl_transport **out);
 
 /*
- * As pl_transport_open, forcing the file-descriptor backend: refuses what
- * is not a serial tty as pl_transport_open does, opens path non-blocking,
- * locks it (flock), puts it in raw mode and flushes its input.
+ * As pl_transport_open, forcing the file-descriptor backend: opens path
+ * non-blocking, locks it (flock) and, if it is a tty, puts it in raw mode
+ * and flushes its input.
  *
  * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT,
  *         PL_ERR_PORT_BUSY, PL_ERR_ACCESS, PL_ERR_MEM, PL_ERR_IO.
@@ -620,10 +615,7 @@ struct pl_preset_set {
 
 /*
  * Checks a preset against a pen's limits: name non-empty, at most 32 bytes
- * (measured as the bytes that go on the wire: up to the first NUL of the
- * field, or all of it), valid UTF-8 and free of control characters (C0,
- * DEL, C1), the one name rule pl_policy_check_push and the firmware apply
- * too; area known and not PL_AREA_UNSPECIFIED; depth within
+ * and valid UTF-8; area known and not PL_AREA_UNSPECIFIED; depth within
  * range and on the step; speed level from 1 to the pen's levels, and level
  * 1 at or above the slow-lock depth.  Used by pl_pen_put_presets; exposed
  * for policy layers.
@@ -754,6 +746,30 @@ int pl_pen_clock_get(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
  */
 int pl_pen_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
                      size_t *count);
+
+/*
+ * A stretch of the pen's sessions: those with ids above after_id, in
+ * rising id order, at most max of them.  Pages are asked for until max
+ * entries arrived or the pen has no more, so a caller holds at most max
+ * entries however many the pen lists: go on with after_id = the last id
+ * returned while *more.  Blocks.
+ *
+ * after_id: 0 for the first stretch.
+ * max:      1 .. 1000000.
+ * out:      not NULL; receives a malloc'd array of *count entries (at most
+ *           max), free it with free; NULL when there is none.
+ * count:    not NULL; receives the number of entries.
+ * more:     not NULL; whether the pen lists sessions after the last one
+ *           returned (true when entries were left out for max).
+ * *out, *count and *more are set to NULL, 0 and false first, and stay so
+ * on failure.
+ * Errors: PL_ERR_ARG (NULL out, count or more; max out of range),
+ *         PL_ERR_PROTOCOL (a page whose ids do not rise, a malformed
+ *         entry), and the errors of every pen request.
+ */
+int pl_pen_list_sessions_from(struct pl_pen *pen, uint32_t after_id, size_t max,
+                              struct pl_session_info **out, size_t *count,
+                              bool *more);
 
 /* Receives the record's bytes in order; data is valid during the call
  * only.  Return PL_OK to go on, or a negative code to abort the download
@@ -1003,6 +1019,13 @@ int pl_pen_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
  * unless done reports PL_OK; *out is then malloc'd (free it with free). */
 int pl_pen_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
                            size_t *count, pl_done_fn done, void *ud);
+/* As pl_pen_list_sessions_from, except that *out, *count and *more are
+ * not touched unless done reports PL_OK; *out is then malloc'd (free it
+ * with free). */
+int pl_pen_list_sessions_from_async(struct pl_pen *pen, uint32_t after_id,
+                                    size_t max, struct pl_session_info **out,
+                                    size_t *count, bool *more, pl_done_fn done,
+                                    void *ud);
 
 /* As pl_pen_download_session; the sink and progress run from
  * pl_pen_handle_events.  *s and *o are copied at the call; what o->ud
@@ -1200,8 +1223,8 @@ enum pl_text_target {
 	 * return) gets a leading apostrophe.  Quoting is the CSV writer's. */
 	PL_TEXT_CSV,
 	/* One path component: only A-Z a-z 0-9 - _ . are kept, every other
-	 * byte becomes '_', a leading '.' or '-' too (no hidden file, no "..",
-	 * nothing a command takes for an option); empty text gives "_". */
+	 * byte becomes '_', a leading '.' too (no hidden file, no ".."); empty
+	 * text gives "_". */
 	PL_TEXT_FILENAME,
 };
 
@@ -1363,14 +1386,10 @@ struct pl_policy_actor {
  * The decision for a push of next over old (the pen's current set; NULL:
  * every preset counts as new), with confirmed the user's explicit
  * confirmation (penctl --confirm).  Only the first PL_MAX_PRESETS presets
- * of either set are looked at.  The names of next are held to the one
- * name rule of pl_preset_validate first (no other field is validated), so a
- * name is refused the same way whichever layer sees it.  Returns PL_OK;
- * PL_ERR_VALIDATION with pl_preset_validate's message for a bad name;
- * PL_ERR_POLICY with a message naming the preset (its name cleaned for a
- * terminal), its depth and the limit, e.g. `preset 3 "Scar": depth 2.00 mm
- * is above 1.50 mm; add --confirm to push it`; or PL_ERR_ARG for a NULL
- * policy, actor or next.
+ * of either set are looked at; nothing is validated.  Returns PL_OK, or
+ * PL_ERR_POLICY with a message naming the preset, its depth and the limit,
+ * e.g. `preset 3 "Scar": depth 2.00 mm is above 1.50 mm; add --confirm to
+ * push it`, or PL_ERR_ARG for a NULL policy, actor or next.
  */
 int pl_policy_check_push(const struct pl_policy *policy,
                          const struct pl_policy_actor *actor,

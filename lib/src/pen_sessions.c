@@ -41,30 +41,46 @@ static int meta_from_wire(const struct pl_pen *pen, const Pl__SessionMeta *m,
 	return PL_OK;
 }
 
-/* Appends one page; ids must rise so paging always ends. */
+/*
+ * Appends one page, at most limit entries in all; ids must rise so paging
+ * always ends.  *cut: entries of the page were left out for the limit.
+ * over_limit_fails: more than limit entries is the pen's fault (the whole
+ * list was asked for), not a stretch to stop at.
+ */
 static int add_page(struct pl_pen *pen, const Pl__SessionList *l,
                     uint32_t *after, struct pl_session_info **arr, size_t *n,
-                    size_t *cap)
+                    size_t *cap, size_t limit, bool over_limit_fails,
+                    bool *cut)
 {
+	size_t take = l->n_sessions;
+
+	*cut = false;
 	if (l->more && !l->n_sessions)
 		return pl__fail(PL_ERR_PROTOCOL,
 		                "the pen on %s sent an empty page of sessions that "
 		                "claims more follow",
 		                pl_transport_name(pen->t));
-	if (*n + l->n_sessions > MAX_SESSIONS)
-		return pl__fail(PL_ERR_PROTOCOL, "the pen on %s lists more than %u sessions",
-		                pl_transport_name(pen->t), MAX_SESSIONS);
-	if (*n + l->n_sessions > *cap) {
+	if (take > limit - *n) {
+		if (over_limit_fails)
+			return pl__fail(PL_ERR_PROTOCOL,
+			                "the pen on %s lists more than %zu sessions",
+			                pl_transport_name(pen->t), limit);
+		take = limit - *n;
+		*cut = true;
+	}
+	if (*n + take > *cap) {
 		size_t c = *cap ? *cap : 16;
-		while (c < *n + l->n_sessions)
+		while (c < *n + take)
 			c *= 2;
+		if (c > limit)
+			c = limit;
 		struct pl_session_info *p = realloc(*arr, c * sizeof *p);
 		if (!p)
 			return pl__fail(PL_ERR_MEM, "out of memory listing sessions");
 		*arr = p;
 		*cap = c;
 	}
-	for (size_t i = 0; i < l->n_sessions; i++) {
+	for (size_t i = 0; i < take; i++) {
 		const Pl__SessionMeta *m = l->sessions[i];
 		if ((*n || *after) && m->id <= *after)
 			return pl__fail(PL_ERR_PROTOCOL,
@@ -83,8 +99,10 @@ struct list_op {
 	struct pl__op base;
 	struct pl_session_info **out;
 	size_t *count;
+	bool whole;          /* the whole list was asked for: no *more */
+	bool *more;
 	struct pl_session_info *arr;
-	size_t n, cap;
+	size_t n, cap, limit;
 	uint32_t after;
 };
 
@@ -100,19 +118,23 @@ static void list_send(struct list_op *l);
 static void list_step(struct pl__op *op, int status, Pl__Envelope *rep)
 {
 	struct list_op *l = (struct list_op *)op;
+	bool cut = false;
 	if (!status)
 		status = add_page(op->pen, rep->session_list, &l->after, &l->arr,
-		                  &l->n, &l->cap);
+		                  &l->n, &l->cap, l->limit, l->whole, &cut);
 	if (status) {
 		pl__op_finish(op, status);
 		return;
 	}
-	if (rep->session_list->more) {
+	bool more = cut || rep->session_list->more;
+	if (more && l->n < l->limit) {
 		list_send(l);
 		return;
 	}
 	*l->out = l->arr;
 	*l->count = l->n;
+	if (!l->whole)
+		*l->more = more;
 	l->arr = NULL;
 	pl__op_finish(op, PL_OK);
 }
@@ -127,22 +149,39 @@ static void list_send(struct list_op *l)
 	pl__op_send(&l->base, &req, PL__ENVELOPE__BODY_SESSION_LIST, list_step);
 }
 
-int pl_pen_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
-                           size_t *count, pl_done_fn done, void *ud)
+static int list_start(struct pl_pen *pen, uint32_t after_id, size_t limit,
+                      bool whole, struct pl_session_info **out, size_t *count,
+                      bool *more, pl_done_fn done, void *ud, const char *fn)
 {
 	struct list_op *l;
 	int rc = pl__op_new(pen, sizeof *l, done, ud, &l);
 	if (rc || pl__op_refused(&l->base))
 		return rc;
-	if (!out || !count) {
-		pl__op_finish(&l->base, pl__fail(PL_ERR_ARG, "pl_pen_list_sessions: missing argument"));
+	if (!out || !count || (!whole && !more)) {
+		pl__op_finish(&l->base, pl__fail(PL_ERR_ARG, "%s: missing argument", fn));
+		return PL_OK;
+	}
+	if (limit == 0 || limit > MAX_SESSIONS) {
+		pl__op_finish(&l->base, pl__fail(PL_ERR_ARG, "%s: max %zu is not 1..%u",
+		                                 fn, limit, MAX_SESSIONS));
 		return PL_OK;
 	}
 	l->out = out;
 	l->count = count;
+	l->whole = whole;
+	l->more = more;
+	l->limit = limit;
+	l->after = after_id;
 	l->base.release = list_release;
 	list_send(l);
 	return PL_OK;
+}
+
+int pl_pen_list_sessions_async(struct pl_pen *pen, struct pl_session_info **out,
+                           size_t *count, pl_done_fn done, void *ud)
+{
+	return list_start(pen, 0, MAX_SESSIONS, true, out, count, NULL, done, ud,
+	                  "pl_pen_list_sessions");
 }
 
 int pl_pen_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
@@ -154,6 +193,30 @@ int pl_pen_list_sessions(struct pl_pen *pen, struct pl_session_info **out,
 		*count = 0;
 	PL__BLOCKING(pen, "pl_pen_list_sessions",
 	             pl_pen_list_sessions_async(pen, out, count, PL__WAITER));
+}
+
+int pl_pen_list_sessions_from_async(struct pl_pen *pen, uint32_t after_id,
+                                    size_t max, struct pl_session_info **out,
+                                    size_t *count, bool *more, pl_done_fn done,
+                                    void *ud)
+{
+	return list_start(pen, after_id, max, false, out, count, more, done, ud,
+	                  "pl_pen_list_sessions_from");
+}
+
+int pl_pen_list_sessions_from(struct pl_pen *pen, uint32_t after_id, size_t max,
+                              struct pl_session_info **out, size_t *count,
+                              bool *more)
+{
+	if (out)
+		*out = NULL;
+	if (count)
+		*count = 0;
+	if (more)
+		*more = false;
+	PL__BLOCKING(pen, "pl_pen_list_sessions_from",
+	             pl_pen_list_sessions_from_async(pen, after_id, max, out, count,
+	                                             more, PL__WAITER));
 }
 
 /* ------------------------------------------------------------------ download */
