@@ -179,15 +179,20 @@ int pl_error_set(int code, const char *fmt, ...)
 struct pl_transport;
 
 /*
- * Opens a port by path.  Uses libserialport when it recognises the port
- * (e.g. /dev/ttyACM0), otherwise (pseudo-terminals, files that are not
- * character devices, ports libserialport lists but cannot configure) opens
- * it as a plain tty, as pl_transport_open_tty does.  The port is put in raw
- * mode and locked against other penlink programs (flock).
+ * Opens a port by path.  A port is a serial tty: ttyACM, ttyUSB, a
+ * pseudo-terminal's slave, or another driver the kernel lists as serial in
+ * /proc/tty/drivers.  Anything else (/dev/null, /dev/urandom, a console, a
+ * file, a folder) is refused before anything is read from it, with a
+ * message naming the path and what it is.  Uses libserialport when it
+ * recognises the port (e.g. /dev/ttyACM0), otherwise (pseudo-terminals,
+ * ports libserialport lists but cannot configure) opens it as a plain tty,
+ * as pl_transport_open_tty does.  The port is put in raw mode and locked
+ * against other penlink programs (flock).
  *
  * path: the port, not NULL, not "".
  * out:  receives the transport; NULL on failure.
- * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT,
+ * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT (no
+ *         such path, or "PATH is not a serial port (what it is)"),
  *         PL_ERR_PORT_BUSY (another program holds the port or its lock),
  *         PL_ERR_ACCESS, PL_ERR_MEM, PL_ERR_IO, PL_ERR_UNPLUGGED (the device
  *         went away while being configured).
@@ -204,9 +209,9 @@ int pl_transport_open(const char *path, struct pl_transport **out);
 int pl_transport_open_serial(const char *path, struct pl_transport **out);
 
 /*
- * As pl_transport_open, forcing the file-descriptor backend: opens path
- * non-blocking, locks it (flock) and, if it is a tty, puts it in raw mode
- * and flushes its input.
+ * As pl_transport_open, forcing the file-descriptor backend: refuses what
+ * is not a serial tty as pl_transport_open does, opens path non-blocking,
+ * locks it (flock), puts it in raw mode and flushes its input.
  *
  * Errors: PL_ERR_ARG (NULL out, NULL or empty path), PL_ERR_NO_PORT,
  *         PL_ERR_PORT_BUSY, PL_ERR_ACCESS, PL_ERR_MEM, PL_ERR_IO.
@@ -615,7 +620,10 @@ struct pl_preset_set {
 
 /*
  * Checks a preset against a pen's limits: name non-empty, at most 32 bytes
- * and valid UTF-8; area known and not PL_AREA_UNSPECIFIED; depth within
+ * (measured as the bytes that go on the wire: up to the first NUL of the
+ * field, or all of it), valid UTF-8 and free of control characters (C0,
+ * DEL, C1), the one name rule pl_policy_check_push and the firmware apply
+ * too; area known and not PL_AREA_UNSPECIFIED; depth within
  * range and on the step; speed level from 1 to the pen's levels, and level
  * 1 at or above the slow-lock depth.  Used by pl_pen_put_presets; exposed
  * for policy layers.
@@ -1223,8 +1231,8 @@ enum pl_text_target {
 	 * return) gets a leading apostrophe.  Quoting is the CSV writer's. */
 	PL_TEXT_CSV,
 	/* One path component: only A-Z a-z 0-9 - _ . are kept, every other
-	 * byte becomes '_', a leading '.' too (no hidden file, no ".."); empty
-	 * text gives "_". */
+	 * byte becomes '_', a leading '.' or '-' too (no hidden file, no "..",
+	 * nothing a command takes for an option); empty text gives "_". */
 	PL_TEXT_FILENAME,
 };
 
@@ -1386,10 +1394,14 @@ struct pl_policy_actor {
  * The decision for a push of next over old (the pen's current set; NULL:
  * every preset counts as new), with confirmed the user's explicit
  * confirmation (penctl --confirm).  Only the first PL_MAX_PRESETS presets
- * of either set are looked at; nothing is validated.  Returns PL_OK, or
- * PL_ERR_POLICY with a message naming the preset, its depth and the limit,
- * e.g. `preset 3 "Scar": depth 2.00 mm is above 1.50 mm; add --confirm to
- * push it`, or PL_ERR_ARG for a NULL policy, actor or next.
+ * of either set are looked at.  The names of next are held to the one
+ * name rule of pl_preset_validate first (no other field is validated), so a
+ * name is refused the same way whichever layer sees it.  Returns PL_OK;
+ * PL_ERR_VALIDATION with pl_preset_validate's message for a bad name;
+ * PL_ERR_POLICY with a message naming the preset (its name cleaned for a
+ * terminal), its depth and the limit, e.g. `preset 3 "Scar": depth 2.00 mm
+ * is above 1.50 mm; add --confirm to push it`; or PL_ERR_ARG for a NULL
+ * policy, actor or next.
  */
 int pl_policy_check_push(const struct pl_policy *policy,
                          const struct pl_policy_actor *actor,
