@@ -12,6 +12,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "pen_budget.h"
 
 /* Requests that time out in a row before a pen counts as gone (each one
  * was already retried by the library). */
@@ -20,7 +21,6 @@
  * means the port is dead in a way read() does not show, and polling it
  * again would spin. */
 #define MAX_HUP_SPINS 8
-#define PEN_MAX_FRAME (32u * 1024u)
 
 /*
  * Defences against a hostile pen (broken or malicious firmware, or a device
@@ -742,7 +742,8 @@ int pens_list(struct pens *ps, Plctl__PenList *list)
 		e->m.last_error = keep(e->err, sizeof e->err, p->last_error);
 		e->m.usb = p->usb;
 		e->m.state = phase_pen_state(p->phase);
-		e->m.sessions_on_pen = (uint32_t)p->n_sessions;
+		size_t listed = work_listed(p);
+		e->m.sessions_on_pen = listed > UINT32_MAX ? UINT32_MAX : (uint32_t)listed;
 		e->m.sessions_pending = work_pending(p);
 		if (p->phase == PHASE_DOWNLOAD || p->phase == PHASE_STORE_FAILED) {
 			e->m.download_done = p->dl_done;

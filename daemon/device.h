@@ -96,11 +96,20 @@ struct pen {
 	bool relist;
 	struct pl_session_info *list_tmp;
 	size_t n_list_tmp;
+	bool list_more_tmp;
+	/* The window of the pen's list being worked through: at most
+	 * PEN_LIST_WINDOW sessions (pen_budget.h) */
 	struct pl_session_info *sessions;
 	uint8_t *sstate;     /* enum sess_state per session */
 	uint8_t *stries;     /* digest retries per session */
 	size_t n_sessions;
 	size_t cur;
+	bool list_more;      /* the pen lists sessions after this window */
+	uint32_t list_after; /* the window lists sessions after this id */
+	/* The round so far, all windows: sessions listed, archived, failed,
+	 * and those failed on the pen's side (PEN_FAILED_MAX). */
+	size_t round_listed, round_done, round_failed;
+	unsigned round_pen_failed;
 
 	struct pl_session_info dl_s;   /* the session being downloaded */
 	struct pl_download_options dlo;
@@ -146,7 +155,10 @@ void work_start(struct pen *p);               /* after the handshake */
 void work_session_recorded(struct pen *p);
 /* Keeps what was downloaded (the archive holds it) before the pen goes. */
 void work_stop(struct pen *p);
+/* Sessions of this round not archived (yet), and listed so far (the
+ * pen's list is taken a window at a time). */
 unsigned work_pending(const struct pen *p);
+size_t work_listed(const struct pen *p);
 /* Makes sure the archive's pending telemetry sample rows get decoded, in
  * small steps between the pens' I/O (archive_decode_step); pending: true
  * to schedule without asking the archive first. */

@@ -15,23 +15,10 @@
 
 #include "device.h"
 #include "log.h"
+#include "pen_budget.h"
 
-/* Downloaded bytes are held in memory and appended to the archive in
- * batches: one transaction per batch, and a kill -9 loses at most one.
- * The budget is shared by the pens downloading at once (a hundred pens
- * must fit the daemon's memory target); past it each gets the minimum. */
-#define BUF_MAX (256u * 1024u)
-#define BUF_MIN (16u * 1024u)
-#define BUF_BUDGET (2u * 1024u * 1024u)
-/*
- * Chunk requests in flight, shared by every pen downloading.  A request
- * waits behind the replies requested before it, and the loop gives each
- * pen an equal turn, so a pen's bytes in flight over its share of the
- * bandwidth is the latency its requests see: full windows on a hundred
- * pens would run past the request timeout.  A pen alone gets its full
- * window.
- */
-#define INFLIGHT_BUDGET (2u * 1024u * 1024u)
+/* Download buffers and bytes in flight: PEN_BUF_* and PEN_INFLIGHT_BUDGET
+ * (pen_budget.h). */
 #define CHUNK_MIN 4096u
 /* Progress events per pen: at most one per this many ms. */
 #define PROGRESS_MS 250
@@ -68,14 +55,14 @@ static bool ensure_buffer(struct pen *p)
 {
 	if (p->buf)
 		return true;
-	size_t left = p->ps->buf_bytes < BUF_BUDGET ? BUF_BUDGET - p->ps->buf_bytes : 0;
-	size_t cap = BUF_BUDGET / (p->ps->downloading + 1);
+	size_t left = p->ps->buf_bytes < PEN_BUF_BUDGET ? PEN_BUF_BUDGET - p->ps->buf_bytes : 0;
+	size_t cap = PEN_BUF_BUDGET / (p->ps->downloading + 1);
 	if (cap > left)
 		cap = left;
-	if (cap > BUF_MAX)
-		cap = BUF_MAX;
-	if (cap < BUF_MIN)
-		cap = BUF_MIN;
+	if (cap > PEN_BUF_MAX)
+		cap = PEN_BUF_MAX;
+	if (cap < PEN_BUF_MIN)
+		cap = PEN_BUF_MIN;
 	p->buf = malloc(cap);
 	if (!p->buf)
 		return false;
@@ -86,26 +73,17 @@ static bool ensure_buffer(struct pen *p)
 	return true;
 }
 
-static bool any_failed(const struct pen *p)
-{
-	for (size_t i = 0; i < p->n_sessions; i++)
-		if (p->sstate[i] == SESS_FAILED)
-			return true;
-	return false;
-}
-
 static void round_end(struct pen *p)
 {
 	release_buffer(p);
-	unsigned pending = work_pending(p);
-	if (any_failed(p)) {
+	if (p->round_failed) {
 		log_warn("pen %s on %s: %zu of %zu sessions archived; the others failed "
 		         "(see above) and stay on the pen",
-		         p->serial, p->port, p->n_sessions - pending, p->n_sessions);
+		         p->serial, p->port, p->round_done, p->round_listed);
 		pen_enter(p, PHASE_FAILED, "sessions failed");
 	} else {
 		log_info("pen %s on %s: all %zu session%s archived", p->serial, p->port,
-		         p->n_sessions, p->n_sessions == 1 ? "" : "s");
+		         p->round_listed, p->round_listed == 1 ? "" : "s");
 		pen_enter(p, PHASE_IDLE, "all sessions archived");
 	}
 }
@@ -126,10 +104,13 @@ static void work_fail(struct pen *p, const char *fmt, ...)
 
 unsigned work_pending(const struct pen *p)
 {
-	unsigned n = 0;
-	for (size_t i = 0; i < p->n_sessions; i++)
-		n += p->sstate[i] != SESS_DONE;
-	return n;
+	size_t n = p->round_listed - p->round_done;
+	return n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
+}
+
+size_t work_listed(const struct pen *p)
+{
+	return p->round_listed;
 }
 
 /* ------------------------------------------------------------------ info, clock */
@@ -219,6 +200,8 @@ void work_start(struct pen *p)
 
 /* ------------------------------------------------------------------ listing */
 
+static void list_window(struct pen *p);
+
 static void on_list(void *ud, int status)
 {
 	struct pen *p = ud;
@@ -226,7 +209,7 @@ static void on_list(void *ud, int status)
 		free(p->list_tmp);
 		p->list_tmp = NULL;
 	}
-	if (!answered(p, status, step_list))
+	if (!answered(p, status, list_window))
 		return;
 	if (status) {
 		work_fail(p, "cannot list its sessions: %s", pl_error_message());
@@ -251,20 +234,43 @@ static void on_list(void *ud, int status)
 	p->sstate = st;
 	p->stries = tries;
 	p->cur = 0;
-	log_info("pen %s on %s holds %zu session%s", p->serial, p->port, n,
-	         n == 1 ? "" : "s");
+	p->list_more = p->list_more_tmp;
+	if (p->list_more && !p->list_after)
+		log_notice("pen %s on %s lists more than %u sessions (the session list "
+		           "budget): archiving them %u at a time", p->serial, p->port,
+		           PEN_LIST_WINDOW, PEN_LIST_WINDOW);
+	if (p->list_after)
+		log_info("pen %s on %s holds %zu more session%s after session %u",
+		         p->serial, p->port, n, n == 1 ? "" : "s", p->list_after);
+	else
+		log_info("pen %s on %s holds %s%zu session%s", p->serial, p->port,
+		         p->list_more ? "more than " : "", n, n == 1 ? "" : "s");
+	p->round_listed += n;
 	step_next(p);
 }
 
-static void step_list(struct pen *p)
+/* Lists the next window of the pen's sessions: those after list_after. */
+static void list_window(struct pen *p)
 {
 	/* Refused to a pen that is leaving: its next attach lists. */
 	if (!pen_enter(p, PHASE_LIST, "listing sessions"))
 		return;
-	p->relist = false;
-	started(p, pl_pen_list_sessions_async(p->pp, &p->list_tmp, &p->n_list_tmp,
-	                                      on_list, p),
+	started(p, pl_pen_list_sessions_from_async(p->pp, p->list_after, PEN_LIST_WINDOW,
+	                                           &p->list_tmp, &p->n_list_tmp,
+	                                           &p->list_more_tmp, on_list, p),
 	        on_list);
+}
+
+/* A new round: the pen's list from its first session. */
+static void step_list(struct pen *p)
+{
+	if (!phase_usable(p->phase))
+		return;
+	p->relist = false;
+	p->list_after = 0;
+	p->round_listed = p->round_done = p->round_failed = 0;
+	p->round_pen_failed = 0;
+	list_window(p);
 }
 
 void work_session_recorded(struct pen *p)
@@ -278,9 +284,27 @@ void work_session_recorded(struct pen *p)
 
 /* ------------------------------------------------------------------ download */
 
-static void session_failed(struct pen *p, size_t i)
+/* Session i stays on the pen.  pen_side: the pen did not serve what it
+ * listed, which counts against PEN_FAILED_MAX (the pen is then detached);
+ * the archive's own failures (disk full) do not. */
+static void session_failed(struct pen *p, size_t i, bool pen_side)
 {
 	p->sstate[i] = SESS_FAILED;
+	p->round_failed++;
+	if (pen_side && ++p->round_pen_failed >= PEN_FAILED_MAX) {
+		char why[200];
+		snprintf(why, sizeof why, "%u of the sessions it listed could not be "
+		         "archived this round (the failed-session budget is %u a round; "
+		         "%zu listed so far)",
+		         p->round_pen_failed, PEN_FAILED_MAX, p->round_listed);
+		pen_request_detach(p, why);
+	}
+}
+
+static void session_done(struct pen *p, size_t i)
+{
+	p->sstate[i] = SESS_DONE;
+	p->round_done++;
 }
 
 /*
@@ -360,7 +384,7 @@ static void on_downloaded(void *ud, int status)
 	download_finished(p, status);
 }
 
-/* Window and chunk size for a download starting now (see INFLIGHT_BUDGET). */
+/* Window and chunk size for a download starting now (see PEN_INFLIGHT_BUDGET). */
 static void pace(const struct pen *p, struct pl_download_options *o)
 {
 	/* Pens still syncing will download soon: counting them keeps the
@@ -372,7 +396,7 @@ static void pace(const struct pen *p, struct pl_download_options *o)
 		n += phase_working(q->phase);
 	if (n < p->ps->downloading)
 		n = p->ps->downloading;
-	uint32_t share = INFLIGHT_BUDGET / (n ? n : 1);
+	uint32_t share = PEN_INFLIGHT_BUDGET / (n ? n : 1);
 	uint32_t frame = pl_pen_max_frame(p->pp);
 	/* The largest chunk the library would use, give or take its envelope
 	 * overhead. */
@@ -403,12 +427,12 @@ static bool start_download(struct pen *p, size_t i)
 	if (rc) {
 		pen_report(p, LOG_ERR, "session %u (%s): cannot read the archive: %s",
 		           p->dl_s.id, u, archive_errmsg(arc(p)));
-		session_failed(p, i);
+		session_failed(p, i, false);
 		return false;
 	}
 	if (!ensure_buffer(p)) {
 		pen_report(p, LOG_ERR, "session %u (%s): out of memory", p->dl_s.id, u);
-		session_failed(p, i);
+		session_failed(p, i, false);
 		return false;
 	}
 	if (!pen_enter(p, PHASE_DOWNLOAD, off ? "resuming a session" : "downloading a session"))
@@ -485,7 +509,7 @@ static void committed(struct pen *p, size_t i)
 {
 	char u[37];
 	uuid_str(p->dl_s.uuid, u);
-	p->sstate[i] = SESS_DONE;
+	session_done(p, i);
 	p->dl_done = p->dl_s.size;
 	log_notice("pen %s on %s: session %u (%s) archived, %llu bytes, SHA-256 verified",
 	           p->serial, p->port, p->dl_s.id, u, (unsigned long long)p->dl_s.size);
@@ -523,18 +547,18 @@ static void download_finished(struct pen *p, int status)
 		} else if (rc == PL_ERR_DIGEST) {
 			pen_report(p, LOG_ERR, "session %u (%s) failed its SHA-256 check "
 			           "twice; it stays on the pen", p->dl_s.id, u);
-			session_failed(p, i);
+			session_failed(p, i, true);
 		} else {
 			/* Disk full, read-only database...: the pen keeps the
 			 * session, and is not told otherwise. */
 			pen_report(p, LOG_ERR, "cannot store session %u (%s): %s; it stays "
 			           "on the pen", p->dl_s.id, u, archive_errmsg(arc(p)));
-			session_failed(p, i);
+			session_failed(p, i, false);
 		}
 	} else if (p->phase == PHASE_STORE_FAILED) {
 		pen_report(p, LOG_ERR, "cannot store session %u (%s): %s; it stays on "
 		           "the pen", p->dl_s.id, u, msg);
-		session_failed(p, i);
+		session_failed(p, i, false);
 	} else {
 		/* Keep what arrived: the next attempt resumes after it. */
 		if (flush(p))
@@ -554,16 +578,20 @@ static void download_finished(struct pen *p, int status)
 			pen_report(p, LOG_ERR, "download of session %u (%s) failed at byte "
 			           "%llu: %s", p->dl_s.id, u, (unsigned long long)p->dl_done,
 			           msg);
-			session_failed(p, i);
+			session_failed(p, i, true);
 		}
 	}
 	p->cur++;
 	step_next(p);
 }
 
-/* Moves on to the next session that needs something. */
+/* Moves on to the next session that needs something, listing the next
+ * window of the pen's sessions once this one is done. */
 static void step_next(struct pen *p)
 {
+	/* Detached meanwhile (PEN_FAILED_MAX): nothing more for it. */
+	if (phase_leaving(p->phase))
+		return;
 	if (p->relist) {
 		step_list(p);
 		return;
@@ -575,6 +603,18 @@ static void step_next(struct pen *p)
 			p->cur++;
 			continue;
 		}
+		if (phase_leaving(p->phase))
+			return;
+		if (s->size > PEN_RECORD_MAX) {
+			char u[37];
+			pen_report(p, LOG_ERR, "session %u (%s): its record of %llu bytes is "
+			           "over the record size budget (%llu bytes); it stays on "
+			           "the pen", s->id, uuid_str(s->uuid, u),
+			           (unsigned long long)s->size, PEN_RECORD_MAX);
+			session_failed(p, i, true);
+			p->cur++;
+			continue;
+		}
 		uint8_t sha[32];
 		if (archive_has_session(arc(p), p->serial, s->uuid, sha)) {
 			char u[37];
@@ -582,11 +622,11 @@ static void step_next(struct pen *p)
 				pen_report(p, LOG_ERR, "session %u (%s): the archive holds a "
 				           "different record with this UUID; it stays on the pen",
 				           s->id, uuid_str(s->uuid, u));
-				session_failed(p, i);
+				session_failed(p, i, true);
 				p->cur++;
 				continue;
 			}
-			p->sstate[i] = SESS_DONE;
+			session_done(p, i);
 			/* Stored before, but the pen never heard (the daemon
 			 * stopped in between): tell it now. */
 			if (!s->archived && reclaim(p, i))
@@ -597,6 +637,13 @@ static void step_next(struct pen *p)
 		if (start_download(p, i))
 			return;
 		p->cur++;
+	}
+	if (phase_leaving(p->phase))
+		return;
+	if (p->list_more && p->n_sessions) {
+		p->list_after = p->sessions[p->n_sessions - 1].id;
+		list_window(p);
+		return;
 	}
 	round_end(p);
 }
