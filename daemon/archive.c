@@ -28,10 +28,14 @@
  *
  * Memory.  Downloads in progress are rows of chunks, so an append never
  * rewrites earlier data and never holds more than the appended piece.
- * Committing assembles the one record being committed (it must be decoded
- * whole); it is written into its row through the incremental blob API, so
- * SQLite does not make a second copy.  Reads and exports handle one session
- * at a time.
+ * Committing streams the chunks, one at a time, into the SHA-256 digest
+ * and then into the record's row through the incremental blob API
+ * (sqlite3_blob_write into a zeroblob): the record is never whole in
+ * memory.  Only a record of at most PEN_DECODE_MAX bytes (pen_budget.h) is
+ * also gathered for decoding its event and telemetry rows; a larger one is
+ * archived byte for byte with a decode error naming that budget, and is
+ * never loaded whole afterwards either (exports give its archive columns).
+ * Reads and exports handle one session at a time.
  *
  * CSV export (archive_export_*, penctl sessions export --format csv).
  * RFC 4180: CRLF line ends, a header line, fields containing a comma, a
@@ -94,6 +98,7 @@
 
 #include "archive.h"
 #include "log.h"
+#include "pen_budget.h"
 
 /* Milliseconds SQLite waits for a lock held by another program (an
  * administrator's sqlite3 shell): short, because the daemon's loop waits
@@ -984,95 +989,145 @@ out:
 
 /* ------------------------------------------------------------------ commit */
 
-/* The stored chunks as one buffer, checking they follow each other exactly,
- * and their SHA-256.  *buf is NULL (and PL_OK returned) when the bytes are
- * not exactly size long; reason then says why. */
-static int assemble(struct archive *a, int64_t partial_id, uint64_t size,
-                    uint8_t **buf, uint8_t sha256[32], char *reason,
-                    size_t reason_len)
+/*
+ * The stored chunks of a partial download, handed to a callback one at a
+ * time in record order, checking that they follow each other exactly and
+ * end at size.  The digest is fed from a first walk and, for a record
+ * too large to keep for decoding, the record's blob from a second one: no
+ * more than a chunk is in memory.
+ */
+struct chunk_walk {
+	struct archive *a;
+	uint64_t size, pos;
+	char *reason;              /* set (and the walk stopped) on a gap */
+	size_t reason_len;
+	/* PL_OK to go on; else a pl_return code, with a->err set */
+	int (*piece)(void *ctx, uint64_t off, const uint8_t *d, size_t n);
+	void *ctx;
+	int failed;                /* the piece callback's code */
+	char *msg;                 /* and its message (sizeof a->err) */
+};
+
+static int chunk_row(sqlite3_stmt *st, void *ctx)
 {
-	static const char what[] = "read a downloaded session";
-	sqlite3_stmt *st = NULL;
-	EVP_MD_CTX *md = NULL;
-	uint8_t *b;
-	uint64_t pos = 0;
+	struct chunk_walk *w = ctx;
+	int64_t off = sqlite3_column_int64(st, 0);
+	const void *d = sqlite3_column_blob(st, 1);
+	size_t n = (size_t)sqlite3_column_bytes(st, 1);
+
+	if (off < 0 || (uint64_t)off != w->pos) {
+		snprintf(w->reason, w->reason_len,
+		         "the stored data has a gap or overlap at byte %" PRIu64, w->pos);
+		return 1;
+	}
+	if (n > w->size - w->pos) {
+		snprintf(w->reason, w->reason_len,
+		         "the stored data is longer than the record's %" PRIu64 " bytes",
+		         w->size);
+		return 1;
+	}
+	if (n > 0) {
+		w->failed = d ? w->piece(w->ctx, w->pos, d, n)
+		              : db_fail(w->a, SQLITE_NOMEM, "read a downloaded session");
+		if (w->failed != PL_OK) {
+			snprintf(w->msg, sizeof w->a->err, "%s", w->a->err);
+			return w->failed;
+		}
+	}
+	w->pos += n;
+	return 0;
+}
+
+/* Walks partial_id's chunks (see struct chunk_walk).  PL_OK with
+ * w->reason set when the chunks are not exactly w->size bytes. */
+static int walk_chunks(struct archive *a, int64_t partial_id, struct chunk_walk *w)
+{
+	char msg[sizeof a->err];
+	int e;
+
+	w->a = a;
+	w->pos = 0;
+	w->failed = PL_OK;
+	w->msg = msg;
+	w->reason[0] = '\0';
+	e = each_row(a, "read a downloaded session", "reading a downloaded session",
+	             chunk_row, w,
+	             "SELECT offset, data FROM partial_chunks WHERE partial_id = ?1 "
+	             "ORDER BY offset",
+	             "i", partial_id);
+	if (w->failed != PL_OK) {
+		/* The callback's own message, not each_row's summary of it. */
+		snprintf(a->err, sizeof a->err, "%s", msg);
+		return w->failed;
+	}
+	if (e == PL_OK && !w->reason[0] && w->pos != w->size)
+		snprintf(w->reason, w->reason_len,
+		         "%" PRIu64 " bytes are stored, the record has %" PRIu64, w->pos,
+		         w->size);
+	return e;
+}
+
+/* The first pass of a commit: the digest, and a copy to decode (buf, when
+ * not NULL: a record of at most PEN_DECODE_MAX bytes). */
+struct digest_pass {
+	struct archive *a;
+	EVP_MD_CTX *md;
+	uint8_t *buf;
+};
+
+static int digest_piece(void *ctx, uint64_t off, const uint8_t *d, size_t n)
+{
+	struct digest_pass *dp = ctx;
+
+	if (EVP_DigestUpdate(dp->md, d, n) != 1)
+		return fail(dp->a, PL_ERR_MEM, "SHA-256 digest failed (OpenSSL)");
+	if (dp->buf)
+		memcpy(dp->buf + off, d, n);
+	return PL_OK;
+}
+
+/* The stored chunks' SHA-256, and in *buf (malloc'd) the record itself
+ * when it is at most PEN_DECODE_MAX bytes (else *buf NULL).  reason is set
+ * (and *buf NULL) when the bytes are not exactly size long. */
+static int digest_chunks(struct archive *a, int64_t partial_id, uint64_t size,
+                         uint8_t **buf, uint8_t sha256[32], char *reason,
+                         size_t reason_len)
+{
+	struct digest_pass dp = {a, EVP_MD_CTX_new(), NULL};
+	struct chunk_walk w = {
+	    .size = size, .reason = reason, .reason_len = reason_len,
+	    .piece = digest_piece, .ctx = &dp};
 	unsigned mdlen = 0;
-	int rc, e;
+	int e = PL_OK;
 
 	*buf = NULL;
 	/* malloc(0) may return NULL; a 0-byte record still gets a buffer. */
-	b = malloc(size ? (size_t)size : 1);
-	md = EVP_MD_CTX_new();
-	if (!b || !md) {
-		e = fail(a, PL_ERR_MEM, "out of memory assembling a record of %" PRIu64
+	if (size <= PEN_DECODE_MAX)
+		dp.buf = malloc(size ? (size_t)size : 1);
+	if (!dp.md || (size <= PEN_DECODE_MAX && !dp.buf)) {
+		e = fail(a, PL_ERR_MEM, "out of memory reading a record of %" PRIu64
 		         " bytes", size);
 		goto out;
 	}
-	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(dp.md, EVP_sha256(), NULL) != 1) {
 		e = fail(a, PL_ERR_MEM, "cannot start a SHA-256 digest (OpenSSL)");
 		goto out;
 	}
-	e = prepare(a, &st,
-	            "SELECT offset, data FROM partial_chunks WHERE partial_id = ?1 "
-	            "ORDER BY offset",
-	            what);
-	if (e != PL_OK)
-		goto out;
-	e = bind(a, st, what, "i", partial_id);
-	if (e != PL_OK)
-		goto out;
-	reason[0] = '\0';
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t off = sqlite3_column_int64(st, 0);
-		const void *d = sqlite3_column_blob(st, 1);
-		size_t n = (size_t)sqlite3_column_bytes(st, 1);
-
-		if (off < 0 || (uint64_t)off != pos) {
-			snprintf(reason, reason_len,
-			         "the stored data has a gap or overlap at byte %" PRIu64,
-			         pos);
-			break;
-		}
-		if (n > size - pos) {
-			snprintf(reason, reason_len,
-			         "the stored data is longer than the record's %" PRIu64
-			         " bytes",
-			         size);
-			break;
-		}
-		if (n > 0) {
-			if (!d) {
-				e = db_fail(a, SQLITE_NOMEM, "%s", what);
-				goto out;
-			}
-			memcpy(b + pos, d, n);
-			if (EVP_DigestUpdate(md, d, n) != 1) {
-				e = fail(a, PL_ERR_MEM, "SHA-256 digest failed (OpenSSL)");
-				goto out;
-			}
-		}
-		pos += n;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		e = db_fail(a, rc, "%s", what);
-		goto out;
-	}
-	if (!reason[0] && pos != size)
-		snprintf(reason, reason_len,
-		         "%" PRIu64 " bytes are stored, the record has %" PRIu64, pos,
-		         size);
-	if (reason[0])
-		goto out;   /* PL_OK, no buffer: the caller discards */
-	if (EVP_DigestFinal_ex(md, sha256, &mdlen) != 1 || mdlen != 32) {
+	if (partial_id)
+		e = walk_chunks(a, partial_id, &w);
+	else
+		reason[0] = '\0';   /* a 0-byte record has no chunks */
+	if (e != PL_OK || reason[0])
+		goto out;           /* PL_OK, no buffer: the caller discards */
+	if (EVP_DigestFinal_ex(dp.md, sha256, &mdlen) != 1 || mdlen != 32) {
 		e = fail(a, PL_ERR_MEM, "SHA-256 digest failed (OpenSSL)");
 		goto out;
 	}
-	*buf = b;
-	b = NULL;
+	*buf = dp.buf;
+	dp.buf = NULL;
 out:
-	sqlite3_finalize(st);
-	EVP_MD_CTX_free(md);
-	free(b);
+	EVP_MD_CTX_free(dp.md);
+	free(dp.buf);
 	return e;
 }
 
@@ -1112,29 +1167,55 @@ static int insert_events(struct archive *a, int64_t session_id,
 	return PL_OK;
 }
 
-/* Writes buf into the zero-filled record column of the new row. */
+struct blob_pass {
+	struct archive *a;
+	sqlite3_blob *blob;
+};
+
+static int blob_piece(void *ctx, uint64_t off, const uint8_t *d, size_t n)
+{
+	struct blob_pass *bp = ctx;
+	int rc = SQLITE_OK;
+
+	/* Record offsets fit an int: records are under SQLITE_LIMIT_LENGTH. */
+	for (size_t done = 0; done < n && rc == SQLITE_OK;) {
+		int k = n - done > BLOB_PIECE ? BLOB_PIECE : (int)(n - done);
+		rc = sqlite3_blob_write(bp->blob, d + done, k, (int)(off + done));
+		done += (size_t)k;
+	}
+	return rc == SQLITE_OK ? PL_OK
+	                       : db_fail(bp->a, rc, "store a session record");
+}
+
+/* Fills the zero-filled record column of the new row: from buf, or (buf
+ * NULL) from the partial download's chunks, one chunk at a time. */
 static int write_record(struct archive *a, int64_t session_id,
-                        const uint8_t *buf, uint64_t size)
+                        const uint8_t *buf, uint64_t size, int64_t partial_id)
 {
 	static const char what[] = "store a session record";
-	sqlite3_blob *blob;
-	int rc = sqlite3_blob_open(a->db, "main", "sessions", "record",
-	                           session_id, 1, &blob);
+	struct blob_pass bp = {a, NULL};
+	char reason[160];
+	int e, rc = sqlite3_blob_open(a->db, "main", "sessions", "record",
+	                              session_id, 1, &bp.blob);
 
 	if (rc != SQLITE_OK)
 		return db_fail(a, rc, "%s", what);
-	for (uint64_t off = 0; off < size && rc == SQLITE_OK;) {
-		int n = size - off > BLOB_PIECE ? BLOB_PIECE : (int)(size - off);
-		rc = sqlite3_blob_write(blob, buf + off, n, (int)off);
-		off += (uint64_t)n;
+	if (buf) {
+		e = size ? blob_piece(&bp, 0, buf, (size_t)size) : PL_OK;
+	} else {
+		struct chunk_walk w = {
+		    .size = size, .reason = reason, .reason_len = sizeof reason,
+		    .piece = blob_piece, .ctx = &bp};
+		e = walk_chunks(a, partial_id, &w);
+		/* The first pass found them whole, in this transaction. */
+		if (e == PL_OK && reason[0])
+			e = fail(a, PL_ERR_IO, "cannot %s in %s: the downloaded data "
+			         "changed while it was stored (%s)", what, a->path, reason);
 	}
-	if (rc != SQLITE_OK) {
-		int e = db_fail(a, rc, "%s", what);
-		sqlite3_blob_close(blob);
-		return e;
-	}
-	rc = sqlite3_blob_close(blob);
-	return rc == SQLITE_OK ? PL_OK : db_fail(a, rc, "%s", what);
+	rc = sqlite3_blob_close(bp.blob);
+	if (e == PL_OK && rc != SQLITE_OK)
+		e = db_fail(a, rc, "%s", what);
+	return e;
 }
 
 /* Samples of session id from next on are still to be inserted; next < 0:
@@ -1151,11 +1232,12 @@ static int set_sample_progress(struct archive *a, int64_t id, int64_t next,
 	           "ii", id, next);
 }
 
-/* Inside the commit's transaction: the session row, its record, its rows. */
+/* Inside the commit's transaction: the session row, its record (from buf,
+ * or streamed from partial_id's chunks), its rows. */
 static int insert_session(struct archive *a, const char *serial,
                           const struct pl_session_info *s, const uint8_t *buf,
-                          const struct pl_record *r, const char *decode_error,
-                          int64_t *id_out)
+                          int64_t partial_id, const struct pl_record *r,
+                          const char *decode_error, int64_t *id_out)
 {
 	static const char what[] = "store a session";
 	struct pl_telemetry t;
@@ -1200,7 +1282,7 @@ static int insert_session(struct archive *a, const char *serial,
 	id = sqlite3_last_insert_rowid(a->db);
 	if (id_out)
 		*id_out = id;
-	e = write_record(a, id, buf, s->size);
+	e = write_record(a, id, buf, s->size, partial_id);
 	if (e == PL_OK && r)
 		e = insert_events(a, id, r);
 	if (e == PL_OK && t.count > 0)
@@ -1292,22 +1374,16 @@ int archive_commit_session(struct archive *a, const char *serial,
 		goto fail;
 	}
 	reason[0] = '\0';
-	if (!p.found) {
-		/* A 0-byte record: nothing to download, so no partial row
-		 * (archive_partial_append stores nothing for 0 bytes).  It is
-		 * archived like any other, or the pen could never reclaim it. */
-		buf = malloc(1);
-		if (!buf) {
-			e = fail(a, PL_ERR_MEM, "out of memory archiving %s", uuid);
-			goto fail;
-		}
-		pl_sha256(buf, 0, digest);
-	} else if (p.received != s->size)
+	if (p.found && p.received != s->size)
 		snprintf(reason, sizeof reason,
 		         "%" PRIu64 " bytes are stored, the record has %" PRIu64,
 		         p.received, s->size);
 	else
-		e = assemble(a, p.id, s->size, &buf, digest, reason, sizeof reason);
+		/* A 0-byte record has nothing to download, so no partial row
+		 * (archive_partial_append stores nothing for 0 bytes).  It is
+		 * archived like any other, or the pen could never reclaim it. */
+		e = digest_chunks(a, p.found ? p.id : 0, s->size, &buf, digest, reason,
+		                  sizeof reason);
 	if (e != PL_OK)
 		goto fail;
 	if (!reason[0] && memcmp(digest, s->sha256, 32) != 0) {
@@ -1336,7 +1412,18 @@ int archive_commit_session(struct archive *a, const char *serial,
 		            uuid, serial, reason, derr);
 	}
 
-	if (pl_record_parse(buf, (size_t)s->size, &rec) != PL_OK) {
+	if (!buf) {
+		/* Over the decode budget: kept raw, streamed into its row. */
+		char msg[200];
+		snprintf(msg, sizeof msg, "not decoded: %" PRIu64 " bytes is over the "
+		         "decode budget of %u bytes (PEN_DECODE_MAX); archived byte "
+		         "for byte", s->size, (unsigned)PEN_DECODE_MAX);
+		decode_error = strdup(msg);
+		if (!decode_error) {
+			e = fail(a, PL_ERR_MEM, "out of memory archiving %s", uuid);
+			goto fail;
+		}
+	} else if (pl_record_parse(buf, (size_t)s->size, &rec) != PL_OK) {
 		/* Still archived: the pen's bytes are the truth, and a newer
 		 * format may be readable by a newer penlink. */
 		decode_error = strdup(pl_error_message());
@@ -1354,7 +1441,8 @@ int archive_commit_session(struct archive *a, const char *serial,
 			         "listed it",
 			         uuid, serial, pl_record_serial(rec));
 	}
-	e = insert_session(a, serial, s, buf, rec, decode_error, &id);
+	e = insert_session(a, serial, s, buf, p.found ? p.id : 0, rec, decode_error,
+	                   &id);
 	free(buf);
 	buf = NULL;
 	if (e == PL_OK && p.found)
@@ -1411,29 +1499,27 @@ static void decode_forget(struct archive *a)
 	a->dec_id = 0;
 }
 
+static int decode_next_row(sqlite3_stmt *st, void *ctx)
+{
+	int64_t *v = ctx;
+
+	v[0] = sqlite3_column_int64(st, 0);
+	v[1] = sqlite3_column_int64(st, 1);
+	return 1;
+}
+
 /* The oldest session with sample rows to insert: *id 0 if none. */
 static int decode_next(struct archive *a, int64_t *id, int64_t *next)
 {
-	static const char what[] = "look for sessions to decode";
-	sqlite3_stmt *st;
-	int rc, e;
+	int64_t v[2] = {0, 0};
+	int e = each_row(a, "look for sessions to decode", "looking for sessions to decode",
+	                 decode_next_row, v,
+	                 "SELECT session_id, next FROM sample_progress "
+	                 "ORDER BY session_id LIMIT 1",
+	                 "");
 
-	*id = 0;
-	*next = 0;
-	e = prepare(a, &st,
-	            "SELECT session_id, next FROM sample_progress "
-	            "ORDER BY session_id LIMIT 1",
-	            what);
-	if (e != PL_OK)
-		return e;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(st, 0);
-		*next = sqlite3_column_int64(st, 1);
-	} else if (rc != SQLITE_DONE) {
-		e = db_fail(a, rc, "%s", what);
-	}
-	sqlite3_finalize(st);
+	*id = v[0];
+	*next = v[1];
 	return e;
 }
 
@@ -1452,6 +1538,15 @@ static int decode_load(struct archive *a, int64_t id)
 	if (rc != SQLITE_OK)
 		return db_fail(a, rc, "%s", what);
 	n = sqlite3_blob_bytes(blob);
+	if ((uint64_t)n > PEN_DECODE_MAX) {
+		/* Only an archive from before the decode budget has sample rows
+		 * pending for such a record: they stay undecoded. */
+		sqlite3_blob_close(blob);
+		log_warn("archive %s: session %" PRId64 " (%d bytes) is over the decode "
+		         "budget of %u bytes; its telemetry sample rows are not filled in",
+		         a->path, id, n, (unsigned)PEN_DECODE_MAX);
+		return PL_OK;
+	}
 	buf = malloc(n > 0 ? (size_t)n : 1);
 	if (!buf) {
 		sqlite3_blob_close(blob);
@@ -1968,11 +2063,15 @@ static int export_row(struct export_cursor *c, const char *before,
 
 	*end = false;
 	e = prepare(a, &st,
-	            all ? "SELECT " SESSION_COLUMNS ", record FROM sessions "
+	            /* The record only when it decoded at commit: one that did
+	             * not may be over the decode budget, and is not read. */
+	            all ? "SELECT " SESSION_COLUMNS ", CASE WHEN decode_error IS "
+	                  "NULL THEN record END FROM sessions "
 	                  "WHERE start_ms >= ?1 AND id <= ?2 "
 	                  "AND (start_ms, id) > (?3, ?4) "
 	                  "ORDER BY start_ms, id LIMIT 1"
-	                : "SELECT " SESSION_COLUMNS ", record FROM sessions "
+	                : "SELECT " SESSION_COLUMNS ", CASE WHEN decode_error IS "
+	                  "NULL THEN record END FROM sessions "
 	                  "WHERE start_ms >= ?1 AND id <= ?2 "
 	                  "AND (start_ms, id) > (?3, ?4) AND serial = ?5 "
 	                  "ORDER BY start_ms, id LIMIT 1",

@@ -60,7 +60,10 @@ int archive_partial_append(struct archive *a, const char *serial,
  * truth, sample rows are derived from them later.
  * Already archived with the same digest: PL_OK (idempotent); with another
  * digest: PL_ERR_CONFLICT.  A record that does not decode is still stored
- * (raw bytes are the truth) with no rows, and logged.
+ * (raw bytes are the truth) with no rows, and logged; so is a record over
+ * PEN_DECODE_MAX (pen_budget.h), which is not decoded at all.  The record
+ * is streamed from the stored chunks into the digest and its row, never
+ * held whole in memory (only a record to decode is, up to PEN_DECODE_MAX).
  */
 int archive_commit_session(struct archive *a, const char *serial,
                            const struct pl_session_info *s);
