@@ -59,6 +59,8 @@ struct pen *pens_lookup(struct pens *p, const char *serial, char *err,
                         size_t errlen);
 /* Fills list->pens (malloc'd Plctl__Pen entries; free with
  * pens_list_free). */
+/* How many pens are attached (any phase). */
+size_t pens_count(const struct pens *p);
 int pens_list(struct pens *p, Plctl__PenList *list);
 void pens_list_free(Plctl__PenList *list);
 
@@ -109,6 +111,8 @@ void usb_stop(struct usb *u);
  * socket file, refuses a live one. */
 int ctl_start(struct daemon *d, struct ctl **out);
 void ctl_stop(struct ctl *c);
+/* Re-reads the [access] groups and the [policy] from d->cfg (SIGHUP). */
+void ctl_access_reload(struct ctl *c);
 /* Monitor stream: sent to every client that asked for Monitor. */
 void ctl_broadcast(struct ctl *c, const Plctl__Event *ev);
 /* A trace line from a pen, to the clients tracing that pen. */

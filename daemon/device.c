@@ -12,6 +12,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "service.h"
 #include "pen_budget.h"
 
 /* Requests that time out in a row before a pen counts as gone (each one
@@ -573,6 +574,7 @@ static void pen_destroy(struct pen *p, const char *why)
 			break;
 		}
 	ps->count--;
+	service_pens(ps->count);
 	free(p->sessions);
 	free(p->sstate);
 	free(p->stries);
@@ -636,6 +638,7 @@ int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_ser
 	p->next = ps->head;
 	ps->head = p;
 	ps->count++;
+	service_pens(ps->count);
 	log_info("attaching %s%s", path, usb ? " (USB)" : "");
 	pen_rearm(p);
 	return PL_OK;
@@ -715,6 +718,11 @@ static char *keep(char *dst, size_t cap, const char *s)
 {
 	snprintf(dst, cap, "%s", s);
 	return dst;
+}
+
+size_t pens_count(const struct pens *ps)
+{
+	return ps ? ps->count : 0;
 }
 
 int pens_list(struct pens *ps, Plctl__PenList *list)

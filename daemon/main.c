@@ -18,6 +18,7 @@
 #include "central.h"
 #include "daemon.h"
 #include "log.h"
+#include "service.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -227,6 +228,76 @@ static void notify_ready(int *fd)
 	*fd = -1;
 }
 
+/* ------------------------------------------------------------------ reload */
+
+/* Where the configuration came from, for SIGHUP. */
+static struct {
+	const char *path;
+	bool required;
+	/* What the command line overrides keeps overriding the file. */
+	int log_level; /* -1 if none */
+	bool no_usb;
+	const char *socket_path, *db_path; /* NULL if none */
+} config_source;
+
+/*
+ * SIGHUP (systemctl reload penlinkd): re-reads the configuration file and
+ * applies what can change under attached pens and connected clients:
+ * log_level, [access] (groups are looked up again) and [policy].  The other
+ * keys name resources the daemon holds open (socket, database, USB, the
+ * pens' timeouts and window, central) and need a restart; a change to one
+ * of them is logged and ignored.  A file that does not parse changes
+ * nothing.
+ */
+static void reload(struct daemon *d)
+{
+	service_reloading();
+	struct config fresh;
+	char err[600];
+	if (config_defaults(&fresh) != PL_OK) {
+		log_err("reload: out of memory; keeping the running configuration");
+	} else if (config_load(&fresh, config_source.path, config_source.required,
+	                       err, sizeof err) < 0) {
+		log_err("reload: %s; keeping the running configuration", err);
+	} else {
+		struct config *c = &d->cfg;
+		if (config_source.socket_path)
+			snprintf(fresh.socket_path, sizeof fresh.socket_path, "%s",
+			         config_source.socket_path);
+		if (config_source.db_path)
+			snprintf(fresh.db_path, sizeof fresh.db_path, "%s",
+			         config_source.db_path);
+		if (config_source.no_usb)
+			fresh.usb_enabled = false;
+		if (strcmp(fresh.socket_path, c->socket_path) ||
+		    strcmp(fresh.db_path, c->db_path) ||
+		    strcmp(fresh.socket_group, c->socket_group) ||
+		    fresh.socket_mode != c->socket_mode ||
+		    fresh.usb_enabled != c->usb_enabled ||
+		    fresh.n_usb_ids != c->n_usb_ids ||
+		    memcmp(fresh.usb_ids, c->usb_ids, sizeof c->usb_ids) ||
+		    fresh.timeout_ms != c->timeout_ms ||
+		    fresh.handshake_ms != c->handshake_ms || fresh.window != c->window ||
+		    strcmp(fresh.central_url, c->central_url) ||
+		    strcmp(fresh.central_site, c->central_site))
+			log_warn("reload: [daemon], [usb], [pens] and [central] changes "
+			         "take effect at the next restart");
+		c->log_level = config_source.log_level >= 0 ? config_source.log_level
+		                                            : fresh.log_level;
+		log_set_level((enum log_level)c->log_level);
+		memcpy(c->logs_group, fresh.logs_group, sizeof c->logs_group);
+		memcpy(c->presets_group, fresh.presets_group, sizeof c->presets_group);
+		struct pl_policy *old = c->policy;
+		c->policy = fresh.policy;
+		fresh.policy = old;
+		if (d->ctl)
+			ctl_access_reload(d->ctl);
+		log_notice("reloaded %s", config_source.path);
+	}
+	config_free(&fresh);
+	service_reloaded(pens_count(d->pens));
+}
+
 /* ------------------------------------------------------------------ signals */
 
 static void on_signal(void *ud, int fd, unsigned events)
@@ -239,8 +310,11 @@ static void on_signal(void *ud, int fd, unsigned events)
 		return;
 	if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) {
 		log_notice("%s: stopping", strsignal((int)si.ssi_signo));
+		service_stopping();
 		d->stopping = true;
 		loop_stop(d->loop);
+	} else if (si.ssi_signo == SIGHUP) {
+		reload(d);
 	}
 }
 
@@ -258,6 +332,7 @@ static int serve(struct daemon *d, bool foreground, char **ports, int nports)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
 		log_err("sigprocmask: %s", strerror(errno));
 		return EXIT_RUNTIME;
@@ -306,6 +381,8 @@ static int serve(struct daemon *d, bool foreground, char **ports, int nports)
 	log_notice("penlinkd %s serving %s, archive %s%s", PL_VERSION_STRING,
 	           d->cfg.socket_path, d->cfg.db_path, d->usb ? ", watching USB" : "");
 	notify_ready(&notify);
+	if (service_ready(d->loop, pens_count(d->pens)) < 0)
+		log_err("cannot start the systemd watchdog timer: out of memory");
 
 	rc = loop_run(d->loop);
 	if (rc < 0)
@@ -344,6 +421,9 @@ int main(int argc, char **argv)
 	static struct daemon d;
 	char err[600];
 	const char *cfg_path = a.config ? a.config : DEFAULT_CONFIG;
+	config_source.path = cfg_path;
+	config_source.required = a.config != NULL;
+	config_source.log_level = a.log_level;
 	char **ports = calloc((size_t)a.nports + 1, sizeof *ports);
 	if (!ports || config_defaults(&d.cfg) != PL_OK) {
 		fprintf(stderr, "penlinkd: out of memory\n");
@@ -366,6 +446,17 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!rc) {
+		static char socket_abs[sizeof d.cfg.socket_path];
+		static char db_abs[sizeof d.cfg.db_path];
+		if (a.socket) {
+			memcpy(socket_abs, d.cfg.socket_path, sizeof socket_abs);
+			config_source.socket_path = socket_abs;
+		}
+		if (a.db) {
+			memcpy(db_abs, d.cfg.db_path, sizeof db_abs);
+			config_source.db_path = db_abs;
+		}
+		config_source.no_usb = a.no_usb;
 		if (a.no_usb)
 			d.cfg.usb_enabled = false;
 		if (a.log_level >= 0)

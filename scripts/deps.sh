@@ -10,6 +10,8 @@ packages=(
   libjson-c-dev libssl-dev zlib1g-dev libsqlite3-dev libinih-dev
   libcmocka-dev
   postgresql-15 libpq-dev
+  libsystemd-dev systemd scdoc groff-base man-db
+  debhelper dpkg-dev fakeroot lintian
   jq valgrind util-linux procps sqlite3
   clang libclang-rt-14-dev
 )
