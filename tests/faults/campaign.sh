@@ -90,6 +90,8 @@ done
 SNIPE_AT=("SHA-256 verified" "resuming session" "downloading session" "attached on" "holds [0-9]* sessions" "clock set")
 HOSTILE_MODES=()
 has --hostile && HOSTILE_MODES=(oversize nodelim badproto wrongid flood slow)
+# A pen listing a million sessions it cannot serve (the list and failed-session budgets).
+grep -q "^ *sessions " <<<"$HELP" && HOSTILE_MODES+=(sessions)
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
