@@ -122,6 +122,11 @@ static void test_defaults(void **state)
 	assert_int_equal(c.timeout_ms, 1000);
 	assert_int_equal(c.handshake_ms, 5000);
 	assert_int_equal(c.window, 0);
+	/* No [central]: no replication. */
+	assert_string_equal(c.central_url, "");
+	assert_string_equal(c.central_site, "");
+	assert_int_equal(c.central_retry_max_s, 60);
+	assert_int_equal(c.central_batch_kib, 8192);
 	config_free(&c);
 }
 
@@ -151,6 +156,7 @@ static void test_example_defaults_are_true(void **state)
 	    "socket", "database", "socket_group", "socket_mode", "log_level",
 	    "enabled", "ids", "logs_group", "presets_group", "confirm_above_mm",
 	    "request_timeout_ms", "handshake_timeout_ms", "download_window",
+	    "retry_max_s", "batch_kib",
 	};
 	const size_t nkeys = sizeof keys / sizeof keys[0];
 	bool seen[sizeof keys / sizeof keys[0]] = {false};
@@ -220,7 +226,12 @@ static void test_every_key(void **state)
 	    "[pens]\n"
 	    "request_timeout_ms = 250\n"
 	    "handshake_timeout_ms = 10000\n"
-	    "download_window = 4\n";
+	    "download_window = 4\n"
+	    "[central]\n"
+	    "url = postgresql://site_n@db.example/penlink?sslmode=verify-full\n"
+	    "site = north-1\n"
+	    "retry_max_s = 5\n"
+	    "batch_kib = 1024\n";
 	char *path = write_file("all.conf", text);
 	struct config c;
 	char err[600];
@@ -253,6 +264,11 @@ static void test_every_key(void **state)
 	assert_int_equal(c.timeout_ms, 250);
 	assert_int_equal(c.handshake_ms, 10000);
 	assert_int_equal(c.window, 4);
+	assert_string_equal(c.central_url,
+	                    "postgresql://site_n@db.example/penlink?sslmode=verify-full");
+	assert_string_equal(c.central_site, "north-1");
+	assert_int_equal(c.central_retry_max_s, 5);
+	assert_int_equal(c.central_batch_kib, 1024);
 	config_free(&c);
 }
 
@@ -363,7 +379,25 @@ static void test_bad_files(void **state)
 	             "5: [daemon] log_level: given twice (first on line 2)");
 	expect_error("[sockets]\npath = /tmp/s\n",
 	             "2: [sockets] path: unknown section (known: daemon, usb, access, "
-	             "policy, pens)");
+	             "policy, pens, central)");
+	/* [central]: no password in the url (and never echoed), both keys. */
+	expect_error("[central]\nsite = x\nurl = host=/tmp password=hunter2\n",
+	             "3: [central] url: the connection string holds a password; put "
+	             "it in a passfile (~/.pgpass, or passfile=FILE) or a service "
+	             "file (service=NAME), never in the configuration or on a "
+	             "command line");
+	expect_error("[central]\nurl = host=/tmp dbname=x\n",
+	             "2: [central] site: missing; central replication needs both "
+	             "url and site");
+	expect_error("[central]\nsite = north\n",
+	             "2: [central] url: missing; central replication needs both "
+	             "url and site");
+	expect_error("[central]\nsite = -x\n",
+	             "2: [central] site: '-x' is not a site name (1 to 63 letters, "
+	             "digits, '-', '_' or '.', starting with a letter or digit)");
+	expect_error("[central]\nretry_max_s = 0\n",
+	             "2: [central] retry_max_s: '0' is not a number of seconds from "
+	             "1 to 3600");
 	expect_error("log_level = info\n", "1: [] log_level: key outside any [section]");
 	/* inih's own complaint (not key = value): the line is still named. */
 	expect_error("[daemon]\n# fine\nthis is not ini\nlog_level = info\n",

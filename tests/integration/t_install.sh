@@ -48,7 +48,7 @@ ok "test hooks neither installed nor exported"
 # copy of their own folders, without lib/, against the installed library.
 src=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$T/src"
-cp -r "$src/CMakeLists.txt" "$src/proto" "$src/control" "$src/cli" "$src/daemon" "$T/src/"
+cp -r "$src/CMakeLists.txt" "$src/proto" "$src/control" "$src/central" "$src/cli" "$src/daemon" "$T/src/"
 if cmake -S "$T/src" -B "$T/tools" -DPENLINK_TOOLS_ONLY=ON -DBUILD_TESTING=OFF \
      -DPENLINK_SANITIZE="${PL_SANITIZE:-OFF}" -DCMAKE_BUILD_TYPE=Debug \
      >"$T/tools.log" 2>&1 &&
