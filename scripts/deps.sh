@@ -11,7 +11,7 @@ packages=(
   libcmocka-dev
   postgresql-15 libpq-dev
   libsystemd-dev systemd scdoc groff-base man-db
-  debhelper dpkg-dev fakeroot lintian
+  debhelper dpkg-dev fakeroot lintian appstream
   jq valgrind util-linux procps sqlite3
   clang libclang-rt-14-dev
 )

@@ -59,7 +59,7 @@ grep -q "dpkg-gensymbols: warning" "$T/build-1.log" &&
 ok "the symbols file matches the library's exports"
 
 # ---- lint
-lintian --fail-on error --suppress-tags appstream-metadata-missing-modalias-provide \
+lintian --fail-on error,warning \
   "$T"/penlink_"$ver"_*.changes >"$T/lintian.log" 2>&1 ||
   { cat "$T/lintian.log" >&2; fail "lintian reports errors"; }
 sed 's/^/  lintian: /' "$T/lintian.log"
@@ -82,6 +82,9 @@ for f in /lib/systemd/system/penlinkd.service /lib/udev/rules.d/70-penlink.rules
   [ -e "$f" ] || fail "$f is not installed"
 done
 ok "unit, udev rule and man pages installed where Debian looks"
+appstreamcli validate --no-net /usr/share/metainfo/penlink.metainfo.xml >"$T/appstream.log" 2>&1 ||
+  { cat "$T/appstream.log" >&2; fail "the AppStream metadata does not validate"; }
+ok "the AppStream metadata (the pen's modalias) validates"
 assert_contains "$(grep '^Type=' /lib/systemd/system/penlinkd.service)" "Type=notify" "the unit is Type=notify"
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify /lib/systemd/system/penlinkd.service >"$T/verify.log" 2>&1 ||
