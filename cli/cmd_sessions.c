@@ -956,7 +956,7 @@ static int export_item(struct export_dir *sp, const Plctl__ExportChunk *ch)
 }
 
 static const struct optdef export_opts[] = {
-	{"--format", 'f', "csv|json", S_FORMAT, "CSV (default) or JSON"},
+	{"--format", 'f', "csv|json|fhir", S_FORMAT, "CSV (default), JSON or FHIR R4 Bundles"},
 	{"--since", 0, "DATE", S_SINCE, "sessions that started at or after DATE"},
 	{"--out", 'o', "FILE", S_OUT, "write to FILE (whole or not at all)"},
 	{"--dir", 0, "DIR", S_DIR, "one file per session in DIR"},
@@ -965,6 +965,8 @@ static const struct optdef export_opts[] = {
 
 static int sessions_export(struct ctl *c, struct opt_iter *it)
 {
+	if (export_wants_fhir(it)) /* FHIR Bundles: cmd_report.c */
+		return sessions_export_fhir(c, it);
 	Plctl__ExportFormat format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV;
 	int64_t since = 0;
 	const char *out = NULL, *dir = NULL;
@@ -1170,6 +1172,7 @@ static const struct cmd_spec sessions_specs[] = {
 	 "-s SERIAL and the UUID.  A bare UUID is enough when only one pen\n"
 	 "recorded a session with it.\n",
 	 sessions_show},
+	SESSIONS_REPORT_SPEC, /* cmd_report.c */
 	{"sessions export", "[--format csv|json] [--since DATE] [--out FILE|--dir DIR]",
 	 "the archive as CSV or JSON", CMD_DAEMON, export_opts,
 	 "To stdout, FILE, or DIR/<serial>-<seq>-<uuid>.csv|json per session.\n",

@@ -39,7 +39,7 @@ static const struct optdef global_opts[] = {
 static const struct cmd_group *const groups[] = {
 	&info_cmds,  &preset_cmds,  &sessions_cmds, &clock_cmds,
 	&trace_cmds, &list_cmds,    &monitor_cmds,  &attach_cmds,
-	&central_cmds,
+	&central_cmds, &report_cmds,
 	&detach_cmds, &audit_cmds,  &ping_cmds,     &scan_cmds, NULL,
 };
 

@@ -265,6 +265,21 @@ extern const struct cmd_group info_cmds, ping_cmds, preset_cmds,
     sessions_cmds, clock_cmds, trace_cmds, list_cmds, monitor_cmds,
     attach_cmds, detach_cmds, audit_cmds, scan_cmds;
 extern const struct cmd_group central_cmds; /* cmd_central.c */
+/* cmd_report.c (report/penlink_report.h): `report`, `sessions report` (an
+ * entry of the sessions group) and `sessions export --format fhir`, which
+ * sessions export hands over to when export_wants_fhir(). */
+extern const struct cmd_group report_cmds;
+extern const struct optdef report_session_opts[];
+int sessions_report(struct ctl *c, struct opt_iter *it);
+#define SESSIONS_REPORT_SPEC                                                \
+	{"sessions report", "FILE | SERIAL/UUID | UUID [--out FILE]",           \
+	 "the printable HTML treatment report of a session", CMD_BOTH,         \
+	 report_session_opts,                                                 \
+	 "One self-contained HTML file (inline CSS and SVG plots) that prints\n" \
+	 "on A4 or Letter.  A session as for sessions show.\n",                  \
+	 sessions_report}
+bool export_wants_fhir(const struct opt_iter *it);
+int sessions_export_fhir(struct ctl *c, struct opt_iter *it);
 
 struct opt_iter {
 	int argc;

@@ -1,0 +1,890 @@
+/* penctl sessions report | report | sessions export --format fhir: the
+ * clinic-facing outputs of report/ (penlink_report.h), fed by either
+ * backend (penlinkd's archive, or the pen with --port) or by .plrec files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <penlink_report.h>
+
+#include "penctl.h"
+
+enum { R_OUT = 1, R_SINCE, R_UNTIL, R_CLIENT, R_FORMAT, R_DIR };
+
+/* Records penctl renders (as sessions show). */
+#define REPORT_MAX ((uint64_t)1 << 30)
+
+static const char generator[] = "penctl " PL_VERSION_STRING;
+
+/* ------------------------------------------------------------------ output */
+
+/* A file written whole or not at all: a temporary next to path (mode 0640
+ * less the umask), fsynced and renamed over path; a symbolic link or a
+ * non-file planted at path is refused.  path "-" is standard output. */
+struct out_file {
+	const char *path;
+	char tmp[PATH_MAX];
+	FILE *f;
+};
+
+static int out_open(struct ctl *c, struct out_file *o, const char *path)
+{
+	memset(o, 0, sizeof *o);
+	o->path = path;
+	if (strcmp(path, "-") == 0) {
+		o->f = stdout;
+		c->emitted = true; /* the document is stdout's */
+		return PX_OK;
+	}
+	if (strlen(path) > PATH_MAX - 32)
+		return ctl_usage(c, "--out: file name too long");
+	snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", path);
+	int fd = mkostemp(o->tmp, O_CLOEXEC);
+	if (fd < 0)
+		return ctl_fail_errno(c, errno, "cannot create a file next to %s", path);
+	mode_t um = umask(0);
+	umask(um);
+	if (fchmod(fd, 0640 & ~um) != 0 || !(o->f = fdopen(fd, "w"))) {
+		int err = errno;
+		close(fd);
+		unlink(o->tmp);
+		return ctl_fail_errno(c, err, "cannot write %s", o->tmp);
+	}
+	return PX_OK;
+}
+
+/* Drops the temporary (after a failure already reported). */
+static void out_abort(struct out_file *o)
+{
+	if (o->f && o->f != stdout) {
+		fclose(o->f);
+		unlink(o->tmp);
+	}
+	o->f = NULL;
+}
+
+static int out_commit(struct ctl *c, struct out_file *o)
+{
+	if (o->f == stdout) {
+		o->f = NULL;
+		if (fflush(stdout) != 0)
+			return ctl_fail_errno(c, errno, "writing standard output");
+		return PX_OK;
+	}
+	int err = 0;
+	if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0)
+		err = errno;
+	if (fclose(o->f) != 0 && !err)
+		err = errno;
+	o->f = NULL;
+	if (err) {
+		unlink(o->tmp);
+		return ctl_fail_errno(c, err, "writing %s", o->tmp);
+	}
+	struct stat st;
+	if (lstat(o->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		unlink(o->tmp);
+		return ctl_fail_code(c, PL_ERR_ACCESS, "%s is not a regular file (a "
+		                     "link or a device planted there?); refusing to "
+		                     "replace it", o->path);
+	}
+	if (rename(o->tmp, o->path) != 0) {
+		err = errno;
+		unlink(o->tmp);
+		return ctl_fail_errno(c, err, "cannot store %s", o->path);
+	}
+	char dir[PATH_MAX];
+	const char *slash = strrchr(o->path, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == o->path)
+		snprintf(dir, sizeof dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - o->path), o->path);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return PX_OK;
+}
+
+static long file_bytes(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* "wrote ..." for people, or the --json document. */
+static int said(struct ctl *c, const char *what, const char *path,
+                const char *format, size_t sessions)
+{
+	if (strcmp(path, "-") == 0)
+		return PX_OK;
+	long bytes = file_bytes(path);
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "path", json_object_new_string(path));
+		json_object_object_add(o, "format", json_object_new_string(format));
+		json_object_object_add(o, "sessions", json_object_new_uint64(sessions));
+		json_object_object_add(o, "bytes", json_object_new_int64(bytes));
+		return ctl_emit_json(c, o);
+	}
+	char sz[FMT_BUF];
+	ctl_say("wrote %s (%s) to %s", what, fmt_bytes(sz, bytes < 0 ? 0 : (uint64_t)bytes),
+	        path);
+	return PX_OK;
+}
+
+/* A record file's bytes, whole (at most REPORT_MAX): NULL with errno. */
+static uint8_t *read_record_file(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size > REPORT_MAX) {
+		int e = errno;
+		if (e == 0 || S_ISDIR(st.st_mode))
+			e = S_ISDIR(st.st_mode) ? EISDIR : EFBIG;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	size_t size = (size_t)st.st_size, n = 0;
+	uint8_t *buf = malloc(size ? size : 1);
+	while (buf && n < size) {
+		ssize_t r = read(fd, buf + n, size - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r < 0 ? errno : EIO;
+			free(buf);
+			close(fd);
+			errno = e;
+			return NULL;
+		}
+		n += (size_t)r;
+	}
+	close(fd);
+	if (!buf)
+		errno = ENOMEM;
+	*len = n;
+	return buf;
+}
+
+/* ------------------------------------------------------------------ penlinkd */
+
+/* The pen's device info from penlinkd when it is attached (model,
+ * hardware); false when it is not. */
+static bool daemon_info(struct ctl *c, const char *serial,
+                        struct pl_device_info *out)
+{
+	Plctl__GetInfo gi = PLCTL__GET_INFO__INIT;
+	gi.serial = (char *)serial;
+	Plctl__Response *r = NULL;
+	int rc = dc_call(c, &DC_REQUEST(GET_INFO, get_info, &gi),
+	                 PLCTL__RESPONSE__BODY_INFO, &r);
+	if (rc == PL_OK)
+		rc = plc_device_info_from_pb(r->info, out);
+	dc_free(r);
+	return rc == PL_OK;
+}
+
+/* penlinkd's central site, when [central] is configured: malloc'd or
+ * NULL. */
+static char *daemon_site(struct ctl *c)
+{
+	Plctl__CentralStatus cs = PLCTL__CENTRAL_STATUS__INIT;
+	Plctl__Response *r = NULL;
+	char *site = NULL;
+	if (dc_call(c, &DC_REQUEST(CENTRAL_STATUS, central_status, &cs),
+	            PLCTL__RESPONSE__BODY_CENTRAL, &r) == PL_OK &&
+	    r->central && r->central->configured && r->central->site &&
+	    *r->central->site)
+		site = strdup(r->central->site);
+	dc_free(r);
+	return site;
+}
+
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+static int buf_add(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *q = realloc(b->data, cap);
+		if (!q)
+			return pl_error_set(PL_ERR_MEM, "out of memory");
+		b->data = q;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return PL_OK;
+}
+
+/* penlinkd's JSON export (the record JSON of each session, without
+ * samples, plus sha256 and archived_utc_ms, and annotations where the
+ * archive has them) of serial's sessions (NULL: every pen) since since_ms,
+ * as entries. */
+static int daemon_entries(struct ctl *c, const char *serial, int64_t since_ms,
+                          struct pl_report_entry **v, size_t *n)
+{
+	Plctl__ExportSessions ex = PLCTL__EXPORT_SESSIONS__INIT;
+	ex.format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
+	ex.serial = (char *)(serial ? serial : "");
+	ex.since_ms = since_ms;
+	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, &ex);
+	struct buf b = {0};
+	int e = dc_send(c, &req);
+	while (e == PL_OK) {
+		Plctl__Response *r;
+		e = dc_next(c, req.id, dc_timeout(c), &r);
+		if (e != PL_OK)
+			break;
+		bool last = r->last;
+		if (r->body_case != PLCTL__RESPONSE__BODY_EXPORT || !r->export)
+			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered export with "
+			                 "something other than export data");
+		else if (r->export->data.len)
+			e = buf_add(&b, r->export->data.data, r->export->data.len);
+		dc_free(r);
+		if (last)
+			break;
+	}
+	if (e == PL_OK)
+		e = pl_report_entries_from_json_array(b.data ? b.data : "[]",
+		                                      b.data ? b.len : 2, v, n);
+	free(b.data);
+	return e;
+}
+
+/* ------------------------------------------------------------------ sessions report */
+
+const struct optdef report_session_opts[] = {
+	{"--out", 'o', "FILE", R_OUT,
+	 "the HTML file (default <serial>-<seq>-<uuid>.html here; - for stdout)"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
+/* The session a bare UUID names (-s, else the only pen that recorded
+ * one). */
+static int resolve(struct ctl *c, const char *arg, struct pl_session_key *key,
+                   struct session_entry *found)
+{
+	uint8_t uuid[16];
+	memset(key, 0, sizeof *key);
+	memset(found, 0, sizeof *found);
+	bool bare = parse_uuid(arg, uuid);
+	if (bare) {
+		if (c->serial && strlen(c->serial) >= sizeof key->serial)
+			return ctl_usage(c, "-s: a serial has at most %zu bytes",
+			                 sizeof key->serial - 1);
+		memcpy(key->uuid, uuid, 16);
+		if (c->serial)
+			snprintf(key->serial, sizeof key->serial, "%s", c->serial);
+	} else if (!strchr(arg, '/') || pl_session_key_parse(arg, key) != PL_OK) {
+		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "%s: no such file, and not "
+		                     "a session (SERIAL/UUID or UUID)", arg);
+	}
+	int rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+	struct session_entry *ss = NULL;
+	size_t n = 0;
+	int e = c->be.ops->list_sessions(c->be.ctx, 0, &ss, &n);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	size_t hits = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (memcmp(ss[i].key.uuid, key->uuid, 16) != 0)
+			continue;
+		if (key->serial[0] && strcmp(ss[i].key.serial, key->serial) != 0)
+			continue;
+		if (!hits++)
+			*found = ss[i];
+	}
+	free(ss);
+	if (!hits)
+		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "no session %s", arg);
+	if (hits > 1)
+		return ctl_usage(c, "session %s is ambiguous: %zu pens recorded a "
+		                 "session with that UUID; name one as SERIAL/UUID or "
+		                 "with -s SERIAL", arg, hits);
+	*key = found->key;
+	return PX_OK;
+}
+
+static int record_failed(struct ctl *c, int e, const char *what)
+{
+	if (e == PL_ERR_PARSE)
+		return ctl_fail_exit(c, PX_INTEGRITY, error_slug_for(e),
+		                     pl_error_name(e), "%s is not a valid session "
+		                     "record: %s", what, pl_error_message());
+	return ctl_fail_code(c, e, "%s: %s", what, pl_error_message());
+}
+
+/* The annotations penlinkd exports for key (none until the archive has
+ * them): the session's object of a JSON export of its pen since its
+ * start. */
+static void daemon_annotations(struct ctl *c, const struct pl_session_key *key,
+                               const struct pl_record *r,
+                               struct pl_report_entry **v, size_t *n,
+                               const struct pl_report_entry **mine)
+{
+	*v = NULL;
+	*n = 0;
+	*mine = NULL;
+	if (daemon_entries(c, key->serial,
+	                   pl_record_rtc_time(r) ? pl_record_start_ms(r) : 0, v,
+	                   n) != PL_OK)
+		return;
+	for (size_t i = 0; i < *n; i++)
+		if (memcmp((*v)[i].uuid, key->uuid, 16) == 0)
+			*mine = &(*v)[i];
+}
+
+int sessions_report(struct ctl *c, struct opt_iter *it)
+{
+	const char *arg = NULL, *out = NULL;
+	const char *v;
+	int id;
+	while ((id = opt_next(c, it, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (id == R_OUT) {
+			if (!*v)
+				return ctl_usage(c, "--out needs a file name");
+			out = v;
+		} else if (arg) {
+			return ctl_usage(c, "sessions report takes one FILE or session "
+			                 "(got '%.40s' and '%.40s')", arg, v);
+		} else {
+			arg = v;
+		}
+	}
+	if (!arg)
+		return ctl_usage(c, "sessions report needs a FILE (a pulled .plrec) "
+		                 "or a session: SERIAL/UUID, or a UUID");
+
+	uint8_t *data = NULL;
+	size_t len = 0;
+	struct pl_report_options o;
+	pl_report_options_init(&o);
+	o.generator = generator;
+	struct pl_device_info info;
+	char where[PATH_MAX], what[200];
+	char *site = NULL;
+	struct pl_report_entry *exported = NULL;
+	size_t n_exported = 0;
+	struct stat st;
+	int rc = PX_OK;
+	if (stat(arg, &st) == 0) {
+		/* a file: read it whole (its bytes are what the digest covers) */
+		data = read_record_file(arg, &len);
+		if (!data)
+			return ctl_fail_errno(c, errno, "cannot read %s", arg);
+		o.origin.kind = "file";
+		if (!realpath(arg, where))
+			snprintf(where, sizeof where, "%s", arg);
+		o.origin.where = where;
+		snprintf(what, sizeof what, "%s", arg);
+	} else {
+		struct pl_session_key key;
+		struct session_entry s;
+		rc = resolve(c, arg, &key, &s);
+		if (rc != PX_OK)
+			return rc;
+		pl_session_key_format(&key, PL_TEXT_TERMINAL, what, sizeof what);
+		int e = c->be.ops->read_record(c->be.ctx, &key, REPORT_MAX, &data, &len);
+		if (e != PL_OK)
+			return ctl_fail_code(c, e, "session %s: %s", what, pl_error_message());
+		o.origin.have_listed_sha256 = true;
+		memcpy(o.origin.listed_sha256, s.info.sha256, 32);
+		snprintf(where, sizeof where, "%s", c->be.ops->where(c->be.ctx));
+		o.origin.where = where;
+		if (c->be.ops->direct) {
+			o.origin.kind = "pen";
+			if (c->be.ops->info(c->be.ctx, &info) == PL_OK &&
+			    strcmp(info.serial, key.serial) == 0)
+				o.device = &info;
+		} else {
+			o.origin.kind = "penlinkd archive";
+			o.origin.archived_ms = s.archived_ms;
+			if (daemon_info(c, key.serial, &info))
+				o.device = &info;
+			site = daemon_site(c);
+			o.origin.site = site;
+		}
+	}
+	struct pl_record *r = NULL;
+	int e = pl_record_parse(data ? data : (const uint8_t *)"", len, &r);
+	if (e != PL_OK) {
+		free(data);
+		free(site);
+		return record_failed(c, e, what);
+	}
+	if (ctl_daemon_mode(c) && c->dc && !c->be.ops->direct) {
+		struct pl_session_key key;
+		memset(&key, 0, sizeof key);
+		snprintf(key.serial, sizeof key.serial, "%s", pl_record_serial(r));
+		pl_record_uuid(r, key.uuid);
+		const struct pl_report_entry *mine;
+		daemon_annotations(c, &key, r, &exported, &n_exported, &mine);
+		if (mine) {
+			o.annotations = mine->annotations;
+			o.n_annotations = mine->n_annotations;
+		}
+	}
+
+	char def[PATH_MAX];
+	if (!out) {
+		struct pl_session_key key;
+		memset(&key, 0, sizeof key);
+		snprintf(key.serial, sizeof key.serial, "%s", pl_record_serial(r));
+		pl_record_uuid(r, key.uuid);
+		pl_session_file_name(&key, pl_record_seq(r), def, sizeof def - 8);
+		char *dot = strrchr(def, '.');
+		if (dot)
+			*dot = '\0';
+		strcat(def, ".html");
+		out = def;
+	}
+	struct out_file of;
+	rc = out_open(c, &of, out);
+	if (rc == PX_OK) {
+		e = pl_report_session_html(r, data, len, &o, of.f);
+		if (e != PL_OK) {
+			out_abort(&of);
+			rc = ctl_fail_pl(c, e);
+		} else {
+			rc = out_commit(c, &of);
+		}
+	}
+	if (rc == PX_OK)
+		rc = said(c, "the treatment report", out, "html", 1);
+	pl_record_free(r);
+	pl_report_entries_free(exported, n_exported);
+	free(data);
+	free(site);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ files */
+
+/* .plrec files as entries (with their digests). */
+static int file_entries(struct ctl *c, char **files, size_t n_files,
+                        struct pl_report_entry **v, size_t *n)
+{
+	*v = calloc(n_files ? n_files : 1, sizeof **v);
+	*n = 0;
+	if (!*v)
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	for (size_t i = 0; i < n_files; i++) {
+		size_t len = 0;
+		uint8_t *data = read_record_file(files[i], &len);
+		if (!data)
+			return ctl_fail_errno(c, errno, "cannot read %s", files[i]);
+		struct pl_record *r = NULL;
+		int e = pl_record_parse(data, len, &r);
+		if (e == PL_OK)
+			e = pl_report_entry_from_record(r, &(*v)[*n]);
+		if (e == PL_OK) {
+			pl_sha256(data, len, (*v)[*n].sha256);
+			(*v)[*n].have_sha256 = true;
+			(*n)++;
+		}
+		pl_record_free(r);
+		free(data);
+		if (e != PL_OK)
+			return record_failed(c, e, files[i]);
+	}
+	return PX_OK;
+}
+
+/* ------------------------------------------------------------------ report */
+
+static const struct optdef overview_opts[] = {
+	{"--since", 0, "DATE", R_SINCE, "sessions that started at or after DATE"},
+	{"--until", 0, "DATE", R_UNTIL, "... and before DATE"},
+	{"--client", 0, "REF", R_CLIENT,
+	 "only sessions annotated with this client reference"},
+	{"--out", 'o', "FILE", R_OUT, "the HTML file (- for stdout)"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
+static bool has_client(const struct pl_report_entry *e, const char *client)
+{
+	for (size_t i = 0; i < e->n_annotations; i++)
+		if (e->annotations[i].client_ref &&
+		    strcmp(e->annotations[i].client_ref, client) == 0)
+			return true;
+	return false;
+}
+
+static int overview(struct ctl *c, struct opt_iter *it)
+{
+	int64_t since = 0, until = 0;
+	bool have_since = false;
+	const char *out = NULL, *client = NULL;
+	char **files = calloc((size_t)it->argc + 1, sizeof *files);
+	size_t n_files = 0;
+	if (!files)
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	const char *v;
+	int id, rc = PX_OK;
+	while (rc == PX_OK && (id = opt_next(c, it, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			rc = PX_USAGE;
+		else if (id == R_SINCE)
+			rc = parse_date(c, "--since", v, &since), have_since = rc == PX_OK;
+		else if (id == R_UNTIL)
+			rc = parse_date(c, "--until", v, &until);
+		else if (id == R_CLIENT)
+			client = *v ? v : NULL;
+		else if (id == R_OUT)
+			out = *v ? v : NULL;
+		else
+			files[n_files++] = (char *)v;
+	}
+	if (rc == PX_OK && !have_since)
+		rc = ctl_usage(c, "report needs --since DATE (the start of the period)");
+	if (rc == PX_OK && !out)
+		rc = ctl_usage(c, "report needs --out FILE (or --out - for stdout)");
+	if (rc == PX_OK && until && until <= since)
+		rc = ctl_usage(c, "--until must be after --since");
+	if (rc == PX_OK && !n_files && c->port)
+		rc = ctl_usage(c, "report reads penlinkd's archive or .plrec FILEs; "
+		               "with --port, pull the sessions first");
+	if (rc != PX_OK) {
+		free(files);
+		return rc;
+	}
+	struct pl_report_entry *all = NULL;
+	size_t n_all = 0;
+	struct pl_report_overview_options o;
+	pl_report_overview_options_init(&o);
+	o.generator = generator;
+	o.since_ms = since;
+	o.until_ms = until;
+	o.serial = c->serial;
+	o.client = client;
+	char *site = NULL;
+	if (n_files) {
+		rc = file_entries(c, files, n_files, &all, &n_all);
+		o.origin.kind = "files";
+	} else {
+		rc = cmd_connect(c, it);
+		if (rc == PX_OK) {
+			int e = daemon_entries(c, c->serial, since, &all, &n_all);
+			if (e != PL_OK)
+				rc = ctl_fail_pl(c, e);
+			o.origin.kind = "penlinkd archive";
+			o.origin.where = ctl_socket_path(c);
+			site = daemon_site(c);
+			o.origin.site = site;
+		}
+	}
+	free(files);
+	/* the period and the filters, applied alike to both sources */
+	size_t k = 0;
+	bool any_annotated = false;
+	for (size_t i = 0; rc == PX_OK && i < n_all; i++) {
+		struct pl_report_entry *e = &all[i];
+		any_annotated |= e->n_annotations > 0;
+		bool keep = (!e->rtc || e->start_ms >= since) &&
+		            (!until || !e->rtc || e->start_ms < until) &&
+		            (!c->serial || (e->serial && strcmp(e->serial, c->serial) == 0)) &&
+		            (!client || has_client(e, client)) &&
+		            (e->rtc || !n_files || since == 0);
+		if (!keep) {
+			pl_report_entry_clear(e);
+			continue;
+		}
+		if (k != i) {
+			all[k] = *e;
+			memset(e, 0, sizeof *e);
+		}
+		k++;
+	}
+	if (rc == PX_OK && client && !any_annotated)
+		ctl_warn("penctl: warning: no session of the period carries "
+		         "annotations, so none has client reference %s", client);
+	if (rc == PX_OK) {
+		struct out_file of;
+		rc = out_open(c, &of, out);
+		if (rc == PX_OK) {
+			int e = pl_report_overview_html(all, k, &o, of.f);
+			if (e != PL_OK) {
+				out_abort(&of);
+				rc = ctl_fail_pl(c, e);
+			} else {
+				rc = out_commit(c, &of);
+			}
+		}
+		if (rc == PX_OK)
+			rc = said(c, "the overview", out, "html", k);
+	}
+	pl_report_entries_free(all, n_all);
+	free(site);
+	return rc;
+}
+
+CMD_SINGLE(report, "report",
+           "--since DATE [--until DATE] [--client REF] --out FILE [FILE...]",
+           "an HTML overview of a period: sessions per day and pen, depths, "
+           "errors", CMD_BOTH, overview_opts,
+           "Reads penlinkd's archive (every pen, or -s SERIAL's), or the .plrec\n"
+           "FILEs given.  DATE as for --since everywhere.\n",
+           overview);
+
+/* ------------------------------------------------------------------ FHIR */
+
+static const struct optdef fhir_opts[] = {
+	{"--format", 'f', "fhir", R_FORMAT, "FHIR R4 transaction Bundles"},
+	{"--since", 0, "DATE", R_SINCE, "sessions that started at or after DATE"},
+	{"--out", 'o', "FILE", R_OUT, "one Bundle of every session to FILE"},
+	{"--dir", 0, "DIR", R_DIR, "one Bundle per session in DIR"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
+static const struct cmd_spec fhir_spec = {
+	"sessions export",
+	"--format fhir [--since DATE] [--out FILE|--dir DIR] [FILE...]",
+	"sessions as FHIR R4 transaction Bundles", CMD_BOTH, fhir_opts,
+	"Through penlinkd the archive's sessions (every pen, or -s SERIAL's);\n"
+	"or the .plrec FILEs given.  README.md \"FHIR R4 export\" has the mapping.\n",
+	NULL,
+};
+
+bool export_wants_fhir(const struct opt_iter *it)
+{
+	for (int i = it->i; i < it->argc; i++) {
+		const char *a = it->argv[i];
+		if (strcmp(a, "--") == 0)
+			return false;
+		if (strcmp(a, "--format=fhir") == 0 || strcmp(a, "-ffhir") == 0)
+			return true;
+		if ((strcmp(a, "--format") == 0 || strcmp(a, "-f") == 0) &&
+		    i + 1 < it->argc && strcmp(it->argv[i + 1], "fhir") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The models of the pens penlinkd serves, for Device resources. */
+static void daemon_devices(struct ctl *c, struct pl_device_info **out,
+                           size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	Plctl__Response *r = NULL;
+	if (dc_list_pens(c, &r) != PL_OK || !r->pens) {
+		dc_free(r);
+		return;
+	}
+	*out = calloc(r->pens->n_pens ? r->pens->n_pens : 1, sizeof **out);
+	for (size_t i = 0; *out && i < r->pens->n_pens; i++) {
+		const Plctl__Pen *p = r->pens->pens[i];
+		snprintf((*out)[i].serial, sizeof (*out)[i].serial, "%s",
+		         p->serial ? p->serial : "");
+		snprintf((*out)[i].model, sizeof (*out)[i].model, "%s",
+		         p->model ? p->model : "");
+		snprintf((*out)[i].fw_version, sizeof (*out)[i].fw_version, "%s",
+		         p->fw_version ? p->fw_version : "");
+		(*n)++;
+	}
+	dc_free(r);
+}
+
+/* One Bundle per session into DIR, each named after its key. */
+static int fhir_dir(struct ctl *c, const char *dir,
+                    const struct pl_report_entry *v, size_t n,
+                    const struct pl_fhir_options *fo)
+{
+	if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+		return ctl_fail_errno(c, errno, "cannot create %s", dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return ctl_fail_errno(c, errno, "cannot open the folder %s", dir);
+	int rc = PX_OK;
+	json_object *files = json_object_new_array();
+	for (size_t i = 0; i < n && rc == PX_OK; i++) {
+		char *json = NULL;
+		size_t len = 0;
+		int e = pl_fhir_bundle(&v[i], 1, fo, &json, &len);
+		if (e != PL_OK) {
+			rc = ctl_fail_pl(c, e);
+			break;
+		}
+		struct pl_session_key key;
+		memset(&key, 0, sizeof key);
+		snprintf(key.serial, sizeof key.serial, "%s", v[i].serial ? v[i].serial : "");
+		memcpy(key.uuid, v[i].uuid, 16);
+		char name[200], tmp[232];
+		pl_session_file_name(&key, v[i].seq, name, sizeof name - 16);
+		char *dot = strrchr(name, '.');
+		if (dot)
+			*dot = '\0';
+		strcat(name, ".fhir.json");
+		snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+		int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		                              O_CLOEXEC, 0640);
+		struct stat st;
+		if (fd < 0) {
+			rc = ctl_fail_errno(c, errno, "cannot create %s/%s", dir, tmp);
+		} else {
+			bool ok = write(fd, json, len) == (ssize_t)len && fsync(fd) == 0;
+			int err = errno;
+			close(fd);
+			if (!ok)
+				rc = ctl_fail_errno(c, err, "writing %s/%s", dir, tmp);
+			else if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			         !S_ISREG(st.st_mode))
+				rc = ctl_fail_code(c, PL_ERR_ACCESS, "%s/%s is not a regular "
+				                   "file; refusing to replace it", dir, name);
+			else if (renameat(dfd, tmp, dfd, name) != 0)
+				rc = ctl_fail_errno(c, errno, "cannot store %s/%s", dir, name);
+			if (rc != PX_OK)
+				unlinkat(dfd, tmp, 0);
+		}
+		if (rc == PX_OK) {
+			char path[PATH_MAX];
+			snprintf(path, sizeof path, "%s/%s", dir, name);
+			json_object_array_add(files, json_object_new_string(path));
+			if (!c->json)
+				ctl_say("exported %s", path);
+		}
+		free(json);
+	}
+	if (rc == PX_OK)
+		fsync(dfd);
+	close(dfd);
+	if (rc == PX_OK && c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "dir", json_object_new_string(dir));
+		json_object_object_add(o, "format", json_object_new_string("fhir"));
+		json_object_object_add(o, "sessions", json_object_new_uint64(n));
+		json_object_object_add(o, "files", json_object_get(files));
+		rc = ctl_emit_json(c, o);
+	} else if (rc == PX_OK) {
+		ctl_say("exported %zu session%s as FHIR Bundles to %s", n,
+		        n == 1 ? "" : "s", dir);
+	}
+	json_object_put(files);
+	return rc;
+}
+
+int sessions_export_fhir(struct ctl *c, struct opt_iter *it)
+{
+	it->spec = &fhir_spec; /* its own options (and --help) */
+	int64_t since = 0;
+	const char *out = NULL, *dir = NULL;
+	char **files = calloc((size_t)it->argc + 1, sizeof *files);
+	size_t n_files = 0;
+	if (!files)
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	const char *v;
+	int id, rc = PX_OK;
+	while (rc == PX_OK && (id = opt_next(c, it, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			rc = PX_USAGE;
+		else if (id == R_FORMAT)
+			rc = strcmp(v, "fhir") == 0
+			         ? PX_OK
+			         : ctl_usage(c, "--format: give it once ('fhir', got "
+			                     "'%.40s')", v);
+		else if (id == R_SINCE)
+			rc = parse_date(c, "--since", v, &since);
+		else if (id == R_OUT)
+			out = *v ? v : NULL;
+		else if (id == R_DIR)
+			dir = *v ? v : NULL;
+		else
+			files[n_files++] = (char *)v;
+	}
+	if (rc == PX_OK && out && dir)
+		rc = ctl_usage(c, "sessions export: --out FILE and --dir DIR exclude "
+		               "each other");
+	if (rc == PX_OK && !n_files && c->port)
+		rc = ctl_usage(c, "sessions export reads penlinkd's archive or .plrec "
+		               "FILEs; with --port, pull the sessions first");
+	struct pl_report_entry *all = NULL;
+	size_t n_all = 0;
+	struct pl_device_info *devs = NULL;
+	size_t n_devs = 0;
+	if (rc == PX_OK) {
+		if (n_files) {
+			rc = file_entries(c, files, n_files, &all, &n_all);
+		} else {
+			rc = ctl_connect(c);
+			if (rc == PX_OK) {
+				int e = daemon_entries(c, c->serial, since, &all, &n_all);
+				if (e != PL_OK)
+					rc = ctl_fail_pl(c, e);
+				daemon_devices(c, &devs, &n_devs);
+			}
+		}
+	}
+	free(files);
+	/* files: --since and -s apply here as penlinkd applies them */
+	size_t k = 0;
+	for (size_t i = 0; rc == PX_OK && i < n_all; i++) {
+		struct pl_report_entry *e = &all[i];
+		bool keep = (!since || (e->rtc && e->start_ms >= since)) &&
+		            (!c->serial || (e->serial && strcmp(e->serial, c->serial) == 0));
+		if (!keep) {
+			pl_report_entry_clear(e);
+			continue;
+		}
+		if (k != i) {
+			all[k] = *e;
+			memset(e, 0, sizeof *e);
+		}
+		k++;
+	}
+	struct pl_fhir_options fo;
+	pl_fhir_options_init(&fo);
+	fo.devices = devs;
+	fo.n_devices = n_devs;
+	if (rc == PX_OK && dir) {
+		rc = fhir_dir(c, dir, all, k, &fo);
+	} else if (rc == PX_OK) {
+		char *json = NULL;
+		size_t len = 0;
+		int e = pl_fhir_bundle(all, k, &fo, &json, &len);
+		if (e != PL_OK)
+			rc = ctl_fail_pl(c, e);
+		struct out_file of;
+		if (rc == PX_OK)
+			rc = out_open(c, &of, out ? out : "-");
+		if (rc == PX_OK) {
+			if (fwrite(json, 1, len, of.f) != len || fputc('\n', of.f) == EOF) {
+				int err = errno;
+				out_abort(&of);
+				rc = ctl_fail_errno(c, err, "writing %s", out ? out : "stdout");
+			} else {
+				rc = out_commit(c, &of);
+			}
+		}
+		free(json);
+		if (rc == PX_OK && out)
+			rc = said(c, "a FHIR Bundle", out, "fhir", k);
+	}
+	pl_report_entries_free(all, n_all);
+	free(devs);
+	return rc;
+}
