@@ -23,8 +23,10 @@
  * is marked refused with the reason; the others go through.  Pens are
  * archived locally meanwhile, whatever central does.
  *
- * New work is noticed by a one-second look at SQLite's data_version (a
- * counter in the WAL index, no disk I/O) while the connection is idle.
+ * New work: a session commit wakes the replicator at once (central_wake,
+ * from device_work.c); anything else (audit entries) is noticed by a look
+ * every 5 s at SQLite's data_version (a counter in the WAL index, no disk
+ * I/O) while the connection is idle.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -47,7 +49,9 @@
 #define BACKOFF_MIN_MS 250
 #define CONNECT_TIMEOUT_MS 15000
 #define EXCHANGE_TIMEOUT_MS 120000
-#define POLL_MS 1000
+/* While idle: a look at the outbox for what no wake announced (audit
+ * entries; a commit's wake comes at once, central_wake). */
+#define POLL_MS 5000
 /* Records larger than this are sent raw with a decode_error, not decoded
  * in the loop (the archive's own decode budget, issue 10). */
 #define DECODE_MAX_BYTES (8u << 20)
@@ -1064,6 +1068,23 @@ int central_start(struct daemon *d, struct central **out)
 	set_timer(c, 0, start_connect);
 	*out = c;
 	return PL_OK;
+}
+
+static void wake_timer(void *ud)
+{
+	struct central *c = ud;
+	c->timer = 0;
+	kick(c);
+}
+
+void central_wake(struct central *c)
+{
+	if (!c)
+		return;
+	/* Busy or down: the batch's end or the reconnection looks anyway. */
+	c->dirty = true;
+	if (c->ph == PH_IDLE)
+		set_timer(c, 0, wake_timer);
 }
 
 void central_stop(struct central *c)

@@ -37,6 +37,10 @@ struct central;
  */
 int central_start(struct daemon *d, struct central **out);
 void central_stop(struct central *c);
+/* A session was just committed locally (its outbox entry with it): send it
+ * now rather than at the next look (c may be NULL: no [central]).  Never
+ * blocks; the send starts from the loop. */
+void central_wake(struct central *c);
 
 struct central_status {
 	char site[64];

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "central.h"
 #include "device.h"
 #include "log.h"
 #include "pen_budget.h"
@@ -533,6 +534,7 @@ static void download_finished(struct pen *p, int status)
 			rc = archive_commit_session(arc(p), p->serial, &p->dl_s);
 		if (rc == PL_OK) {
 			work_decode_kick(p->ps, true);
+			central_wake(p->d->central);
 			committed(p, i);
 			/* Only now may the pen reclaim it. */
 			if (!p->dl_s.archived && reclaim(p, i))
