@@ -10,6 +10,20 @@ for f in include/penlink.h include/penlink_wire.h lib/pkgconfig/penlink.pc bin/p
   [ -e "$T/prefix/$f" ] || fail "$f not installed"
 done
 ok "library, header, pkg-config file and programs installed"
+# Everything lands under the prefix: the unit, udev rule, sysusers.d and
+# tmpfiles.d entries, the configuration and the man pages included.
+manifest="$PL_BUILD_DIR/install_manifest.txt"
+[ -s "$manifest" ] || fail "cmake --install wrote no install_manifest.txt"
+outside=$(grep -v "^$T/prefix/" "$manifest" || true)
+[ -z "$outside" ] || fail "cmake --install --prefix wrote outside the prefix: $outside"
+for f in lib/systemd/system/penlinkd.service lib/udev/rules.d/70-penlink.rules \
+         lib/sysusers.d/penlink.conf lib/tmpfiles.d/penlink.conf etc/penlink/penlinkd.conf \
+         share/man/man1/penctl.1 share/man/man8/penlinkd.8 share/man/man5/penlinkd.conf.5; do
+  [ -e "$T/prefix/$f" ] || fail "$f is not installed under the prefix"
+done
+assert_eq "$(PKG_CONFIG_PATH="$T/prefix/lib/pkgconfig" pkg-config --variable=includedir penlink | xargs realpath)" \
+  "$(realpath "$T/prefix/include")" "penlink.pc points at the prefix's include folder"
+ok "nothing is written outside the prefix (unit, rules, sysusers, tmpfiles, config, man pages under it)"
 
 cat >"$T/use.c" <<'C'
 #include <penlink.h>
@@ -48,7 +62,12 @@ ok "test hooks neither installed nor exported"
 # copy of their own folders, without lib/, against the installed library.
 src=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$T/src"
-cp -r "$src/CMakeLists.txt" "$src/proto" "$src/control" "$src/central" "$src/cli" "$src/daemon" "$T/src/"
+# Every component but the library itself (and what is not built: tests,
+# packaging), so a new component folder is copied without editing this.
+for d in "$src"/*; do
+  case "$(basename "$d")" in lib|firmware-bridge|tests|debian|scripts|build*) continue ;; esac
+  cp -r "$d" "$T/src/"
+done
 if cmake -S "$T/src" -B "$T/tools" -DPENLINK_TOOLS_ONLY=ON -DBUILD_TESTING=OFF \
      -DPENLINK_SANITIZE="${PL_SANITIZE:-OFF}" -DCMAKE_BUILD_TYPE=Debug \
      >"$T/tools.log" 2>&1 &&
