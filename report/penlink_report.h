@@ -167,7 +167,7 @@ struct pl_report_options {
 	unsigned plot_columns;
 	/* At most this many events are listed in the table (every error is
 	 * listed regardless); all are marked on the plots' time axis.
-	 * Default 60. */
+	 * Default 40. */
 	unsigned max_event_rows;
 	int64_t generated_ms; /* "report generated at"; 0: now */
 	const char *generator; /* "penctl 0.1.0"; NULL: "penlink" */

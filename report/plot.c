@@ -11,8 +11,8 @@
 #define PL_LEFT 60.0
 #define PL_RIGHT 14.0
 #define PL_TOP 18.0
-#define PL_HEIGHT 118.0
-#define PL_BOTTOM 44.0
+#define PL_HEIGHT 100.0
+#define PL_BOTTOM 40.0
 
 double rp_nice_step(double span, int want)
 {
@@ -214,7 +214,7 @@ void rp_plot_svg(FILE *f, const struct rp_plot *p)
 	/* the series: per column the minimum and the maximum, joined */
 	if (p->n && p->dt_s > 0) {
 		fprintf(f, "<path class=\"series\" fill=\"none\" stroke=\"%s\" "
-		        "stroke-width=\"0.9\" stroke-linejoin=\"round\" d=\"",
+		        "stroke-width=\"1.3\" stroke-linejoin=\"round\" d=\"",
 		        p->color);
 		bool first = true;
 		for (unsigned c = 0; c < cols; c++) {

@@ -13,7 +13,7 @@ void pl_report_options_init(struct pl_report_options *o)
 	memset(o, 0, sizeof *o);
 	o->size = sizeof *o;
 	o->plot_columns = 720;
-	o->max_event_rows = 60;
+	o->max_event_rows = 40;
 }
 
 /* A table row with a header cell and raw text. */

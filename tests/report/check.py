@@ -67,17 +67,17 @@ def plots(path):
                "battery": (0xE6, 0x51, 0x00)}
     counts = {k: 0 for k in colours}
     box = [w, h, 0, 0]
-    for y in range(h):
+    for y in range(0, h, 2):  # every other row and column is enough
         r = rows[y]
-        for x in range(0, w * bpp, bpp * 1):
+        for x in range(0, w * bpp, bpp * 2):
             px = (r[x], r[x + 1], r[x + 2]) if bpp >= 3 else (r[x],) * 3
             for k, c in colours.items():
-                if all(abs(px[j] - c[j]) <= 40 for j in range(3)):
+                if all(abs(px[j] - c[j]) <= 60 for j in range(3)):
                     counts[k] += 1
                     xx = x // bpp
                     box = [min(box[0], xx), min(box[1], y), max(box[2], xx), max(box[3], y)]
     for k, n in counts.items():
-        if n < 300:
+        if n < 100:
             sys.exit("plot '%s': only %d pixels of its colour: not drawn" % (k, n))
     # the plot area's luminance varies (not one flat colour)
     vals = []

@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 	event(0, PL__EVENT_KIND__EVENT_KIND_CARTRIDGE_IN, 12);
 	event(500, PL__EVENT_KIND__EVENT_KIND_START, 3);
 	uint32_t k = 0;
-	for (uint32_t t = 180000; t + 60000 < dur; t += 180000, k++) {
+	for (uint32_t t = 60000; t + 60000 < dur; t += 60000, k++) {
 		switch (k % 6) {
 		case 0:
 			depth = depth == 1000 ? 1250 : 1000;
@@ -98,7 +98,7 @@ int main(int argc, char **argv)
 			break;
 		case 1:
 			event(t, PL__EVENT_KIND__EVENT_KIND_PAUSE, 0);
-			event(t + 40000, PL__EVENT_KIND__EVENT_KIND_RESUME, 0);
+			event(t + 20000, PL__EVENT_KIND__EVENT_KIND_RESUME, 0);
 			break;
 		case 2:
 			event(t, PL__EVENT_KIND__EVENT_KIND_AREA_CHANGE,
