@@ -75,13 +75,13 @@ static int by_label(const void *a, const void *b)
 
 /* ---- the period's days */
 
-/* The local date "YYYY-MM-DD" of utc_ms (the library's local time, cut),
- * or "YYYY-MM" by month. */
-static void day_of(int64_t utc_ms, bool month, char out[16])
+/* The local date of utc_ms cut to its bucket (the library's local time):
+ * "YYYY-MM-DD", "YYYY-MM" or "YYYY" (width 10, 7 or 4). */
+static void day_of(int64_t utc_ms, int width, char out[16])
 {
 	char t[PL_TIME_TEXT_MAX];
 	pl_time_format_local(utc_ms, t);
-	snprintf(out, 16, "%.*s", month ? 7 : 10, t);
+	snprintf(out, 16, "%.*s", width, t);
 }
 
 /* Local noon of utc_ms's day (from the local time of day the library
@@ -246,14 +246,16 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 		d0 = first;
 	if (last && d1 < last)
 		d1 = last;
-	bool month = d1 - d0 > 93 * DAY_MS;
+	/* days up to 3 months, months up to 6 years, then years */
+	int width = d1 - d0 <= 93 * DAY_MS ? 10 : d1 - d0 <= 6 * 366 * DAY_MS ? 7 : 4;
+	int64_t step = width == 10 ? DAY_MS : width == 7 ? 27 * DAY_MS : 360 * DAY_MS;
 	if (first || o->since_ms) {
 		char key[16], prev[16] = "";
-		int64_t t = noon_of(d0);
-		for (size_t guard = 0; t <= noon_of(d1) + DAY_MS / 2 && guard < 4000;
-		     t += DAY_MS, guard++) {
-			day_of(t, month, key);
-			if (strcmp(key, prev) != 0 && days.n < MAX_BUCKETS)
+		for (int64_t t = noon_of(d0); t <= noon_of(d1) + DAY_MS / 2 &&
+		                              days.n < MAX_BUCKETS;
+		     t += step) {
+			day_of(t, width, key);
+			if (strcmp(key, prev) != 0)
 				tally_get(&days, key);
 			snprintf(prev, sizeof prev, "%s", key);
 		}
@@ -262,7 +264,7 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 		if (!v[i].rtc)
 			continue;
 		char key[16];
-		day_of(v[i].start_ms, month, key);
+		day_of(v[i].start_ms, width, key);
 		struct tally *d = tally_get(&days, key);
 		if (d)
 			d->count++;
@@ -273,7 +275,8 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 	if (bars) {
 		for (size_t i = 0; i < days.n; i++)
 			bars[i] = (struct rp_bar){days.v[i].label, days.v[i].count, 0, 0};
-		rp_bars_svg(f, month ? "Sessions per month" : "Sessions per day",
+		rp_bars_svg(f, width == 10 ? "Sessions per day"
+		               : width == 7 ? "Sessions per month" : "Sessions per year",
 		            "sessions", bars, days.n, 0, "#1f5fa8");
 		for (size_t i = 0; i < pens.n; i++)
 			bars[i] = (struct rp_bar){pens.v[i].label, pens.v[i].count, 0, 0};

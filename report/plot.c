@@ -133,6 +133,8 @@ void rp_plot_svg(FILE *f, const struct rp_plot *p)
 	if (hi - lo < 1e-9)
 		hi = lo + (lo > 0 ? lo * 0.1 : 1);
 	double ystep = rp_nice_step(hi - lo, 5);
+	if (p->decimals == 0 && ystep != floor(ystep))
+		ystep = ceil(ystep); /* labels without decimals: whole steps */
 	double y0 = floor(lo / ystep) * ystep, y1 = ceil(hi / ystep) * ystep;
 	if (y1 - y0 < 1e-9)
 		y1 = y0 + ystep;
@@ -303,6 +305,8 @@ void rp_bars_svg(FILE *f, const char *title, const char *y_label,
 	if (hi <= 0)
 		hi = 1;
 	double ystep = rp_nice_step(hi, 5);
+	if (decimals == 0 && ystep != floor(ystep))
+		ystep = ceil(ystep); /* counts: whole steps */
 	double y1 = ceil(hi / ystep) * ystep;
 	if (y1 < hi * 1.04)
 		y1 += ystep;
