@@ -61,6 +61,17 @@ done
 echo; echo "== CSV export (first columns)"
 penctl sessions export --format csv | cut -d, -f1-6
 
+echo; echo "== the treatment report, the overview of the last 60 days and a FHIR R4 Bundle"
+# Kept after the demo (the work folder is removed): open them in a browser.
+reports=${PENLINK_DEMO_REPORTS:-${TMPDIR:-/tmp}/penlink-demo-reports}
+mkdir -p "$reports"
+penctl sessions report "PEN-DEMO-1/$(jq -r '.sessions[0].uuid' "$work/pen.json")" \
+  --out "$reports/session-report.html"
+penctl report --since "$(date -d '-60 days' +%F)" --out "$reports/overview.html"
+penctl sessions export --format fhir --out "$reports/sessions.fhir.json"
+echo "sample treatment report: $reports/session-report.html"
+echo "sample overview:         $reports/overview.html"
+
 echo; echo "== the first session, decoded from the archive"
 penctl sessions show "$(jq -r '.sessions[0].uuid' "$work/pen.json")" | head -n 24
 echo; echo "== the pen was told it may reclaim them (daemon detaches; read the pen directly)"

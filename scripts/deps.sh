@@ -10,16 +10,20 @@ packages=(
   libjson-c-dev libssl-dev zlib1g-dev libsqlite3-dev libinih-dev
   libcmocka-dev
   postgresql-15 libpq-dev
-  libsystemd-dev systemd scdoc groff-base man-db
+  libsystemd-dev systemd scdoc groff-base man-db bash-completion
   debhelper dpkg-dev fakeroot lintian appstream
   jq valgrind util-linux procps sqlite3
   clang libclang-rt-14-dev
+  chromium poppler-utils fonts-dejavu-core nodejs
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The report tier installs its FHIR validator with npm; a nodejs that
+# brings its own npm (NodeSource's) must not get Debian's beside it.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
