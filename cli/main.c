@@ -456,6 +456,15 @@ int main(int argc, char **argv)
 	c.argc = argc;
 	c.argv = argv;
 
+	if (argc >= 3 && strcmp(argv[1], "__complete") == 0) {
+		/* The shell's completion (complete.c): never slow, never loud. */
+		c.timeout_ms = 1000;
+		int rc = complete_words(&c, groups, global_opts, atoi(argv[2]),
+		                        argc - 3, argv + 3);
+		ctl_disconnect(&c);
+		return rc;
+	}
+
 	struct opt_iter it;
 	opt_init(&it, argc, argv, 1);
 	const char *cmd = NULL;

@@ -279,6 +279,11 @@ int sessions_report(struct ctl *c, struct opt_iter *it);
 	 "on A4 or Letter.  A session as for sessions show.\n",                  \
 	 sessions_report}
 bool export_wants_fhir(const struct opt_iter *it);
+/* penctl __complete CWORD WORD...: bash completion's candidates for word
+ * CWORD, from the command and option tables (complete.c). */
+int complete_words(struct ctl *c, const struct cmd_group *const *groups,
+                   const struct optdef *global, int cword, int nwords,
+                   char **words);
 int sessions_export_fhir(struct ctl *c, struct opt_iter *it);
 
 struct opt_iter {
