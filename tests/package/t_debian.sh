@@ -82,6 +82,14 @@ for f in /lib/systemd/system/penlinkd.service /lib/udev/rules.d/70-penlink.rules
   [ -e "$f" ] || fail "$f is not installed"
 done
 ok "unit, udev rule and man pages installed where Debian looks"
+man -w penctl penlinkd penlinkd.conf penemu >"$T/man.log" 2>&1 ||
+  { cat "$T/man.log" >&2; fail "man -w does not find every page"; }
+ok "man finds penctl(1), penlinkd(8), penlinkd.conf(5), penemu(1)"
+assert_contains "$(/usr/bin/penctl --version)" "$(sed -n 's/^project(penlink VERSION \([0-9.]*\).*/\1/p' "$T/src/CMakeLists.txt")" "the installed penctl --version says the packaged version"
+[ -f /usr/share/bash-completion/completions/penctl ] || fail "no bash completion for penctl"
+assert_eq_words=$(bash -c 'source /usr/share/bash-completion/completions/penctl
+  COMP_WORDS=(penctl sessions p); COMP_CWORD=2; _penctl; echo "${COMPREPLY[*]}"')
+assert_contains "$assert_eq_words" "pull" "the installed bash completion completes 'penctl sessions p' to pull"
 appstreamcli validate --no-net /usr/share/metainfo/penlink.metainfo.xml >"$T/appstream.log" 2>&1 ||
   { cat "$T/appstream.log" >&2; fail "the AppStream metadata does not validate"; }
 ok "the AppStream metadata (the pen's modalias) validates"
