@@ -15,6 +15,19 @@ int ctl_connect(struct ctl *c)
 {
 	if (c->be.ops)
 		return PX_OK;
+	if (c->central) {
+		if (c->port || c->socket)
+			return ctl_usage(c, "--central reads the central archive; "
+			                 "--%s talks to a %s: give one of them",
+			                 c->port ? "port" : "socket",
+			                 c->port ? "pen" : "penlinkd");
+		if (c->policy_file)
+			return ctl_usage(c, "--policy is for --port, not --central");
+		return central_open(c, &c->be);
+	}
+	if (c->site)
+		return ctl_usage(c, "--site picks a site's sessions in the central "
+		                 "archive: it needs --central URL");
 	if (c->port && c->socket)
 		return ctl_usage(c, "--port and --socket exclude each other: "
 		                 "--port talks to a pen directly, --socket to "

@@ -63,6 +63,33 @@ static void add_time(json_object *o, const char *key, int64_t ms)
 	}
 }
 
+/* The replication state as `central status --json` gives it. */
+static json_object *state_json(const Plctl__CentralState *s)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "configured",
+	                       json_object_new_boolean(s->configured));
+	if (!s->configured)
+		return o;
+	json_object_object_add(o, "site", json_str(s->site));
+	json_object_object_add(o, "target", json_str(s->target));
+	json_object_object_add(o, "connected",
+	                       json_object_new_boolean(s->connected));
+	json_object_object_add(o, "pending", json_object_new_uint64(s->pending));
+	json_object_object_add(o, "conflicts",
+	                       json_object_new_uint64(s->conflicts));
+	json_object_object_add(o, "refused", json_object_new_uint64(s->refused));
+	json_object_object_add(o, "confirmed",
+	                       json_object_new_uint64(s->confirmed));
+	json_object_object_add(o, "audit_pending",
+	                       json_object_new_uint64(s->audit_pending));
+	add_time(o, "last_sync_utc", s->last_sync_ms);
+	json_object_object_add(o, "last_error", json_str(s->last_error));
+	add_time(o, "last_error_utc", s->last_error_ms);
+	add_time(o, "next_attempt_utc", s->next_attempt_ms);
+	return o;
+}
+
 static int status_run(struct ctl *c, struct opt_iter *it)
 {
 	int rc = cmd_start(c, it);
@@ -76,27 +103,7 @@ static int status_run(struct ctl *c, struct opt_iter *it)
 		return ctl_fail_pl(c, e);
 	const Plctl__CentralState *s = r->central;
 	if (c->json) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "configured",
-		                       json_object_new_boolean(s->configured));
-		if (s->configured) {
-			json_object_object_add(o, "site", json_str(s->site));
-			json_object_object_add(o, "target", json_str(s->target));
-			json_object_object_add(o, "connected",
-			                       json_object_new_boolean(s->connected));
-			json_object_object_add(o, "pending", json_object_new_uint64(s->pending));
-			json_object_object_add(o, "conflicts",
-			                       json_object_new_uint64(s->conflicts));
-			json_object_object_add(o, "refused", json_object_new_uint64(s->refused));
-			json_object_object_add(o, "confirmed",
-			                       json_object_new_uint64(s->confirmed));
-			json_object_object_add(o, "audit_pending",
-			                       json_object_new_uint64(s->audit_pending));
-			add_time(o, "last_sync_utc", s->last_sync_ms);
-			json_object_object_add(o, "last_error", json_str(s->last_error));
-			add_time(o, "last_error_utc", s->last_error_ms);
-			add_time(o, "next_attempt_utc", s->next_attempt_ms);
-		}
+		json_object *o = state_json(s);
 		dc_free(r);
 		return ctl_emit_json(c, o);
 	}
@@ -122,6 +129,40 @@ static int status_run(struct ctl *c, struct opt_iter *it)
 		ctl_say("last error  %s: %s", err_at, s->last_error);
 	dc_free(r);
 	return PX_OK;
+}
+
+void central_list_note(struct ctl *c, json_object *doc)
+{
+	Plctl__CentralStatus cs = PLCTL__CENTRAL_STATUS__INIT;
+	Plctl__Response *r;
+	/* A penlinkd too old to know the request answers with an error:
+	 * then there is nothing to say. */
+	if (dc_call(c, &DC_REQUEST(CENTRAL_STATUS, central_status, &cs),
+	            PLCTL__RESPONSE__BODY_CENTRAL, &r) != PL_OK)
+		return;
+	const Plctl__CentralState *s = r->central;
+	if (!s || !s->configured) {
+		dc_free(r);
+		return;
+	}
+	if (doc) {
+		json_object_object_add(doc, "central", state_json(s));
+		dc_free(r);
+		return;
+	}
+	char when[PL_TIME_TEXT_MAX] = "never";
+	if (s->last_sync_ms)
+		pl_time_format_local(s->last_sync_ms, when);
+	if (s->last_error && *s->last_error)
+		ctl_say("central: site %s, %s, %" PRIu64 " pending, last sync %s; "
+		        "last error: %s", s->site,
+		        s->connected ? "connected" : "not connected", s->pending, when,
+		        s->last_error);
+	else
+		ctl_say("central: site %s, %s, %" PRIu64 " pending, last sync %s",
+		        s->site, s->connected ? "connected" : "not connected",
+		        s->pending, when);
+	dc_free(r);
 }
 
 static const struct cmd_spec central_specs[] = {

@@ -70,11 +70,13 @@ static int list_run(struct ctl *c, struct opt_iter *it)
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "pens", a);
 		dc_free(r);
+		central_list_note(c, o); /* "central": its replication, if any */
 		return ctl_emit_json(c, o);
 	}
 	if (n == 0) {
 		ctl_say("no pens attached to penlinkd");
 		dc_free(r);
+		central_list_note(c, NULL);
 		return PX_OK;
 	}
 	static const char *const hdr[] = {"serial", "port", "via", "state",
@@ -103,6 +105,7 @@ static int list_run(struct ctl *c, struct opt_iter *it)
 	table_print(t, stdout, "");
 	table_free(t);
 	dc_free(r);
+	central_list_note(c, NULL);
 	return PX_OK;
 }
 

@@ -13,7 +13,7 @@
 
 #include "penctl.h"
 
-enum { S_OUT = 1, S_KEEP, S_SAMPLES, S_SINCE, S_FORMAT, S_DIR };
+enum { S_OUT = 1, S_KEEP, S_SAMPLES, S_SINCE, S_FORMAT, S_DIR, S_UNTIL };
 
 /* Records penctl holds in memory for `show` (several MB in practice). */
 #define SHOW_MAX ((uint64_t)1 << 30)
@@ -100,6 +100,7 @@ static json_object *session_json(const struct ctl *c,
 
 static const struct optdef list_opts[] = {
 	{"--since", 0, "DATE", S_SINCE, "sessions that started at or after DATE"},
+	{"--until", 0, "DATE", S_UNTIL, "sessions that started before DATE"},
 	{NULL, 0, NULL, 0, NULL},
 };
 
@@ -108,14 +109,27 @@ static int sessions_list(struct ctl *c, struct opt_iter *it)
 	int64_t since = 0;
 	const char *v;
 	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END)
-		if (id == OPT_BAD || parse_date(c, "--since", v, &since) != PX_OK)
+	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
+		if (id == OPT_BAD)
 			return PX_USAGE;
+		if (id == S_UNTIL) {
+			if (parse_date(c, "--until", v, &c->until_ms) != PX_OK)
+				return PX_USAGE;
+		} else if (parse_date(c, "--since", v, &since) != PX_OK)
+			return PX_USAGE;
+	}
 	struct session_entry *ss;
 	size_t n;
 	int rc = list_all(c, since, &ss, &n);
 	if (rc != PX_OK)
 		return rc;
+	if (c->until_ms) { /* --central filters it itself; the others here */
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++)
+			if (ss[i].info.rtc_time && ss[i].info.start_ms < c->until_ms)
+				ss[k++] = ss[i];
+		n = k;
+	}
 	bool direct = c->be.ops->direct;
 	const char *serial = c->be.ops->serial(c->be.ctx);
 	if (c->json) {
@@ -1154,7 +1168,7 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 }
 
 static const struct cmd_spec sessions_specs[] = {
-	{"sessions list", "[--since DATE]",
+	{"sessions list", "[--since DATE] [--until DATE]",
 	 "--port: the sessions on the pen; penlinkd: its archive", CMD_BOTH,
 	 list_opts,
 	 "Through penlinkd every pen's sessions, or -s SERIAL's.  With --port,\n"

@@ -161,6 +161,8 @@ static int write_all(struct dconn *d, const uint8_t *p, size_t len,
 
 int dc_send(struct ctl *c, Plctl__Request *req)
 {
+	if (c->cc) /* --central: answered from PostgreSQL */
+		return central_ctl_send(c, req);
 	struct dconn *d = c->dc;
 	if (!d)
 		return pl_error_set(PL_ERR_ARG, "not connected to penlinkd");
@@ -202,6 +204,8 @@ static int error_body(struct dconn *d, const Plctl__Error *e)
 
 int dc_next(struct ctl *c, uint32_t id, int timeout_ms, Plctl__Response **rep)
 {
+	if (c->cc)
+		return central_ctl_next(c, id, rep);
 	struct dconn *d = c->dc;
 	*rep = NULL;
 	if (!d)

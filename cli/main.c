@@ -11,13 +11,17 @@
 
 enum {
 	G_PORT = 1000, G_SOCKET, G_SERIAL, G_JSON, G_TIMEOUT, G_POLICY, G_DUMP,
-	G_UTC, G_HELP, G_VERSION,
+	G_UTC, G_HELP, G_VERSION, G_CENTRAL, G_SITE,
 };
 
 static const struct optdef global_opts[] = {
 	{"--socket", 0, "PATH", G_SOCKET, "penlinkd's control socket"},
 	{"--port", 'p', "PATH", G_PORT,
 	 "the pen's serial port (/dev/ttyACM0, a pty): no daemon"},
+	{"--central", 0, "URL", G_CENTRAL,
+	 "the clinic's central PostgreSQL archive, read-only: sessions, audit"},
+	{"--site", 0, "NAME", G_SITE,
+	 "--central: only the sessions and audit entries of site NAME"},
 	{"--serial", 's', "SERIAL", G_SERIAL,
 	 "the pen to act on; with --port: refuse any other"},
 	{"--json", 0, NULL, G_JSON, "one JSON document on stdout (README.md)"},
@@ -87,7 +91,8 @@ static const char exit_codes_text[] =
 void print_help(FILE *out)
 {
 	fprintf(out,
-	        "usage: penctl [--socket PATH | --port PATH] [-s SERIAL] [--json]\n"
+	        "usage: penctl [--socket PATH | --port PATH | --central URL] "
+	        "[-s SERIAL] [--json]\n"
 	        "              [--timeout MS] [--policy FILE] [--dump-frames] "
 	        "[--utc] COMMAND ...\n\n"
 	        "Times for people are local, with their UTC offset (--utc: UTC);\n"
@@ -95,6 +100,9 @@ void print_help(FILE *out)
 	        "Without --port, penctl talks to penlinkd on its control socket "
 	        "(--socket,\nelse $PENLINK_SOCKET, else %s).\n"
 	        "With --port it talks to one pen directly, without the daemon.\n"
+	        "With --central URL it reads the clinic's central PostgreSQL "
+	        "archive\n(sessions list, show, pull, export; audit), as a role "
+	        "granted penlink_read.\n"
 	        "\nGlobal options (accepted before or after the command):\n",
 	        PLC_DEFAULT_SOCKET);
 	print_opts(out, global_opts);
@@ -199,6 +207,11 @@ static int apply_global(struct ctl *c, const struct opt_iter *it, int id,
 		return set_name(c, &c->port, "--port", "a path", val);
 	case G_SOCKET:
 		return set_name(c, &c->socket, "--socket", "a path", val);
+	case G_CENTRAL:
+		return set_name(c, &c->central, "--central",
+		                "a connection string or postgresql:// URI", val);
+	case G_SITE:
+		return set_name(c, &c->site, "--site", "a site's name", val);
 	case G_SERIAL:
 		return set_name(c, &c->serial, "--serial", "a serial number", val);
 	case G_JSON:

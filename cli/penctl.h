@@ -134,6 +134,12 @@ struct ctl {
 	char **argv;
 	struct backend be; /* ops == NULL until ctl_connect() */
 	struct dconn *dc;  /* the daemon connection when be is penlinkd's */
+	/* --central URL: the clinic's central PostgreSQL archive, read-only
+	 * (backend_central.c); --site: only what that site delivered. */
+	const char *central;
+	const char *site;
+	int64_t until_ms;  /* sessions list --until (0: none) */
+	struct central_conn *cc; /* the connection when be is central's */
 
 	/* Fields a failing command has already produced (e.g. the sessions a
 	 * pull stored before the pen went away); merged into the --json error
@@ -148,6 +154,27 @@ int ctl_connect(struct ctl *c);
 void ctl_disconnect(struct ctl *c);
 
 int direct_open(struct ctl *c, struct backend *out);
+
+/* ------------------------------------------------------------------ central
+ *
+ * penctl --central URL (backend_central.c): the third backend, the clinic's
+ * central PostgreSQL archive (issue 12), read-only, connected as a role
+ * holding penlink_read.  It lists, shows and pulls sessions like penlinkd's
+ * archive, and answers the control-protocol requests the commands send
+ * themselves (sessions list --client, sessions export, audit) from
+ * PostgreSQL: dc_send() and dc_next() hand them to central_ctl_send() and
+ * central_ctl_next() when c->cc is set, so every command is written once.
+ * Requests central cannot answer (pens, presets, attach, monitor...) fail
+ * with PL_ERR_UNSUPPORTED naming what --central serves.
+ */
+struct central_conn;
+int central_open(struct ctl *c, struct backend *out);
+int central_ctl_send(struct ctl *c, Plctl__Request *req);
+int central_ctl_next(struct ctl *c, uint32_t id, Plctl__Response **rep);
+/* penctl list's line (and --json key "central") on penlinkd's replication,
+ * when it has a [central] section (cmd_central.c).  Adds nothing for a
+ * penlinkd without one, or one too old to say. */
+void central_list_note(struct ctl *c, json_object *doc);
 
 /* ------------------------------------------------------------------ penlinkd
  *

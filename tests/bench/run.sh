@@ -12,7 +12,7 @@ for b in bench_frame bench_presets bench_download; do
   [ $rc -eq 0 ] || { echo "$b failed (exit $rc)"; exit 1; }
   summary+=("$(tail -n1 <<<"$out")")
 done
-for b in bench_daemon_idle bench_daemon_scale; do
+for b in bench_daemon_idle bench_daemon_scale bench_central; do
   echo "--- $b"
   out=$(bash "$(dirname "$0")/$b.sh" "$build" 2>&1)
   rc=$?

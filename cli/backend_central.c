@@ -1,0 +1,1211 @@
+/*
+ * penctl --central URL: the third backend (penctl.h), the clinic's central
+ * PostgreSQL archive (issue 12), read-only.
+ *
+ * One blocking libpq connection (penctl is a command-line tool), one
+ * read-only REPEATABLE READ transaction for the whole command, so a list
+ * and the records it names, or an export, see one snapshot.  Works the
+ * same against the primary and against a streaming standby (a read
+ * replica).  The login role needs penlink_read (GRANT penlink_read TO ...);
+ * anything more is not used.  The URL is checked like penlinkd's [central]
+ * url (pc_conninfo_check: no password in it) and only ever shown described
+ * (pc_conninfo_describe: host, port, dbname, user).
+ *
+ * Two doors, one archive:
+ *   - backend_ops: sessions list, show (read_record), pull (fetch_to_file),
+ *     as for penlinkd's archive; the pen operations are unsupported;
+ *   - the control-protocol requests the commands send themselves
+ *     (central_ctl_send/next, through dc_send/dc_next): LIST_SESSIONS
+ *     (sessions list --client), EXPORT_SESSIONS (sessions export),
+ *     AUDIT (audit), LIST_ANNOTATIONS (sessions show); answered one
+ *     response at a time as dc_next() asks, so an export streams session
+ *     by session (libpq's single-row mode) and never holds the archive.
+ *
+ * Exports are the daemon's format byte for byte (daemon/archive.c, the
+ * only other renderer, is static to penlinkd): rendered from the same
+ * library functions it uses (pl_record_parse + pl_record_to_json for the
+ * decoded columns, pl_text_clean for text, pl_depth_format_mm,
+ * pl_time_format_utc), from the record bytes central holds.  Central keeps
+ * no annotations (schema version 1): their columns are empty and their
+ * arrays empty.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "penctl.h"
+#include "penlink_central.h"
+
+/* The control protocol's annotations and audit chain (newer ctl.proto). */
+#if defined(PLCTL__ANNOTATE__INIT) && defined(PLCTL__LIST_ANNOTATIONS__INIT)
+#define CC_ANNOTATIONS 1
+#endif
+#if defined(PLCTL__AUDIT_VERIFIED__INIT)
+#define CC_AUDIT_CHAIN 1
+#endif
+
+/* Sessions per SessionList piece, audit entries per AuditList piece (as
+ * penlinkd pages them). */
+#define LIST_PAGE 512
+#define AUDIT_PAGE 256
+#define AUDIT_DEFAULT_LIMIT 100
+
+enum pending_op { P_NONE, P_LIST, P_EXPORT, P_AUDIT, P_ANNOTATIONS };
+
+struct central_conn {
+	struct ctl *c;
+	PGconn *pg;
+	char target[256];     /* where the URL points, without secrets */
+	char where[300];      /* "central archive <target>" */
+	int version;          /* the schema version found */
+	uint32_t next_id;
+
+	/* The request being answered (one at a time, as with penlinkd). */
+	enum pending_op op;
+	uint32_t id;
+	bool started, finished, streaming; /* streaming: a query is being read */
+	/* P_LIST: the sessions, handed out a page at a time. */
+	struct session_entry *list;
+	size_t n_list, list_pos;
+	/* P_EXPORT */
+	bool json, per_session;
+	unsigned long rows;
+	/* P_AUDIT */
+	uint32_t limit;
+};
+
+/* ------------------------------------------------------------------ errors */
+
+/* PostgreSQL's complaint as one line, with a hint for the two a reader
+ * meets: no schema, and a role without penlink_read. */
+static int pq_fail(struct central_conn *cc, const PGresult *res,
+                   const char *doing)
+{
+	char line[768];
+	pc_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(cc->pg), line,
+	            sizeof line);
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (state && (!strcmp(state, "42P01") || !strcmp(state, "3F000")))
+		return pl_error_set(PL_ERR_NOT_FOUND,
+		                    "%s has no penlink schema (%s); create it with "
+		                    "penctl central init URL", cc->where, line);
+	if (state && !strcmp(state, "42501"))
+		return pl_error_set(PL_ERR_ACCESS,
+		                    "%s: %s: %s; the login role needs penlink_read "
+		                    "(GRANT penlink_read TO <role>)", cc->where, doing,
+		                    line);
+	if (PQstatus(cc->pg) == CONNECTION_BAD)
+		return pl_error_set(PL_ERR_IO, "%s: connection lost while trying to "
+		                    "%s: %s", cc->where, doing, line);
+	return pl_error_set(PL_ERR_IO, "%s: cannot %s: %s", cc->where, doing,
+	                    line);
+}
+
+static int unsupported(const char *what)
+{
+	return pl_error_set(PL_ERR_UNSUPPORTED,
+	                    "--central reads the clinic's central archive "
+	                    "(sessions list, show, pull and export, audit); %s "
+	                    "needs a pen or penlinkd: drop --central", what);
+}
+
+/* ------------------------------------------------------------------ queries */
+
+/* Runs sql with text parameters; *res (status want) on PL_OK. */
+static int query(struct central_conn *cc, const char *sql, int n,
+                 const char *const *params, int result_format,
+                 ExecStatusType want, const char *doing, PGresult **res)
+{
+	*res = NULL;
+	if (cc->streaming)
+		return pl_error_set(PL_ERR_BUSY, "%s: a query is still being read",
+		                    cc->where);
+	PGresult *r = PQexecParams(cc->pg, sql, n, NULL, params, NULL, NULL,
+	                           result_format);
+	if (!r || PQresultStatus(r) != want) {
+		int e = pq_fail(cc, r, doing);
+		PQclear(r);
+		return e;
+	}
+	*res = r;
+	return PL_OK;
+}
+
+static int64_t col_i64(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0
+	                                : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *col_str(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static bool hex_parse(const char *hex, uint8_t *out, size_t n)
+{
+	if (!hex || strlen(hex) != 2 * n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return false;
+		out[i] = (uint8_t)v;
+	}
+	return true;
+}
+
+/* The session columns every query below selects first, as text. */
+#define SESSION_COLS                                                        \
+	"serial, uuid::text, seq::text, size::text, sha256, "                  \
+	"CASE WHEN rtc_time THEN 't' ELSE 'f' END, start_ms::text, "           \
+	"end_ms::text, "                                                       \
+	"(extract(epoch FROM archived_at) * 1000)::bigint::text, site"
+#define N_SESSION_COLS 10
+
+/* $1 serial or NULL, $2 site or NULL, $3 since (ms), $4 until (ms) or
+ * NULL: the filters of every listing, in archive order (start time, then
+ * the order central received them). */
+#define SESSION_FILTER                                                      \
+	"WHERE ($1::text IS NULL OR serial = $1) "                             \
+	"AND ($2::text IS NULL OR site = $2) AND start_ms >= $3::bigint "      \
+	"AND ($4::bigint IS NULL OR (rtc_time AND start_ms < $4::bigint)) "
+
+static bool session_from_row(const PGresult *r, int row, struct session_entry *s)
+{
+	memset(s, 0, sizeof *s);
+	const char *serial = col_str(r, row, 0);
+	snprintf(s->key.serial, sizeof s->key.serial, "%s", serial ? serial : "");
+	if (!parse_uuid(col_str(r, row, 1) ? col_str(r, row, 1) : "", s->key.uuid))
+		return false;
+	s->info.seq = (uint32_t)col_i64(r, row, 2);
+	s->info.size = (uint64_t)col_i64(r, row, 3);
+	if (!hex_parse(col_str(r, row, 4), s->info.sha256, 32))
+		return false;
+	s->info.rtc_time = col_str(r, row, 5) && col_str(r, row, 5)[0] == 't';
+	s->info.start_ms = col_i64(r, row, 6);
+	s->info.end_ms = col_i64(r, row, 7);
+	s->info.archived = true;
+	memcpy(s->info.uuid, s->key.uuid, 16);
+	s->archived_ms = col_i64(r, row, 8);
+	return true;
+}
+
+/* Filter parameters: -s, --site, since, --until. */
+struct filter_params {
+	char since[24], until[24];
+	const char *v[4];
+};
+
+static void filter_params(const struct central_conn *cc, const char *serial,
+                          int64_t since, struct filter_params *f)
+{
+	snprintf(f->since, sizeof f->since, "%" PRId64, since);
+	snprintf(f->until, sizeof f->until, "%" PRId64, cc->c->until_ms);
+	f->v[0] = serial && *serial ? serial : NULL;
+	f->v[1] = cc->c->site;
+	f->v[2] = f->since;
+	f->v[3] = cc->c->until_ms ? f->until : NULL;
+}
+
+static int list_query(struct central_conn *cc, const char *serial,
+                      int64_t since, struct session_entry **out, size_t *count)
+{
+	*out = NULL;
+	*count = 0;
+	struct filter_params f;
+	filter_params(cc, serial, since, &f);
+	PGresult *r;
+	int e = query(cc,
+	              "SELECT " SESSION_COLS " FROM penlink.sessions "
+	              SESSION_FILTER "ORDER BY start_ms, id",
+	              4, f.v, 0, PGRES_TUPLES_OK, "list the sessions", &r);
+	if (e != PL_OK)
+		return e;
+	size_t n = (size_t)PQntuples(r);
+	struct session_entry *v = calloc(n ? n : 1, sizeof *v);
+	if (!v) {
+		PQclear(r);
+		return pl_error_set(PL_ERR_MEM, "out of memory listing %zu sessions", n);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!session_from_row(r, (int)i, &v[i])) {
+			PQclear(r);
+			free(v);
+			return pl_error_set(PL_ERR_PROTOCOL, "%s: a session row with a "
+			                    "malformed uuid or sha256", cc->where);
+		}
+	PQclear(r);
+	*out = v;
+	*count = n;
+	return PL_OK;
+}
+
+/* The record under key, checked against central's digest and size. */
+static int fetch_record(struct central_conn *cc, const struct pl_session_key *key,
+                        uint64_t max, uint8_t **data, size_t *len)
+{
+	*data = NULL;
+	*len = 0;
+	char uuid[37], what[160];
+	pl_uuid_format(key->uuid, uuid);
+	pl_session_key_format(key, PL_TEXT_TERMINAL, what, sizeof what);
+	const char *p[2] = {key->serial, uuid};
+	PGresult *r;
+	int e = query(cc,
+	              "SELECT size::text, sha256 FROM penlink.sessions "
+	              "WHERE serial = $1 AND uuid = $2::uuid",
+	              2, p, 0, PGRES_TUPLES_OK, "look up the session", &r);
+	if (e != PL_OK)
+		return e;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return pl_error_set(PL_ERR_NOT_FOUND, "no session %s in %s", what,
+		                    cc->where);
+	}
+	uint64_t size = (uint64_t)col_i64(r, 0, 0);
+	uint8_t sha[32];
+	bool sha_ok = hex_parse(col_str(r, 0, 1), sha, 32);
+	PQclear(r);
+	if (!sha_ok)
+		return pl_error_set(PL_ERR_PROTOCOL, "%s: session %s has a malformed "
+		                    "sha256", cc->where, what);
+	if (size > max)
+		return pl_error_set(PL_ERR_PARSE, "session %s is %" PRIu64 " bytes, "
+		                    "more than the %" PRIu64 " penctl holds in memory",
+		                    what, size, max);
+	/* The record as raw bytes: binary results. */
+	e = query(cc,
+	          "SELECT record FROM penlink.sessions "
+	          "WHERE serial = $1 AND uuid = $2::uuid",
+	          2, p, 1, PGRES_TUPLES_OK, "read the record", &r);
+	if (e != PL_OK)
+		return e;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return pl_error_set(PL_ERR_NOT_FOUND, "no session %s in %s", what,
+		                    cc->where);
+	}
+	size_t n = (size_t)PQgetlength(r, 0, 0);
+	uint8_t got[32];
+	pl_sha256(PQgetvalue(r, 0, 0), n, got);
+	if (n != size || memcmp(got, sha, 32) != 0) {
+		PQclear(r);
+		return pl_error_set(PL_ERR_DIGEST, "the record of session %s read "
+		                    "from %s does not match its SHA-256 or size",
+		                    what, cc->where);
+	}
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf) {
+		PQclear(r);
+		return pl_error_set(PL_ERR_MEM, "out of memory reading %zu bytes", n);
+	}
+	memcpy(buf, PQgetvalue(r, 0, 0), n);
+	PQclear(r);
+	*data = buf;
+	*len = n;
+	return PL_OK;
+}
+
+/* ------------------------------------------------------------------ backend_ops */
+
+static const char *cb_serial(void *ctx)
+{
+	struct central_conn *cc = ctx;
+	return cc->c->serial ? cc->c->serial : "";
+}
+
+static const char *cb_where(void *ctx)
+{
+	return ((struct central_conn *)ctx)->where;
+}
+
+static int cb_info(void *ctx, struct pl_device_info *out)
+{
+	(void)ctx;
+	(void)out;
+	return unsupported("a pen's info");
+}
+
+static int cb_link(void *ctx, struct link_info *out)
+{
+	(void)ctx;
+	(void)out;
+	return unsupported("a pen's link");
+}
+
+static int cb_get_presets(void *ctx, struct pl_preset_set *out)
+{
+	(void)ctx;
+	(void)out;
+	return unsupported("reading presets");
+}
+
+static int cb_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,
+                        uint64_t *uptime_ms)
+{
+	(void)ctx;
+	(void)utc_ms;
+	(void)rtc_set;
+	(void)uptime_ms;
+	return unsupported("a pen's clock");
+}
+
+static int cb_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
+{
+	(void)ctx;
+	(void)offset_ms;
+	(void)rtc_was_set;
+	return unsupported("setting a pen's clock");
+}
+
+static int cb_list_sessions(void *ctx, int64_t since, struct session_entry **out,
+                            size_t *count)
+{
+	struct central_conn *cc = ctx;
+	return list_query(cc, cc->c->serial, since, out, count);
+}
+
+static int io_code(int err)
+{
+	return err == EACCES || err == EPERM ? PL_ERR_ACCESS : PL_ERR_IO;
+}
+
+static int cb_fetch_to_file(void *ctx, const struct session_entry *s,
+                            const char *path, pl_progress_fn progress, void *ud)
+{
+	struct central_conn *cc = ctx;
+	uint8_t *data;
+	size_t len;
+	int e = fetch_record(cc, &s->key, UINT64_MAX, &data, &len);
+	if (e != PL_OK)
+		return e;
+	uint8_t h[32];
+	pl_sha256(data, len, h);
+	if (len != s->info.size || memcmp(h, s->info.sha256, 32) != 0) {
+		free(data);
+		return pl_error_set(PL_ERR_DIGEST, "the record read from %s differs "
+		                    "from the one it listed", cc->where);
+	}
+	/* As from penlinkd: a fresh file, never one found there (a link
+	 * planted at the predictable name is removed, not followed). */
+	if (unlink(path) != 0 && errno != ENOENT) {
+		free(data);
+		return pl_error_set(io_code(errno), "cannot remove %s: %s", path,
+		                    strerror(errno));
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	              0640);
+	if (fd < 0) {
+		free(data);
+		return pl_error_set(io_code(errno), "cannot create %s: %s", path,
+		                    strerror(errno));
+	}
+	const uint8_t *p = data;
+	size_t left = len;
+	while (e == PL_OK && left) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			e = pl_error_set(PL_ERR_IO, "writing %s: %s", path, strerror(errno));
+		else {
+			p += n;
+			left -= (size_t)n;
+			if (progress)
+				progress(ud, len - left, len);
+		}
+	}
+	free(data);
+	if (e == PL_OK && fsync(fd) != 0)
+		e = pl_error_set(PL_ERR_IO, "fsync %s: %s", path, strerror(errno));
+	if (close(fd) != 0 && e == PL_OK)
+		e = pl_error_set(PL_ERR_IO, "close %s: %s", path, strerror(errno));
+	if (e == PL_OK) {
+		/* What is on the disk, not what went through memory. */
+		uint8_t sha[32];
+		e = pl_sha256_file(path, sha);
+		if (e == PL_OK && memcmp(sha, s->info.sha256, 32) != 0)
+			e = pl_error_set(PL_ERR_DIGEST, "the copy's SHA-256 differs "
+			                 "from the archive's");
+	}
+	if (e != PL_OK)
+		unlink(path);
+	return e;
+}
+
+static uint64_t cb_resume_point(void *ctx, const char *path)
+{
+	(void)ctx;
+	(void)path;
+	return 0;
+}
+
+static int cb_read_record(void *ctx, const struct pl_session_key *key,
+                          uint64_t max, uint8_t **data, size_t *len)
+{
+	return fetch_record(ctx, key, max, data, len);
+}
+
+static int cb_ping(void *ctx, uint32_t *rtt_us)
+{
+	(void)ctx;
+	(void)rtt_us;
+	return unsupported("ping");
+}
+
+static int cb_trace(void *ctx, bool enable, uint32_t level)
+{
+	(void)ctx;
+	(void)enable;
+	(void)level;
+	return unsupported("trace");
+}
+
+static void cb_set_event_handler(void *ctx, pl_event_fn fn, void *ud)
+{
+	(void)ctx;
+	(void)fn;
+	(void)ud;
+}
+
+static int cb_poll(void *ctx, int timeout_ms)
+{
+	(void)ctx;
+	(void)timeout_ms;
+	return unsupported("waiting for a pen's events");
+}
+
+static void pending_end(struct central_conn *cc);
+
+static void cb_close(void *ctx)
+{
+	struct central_conn *cc = ctx;
+	if (!cc)
+		return;
+	pending_end(cc);
+	if (cc->c && cc->c->cc == cc)
+		cc->c->cc = NULL;
+	/* The transaction only read: ending the connection ends it. */
+	PQfinish(cc->pg);
+	free(cc);
+}
+
+static const struct backend_ops central_ops = {
+	.direct = false,
+	.serial = cb_serial,
+	.where = cb_where,
+	.info = cb_info,
+	.link = cb_link,
+	.get_presets = cb_get_presets,
+	/* Never reached: preset push reads the set first, and get_presets
+	 * refuses. */
+	.put_presets = NULL,
+	.clock_get = cb_clock_get,
+	.clock_sync = cb_clock_sync,
+	.list_sessions = cb_list_sessions,
+	.fetch_to_file = cb_fetch_to_file,
+	.resume_point = cb_resume_point,
+	.read_record = cb_read_record,
+	.release = NULL,
+	.ping = cb_ping,
+	.trace = cb_trace,
+	.set_event_handler = cb_set_event_handler,
+	.poll = cb_poll,
+	.cancel = NULL,
+	.close = cb_close,
+};
+
+static void ignore_notice(void *ud, const char *msg)
+{
+	(void)ud;
+	(void)msg;
+}
+
+int central_open(struct ctl *c, struct backend *out)
+{
+	if (pc_conninfo_check(c->central) != PL_OK)
+		return ctl_usage(c, "--central: %s", pl_error_message());
+	struct central_conn *cc = calloc(1, sizeof *cc);
+	if (!cc)
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	cc->c = c;
+	pc_conninfo_describe(c->central, cc->target, sizeof cc->target);
+	snprintf(cc->where, sizeof cc->where, "the central archive at %s",
+	         cc->target);
+	/* connect_timeout before the URL (which may set its own), the
+	 * application name after it. */
+	char timeout_s[16];
+	int t = c->timeout_ms > 0 ? (c->timeout_ms + 999) / 1000 : 10;
+	snprintf(timeout_s, sizeof timeout_s, "%d", t < 2 ? 2 : t);
+	const char *keys[] = {"connect_timeout", "dbname", "application_name", NULL};
+	const char *vals[] = {timeout_s, c->central, "penctl", NULL};
+	cc->pg = PQconnectdbParams(keys, vals, 1);
+	if (!cc->pg) {
+		free(cc);
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory connecting");
+	}
+	int e = PL_OK;
+	if (PQstatus(cc->pg) != CONNECTION_OK) {
+		char line[768];
+		pc_one_line(PQerrorMessage(cc->pg), line, sizeof line);
+		e = pl_error_set(PL_ERR_IO, "cannot connect to %s: %s", cc->where, line);
+	}
+	if (e == PL_OK) {
+		PQsetNoticeProcessor(cc->pg, ignore_notice, NULL);
+		PGresult *r = NULL;
+		/* One snapshot for the command; a standby allows exactly this. */
+		e = query(cc, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
+		          NULL, 0, PGRES_COMMAND_OK, "begin a read-only transaction",
+		          &r);
+		PQclear(r);
+		if (e == PL_OK)
+			e = query(cc, "SELECT coalesce(max(version), 0) FROM "
+			          "penlink.schema_version", 0, NULL, 0, PGRES_TUPLES_OK,
+			          "read the schema version", &r);
+		if (e == PL_OK) {
+			cc->version = (int)col_i64(r, 0, 0);
+			PQclear(r);
+			/* Readers read a newer schema too: migrations only add. */
+			if (cc->version < 1)
+				e = pl_error_set(PL_ERR_NOT_FOUND, "%s has an empty penlink "
+				                 "schema; run penctl central init URL",
+				                 cc->where);
+		}
+	}
+	if (e != PL_OK) {
+		PQfinish(cc->pg);
+		free(cc);
+		return ctl_fail_pl(c, e);
+	}
+	c->cc = cc;
+	out->ops = &central_ops;
+	out->ctx = cc;
+	return PX_OK;
+}
+
+/* ------------------------------------------------------------------ export rendering
+ *
+ * The daemon's export format (daemon/archive.c, "CSV export" and "JSON
+ * export"), from the same library calls.
+ */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void csv_field(struct sbuf *b, bool *first, const char *s)
+{
+	if (!*first)
+		sb_add(b, ",", 1);
+	*first = false;
+	if (!s)
+		return;
+	if (!strpbrk(s, ",\"\r\n")) {
+		sb_str(b, s);
+		return;
+	}
+	sb_add(b, "\"", 1);
+	for (const char *q; (q = strchr(s, '"')); s = q + 1) {
+		sb_add(b, s, (size_t)(q - s));
+		sb_add(b, "\"\"", 2);
+	}
+	sb_str(b, s);
+	sb_add(b, "\"", 1);
+}
+
+static void csv_int(struct sbuf *b, bool *first, int64_t v)
+{
+	char t[24];
+	snprintf(t, sizeof t, "%" PRId64, v);
+	csv_field(b, first, t);
+}
+
+static const char *secs_text(char buf[32], int64_t start_ms, int64_t end_ms)
+{
+	bool neg = end_ms < start_ms;
+	uint64_t m = neg ? (uint64_t)start_ms - (uint64_t)end_ms
+	                 : (uint64_t)end_ms - (uint64_t)start_ms;
+	snprintf(buf, 32, "%s%" PRIu64 ".%03u", neg ? "-" : "", m / 1000,
+	         (unsigned)(m % 1000));
+	return buf;
+}
+
+static json_object *jget(json_object *o, const char *k1, const char *k2)
+{
+	json_object *v = NULL;
+	if (!o || !json_object_object_get_ex(o, k1, &v))
+		return NULL;
+	if (k2 && (!v || !json_object_object_get_ex(v, k2, &v)))
+		return NULL;
+	return v;
+}
+
+static void csv_text(struct sbuf *b, bool *first, const char *s)
+{
+	char *clean = pl_text_clean_dup(PL_TEXT_CSV, s);
+	if (!clean) {
+		b->oom = true;
+		return;
+	}
+	csv_field(b, first, clean);
+	free(clean);
+}
+
+static void csv_jint(struct sbuf *b, bool *first, json_object *v)
+{
+	csv_int(b, first, v ? json_object_get_int64(v) : 0);
+}
+
+static void csv_jstr(struct sbuf *b, bool *first, json_object *v)
+{
+	csv_text(b, first,
+	         v && json_object_is_type(v, json_type_string)
+	             ? json_object_get_string(v)
+	             : "");
+}
+
+static void csv_jmm(struct sbuf *b, bool *first, json_object *v)
+{
+	char t[PL_MM_TEXT_MAX];
+	csv_field(b, first,
+	          pl_depth_format_mm((uint32_t)json_object_get_int64(v),
+	                             PL_MM_SHORT, t));
+}
+
+static const char csv_header[] =
+    "serial,uuid,seq,start_utc,end_utc,time_source,duration_s,preset_id,"
+    "preset_name,depth_mm,speed_level,area,needle_count,cartridge_lot,"
+    "run_time_s,strokes,max_depth_mm,errors,events,samples,size,sha256,"
+#ifdef CC_ANNOTATIONS
+    "archived_utc,client_ref,operator,notes\r\n";
+#else
+    "archived_utc\r\n";
+#endif
+
+static void csv_row(struct sbuf *b, const struct session_entry *s,
+                    json_object *j)
+{
+	char uuid[37], t[PL_TIME_TEXT_MAX], hex[65];
+	bool first = true;
+	const struct pl_session_info *in = &s->info;
+	csv_text(b, &first, s->key.serial);
+	pl_uuid_format(s->key.uuid, uuid);
+	csv_field(b, &first, uuid);
+	csv_int(b, &first, in->seq);
+	csv_field(b, &first, in->rtc_time ? pl_time_format_utc(in->start_ms, t) : "");
+	csv_field(b, &first, in->rtc_time ? pl_time_format_utc(in->end_ms, t) : "");
+	csv_field(b, &first, in->rtc_time ? "rtc" : "uptime");
+	csv_field(b, &first, secs_text(t, in->start_ms, in->end_ms));
+	if (j) {
+		json_object *ev = jget(j, "events", NULL);
+		csv_jint(b, &first, jget(j, "preset", "id"));
+		csv_jstr(b, &first, jget(j, "preset", "name"));
+		csv_jmm(b, &first, jget(j, "preset", "depth_um"));
+		csv_jint(b, &first, jget(j, "preset", "speed_level"));
+		csv_jstr(b, &first, jget(j, "preset", "area"));
+		csv_jint(b, &first, jget(j, "preset", "needle_count"));
+		csv_jstr(b, &first, jget(j, "cartridge", "lot"));
+		csv_jint(b, &first, jget(j, "summary", "run_time_s"));
+		csv_jint(b, &first, jget(j, "summary", "strokes"));
+		csv_jmm(b, &first, jget(j, "summary", "max_depth_um"));
+		csv_jint(b, &first, jget(j, "summary", "errors"));
+		csv_int(b, &first,
+		        ev && json_object_is_type(ev, json_type_array)
+		            ? (int64_t)json_object_array_length(ev)
+		            : 0);
+		csv_jint(b, &first, jget(j, "telemetry", "count"));
+	} else {
+		for (int i = 0; i < 13; i++)
+			csv_field(b, &first, "");
+	}
+	csv_int(b, &first, (int64_t)in->size);
+	pl_hex_format(in->sha256, 32, hex);
+	csv_field(b, &first, hex);
+	csv_field(b, &first, pl_time_format_utc(s->archived_ms, t));
+#ifdef CC_ANNOTATIONS
+	/* Central holds no annotations: client_ref, operator, notes empty. */
+	csv_field(b, &first, "");
+	csv_field(b, &first, "");
+	csv_field(b, &first, "");
+#endif
+	sb_add(b, "\r\n", 2);
+}
+
+static json_object *json_fallback(const struct session_entry *s, const char *why)
+{
+	json_object *o = json_object_new_object();
+	char *serial = pl_text_clean_dup(PL_TEXT_JSON, s->key.serial);
+	char *reason = pl_text_clean_dup(PL_TEXT_JSON, why ? why : "");
+	char uuid[37];
+	if (!o || !serial || !reason) {
+		json_object_put(o);
+		free(serial);
+		free(reason);
+		return NULL;
+	}
+	pl_uuid_format(s->key.uuid, uuid);
+	json_object_object_add(o, "uuid", json_object_new_string(uuid));
+	json_object_object_add(o, "serial", json_object_new_string(serial));
+	json_object_object_add(o, "seq", json_object_new_int64(s->info.seq));
+	json_object_object_add(o, "start_utc_ms",
+	                       json_object_new_int64(s->info.start_ms));
+	json_object_object_add(o, "end_utc_ms", json_object_new_int64(s->info.end_ms));
+	json_object_object_add(o, "time_source",
+	                       json_object_new_string(s->info.rtc_time ? "rtc"
+	                                                               : "uptime"));
+	json_object_object_add(o, "decode_error", json_object_new_string(reason));
+	free(serial);
+	free(reason);
+	return o;
+}
+
+/* One session's row (CSV) or object (JSON) after `before`, from its
+ * columns and record (NULL: central could not decode it, why says so). */
+static int render_session(struct sbuf *b, bool json, const char *before,
+                          const struct session_entry *s, const uint8_t *rec,
+                          size_t rec_len, const char *why)
+{
+	json_object *j = NULL;
+	char reason[512] = "";
+	if (why)
+		snprintf(reason, sizeof reason, "%s", why);
+	if (rec) {
+		struct pl_record *r;
+		if (pl_record_parse(rec, rec_len, &r) == PL_OK) {
+			char *text = pl_record_to_json(r, false);
+			pl_record_free(r);
+			j = text ? json_tokener_parse(text) : NULL;
+			free(text);
+			if (!j)
+				return pl_error_set(PL_ERR_MEM, "out of memory exporting a "
+				                    "session");
+		} else {
+			snprintf(reason, sizeof reason, "%s", pl_error_message());
+		}
+	}
+	if (!j && json && !(j = json_fallback(s, reason)))
+		return pl_error_set(PL_ERR_MEM, "out of memory exporting a session");
+	sb_str(b, before);
+	if (!json) {
+		csv_row(b, s, j);
+	} else {
+		char hex[65];
+		pl_hex_format(s->info.sha256, 32, hex);
+		json_object_object_add(j, "archived_utc_ms",
+		                       json_object_new_int64(s->archived_ms));
+		json_object_object_add(j, "sha256", json_object_new_string(hex));
+#ifdef CC_ANNOTATIONS
+		json_object_object_add(j, "annotations", json_object_new_array());
+#endif
+		const char *obj = json_object_to_json_string_ext(
+		    j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (!obj) {
+			json_object_put(j);
+			return pl_error_set(PL_ERR_MEM, "out of memory exporting a session");
+		}
+		sb_str(b, obj);
+	}
+	json_object_put(j);
+	return b->oom ? pl_error_set(PL_ERR_MEM, "out of memory exporting a "
+	                             "session")
+	              : PL_OK;
+}
+
+/* ------------------------------------------------------------------ the control protocol */
+
+/* A response as dc_next() hands it out: owned by protobuf-c's unpacker, so
+ * dc_free() frees it like one penlinkd sent. */
+static int respond(struct central_conn *cc, Plctl__Response *r,
+                   Plctl__Response **rep)
+{
+	r->id = cc->id;
+	size_t n = plctl__response__get_packed_size(r);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	plctl__response__pack(r, buf);
+	*rep = plctl__response__unpack(NULL, n, buf);
+	free(buf);
+	return *rep ? PL_OK : pl_error_set(PL_ERR_MEM, "out of memory");
+}
+
+static void pending_end(struct central_conn *cc)
+{
+	if (cc->streaming) {
+		/* Abandoned mid-stream: drain what libpq still holds. */
+		PQrequestCancel(cc->pg);
+		PGresult *r;
+		while ((r = PQgetResult(cc->pg)))
+			PQclear(r);
+		cc->streaming = false;
+	}
+	free(cc->list);
+	cc->list = NULL;
+	cc->n_list = cc->list_pos = 0;
+	cc->op = P_NONE;
+	cc->started = cc->finished = false;
+	cc->rows = 0;
+}
+
+/* ArchivedSession of s; strings and bytes point into s and buf. */
+static void archived_pb(const struct session_entry *s, Plctl__ArchivedSession *a)
+{
+	plctl__archived_session__init(a);
+	a->serial = (char *)s->key.serial;
+	a->uuid.data = (uint8_t *)s->key.uuid;
+	a->uuid.len = 16;
+	a->seq = s->info.seq;
+	a->size = s->info.size;
+	a->sha256.data = (uint8_t *)s->info.sha256;
+	a->sha256.len = 32;
+	a->start_ms = s->info.start_ms;
+	a->end_ms = s->info.end_ms;
+	a->time_source = s->info.rtc_time ? PL__TIME_SOURCE__TIME_SOURCE_RTC
+	                                  : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
+	a->archived_ms = s->archived_ms;
+}
+
+static int next_list(struct central_conn *cc, Plctl__Response **rep)
+{
+	size_t n = cc->n_list - cc->list_pos;
+	if (n > LIST_PAGE)
+		n = LIST_PAGE;
+	Plctl__ArchivedSession *as = calloc(n ? n : 1, sizeof *as);
+	Plctl__ArchivedSession **ap = calloc(n ? n : 1, sizeof *ap);
+	if (!as || !ap) {
+		free(as);
+		free(ap);
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		archived_pb(&cc->list[cc->list_pos + i], &as[i]);
+		ap[i] = &as[i];
+	}
+	cc->list_pos += n;
+	Plctl__SessionList sl = PLCTL__SESSION_LIST__INIT;
+	sl.n_sessions = n;
+	sl.sessions = ap;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.body_case = PLCTL__RESPONSE__BODY_SESSIONS;
+	r.sessions = &sl;
+	r.last = cc->list_pos >= cc->n_list;
+	int e = respond(cc, &r, rep);
+	free(as);
+	free(ap);
+	if (r.last)
+		cc->finished = true;
+	return e;
+}
+
+/* Export: every session the filters select, one row at a time. */
+#define EXPORT_SQL                                                          \
+	"SELECT " SESSION_COLS ", decode_error, "                             \
+	"CASE WHEN decode_error IS NULL THEN record END "                      \
+	"FROM penlink.sessions " SESSION_FILTER "ORDER BY start_ms, id"
+
+static int export_start(struct central_conn *cc, const Plctl__ExportSessions *ex)
+{
+	cc->json = ex->format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
+	if (!cc->json && ex->format != PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV)
+		return pl_error_set(PL_ERR_ARG, "unknown export format %d",
+		                    (int)ex->format);
+	cc->per_session = ex->per_session;
+	struct filter_params f;
+	filter_params(cc, ex->serial, ex->since_ms, &f);
+	/* Every column as text but the record, raw: binary results (a text
+	 * column's binary form is its text). */
+	if (!PQsendQueryParams(cc->pg, EXPORT_SQL, 4, NULL, f.v, NULL, NULL, 1))
+		return pq_fail(cc, NULL, "export the sessions");
+	cc->streaming = true;
+	if (!PQsetSingleRowMode(cc->pg))
+		return pq_fail(cc, NULL, "export the sessions");
+	return PL_OK;
+}
+
+static int next_export(struct central_conn *cc, Plctl__Response **rep)
+{
+	struct sbuf b = {0};
+	struct session_entry s;
+	bool have = false, end = false;
+	int e = PL_OK;
+	if (!cc->started) {
+		cc->started = true;
+		if (!cc->per_session)
+			sb_str(&b, cc->json ? "[" : csv_header);
+	}
+	/* Non-per-session: the head goes with the first row. */
+	PGresult *r = PQgetResult(cc->pg);
+	if (!r) {
+		cc->streaming = false;
+		e = pl_error_set(PL_ERR_IO, "%s: the export ended early", cc->where);
+	} else if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+		if (!session_from_row(r, 0, &s)) {
+			e = pl_error_set(PL_ERR_PROTOCOL, "%s: a session row with a "
+			                 "malformed uuid or sha256", cc->where);
+		} else {
+			have = true;
+			const char *before = cc->per_session ? (cc->json ? "" : csv_header)
+			                     : cc->json ? (cc->rows ? ",\n" : "\n")
+			                                : "";
+			const uint8_t *rec = PQgetisnull(r, 0, N_SESSION_COLS + 1)
+			                         ? NULL
+			                         : (const uint8_t *)PQgetvalue(
+			                               r, 0, N_SESSION_COLS + 1);
+			size_t rec_len = rec ? (size_t)PQgetlength(r, 0, N_SESSION_COLS + 1)
+			                     : 0;
+			e = render_session(&b, cc->json, before, &s, rec, rec_len,
+			                   col_str(r, 0, N_SESSION_COLS));
+			cc->rows++;
+		}
+	} else if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		end = true;
+		PGresult *more;
+		while ((more = PQgetResult(cc->pg)))
+			PQclear(more);
+		cc->streaming = false;
+		if (!cc->per_session && cc->json)
+			sb_str(&b, "\n]\n");
+	} else {
+		e = pq_fail(cc, r, "export the sessions");
+	}
+	PQclear(r);
+	if (e == PL_OK && b.oom)
+		e = pl_error_set(PL_ERR_MEM, "out of memory exporting");
+	if (e != PL_OK) {
+		free(b.p);
+		return e;
+	}
+	Plctl__ExportChunk ch = PLCTL__EXPORT_CHUNK__INIT;
+	Plctl__ArchivedSession as;
+	ch.data.data = (uint8_t *)b.p;
+	ch.data.len = b.len;
+	if (have && cc->per_session) {
+		archived_pb(&s, &as);
+		ch.session = &as;
+	}
+	Plctl__Response resp = PLCTL__RESPONSE__INIT;
+	resp.body_case = PLCTL__RESPONSE__BODY_EXPORT;
+	resp.export = &ch;
+	resp.last = end;
+	e = respond(cc, &resp, rep);
+	free(b.p);
+	if (end)
+		cc->finished = true;
+	return e;
+}
+
+static int audit_start(struct central_conn *cc, const Plctl__Audit *au)
+{
+	cc->limit = au->limit ? au->limit : AUDIT_DEFAULT_LIMIT;
+	char since[24], limit[16];
+	snprintf(since, sizeof since, "%" PRId64, au->since_ms);
+	snprintf(limit, sizeof limit, "%" PRIu32, cc->limit);
+	const char *p[3] = {since, cc->c->site, limit};
+	/* Newest first, as penlinkd gives its own. */
+	if (!PQsendQueryParams(cc->pg,
+	                       "SELECT utc_ms::text, uid::text, \"user\", pen, "
+	                       "action, old_value, new_value, result, "
+	                       "local_id::text, hash, site FROM penlink.audit "
+	                       "WHERE utc_ms >= $1::bigint AND ($2::text IS NULL "
+	                       "OR site = $2) ORDER BY utc_ms DESC, site, "
+	                       "local_id DESC LIMIT $3::bigint",
+	                       3, NULL, p, NULL, NULL, 0))
+		return pq_fail(cc, NULL, "read the audit trail");
+	cc->streaming = true;
+	if (!PQsetSingleRowMode(cc->pg))
+		return pq_fail(cc, NULL, "read the audit trail");
+	return PL_OK;
+}
+
+static int next_audit(struct central_conn *cc, Plctl__Response **rep)
+{
+	Plctl__AuditEntry *es = calloc(AUDIT_PAGE, sizeof *es);
+	Plctl__AuditEntry **ep = calloc(AUDIT_PAGE, sizeof *ep);
+	PGresult **keep = calloc(AUDIT_PAGE, sizeof *keep);
+	size_t n = 0;
+	bool end = false;
+	int e = PL_OK;
+	if (!es || !ep || !keep)
+		e = pl_error_set(PL_ERR_MEM, "out of memory");
+	while (e == PL_OK && n < AUDIT_PAGE && !end) {
+		PGresult *r = PQgetResult(cc->pg);
+		if (!r) {
+			cc->streaming = false;
+			e = pl_error_set(PL_ERR_IO, "%s: the audit trail ended early",
+			                 cc->where);
+		} else if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+			Plctl__AuditEntry *a = &es[n];
+			plctl__audit_entry__init(a);
+			a->utc_ms = col_i64(r, 0, 0);
+			a->uid = (uint32_t)col_i64(r, 0, 1);
+			a->user = PQgetvalue(r, 0, 2);
+			a->pen = PQgetvalue(r, 0, 3);
+			a->action = PQgetvalue(r, 0, 4);
+			a->old_value = PQgetvalue(r, 0, 5);
+			a->new_value = PQgetvalue(r, 0, 6);
+			a->result = PQgetvalue(r, 0, 7);
+#ifdef CC_AUDIT_CHAIN
+			a->id = col_i64(r, 0, 8);
+			a->hash = PQgetvalue(r, 0, 9);
+#endif
+			ep[n] = a;
+			keep[n++] = r;
+			continue;
+		} else if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			end = true;
+			PGresult *more;
+			while ((more = PQgetResult(cc->pg)))
+				PQclear(more);
+			cc->streaming = false;
+		} else {
+			e = pq_fail(cc, r, "read the audit trail");
+		}
+		PQclear(r);
+	}
+	if (e == PL_OK) {
+		Plctl__AuditList al = PLCTL__AUDIT_LIST__INIT;
+		al.n_entries = n;
+		al.entries = ep;
+		Plctl__Response resp = PLCTL__RESPONSE__INIT;
+		resp.body_case = PLCTL__RESPONSE__BODY_AUDIT;
+		resp.audit = &al;
+		resp.last = end;
+		e = respond(cc, &resp, rep);
+		if (end)
+			cc->finished = true;
+	}
+	for (size_t i = 0; i < n; i++)
+		PQclear(keep[i]);
+	free(es);
+	free(ep);
+	free(keep);
+	return e;
+}
+
+int central_ctl_send(struct ctl *c, Plctl__Request *req)
+{
+	struct central_conn *cc = c->cc;
+	pending_end(cc);
+	if (++cc->next_id == 0)
+		cc->next_id = 1;
+	req->id = cc->next_id;
+	cc->id = req->id;
+	int e = PL_OK;
+	switch (req->op_case) {
+	case PLCTL__REQUEST__OP_LIST_SESSIONS: {
+		const Plctl__ListSessions *ls = req->list_sessions;
+#ifdef CC_ANNOTATIONS
+		if (ls->client_ref && *ls->client_ref)
+			return pl_error_set(PL_ERR_UNSUPPORTED,
+			                    "%s holds no annotations (schema version "
+			                    "%d), so no client references: sessions "
+			                    "list --client works through a site's "
+			                    "penlinkd", cc->where, cc->version);
+#endif
+		e = list_query(cc, ls->serial, ls->since_ms, &cc->list, &cc->n_list);
+		if (e == PL_OK)
+			cc->op = P_LIST;
+		return e;
+	}
+	case PLCTL__REQUEST__OP_EXPORT_SESSIONS:
+		cc->op = P_EXPORT;
+		e = export_start(cc, req->export_sessions);
+		break;
+	case PLCTL__REQUEST__OP_AUDIT:
+		cc->op = P_AUDIT;
+		e = audit_start(cc, req->audit);
+		break;
+#ifdef CC_ANNOTATIONS
+	case PLCTL__REQUEST__OP_LIST_ANNOTATIONS:
+		/* Central holds none (yet): an empty list. */
+		cc->op = P_ANNOTATIONS;
+		return PL_OK;
+#endif
+	case PLCTL__REQUEST__OP_HELLO:
+		return unsupported("the daemon handshake");
+	case PLCTL__REQUEST__OP_LIST_PENS:
+		return unsupported("the list of pens");
+	case PLCTL__REQUEST__OP_CENTRAL_STATUS:
+		return unsupported("a site's replication status (central status)");
+	default:
+		return unsupported("this command");
+	}
+	if (e != PL_OK)
+		pending_end(cc);
+	return e;
+}
+
+int central_ctl_next(struct ctl *c, uint32_t id, Plctl__Response **rep)
+{
+	struct central_conn *cc = c->cc;
+	*rep = NULL;
+	if (cc->op == P_NONE || id != cc->id)
+		return pl_error_set(PL_ERR_ARG, "no such request in flight");
+	if (cc->finished)
+		return pl_error_set(PL_ERR_ARG, "the request was answered already");
+	if (ctl_interrupted)
+		return pl_error_set(PL_ERR_CANCELLED, "interrupted");
+	int e;
+	switch (cc->op) {
+	case P_LIST:
+		e = next_list(cc, rep);
+		break;
+	case P_EXPORT:
+		e = next_export(cc, rep);
+		break;
+	case P_AUDIT:
+		e = next_audit(cc, rep);
+		break;
+#ifdef CC_ANNOTATIONS
+	case P_ANNOTATIONS: {
+		Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
+		Plctl__Response r = PLCTL__RESPONSE__INIT;
+		r.body_case = PLCTL__RESPONSE__BODY_ANNOTATIONS;
+		r.annotations = &al;
+		r.last = true;
+		cc->finished = true;
+		e = respond(cc, &r, rep);
+		break;
+	}
+#endif
+	default:
+		e = pl_error_set(PL_ERR_ARG, "no such request in flight");
+	}
+	if (e != PL_OK)
+		pending_end(cc);
+	return e;
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Clinic staff read central: `penctl --central URL` as a role granted
+# penlink_read lists (filters: --site, -s, --since, --until), shows, pulls
+# and exports (CSV and JSON, byte for byte what the site's penlinkd exports
+# of the same sessions) and reads the audit trail, with --json; the
+# commands central cannot answer, a role without penlink_read and a URL
+# with a password are refused with messages that say why (and never show
+# the password).
+. "$(dirname "$0")/lib.sh"
+
+pg_init
+central_init
+start_emu a1 --serial PEN-RA-1 --flash "$T/a1.flash" --sessions 4 --session-bytes 120000 --seed 41
+PA1=$EMU_PORT
+start_emu a2 --serial PEN-RA-2 --flash "$T/a2.flash" --sessions 3 --session-bytes 90000 --seed 42
+PA2=$EMU_PORT
+start_emu b1 --serial PEN-RB-1 --flash "$T/b1.flash" --sessions 2 --session-bytes 80000 --seed 43
+PB1=$EMU_PORT
+start_site a --port "$PA1" --port "$PA2"
+A=$SITE_PID
+start_site b --port "$PB1"
+B=$SITE_PID
+site_idle a 2
+site_idle b 1
+# An audited action at site a, so its trail has an entry of its own.
+expect 0 --socket "$T/a.sock" -s PEN-RA-1 preset push --id 2 --name "Audited" --depth 0.75 --speed 2
+site_synced a
+site_synced b
+ok "two sites archived and replicated 9 sessions"
+
+URL="host=$PGSOCK dbname=$PGDB user=reader"
+C=(--central "$URL")
+
+# ---- list
+expect 0 "${C[@]}" --json sessions list
+assert_eq "$(jqo '.sessions | length')" "9" "list: every session of both sites"
+got=$(jqo '.sessions[] | "\(.serial) \(.uuid) \(.sha256)"' | sort)
+assert_eq "$got" "$(central_digests)" "list: keys and digests are central's rows"
+assert_eq "$(jqo '[.sessions[] | select(.archived_utc == null)] | length')" "0" "list: every session has its archive time"
+expect 0 "${C[@]}" --json --site site-a sessions list
+assert_eq "$(jqo '.sessions | length')" "7" "--site site-a: its 7 sessions"
+assert_eq "$(jqo '[.sessions[].serial] | unique | join(",")')" "PEN-RA-1,PEN-RA-2" "--site site-a: only its pens"
+expect 0 "${C[@]}" --json -s PEN-RB-1 sessions list
+assert_eq "$(jqo '.sessions | length')" "2" "-s PEN-RB-1: its 2 sessions"
+# Times: the third session's start splits the list.
+expect 0 "${C[@]}" --json sessions list
+mid=$(jqo '[.sessions[] | .start_utc] | sort | .[3] | sub("\\.[0-9]+Z$"; "Z")')
+expect 0 "${C[@]}" --json sessions list --since "$mid"
+since_n=$(jqo '.sessions | length')
+expect 0 "${C[@]}" --json sessions list --until "$mid"
+until_n=$(jqo '.sessions | length')
+assert_eq "$((since_n + until_n))" "9" "--since and --until split the list ($since_n + $until_n)"
+[ "$until_n" -eq 3 ] || fail "--until $mid: $until_n sessions, expected 3"
+expect 0 "${C[@]}" sessions list
+assert_contains "$OUT" "9 sessions in the archive" "list for people"
+
+# ---- show: what the site shows
+key=$(sqlite3 "$T/a.db" "SELECT serial || '/' || lower(substr(hex(uuid),1,8) || '-' ||
+    substr(hex(uuid),9,4) || '-' || substr(hex(uuid),13,4) || '-' ||
+    substr(hex(uuid),17,4) || '-' || substr(hex(uuid),21)) FROM sessions LIMIT 1")
+expect 0 --socket "$T/a.sock" --json sessions show "$key"
+site_show=$(jq -S 'del(.annotations)' <<<"$OUT")
+expect 0 "${C[@]}" --json sessions show "$key"
+assert_eq "$(jq -S 'del(.annotations)' <<<"$OUT")" "$site_show" "show SERIAL/UUID: the record the site shows"
+expect 0 "${C[@]}" -s "${key%%/*}" --json sessions show "${key#*/}"
+assert_eq "$(jq -S 'del(.annotations)' <<<"$OUT")" "$site_show" "show -s SERIAL UUID"
+expect 3 "${C[@]}" sessions show "PEN-NONE/${key#*/}"
+assert_contains "$ERR" "no session PEN-NONE/" "show: an unknown session is not found (exit 3)"
+
+# ---- pull: every record, verified
+expect 0 "${C[@]}" --json --site site-b sessions pull --out "$T/pulled"
+assert_eq "$(jqo '.pulled | length')" "2" "pull --site site-b: 2 records"
+for f in "$T"/pulled/*.plrec; do
+  want=$(psql_su -c "SELECT sha256 FROM penlink.sessions WHERE sha256 = '$(sha256sum "$f" | cut -d' ' -f1)'")
+  [ -n "$want" ] || fail "pulled $f does not match any central digest"
+done
+ok "pulled records match central's digests"
+
+# ---- export: the site's own export, byte for byte
+for fmt in csv json; do
+  expect 0 --socket "$T/a.sock" sessions export --format "$fmt" --out "$T/site.$fmt"
+  expect 0 "${C[@]}" --site site-a sessions export --format "$fmt" --out "$T/central.$fmt"
+  cmp -s "$T/site.$fmt" "$T/central.$fmt" || { diff <(head -c 3000 "$T/site.$fmt") <(head -c 3000 "$T/central.$fmt") >&2; fail "export $fmt: central differs from site a's"; }
+  ok "export --format $fmt: byte for byte site a's own export"
+done
+expect 0 "${C[@]}" sessions export --format json
+assert_eq "$(jq length <<<"$OUT")" "9" "export to stdout: every session"
+expect 0 "${C[@]}" -s PEN-RA-2 sessions export --format csv --dir "$T/per"
+assert_eq "$(ls "$T/per" | wc -l)" "3" "export --dir: one file per session"
+expect 0 --socket "$T/a.sock" -s PEN-RA-2 sessions export --format csv --dir "$T/per-site"
+diff -r "$T/per" "$T/per-site" >/dev/null || fail "export --dir: files differ from the site's"
+ok "export --dir: the site's files"
+
+# ---- audit: the site's trail (reads are audited there too) once replicated
+site_synced a
+expect 0 --socket "$T/a.sock" --json audit --limit 1000
+site_audit=$(jq -S '[.entries[] | del(.hash, .id)]' <<<"$OUT")
+upto=$(jq '[.entries[].utc_ms] | max' <<<"$OUT")
+expect 0 "${C[@]}" --site site-a --json audit --limit 1000
+assert_eq "$(jq -S "[.entries[] | select(.utc_ms <= $upto) | del(.hash, .id)]" <<<"$OUT")" "$site_audit" "audit --site site-a: the site's own trail ($(jq length <<<"$site_audit") entries)"
+assert_contains "$OUT" "presets.push" "audit: the preset push is there"
+expect 0 "${C[@]}" --site site-b --json audit --limit 1000
+assert_eq "$(jqo '[.entries[] | select(.pen | startswith("PEN-RA"))] | length')" "0" "audit --site site-b: none of site a's"
+expect 0 "${C[@]}" audit --limit 1
+ok "audit for people"
+
+# ---- refusals
+expect 2 "${C[@]}" --socket "$T/a.sock" sessions list
+assert_contains "$ERR" "--central" "--central with --socket: usage error"
+expect 2 --site site-a --socket "$T/a.sock" sessions list
+assert_contains "$ERR" "needs --central" "--site without --central: usage error"
+run "${C[@]}" list
+[ "$RC" -ne 0 ] || fail "list through --central succeeded"
+assert_contains "$ERR" "drop --central" "a pen command says --central cannot answer it"
+if "$PENCTL" sessions list --help | grep -q -- --client; then
+  run "${C[@]}" sessions list --client X
+  [ "$RC" -ne 0 ] || fail "--client through central succeeded"
+  assert_contains "$ERR" "no annotations" "sessions list --client: central holds no annotations"
+fi
+psql_su -c "CREATE ROLE nobody LOGIN" || fail "cannot create role nobody"
+expect 5 --central "host=$PGSOCK dbname=$PGDB user=nobody" sessions list
+assert_contains "$ERR" "GRANT penlink_read" "a role without penlink_read: told what to grant (exit 5)"
+run --central "host=$PGSOCK dbname=$PGDB user=reader password=s3cr3t-pw" sessions list
+[ "$RC" -eq 2 ] || fail "a password in the URL: exit $RC, expected 2"
+case "$OUT$ERR" in *s3cr3t-pw*) fail "the password was printed" ;; esac
+assert_contains "$ERR" "passfile" "a password in the URL is refused, not printed"
+run --central "host=$T/nowhere dbname=$PGDB user=reader" sessions list
+assert_eq "$RC" "6" "no server: exit 6"
+assert_contains "$ERR" "cannot connect to the central archive at host=$T/nowhere" "no server: says where"
+expect 0 "${C[@]}" central init "host=$PGSOCK dbname=$PGDB user=postgres"
+ok "central init is not a --central command (it names its own URL)"
+
+# ---- penctl list names the replication in one line
+expect 0 --socket "$T/a.sock" list
+assert_contains "$OUT" "central: site site-a, connected, 0 pending" "list: central's state in one line"
+expect 0 --socket "$T/a.sock" --json list
+assert_eq "$(jqo .central.site)" "site-a" "list --json: the central object"
+assert_eq "$(jqo .central.pending)" "0" "list --json: outbox depth"
+
+stop_site "$A"
+stop_site "$B"
+done_testing
