@@ -7,7 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "penctl.h"
+#include "penlink_audit.h"
 
 const char *trace_level_name(uint32_t level)
 {
@@ -340,7 +343,7 @@ static int detach_run(struct ctl *c, struct opt_iter *it)
 
 /* ------------------------------------------------------------------ audit */
 
-enum { A_SINCE = 1, A_LIMIT };
+enum { A_SINCE = 1, A_LIMIT, A_HEAD, A_DB };
 
 static const struct optdef audit_opts[] = {
 	{"--since", 0, "DATE", A_SINCE, "entries at or after DATE"},
@@ -348,17 +351,36 @@ static const struct optdef audit_opts[] = {
 	{NULL, 0, NULL, 0, NULL},
 };
 
+static const struct optdef verify_opts[] = {
+	{"--head", 0, "HASH", A_HEAD,
+	 "a row hash noted earlier that must still be in the chain"},
+	{"--db", 0, "FILE", A_DB,
+	 "verify this archive file directly, without penlinkd"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
 static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n);
+static int verify_run(struct ctl *c, struct opt_iter *it);
+extern const struct cmd_group audit_cmds;
 
 static int audit_run(struct ctl *c, struct opt_iter *it)
 {
 	int64_t since = 0;
 	uint32_t limit = 0;
+	bool any = false;
 	const char *v;
 	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
+	while ((id = opt_next(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
+		if (id == OPT_ARG) {
+			if (strcmp(v, "verify") != 0 || any)
+				return ctl_usage(c, "audit takes no argument but 'verify' "
+				                 "(got '%.40s')", v);
+			it->spec = &audit_cmds.cmds[1];
+			return verify_run(c, it);
+		}
+		any = true;
 		if (id == A_SINCE) {
 			if (parse_date(c, "--since", v, &since) != PX_OK)
 				return PX_USAGE;
@@ -398,6 +420,218 @@ static int audit_run(struct ctl *c, struct opt_iter *it)
 	return rc;
 }
 
+/* An old or new value: the JSON object it holds, or NULL for none. */
+static json_object *audit_value(const char *text)
+{
+	if (!text || !*text)
+		return NULL;
+	json_object *o = json_tokener_parse(text);
+	if (o && !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	if (!o) {
+		/* A row from before values were objects: kept as text. */
+		o = json_object_new_object();
+		json_object_object_add(o, "value", json_object_new_string(text));
+	}
+	return o;
+}
+
+/* ---- what changed, for people */
+
+struct change {
+	char *p;
+	size_t len, cap;
+};
+
+static void ch_add(struct change *c, const char *fmt, ...) PX_PRINTF(2, 3);
+
+static void ch_add(struct change *c, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t add = strlen(buf) + (c->len ? 2 : 0);
+	if (c->len + add + 1 > c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 256;
+		while (cap < c->len + add + 1)
+			cap *= 2;
+		char *p = realloc(c->p, cap);
+		if (!p)
+			return;
+		c->p = p;
+		c->cap = cap;
+	}
+	c->len += (size_t)snprintf(c->p + c->len, c->cap - c->len, "%s%s",
+	                           c->len ? "; " : "", buf);
+}
+
+/* A value as a person reads it: strings without quotes. */
+static const char *plain(json_object *v)
+{
+	if (!v)
+		return "(none)";
+	if (json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static bool same(json_object *a, json_object *b)
+{
+	return strcmp(plain(a), plain(b)) == 0;
+}
+
+static json_object *get(json_object *o, const char *k)
+{
+	json_object *v = NULL;
+	return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
+}
+
+/* Millimetres as the tables print them ("1.25"). */
+static const char *mm(json_object *v, char buf[PL_MM_TEXT_MAX])
+{
+	double d = v ? json_object_get_double(v) : 0;
+	long um = (long)(d * 1000.0 + (d >= 0 ? 0.5 : -0.5));
+	return pl_depth_format_mm(um < 0 ? 0 : (uint32_t)um, PL_MM_FIXED, buf);
+}
+
+static json_object *preset_by_id(json_object *arr, int64_t id)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *p = json_object_array_get_idx(arr, i);
+		json_object *pid = get(p, "id");
+		if (pid && json_object_get_int64(pid) == id)
+			return p;
+	}
+	return NULL;
+}
+
+/* "preset 3 depth 1.00 → 1.25 mm; preset 4 added (...); preset 2 removed". */
+static void preset_changes(struct change *c, json_object *olds,
+                           json_object *news)
+{
+	static const char *const fields[] = {"name", "depth_mm", "speed", "area",
+	                                     "needles", "max_duration_s"};
+	size_t before = c->len;
+	size_t n = news ? json_object_array_length(news) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *np = json_object_array_get_idx(news, i);
+		int64_t id = json_object_get_int64(get(np, "id"));
+		json_object *op = preset_by_id(olds, id);
+		char a[PL_MM_TEXT_MAX], b[PL_MM_TEXT_MAX];
+		if (!op) {
+			ch_add(c, "preset %lld added (%s, %s mm, speed %s)", (long long)id,
+			       plain(get(np, "name")), mm(get(np, "depth_mm"), a),
+			       plain(get(np, "speed")));
+			continue;
+		}
+		for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+			json_object *ov = get(op, fields[f]), *nv = get(np, fields[f]);
+			if (same(ov, nv))
+				continue;
+			if (f == 1)
+				ch_add(c, "preset %lld depth %s \u2192 %s mm", (long long)id,
+				       mm(ov, a), mm(nv, b));
+			else if (f == 5)
+				ch_add(c, "preset %lld max duration %s \u2192 %s s",
+				       (long long)id, plain(ov), plain(nv));
+			else
+				ch_add(c, "preset %lld %s %s \u2192 %s", (long long)id,
+				       fields[f], plain(ov), plain(nv));
+		}
+	}
+	size_t m = olds ? json_object_array_length(olds) : 0;
+	for (size_t i = 0; i < m; i++) {
+		json_object *op = json_object_array_get_idx(olds, i);
+		int64_t id = json_object_get_int64(get(op, "id"));
+		if (!preset_by_id(news, id))
+			ch_add(c, "preset %lld removed", (long long)id);
+	}
+	if (c->len == before)
+		ch_add(c, "presets unchanged");
+}
+
+/* Keys of new that differ from old, then keys only old has. */
+static void generic_changes(struct change *c, json_object *o, json_object *n)
+{
+	if (n && !o && json_object_object_length(n) == 1 && get(n, "value")) {
+		ch_add(c, "%s", plain(get(n, "value")));
+		return;
+	}
+	if (n) {
+		json_object_object_foreach(n, k, nv) {
+			json_object *ov = get(o, k);
+			if (!o || !ov)
+				ch_add(c, "%s %s", k, plain(nv));
+			else if (!same(ov, nv))
+				ch_add(c, "%s %s \u2192 %s", k, plain(ov), plain(nv));
+		}
+	}
+	if (o) {
+		json_object_object_foreach(o, k, ov) {
+			if (!get(n, k))
+				ch_add(c, "%s %s \u2192 (none)", k, plain(ov));
+		}
+	}
+}
+
+static char *describe_change(const char *action, const char *oldt,
+                             const char *newt)
+{
+	struct change c = {0};
+	json_object *o = audit_value(oldt), *n = audit_value(newt);
+	const char *act = strchr(action, ':') ? strchr(action, ':') + 1 : action;
+	json_object *op = get(o, "presets"), *np = get(n, "presets");
+	char when[PL_TIME_TEXT_MAX], sz[FMT_BUF];
+	if (np && json_object_is_type(np, json_type_array)) {
+		preset_changes(&c, op, np);
+	} else if (strcmp(act, "clock.sync") == 0) {
+		json_object *set = get(o, "rtc_set"), *off = get(o, "offset_ms");
+		if (set && !json_object_get_boolean(set))
+			ch_add(&c, "clock was not set");
+		else if (off)
+			ch_add(&c, "clock was off by %+.3f s",
+			       (double)json_object_get_int64(off) / 1000.0);
+		if (get(n, "utc_ms"))
+			ch_add(&c, "set to %s",
+			       pl_time_format_local(json_object_get_int64(get(n, "utc_ms")),
+			                            when));
+	} else if (strcmp(act, "sessions.show") == 0 ||
+	           strcmp(act, "sessions.pull") == 0) {
+		ch_add(&c, "session %s, %s of %s sent", plain(get(n, "uuid")),
+		       fmt_bytes(sz, (uint64_t)json_object_get_int64(get(n, "bytes"))),
+		       fmt_bytes(when, (uint64_t)json_object_get_int64(get(n, "size"))));
+	} else if (strcmp(act, "sessions.export") == 0) {
+		const char *ser = plain(get(n, "serial"));
+		ch_add(&c, "%s, %s session%s, %s%s%s", plain(get(n, "format")),
+		       plain(get(n, "sessions")),
+		       json_object_get_int64(get(n, "sessions")) == 1 ? "" : "s",
+		       fmt_bytes(sz, (uint64_t)json_object_get_int64(get(n, "bytes"))),
+		       *ser ? " of " : "", ser);
+	} else if (strcmp(act, "sessions.annotate") == 0) {
+		ch_add(&c, "session %s", plain(get(n, "uuid")));
+		static const char *const k[] = {"client_ref", "operator", "note"};
+		for (int i = 0; i < 3; i++) {
+			const char *t = plain(get(n, k[i]));
+			if (get(n, k[i]) && *t)
+				ch_add(&c, "%s \"%.60s%s\"", k[i], t,
+				       strlen(t) > 60 ? "..." : "");
+		}
+	} else {
+		generic_changes(&c, o, n);
+	}
+	json_object_put(o);
+	json_object_put(n);
+	return c.p ? c.p : strdup("");
+}
+
 static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n)
 {
 	if (c->json) {
@@ -405,14 +639,16 @@ static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n)
 		for (size_t i = 0; i < n; i++) {
 			const Plctl__AuditEntry *en = all[i];
 			json_object *o = json_object_new_object();
+			json_object_object_add(o, "id", json_object_new_int64(en->id));
 			json_object_object_add(o, "utc_ms", json_object_new_int64(en->utc_ms));
 			json_object_object_add(o, "uid", json_object_new_int64(en->uid));
 			json_object_object_add(o, "user", json_str(en->user));
 			json_object_object_add(o, "pen", json_str(en->pen));
 			json_object_object_add(o, "action", json_str(en->action));
-			json_object_object_add(o, "old_value", json_str(en->old_value));
-			json_object_object_add(o, "new_value", json_str(en->new_value));
+			json_object_object_add(o, "old_value", audit_value(en->old_value));
+			json_object_object_add(o, "new_value", audit_value(en->new_value));
 			json_object_object_add(o, "result", json_str(en->result));
+			json_object_object_add(o, "hash", json_str(en->hash));
 			json_object_array_add(a, o);
 		}
 		json_object *o = json_object_new_object();
@@ -423,21 +659,145 @@ static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n)
 		ctl_say("no audit entries");
 		return PX_OK;
 	}
-	static const char *const hdr[] = {"time", "user", "pen", "action", "result"};
-	struct table *t = table_new(5, hdr, NULL);
+	static const char *const hdr[] = {"time", "user", "pen", "action",
+	                                  "change", "result"};
+	struct table *t = table_new(6, hdr, NULL);
 	for (size_t i = 0; t && i < n; i++) {
 		const Plctl__AuditEntry *en = all[i];
 		char when[PL_TIME_TEXT_MAX], uid[32];
 		pl_time_format_local(en->utc_ms, when);
 		snprintf(uid, sizeof uid, "uid %u", en->uid);
+		char *change = describe_change(en->action ? en->action : "",
+		                               en->old_value, en->new_value);
 		const char *row[] = {when, en->user && *en->user ? en->user : uid,
 		                     en->pen && *en->pen ? en->pen : "-", en->action,
-		                     en->result};
+		                     change && *change ? change : "-", en->result};
 		table_row(t, row);
+		free(change);
 	}
 	table_print(t, stdout, "");
 	table_free(t);
 	return PX_OK;
+}
+
+/* ---- audit verify */
+
+/* The chain of an archive file, read-only, without penlinkd. */
+static int verify_file(struct ctl *c, const char *path, const char *head,
+                       struct plc_audit_chain *ch)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char uri[PATH_MAX + 32];
+	if (access(path, R_OK) != 0)
+		return ctl_fail_errno(c, errno, "%s", path);
+	snprintf(uri, sizeof uri, "file:%s?mode=ro", path);
+	int rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+	                         NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, PLC_AUDIT_VERIFY_SQL, -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		int code = ctl_fail_code(c, PL_ERR_IO, "%s: cannot read its audit "
+		                         "trail: %s", path,
+		                         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return code;
+	}
+	plc_audit_chain_init(ch, head);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+		struct plc_audit_row r = {
+		    .id = sqlite3_column_int64(st, 0),
+		    .utc_ms = sqlite3_column_int64(st, 1),
+		    .uid = sqlite3_column_int64(st, 2),
+		    .user = COL(3), .pen = COL(4), .action = COL(5),
+		    .old_value = COL(6), .new_value = COL(7), .result = COL(8),
+		};
+#undef COL
+		if (!plc_audit_chain_step(ch, &r,
+		                          (const char *)sqlite3_column_text(st, 9),
+		                          (const char *)sqlite3_column_text(st, 10))) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	int code = PX_OK;
+	if (rc != SQLITE_DONE)
+		code = ctl_fail_code(c, PL_ERR_IO, "%s: reading its audit trail: %s",
+		                     path, sqlite3_errmsg(db));
+	else
+		plc_audit_chain_end(ch);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return code;
+}
+
+static int verify_run(struct ctl *c, struct opt_iter *it)
+{
+	const char *head = "", *db = NULL, *v;
+	int id;
+	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (id == A_HEAD)
+			head = v;
+		else
+			db = v;
+	}
+	if (*head && strlen(head) != 64)
+		return ctl_usage(c, "--head takes a row's hash: 64 hex digits "
+		                 "(penctl --json audit shows them)");
+	struct plc_audit_chain ch;
+	int rc;
+	if (db) {
+		rc = verify_file(c, db, head, &ch);
+		if (rc != PX_OK)
+			return rc;
+	} else {
+		rc = cmd_connect(c, it);
+		if (rc != PX_OK)
+			return rc;
+		Plctl__AuditVerify av = PLCTL__AUDIT_VERIFY__INIT;
+		av.head = (char *)head;
+		Plctl__Response *r;
+		int e = dc_call(c, &DC_REQUEST(AUDIT_VERIFY, audit_verify, &av),
+		                PLCTL__RESPONSE__BODY_AUDIT_VERIFIED, &r);
+		if (e != PL_OK)
+			return ctl_fail_pl(c, e);
+		const Plctl__AuditVerified *av2 = r->audit_verified;
+		plc_audit_chain_init(&ch, head);
+		ch.rows = av2->rows;
+		ch.broken = !av2->intact;
+		ch.bad_id = av2->bad_id;
+		snprintf(ch.reason, sizeof ch.reason, "%s", av2->reason ? av2->reason : "");
+		snprintf(ch.prev, sizeof ch.prev, "%s", av2->head ? av2->head : "");
+		ch.anchor_found = av2->head_found;
+		dc_free(r);
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "rows", json_object_new_uint64(ch.rows));
+	json_object_object_add(o, "intact", json_object_new_boolean(!ch.broken));
+	json_object_object_add(o, "bad_row",
+	                       ch.broken && ch.bad_id
+	                           ? json_object_new_int64(ch.bad_id)
+	                           : NULL);
+	json_object_object_add(o, "reason", ch.broken ? json_str(ch.reason) : NULL);
+	json_object_object_add(o, "head", json_str(ch.prev));
+	if (!ch.broken) {
+		if (c->json)
+			return ctl_emit_json(c, o);
+		json_object_put(o);
+		ctl_say("%llu rows, chain intact (head %s)",
+		        (unsigned long long)ch.rows, ch.prev);
+		return PX_OK;
+	}
+	ctl_partial(c, "verify", o);
+	if (ch.bad_id)
+		return ctl_fail_exit(c, PX_INTEGRITY, "integrity", "audit trail",
+		                     "first bad row %lld: %s",
+		                     (long long)ch.bad_id, ch.reason);
+	return ctl_fail_exit(c, PX_INTEGRITY, "integrity", "audit trail", "%s",
+	                     ch.reason);
 }
 
 CMD_SINGLE(list, "list", NULL, "the pens penlinkd serves and their state",
@@ -451,7 +811,18 @@ CMD_SINGLE(attach, "attach", "PATH", "serve a pen that is not on USB (a pty)",
            attach_run);
 CMD_SINGLE(detach, "detach", "PATH | -s SERIAL", "stop serving a pen",
            CMD_DAEMON, NULL, NULL, detach_run);
-CMD_SINGLE(audit, "audit", "[--since DATE] [--limit N]",
-           "the audit trail, newest first", CMD_DAEMON, audit_opts,
-           "Reading it needs penlinkd's log-reading permission.\n",
-           audit_run);
+static const struct cmd_spec audit_specs[] = {
+	{"audit", "[--since DATE] [--limit N]",
+	 "the audit trail, newest first, with what each entry changed",
+	 CMD_DAEMON, audit_opts,
+	 "Reading it needs penlinkd's log-reading permission.\n", audit_run},
+	{"audit verify", "[--head HASH] [--db FILE]",
+	 "recompute the audit trail's hash chain; name the first bad row",
+	 CMD_DAEMON, verify_opts,
+	 "Exit 0: \"N rows, chain intact\"; exit 8 naming the first row that\n"
+	 "was removed, changed or moved.  --db FILE reads an archive file\n"
+	 "directly (read-only; no penlinkd needed).\n",
+	 verify_run},
+	{NULL, NULL, NULL, CMD_BOTH, NULL, NULL, NULL},
+};
+const struct cmd_group audit_cmds = {"audit", NULL, audit_specs};

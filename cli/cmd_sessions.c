@@ -13,7 +13,8 @@
 
 #include "penctl.h"
 
-enum { S_OUT = 1, S_KEEP, S_SAMPLES, S_SINCE, S_FORMAT, S_DIR, S_UNTIL };
+enum { S_OUT = 1, S_KEEP, S_SAMPLES, S_SINCE, S_FORMAT, S_DIR, S_CLIENT,
+       S_OPERATOR, S_NOTE, S_UNTIL };
 
 /* Records penctl holds in memory for `show` (several MB in practice). */
 #define SHOW_MAX ((uint64_t)1 << 30)
@@ -101,18 +102,22 @@ static json_object *session_json(const struct ctl *c,
 static const struct optdef list_opts[] = {
 	{"--since", 0, "DATE", S_SINCE, "sessions that started at or after DATE"},
 	{"--until", 0, "DATE", S_UNTIL, "sessions that started before DATE"},
+	{"--client", 0, "REF", S_CLIENT,
+	 "penlinkd: sessions annotated with client reference REF"},
 	{NULL, 0, NULL, 0, NULL},
 };
 
 static int sessions_list(struct ctl *c, struct opt_iter *it)
 {
 	int64_t since = 0;
-	const char *v;
+	const char *v, *client = NULL;
 	int id;
 	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
-		if (id == S_UNTIL) {
+		if (id == S_CLIENT)
+			client = v;
+		else if (id == S_UNTIL) {
 			if (parse_date(c, "--until", v, &c->until_ms) != PX_OK)
 				return PX_USAGE;
 		} else if (parse_date(c, "--since", v, &since) != PX_OK)
@@ -120,9 +125,24 @@ static int sessions_list(struct ctl *c, struct opt_iter *it)
 	}
 	struct session_entry *ss;
 	size_t n;
-	int rc = list_all(c, since, &ss, &n);
-	if (rc != PX_OK)
-		return rc;
+	int rc;
+	if (client) {
+		/* Annotations live in penlinkd's archive, not on a pen. */
+		rc = ctl_need_daemon(c, "sessions list --client");
+		if (rc == PX_OK && !*client)
+			rc = ctl_usage(c, "--client needs a client reference");
+		if (rc == PX_OK)
+			rc = ctl_connect(c);
+		if (rc != PX_OK)
+			return rc;
+		int e = dc_list_sessions(c, since, client, &ss, &n);
+		if (e != PL_OK)
+			return ctl_fail_pl(c, e);
+	} else {
+		rc = list_all(c, since, &ss, &n);
+		if (rc != PX_OK)
+			return rc;
+	}
 	if (c->until_ms) { /* --central filters it itself; the others here */
 		size_t k = 0;
 		for (size_t i = 0; i < n; i++)
@@ -136,6 +156,8 @@ static int sessions_list(struct ctl *c, struct opt_iter *it)
 		json_object *o = json_object_new_object();
 		if (direct)
 			json_object_object_add(o, "serial", json_object_new_string(serial));
+		if (client)
+			json_object_object_add(o, "client_ref", json_str(client));
 		json_object *a = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
 			json_object_array_add(a, session_json(c, &ss[i]));
@@ -149,6 +171,9 @@ static int sessions_list(struct ctl *c, struct opt_iter *it)
 	if (direct)
 		ctl_say("%s: %zu session%s, %zu archived", serial, n,
 		        n == 1 ? "" : "s", archived);
+	else if (client)
+		ctl_say("%zu session%s in the archive for client %s", n,
+		        n == 1 ? "" : "s", client);
 	else
 		ctl_say("%zu session%s in the archive", n, n == 1 ? "" : "s");
 	if (n) {
@@ -637,14 +662,62 @@ static void print_samples(const struct pl_record *r)
 }
 
 
+/* A session's annotations as JSON (the export's form). */
+static json_object *annotations_json(const Plctl__AnnotationList *al)
+{
+	json_object *a = json_object_new_array();
+	for (size_t i = 0; al && i < al->n_annotations; i++) {
+		const Plctl__Annotation *an = al->annotations[i];
+		char t[PL_TIME_TEXT_MAX];
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "id", json_object_new_int64(an->id));
+		json_object_object_add(o, "utc_ms", json_object_new_int64(an->utc_ms));
+		json_object_object_add(o, "utc", json_str(pl_time_format_utc(an->utc_ms, t)));
+		json_object_object_add(o, "user", json_str(an->user));
+		json_object_object_add(o, "client_ref", json_str(an->client_ref));
+		json_object_object_add(o, "operator", json_str(an->operator_));
+		json_object_object_add(o, "note", json_str(an->note));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/* For people: one line per annotation, oldest first (ctl_say cleans each
+ * for the terminal). */
+static void print_annotations(const Plctl__AnnotationList *al)
+{
+	size_t n = al ? al->n_annotations : 0;
+	ctl_say("%s", "");
+	if (!n) {
+		ctl_say("annotations: none");
+		return;
+	}
+	ctl_say("annotations: %zu", n);
+	for (size_t i = 0; i < n; i++) {
+		const Plctl__Annotation *an = al->annotations[i];
+		char when[PL_TIME_TEXT_MAX];
+		pl_time_format_local(an->utc_ms, when);
+		ctl_say("  %s by %s", when, an->user);
+		if (an->client_ref && *an->client_ref)
+			ctl_say("    client:   %s", an->client_ref);
+		if (an->operator_ && *an->operator_)
+			ctl_say("    operator: %s", an->operator_);
+		if (an->note && *an->note)
+			ctl_say("    note:     %s", an->note);
+	}
+}
+
+/* ann: the session's annotations (through penlinkd), or NULL. */
 static int show_record(struct ctl *c, struct pl_record *r, const char *what,
-                       bool samples)
+                       bool samples, const Plctl__AnnotationList *ann)
 {
 	int rc = PX_OK;
 	if (c->json) {
 		char *text = pl_record_to_json(r, samples);
 		json_object *doc = text ? json_tokener_parse(text) : NULL;
 		free(text);
+		if (doc && ann)
+			json_object_object_add(doc, "annotations", annotations_json(ann));
 		if (!doc)
 			rc = ctl_fail_code(c, PL_ERR_MEM, "cannot render %s as JSON", what);
 		else
@@ -672,6 +745,8 @@ static int show_record(struct ctl *c, struct pl_record *r, const char *what,
 			rc = ctl_fail_pl(c, e);
 		else if (samples)
 			print_samples(r);
+		if (e == PL_OK && ann)
+			print_annotations(ann);
 	}
 	pl_record_free(r);
 	return rc;
@@ -763,7 +838,7 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 	struct pl_record *r = NULL;
 	if (stat(arg, &st) == 0) {
 		int e = pl_record_parse_file(arg, &r);
-		return e == PL_OK ? show_record(c, r, arg, samples)
+		return e == PL_OK ? show_record(c, r, arg, samples, NULL)
 		                  : parse_failed(c, e, arg);
 	}
 	struct pl_session_key key;
@@ -789,8 +864,112 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 		return ctl_fail_code(c, e, "session %s: %s", what, pl_error_message());
 	e = pl_record_parse(data ? data : (const uint8_t *)"", len, &r);
 	free(data);
-	return e == PL_OK ? show_record(c, r, what, samples)
-	                  : parse_failed(c, e, what);
+	if (e != PL_OK)
+		return parse_failed(c, e, what);
+	/* Through penlinkd the session's annotations come with it (not from a
+	 * pen, nor from central). */
+	Plctl__Response *ar = NULL;
+	if (c->dc) {
+		char uuid[37];
+		pl_uuid_format(key.uuid, uuid);
+		Plctl__ListAnnotations la = PLCTL__LIST_ANNOTATIONS__INIT;
+		la.serial = key.serial;
+		la.uuid = uuid;
+		e = dc_call(c, &DC_REQUEST(LIST_ANNOTATIONS, list_annotations, &la),
+		            PLCTL__RESPONSE__BODY_ANNOTATIONS, &ar);
+		if (e != PL_OK) {
+			pl_record_free(r);
+			return ctl_fail_code(c, e, "annotations of session %s: %s", what,
+			                     pl_error_message());
+		}
+	}
+	rc = show_record(c, r, what, samples, ar ? ar->annotations : NULL);
+	dc_free(ar);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ annotate */
+
+static const struct optdef annotate_opts[] = {
+	{"--client", 0, "REF", S_CLIENT,
+	 "an opaque reference to the client treated (at most 64 bytes)"},
+	{"--operator", 0, "NAME", S_OPERATOR, "who treated (at most 64 bytes)"},
+	{"--note", 0, "TEXT", S_NOTE, "a note (at most 2000 bytes)"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
+static int sessions_annotate(struct ctl *c, struct opt_iter *it)
+{
+	const char *arg = NULL, *client = "", *oper = "", *note = "", *v;
+	int id;
+	while ((id = opt_next(c, it, &v)) != OPT_END) {
+		if (id == OPT_BAD)
+			return PX_USAGE;
+		if (id == S_CLIENT)
+			client = v;
+		else if (id == S_OPERATOR)
+			oper = v;
+		else if (id == S_NOTE)
+			note = v;
+		else if (arg)
+			return ctl_usage(c, "sessions annotate takes one session "
+			                 "(got '%.40s' and '%.40s')", arg, v);
+		else
+			arg = v;
+	}
+	if (!arg)
+		return ctl_usage(c, "sessions annotate needs a session: SERIAL/UUID, "
+		                 "or a UUID");
+	if (!*client && !*oper && !*note)
+		return ctl_usage(c, "sessions annotate needs --client, --operator or "
+		                 "--note");
+	int rc = ctl_need_daemon(c, "sessions annotate");
+	if (rc != PX_OK)
+		return rc;
+	struct pl_session_key key;
+	uint8_t uuid_b[16];
+	if (parse_uuid(arg, uuid_b))
+		rc = resolve_uuid(c, arg, &key);
+	else if (strchr(arg, '/') && pl_session_key_parse(arg, &key) == PL_OK)
+		rc = PX_OK;
+	else
+		return ctl_usage(c, "%s is not a session (SERIAL/UUID or UUID)", arg);
+	if (rc == PX_OK)
+		rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+	char uuid[37], what[160];
+	pl_uuid_format(key.uuid, uuid);
+	pl_session_key_format(&key, PL_TEXT_TERMINAL, what, sizeof what);
+	Plctl__Annotate an = PLCTL__ANNOTATE__INIT;
+	an.serial = key.serial;
+	an.uuid = uuid;
+	an.client_ref = (char *)client;
+	an.operator_ = (char *)oper;
+	an.note = (char *)note;
+	Plctl__Response *r;
+	int e = dc_call(c, &DC_REQUEST(ANNOTATE, annotate, &an),
+	                PLCTL__RESPONSE__BODY_ANNOTATIONS, &r);
+	if (e != PL_OK)
+		return ctl_fail_code(c, e, "session %s: %s", what, pl_error_message());
+	const Plctl__AnnotationList *al = r->annotations;
+	int64_t aid = al && al->n_annotations ? al->annotations[0]->id : 0;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "serial", json_str(key.serial));
+		json_object_object_add(o, "uuid", json_object_new_string(uuid));
+		json_object *a = annotations_json(al);
+		json_object *first = json_object_array_length(a)
+		                         ? json_object_get(json_object_array_get_idx(a, 0))
+		                         : NULL;
+		json_object_put(a);
+		json_object_object_add(o, "annotation", first);
+		dc_free(r);
+		return ctl_emit_json(c, o);
+	}
+	ctl_say("annotated session %s (annotation %lld)", what, (long long)aid);
+	dc_free(r);
+	return PX_OK;
 }
 
 /* ------------------------------------------------------------------ export */
@@ -1168,11 +1347,13 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 }
 
 static const struct cmd_spec sessions_specs[] = {
-	{"sessions list", "[--since DATE] [--until DATE]",
+	{"sessions list", "[--since DATE] [--until DATE] [--client REF]",
 	 "--port: the sessions on the pen; penlinkd: its archive", CMD_BOTH,
 	 list_opts,
 	 "Through penlinkd every pen's sessions, or -s SERIAL's.  With --port,\n"
-	 "--since leaves out sessions the pen timed by its uptime only.\n",
+	 "--since leaves out sessions the pen timed by its uptime only.\n"
+	 "--client (penlinkd only): the sessions whose current client reference\n"
+	 "(that of their latest annotation giving one) is REF.\n",
 	 sessions_list},
 	{"sessions pull", "[--out DIR] [--since DATE] [--keep]",
 	 "copy every session to DIR and verify its SHA-256", CMD_BOTH, pull_opts,
@@ -1191,6 +1372,15 @@ static const struct cmd_spec sessions_specs[] = {
 	 "the archive as CSV or JSON", CMD_DAEMON, export_opts,
 	 "To stdout, FILE, or DIR/<serial>-<seq>-<uuid>.csv|json per session.\n",
 	 sessions_export},
+	{"sessions annotate",
+	 "SERIAL/UUID | UUID [--client REF] [--operator NAME] [--note TEXT]",
+	 "add a client reference, operator and note to a session", CMD_DAEMON,
+	 annotate_opts,
+	 "Append-only: a correction is a new annotation (the latest client\n"
+	 "reference and operator given are the session's current ones).  At\n"
+	 "least one of the three; shown by sessions show, filtered by sessions\n"
+	 "list --client, included in exports, recorded in the audit trail.\n",
+	 sessions_annotate},
 	{NULL, NULL, NULL, CMD_BOTH, NULL, NULL, NULL},
 };
 const struct cmd_group sessions_cmds = {"sessions", "session", sessions_specs};

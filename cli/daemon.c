@@ -660,17 +660,17 @@ static int dm_unsupported(const char *what)
 
 /* ---- the archive's sessions */
 
-static int dm_list_sessions(void *ctx, int64_t since,
-                            struct session_entry **out, size_t *count)
+int dc_list_sessions(struct ctl *c, int64_t since, const char *client_ref,
+                     struct session_entry **out, size_t *count)
 {
-	struct dconn *d = ctx;
 	*out = NULL;
 	*count = 0;
 	Plctl__ListSessions ls = PLCTL__LIST_SESSIONS__INIT;
-	ls.serial = (char *)(d->c->serial ? d->c->serial : "");
+	ls.serial = (char *)(c->serial ? c->serial : "");
 	ls.since_ms = since;
+	ls.client_ref = (char *)(client_ref ? client_ref : "");
 	struct dc_pages pages;
-	int rc = dc_collect(d->c, &DC_REQUEST(LIST_SESSIONS, list_sessions, &ls),
+	int rc = dc_collect(c, &DC_REQUEST(LIST_SESSIONS, list_sessions, &ls),
 	                    PLCTL__RESPONSE__BODY_SESSIONS, &pages);
 	if (rc != PL_OK)
 		return rc;
@@ -699,12 +699,22 @@ static int dm_list_sessions(void *ctx, int64_t since,
 	return PL_OK;
 }
 
+static int dm_list_sessions(void *ctx, int64_t since,
+                            struct session_entry **out, size_t *count)
+{
+	struct dconn *d = ctx;
+	return dc_list_sessions(d->c, since, NULL, out, count);
+}
+
 /* Receives one archived record's bytes in order (RecordChunk stream). */
 typedef int (*record_sink)(void *ud, const uint8_t *data, size_t len,
                            uint64_t done, uint64_t total);
 
+/* purpose: what the daemon's audit trail records, "sessions.show" or
+ * "sessions.pull". */
 static int fetch_record(struct dconn *d, const struct pl_session_key *key,
-                        uint64_t max, record_sink sink, void *ud)
+                        const char *purpose, uint64_t max, record_sink sink,
+                        void *ud)
 {
 	char uuid[37], name[160];
 	pl_uuid_format(key->uuid, uuid);
@@ -712,6 +722,7 @@ static int fetch_record(struct dconn *d, const struct pl_session_key *key,
 	Plctl__ShowSession ss = PLCTL__SHOW_SESSION__INIT;
 	ss.uuid = uuid;
 	ss.serial = (char *)key->serial;
+	ss.purpose = (char *)purpose;
 	Plctl__Request req = DC_REQUEST(SHOW_SESSION, show_session, &ss);
 	int e = dc_send(d->c, &req);
 	if (e != PL_OK)
@@ -821,7 +832,7 @@ static int dm_fetch_to_file(void *ctx, const struct session_entry *s,
 	if (f.fd < 0)
 		return pl_error_set(io_code(errno), "cannot create %s: %s", path,
 		                    strerror(errno));
-	int e = fetch_record(d, &s->key, UINT64_MAX, to_file, &f);
+	int e = fetch_record(d, &s->key, "sessions.pull", UINT64_MAX, to_file, &f);
 	if (e == PL_OK && fsync(f.fd) != 0)
 		e = pl_error_set(PL_ERR_IO, "fsync %s: %s", path, strerror(errno));
 	if (close(f.fd) != 0 && e == PL_OK)
@@ -875,7 +886,7 @@ static int dm_read_record(void *ctx, const struct pl_session_key *key,
                           uint64_t max, uint8_t **data, size_t *len)
 {
 	struct mem_sink m = {0};
-	int e = fetch_record(ctx, key, max, to_memory, &m);
+	int e = fetch_record(ctx, key, "sessions.show", max, to_memory, &m);
 	if (e != PL_OK) {
 		free(m.buf);
 		*data = NULL;

@@ -233,6 +233,11 @@ int dc_list_pens(struct ctl *c, Plctl__Response **rep);
 int dc_pen(struct ctl *c, const char **serial);
 /* The per-response timeout for daemon mode (--timeout or the default). */
 int dc_timeout(const struct ctl *c);
+/* The archive's sessions (of -s's pen, or every pen) that started at or
+ * after since, only those whose current client reference is client_ref
+ * when it is not NULL or "".  Free *out with free(). */
+int dc_list_sessions(struct ctl *c, int64_t since, const char *client_ref,
+                     struct session_entry **out, size_t *count);
 
 /* Ctrl-C / SIGTERM set ctl_interrupted (no SA_RESTART, so a blocked wait
  * returns at once). */

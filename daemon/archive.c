@@ -98,6 +98,7 @@
 
 #include "archive.h"
 #include "log.h"
+#include "penlink_audit.h"
 #include "pen_budget.h"
 
 /* Milliseconds SQLite waits for a lock held by another program (an
@@ -147,9 +148,25 @@ struct export_cursor {
  * stored after a multi-megabyte value only by walking its overflow pages,
  * and listing sessions must not read records.
  */
+static int chain_audit_rows(struct archive *a);
+
+/* The audit trail's and the annotations' append-only triggers: for every
+ * writer that goes through SQL, an administrator's sqlite3 shell included;
+ * only dropping them gets round them, which needs write access to the
+ * file anyway, and the audit trail's hash chain shows what that changed. */
+#define APPEND_ONLY(table, what)                                           \
+	"CREATE TRIGGER " table "_no_update BEFORE UPDATE ON " table " BEGIN\n" \
+	"  SELECT RAISE(ABORT, '" what " are append-only');\n"                  \
+	"END;\n"                                                               \
+	"CREATE TRIGGER " table "_no_delete BEFORE DELETE ON " table " BEGIN\n" \
+	"  SELECT RAISE(ABORT, '" what " are append-only');\n"                  \
+	"END;\n"
+
 static const struct {
 	const char *what;
 	const char *sql;
+	/* Run after sql, in the same transaction (NULL: nothing). */
+	int (*step)(struct archive *a);
 } migrations[] = {
     {"create the archive tables (schema 1)",
      "CREATE TABLE sessions (\n"
@@ -234,7 +251,8 @@ static const struct {
      "END;\n"
      "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN\n"
      "  SELECT RAISE(ABORT, 'the audit trail is append-only');\n"
-     "END;\n"},
+     "END;\n",
+     NULL},
     /* Sample rows are derived data, inserted after the commit by
      * archive_decode_step() so that a commit does not hold the daemon's
      * loop for a hundred thousand inserts.  A row here means the session's
@@ -252,7 +270,32 @@ static const struct {
      "INSERT INTO sample_progress (session_id, next)\n"
      "  SELECT id, samples_next FROM sessions WHERE samples_next IS NOT NULL;\n"
      "UPDATE sessions SET samples_next = NULL WHERE samples_next IS NOT NULL;\n"
-     "DROP INDEX sessions_samples_pending;\n"},
+     "DROP INDEX sessions_samples_pending;\n",
+     NULL},
+    /* The audit trail becomes a hash chain (control/penlink_audit.h): each
+     * row keeps the hash of the row before it and its own.  The rows
+     * already there are chained in id order by chain_audit_rows(), which
+     * lifts the no-update trigger for that moment only, within this
+     * transaction.  Annotations: a session's client reference, operator and
+     * notes, append-only (a correction is a new row). */
+    {"hash-chain the audit trail, add session annotations (schema 3)",
+     "ALTER TABLE audit ADD COLUMN prev_hash TEXT;\n"
+     "ALTER TABLE audit ADD COLUMN hash TEXT;\n"
+     "CREATE TABLE annotations (\n"
+     "  id INTEGER PRIMARY KEY,\n"
+     "  session_id INTEGER NOT NULL REFERENCES sessions (id),\n"
+     "  utc_ms INTEGER NOT NULL,\n"
+     "  uid INTEGER NOT NULL,\n"
+     "  user TEXT NOT NULL,\n"
+     "  client_ref TEXT NOT NULL,\n"
+     "  operator TEXT NOT NULL,\n"
+     "  note TEXT NOT NULL\n"
+     ");\n"
+     "CREATE INDEX annotations_session ON annotations (session_id, id);\n"
+     "CREATE INDEX annotations_client ON annotations (client_ref)\n"
+     "  WHERE client_ref <> '';\n"
+     APPEND_ONLY("annotations", "the session annotations"),
+     chain_audit_rows},
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -669,6 +712,8 @@ static int migrate(struct archive *a)
 		if (e != PL_OK)
 			return e;
 		e = exec(a, migrations[v].sql, migrations[v].what);
+		if (e == PL_OK && migrations[v].step)
+			e = migrations[v].step(a);
 		snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
 		if (e == PL_OK)
 			e = exec(a, set, "record the schema version");
@@ -1703,11 +1748,17 @@ static int session_row(sqlite3_stmt *st, void *ctx)
 	return r->cb(r->ud, &s);
 }
 
+/* A session's client reference: the latest annotation that gives one. */
+#define CURRENT_CLIENT                                                      \
+	"(SELECT client_ref FROM annotations WHERE session_id = sessions.id " \
+	"AND client_ref <> '' ORDER BY id DESC LIMIT 1)"
+
 /* cb's non-zero return stops the listing; a negative one (a pl_return
  * code) is returned, a positive one gives PL_OK. */
-int archive_list(struct archive *a, const char *serial, int64_t since_ms,
-                 int (*cb)(void *ud, const struct archived_session *s),
-                 void *ud)
+int archive_list_client(struct archive *a, const char *serial,
+                        int64_t since_ms, const char *client_ref,
+                        int (*cb)(void *ud, const struct archived_session *s),
+                        void *ud)
 {
 	bool all = !serial || !*serial;
 	struct session_rows r = {cb, ud};
@@ -1716,6 +1767,13 @@ int archive_list(struct archive *a, const char *serial, int64_t since_ms,
 		return PL_ERR_ARG;
 	if (!cb)
 		return fail(a, PL_ERR_ARG, "archive_list: no callback");
+	if (client_ref && *client_ref)
+		return each_row(a, "list sessions", "listing sessions", session_row,
+		                &r,
+		                "SELECT " SESSION_COLUMNS " FROM sessions "
+		                "WHERE start_ms >= ?1 AND (?2 = '' OR serial = ?2) "
+		                "AND " CURRENT_CLIENT " = ?3 ORDER BY start_ms, id",
+		                "itt", since_ms, all ? "" : serial, client_ref);
 	return each_row(a, "list sessions", "listing sessions", session_row, &r,
 	                all ? "SELECT " SESSION_COLUMNS " FROM sessions "
 	                      "WHERE start_ms >= ?1 ORDER BY start_ms, id"
@@ -1723,6 +1781,13 @@ int archive_list(struct archive *a, const char *serial, int64_t since_ms,
 	                      "WHERE start_ms >= ?1 AND serial = ?2 "
 	                      "ORDER BY start_ms, id",
 	                all ? "i" : "it", since_ms, serial);
+}
+
+int archive_list(struct archive *a, const char *serial, int64_t since_ms,
+                 int (*cb)(void *ud, const struct archived_session *s),
+                 void *ud)
+{
+	return archive_list_client(a, serial, since_ms, NULL, cb, ud);
 }
 
 int archive_read_record(struct archive *a, const struct pl_session_key *key,
@@ -1913,14 +1978,80 @@ static void csv_jmm(struct sbuf *b, bool *first, json_object *v)
 	                             PL_MM_SHORT, t));
 }
 
+static int annotations_by_id(struct archive *a, int64_t sid,
+                             int (*cb)(void *ud, const struct annotation *an),
+                             void *ud);
+
 static const char csv_header[] =
     "serial,uuid,seq,start_utc,end_utc,time_source,duration_s,preset_id,"
     "preset_name,depth_mm,speed_level,area,needle_count,cartridge_lot,"
     "run_time_s,strokes,max_depth_mm,errors,events,samples,size,sha256,"
-    "archived_utc\r\n";
+    "archived_utc,client_ref,operator,notes\r\n";
+
+/* A session's annotations as an export gives them: CSV the current client
+ * reference and operator (the latest annotation that gives one) and every
+ * note, oldest first, joined by " | "; JSON every annotation. */
+struct annot_acc {
+	char *client, *oper;
+	struct sbuf notes;
+	json_object *arr;      /* JSON only */
+	bool oom;
+};
+
+static bool jadd_text(json_object *o, const char *k, const char *v)
+{
+	char *clean = pl_text_clean_dup(PL_TEXT_JSON, v);
+	bool ok = clean &&
+	          !json_object_object_add(o, k, json_object_new_string(clean));
+	free(clean);
+	return ok;
+}
+
+static int annot_collect(void *ud, const struct annotation *an)
+{
+	struct annot_acc *acc = ud;
+	if (an->client_ref[0]) {
+		free(acc->client);
+		acc->oom |= !(acc->client = strdup(an->client_ref));
+	}
+	if (an->operator_name[0]) {
+		free(acc->oper);
+		acc->oom |= !(acc->oper = strdup(an->operator_name));
+	}
+	if (an->note[0]) {
+		if (acc->notes.len)
+			sb_str(&acc->notes, " | ");
+		sb_str(&acc->notes, an->note);
+	}
+	if (acc->arr) {
+		char t[PL_TIME_TEXT_MAX];
+		json_object *o = json_object_new_object();
+		bool ok = o &&
+		          !json_object_object_add(o, "utc_ms",
+		                                  json_object_new_int64(an->utc_ms)) &&
+		          jadd_text(o, "utc", pl_time_format_utc(an->utc_ms, t)) &&
+		          jadd_text(o, "user", an->user) &&
+		          jadd_text(o, "client_ref", an->client_ref) &&
+		          jadd_text(o, "operator", an->operator_name) &&
+		          jadd_text(o, "note", an->note);
+		if (!ok || json_object_array_add(acc->arr, o)) {
+			json_object_put(o);
+			acc->oom = true;
+		}
+	}
+	return acc->oom ? PL_ERR_MEM : 0;
+}
+
+static void annot_free(struct annot_acc *acc)
+{
+	free(acc->client);
+	free(acc->oper);
+	free(acc->notes.p);
+	json_object_put(acc->arr);
+}
 
 static void csv_row(struct sbuf *b, const struct archived_session *s,
-                    json_object *j)
+                    json_object *j, const struct annot_acc *an)
 {
 	char uuid[37], t[PL_TIME_TEXT_MAX], hex[65];
 	bool first = true;
@@ -1959,6 +2090,10 @@ static void csv_row(struct sbuf *b, const struct archived_session *s,
 	pl_hex_format(s->sha256, 32, hex);
 	csv_field(b, &first, hex);
 	csv_field(b, &first, pl_time_format_utc(s->archived_ms, t));
+	/* Annotations are people's text: cleaned like the pen's. */
+	csv_text(b, &first, an->client ? an->client : "");
+	csv_text(b, &first, an->oper ? an->oper : "");
+	csv_text(b, &first, an->notes.p ? an->notes.p : "");
 	sb_add(b, "\r\n", 2);
 }
 
@@ -2058,6 +2193,7 @@ static int export_row(struct export_cursor *c, const char *before,
 	struct pl_record *r = NULL;
 	json_object *j = NULL;
 	char *text = NULL, *why = NULL;
+	struct annot_acc an = {0};
 	sqlite3_stmt *st;
 	int rc, e;
 
@@ -2120,6 +2256,15 @@ static int export_row(struct export_cursor *c, const char *before,
 	/* SQLite's copy of the record is freed here, before formatting. */
 	sqlite3_finalize(st);
 	st = NULL;
+	if (c->fmt == EXPORT_JSON && !(an.arr = json_object_new_array())) {
+		e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
+		goto out;
+	}
+	e = annotations_by_id(a, c->last_id, annot_collect, &an);
+	if (e == PL_OK && (an.oom || an.notes.oom))
+		e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
+	if (e != PL_OK)
+		goto out;
 	if (!j && c->fmt == EXPORT_JSON) {
 		j = json_fallback(&s, why);
 		if (!j) {
@@ -2130,14 +2275,17 @@ static int export_row(struct export_cursor *c, const char *before,
 	*who = s;
 	sb_str(b, before);
 	if (c->fmt == EXPORT_CSV) {
-		csv_row(b, &s, j);
+		csv_row(b, &s, j, &an);
 	} else {
 		char hex[65];
 		const char *obj;
+		json_object *arr = an.arr;
+		an.arr = NULL; /* j owns it now, or it is freed by the add */
 		pl_hex_format(s.sha256, 32, hex);
 		if (json_object_object_add(j, "archived_utc_ms",
 		                           json_object_new_int64(s.archived_ms)) ||
 		    json_object_object_add(j, "sha256", json_object_new_string(hex)) ||
+		    json_object_object_add(j, "annotations", arr) ||
 		    !(obj = json_object_to_json_string_ext(
 		          j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))) {
 			e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
@@ -2149,6 +2297,7 @@ static int export_row(struct export_cursor *c, const char *before,
 out:
 	sqlite3_finalize(st);
 	json_object_put(j);
+	annot_free(&an);
 	free(text);
 	free(why);
 	pl_record_free(r);
@@ -2212,12 +2361,170 @@ void archive_export_end(struct export_cursor *c)
 
 /* ------------------------------------------------------------------ audit */
 
+/*
+ * An old or new value as the trail stores it: a JSON object, compact (one
+ * line), or "" for none.  A JSON object text is re-written compact (a preset
+ * set arrives pretty-printed); any other text is kept as {"value": text}.
+ * NULL only when out of memory.
+ */
+static char *audit_value(const char *v)
+{
+	if (!v || !*v)
+		return strdup("");
+	size_t len = strlen(v);
+	json_tokener *tok = json_tokener_new();
+	json_object *o = tok ? json_tokener_parse_ex(tok, v, (int)len) : NULL;
+	bool whole = false;
+	if (o && json_tokener_get_error(tok) == json_tokener_success) {
+		size_t end = json_tokener_get_parse_end(tok);
+		while (end < len && strchr(" \t\r\n", v[end]))
+			end++;
+		whole = end == len;
+	}
+	json_tokener_free(tok);
+	if (!o || !whole || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = json_object_new_object();
+		if (!o || json_object_object_add(o, "value", json_object_new_string(v))) {
+			json_object_put(o);
+			return NULL;
+		}
+	}
+	const char *text = json_object_to_json_string_ext(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	char *out = text ? strdup(text) : NULL;
+	json_object_put(o);
+	return out;
+}
+
+/* The id and hash of the trail's last row (0 and the genesis when empty). */
+static int audit_tail(struct archive *a, int64_t *id,
+                      char hash[PLC_AUDIT_HASH_TEXT])
+{
+	static const char what[] = "read the end of the audit trail";
+	sqlite3_stmt *st;
+	int e = prepare(a, &st, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
+	                what);
+	if (e != PL_OK)
+		return e;
+	*id = 0;
+	snprintf(hash, PLC_AUDIT_HASH_TEXT, "%s", PLC_AUDIT_GENESIS);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(st, 0);
+		const unsigned char *h = sqlite3_column_text(st, 1);
+		/* A row without a hash breaks the chain there, which
+		 * verification reports; later rows chain on from the genesis. */
+		if (h && strlen((const char *)h) == 64)
+			snprintf(hash, PLC_AUDIT_HASH_TEXT, "%s", (const char *)h);
+	} else if (rc != SQLITE_DONE) {
+		e = db_fail(a, rc, "%s", what);
+	}
+	sqlite3_finalize(st);
+	return e;
+}
+
+/* Appends one row to the chain; inside a transaction. */
+static int audit_insert(struct archive *a, const struct plc_audit_row *r)
+{
+	static const char what[] = "add to the audit trail";
+	int64_t last = 0;
+	char prev[PLC_AUDIT_HASH_TEXT], hash[PLC_AUDIT_HASH_TEXT];
+	int e = audit_tail(a, &last, prev);
+	if (e != PL_OK)
+		return e;
+	struct plc_audit_row row = *r;
+	row.id = last + 1;
+	if (plc_audit_hash(prev, &row, hash) != PL_OK)
+		return fail(a, PL_ERR_MEM, "out of memory adding to the audit trail");
+	return run(a, what,
+	           "INSERT INTO audit (id, utc_ms, uid, user, pen, action, "
+	           "old_value, new_value, result, prev_hash, hash) "
+	           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	           "iiitttttttt", row.id, row.utc_ms, row.uid, row.user, row.pen,
+	           row.action, row.old_value, row.new_value, row.result, prev,
+	           hash);
+}
+
+/* Schema 3: chains the rows written before the chain existed, in id order,
+ * and records that it did.  Runs inside the migration's transaction. */
+static int chain_audit_rows(struct archive *a)
+{
+	static const char what[] = "chain the audit trail";
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	char prev[PLC_AUDIT_HASH_TEXT] = PLC_AUDIT_GENESIS,
+	     hash[PLC_AUDIT_HASH_TEXT];
+	int64_t id = 0, rows = 0;
+	int e = exec(a, "DROP TRIGGER audit_no_update", what);
+	if (e == PL_OK)
+		e = prepare(a, &sel,
+		            "SELECT id, utc_ms, uid, user, pen, action, old_value, "
+		            "new_value, result FROM audit WHERE id > ?1 "
+		            "ORDER BY id LIMIT 1",
+		            what);
+	if (e == PL_OK)
+		e = prepare(a, &upd,
+		            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
+		            what);
+	while (e == PL_OK) {
+		sqlite3_reset(sel);
+		e = bind(a, sel, what, "i", id);
+		if (e != PL_OK)
+			break;
+		int rc = sqlite3_step(sel);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_ROW) {
+			e = db_fail(a, rc, "%s", what);
+			break;
+		}
+#define COL(i) (sqlite3_column_text(sel, i) ? (const char *)sqlite3_column_text(sel, i) : "")
+		struct plc_audit_row r = {
+		    .id = sqlite3_column_int64(sel, 0),
+		    .utc_ms = sqlite3_column_int64(sel, 1),
+		    .uid = sqlite3_column_int64(sel, 2),
+		    .user = COL(3), .pen = COL(4), .action = COL(5),
+		    .old_value = COL(6), .new_value = COL(7), .result = COL(8),
+		};
+#undef COL
+		id = r.id;
+		if (plc_audit_hash(prev, &r, hash) != PL_OK) {
+			e = fail(a, PL_ERR_MEM, "out of memory chaining the audit trail");
+			break;
+		}
+		e = bind(a, upd, what, "tti", prev, hash, id);
+		if (e == PL_OK)
+			e = step_done(a, upd, what);
+		memcpy(prev, hash, sizeof prev);
+		rows++;
+	}
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	if (e == PL_OK)
+		e = exec(a,
+		         "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN\n"
+		         "  SELECT RAISE(ABORT, 'the audit trail is append-only');\n"
+		         "END;",
+		         what);
+	if (e == PL_OK && rows > 0) {
+		char nv[96];
+		snprintf(nv, sizeof nv, "{\"schema\":3,\"rows_chained\":%" PRId64 "}",
+		         rows);
+		struct plc_audit_row r = {
+		    .utc_ms = pl_time_utc_ms(), .uid = (int64_t)getuid(),
+		    .user = "penlinkd", .pen = "", .action = "audit.chain",
+		    .old_value = "", .new_value = nv, .result = "ok",
+		};
+		e = audit_insert(a, &r);
+	}
+	return e;
+}
+
 /* e->utc_ms 0 stamps the entry now; NULL strings are stored as "". */
 int archive_audit_add(struct archive *a, const struct audit_entry *e)
 {
 	static const char what[] = "add to the audit trail";
 	char uid_text[16];
-	sqlite3_stmt *st;
 	int err;
 
 	if (!a)
@@ -2225,27 +2532,31 @@ int archive_audit_add(struct archive *a, const struct audit_entry *e)
 	if (!e || !e->action || !*e->action)
 		return fail(a, PL_ERR_ARG, "archive_audit_add: no action");
 	snprintf(uid_text, sizeof uid_text, "%" PRIu32, e->uid);
-	/* FULL: a refused or applied change is on disk once reported. */
-	err = begin(a, true, what);
-	if (err != PL_OK)
-		return err;
-	err = prepare(a, &st,
-	              "INSERT INTO audit (utc_ms, uid, user, pen, action, "
-	              "old_value, new_value, result) "
-	              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	              what);
-	if (err == PL_OK) {
-		err = bind(a, st, what, "iitttttt",
-		           e->utc_ms ? e->utc_ms : pl_time_utc_ms(), (int64_t)e->uid,
-		           e->user && *e->user ? e->user : uid_text,
-		           e->pen ? e->pen : "", e->action,
-		           e->old_value ? e->old_value : "",
-		           e->new_value ? e->new_value : "",
-		           e->result ? e->result : "");
-		if (err == PL_OK)
-			err = step_done(a, st, what);
-		sqlite3_finalize(st);
+	char *oldv = audit_value(e->old_value), *newv = audit_value(e->new_value);
+	if (!oldv || !newv) {
+		free(oldv);
+		free(newv);
+		return fail(a, PL_ERR_MEM, "out of memory adding to the audit trail");
 	}
+	struct plc_audit_row r = {
+	    .utc_ms = e->utc_ms ? e->utc_ms : pl_time_utc_ms(),
+	    .uid = (int64_t)e->uid,
+	    .user = e->user && *e->user ? e->user : uid_text,
+	    .pen = e->pen ? e->pen : "",
+	    .action = e->action,
+	    .old_value = oldv,
+	    .new_value = newv,
+	    .result = e->result ? e->result : "",
+	};
+	/* FULL: a refused or applied change is on disk once reported.  The
+	 * tail is read and the row written in one write transaction, so two
+	 * writers (the daemon and an administrator's shell) cannot both chain
+	 * onto the same row. */
+	err = begin(a, true, what);
+	if (err == PL_OK)
+		err = audit_insert(a, &r);
+	free(oldv);
+	free(newv);
 	if (err == PL_OK)
 		return commit(a, what);
 	rollback(a);
@@ -2270,6 +2581,8 @@ static int audit_row(sqlite3_stmt *st, void *ctx)
 	    .old_value = COL(5),
 	    .new_value = COL(6),
 	    .result = COL(7),
+	    .id = sqlite3_column_int64(st, 8),
+	    .hash = COL(9),
 	};
 #undef COL
 	return r->cb(r->ud, &en);
@@ -2289,7 +2602,186 @@ int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
 	return each_row(a, "read the audit trail", "reading the audit trail",
 	                audit_row, &r,
 	                "SELECT utc_ms, uid, user, pen, action, old_value, new_value, "
-	                "result FROM audit WHERE utc_ms >= ?1 "
+	                "result, id, hash FROM audit WHERE utc_ms >= ?1 "
 	                "ORDER BY utc_ms DESC, id DESC LIMIT ?2",
 	                "ii", since_ms, (int64_t)(limit ? limit : 100));
+}
+
+static int verify_row(sqlite3_stmt *st, void *ctx)
+{
+	struct plc_audit_chain *c = ctx;
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	struct plc_audit_row r = {
+	    .id = sqlite3_column_int64(st, 0),
+	    .utc_ms = sqlite3_column_int64(st, 1),
+	    .uid = sqlite3_column_int64(st, 2),
+	    .user = COL(3), .pen = COL(4), .action = COL(5),
+	    .old_value = COL(6), .new_value = COL(7), .result = COL(8),
+	};
+#undef COL
+	const char *prev = (const char *)sqlite3_column_text(st, 9);
+	const char *hash = (const char *)sqlite3_column_text(st, 10);
+	return plc_audit_chain_step(c, &r, prev, hash) ? 0 : 1;
+}
+
+int archive_audit_verify(struct archive *a, const char *anchor,
+                         struct plc_audit_chain *out)
+{
+	if (!a)
+		return PL_ERR_ARG;
+	if (!out)
+		return fail(a, PL_ERR_ARG, "archive_audit_verify: out is NULL");
+	plc_audit_chain_init(out, anchor);
+	int e = each_row(a, "verify the audit trail", "verifying the audit trail",
+	                 verify_row, out, PLC_AUDIT_VERIFY_SQL, "");
+	if (e == PL_OK)
+		plc_audit_chain_end(out);
+	return e;
+}
+
+/* ------------------------------------------------------------------ annotations */
+
+/* The archive's id of a session, or PL_ERR_NOT_FOUND. */
+static int session_id_of(struct archive *a, const struct pl_session_key *key,
+                         int64_t *id)
+{
+	static const char what[] = "find a session";
+	sqlite3_stmt *st;
+	char text[160];
+	int e = prepare(a, &st,
+	                "SELECT id FROM sessions WHERE serial = ?1 AND uuid = ?2",
+	                what);
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, what, "tb", key->serial, key->uuid, (size_t)16);
+	if (e == PL_OK) {
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*id = sqlite3_column_int64(st, 0);
+		} else if (rc == SQLITE_DONE) {
+			pl_session_key_format(key, PL_TEXT_LOG, text, sizeof text);
+			e = fail(a, PL_ERR_NOT_FOUND, "no session %s in the archive", text);
+		} else {
+			e = db_fail(a, rc, "%s", what);
+		}
+	}
+	sqlite3_finalize(st);
+	return e;
+}
+
+static int check_annotation(struct archive *a, const struct annotation *an)
+{
+	static const struct {
+		const char *name;
+		size_t max;
+	} lim[3] = {{"client reference", PLC_ANNOT_CLIENT_MAX},
+	            {"operator", PLC_ANNOT_OPERATOR_MAX},
+	            {"note", PLC_ANNOT_NOTE_MAX}};
+	const char *v[3] = {an->client_ref, an->operator_name, an->note};
+	bool any = false;
+	for (int i = 0; i < 3; i++) {
+		size_t n = v[i] ? strlen(v[i]) : 0;
+		if (n > lim[i].max)
+			return fail(a, PL_ERR_VALIDATION,
+			            "the %s is %zu bytes long; at most %zu are kept",
+			            lim[i].name, n, lim[i].max);
+		any |= n > 0;
+	}
+	if (!any)
+		return fail(a, PL_ERR_ARG,
+		            "an annotation needs a client reference, an operator or "
+		            "a note");
+	return PL_OK;
+}
+
+int archive_annotate(struct archive *a, const struct pl_session_key *key,
+                     const struct annotation *an, int64_t *id_out)
+{
+	static const char what[] = "annotate a session";
+	int64_t sid = 0;
+	if (!a)
+		return PL_ERR_ARG;
+	if (!key || !an)
+		return fail(a, PL_ERR_ARG, "archive_annotate: missing argument");
+	int e = check_annotation(a, an);
+	if (e != PL_OK)
+		return e;
+	e = begin(a, true, what);
+	if (e == PL_OK)
+		e = session_id_of(a, key, &sid);
+	if (e == PL_OK) {
+		sqlite3_stmt *st;
+		e = prepare(a, &st,
+		            "SELECT count(*) FROM annotations WHERE session_id = ?1",
+		            what);
+		if (e == PL_OK && (e = bind(a, st, what, "i", sid)) == PL_OK &&
+		    sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_int64(st, 0) >= PLC_ANNOT_PER_SESSION_MAX)
+			e = fail(a, PL_ERR_VALIDATION,
+			         "the session has %u annotations, the most kept",
+			         PLC_ANNOT_PER_SESSION_MAX);
+		sqlite3_finalize(st);
+	}
+	if (e == PL_OK)
+		e = run(a, what,
+		        "INSERT INTO annotations (session_id, utc_ms, uid, user, "
+		        "client_ref, operator, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		        "iiitttt", sid, an->utc_ms ? an->utc_ms : pl_time_utc_ms(),
+		        (int64_t)an->uid, an->user ? an->user : "",
+		        an->client_ref ? an->client_ref : "",
+		        an->operator_name ? an->operator_name : "",
+		        an->note ? an->note : "");
+	if (e == PL_OK && id_out)
+		*id_out = sqlite3_last_insert_rowid(a->db);
+	if (e == PL_OK)
+		return commit(a, what);
+	rollback(a);
+	return e;
+}
+
+struct annotation_rows {
+	int (*cb)(void *ud, const struct annotation *an);
+	void *ud;
+};
+
+static int annotation_row(sqlite3_stmt *st, void *ctx)
+{
+	struct annotation_rows *r = ctx;
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	struct annotation an = {
+	    .id = sqlite3_column_int64(st, 0),
+	    .utc_ms = sqlite3_column_int64(st, 1),
+	    .uid = (uint32_t)sqlite3_column_int64(st, 2),
+	    .user = COL(3),
+	    .client_ref = COL(4),
+	    .operator_name = COL(5),
+	    .note = COL(6),
+	};
+#undef COL
+	return r->cb(r->ud, &an);
+}
+
+static int annotations_by_id(struct archive *a, int64_t sid,
+                             int (*cb)(void *ud, const struct annotation *an),
+                             void *ud)
+{
+	struct annotation_rows r = {cb, ud};
+	return each_row(a, "read annotations", "reading annotations",
+	                annotation_row, &r,
+	                "SELECT id, utc_ms, uid, user, client_ref, operator, note "
+	                "FROM annotations WHERE session_id = ?1 ORDER BY id",
+	                "i", sid);
+}
+
+int archive_annotations(struct archive *a, const struct pl_session_key *key,
+                        int (*cb)(void *ud, const struct annotation *an),
+                        void *ud)
+{
+	int64_t sid = 0;
+	if (!a)
+		return PL_ERR_ARG;
+	if (!key || !cb)
+		return fail(a, PL_ERR_ARG, "archive_annotations: missing argument");
+	int e = session_id_of(a, key, &sid);
+	return e == PL_OK ? annotations_by_id(a, sid, cb, ud) : e;
 }

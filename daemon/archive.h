@@ -102,6 +102,13 @@ struct archived_session {
 int archive_list(struct archive *a, const char *serial, int64_t since_ms,
                  int (*cb)(void *ud, const struct archived_session *s),
                  void *ud);
+/* As archive_list, only the sessions whose current client reference (that
+ * of their latest annotation giving one) is client_ref ("" or NULL: every
+ * session). */
+int archive_list_client(struct archive *a, const char *serial,
+                        int64_t since_ms, const char *client_ref,
+                        int (*cb)(void *ud, const struct archived_session *s),
+                        void *ud);
 /* Reads up to len bytes of the record of key (serial and UUID) at offset;
  * *got = bytes read (0 at the end), *size = record size.
  * PL_ERR_NOT_FOUND when (serial, uuid) is not archived. */
@@ -120,7 +127,12 @@ int archive_export_begin(struct archive *a, enum export_format f,
 /*
  * Next piece of output (CSV: the header first, then one row per session;
  * JSON: "[", then one object per session (pl_record_to_json without
- * samples, plus "archived_utc_ms" and "sha256"), then "]").  per_session:
+ * samples, plus "archived_utc_ms", "sha256" and "annotations"), then "]").
+ * CSV's last columns are the session's annotations: client_ref and
+ * operator (the latest annotation giving one) and notes (every note,
+ * oldest first, joined by " | "); JSON's "annotations" is every annotation,
+ * oldest first: {"utc_ms", "utc", "user", "client_ref", "operator",
+ * "note"}.  per_session:
  * one piece per session instead, each a complete document (CSV: the header
  * and the session's row; JSON: its object, as in the array form).  Pen text
  * is cleaned for the format (PL_TEXT_CSV, PL_TEXT_JSON).  *data is
@@ -131,7 +143,8 @@ int archive_export_next(struct export_cursor *c, char **data, size_t *len,
                         struct archived_session *who);
 void archive_export_end(struct export_cursor *c);
 
-/* ---- audit (append-only: there is no update or delete) */
+/* ---- audit (append-only: there is no update or delete; hash-chained,
+ * control/penlink_audit.h) */
 
 struct audit_entry {
 	int64_t utc_ms;
@@ -139,14 +152,54 @@ struct audit_entry {
 	const char *user;       /* login name, or the uid as text */
 	const char *pen;        /* serial or "" */
 	const char *action;     /* "presets.push", "attach", "denied:logs.read", ... */
-	const char *old_value;  /* JSON or "" */
+	/* A JSON object or "" (none).  archive_audit_add stores an object
+	 * text compact (one line) and any other text as {"value": text}. */
+	const char *old_value;
 	const char *new_value;
 	const char *result;     /* "ok" or the error message */
+	/* Set by archive_audit_list (ignored by archive_audit_add). */
+	int64_t id;
+	const char *hash;       /* the row's hash, hex */
 };
+/* Appends e as the next row of the chain, durably (synchronous=FULL). */
 int archive_audit_add(struct archive *a, const struct audit_entry *e);
 /* Newest first, at most limit (0 = 100), at or after since_ms. */
 int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
                        int (*cb)(void *ud, const struct audit_entry *e),
                        void *ud);
+struct plc_audit_chain;
+/*
+ * Recomputes the whole chain in id order (anchor: a row hash that must be
+ * in it, or NULL).  PL_OK when it could be read; then out->broken says
+ * whether a row is bad (out->bad_id, out->reason), out->rows how many
+ * were checked.  Reads every row in one go (a few microseconds each).
+ */
+int archive_audit_verify(struct archive *a, const char *anchor,
+                         struct plc_audit_chain *out);
+
+/* ---- annotations (append-only: a correction is a new annotation) */
+
+struct annotation {
+	int64_t id;             /* set when read */
+	int64_t utc_ms;         /* 0: now */
+	uint32_t uid;
+	const char *user;
+	/* Untrusted text, stored as given (bounded: PLC_ANNOT_*_MAX in
+	 * penlink_audit.h; at least one of the three not empty); every output
+	 * cleans it. */
+	const char *client_ref;
+	const char *operator_name;
+	const char *note;
+};
+/* Adds an annotation to the session key names, durably.  PL_ERR_NOT_FOUND
+ * (no such session), PL_ERR_VALIDATION (a field over its limit),
+ * PL_ERR_ARG (all three empty). */
+int archive_annotate(struct archive *a, const struct pl_session_key *key,
+                     const struct annotation *an, int64_t *id_out);
+/* The session's annotations, oldest first; PL_ERR_NOT_FOUND when there is
+ * no such session.  cb as in archive_list. */
+int archive_annotations(struct archive *a, const struct pl_session_key *key,
+                        int (*cb)(void *ud, const struct annotation *an),
+                        void *ud);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "access.h"
 #include "daemon.h"
+#include "penlink_audit.h"
 
 /*
  * Budgets: every quantity a control-socket client controls, with what
@@ -111,6 +112,18 @@ struct stream {
 	char serial[64];
 	int64_t since_ms;
 	uint64_t skip;
+	char client[PLC_ANNOT_CLIENT_MAX + 1]; /* "" = every session */
+	/* show, export: records leaving the archive are audited once the
+	 * stream ends, whether it finished, failed or its client left
+	 * (action "" for streams that are not audited). */
+	struct daemon *d;
+	uint32_t uid;
+	char user[64];
+	char action[32];
+	char *what;               /* export: its request, a JSON object */
+	uint64_t sent, size;      /* bytes sent; show: the record's size */
+	uint64_t docs;            /* export: sessions sent */
+	bool audited;
 };
 
 struct trace_sub {

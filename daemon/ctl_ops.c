@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <json-c/json.h>
+
 #include "central.h"
 #include "ctl_int.h"
 #include "log.h"
@@ -222,9 +224,25 @@ static void presets_done(void *ud, int status, uint32_t previous_revision,
 	model_done(ud, status, NULL, set);
 }
 
+/* A clock sync is a change to the pen: audited with what the pen's clock
+ * was (set or not, and how far off) and the time it was set to. */
+static void clock_audit(struct ctl_req *r, int status, bool rtc_was_set,
+                        int64_t offset_ms)
+{
+	char oldv[96] = "", newv[64];
+	if (!status)
+		snprintf(oldv, sizeof oldv, "{\"rtc_set\":%s,\"offset_ms\":%lld}",
+		         rtc_was_set ? "true" : "false", (long long)offset_ms);
+	snprintf(newv, sizeof newv, "{\"utc_ms\":%lld}",
+	         (long long)pl_time_utc_ms());
+	ctl_audit(r->d, r->uid, r->user, r->serial, "clock.sync", oldv, newv,
+	          status ? ctl_errmsg(status) : "ok");
+}
+
 static void clock_done(void *ud, int status, bool rtc_was_set, int64_t offset_ms)
 {
 	struct ctl_req *r = ud;
+	clock_audit(r, status, rtc_was_set, offset_ms);
 	struct client *cl = pen_answered(r, status, true);
 	if (cl) {
 		Plctl__ClockSynced cs = PLCTL__CLOCK_SYNCED__INIT;
@@ -257,6 +275,8 @@ static void pen_request(struct client *cl, const Plctl__Request *rq)
 		break;
 	default: rc = pen_clock_sync(pen, clock_done, r); break;
 	}
+	if (rc && rq->op_case == PLCTL__REQUEST__OP_CLOCK_SYNC)
+		clock_audit(r, rc, false, 0);
 	if (rc) {
 		client_error(cl, rq->id, rc, "%s", ctl_errmsg(rc));
 		ctl_req_free(r);
@@ -570,10 +590,56 @@ static void stream_start(struct client *cl, struct stream *s)
 	client_pump(cl);
 }
 
+/* Who reads records out of the archive, for the audit trail. */
+static void stream_audited(struct stream *s, struct client *cl,
+                           const char *action)
+{
+	s->d = dmn(cl);
+	s->uid = (uint32_t)cl->who.uid;
+	snprintf(s->user, sizeof s->user, "%s", cl->who.user);
+	snprintf(s->action, sizeof s->action, "%s", action);
+}
+
+/* The audit row of a show, pull or export, once it ends with result. */
+static void stream_audit(struct stream *s, const char *result)
+{
+	if (!s->action[0] || s->audited)
+		return;
+	s->audited = true;
+	json_object *o = s->what ? json_tokener_parse(s->what) : NULL;
+	if (!o)
+		o = json_object_new_object();
+	char uuid[37];
+	if (s->kind == STREAM_SHOW) {
+		pl_uuid_format(s->key.uuid, uuid);
+		json_object_object_add(o, "uuid", json_object_new_string(uuid));
+		json_object_object_add(o, "size", json_object_new_uint64(s->size));
+	} else {
+		json_object_object_add(o, "sessions", json_object_new_uint64(s->docs));
+	}
+	json_object_object_add(o, "bytes", json_object_new_uint64(s->sent));
+	const char *nv = o ? json_object_to_json_string_ext(
+	                         o, JSON_C_TO_STRING_PLAIN |
+	                                JSON_C_TO_STRING_NOSLASHESCAPE)
+	                   : NULL;
+	ctl_audit(s->d, s->uid, s->user,
+	          s->kind == STREAM_SHOW ? s->key.serial : s->serial, s->action,
+	          "", nv ? nv : "", result);
+	json_object_put(o);
+}
+
 void ctl_ops_stream_free(struct stream *s)
 {
 	if (!s)
 		return;
+	if (s->action[0] && !s->audited) {
+		char why[96];
+		snprintf(why, sizeof why,
+		         "interrupted: the client left after %llu bytes",
+		         (unsigned long long)s->sent);
+		stream_audit(s, why);
+	}
+	free(s->what);
 	if (s->cur)
 		archive_export_end(s->cur);
 	free(s->piece);
@@ -593,21 +659,25 @@ static bool step_show(struct client *cl, struct stream *s)
 	int rc = a ? archive_read_record(a, &s->key, s->offset, buf, CTL_CHUNK,
 	                                 &got, &size)
 	           : PL_ERR_IO;
-	char u[128];
+	char u[128], msg[512];
 	pl_session_key_format(&s->key, PL_TEXT_LOG, u, sizeof u);
+	s->size = size;
 	if (rc) {
 		if (rc == PL_ERR_NOT_FOUND)
-			client_error(cl, s->id, rc, "no archived session %s", u);
+			snprintf(msg, sizeof msg, "no archived session %s", u);
 		else
-			client_error(cl, s->id, rc, "cannot read session %s: %s", u,
-			             a ? archive_errmsg(a) : "the archive is not open");
+			snprintf(msg, sizeof msg, "cannot read session %s: %s", u,
+			         a ? archive_errmsg(a) : "the archive is not open");
+		stream_audit(s, msg);
+		client_error(cl, s->id, rc, "%s", msg);
 		free(buf);
 		return true;
 	}
 	if (got == 0 && s->offset < size) {
-		client_error(cl, s->id, PL_ERR_IO,
-		             "session %s ends at %llu bytes of %llu", u,
-		             (unsigned long long)s->offset, (unsigned long long)size);
+		snprintf(msg, sizeof msg, "session %s ends at %llu bytes of %llu", u,
+		         (unsigned long long)s->offset, (unsigned long long)size);
+		stream_audit(s, msg);
+		client_error(cl, s->id, PL_ERR_IO, "%s", msg);
 		free(buf);
 		return true;
 	}
@@ -620,6 +690,9 @@ static bool step_show(struct client *cl, struct stream *s)
 	client_send(cl, s->id, last, PLCTL__RESPONSE__BODY_RECORD, &rc_);
 	free(buf);
 	s->offset += got;
+	s->sent += got;
+	if (last)
+		stream_audit(s, "ok");
 	return last;
 }
 
@@ -663,19 +736,27 @@ static bool step_export(struct client *cl, struct stream *s)
 		char *data = NULL;
 		size_t len = 0;
 		struct archived_session who;
+		who.serial[0] = '\0';
 		int rc = archive_export_next(s->cur, &data, &len, &who);
 		if (rc) {
+			char msg[512];
 			free(data);
-			client_error(cl, s->id, rc, "export failed: %s",
-			             archive_errmsg(dmn(cl)->archive));
+			snprintf(msg, sizeof msg, "export failed: %s",
+			         archive_errmsg(dmn(cl)->archive));
+			stream_audit(s, msg);
+			client_error(cl, s->id, rc, "%s", msg);
 			return true;
 		}
 		if (!data || !len) {
 			free(data);
 			Plctl__ExportChunk ec = PLCTL__EXPORT_CHUNK__INIT;
 			client_send(cl, s->id, true, PLCTL__RESPONSE__BODY_EXPORT, &ec);
+			stream_audit(s, "ok");
 			return true;
 		}
+		if (who.serial[0])
+			s->docs++;
+		s->sent += len;
 		if (s->per_session)
 			return send_session_doc(cl, s, &who, data, len);
 		s->piece = data;
@@ -728,7 +809,8 @@ static bool step_list(struct client *cl, struct stream *s)
 		client_error(cl, s->id, PL_ERR_MEM, "out of memory");
 		return true;
 	}
-	int rc = a ? archive_list(a, s->serial, s->since_ms, list_cb, &p)
+	int rc = a ? archive_list_client(a, s->serial, s->since_ms, s->client,
+	                                 list_cb, &p)
 	           : PL_ERR_IO;
 	if (rc < 0 && p.n <= CTL_LIST_PAGE) {
 		client_error(cl, s->id, rc, "cannot list sessions: %s",
@@ -819,10 +901,11 @@ static void audit_flush(struct audit_acc *a, bool last)
 static Plctl__AuditEntry *audit_entry_copy(const struct audit_entry *e,
                                            size_t *bytes)
 {
-	const char *src[6] = {S(e->user), S(e->pen), S(e->action),
-	                      S(e->old_value), S(e->new_value), S(e->result)};
-	size_t len[6], total = sizeof(Plctl__AuditEntry);
-	for (int i = 0; i < 6; i++) {
+	const char *src[7] = {S(e->user), S(e->pen), S(e->action),
+	                      S(e->old_value), S(e->new_value), S(e->result),
+	                      S(e->hash)};
+	size_t len[7], total = sizeof(Plctl__AuditEntry);
+	for (int i = 0; i < 7; i++) {
 		len[i] = strlen(src[i]);
 		total += len[i] + 1;
 	}
@@ -831,8 +914,8 @@ static Plctl__AuditEntry *audit_entry_copy(const struct audit_entry *e,
 		return NULL;
 	plctl__audit_entry__init(w);
 	char *p = (char *)(w + 1);
-	char *dst[6];
-	for (int i = 0; i < 6; i++) {
+	char *dst[7];
+	for (int i = 0; i < 7; i++) {
 		memcpy(p, src[i], len[i] + 1);
 		dst[i] = p;
 		p += len[i] + 1;
@@ -845,6 +928,8 @@ static Plctl__AuditEntry *audit_entry_copy(const struct audit_entry *e,
 	w->old_value = dst[3];
 	w->new_value = dst[4];
 	w->result = dst[5];
+	w->hash = dst[6];
+	w->id = e->id;
 	*bytes = total;
 	return w;
 }
@@ -906,6 +991,211 @@ static void audit(struct client *cl, const Plctl__Request *rq)
 	free(a.v);
 }
 
+/* Recomputes the audit trail's hash chain (AuditVerified); the first bad
+ * row is an answer, not an error. */
+static void audit_verify(struct client *cl, const Plctl__Request *rq)
+{
+	if (!archive_open_or_fail(cl, rq->id))
+		return;
+	const char *head = S(rq->audit_verify->head);
+	if (head[0] && strlen(head) != 64) {
+		client_error(cl, rq->id, PL_ERR_ARG,
+		             "a row hash is 64 hex digits (audit --json shows them)");
+		return;
+	}
+	struct plc_audit_chain ch;
+	int rc = archive_audit_verify(dmn(cl)->archive, head, &ch);
+	if (rc) {
+		client_error(cl, rq->id, rc, "cannot verify the audit trail: %s",
+		             archive_errmsg(dmn(cl)->archive));
+		return;
+	}
+	Plctl__AuditVerified v = PLCTL__AUDIT_VERIFIED__INIT;
+	v.rows = ch.rows;
+	v.intact = !ch.broken;
+	v.bad_id = ch.bad_id;
+	v.reason = ch.reason;
+	v.head = ch.prev;
+	v.head_found = ch.anchor_found;
+	client_send(cl, rq->id, true, PLCTL__RESPONSE__BODY_AUDIT_VERIFIED, &v);
+}
+
+/* ------------------------------------------------------------------ annotations */
+
+/* The session (serial, uuid) a request names, or false after answering
+ * the error. */
+static bool request_key(struct client *cl, uint32_t id, const char *serial,
+                        const char *uuid, struct pl_session_key *key)
+{
+	char text[256];
+	if (!S(serial)[0]) {
+		client_error(cl, id, PL_ERR_ARG, "a session is named by its pen's "
+		             "serial and its UUID");
+		return false;
+	}
+	snprintf(text, sizeof text, "%s/%s", serial, S(uuid));
+	if (pl_session_key_parse(text, key) != PL_OK) {
+		client_error(cl, id, PL_ERR_ARG, "%s", pl_error_message());
+		return false;
+	}
+	return true;
+}
+
+/* Annotations as the protocol carries them; the strings point into ans. */
+struct annot_list {
+	Plctl__Annotation *v;
+	Plctl__Annotation **ptrs;
+	char **text;       /* copies, 4 per annotation */
+	size_t n, cap;
+	bool oom;
+};
+
+static int annot_add(void *ud, const struct annotation *an)
+{
+	struct annot_list *l = ud;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		Plctl__Annotation *v = realloc(l->v, cap * sizeof *v);
+		if (v)
+			l->v = v;
+		char **t = v ? realloc(l->text, cap * 4 * sizeof *t) : NULL;
+		if (t)
+			l->text = t;
+		if (!v || !t) {
+			l->oom = true;
+			return PL_ERR_MEM;
+		}
+		l->cap = cap;
+	}
+	char **t = l->text + 4 * l->n;
+	t[0] = strdup(an->user);
+	t[1] = strdup(an->client_ref);
+	t[2] = strdup(an->operator_name);
+	t[3] = strdup(an->note);
+	Plctl__Annotation *w = &l->v[l->n++];
+	plctl__annotation__init(w);
+	w->id = an->id;
+	w->utc_ms = an->utc_ms;
+	w->uid = an->uid;
+	w->user = t[0];
+	w->client_ref = t[1];
+	w->operator_ = t[2];
+	w->note = t[3];
+	if (!t[0] || !t[1] || !t[2] || !t[3]) {
+		l->oom = true;
+		return PL_ERR_MEM;
+	}
+	return 0;
+}
+
+static void annot_send(struct client *cl, uint32_t id, struct annot_list *l)
+{
+	l->ptrs = calloc(l->n ? l->n : 1, sizeof *l->ptrs);
+	if (!l->ptrs) {
+		client_error(cl, id, PL_ERR_MEM, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		l->ptrs[i] = &l->v[i];
+	Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
+	al.n_annotations = l->n;
+	al.annotations = l->ptrs;
+	client_send(cl, id, true, PLCTL__RESPONSE__BODY_ANNOTATIONS, &al);
+}
+
+static void annot_free(struct annot_list *l)
+{
+	for (size_t i = 0; i < 4 * l->n; i++)
+		free(l->text[i]);
+	free(l->text);
+	free(l->v);
+	free(l->ptrs);
+}
+
+/* Adds an annotation and audits it, applied or not. */
+static void annotate(struct client *cl, const Plctl__Request *rq)
+{
+	const Plctl__Annotate *an = rq->annotate;
+	struct pl_session_key key;
+	if (!archive_open_or_fail(cl, rq->id) ||
+	    !request_key(cl, rq->id, an->serial, an->uuid, &key))
+		return;
+	struct annotation a = {
+	    .utc_ms = pl_time_utc_ms(),
+	    .uid = (uint32_t)cl->who.uid,
+	    .user = cl->who.user,
+	    .client_ref = S(an->client_ref),
+	    .operator_name = S(an->operator_),
+	    .note = S(an->note),
+	};
+	int64_t aid = 0;
+	int rc = archive_annotate(dmn(cl)->archive, &key, &a, &aid);
+	char msg[512] = "ok";
+	if (rc)
+		snprintf(msg, sizeof msg, "%s", archive_errmsg(dmn(cl)->archive));
+	/* What was asked, applied or not; the text is cut to its limits so
+	 * that a refused flood cannot fill the trail. */
+	char uuid[37];
+	pl_uuid_format(key.uuid, uuid);
+	json_object *o = json_object_new_object();
+	char *nv = NULL;
+	if (o) {
+		json_object_object_add(o, "uuid", json_object_new_string(uuid));
+		json_object_object_add(
+		    o, "client_ref",
+		    json_object_new_string_len(a.client_ref,
+		                               (int)strnlen(a.client_ref,
+		                                            PLC_ANNOT_CLIENT_MAX)));
+		json_object_object_add(
+		    o, "operator",
+		    json_object_new_string_len(a.operator_name,
+		                               (int)strnlen(a.operator_name,
+		                                            PLC_ANNOT_OPERATOR_MAX)));
+		json_object_object_add(
+		    o, "note",
+		    json_object_new_string_len(a.note, (int)strnlen(a.note,
+		                                                    PLC_ANNOT_NOTE_MAX)));
+		if (aid)
+			json_object_object_add(o, "annotation", json_object_new_int64(aid));
+		const char *t = json_object_to_json_string_ext(
+		    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		nv = t ? strdup(t) : NULL;
+		json_object_put(o);
+	}
+	ctl_audit(dmn(cl), a.uid, a.user, key.serial, "sessions.annotate", "",
+	          S(nv), msg);
+	free(nv);
+	if (rc) {
+		client_error(cl, rq->id, rc, "%s", msg);
+		return;
+	}
+	a.id = aid;
+	struct annot_list l = {0};
+	if (annot_add(&l, &a))
+		client_error(cl, rq->id, PL_ERR_MEM, "out of memory");
+	else
+		annot_send(cl, rq->id, &l);
+	annot_free(&l);
+}
+
+static void list_annotations(struct client *cl, const Plctl__Request *rq)
+{
+	const Plctl__ListAnnotations *la = rq->list_annotations;
+	struct pl_session_key key;
+	if (!archive_open_or_fail(cl, rq->id) ||
+	    !request_key(cl, rq->id, la->serial, la->uuid, &key))
+		return;
+	struct annot_list l = {0};
+	int rc = archive_annotations(dmn(cl)->archive, &key, annot_add, &l);
+	if (rc || l.oom)
+		client_error(cl, rq->id, rc ? rc : PL_ERR_MEM, "%s",
+		             l.oom ? "out of memory"
+		                   : archive_errmsg(dmn(cl)->archive));
+	else
+		annot_send(cl, rq->id, &l);
+	annot_free(&l);
+}
+
 /* ------------------------------------------------------------------ operations */
 
 static void hello(struct client *cl, const Plctl__Request *rq)
@@ -945,6 +1235,15 @@ static void list_sessions(struct client *cl, const Plctl__Request *rq)
 		return;
 	snprintf(s->serial, sizeof s->serial, "%s", S(rq->list_sessions->serial));
 	s->since_ms = rq->list_sessions->since_ms;
+	if (strlen(S(rq->list_sessions->client_ref)) > PLC_ANNOT_CLIENT_MAX) {
+		client_error(cl, rq->id, PL_ERR_ARG,
+		             "a client reference has at most %u bytes",
+		             PLC_ANNOT_CLIENT_MAX);
+		ctl_ops_stream_free(s);
+		return;
+	}
+	snprintf(s->client, sizeof s->client, "%s",
+	         S(rq->list_sessions->client_ref));
 	stream_start(cl, s);
 }
 
@@ -969,6 +1268,10 @@ static void show_session(struct client *cl, const Plctl__Request *rq)
 	    !(s = stream_new(cl, rq->id, STREAM_SHOW)))
 		return;
 	s->key = key;
+	stream_audited(s, cl,
+	               strcmp(S(ss->purpose), "sessions.pull") == 0
+	                   ? "sessions.pull"
+	                   : "sessions.show");
 	stream_start(cl, s);
 }
 
@@ -987,14 +1290,35 @@ static void export_sessions(struct client *cl, const Plctl__Request *rq)
 	    !(s = stream_new(cl, rq->id, STREAM_EXPORT)))
 		return;
 	s->per_session = e->per_session;
+	snprintf(s->serial, sizeof s->serial, "%s", S(e->serial));
+	stream_audited(s, cl, "sessions.export");
+	json_object *w = json_object_new_object();
+	if (w) {
+		json_object_object_add(
+		    w, "format",
+		    json_object_new_string(
+		        e->format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON ? "json"
+		                                                              : "csv"));
+		json_object_object_add(w, "serial", json_object_new_string(s->serial));
+		json_object_object_add(w, "since_ms", json_object_new_int64(e->since_ms));
+		json_object_object_add(w, "per_session",
+		                       json_object_new_boolean(e->per_session));
+		const char *t = json_object_to_json_string_ext(
+		    w, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		s->what = t ? strdup(t) : NULL;
+		json_object_put(w);
+	}
 	int rc = archive_export_begin(
 	    dmn(cl)->archive,
 	    e->format == PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON ? EXPORT_JSON
 	                                                          : EXPORT_CSV,
 	    S(e->serial), e->since_ms, e->per_session, &s->cur);
 	if (rc) {
-		client_error(cl, rq->id, rc, "cannot export: %s",
-		             archive_errmsg(dmn(cl)->archive));
+		char msg[512];
+		snprintf(msg, sizeof msg, "cannot export: %s",
+		         archive_errmsg(dmn(cl)->archive));
+		stream_audit(s, msg);
+		client_error(cl, rq->id, rc, "%s", msg);
 		ctl_ops_stream_free(s);
 		return;
 	}
@@ -1074,6 +1398,17 @@ static const struct ctl_op ops[] = {
 	[PLCTL__REQUEST__OP_TRACE] = {"trace", ACCESS_ANYONE, NULL, trace, NULL},
 	[PLCTL__REQUEST__OP_CENTRAL_STATUS] = {"central.status", ACCESS_ANYONE,
 	                                       NULL, central_status, NULL},
+	/* Annotating is the clinic's records work: those who may read the
+	 * session logs. */
+	[PLCTL__REQUEST__OP_ANNOTATE] = {"sessions.annotate", ACCESS_READ_LOGS,
+	                                 "annotate sessions", annotate, NULL},
+	[PLCTL__REQUEST__OP_LIST_ANNOTATIONS] = {"sessions.annotations",
+	                                         ACCESS_READ_LOGS,
+	                                         "read session logs",
+	                                         list_annotations, NULL},
+	[PLCTL__REQUEST__OP_AUDIT_VERIFY] = {"audit.verify", ACCESS_READ_LOGS,
+	                                     "read the audit trail", audit_verify,
+	                                     NULL},
 };
 
 const struct ctl_op *ctl_op_of(Plctl__Request__OpCase op)

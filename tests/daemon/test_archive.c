@@ -23,6 +23,7 @@
 
 #include "archive.h"
 #include "penlink.h"
+#include "penlink_audit.h"
 #include "record.pb-c.h"
 
 /* ------------------------------------------------------------------ records */
@@ -291,7 +292,7 @@ static void test_open_mode_and_lock(void **state)
 	char p[160], want[64];
 	struct rec f;
 
-	assert_int_equal(archive_schema_version(a), 2);
+	assert_int_equal(archive_schema_version(a), 3);
 	assert_int_equal(stat(c->db, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 
@@ -925,9 +926,12 @@ static void test_export_csv(void **state)
 	csv_parse(out, &csv);
 	free(out);
 	assert_int_equal(csv.rows, 4);
-	assert_int_equal(csv.nf[0], 23);
+	assert_int_equal(csv.nf[0], 26);
 	assert_string_equal(csv.f[0][0], "serial");
 	assert_string_equal(csv.f[0][22], "archived_utc");
+	assert_string_equal(csv.f[0][23], "client_ref");
+	assert_string_equal(csv.f[0][24], "operator");
+	assert_string_equal(csv.f[0][25], "notes");
 
 	/* Oldest first: the uptime session (start 42) leads. */
 	assert_string_equal(col(&csv, 1, "serial"), "PEN-1");
@@ -1165,6 +1169,347 @@ static void test_audit(void **state)
 	archive_close(a);
 }
 
+/* ------------------------------------------------------------------ audit chain */
+
+static void add_audit(struct archive *a, int i)
+{
+	char nv[64];
+	snprintf(nv, sizeof nv, "{\"n\": %d}", i);
+	struct audit_entry e = {
+	    .utc_ms = 1000 + i, .uid = 1000, .user = "alice", .pen = "PEN-1",
+	    .action = "clock.sync", .old_value = "", .new_value = nv,
+	    .result = "ok",
+	};
+	assert_int_equal(archive_audit_add(a, &e), PL_OK);
+}
+
+/* Verifies the chain as penlinkd does; returns the first bad row (0 when
+ * intact) and its reason in why. */
+static int64_t verify(struct archive *a, const char *anchor, char *why,
+                      size_t len)
+{
+	struct plc_audit_chain ch;
+	assert_int_equal(archive_audit_verify(a, anchor, &ch), PL_OK);
+	snprintf(why, len, "%s", ch.reason);
+	if (!ch.broken)
+		return 0;
+	return ch.bad_id ? ch.bad_id : -1;
+}
+
+/* Behind the archive's back, as someone with the file would: the
+ * triggers go first. */
+static void tamper(const char *db, const char *sql)
+{
+	char msg[256], all[1024];
+	snprintf(all, sizeof all,
+	         "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; %s",
+	         sql);
+	if (exec_sql(db, all, msg, sizeof msg) != SQLITE_OK)
+		fail_msg("tamper: %s", msg);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_audit_chain(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	char why[256], head[PLC_AUDIT_HASH_TEXT], p[200];
+
+	for (int i = 1; i <= 6; i++)
+		add_audit(a, i);
+	assert_int_equal(verify(a, NULL, why, sizeof why), 0);
+	/* Each row names the one before; values are stored compact. */
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit a JOIN "
+	                                  "audit b ON b.id = a.id - 1 "
+	                                  "WHERE a.prev_hash = b.hash"),
+	                 5);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit WHERE "
+	                                  "new_value LIKE '{\"n\":%}'"),
+	                 6);
+	struct plc_audit_chain ch;
+	assert_int_equal(archive_audit_verify(a, NULL, &ch), PL_OK);
+	assert_int_equal(ch.rows, 6);
+	snprintf(head, sizeof head, "%s", ch.prev);
+	assert_int_equal(verify(a, head, why, sizeof why), 0);
+	archive_close(a);
+
+	/* Each tampering on a copy of its own. */
+	static const struct {
+		const char *sql;
+		int64_t bad;
+		const char *says;
+	} cases[] = {
+	    {"DELETE FROM audit WHERE id = 3;", 4, "row 3 was removed"},
+	    {"DELETE FROM audit WHERE id IN (2, 3);", 4, "rows 2-3 were removed"},
+	    {"DELETE FROM audit WHERE id = 1;", 2, "does not start the chain"},
+	    {"UPDATE audit SET result = 'refused' WHERE id = 5;", 5, "changed"},
+	    {"UPDATE audit SET new_value = '{\"n\":99}' WHERE id = 2;", 2,
+	     "changed"},
+	    {"UPDATE audit SET hash = NULL WHERE id = 4;", 4, "no valid hash"},
+	    /* Two rows swapped, whole (hashes too) but for the id... */
+	    {"CREATE TEMP TABLE t AS SELECT * FROM audit WHERE id IN (3, 4);"
+	     "UPDATE audit SET (utc_ms, uid, user, pen, action, old_value, "
+	     "new_value, result, prev_hash, hash) = (SELECT utc_ms, uid, user, "
+	     "pen, action, old_value, new_value, result, prev_hash, hash FROM t "
+	     "WHERE t.id = 7 - audit.id) WHERE id IN (3, 4);",
+	     3, "changed"},
+	    /* ...and by id, each row intact in itself. */
+	    {"UPDATE audit SET id = -id WHERE id IN (3, 4);"
+	     "UPDATE audit SET id = 4 WHERE id = -3;"
+	     "UPDATE audit SET id = 3 WHERE id = -4;",
+	     3, "changed"},
+	    /* A row inserted with a made-up hash. */
+	    {"INSERT INTO audit (id, utc_ms, uid, user, pen, action, old_value, "
+	     "new_value, result, prev_hash, hash) SELECT 7, 9999, 0, 'mallory', "
+	     "'', 'x', '', '', 'ok', hash, hash FROM audit WHERE id = 6;",
+	     7, "changed"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(p, sizeof p, "%s/copy%zu.db", c->dir, i);
+		copy_file(c->db, p);
+		tamper(p, cases[i].sql);
+		a = open_ok(p);
+		int64_t bad = verify(a, NULL, why, sizeof why);
+		if (bad != cases[i].bad || !strstr(why, cases[i].says))
+			fail_msg("case %zu: bad row %" PRId64 " (%s), expected %" PRId64
+			         " (%s)", i, bad, why, cases[i].bad, cases[i].says);
+		archive_close(a);
+		unlink(p);
+		strcat(p, ".lock");
+		unlink(p);
+	}
+
+	/* The last row removed: the chain alone is whole, the anchor is not. */
+	snprintf(p, sizeof p, "%s/tail.db", c->dir);
+	copy_file(c->db, p);
+	tamper(p, "DELETE FROM audit WHERE id = 6;");
+	a = open_ok(p);
+	assert_int_equal(verify(a, NULL, why, sizeof why), 0);
+	assert_int_equal(verify(a, head, why, sizeof why), -1);
+	assert_non_null(strstr(why, "not in the chain"));
+	/* Appending after tampering chains on from what is there. */
+	add_audit(a, 7);
+	assert_int_equal(verify(a, NULL, why, sizeof why), 0);
+	archive_close(a);
+	unlink(p);
+	strcat(p, ".lock");
+	unlink(p);
+}
+
+/* Rows written before schema 3 are chained in id order by the migration,
+ * which records that it did. */
+static void test_audit_chain_migration(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	char why[256];
+	for (int i = 1; i <= 3; i++)
+		add_audit(a, i);
+	archive_close(a);
+	/* Back to schema 2, with the three rows unchained. */
+	assert_int_equal(exec_sql(c->db,
+	                          "DROP TABLE annotations;"
+	                          "ALTER TABLE audit DROP COLUMN prev_hash;"
+	                          "ALTER TABLE audit DROP COLUMN hash;"
+	                          "PRAGMA user_version = 2;",
+	                          NULL, 0),
+	                 SQLITE_OK);
+	a = open_ok(c->db);
+	assert_int_equal(archive_schema_version(a), 3);
+	assert_int_equal(verify(a, NULL, why, sizeof why), 0);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit"), 4);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit WHERE "
+	                                  "action = 'audit.chain' AND new_value = "
+	                                  "'{\"schema\":3,\"rows_chained\":3}'"),
+	                 1);
+	/* The no-update trigger is back. */
+	char msg[256];
+	assert_int_not_equal(exec_sql(c->db, "UPDATE audit SET result = 'x'", msg,
+	                              sizeof msg),
+	                     SQLITE_OK);
+	assert_non_null(strstr(msg, "append-only"));
+	archive_close(a);
+}
+
+/* Old and new values are JSON objects, one line each. */
+static void test_audit_values(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	struct audit_entry e = {
+	    .uid = 0, .user = "root", .pen = "", .action = "attach",
+	    .old_value = "{\n  \"presets\": [\n    { \"id\": 1 }\n  ]\n}",
+	    .new_value = "/dev/pts/3", .result = "ok",
+	};
+	assert_int_equal(archive_audit_add(a, &e), PL_OK);
+	e.old_value = "[1, 2]";
+	e.new_value = "{\"a\": 1} trailing";
+	assert_int_equal(archive_audit_add(a, &e), PL_OK);
+	archive_close(a);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit WHERE id = 1 "
+	                                  "AND old_value = '{\"presets\":[{\"id\":1}]}' "
+	                                  "AND new_value = '{\"value\":\"/dev/pts/3\"}'"),
+	                 1);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit WHERE id = 2 "
+	                                  "AND old_value = '{\"value\":\"[1, 2]\"}' "
+	                                  "AND new_value = "
+	                                  "'{\"value\":\"{\"\"a\"\": 1} trailing\"}'"),
+	                 0);
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit WHERE id = 2 "
+	                                  "AND old_value = '{\"value\":\"[1, 2]\"}' "
+	                                  "AND json_extract(new_value, '$.value') = "
+	                                  "'{\"a\": 1} trailing'"),
+	                 1);
+}
+
+/* ------------------------------------------------------------------ annotations */
+
+struct notes {
+	int n;
+	char client[4][80], oper[4][80], note[4][80], user[4][32];
+};
+
+static int collect_note(void *ud, const struct annotation *an)
+{
+	struct notes *l = ud;
+	if (l->n < 4) {
+		snprintf(l->client[l->n], 80, "%s", an->client_ref);
+		snprintf(l->oper[l->n], 80, "%s", an->operator_name);
+		snprintf(l->note[l->n], 80, "%s", an->note);
+		snprintf(l->user[l->n], 32, "%s", an->user);
+	}
+	l->n++;
+	return 0;
+}
+
+static int count_session(void *ud, const struct archived_session *s)
+{
+	(void)s;
+	(*(int *)ud)++;
+	return 0;
+}
+
+static void test_annotations(void **state)
+{
+	struct ctx *c = *state;
+	struct archive *a = open_ok(c->db);
+	struct rec f, g;
+	struct notes l;
+	char msg[256], big[PLC_ANNOT_NOTE_MAX + 2];
+	rec_build(&f, 1, "PEN-1", START_MS, 10, "Fine");
+	rec_build(&g, 2, "PEN-1", START_MS + 10, 10, "Fine");
+	store(a, "PEN-1", &f);
+	store(a, "PEN-1", &g);
+	struct pl_session_key kf = key_of("PEN-1", &f), kg = key_of("PEN-1", &g);
+	struct pl_session_key none = key_of("PEN-9", &f);
+
+	struct annotation an = {.uid = 1000, .user = "alice",
+	                        .client_ref = "C-1", .operator_name = "Dr. A",
+	                        .note = "first=1+2"};
+	int64_t id = 0;
+	assert_int_equal(archive_annotate(a, &kf, &an, &id), PL_OK);
+	assert_int_equal(id, 1);
+	/* A correction: a new client reference, no operator. */
+	an.client_ref = "C-2";
+	an.operator_name = "";
+	an.note = "line\nbreak, \"quoted\"";
+	assert_int_equal(archive_annotate(a, &kf, &an, NULL), PL_OK);
+	an.client_ref = "C-1";
+	an.note = "";
+	assert_int_equal(archive_annotate(a, &kg, &an, NULL), PL_OK);
+	assert_int_equal(archive_annotate(a, &none, &an, NULL), PL_ERR_NOT_FOUND);
+	an.client_ref = an.operator_name = an.note = "";
+	assert_int_equal(archive_annotate(a, &kf, &an, NULL), PL_ERR_ARG);
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	an.note = big;
+	assert_int_equal(archive_annotate(a, &kf, &an, NULL), PL_ERR_VALIDATION);
+	assert_non_null(strstr(archive_errmsg(a), "2000"));
+
+	memset(&l, 0, sizeof l);
+	assert_int_equal(archive_annotations(a, &kf, collect_note, &l), PL_OK);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.client[0], "C-1");
+	assert_string_equal(l.oper[0], "Dr. A");
+	assert_string_equal(l.client[1], "C-2");
+	assert_string_equal(l.user[1], "alice");
+	assert_int_equal(archive_annotations(a, &none, collect_note, &l),
+	                 PL_ERR_NOT_FOUND);
+
+	/* The current client reference is the latest one given. */
+	int n = 0;
+	assert_int_equal(archive_list_client(a, NULL, 0, "C-1", count_session, &n),
+	                 PL_OK);
+	assert_int_equal(n, 1);   /* g only: f was corrected to C-2 */
+	n = 0;
+	assert_int_equal(archive_list_client(a, "PEN-1", 0, "C-2", count_session,
+	                                     &n),
+	                 PL_OK);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(archive_list_client(a, "PEN-2", 0, "C-2", count_session,
+	                                     &n),
+	                 PL_OK);
+	assert_int_equal(n, 0);
+	n = 0;
+	assert_int_equal(archive_list_client(a, NULL, 0, "", count_session, &n),
+	                 PL_OK);
+	assert_int_equal(n, 2);
+
+	/* Exports carry them: CSV the current ones and every note, JSON all. */
+	int pieces;
+	char *out = export_all(a, EXPORT_CSV, NULL, 0, &pieces);
+	struct csv csv;
+	csv_parse(out, &csv);
+	assert_string_equal(col(&csv, 1, "client_ref"), "C-2");
+	assert_string_equal(col(&csv, 1, "operator"), "Dr. A");
+	/* Cleaned for a spreadsheet: the line break escaped, no formula. */
+	assert_string_equal(col(&csv, 1, "notes"),
+	                    "first=1+2 | line\\x0abreak, \"quoted\"");
+	assert_string_equal(col(&csv, 2, "client_ref"), "C-1");
+	assert_string_equal(col(&csv, 2, "notes"), "");
+	free(out);
+	out = export_all(a, EXPORT_JSON, NULL, 0, &pieces);
+	json_object *arr = json_tokener_parse(out), *v;
+	assert_non_null(arr);
+	json_object *s0 = json_object_array_get_idx(arr, 0);
+	assert_true(json_object_object_get_ex(s0, "annotations", &v));
+	assert_int_equal(json_object_array_length(v), 2);
+	json_object *a1 = json_object_array_get_idx(v, 1), *t;
+	assert_true(json_object_object_get_ex(a1, "note", &t));
+	assert_string_equal(json_object_get_string(t), "line\nbreak, \"quoted\"");
+	assert_true(json_object_object_get_ex(a1, "user", &t));
+	assert_string_equal(json_object_get_string(t), "alice");
+	json_object_put(arr);
+	free(out);
+
+	/* Append-only for SQL by hand too. */
+	assert_int_not_equal(exec_sql(c->db, "UPDATE annotations SET note = ''",
+	                              msg, sizeof msg),
+	                     SQLITE_OK);
+	assert_non_null(strstr(msg, "append-only"));
+	assert_int_not_equal(exec_sql(c->db, "DELETE FROM annotations", msg,
+	                              sizeof msg),
+	                     SQLITE_OK);
+	assert_non_null(strstr(msg, "append-only"));
+	assert_int_equal(query_int(c->db, "SELECT count(*) FROM annotations"), 3);
+
+	/* At most PLC_ANNOT_PER_SESSION_MAX per session (g has one). */
+	an.note = "again";
+	for (unsigned i = 1; i < PLC_ANNOT_PER_SESSION_MAX; i++)
+		assert_int_equal(archive_annotate(a, &kg, &an, NULL), PL_OK);
+	assert_int_equal(archive_annotate(a, &kg, &an, NULL), PL_ERR_VALIDATION);
+	archive_close(a);
+	rec_free(&f);
+	rec_free(&g);
+}
+
 /*
  * Two pens that record sessions with equal UUIDs (two virtual pens on the
  * same seed do): both sessions are archived, and each is read, listed and
@@ -1310,21 +1655,21 @@ static void test_migrate_from_version_0(void **state)
 	                 SQLITE_OK);
 	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 0);
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 2);
+	assert_int_equal(archive_schema_version(a), 3);
 	archive_close(a);
-	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 2);
+	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 3);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sqlite_master "
 	                                  "WHERE name IN ('sessions', 'events', "
 	                                  "'samples', 'partials', "
 	                                  "'partial_chunks', 'audit', "
-	                                  "'sample_progress')"),
-	                 7);
+	                                  "'sample_progress', 'annotations')"),
+	                 8);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sqlite_master "
 	                                  "WHERE type = 'trigger'"),
-	                 2);
+	                 4);
 	/* Opening again changes nothing. */
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 2);
+	assert_int_equal(archive_schema_version(a), 3);
 	archive_close(a);
 
 	/* An empty file (as left by a crash at creation) is version 0 too. */
@@ -1335,7 +1680,7 @@ static void test_migrate_from_version_0(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 2);
+	assert_int_equal(archive_schema_version(a), 3);
 	archive_close(a);
 }
 
@@ -1355,9 +1700,13 @@ static void test_migrate_from_version_1(void **state)
 	assert_int_equal(archive_decode_step(a, 400, &more), PL_OK);
 	assert_true(more);
 	archive_close(a);
-	/* Back to what schema 1 left on disk: f 400 samples in, g untouched. */
+	/* Back to what schema 1 left on disk: f 400 samples in, g untouched
+	 * (and nothing of schema 3). */
 	assert_int_equal(
 	    exec_sql(c->db,
+	             "DROP TABLE annotations;"
+	             "ALTER TABLE audit DROP COLUMN prev_hash;"
+	             "ALTER TABLE audit DROP COLUMN hash;"
 	             "UPDATE sessions SET samples_next = (SELECT next FROM "
 	             "  sample_progress WHERE session_id = id);"
 	             "DROP TABLE sample_progress;"
@@ -1370,7 +1719,7 @@ static void test_migrate_from_version_1(void **state)
 	                 400);
 
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 2);
+	assert_int_equal(archive_schema_version(a), 3);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
 	                                  "WHERE samples_next IS NOT NULL"),
 	                 0);
@@ -1408,7 +1757,7 @@ static void test_newer_schema_refused(void **state)
 	                 SQLITE_OK);
 	assert_int_equal(archive_open(c->db, &a), PL_ERR_VERSION);
 	assert_non_null(strstr(archive_errmsg(a), "999"));
-	assert_non_null(strstr(archive_errmsg(a), "(2)"));
+	assert_non_null(strstr(archive_errmsg(a), "(3)"));
 	assert_non_null(strstr(archive_errmsg(a), c->db));
 	archive_close(a);
 	/* Untouched, and the failed open left no lock behind. */
@@ -1712,6 +2061,11 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_from_version_1, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_chain_migration, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_values, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_annotations, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_is_an_error, setup,

@@ -54,7 +54,7 @@ expect 0 "${D[@]}" --json audit --limit 1000
 NEW=$(jq --argjson n "$n0" '.entries[: (.entries | length) - $n]' <<<"$OUT")
 for c in "${CASES[@]}"; do
   p=${c%%|*}
-  row=$(jq -c --arg p "$p" '[.[] | select(.action == "refused:attach" and .new_value == $p)][0]' <<<"$NEW")
+  row=$(jq -c --arg p "$p" '[.[] | select(.action == "refused:attach" and .new_value.value == $p)][0]' <<<"$NEW")
   [ "$row" != null ] && ok "refused attach of $p audited" || fail "no refused:attach row for $p in: $NEW"
   assert_contains "$(jq -r .result <<<"$row")" "is not a serial port" "the audit row says why ($p)"
 done
