@@ -866,10 +866,10 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 	free(data);
 	if (e != PL_OK)
 		return parse_failed(c, e, what);
-	/* Through penlinkd the session's annotations come with it (not from a
-	 * pen, nor from central). */
+	/* Through penlinkd (or central, which answers the same request) the
+	 * session's annotations come with it; a pen has none. */
 	Plctl__Response *ar = NULL;
-	if (c->dc) {
+	if (c->dc || c->cc) {
 		char uuid[37];
 		pl_uuid_format(key.uuid, uuid);
 		Plctl__ListAnnotations la = PLCTL__LIST_ANNOTATIONS__INIT;
