@@ -122,6 +122,90 @@ int plc_preset_set_from_pb(const Pl__PresetSet *pb, struct pl_preset_set *out)
 	return decode(&pb->base, out, NULL);
 }
 
+/* Appends a varint to buf at *n. */
+static void put_varint(uint8_t *buf, size_t *n, uint64_t v)
+{
+	do {
+		buf[(*n)++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+/* The presets' bytes, each as field 2 (presets) of a pl.PresetSet. */
+static int preset_set_bytes(const Plctl__PushPresetsWireView *v, uint8_t **out,
+                            size_t *len)
+{
+	size_t cap = 1;
+	for (size_t i = 0; i < v->n_presets; i++)
+		cap += 1 + 10 + v->presets[i].len;
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return pl_error_set(PL_ERR_MEM, "out of memory reading a PushPresets");
+	size_t n = 0;
+	for (size_t i = 0; i < v->n_presets; i++) {
+		const ProtobufCBinaryData *p = &v->presets[i];
+		put_varint(buf, &n, 2u << 3 | 2); /* field 2, length-delimited */
+		put_varint(buf, &n, p->len);
+		if (p->len)
+			memcpy(buf + n, p->data, p->len);
+		n += p->len;
+	}
+	*out = buf;
+	*len = n;
+	return PL_OK;
+}
+
+int plc_push_presets_decode(const Plctl__Request *rq, const uint8_t *wire,
+                            size_t len, struct pl_preset_set *out)
+{
+	if (!rq || !out || (!wire && len))
+		return pl_error_set(PL_ERR_ARG, "plc_push_presets_decode: missing argument");
+	if (rq->op_case != PLCTL__REQUEST__OP_PUSH_PRESETS || !rq->push_presets)
+		return pl_error_set(PL_ERR_ARG,
+		                    "plc_push_presets_decode: not a PushPresets");
+	const Plctl__PushPresets *pp = rq->push_presets;
+	if (pp->n_presets > PL_MAX_PRESETS)
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "%zu presets; a pen holds at most %d",
+		                    pp->n_presets, PL_MAX_PRESETS);
+	/* The same bytes a second time, each preset as its bytes.  Both
+	 * readings run protobuf-c over them, so they agree; a disagreement
+	 * (or a wire that is not rq's) is refused rather than trusted. */
+	Plctl__RequestWireView *v = plctl__request_wire_view__unpack(NULL, len, wire);
+	if (!v || v->op_case != PLCTL__REQUEST_WIRE_VIEW__OP_PUSH_PRESETS ||
+	    v->push_presets->n_presets != pp->n_presets) {
+		if (v)
+			plctl__request_wire_view__free_unpacked(v, NULL);
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "the presets of the PushPresets request cannot "
+		                    "be read");
+	}
+	uint8_t *set_bytes = NULL;
+	size_t set_len = 0;
+	int rc = preset_set_bytes(v->push_presets, &set_bytes, &set_len);
+	plctl__request_wire_view__free_unpacked(v, NULL);
+	if (rc)
+		return rc;
+	struct pl_preset_set *set = malloc(sizeof *set);
+	if (!set) {
+		free(set_bytes);
+		return pl_error_set(PL_ERR_MEM, "out of memory reading a PushPresets");
+	}
+	rc = pl_preset_set_decode(set_bytes, set_len, set);
+	free(set_bytes);
+	for (size_t i = 0; !rc && i < set->count; i++)
+		if (set->presets[i].id != pp->presets[i]->id ||
+		    strcmp(set->presets[i].name,
+		           pp->presets[i]->name ? pp->presets[i]->name : ""))
+			rc = pl_error_set(PL_ERR_PROTOCOL,
+			                  "the presets of the PushPresets request "
+			                  "cannot be read");
+	if (!rc)
+		*out = *set;
+	free(set);
+	return rc == PL_ERR_PARSE ? PL_ERR_PROTOCOL : rc;
+}
+
 int plc_preset_set_to_pb(const struct pl_preset_set *set, Pl__PresetSet **out)
 {
 	return encode("plc_preset_set_to_pb", set, NULL, &pl__preset_set__descriptor,

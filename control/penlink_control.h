@@ -48,11 +48,31 @@ int plc_frame_message(const ProtobufCMessage *msg, uint8_t **out,
  * Presets and device info between libpenlink's structs and the pl.* messages
  * ctl.proto carries.  from_pb: PL_ERR_PROTOCOL when the message is
  * missing or breaks the struct's bounds (more than PL_MAX_PRESETS presets, a
- * name over PL_PRESET_NAME_MAX bytes), naming what was wrong.  to_pb: a
- * message allocated by protobuf-c; free it with plc_preset_set_pb_free() /
- * plc_device_info_pb_free().  PL_ERR_MEM.
+ * name over PL_PRESET_NAME_MAX bytes), naming what was wrong.  An unpacked
+ * message knows a name only up to its first NUL, so from_pb cannot see one:
+ * a set a client sends is read with plc_push_presets_decode instead.
+ * to_pb: a message allocated by protobuf-c; free it with
+ * plc_preset_set_pb_free() / plc_device_info_pb_free().  PL_ERR_MEM.
  */
 int plc_preset_set_from_pb(const Pl__PresetSet *pb, struct pl_preset_set *out);
+/*
+ * The preset set of the PushPresets in rq, read from the bytes rq was
+ * unpacked from (wire, len: the frame's payload), never from rq's names
+ * alone: protobuf-c ends a `string` at its first NUL, so rq holds "Cheek"
+ * for a name sent as "Cheek\0...", and only the bytes tell a name's
+ * length on the wire.  The presets' own bytes (plctl.RequestWireView) go,
+ * as the pl.PresetSet they make, to pl_preset_set_decode, which measures
+ * every name on the wire.  penlinkd decodes a client's push with this,
+ * not with plc_preset_set_from_pb.
+ * Returns PL_OK, PL_ERR_ARG (a NULL rq or out, NULL wire with len > 0, rq
+ * not a PushPresets), PL_ERR_MEM, or PL_ERR_PROTOCOL naming what was
+ * wrong: more than PL_MAX_PRESETS presets, a name over PL_PRESET_NAME_MAX
+ * bytes or holding a NUL ("... preset 1 with a name holding a NUL byte
+ * (byte 5 of 14) ..."), or bytes that do not read as rq.  *out is
+ * unchanged on failure.
+ */
+int plc_push_presets_decode(const Plctl__Request *rq, const uint8_t *wire,
+                            size_t len, struct pl_preset_set *out);
 int plc_preset_set_to_pb(const struct pl_preset_set *set, Pl__PresetSet **out);
 void plc_preset_set_pb_free(Pl__PresetSet *pb);
 int plc_device_info_from_pb(const Pl__DeviceInfo *pb,

@@ -499,7 +499,7 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 		client_error(cl, 0, PL_ERR_ARG,
 		             "malformed request: request ids must not be 0");
 	} else {
-		ctl_ops_handle(cl, rq);
+		ctl_ops_handle(cl, rq, payload, len);
 	}
 	plctl__request__free_unpacked(rq, NULL);
 }

@@ -160,6 +160,10 @@ struct client {
 	struct stream *streams;
 	unsigned n_streams;
 	unsigned n_pending;
+	/* The bytes of the request being handled (ctl_ops_handle), which a
+	 * PushPresets is read from: see plc_push_presets_decode. */
+	const uint8_t *rq_wire;
+	size_t rq_wire_len;
 };
 
 /* A request waiting on a pen.  It outlives its client (cl goes NULL when the
@@ -219,7 +223,7 @@ struct ctl_op {
 	void (*handle)(struct client *cl, const Plctl__Request *rq);
 	/* What a refused caller tried, for the audit trail (malloc'd, or NULL
 	 * for nothing); NULL when the request carries nothing worth keeping. */
-	char *(*tried)(const Plctl__Request *rq);
+	char *(*tried)(const struct client *cl, const Plctl__Request *rq);
 };
 
 /* ctl.c */
@@ -244,8 +248,10 @@ void ctl_audit(struct daemon *d, uint32_t uid, const char *user,
 /* ctl_ops.c */
 /* The operation of an op case; NULL for one this daemon does not know. */
 const struct ctl_op *ctl_op_of(Plctl__Request__OpCase op);
-/* Checks the caller's right and runs the operation (rq's op is known). */
-void ctl_ops_handle(struct client *cl, const Plctl__Request *rq);
+/* Checks the caller's right and runs the operation (rq's op is known);
+ * wire, len: the bytes rq was unpacked from. */
+void ctl_ops_handle(struct client *cl, const Plctl__Request *rq,
+                    const uint8_t *wire, size_t len);
 /* Produces one piece of s; true when s has finished (sent its last). */
 bool ctl_ops_stream_step(struct client *cl, struct stream *s);
 void ctl_ops_stream_free(struct stream *s);

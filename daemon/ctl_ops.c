@@ -63,13 +63,12 @@ static struct client *req_client(const struct ctl_req *r)
 
 /* ------------------------------------------------------------------ conversions */
 
-/* The set a PushPresets carries (its presets are a pl.PresetSet's). */
-static int push_set(const Plctl__PushPresets *pp, struct pl_preset_set *out)
+/* The set a PushPresets carries, read from the request's bytes so that a
+ * name is measured on the wire (a NUL in it is refused, not cut at). */
+static int push_set(const struct client *cl, const Plctl__Request *rq,
+                    struct pl_preset_set *out)
 {
-	Pl__PresetSet w = PL__PRESET_SET__INIT;
-	w.n_presets = pp->n_presets;
-	w.presets = pp->presets;
-	return plc_preset_set_from_pb(&w, out);
+	return plc_push_presets_decode(rq, cl->rq_wire, cl->rq_wire_len, out);
 }
 
 /* An archived session as libpenlink names and describes it. */
@@ -123,7 +122,7 @@ static void denied(struct client *cl, const Plctl__Request *rq,
 	if (++cl->denials <= CTL_MAX_DENIALS_AUDITED) {
 		char action[64];
 		snprintf(action, sizeof action, "denied:%s", op->name);
-		char *tried = op->tried ? op->tried(rq) : NULL;
+		char *tried = op->tried ? op->tried(cl, rq) : NULL;
 		ctl_audit(dmn(cl), (uint32_t)cl->who.uid, cl->who.user,
 		          request_serial(rq), action, "", S(tried), msg);
 		free(tried);
@@ -132,23 +131,25 @@ static void denied(struct client *cl, const Plctl__Request *rq,
 }
 
 /* What a refused push tried: the set as a preset file, when it is one. */
-static char *tried_push(const Plctl__Request *rq)
+static char *tried_push(const struct client *cl, const Plctl__Request *rq)
 {
 	struct pl_preset_set *set = malloc(sizeof *set);
-	char *json = set && push_set(rq->push_presets, set) == PL_OK
+	char *json = set && push_set(cl, rq, set) == PL_OK
 	                 ? pl_preset_set_to_json(set)
 	                 : NULL;
 	free(set);
 	return json;
 }
 
-static char *tried_attach(const Plctl__Request *rq)
+static char *tried_attach(const struct client *cl, const Plctl__Request *rq)
 {
+	(void)cl;
 	return strdup(S(rq->attach->path));
 }
 
-static char *tried_detach(const Plctl__Request *rq)
+static char *tried_detach(const struct client *cl, const Plctl__Request *rq)
 {
+	(void)cl;
 	return strdup(S(rq->detach->path));
 }
 
@@ -398,9 +399,10 @@ static void push_presets(struct client *cl, const Plctl__Request *rq)
 	snprintf(r->serial, sizeof r->serial, "%s", S(pp->serial));
 	r->expected_revision = pp->expected_revision;
 	char msg[512];
-	int rc = push_set(pp, &r->new_set);
-	/* More presets, or longer names, than any pen holds: to the user the
-	 * set is invalid, as the library's own check would say. */
+	int rc = push_set(cl, rq, &r->new_set);
+	/* More presets or longer names than any pen holds, or a NUL in a
+	 * name: to the user the set is invalid, as the library's own check
+	 * would say. */
 	if (rc == PL_ERR_PROTOCOL)
 		rc = PL_ERR_VALIDATION;
 	if (rc) {
@@ -1419,14 +1421,18 @@ const struct ctl_op *ctl_op_of(Plctl__Request__OpCase op)
 	return &ops[op];
 }
 
-void ctl_ops_handle(struct client *cl, const Plctl__Request *rq)
+void ctl_ops_handle(struct client *cl, const Plctl__Request *rq,
+                    const uint8_t *wire, size_t len)
 {
 	const struct ctl_op *op = ctl_op_of(rq->op_case);
 	char msg[512];
+	cl->rq_wire = wire;
+	cl->rq_wire_len = len;
 	if (access_check(&cl->ctl->policy, &cl->who, op->right, op->purpose, msg,
-	                 sizeof msg) != PL_OK) {
+	                 sizeof msg) != PL_OK)
 		denied(cl, rq, op, msg);
-		return;
-	}
-	op->handle(cl, rq);
+	else
+		op->handle(cl, rq);
+	cl->rq_wire = NULL;
+	cl->rq_wire_len = 0;
 }

@@ -647,9 +647,19 @@ int pl_preset_set_validate(const struct pl_device_info *limits,
 /*
  * Reads the pen's presets and their revision.  Blocks.
  *
+ * Names are measured by their length on the wire, never by strlen: a name
+ * holding a NUL byte cannot be shown as the pen stores it (the part before
+ * the NUL would be another name), and a pen that stores one is broken, so
+ * the whole set is refused, naming the preset and the byte ("the pen on
+ * /dev/ttyACM0 sent preset 2 with a name holding a NUL byte (byte 5 of
+ * 14)").  Other control characters are kept: the pen's text travels raw
+ * and is cleaned at each output (pl_text_clean).  The same holds for the
+ * set read back by pl_pen_put_presets.
+ *
  * out: not NULL (PL_ERR_ARG); written only on PL_OK.
  * Errors: PL_ERR_PROTOCOL (more than PL_MAX_PRESETS presets, a name over
- *         PL_PRESET_NAME_MAX bytes), and the errors of every pen request.
+ *         PL_PRESET_NAME_MAX bytes on the wire or holding a NUL), and the
+ *         errors of every pen request.
  */
 int pl_pen_get_presets(struct pl_pen *pen, struct pl_preset_set *out);
 
@@ -1304,10 +1314,15 @@ size_t pl_session_file_name(const struct pl_session_key *key, uint32_t seq,
 /*
  * Decodes len bytes of a serialized pl.PresetSet (data may be NULL only
  * when len is 0: an empty set).  At most PL_MAX_PRESETS presets, names of
- * at most PL_PRESET_NAME_MAX bytes (more of either: PL_ERR_PARSE); values
- * are not validated (pl_preset_set_validate says what is wrong with them).
- * Returns PL_OK, PL_ERR_ARG (NULL out, NULL data with len > 0) or
- * PL_ERR_PARSE; *out is unchanged on failure.
+ * at most PL_PRESET_NAME_MAX bytes measured on the wire and without a NUL
+ * byte (the message names the preset and the byte: "preset 1 with a name
+ * holding a NUL byte (byte 5 of 14)"); more presets or such a name:
+ * PL_ERR_PARSE.  Values are not validated (pl_preset_set_validate says
+ * what is wrong with them, control characters in names included).
+ * Decode sets from the bytes they came in: a message already unpacked by
+ * protobuf-c holds a name only up to its first NUL.
+ * Returns PL_OK, PL_ERR_ARG (NULL out, NULL data with len > 0),
+ * PL_ERR_PARSE or PL_ERR_MEM; *out is unchanged on failure.
  */
 int pl_preset_set_decode(const uint8_t *data, size_t len,
                          struct pl_preset_set *out);

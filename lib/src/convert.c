@@ -5,8 +5,14 @@
 #include "convert.h"
 #include "pen.h"
 
-int pl__preset_set_from_pb(const Pl__PresetSet *pb, const char *who,
-                           struct pl_preset_set *out)
+/*
+ * pb converted, its names measured by view (the same bytes read with the
+ * names as bytes), never by strlen: a name's length on the wire, a NUL in
+ * it, and a view that does not match pb are the sender's errors.
+ */
+static int preset_set_from_pb(const Pl__PresetSet *pb,
+                              const Pl__PresetSetNameView *view,
+                              const char *who, struct pl_preset_set *out)
 {
 	if (!pb)
 		return pl__fail(PL_ERR_PROTOCOL, "%s sent no preset set", who);
@@ -14,14 +20,34 @@ int pl__preset_set_from_pb(const Pl__PresetSet *pb, const char *who,
 		return pl__fail(PL_ERR_PROTOCOL,
 		                "%s sent %zu presets; at most %d are possible", who,
 		                pb->n_presets, PL_MAX_PRESETS);
+	/* Both readings run protobuf-c over the same bytes, so they agree;
+	 * a disagreement is refused rather than trusted. */
+	if (!view || view->n_presets != pb->n_presets)
+		return pl__fail(PL_ERR_PROTOCOL,
+		                "%s sent a preset set whose names cannot be read",
+		                who);
 	for (size_t i = 0; i < pb->n_presets; i++) {
+		const ProtobufCBinaryData *wire = &view->presets[i]->name;
 		const char *name = pb->presets[i]->name ? pb->presets[i]->name : "";
-		if (strlen(name) > PL_PRESET_NAME_MAX)
+		uint32_t id = pb->presets[i]->id;
+		const uint8_t *nul = wire->len ? memchr(wire->data, 0, wire->len)
+		                               : NULL;
+		if (wire->len > PL_PRESET_NAME_MAX)
 			return pl__fail(PL_ERR_PROTOCOL,
-			                "%s sent preset %u with a name of %zu bytes; at "
-			                "most %u are possible",
-			                who, pb->presets[i]->id, strlen(name),
-			                PL_PRESET_NAME_MAX);
+			                "%s sent preset %u with a name of %zu bytes; "
+			                "at most %u are possible",
+			                who, id, wire->len, PL_PRESET_NAME_MAX);
+		/* Shown as the part before it would be another name. */
+		if (nul)
+			return pl__fail(PL_ERR_PROTOCOL,
+			                "%s sent preset %u with a name holding a NUL "
+			                "byte (byte %td of %zu); names are text",
+			                who, id, nul - wire->data, wire->len);
+		if (strlen(name) != wire->len ||
+		    (wire->len && memcmp(name, wire->data, wire->len)))
+			return pl__fail(PL_ERR_PROTOCOL,
+			                "%s sent a preset set whose names cannot be "
+			                "read", who);
 	}
 	memset(out, 0, sizeof *out);
 	out->revision = pb->revision;
@@ -39,6 +65,29 @@ int pl__preset_set_from_pb(const Pl__PresetSet *pb, const char *who,
 		p->max_duration_s = w->max_duration_s;
 	}
 	return PL_OK;
+}
+
+int pl__preset_set_from_reply(const Pl__Envelope *rep, const uint8_t *wire,
+                              size_t len, const char *who,
+                              struct pl_preset_set *out)
+{
+	if (!rep->preset_set)
+		return pl__fail(PL_ERR_PROTOCOL, "%s sent no preset set", who);
+	Pl__EnvelopeNameView *v =
+	    wire ? pl__envelope_name_view__unpack(NULL, len, wire) : NULL;
+	/* The bytes unpacked as an Envelope, so only memory can fail here. */
+	if (wire && !v)
+		return pl__fail(PL_ERR_MEM, "out of memory reading the names "
+		                "%s sent", who);
+	int rc = preset_set_from_pb(
+	    rep->preset_set,
+	    v && v->body_case == PL__ENVELOPE_NAME_VIEW__BODY_PRESET_SET
+	        ? v->preset_set
+	        : NULL,
+	    who, out);
+	if (v)
+		pl__envelope_name_view__free_unpacked(v, NULL);
+	return rc;
 }
 
 void pl__preset_set_to_pb(const struct pl_preset_set *set,
@@ -149,30 +198,43 @@ static int encode_args(const void *in, uint8_t **out, size_t *len,
 }
 
 /* Unpacks len bytes as the message d describes and converts it into out
- * with from_pb. */
+ * with from_pb, which gets the bytes too (for a second reading). */
 static int decode(const ProtobufCMessageDescriptor *d, const uint8_t *data,
                   size_t len, void *out, const char *fn,
-                  int (*from_pb)(const ProtobufCMessage *m, void *out))
+                  int (*from_pb)(const ProtobufCMessage *m, const uint8_t *data,
+                                 size_t len, void *out))
 {
 	if (!out || (!data && len))
 		return pl__fail(PL_ERR_ARG, "%s: missing argument", fn);
 	ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, data);
 	if (!m)
 		return pl__fail(PL_ERR_PARSE, "%zu bytes are not a %s", len, d->name);
-	int rc = from_pb(m, out);
+	int rc = from_pb(m, data, len, out);
 	protobuf_c_message_free_unpacked(m, NULL);
 	return rc;
 }
 
-static int preset_set_from_msg(const ProtobufCMessage *m, void *out)
+/* The names measured through pl.PresetSetNameView, a second reading of the
+ * same bytes. */
+static int preset_set_from_msg(const ProtobufCMessage *m, const uint8_t *data,
+                               size_t len, void *out)
 {
-	int rc = pl__preset_set_from_pb((const Pl__PresetSet *)m, "the preset set",
-	                                out);
+	Pl__PresetSetNameView *v = pl__preset_set_name_view__unpack(NULL, len, data);
+	/* The bytes unpacked as a PresetSet, so only memory can fail here. */
+	if (!v)
+		return pl__fail(PL_ERR_MEM, "out of memory reading preset names");
+	int rc = preset_set_from_pb((const Pl__PresetSet *)m, v, "the preset set",
+	                            out);
+	if (v)
+		pl__preset_set_name_view__free_unpacked(v, NULL);
 	return rc == PL_ERR_PROTOCOL ? PL_ERR_PARSE : rc;
 }
 
-static int device_info_from_msg(const ProtobufCMessage *m, void *out)
+static int device_info_from_msg(const ProtobufCMessage *m, const uint8_t *data,
+                                size_t len, void *out)
 {
+	(void)data;
+	(void)len;
 	const Pl__DeviceInfo *pb = (const Pl__DeviceInfo *)m;
 	if (pb->n_stroke_rate_hz > PL_MAX_SPEED_LEVELS)
 		return pl__fail(PL_ERR_PARSE,

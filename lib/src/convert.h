@@ -7,11 +7,21 @@
 #include "internal.h"
 #include "penlink.pb-c.h"
 
-/* who names the sender in messages ("the pen on /dev/ttyACM0").
- * PL_ERR_PROTOCOL for more than PL_MAX_PRESETS presets or a name over
- * PL_PRESET_NAME_MAX bytes; *out is unchanged on failure. */
-int pl__preset_set_from_pb(const Pl__PresetSet *pb, const char *who,
-                           struct pl_preset_set *out);
+/*
+ * The preset set of a reply: rep->preset_set, unpacked from the len bytes
+ * at wire (pl__engine_reply_wire), which are read a second time through
+ * pl.EnvelopeNameView so that every name is measured by its length on the
+ * wire, never by strlen (protobuf-c ends a string at its first NUL).  who
+ * names the sender in messages ("the pen on /dev/ttyACM0").
+ * PL_ERR_PROTOCOL, naming the preset, for no set, more than PL_MAX_PRESETS
+ * presets, a name over PL_PRESET_NAME_MAX bytes or holding a NUL (shown as
+ * the part before the NUL it would be another name), or bytes that do not
+ * read as rep (no wire included); *out is unchanged on failure.
+ * pl_preset_set_decode is the same conversion on a bare pl.PresetSet.
+ */
+int pl__preset_set_from_reply(const Pl__Envelope *rep, const uint8_t *wire,
+                              size_t len, const char *who,
+                              struct pl_preset_set *out);
 
 /* A message that points into itself; fill with pl__preset_set_to_pb(). */
 struct pl__preset_set_pb {

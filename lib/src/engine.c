@@ -62,6 +62,9 @@ struct pl__engine {
 	uint64_t bad_envelopes;
 	uint64_t send_seq;
 	uint64_t unsolicited, unknown_ids, replies, bytes_at_frame;
+	/* The reply being completed, as it came (pl__engine_reply_wire). */
+	const uint8_t *reply_wire;
+	size_t reply_wire_len;
 	bool ids_wrapped;       /* every id has been used: none is "unknown" */
 	int dead;
 	char dead_msg[256];
@@ -462,7 +465,19 @@ static void on_frame(void *ctx, uint8_t flags, const uint8_t *payload,
 	}
 	e->replies++;
 	resend_lost(e, r);
+	const uint8_t *outer = e->reply_wire;
+	size_t outer_len = e->reply_wire_len;
+	e->reply_wire = payload;
+	e->reply_wire_len = len;
 	complete(e, r, env);
+	e->reply_wire = outer;
+	e->reply_wire_len = outer_len;
+}
+
+const uint8_t *pl__engine_reply_wire(const struct pl__engine *e, size_t *len)
+{
+	*len = e->reply_wire ? e->reply_wire_len : 0;
+	return e->reply_wire;
 }
 
 static void on_drop(void *ctx, enum pl_frame_drop why, size_t len)

@@ -84,6 +84,15 @@ void pl__engine_cancel(struct pl__engine *e, uint32_t id);
 /* Requests submitted and not yet completed. */
 unsigned pl__engine_outstanding(const struct pl__engine *e);
 
+/*
+ * The wire bytes (a packed pl.Envelope, *len bytes) the reply being handed
+ * to a pl__reply_fn was unpacked from, for a second reading through a view
+ * message: protobuf-c ends a `string` at its first NUL, so only the bytes
+ * tell a name's length on the wire (convert.c).  NULL (and *len 0) outside
+ * such a callback; valid until it returns.
+ */
+const uint8_t *pl__engine_reply_wire(const struct pl__engine *e, size_t *len);
+
 /* --- driving the engine from a poll loop */
 int pl__engine_fd(const struct pl__engine *e);
 bool pl__engine_want_write(const struct pl__engine *e);

@@ -86,12 +86,16 @@ static void send_get_presets(struct pl__op *op, pl__op_step_fn step)
 	pl__op_send(op, &req, PL__ENVELOPE__BODY_PRESET_SET, step);
 }
 
+/* A pen's set, its names measured on the wire: a name holding a NUL is the
+ * pen's protocol error, not a shorter name (see pl_pen_get_presets). */
 static int set_from_reply(const struct pl_pen *pen, const Pl__Envelope *rep,
                           struct pl_preset_set *out)
 {
 	char who[300];
 	snprintf(who, sizeof who, "the pen on %s", pl_transport_name(pen->t));
-	return pl__preset_set_from_pb(rep->preset_set, who, out);
+	size_t len;
+	const uint8_t *wire = pl__engine_reply_wire(pen->e, &len);
+	return pl__preset_set_from_reply(rep, wire, len, who, out);
 }
 
 /* ------------------------------------------------------------------ read */
