@@ -5,19 +5,22 @@
 # in this folder.
 #
 #   campaign.sh [--runs N] [--seed S] [--first R] [--pens K] [--build DIR]
-#               [--small] [--keep] [-v]
+#               [--small] [--keep] [--central] [-v]
 #
 # Run R's plan (pens, sizes, faults, the kill schedule) comes only from S and
 # R, so `--seed S --first R --runs 1 --pens K` replays it; what a kill then
 # interrupts depends on timing, so a replay repeats the plan, not every byte.
 # --ctest: the bounded campaign ctest runs (12 runs of 3 pens, seed 1).
+# --central: every run's penlinkd also replicates to a central PostgreSQL 15
+# (started once, a database per run); at the end of each run central must
+# equal the run's archive byte for byte (0 lost, duplicated, altered).
 set -uo pipefail
 
 CTEST_RUNS=12
-RUNS=10 SEED=1 FIRST=1 PENS=3 SMALL=0 KEEP=0 VERBOSE=0 BUILD=""
+RUNS=10 SEED=1 FIRST=1 PENS=3 SMALL=0 KEEP=0 VERBOSE=0 BUILD="" CENTRAL=0
 ARGS=("$@")
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 while [ $# -gt 0 ]; do
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD=${2:?}; shift 2 ;;
     --small) SMALL=1; shift ;;
     --keep) KEEP=1; shift ;;
+    --central) CENTRAL=1; shift ;;
     -v|--verbose) VERBOSE=1; shift ;;
     # The bounded campaign ctest runs (faults.campaign): CTEST_RUNS runs of
     # 3 pens, about 2-3 minutes on 2 cores; under PL_TEST_WRAPPER (valgrind)
@@ -36,11 +40,14 @@ while [ $# -gt 0 ]; do
     --ctest)
       RUNS=$CTEST_RUNS PENS=3 SEED=${PL_CAMPAIGN_SEED:-1}
       [ -n "${PL_TEST_WRAPPER:-}" ] && { RUNS=1 PENS=2 SMALL=1; }
+      CTEST=1
       shift ;;
     -h|--help) usage 0 ;;
     *) echo "campaign: unknown argument '$1'" >&2; usage ;;
   esac
 done
+# The bounded campaign with central (faults.campaign_central): 4 runs.
+[ "${CTEST:-0}" = 1 ] && [ "$CENTRAL" = 1 ] && [ -z "${PL_TEST_WRAPPER:-}" ] && RUNS=4
 for v in RUNS SEED FIRST PENS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "campaign: --${v,,} needs a number, not '${!v}'" >&2; exit 2; }
 done
@@ -71,6 +78,13 @@ for v in PENLINKD PENEMU PENCTL CAMPAIGN_CHECK; do
     { echo "campaign: $v is not set to a program (use --build DIR)" >&2; exit 2; }
 done
 command -v jq >/dev/null || { echo "campaign: jq is needed (scripts/deps.sh)" >&2; exit 2; }
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+if [ "$CENTRAL" = 1 ]; then
+  if [ ! -x "$PG_BIN/initdb" ] || ! command -v psql >/dev/null || ! command -v sqlite3 >/dev/null; then
+    echo "SKIP: --central needs PostgreSQL 15 in $PG_BIN, psql and sqlite3 (scripts/deps.sh)"
+    exit 77
+  fi
+fi
 # Only the daemon is under test; the wrapper (valgrind) is applied to it alone.
 read -r -a WRAP <<<"${PL_TEST_WRAPPER:-}"
 # Everything waits longer under a wrapper (valgrind: 20-50x slower).
@@ -114,8 +128,90 @@ now_ms() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }
 # ------------------------------------------------------------------ totals
 T_RUNS=0 T_SESSIONS=0 T_LOST=0 T_DUP=0 T_ALTERED=0 T_RECLAIMED=0 T_CRASHES=0
 T_PHANTOM=0 T_SNAPSHOTS=0 T_RESUMES=0 T_UNRECLAIMED=0 T_SNIPES=0 T_DRIVER_ERR=0 T_PENDING=0 T_KILLS=0 T_TERMS=0 T_PENKILLS=0 T_REPLUGS=0
+T_C_SESSIONS=0 T_C_LOST=0 T_C_DUP=0 T_C_ALTERED=0
 FAILED_RUNS=()
 declare -A FIRED
+
+# ------------------------------------------------------------------ central
+# --central: one PostgreSQL for the campaign (socket only, as `postgres`
+# when we are root), a database per run created by penctl central init,
+# and a login role holding penlink_ingest that every run's penlinkd uses.
+PGW="" PGSOCK=""
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+psql_c() { local db=$1; shift; PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -h "$PGSOCK" -U postgres -d "$db" "$@"; }
+central_setup() {
+  PGW=$(mktemp -d -t penlink-campaign-pg.XXXXXX)
+  chmod 755 "$PGW"
+  PGSOCK="$PGW/sock"
+  mkdir -p "$PGSOCK"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$PGW" "$PGSOCK"
+  as_pg "$PG_BIN/initdb" -D "$PGW/data" -U postgres -A trust --no-sync -E UTF8 \
+    --locale=C.UTF-8 >"$PGW/initdb.log" 2>&1 || { cat "$PGW/initdb.log" >&2; exit 2; }
+  as_pg sh -c "cat >>'$PGW/data/postgresql.conf'" <<PGCONF
+listen_addresses = ''
+unix_socket_directories = '$PGSOCK'
+unix_socket_permissions = 0777
+fsync = off
+full_page_writes = off
+shared_buffers = 32MB
+PGCONF
+  as_pg "$PG_BIN/pg_ctl" -D "$PGW/data" -l "$PGW/server.log" -w -t 60 start >/dev/null 2>&1 ||
+    { cat "$PGW/server.log" >&2; echo "campaign: PostgreSQL did not start" >&2; exit 2; }
+}
+central_teardown() {
+  [ -n "$PGW" ] || return 0
+  [ -f "$PGW/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PGW/data" -m immediate -w stop >/dev/null 2>&1
+  rm -rf "$PGW"
+  PGW=""
+}
+# central_run_db RUN: a fresh database for the run, its schema, and the
+# [central] section of the run's penlinkd.conf.
+central_run_db() {
+  local db="run_$1"
+  psql_c postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null || return 1
+  "$PENCTL" central init "host=$PGSOCK dbname=$db user=postgres" >/dev/null || return 1
+  psql_c "$db" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'campaign')
+    THEN CREATE ROLE campaign LOGIN IN ROLE penlink_ingest; END IF; END \$\$" >/dev/null || return 1
+  cat >>"$W/penlinkd.conf" <<CCONF
+[central]
+url = host=$PGSOCK dbname=$db user=campaign
+site = campaign-run-$1
+retry_max_s = 1
+CCONF
+}
+# central_drain: the daemon's outbox empty (nothing pending, no audit
+# entries), or a note after a minute.
+central_drain() {
+  local i st
+  for i in $(seq $((300 * SLOW))); do
+    st=$(ctl --json central status 2>/dev/null | jq -r '.pending + .audit_pending' 2>/dev/null)
+    [ "$st" = 0 ] && return 0
+    sleep 0.2
+  done
+  note "central: outbox not empty $((60 * SLOW))s after the run ($(ctl --json central status 2>&1 | tr -d '\n' | cut -c1-300))"
+}
+# central_judge RUN: central's (serial, uuid, digest of the record bytes it
+# holds) against the archive's; sets C_SESSIONS C_LOST C_DUP C_ALTERED.
+central_judge() {
+  local db="run_$1"
+  sqlite3 "$W/archive.db" "SELECT serial || ' ' || lower(hex(uuid)) || ' ' || lower(hex(sha256)) FROM sessions" \
+    2>>"$W/driver.err" | sort >"$W/local.keys"
+  psql_c "$db" -c "SELECT serial || ' ' || replace(uuid::text, '-', '') || ' ' || encode(sha256(record), 'hex')
+    FROM penlink.sessions" 2>>"$W/driver.err" | sort >"$W/central.keys"
+  C_SESSIONS=$(wc -l <"$W/central.keys")
+  C_DUP=$(cut -d' ' -f1,2 "$W/central.keys" | uniq -d | wc -l)
+  # Keys the archive has and central lacks; keys in both with other bytes,
+  # and keys only central has (it may only hold what the site archived).
+  C_LOST=$(comm -23 <(cut -d' ' -f1,2 "$W/local.keys" | sort -u) <(cut -d' ' -f1,2 "$W/central.keys" | sort -u) | wc -l)
+  local both_keys differ extra
+  differ=$(comm -3 "$W/local.keys" "$W/central.keys" | sed 's/^\t//' | cut -d' ' -f1,2 | sort | uniq -d | wc -l)
+  extra=$(comm -13 <(cut -d' ' -f1,2 "$W/local.keys" | sort -u) <(cut -d' ' -f1,2 "$W/central.keys" | sort -u) | wc -l)
+  C_ALTERED=$((differ + extra))
+  [ $((C_LOST + C_DUP + C_ALTERED)) -eq 0 ] ||
+    note "central differs from the archive: $(diff "$W/local.keys" "$W/central.keys" | head -n 6 | tr '\n' ' ')"
+  [ "$KEEP" = 1 ] || [ $((C_LOST + C_DUP + C_ALTERED)) -gt 0 ] ||
+    psql_c postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+}
 
 # ------------------------------------------------------------------ one run
 # State of the run in progress (globals, so helpers need no subshells).
@@ -334,6 +430,10 @@ request_timeout_ms = $timeout_ms
 handshake_timeout_ms = $((10000 * SLOW))
 download_window = $window
 CONF
+  if [ "$CENTRAL" = 1 ] && ! central_run_db "$run"; then
+    note "central: cannot set up database run_$run"
+    DRIVER_ERR=$((DRIVER_ERR + 1))
+  fi
   desc="win=$window rto=$timeout_ms"
   local sizes=(3000 20000 120000 500000 1500000)
   [ "$SMALL" = 1 ] && sizes=(2000 8000 30000 60000 120000)
@@ -518,6 +618,7 @@ CONF
     sleep 0.3
   done
   [ "$finished" = 1 ] || note "not finished ($why): $LAST_STATE"
+  [ "$CENTRAL" = 1 ] && [ "$DLIVE" = 1 ] && central_drain
   stop_daemon TERM
   for k in $(seq 0 $((NP - 1))); do
     [ -n "${P_PID[$k]}" ] || continue
@@ -562,11 +663,18 @@ CONF
   resumes=$(grep -Ec 'resuming session .* at offset [1-9]' "$W/daemon.log")
   T_RESUMES=$((T_RESUMES + resumes))
   T_KILLS=$((T_KILLS + kills)) T_SNIPES=$((T_SNIPES + snipes)) T_TERMS=$((T_TERMS + terms)) T_PENKILLS=$((T_PENKILLS + penkills))
-  local bad=$((lost + dup + altered + phantom + reclaimed + CRASHES))
+  local bad=$((lost + dup + altered + phantom + reclaimed + CRASHES)) ctext=""
+  if [ "$CENTRAL" = 1 ]; then
+    central_judge "$run"
+    T_C_SESSIONS=$((T_C_SESSIONS + C_SESSIONS)) T_C_LOST=$((T_C_LOST + C_LOST))
+    T_C_DUP=$((T_C_DUP + C_DUP)) T_C_ALTERED=$((T_C_ALTERED + C_ALTERED))
+    bad=$((bad + C_LOST + C_DUP + C_ALTERED))
+    ctext="; central $C_SESSIONS: lost $C_LOST, duplicated $C_DUP, altered $C_ALTERED"
+  fi
   local secs=$(( ($(now_ms) - RUN_T0) / 100 ))
-  printf 'run %d: %d pens, %d sessions, %d kill -9 (%d sniped), %d SIGTERM, %d pen kills, %d resumes: lost %d, duplicated %d, altered %d, wrongly reclaimed %d, crashes %d (%d.%ds)%s\n' \
+  printf 'run %d: %d pens, %d sessions, %d kill -9 (%d sniped), %d SIGTERM, %d pen kills, %d resumes: lost %d, duplicated %d, altered %d, wrongly reclaimed %d, crashes %d%s (%d.%ds)%s\n' \
     "$run" "$PENS" "$sessions" "$kills" "$snipes" "$terms" "$penkills" "$resumes" "$lost" "$dup" "$((altered + phantom))" \
-    "$reclaimed" "$CRASHES" $((secs / 10)) $((secs % 10)) "$([ "$bad" -gt 0 ] && echo ' FAILED')"
+    "$reclaimed" "$CRASHES" "$ctext" $((secs / 10)) $((secs % 10)) "$([ "$bad" -gt 0 ] && echo ' FAILED')"
   local n
   for n in "${NOTES[@]}"; do echo "  $n"; done
   T_DRIVER_ERR=$((T_DRIVER_ERR + DRIVER_ERR))
@@ -574,7 +682,7 @@ CONF
     FAILED_RUNS+=("$run")
     echo "  plan: $(cat "$W/plan.txt")"
     echo "  kept: $W (daemon.log, pen*.err, archive.db, pen*.flash)"
-    echo "  replay: $0 --seed $SEED --first $run --runs 1 --pens $PENS$([ "$SMALL" = 1 ] && echo ' --small') -v"
+    echo "  replay: $0 --seed $SEED --first $run --runs 1 --pens $PENS$([ "$SMALL" = 1 ] && echo ' --small')$([ "$CENTRAL" = 1 ] && echo ' --central') -v"
   elif [ "$KEEP" = 1 ]; then
     echo "  kept: $W"
   else
@@ -587,7 +695,7 @@ summary() {
   fired=""
   for kv in $(printf '%s\n' "${!FIRED[@]}" | sort); do fired+=" $kv=${FIRED[$kv]}"; done
   echo "campaign: faults the pens injected (counted at clean exits):${fired:- none}"
-  echo "runs $T_RUNS, sessions checked $T_SESSIONS, lost $T_LOST, duplicated $T_DUP, altered $T_ALTERED, daemon crashes $T_CRASHES"
+  echo "runs $T_RUNS, sessions checked $T_SESSIONS, lost $T_LOST, duplicated $T_DUP, altered $T_ALTERED, daemon crashes $T_CRASHES$([ "$CENTRAL" = 1 ] && echo ", central: sessions $T_C_SESSIONS, lost $T_C_LOST, duplicated $T_C_DUP, altered $T_C_ALTERED")"
 }
 
 cleanup() {
@@ -595,6 +703,7 @@ cleanup() {
   [ "$DLIVE" = 1 ] && kill -KILL "$DPID" 2>/dev/null
   for k in "${!P_PID[@]}"; do [ -n "${P_PID[$k]}" ] && kill -KILL "${P_PID[$k]}" 2>/dev/null; done
   wait 2>/dev/null
+  central_teardown
 }
 trap cleanup EXIT
 # Interrupted (a long campaign stopped by hand): the figures of the runs
@@ -607,8 +716,9 @@ if [ ${#NEWFLAGS[@]} -gt 0 ]; then
 else
   echo "campaign: penemu has none of the newer fault flags; using garbage, corrupt, drop, delay, boot-delay, mute, disconnect"
 fi
+[ "$CENTRAL" = 1 ] && { central_setup; echo "campaign: central PostgreSQL in $PGW, a database per run"; }
 for run in $(seq "$FIRST" $((FIRST + RUNS - 1))); do
   one_run "$run"
 done
 summary
-[ $((T_LOST + T_DUP + T_ALTERED + T_RECLAIMED + T_CRASHES)) -eq 0 ] && [ ${#FAILED_RUNS[@]} -eq 0 ]
+[ $((T_LOST + T_DUP + T_ALTERED + T_RECLAIMED + T_CRASHES + T_C_LOST + T_C_DUP + T_C_ALTERED)) -eq 0 ] && [ ${#FAILED_RUNS[@]} -eq 0 ]
