@@ -22,14 +22,24 @@ mapfile -t libs < <(for b in "${bins[@]}"; do ldd "$b"; done |
   awk '$2 == "=>" && $3 ~ /^\// {print $3}' | grep -v '/libpenlink\.so' |
   xargs -r readlink -f | sort -u)
 
+# One dpkg -S for every library (it reads every package's file list, so
+# one call per library would take a minute).  dpkg knows files by the path
+# it installed; with merged /usr a library found under /usr/lib may be
+# listed under /lib, so each is asked both ways.
+declare -A owner_of=()
+queries=()
+for lib in "${libs[@]}"; do queries+=("$lib" "${lib#/usr}"); done
+while IFS= read -r line; do
+  pkgs=${line%%: *}
+  path=${line#*: }
+  owner_of[$path]=${pkgs%%,*}
+done < <(dpkg -S "${queries[@]}" 2>/dev/null || true)
+
 components=()
 declare -A seen=()
 for lib in "${libs[@]}"; do
-  # dpkg knows files by the path it installed; with merged /usr a library
-  # found under /usr/lib may be listed under /lib.
-  owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "${lib#/usr}" 2>/dev/null || true)
-  pkg=${owner%%:*}
-  pkg=${pkg%%,*}
+  pkg=${owner_of[$lib]:-${owner_of[${lib#/usr}]:-}}
+  pkg=${pkg%%:*}
   if [ -z "$pkg" ]; then
     echo "sbom: $lib belongs to no Debian package" >&2
     exit 1

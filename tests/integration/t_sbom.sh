@@ -20,8 +20,9 @@ assert_eq "$(jqo '[.components[] | select(.purl | startswith("pkg:deb/debian/") 
 assert_eq "$(jqo '(.dependencies[0].dependsOn | length) == (.components | length)')" "true" "penlink depends on every component"
 assert_eq "$(jqo '[.components[] | select(.name | test("penlink"))] | length')" "0" "penlink's own library is the component, not a dependency"
 # Nothing the programs load is left out: compare with ldd.
-n_ldd=$(for b in cli/penctl daemon/penlinkd firmware-bridge/penemu; do ldd "$PL_BUILD_DIR/$b"; done |
-  awk '$2 == "=>" && $3 ~ /^\// {print $3}' | grep -v libpenlink | xargs readlink -f | sort -u |
-  while read -r l; do dpkg -S "$l" 2>/dev/null || dpkg -S "${l#/usr}"; done | cut -d: -f1 | sort -u | wc -l)
+mapfile -t libs < <(for b in cli/penctl daemon/penlinkd firmware-bridge/penemu; do ldd "$PL_BUILD_DIR/$b"; done |
+  awk '$2 == "=>" && $3 ~ /^\// {print $3}' | grep -v libpenlink | xargs readlink -f | sort -u)
+n_ldd=$(for l in "${libs[@]}"; do printf '%s\n%s\n' "$l" "${l#/usr}"; done |
+  xargs dpkg -S 2>/dev/null | cut -d: -f1 | sort -u | wc -l)
 assert_eq "$(jqo '.components | length')" "$n_ldd" "one component per package of every library ldd shows"
 done_testing
