@@ -666,7 +666,7 @@ static const struct cmd_spec fhir_spec = {
 	"--format fhir [--since DATE] [--out FILE|--dir DIR] [FILE...]",
 	"sessions as FHIR R4 transaction Bundles", CMD_BOTH, fhir_opts,
 	"Through penlinkd the archive's sessions (every pen, or -s SERIAL's);\n"
-	"or the .plrec FILEs given.  README.md \"FHIR R4 export\" has the mapping.\n",
+	"or the .plrec FILEs given.  README.md \"Reports and FHIR\" has the mapping.\n",
 	NULL,
 };
 

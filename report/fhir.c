@@ -1,4 +1,4 @@
-/* FHIR R4 transaction Bundles of sessions (README "FHIR R4 export"). */
+/* FHIR R4 transaction Bundles of sessions (README "Reports and FHIR"). */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>

@@ -217,7 +217,7 @@ int pl_report_overview_html(const struct pl_report_entry *v, size_t n,
 
 /* ------------------------------------------------------------------ FHIR */
 
-/* The identifier systems of the FHIR mapping (README "FHIR R4 export"). */
+/* The identifier systems of the FHIR mapping (README "Reports and FHIR"). */
 #define PL_FHIR_SYSTEM_SERIAL "urn:penlink:pen-serial"
 #define PL_FHIR_SYSTEM_SESSION "urn:penlink:session"
 #define PL_FHIR_SYSTEM_OBSERVATION "urn:penlink:observation"

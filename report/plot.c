@@ -1,8 +1,9 @@
 /* SVG plots: a time series reduced to the minimum and maximum of each pixel
  * column (so a one-sample peak survives however long the session), with
  * axes, ticks, units, an optional step line and event marks on the time
- * axis; and a simple bar chart.  Only the program's own text (titles,
- * numbers) is written into SVG; never a pen's or a client's. */
+ * axis; and a simple bar chart.  Text reaches the SVG only as element
+ * content through rh_text (bar labels may be pens' serials); attributes
+ * hold numbers and fixed words only. */
 #include <math.h>
 #include <string.h>
 
