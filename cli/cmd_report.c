@@ -421,6 +421,10 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 			if (c->be.ops->info(c->be.ctx, &info) == PL_OK &&
 			    strcmp(info.serial, key.serial) == 0)
 				o.device = &info;
+		} else if (c->central) {
+			/* --central: the clinic's archive (it knows no pens) */
+			o.origin.kind = "central archive";
+			o.origin.archived_ms = s.archived_ms;
 		} else {
 			o.origin.kind = "penlinkd archive";
 			o.origin.archived_ms = s.archived_ms;
@@ -437,7 +441,7 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 		free(site);
 		return record_failed(c, e, what);
 	}
-	if (ctl_daemon_mode(c) && c->dc && !c->be.ops->direct) {
+	if (c->dc && c->be.ops && !c->be.ops->direct) {
 		struct pl_session_key key;
 		memset(&key, 0, sizeof key);
 		snprintf(key.serial, sizeof key.serial, "%s", pl_record_serial(r));
@@ -592,9 +596,11 @@ static int overview(struct ctl *c, struct opt_iter *it)
 			int e = daemon_entries(c, c->serial, since, &all, &n_all);
 			if (e != PL_OK)
 				rc = ctl_fail_pl(c, e);
-			o.origin.kind = "penlinkd archive";
-			o.origin.where = ctl_socket_path(c);
-			site = daemon_site(c);
+			o.origin.kind = c->central ? "central archive" : "penlinkd archive";
+			o.origin.where = c->be.ops ? c->be.ops->where(c->be.ctx)
+			                           : ctl_socket_path(c);
+			if (!c->central)
+				site = daemon_site(c);
 			o.origin.site = site;
 		}
 	}
