@@ -99,6 +99,7 @@
 #include "archive.h"
 #include "log.h"
 #include "penlink_audit.h"
+#include "penlink_export.h"
 #include "pen_budget.h"
 
 /* Milliseconds SQLite waits for a lock held by another program (an
@@ -296,6 +297,18 @@ static const struct {
      "  WHERE client_ref <> '';\n"
      APPEND_ONLY("annotations", "the session annotations"),
      chain_audit_rows},
+    /* The pens as last seen (their info at attach), so exports can name a
+     * session's pen model and hardware revision: a record holds only the
+     * serial and the firmware version. */
+    {"remember each pen's model and hardware revision (schema 4)",
+     "CREATE TABLE pens (\n"
+     "  serial TEXT PRIMARY KEY,\n"
+     "  model TEXT NOT NULL,\n"
+     "  hw_revision TEXT NOT NULL,\n"
+     "  fw_version TEXT NOT NULL,\n"
+     "  seen_ms INTEGER NOT NULL\n"
+     ");\n",
+     NULL},
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -1851,149 +1864,62 @@ int archive_read_record(struct archive *a, const struct pl_session_key *key,
 	return e;
 }
 
-/* ------------------------------------------------------------------ export */
+/* ------------------------------------------------------------------ pens */
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
+int archive_pen_seen(struct archive *a, const char *serial, const char *model,
+                     const char *hw_revision, const char *fw_version)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 512;
-		char *p;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
+	static const char what[] = "remember a pen";
+	if (!a)
+		return PL_ERR_ARG;
+	int e = check_serial(a, serial, "archive_pen_seen");
+	if (e != PL_OK)
+		return e;
+	return run(a, what,
+	           "INSERT INTO pens (serial, model, hw_revision, fw_version, seen_ms) "
+	           "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (serial) DO UPDATE SET "
+	           "model = excluded.model, hw_revision = excluded.hw_revision, "
+	           "fw_version = excluded.fw_version, seen_ms = excluded.seen_ms",
+	           "tttti", serial, model ? model : "", hw_revision ? hw_revision : "",
+	           fw_version ? fw_version : "", pl_time_utc_ms());
+}
+
+/* The pen's model and hardware revision as last seen ("" if never). */
+static int pen_of(struct archive *a, const char *serial, char *model,
+                  size_t model_cap, char *hw, size_t hw_cap)
+{
+	static const char what[] = "look up a pen";
+	sqlite3_stmt *st;
+	int e = prepare(a, &st, "SELECT model, hw_revision FROM pens WHERE serial = ?1",
+	                what);
+	if (e != PL_OK)
+		return e;
+	e = bind(a, st, what, "t", serial);
+	if (e == PL_OK) {
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			copy_str(model, model_cap, sqlite3_column_text(st, 0));
+			copy_str(hw, hw_cap, sqlite3_column_text(st, 1));
+		} else if (rc != SQLITE_DONE) {
+			e = db_fail(a, rc, "%s", what);
 		}
-		b->p = p;
-		b->cap = cap;
 	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
+	sqlite3_finalize(st);
+	return e;
 }
 
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-/* One CSV field, comma-separated from the previous one of the line. */
-static void csv_field(struct sbuf *b, bool *first, const char *s)
-{
-	if (!*first)
-		sb_add(b, ",", 1);
-	*first = false;
-	if (!s)
-		return;
-	if (!strpbrk(s, ",\"\r\n")) {
-		sb_str(b, s);
-		return;
-	}
-	sb_add(b, "\"", 1);
-	for (const char *q; (q = strchr(s, '"')); s = q + 1) {
-		sb_add(b, s, (size_t)(q - s));
-		sb_add(b, "\"\"", 2);
-	}
-	sb_str(b, s);
-	sb_add(b, "\"", 1);
-}
-
-static void csv_int(struct sbuf *b, bool *first, int64_t v)
-{
-	char t[24];
-
-	snprintf(t, sizeof t, "%" PRId64, v);
-	csv_field(b, first, t);
-}
-
-/* end - start as seconds with 3 decimals, sign included.  Unsigned
- * arithmetic: the times come from the pen and may lie further apart than
- * an int64_t can hold. */
-static const char *secs_text(char buf[32], int64_t start_ms, int64_t end_ms)
-{
-	bool neg = end_ms < start_ms;
-	uint64_t m = neg ? (uint64_t)start_ms - (uint64_t)end_ms
-	                 : (uint64_t)end_ms - (uint64_t)start_ms;
-
-	snprintf(buf, 32, "%s%" PRIu64 ".%03u", neg ? "-" : "", m / 1000,
-	         (unsigned)(m % 1000));
-	return buf;
-}
-
-/* obj.key1.key2 (key2 may be NULL); NULL if absent. */
-static json_object *jget(json_object *o, const char *k1, const char *k2)
-{
-	json_object *v = NULL;
-
-	if (!o || !json_object_object_get_ex(o, k1, &v))
-		return NULL;
-	if (k2 && (!v || !json_object_object_get_ex(v, k2, &v)))
-		return NULL;
-	return v;
-}
-
-static void csv_jint(struct sbuf *b, bool *first, json_object *v)
-{
-	csv_int(b, first, v ? json_object_get_int64(v) : 0);
-}
-
-/* Text from the pen: cleaned for a spreadsheet (control bytes escaped,
- * no formula) before it is quoted. */
-static void csv_text(struct sbuf *b, bool *first, const char *s)
-{
-	char *clean = pl_text_clean_dup(PL_TEXT_CSV, s);
-
-	if (!clean) {
-		b->oom = true;
-		return;
-	}
-	csv_field(b, first, clean);
-	free(clean);
-}
-
-static void csv_jstr(struct sbuf *b, bool *first, json_object *v)
-{
-	csv_text(b, first,
-	         v && json_object_is_type(v, json_type_string)
-	             ? json_object_get_string(v)
-	             : "");
-}
-
-/* A depth from the record's JSON as exact millimetres (0.5, 2.0). */
-static void csv_jmm(struct sbuf *b, bool *first, json_object *v)
-{
-	char t[PL_MM_TEXT_MAX];
-
-	csv_field(b, first,
-	          pl_depth_format_mm((uint32_t)json_object_get_int64(v),
-	                             PL_MM_SHORT, t));
-}
+/* ------------------------------------------------------------------ export */
 
 static int annotations_by_id(struct archive *a, int64_t sid,
                              int (*cb)(void *ud, const struct annotation *an),
                              void *ud);
-
-static const char csv_header[] =
-    "serial,uuid,seq,start_utc,end_utc,time_source,duration_s,preset_id,"
-    "preset_name,depth_mm,speed_level,area,needle_count,cartridge_lot,"
-    "run_time_s,strokes,max_depth_mm,errors,events,samples,size,sha256,"
-    "archived_utc,client_ref,operator,notes\r\n";
 
 /* A session's annotations as an export gives them: CSV the current client
  * reference and operator (the latest annotation that gives one) and every
  * note, oldest first, joined by " | "; JSON every annotation. */
 struct annot_acc {
 	char *client, *oper;
-	struct sbuf notes;
+	struct plc_buf notes;
 	json_object *arr;      /* JSON only */
 	bool oom;
 };
@@ -2020,8 +1946,8 @@ static int annot_collect(void *ud, const struct annotation *an)
 	}
 	if (an->note[0]) {
 		if (acc->notes.len)
-			sb_str(&acc->notes, " | ");
-		sb_str(&acc->notes, an->note);
+			plc_buf_str(&acc->notes, " | ");
+		plc_buf_str(&acc->notes, an->note);
 	}
 	if (acc->arr) {
 		char t[PL_TIME_TEXT_MAX];
@@ -2046,89 +1972,8 @@ static void annot_free(struct annot_acc *acc)
 {
 	free(acc->client);
 	free(acc->oper);
-	free(acc->notes.p);
+	plc_buf_free(&acc->notes);
 	json_object_put(acc->arr);
-}
-
-static void csv_row(struct sbuf *b, const struct archived_session *s,
-                    json_object *j, const struct annot_acc *an)
-{
-	char uuid[37], t[PL_TIME_TEXT_MAX], hex[65];
-	bool first = true;
-
-	csv_text(b, &first, s->serial);
-	pl_uuid_format(s->uuid, uuid);
-	csv_field(b, &first, uuid);
-	csv_int(b, &first, s->seq);
-	csv_field(b, &first, s->rtc_time ? pl_time_format_utc(s->start_ms, t) : "");
-	csv_field(b, &first, s->rtc_time ? pl_time_format_utc(s->end_ms, t) : "");
-	csv_field(b, &first, s->rtc_time ? "rtc" : "uptime");
-	csv_field(b, &first, secs_text(t, s->start_ms, s->end_ms));
-	if (j) {
-		json_object *ev = jget(j, "events", NULL);
-		csv_jint(b, &first, jget(j, "preset", "id"));
-		csv_jstr(b, &first, jget(j, "preset", "name"));
-		csv_jmm(b, &first, jget(j, "preset", "depth_um"));
-		csv_jint(b, &first, jget(j, "preset", "speed_level"));
-		csv_jstr(b, &first, jget(j, "preset", "area"));
-		csv_jint(b, &first, jget(j, "preset", "needle_count"));
-		csv_jstr(b, &first, jget(j, "cartridge", "lot"));
-		csv_jint(b, &first, jget(j, "summary", "run_time_s"));
-		csv_jint(b, &first, jget(j, "summary", "strokes"));
-		csv_jmm(b, &first, jget(j, "summary", "max_depth_um"));
-		csv_jint(b, &first, jget(j, "summary", "errors"));
-		csv_int(b, &first,
-		        ev && json_object_is_type(ev, json_type_array)
-		            ? (int64_t)json_object_array_length(ev)
-		            : 0);
-		csv_jint(b, &first, jget(j, "telemetry", "count"));
-	} else {
-		for (int i = 0; i < 13; i++)
-			csv_field(b, &first, "");
-	}
-	csv_int(b, &first, (int64_t)s->size);
-	pl_hex_format(s->sha256, 32, hex);
-	csv_field(b, &first, hex);
-	csv_field(b, &first, pl_time_format_utc(s->archived_ms, t));
-	/* Annotations are people's text: cleaned like the pen's. */
-	csv_text(b, &first, an->client ? an->client : "");
-	csv_text(b, &first, an->oper ? an->oper : "");
-	csv_text(b, &first, an->notes.p ? an->notes.p : "");
-	sb_add(b, "\r\n", 2);
-}
-
-/* The JSON object of an undecodable record: what the archive itself knows. */
-static json_object *json_fallback(const struct archived_session *s,
-                                  const char *why)
-{
-	json_object *o = json_object_new_object();
-	/* The pen's serial may be any bytes; JSON must be UTF-8. */
-	char *serial = pl_text_clean_dup(PL_TEXT_JSON, s->serial);
-	char uuid[37];
-
-	if (!o || !serial) {
-		json_object_put(o);
-		free(serial);
-		return NULL;
-	}
-	pl_uuid_format(s->uuid, uuid);
-	if (json_object_object_add(o, "uuid", json_object_new_string(uuid)) ||
-	    json_object_object_add(o, "serial", json_object_new_string(serial)) ||
-	    json_object_object_add(o, "seq", json_object_new_int64(s->seq)) ||
-	    json_object_object_add(o, "start_utc_ms",
-	                           json_object_new_int64(s->start_ms)) ||
-	    json_object_object_add(o, "end_utc_ms", json_object_new_int64(s->end_ms)) ||
-	    json_object_object_add(o, "time_source",
-	                           json_object_new_string(s->rtc_time ? "rtc"
-	                                                              : "uptime")) ||
-	    json_object_object_add(o, "decode_error",
-	                           json_object_new_string(why ? why : ""))) {
-		json_object_put(o);
-		free(serial);
-		return NULL;
-	}
-	free(serial);
-	return o;
 }
 
 int archive_export_begin(struct archive *a, enum export_format f,
@@ -2184,7 +2029,7 @@ int archive_export_begin(struct archive *a, enum export_format f,
  * checkpoints.
  */
 static int export_row(struct export_cursor *c, const char *before,
-                      struct sbuf *b, bool *end, struct archived_session *who)
+                      struct plc_buf *b, bool *end, struct archived_session *who)
 {
 	static const char what[] = "export sessions";
 	struct archive *a = c->a;
@@ -2265,33 +2110,31 @@ static int export_row(struct export_cursor *c, const char *before,
 		e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
 	if (e != PL_OK)
 		goto out;
-	if (!j && c->fmt == EXPORT_JSON) {
-		j = json_fallback(&s, why);
-		if (!j) {
-			e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
-			goto out;
-		}
-	}
 	*who = s;
-	sb_str(b, before);
+	char model[64] = "", hw[64] = "";
+	e = pen_of(a, s.serial, model, sizeof model, hw, sizeof hw);
+	if (e != PL_OK)
+		goto out;
+	struct plc_export_session row = {
+	    .serial = s.serial, .seq = s.seq, .size = s.size,
+	    .start_ms = s.start_ms, .end_ms = s.end_ms, .rtc_time = s.rtc_time,
+	    .archived_ms = s.archived_ms, .model = model,
+	    .hw_revision = hw, .decode_error = why,
+	    .client_ref = an.client, .operator_name = an.oper,
+	    .notes = an.notes.p, .annotations = an.arr,
+	};
+	memcpy(row.uuid, s.uuid, sizeof row.uuid);
+	memcpy(row.sha256, s.sha256, sizeof row.sha256);
+	plc_buf_str(b, before);
 	if (c->fmt == EXPORT_CSV) {
-		csv_row(b, &s, j, &an);
+		plc_export_csv_row(b, &row, j);
 	} else {
-		char hex[65];
-		const char *obj;
-		json_object *arr = an.arr;
-		an.arr = NULL; /* j owns it now, or it is freed by the add */
-		pl_hex_format(s.sha256, 32, hex);
-		if (json_object_object_add(j, "archived_utc_ms",
-		                           json_object_new_int64(s.archived_ms)) ||
-		    json_object_object_add(j, "sha256", json_object_new_string(hex)) ||
-		    json_object_object_add(j, "annotations", arr) ||
-		    !(obj = json_object_to_json_string_ext(
-		          j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))) {
+		e = plc_export_json_row(b, &row, j);
+		j = NULL; /* taken over */
+		if (e != PL_OK) {
 			e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
 			goto out;
 		}
-		sb_str(b, obj);
 	}
 	c->rows++;
 out:
@@ -2307,7 +2150,7 @@ out:
 int archive_export_next(struct export_cursor *c, char **data, size_t *len,
                         struct archived_session *who)
 {
-	struct sbuf b = {NULL, 0, 0, false};
+	struct plc_buf b = {0};
 	struct archived_session unused;
 	const char *before;
 	bool end = false, csv;
@@ -2321,13 +2164,13 @@ int archive_export_next(struct export_cursor *c, char **data, size_t *len,
 	csv = c->fmt == EXPORT_CSV;
 	/* Per session, each piece stands alone: the header with its one row,
 	 * or the one object exactly as the array form has it. */
-	before = c->per_session ? (csv ? csv_header : "")
+	before = c->per_session ? (csv ? plc_export_csv_header : "")
 	         : csv ? "" : c->rows ? ",\n" : "\n";
 	switch (c->state) {
 	case EXP_HEAD:
 		c->state = EXP_ROWS;
 		if (!c->per_session) {
-			sb_str(&b, csv ? csv_header : "[");
+			plc_buf_str(&b, csv ? plc_export_csv_header : "[");
 			break;
 		}
 		/* A per-session export has no head of its own. */
@@ -2337,7 +2180,7 @@ int archive_export_next(struct export_cursor *c, char **data, size_t *len,
 		if (e == PL_OK && end) {
 			c->state = EXP_DONE;
 			if (!c->per_session && !csv)
-				sb_str(&b, "\n]\n");
+				plc_buf_str(&b, "\n]\n");
 		}
 		break;
 	case EXP_DONE:
@@ -2346,7 +2189,7 @@ int archive_export_next(struct export_cursor *c, char **data, size_t *len,
 	if (e == PL_OK && b.oom)
 		e = fail(c->a, PL_ERR_MEM, "out of memory exporting sessions");
 	if (e != PL_OK) {
-		free(b.p);
+		plc_buf_free(&b);
 		return e;
 	}
 	*data = b.p;

@@ -86,6 +86,15 @@ bool archive_has_session(struct archive *a, const char *serial,
 
 /* ---- queries */
 
+/*
+ * Remembers a pen's model, hardware and firmware revision (its info at
+ * attach), so exports can name the pen of a session; a later call for the
+ * same serial replaces them.  Strings may be NULL ("").  PL_OK or an error
+ * with archive_errmsg().
+ */
+int archive_pen_seen(struct archive *a, const char *serial, const char *model,
+                     const char *hw_revision, const char *fw_version);
+
 struct archived_session {
 	char serial[64];
 	uint8_t uuid[16];

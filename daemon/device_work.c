@@ -154,6 +154,12 @@ static void on_info(void *ud, int status)
 	}
 	p->info = p->info_tmp;
 	p->have_info = true;
+	/* Exports name a session's pen model and hardware from this; failing
+	 * to store it costs only that, never the download. */
+	if (archive_pen_seen(p->d->archive, p->serial, p->info.model,
+	                     p->info.hw_revision, p->info.fw_version) != PL_OK)
+		log_warn("pen %s: cannot remember its model in the archive: %s",
+		         p->serial, archive_errmsg(p->d->archive));
 	log_info("pen %s on %s: %s, hardware %s, firmware %s", p->serial, p->port,
 	         p->info.model, p->info.hw_revision, p->info.fw_version);
 	pen_enter(p, PHASE_CLOCK, "info read");

@@ -1160,6 +1160,11 @@ size_t pl_record_events(const struct pl_record *r, struct pl_event_row *out,
 /* "start", "depth_change", ... as in the JSON form; NULL for a kind this
  * build does not know.  The string is static.  Never records an error. */
 const char *pl_record_event_kind_name(int kind);
+/* What an error event's code (its value) means, for people: "motor
+ * stalled", ...; "unknown error code" for a code this build does not know
+ * (record.proto's PenError lists them).  The string is static.  Never
+ * fails. */
+const char *pl_record_error_meaning(int32_t code);
 
 /* ------------------------------------------------------------------ model
  *

@@ -401,6 +401,21 @@ const char *pl_record_event_kind_name(int kind)
 	return NULL;
 }
 
+const char *pl_record_error_meaning(int32_t code)
+{
+	switch (code) {
+	case PL__PEN_ERROR__PEN_ERROR_MOTOR_STALLED: return "motor stalled";
+	case PL__PEN_ERROR__PEN_ERROR_MOTOR_OVERCURRENT: return "motor over-current";
+	case PL__PEN_ERROR__PEN_ERROR_DEPTH_STOP_NOT_REACHED:
+		return "depth stop not reached";
+	case PL__PEN_ERROR__PEN_ERROR_OVER_TEMPERATURE: return "over-temperature";
+	case PL__PEN_ERROR__PEN_ERROR_CARTRIDGE_NOT_SEATED:
+		return "cartridge not seated";
+	case PL__PEN_ERROR__PEN_ERROR_BATTERY_CRITICAL: return "battery critical";
+	default: return "unknown error code";
+	}
+}
+
 size_t pl_record_events(const struct pl_record *r, struct pl_event_row *out,
                         size_t max)
 {

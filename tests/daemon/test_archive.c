@@ -292,7 +292,7 @@ static void test_open_mode_and_lock(void **state)
 	char p[160], want[64];
 	struct rec f;
 
-	assert_int_equal(archive_schema_version(a), 3);
+	assert_int_equal(archive_schema_version(a), 4);
 	assert_int_equal(stat(c->db, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 
@@ -918,6 +918,9 @@ static void test_export_csv(void **state)
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
 	                                  "WHERE decode_error IS NOT NULL"),
 	                 1);
+	/* The pen as last seen at attach: its model reaches the export. */
+	assert_int_equal(archive_pen_seen(a, "PEN-1", "MN-1", "=rev B", "1.0.0"), PL_OK);
+	assert_int_equal(archive_pen_seen(a, "PEN-1", "MN-2", "=rev C", "1.1.0"), PL_OK);
 
 	out = export_all(a, EXPORT_CSV, NULL, 0, &pieces);
 	assert_int_equal(pieces, 4);   /* header + one piece per session */
@@ -926,7 +929,7 @@ static void test_export_csv(void **state)
 	csv_parse(out, &csv);
 	free(out);
 	assert_int_equal(csv.rows, 4);
-	assert_int_equal(csv.nf[0], 26);
+	assert_int_equal(csv.nf[0], 32);
 	assert_string_equal(csv.f[0][0], "serial");
 	assert_string_equal(csv.f[0][22], "archived_utc");
 	assert_string_equal(csv.f[0][23], "client_ref");
@@ -971,6 +974,14 @@ static void test_export_csv(void **state)
 	assert_int_equal(strlen(col(&csv, 2, "archived_utc")), 24);
 	assert_int_equal(col(&csv, 2, "archived_utc")[23], 'Z');
 	assert_string_equal(col(&csv, 3, "serial"), "PEN-2");
+	assert_string_equal(col(&csv, 2, "model"), "MN-2");
+	/* Pen text in a spreadsheet: the formula guard. */
+	assert_string_equal(col(&csv, 2, "hw_revision"), "'=rev C");
+	assert_string_equal(col(&csv, 3, "model"), "");   /* never seen */
+	assert_string_equal(col(&csv, 2, "areas"), "forehead;cheek");
+	assert_string_equal(col(&csv, 2, "paused_s"), "0.000");
+	assert_string_equal(col(&csv, 2, "error_codes"), "");
+	assert_string_equal(col(&csv, 1, "paused_s"), "");  /* no record */
 	csv_free(&csv);
 
 	/* Filters, as archive_list. */
@@ -1314,6 +1325,7 @@ static void test_audit_chain_migration(void **state)
 	archive_close(a);
 	/* Back to schema 2, with the three rows unchained. */
 	assert_int_equal(exec_sql(c->db,
+	                          "DROP TABLE pens;"
 	                          "DROP TABLE annotations;"
 	                          "ALTER TABLE audit DROP COLUMN prev_hash;"
 	                          "ALTER TABLE audit DROP COLUMN hash;"
@@ -1321,7 +1333,7 @@ static void test_audit_chain_migration(void **state)
 	                          NULL, 0),
 	                 SQLITE_OK);
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 3);
+	assert_int_equal(archive_schema_version(a), 4);
 	assert_int_equal(verify(a, NULL, why, sizeof why), 0);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit"), 4);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM audit WHERE "
@@ -1655,9 +1667,9 @@ static void test_migrate_from_version_0(void **state)
 	                 SQLITE_OK);
 	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 0);
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 3);
+	assert_int_equal(archive_schema_version(a), 4);
 	archive_close(a);
-	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 3);
+	assert_int_equal(query_int(c->db, "PRAGMA user_version"), 4);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sqlite_master "
 	                                  "WHERE name IN ('sessions', 'events', "
 	                                  "'samples', 'partials', "
@@ -1669,7 +1681,7 @@ static void test_migrate_from_version_0(void **state)
 	                 4);
 	/* Opening again changes nothing. */
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 3);
+	assert_int_equal(archive_schema_version(a), 4);
 	archive_close(a);
 
 	/* An empty file (as left by a crash at creation) is version 0 too. */
@@ -1680,7 +1692,7 @@ static void test_migrate_from_version_0(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 3);
+	assert_int_equal(archive_schema_version(a), 4);
 	archive_close(a);
 }
 
@@ -1704,6 +1716,7 @@ static void test_migrate_from_version_1(void **state)
 	 * (and nothing of schema 3). */
 	assert_int_equal(
 	    exec_sql(c->db,
+	             "DROP TABLE pens;"
 	             "DROP TABLE annotations;"
 	             "ALTER TABLE audit DROP COLUMN prev_hash;"
 	             "ALTER TABLE audit DROP COLUMN hash;"
@@ -1719,7 +1732,7 @@ static void test_migrate_from_version_1(void **state)
 	                 400);
 
 	a = open_ok(c->db);
-	assert_int_equal(archive_schema_version(a), 3);
+	assert_int_equal(archive_schema_version(a), 4);
 	assert_int_equal(query_int(c->db, "SELECT count(*) FROM sessions "
 	                                  "WHERE samples_next IS NOT NULL"),
 	                 0);
@@ -1757,7 +1770,7 @@ static void test_newer_schema_refused(void **state)
 	                 SQLITE_OK);
 	assert_int_equal(archive_open(c->db, &a), PL_ERR_VERSION);
 	assert_non_null(strstr(archive_errmsg(a), "999"));
-	assert_non_null(strstr(archive_errmsg(a), "(3)"));
+	assert_non_null(strstr(archive_errmsg(a), "(4)"));
 	assert_non_null(strstr(archive_errmsg(a), c->db));
 	archive_close(a);
 	/* Untouched, and the failed open left no lock behind. */

@@ -106,7 +106,7 @@ numeric = {'seq', 'duration_s', 'preset_id', 'depth_mm', 'speed_level',
            'needle_count', 'run_time_s', 'strokes', 'max_depth_mm', 'errors',
            'events', 'samples', 'size'}
 for r in rows[1:]:
-    assert len(r) == 26, f"{len(r)} columns"
+    assert len(r) == 32, f"{len(r)} columns"
     cell = dict(zip(head, r))
     for k, v in cell.items():
         assert not re.search('[\x00-\x1f\x7f-\x9f]', v), f"{k}: raw control in {v!r}"
@@ -118,6 +118,6 @@ for r in rows[1:]:
     assert cell['preset_name'].startswith("'@SUM(1)"), cell['preset_name']
 print("csv ok")
 PY
-ok "CSV export: 26 columns, no raw controls, formulas guarded, numbers intact"
+ok "CSV export: 32 columns, no raw controls, formulas guarded, numbers intact"
 
 done_testing
