@@ -286,19 +286,6 @@ int pl_report_entries_from_json_array(const char *json, size_t len,
 	return PL_OK;
 }
 
-const char *pl_report_error_meaning(int32_t code)
-{
-	switch (code) {
-	case 1: return "motor stalled";
-	case 2: return "motor over-current";
-	case 3: return "depth stop not reached";
-	case 4: return "over-temperature";
-	case 5: return "cartridge not seated";
-	case 6: return "battery critical";
-	default: return "unknown error code";
-	}
-}
-
 const char *pl_report_event_label(int kind, char buf[32])
 {
 	const char *n = kind >= 0 ? pl_record_event_kind_name(kind) : NULL;

@@ -255,7 +255,7 @@ static char *events_note(const struct pl_report_entry *e)
 		if (ev->kind == 11)
 			k += (size_t)snprintf(s + k, cap - k, "; error code %" PRId32
 			                      " (%s) at %02u:%02u", ev->value,
-			                      pl_report_error_meaning(ev->value), m, sec);
+			                      pl_record_error_meaning(ev->value), m, sec);
 		else if (ev->kind == 10)
 			k += (size_t)snprintf(s + k, cap - k, "; battery low (%" PRId32
 			                      " mV) at %02u:%02u", ev->value, m, sec);

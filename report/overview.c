@@ -231,7 +231,7 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 	rh_textf(f, "%" PRIu64, errors);
 	for (int c = 0; c < 16; c++)
 		if (codes[c])
-			rh_textf(f, "; code %d (%s): %u", c, pl_report_error_meaning(c),
+			rh_textf(f, "; code %d (%s): %u", c, pl_record_error_meaning(c),
 			         codes[c]);
 	if (other_codes)
 		rh_textf(f, "; other codes: %u", other_codes);

@@ -121,15 +121,6 @@ int pl_report_entries_from_json_array(const char *json, size_t len,
                                       struct pl_report_entry **out, size_t *n);
 void pl_report_entries_free(struct pl_report_entry *v, size_t n);
 
-/*
- * Treatment-error codes (the value of a record's `error` event) and what
- * they mean, for people: "motor stalled" ...; "unknown error code" for a
- * code this build does not know.  Static strings.  Codes (penemu generates
- * 1-4): 1 motor stalled, 2 motor over-current, 3 depth stop not reached,
- * 4 over-temperature, 5 cartridge not seated, 6 battery critical.
- */
-const char *pl_report_error_meaning(int32_t code);
-
 /* "start", "depth change", ... for people, "kind N" written into buf when
  * the build does not name it.  buf: 32 bytes.  Returns buf or a static
  * string. */

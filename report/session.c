@@ -69,7 +69,7 @@ static void event_value(FILE *f, const struct pl_report_event *e)
 		break;
 	case 11:
 		rh_textf(f, "code %" PRId32 ": %s", e->value,
-		         pl_report_error_meaning(e->value));
+		         pl_record_error_meaning(e->value));
 		break;
 	default:
 		if (e->value)
@@ -252,7 +252,7 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 		offset_text(f, e->events[i].offset_ms);
 		fputs(" &ndash; ", f);
 		rh_textf(f, "code %" PRId32 ": %s", e->events[i].value,
-		         pl_report_error_meaning(e->events[i].value));
+		         pl_record_error_meaning(e->events[i].value));
 	}
 	fputs("</td></tr>\n", f);
 	/* areas treated, in order */
