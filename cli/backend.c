@@ -191,14 +191,28 @@ static int policy_check(const struct direct *d, const struct pl_preset_set *cur,
 }
 
 static int d_put_presets(void *ctx, const struct pl_preset_set *cur,
-                         const struct pl_preset_set *next, bool confirm,
-                         struct pl_preset_set *result)
+                         const struct pl_preset_set *next,
+                         const struct push_flags *flags,
+                         struct pl_preset_set *result,
+                         struct pl_preset_diff *diff)
 {
 	struct direct *d = ctx;
-	int rc = policy_check(d, cur, next, confirm);
-	if (rc != PL_OK)
-		return rc;
-	return pl_pen_put_presets(d->pen, next, result);
+	int rc = pl_preset_set_diff(cur, next, diff);
+	if (rc == PL_OK)
+		rc = pl_preset_diff_check_removals(diff, flags->replace);
+	if (rc == PL_OK)
+		rc = policy_check(d, cur, next, flags->confirm);
+	if (rc != PL_OK || !flags->dry_run)
+		return rc != PL_OK ? rc : pl_pen_put_presets(d->pen, next, result);
+	/* A dry run: the pen's limits as pl_pen_put_presets checks them
+	 * before writing, and the set as it would be written. */
+	struct pl_device_info info;
+	rc = pl_pen_get_info(d->pen, &info);
+	if (rc == PL_OK)
+		rc = pl_preset_set_validate(&info, next);
+	if (rc == PL_OK)
+		*result = *next;
+	return rc;
 }
 
 static int d_clock_get(void *ctx, int64_t *utc_ms, bool *rtc_set,

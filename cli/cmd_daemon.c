@@ -271,14 +271,26 @@ static int absolute_path(struct ctl *c, const char *in, char *out, size_t cap)
 /* The one PATH attach and detach take, made absolute in abs ("" for none;
  * a usage error, none_msg, unless -s names the pen and serial_will_do),
  * then connects to penlinkd. */
+enum { A_NO_WAIT = 1 };
+
+static const struct optdef attach_opts[] = {
+	{"--no-wait", 0, NULL, A_NO_WAIT,
+	 "only ask penlinkd to attach; do not wait for the pen's handshake"},
+	{NULL, 0, NULL, 0, NULL},
+};
+
 static int path_arg(struct ctl *c, struct opt_iter *it, bool serial_will_do,
-                    const char *none_msg, char abs[PATH_MAX])
+                    const char *none_msg, char abs[PATH_MAX], bool *no_wait)
 {
 	const char *cmd = it->spec->name, *path = NULL, *v;
 	int id;
 	while ((id = opt_next(c, it, &v)) != OPT_END) {
 		if (id == OPT_BAD)
 			return PX_USAGE;
+		if (id == A_NO_WAIT && no_wait) {
+			*no_wait = true;
+			continue;
+		}
 		if (path)
 			return ctl_usage(c, "%s takes one PATH (got '%.40s' and "
 			                 "'%.40s')", cmd, path, v);
@@ -314,24 +326,114 @@ static int ack_run(struct ctl *c, Plctl__Request *req, const char *done,
 	return PX_OK;
 }
 
+/*
+ * After penlinkd took the attach: its monitor stream (subscribed before the
+ * attach was sent, so nothing is missed) tells how the pen's handshake
+ * ended: PEN_ATTACHED on path (*serial set), or PEN_DETACHED on path with
+ * the reason the daemon gave the pen up.  Waits at most --timeout (default
+ * 10 s, above penlinkd's default handshake timeout of 5 s).
+ */
+static int await_handshake(struct ctl *c, uint32_t monitor_id, const char *path,
+                           char *serial, size_t cap)
+{
+	int limit = dc_timeout(c);
+	int64_t deadline = pl_time_monotonic_ms() + limit;
+	for (;;) {
+		int64_t left = deadline - pl_time_monotonic_ms();
+		Plctl__Response *r = NULL;
+		int e = left > 0 ? dc_next(c, monitor_id, (int)left, &r)
+		                 : PL_ERR_TIMEOUT;
+		if (e == PL_ERR_TIMEOUT)
+			return ctl_fail_code(c, PL_ERR_TIMEOUT,
+			                     "penlinkd is still waiting for the "
+			                     "handshake of the pen on %s after %d ms "
+			                     "(its handshake_timeout_ms may be longer: "
+			                     "raise --timeout, or see penctl list)",
+			                     path, limit);
+		if (e != PL_OK)
+			return ctl_fail_pl(c, e);
+		const Plctl__Event *ev =
+		    r->body_case == PLCTL__RESPONSE__BODY_EVENT ? r->event : NULL;
+		if (ev && ev->port && strcmp(ev->port, path) == 0) {
+			if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_PEN_ATTACHED) {
+				snprintf(serial, cap, "%s", ev->serial ? ev->serial : "");
+				dc_free(r);
+				return PX_OK;
+			}
+			if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_PEN_DETACHED) {
+				int rc = ctl_fail_code(c, PL_ERR_IO, "attach %s: %s", path,
+				                       ev->message && *ev->message
+				                           ? ev->message
+				                           : "penlinkd gave the pen up");
+				dc_free(r);
+				return rc;
+			}
+		}
+		dc_free(r);
+	}
+}
+
 static int attach_run(struct ctl *c, struct opt_iter *it)
 {
 	char abs[PATH_MAX];
+	bool no_wait = false;
 	int rc = path_arg(c, it, false,
 	                  "attach needs the PATH of a pen's port (e.g. the pty "
-	                  "penemu printed)", abs);
+	                  "penemu printed)", abs, &no_wait);
 	if (rc != PX_OK)
 		return rc;
 	Plctl__Attach a = PLCTL__ATTACH__INIT;
 	a.path = abs;
-	return ack_run(c, &DC_REQUEST(ATTACH, attach, &a), "attached", abs);
+	if (no_wait)
+		return ack_run(c, &DC_REQUEST(ATTACH, attach, &a), "attached", abs);
+
+	/* The monitor stream first, subscribed before the attach is sent, on
+	 * this connection; the attach goes on a second one, so that no event
+	 * about the pen is read (and dropped) while waiting for the attach's
+	 * own answer, whichever the daemon sends first. */
+	Plctl__Monitor m = PLCTL__MONITOR__INIT;
+	Plctl__Request mreq = DC_REQUEST(MONITOR, monitor, &m);
+	Plctl__Response *r;
+	int e = dc_send(c, &mreq);
+	if (e == PL_OK)
+		e = dc_next(c, mreq.id, dc_timeout(c), &r);
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	dc_free(r);
+	struct dconn *mon = c->dc;
+	struct backend second;
+	c->dc = NULL;
+	rc = daemon_open(c, &second);
+	if (rc != PX_OK) {
+		c->dc = mon;
+		return rc;
+	}
+	e = dc_call(c, &DC_REQUEST(ATTACH, attach, &a), PLCTL__RESPONSE__BODY_ACK,
+	            &r);
+	dc_free(r);
+	second.ops->close(second.ctx);
+	c->dc = mon;
+	if (e != PL_OK)
+		return ctl_fail_pl(c, e);
+	char serial[256];
+	rc = await_handshake(c, mreq.id, abs, serial, sizeof serial);
+	if (rc != PX_OK)
+		return rc;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "attached", json_object_new_string(abs));
+		json_object_object_add(o, "serial", json_object_new_string(serial));
+		return ctl_emit_json(c, o);
+	}
+	ctl_say("attached %s on %s", serial, abs);
+	return PX_OK;
 }
 
 static int detach_run(struct ctl *c, struct opt_iter *it)
 {
 	char abs[PATH_MAX];
 	int rc = path_arg(c, it, true, "detach needs a pen's PATH or -s SERIAL",
-	                  abs);
+	                  abs, NULL);
 	if (rc != PX_OK)
 		return rc;
 	Plctl__Detach dt = PLCTL__DETACH__INIT;
@@ -804,10 +906,16 @@ CMD_SINGLE(list, "list", NULL, "the pens penlinkd serves and their state",
            CMD_DAEMON, NULL, NULL, list_run);
 CMD_SINGLE(monitor, "monitor", NULL, "print penlinkd's events until Ctrl-C",
            CMD_DAEMON, NULL, NULL, monitor_run);
-CMD_SINGLE(attach, "attach", "PATH", "serve a pen that is not on USB (a pty)",
-           CMD_DAEMON, NULL,
+CMD_SINGLE(attach, "attach", "PATH [--no-wait]",
+           "serve a pen that is not on USB (a pty)", CMD_DAEMON, attach_opts,
            "A relative PATH is made absolute first (the daemon runs "
-           "elsewhere).\n",
+           "elsewhere).\n"
+           "Waits for the pen's handshake: prints \"attached SERIAL on "
+           "PATH\", or exits\n"
+           "6 with the reason penlinkd gave the pen up.  The wait is "
+           "--timeout\n"
+           "(default 10000 ms, above penlinkd's default handshake timeout "
+           "of 5000 ms).\n",
            attach_run);
 CMD_SINGLE(detach, "detach", "PATH | -s SERIAL", "stop serving a pen",
            CMD_DAEMON, NULL, NULL, detach_run);

@@ -598,10 +598,13 @@ static int dm_get_presets(void *ctx, struct pl_preset_set *out)
 }
 
 static int dm_put_presets(void *ctx, const struct pl_preset_set *cur,
-                          const struct pl_preset_set *next, bool confirm,
-                          struct pl_preset_set *result)
+                          const struct pl_preset_set *next,
+                          const struct push_flags *flags,
+                          struct pl_preset_set *result,
+                          struct pl_preset_diff *diff)
 {
-	/* The daemon decides on the policy; penctl passes the confirmation. */
+	/* The daemon decides (the --replace rule, its policy) and computes
+	 * the diff against the pen's set; penctl passes the flags on. */
 	(void)cur;
 	Pl__PresetSet *set;
 	int rc = plc_preset_set_to_pb(next, &set);
@@ -611,16 +614,27 @@ static int dm_put_presets(void *ctx, const struct pl_preset_set *cur,
 	pp.expected_revision = next->revision;
 	pp.n_presets = set->n_presets;
 	pp.presets = set->presets;
-	pp.confirm = confirm;
+	pp.confirm = flags->confirm;
+	pp.replace = flags->replace;
+	pp.dry_run = flags->dry_run;
 	Plctl__Response *r;
 	rc = pen_call(ctx, &DC_REQUEST(PUSH_PRESETS, push_presets, &pp),
 	              &pp.serial, PLCTL__RESPONSE__BODY_PUSHED, &r);
 	plc_preset_set_pb_free(set);
 	if (rc != PL_OK)
 		return rc;
-	rc = r->pushed ? plc_preset_set_from_pb(r->pushed->presets, result)
-	               : pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent an empty "
-	                              "answer");
+	if (!r->pushed)
+		rc = pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent an empty answer");
+	else if (r->pushed->dry_run != flags->dry_run)
+		/* A penlinkd older than dry runs ignores the flag and writes. */
+		rc = pl_error_set(PL_ERR_PROTOCOL,
+		                  "penlinkd %s a dry run; check the presets",
+		                  flags->dry_run ? "wrote instead of doing"
+		                                 : "answered a push as");
+	if (rc == PL_OK)
+		rc = plc_preset_set_from_pb(r->pushed->presets, result);
+	if (rc == PL_OK)
+		rc = plc_preset_diff_from_pb(r->pushed->diff, r->pushed->n_diff, diff);
 	dc_free(r);
 	return rc;
 }

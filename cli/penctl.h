@@ -53,6 +53,13 @@ struct session_entry {
 	int64_t archived_ms;        /* when penlinkd archived it; 0 on a pen */
 };
 
+/* What a preset push asks for besides the set (penctl preset push). */
+struct push_flags {
+	bool confirm; /* depths above the policy's threshold */
+	bool replace; /* the push may remove presets */
+	bool dry_run; /* check and diff; write nothing */
+};
+
 struct backend_ops {
 	/* true: the pen itself (--port); sessions carry the pen's ids and
 	 * archived flags.  false: penlinkd and its archive. */
@@ -62,13 +69,20 @@ struct backend_ops {
 	int (*info)(void *ctx, struct pl_device_info *out);
 	int (*link)(void *ctx, struct link_info *out);
 	int (*get_presets)(void *ctx, struct pl_preset_set *out);
-	/* Writes next over cur (the set read before) once the clinic policy
-	 * allows it: direct, the library's pl_policy_check_push() on penctl's
-	 * policy; through penlinkd, the daemon's own, with confirm passed on.
-	 * A refusal is PL_ERR_POLICY. */
+	/* Writes next over cur (the set read before) once the --replace rule
+	 * (pl_preset_diff_check_removals) and the clinic policy allow it:
+	 * direct, the library's rule and pl_policy_check_push() on penctl's
+	 * policy; through penlinkd, the daemon's, with the flags passed on.
+	 * A refusal is PL_ERR_POLICY.  *diff (not NULL) gets the diff of next
+	 * against the set the pen held, computed by whoever decides (penctl
+	 * with --port, penlinkd through it).  A dry run checks everything a
+	 * push would (the pen's limits too), fills *diff and sets *result to
+	 * the set it would write, and writes nothing. */
 	int (*put_presets)(void *ctx, const struct pl_preset_set *cur,
-	                   const struct pl_preset_set *next, bool confirm,
-	                   struct pl_preset_set *result);
+	                   const struct pl_preset_set *next,
+	                   const struct push_flags *flags,
+	                   struct pl_preset_set *result,
+	                   struct pl_preset_diff *diff);
 	int (*clock_get)(void *ctx, int64_t *utc_ms, bool *rtc_set,
 	                 uint64_t *uptime_ms);
 	/* *rtc_was_set: 1 or 0 when the backend learns it from the sync

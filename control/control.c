@@ -308,3 +308,127 @@ const char *plc_pen_state_name(Plctl__PenState state)
 	default: return "unknown";
 	}
 }
+
+/* ------------------------------------------------------------------ preset diff */
+
+/* One preset as the pl.PresetSet of one that PresetChange carries. */
+static int one_preset_to_pb(const struct pl_preset *p, Pl__PresetSet **out)
+{
+	struct pl_preset_set *s = calloc(1, sizeof *s);
+	if (!s)
+		return pl_error_set(PL_ERR_MEM, "out of memory converting a diff");
+	s->count = 1;
+	s->presets[0] = *p;
+	int rc = plc_preset_set_to_pb(s, out);
+	free(s);
+	return rc;
+}
+
+void plc_preset_diff_pb_free(Plctl__PresetChange **pb, size_t n)
+{
+	for (size_t i = 0; pb && i < n; i++) {
+		if (!pb[i])
+			continue;
+		plc_preset_set_pb_free(pb[i]->before);
+		plc_preset_set_pb_free(pb[i]->after);
+		free(pb[i]);
+	}
+	free(pb);
+}
+
+int plc_preset_diff_to_pb(const struct pl_preset_diff *diff,
+                          Plctl__PresetChange ***out, size_t *n)
+{
+	if (out)
+		*out = NULL;
+	if (n)
+		*n = 0;
+	if (!diff || !out || !n || diff->count > PL_PRESET_DIFF_MAX)
+		return pl_error_set(PL_ERR_ARG, "plc_preset_diff_to_pb: bad argument");
+	if (!diff->count)
+		return PL_OK;
+	Plctl__PresetChange **v = calloc(diff->count, sizeof *v);
+	if (!v)
+		return pl_error_set(PL_ERR_MEM, "out of memory converting a diff");
+	int rc = PL_OK;
+	for (size_t i = 0; !rc && i < diff->count; i++) {
+		const struct pl_preset_change *c = &diff->changes[i];
+		if (!(v[i] = malloc(sizeof *v[i]))) {
+			rc = pl_error_set(PL_ERR_MEM, "out of memory converting a diff");
+			break;
+		}
+		plctl__preset_change__init(v[i]);
+		v[i]->kind = (uint32_t)c->kind;
+		v[i]->id = c->id;
+		v[i]->fields = c->fields;
+		if (c->kind != PL_PRESET_ADDED)
+			rc = one_preset_to_pb(&c->before, &v[i]->before);
+		if (!rc && c->kind != PL_PRESET_REMOVED)
+			rc = one_preset_to_pb(&c->after, &v[i]->after);
+	}
+	if (rc) {
+		plc_preset_diff_pb_free(v, diff->count);
+		return rc;
+	}
+	*out = v;
+	*n = diff->count;
+	return PL_OK;
+}
+
+/* The one preset of pb into *p; a missing or other-sized set is the
+ * peer's error. */
+static int one_preset_from_pb(const Pl__PresetSet *pb, uint32_t id,
+                              const char *which, struct pl_preset *p)
+{
+	if (!pb || pb->n_presets != 1)
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "the diff's change to preset %u has no preset %s "
+		                    "it", id, which);
+	struct pl_preset_set *s = malloc(sizeof *s);
+	if (!s)
+		return pl_error_set(PL_ERR_MEM, "out of memory converting a diff");
+	int rc = plc_preset_set_from_pb(pb, s);
+	if (!rc)
+		*p = s->presets[0];
+	free(s);
+	return rc;
+}
+
+int plc_preset_diff_from_pb(Plctl__PresetChange *const *pb, size_t n,
+                            struct pl_preset_diff *out)
+{
+	if (!out || (!pb && n))
+		return pl_error_set(PL_ERR_ARG, "plc_preset_diff_from_pb: bad argument");
+	if (n > PL_PRESET_DIFF_MAX)
+		return pl_error_set(PL_ERR_PROTOCOL,
+		                    "a diff of %zu changes; two sets differ in at "
+		                    "most %d", n, PL_PRESET_DIFF_MAX);
+	struct pl_preset_diff *d = calloc(1, sizeof *d);
+	if (!d)
+		return pl_error_set(PL_ERR_MEM, "out of memory converting a diff");
+	int rc = PL_OK;
+	for (size_t i = 0; !rc && i < n; i++) {
+		const Plctl__PresetChange *m = pb[i];
+		struct pl_preset_change *c = &d->changes[i];
+		if (!m || m->kind < PL_PRESET_ADDED || m->kind > PL_PRESET_CHANGED) {
+			rc = pl_error_set(PL_ERR_PROTOCOL, "a diff entry of unknown kind %u",
+			                  m ? m->kind : 0);
+			break;
+		}
+		c->kind = (enum pl_preset_change_kind)m->kind;
+		c->id = m->id;
+		c->fields = c->kind == PL_PRESET_CHANGED ? m->fields : 0;
+		if (c->kind != PL_PRESET_ADDED)
+			rc = one_preset_from_pb(m->before, m->id, "before", &c->before);
+		if (!rc && c->kind != PL_PRESET_REMOVED)
+			rc = one_preset_from_pb(m->after, m->id, "after", &c->after);
+		d->added += c->kind == PL_PRESET_ADDED;
+		d->removed += c->kind == PL_PRESET_REMOVED;
+		d->changed += c->kind == PL_PRESET_CHANGED;
+	}
+	d->count = n;
+	if (!rc)
+		*out = *d;
+	free(d);
+	return rc;
+}

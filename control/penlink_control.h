@@ -106,6 +106,22 @@ void plc_session_to_pb(const struct pl_session_key *key,
  * value this build does not name.  Static, never NULL. */
 const char *plc_pen_state_name(Plctl__PenState state);
 
+/*
+ * A preset push's diff (pl_preset_set_diff) as the PresetChange entries of
+ * a PresetsPushed, and back; each change's before/after travels as a
+ * pl.PresetSet of one preset, through the library's one conversion.
+ * to_pb: *out is an array of *n messages (NULL and 0 for an empty diff);
+ * free it with plc_preset_diff_pb_free.  PL_ERR_ARG, PL_ERR_MEM.
+ * from_pb: PL_ERR_PROTOCOL for more than PL_PRESET_DIFF_MAX entries, an
+ * unknown kind, or a before/after missing or not one preset where the kind
+ * has one; out->unchanged is 0 (not carried).  PL_ERR_ARG for a NULL out.
+ */
+int plc_preset_diff_to_pb(const struct pl_preset_diff *diff,
+                          Plctl__PresetChange ***out, size_t *n);
+void plc_preset_diff_pb_free(Plctl__PresetChange **pb, size_t n);
+int plc_preset_diff_from_pb(Plctl__PresetChange *const *pb, size_t n,
+                            struct pl_preset_diff *out);
+
 #ifdef __cplusplus
 }
 #endif

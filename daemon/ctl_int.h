@@ -183,6 +183,8 @@ struct ctl_req {
 	 * when the client may be gone, so it keeps its own caller copy. */
 	struct caller who;
 	bool confirm;
+	bool replace;  /* the push may remove presets */
+	bool dry_run;  /* check and diff only: nothing written or audited */
 	uint32_t expected_revision;
 	bool have_old;
 	struct pl_preset_set old_set, new_set;

@@ -286,37 +286,56 @@ static void pen_request(struct client *cl, const Plctl__Request *rq)
 
 /* ------------------------------------------------------------------ preset push */
 
-/* Audits the attempt and answers it (code PL_OK: with the set read back).
- * A push the clinic's policy refuses is audited as a refusal. */
+/* Audits the attempt and answers it (code PL_OK: with the set read back,
+ * or for a dry run the set that would be written, and the diff against the
+ * pen's set).  A push the clinic's policy or the --replace rule refuses is
+ * audited as a refusal; a dry run is not audited (it changes nothing). */
 static void push_finish(struct ctl_req *r, int code, const char *msg,
                         uint32_t previous_revision,
                         const struct pl_preset_set *result)
 {
-	char *oldj = r->have_old ? pl_preset_set_to_json(&r->old_set) : NULL;
-	char *newj = pl_preset_set_to_json(result ? result : &r->new_set);
-	ctl_audit(r->d, r->uid, r->user, r->serial,
-	          code == PL_ERR_POLICY ? "refused:presets.push" : "presets.push",
-	          S(oldj), S(newj), code ? msg : "ok");
-	free(oldj);
-	free(newj);
+	if (!r->dry_run) {
+		char *oldj = r->have_old ? pl_preset_set_to_json(&r->old_set) : NULL;
+		char *newj = pl_preset_set_to_json(result ? result : &r->new_set);
+		ctl_audit(r->d, r->uid, r->user, r->serial,
+		          code == PL_ERR_POLICY ? "refused:presets.push"
+		                                : "presets.push",
+		          S(oldj), S(newj), code ? msg : "ok");
+		free(oldj);
+		free(newj);
+	}
 
 	struct client *cl = req_client(r);
 	if (code) {
-		log_notice("preset push by %s to %s refused: %s", r->user,
+		log_notice("preset %s by %s to %s refused: %s",
+		           r->dry_run ? "dry run" : "push", r->user,
 		           r->serial[0] ? r->serial : "(no pen)", msg);
 		if (cl)
 			client_error(cl, r->id, code, "%s", msg);
 		ctl_req_free(r);
 		return;
 	}
-	log_notice("%s pushed %zu presets to %s (revision %u -> %u)", r->user,
-	           result->count, r->serial, previous_revision, result->revision);
+	if (!r->dry_run)
+		log_notice("%s pushed %zu presets to %s (revision %u -> %u)", r->user,
+		           result->count, r->serial, previous_revision,
+		           result->revision);
 	if (cl) {
+		/* The diff of what was written against what the pen held: one
+		 * computation (pl_preset_set_diff), the one the client prints. */
 		Plctl__PresetsPushed pp = PLCTL__PRESETS_PUSHED__INIT;
 		pp.previous_revision = previous_revision;
-		int rc = plc_preset_set_to_pb(result, &pp.presets);
+		pp.dry_run = r->dry_run;
+		struct pl_preset_diff *diff = malloc(sizeof *diff);
+		int rc = diff ? pl_preset_set_diff(&r->old_set, &r->new_set, diff)
+		              : pl_error_set(PL_ERR_MEM, "out of memory");
+		if (!rc)
+			rc = plc_preset_diff_to_pb(diff, &pp.diff, &pp.n_diff);
+		free(diff);
+		if (!rc)
+			rc = plc_preset_set_to_pb(result, &pp.presets);
 		answer(cl, r->id, rc, PLCTL__RESPONSE__BODY_PUSHED, &pp);
 		plc_preset_set_pb_free(pp.presets);
+		plc_preset_diff_pb_free(pp.diff, pp.n_diff);
 	}
 	/* device.c tells the monitor stream about the change. */
 	ctl_req_free(r);
@@ -357,12 +376,20 @@ static void push_got_old(void *ud, int status, uint32_t previous_revision,
 		push_finish(r, PL_ERR_CONFLICT, msg, 0, NULL);
 		return;
 	}
-	/* The clinic's policy, against what the pen holds now.  r->ctl is
+	/* A push removes presets only when told to (--replace), then the
+	 * clinic's policy, both against what the pen holds now.  r->ctl is
 	 * NULL when the server stopped meanwhile: nothing is written then. */
-	int rc = r->ctl ? access_check_presets(&r->ctl->policy, &r->who,
-	                                       &r->old_set, &r->new_set,
-	                                       r->confirm)
-	                : pl_error_set(PL_ERR_UNPLUGGED, "penlinkd is stopping");
+	struct pl_preset_diff *diff = malloc(sizeof *diff);
+	int rc = diff ? pl_preset_set_diff(&r->old_set, &r->new_set, diff)
+	              : pl_error_set(PL_ERR_MEM, "out of memory");
+	if (!rc)
+		rc = pl_preset_diff_check_removals(diff, r->replace);
+	free(diff);
+	if (!rc)
+		rc = r->ctl ? access_check_presets(&r->ctl->policy, &r->who,
+		                                   &r->old_set, &r->new_set,
+		                                   r->confirm)
+		            : pl_error_set(PL_ERR_UNPLUGGED, "penlinkd is stopping");
 	if (rc) {
 		snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
 		push_finish(r, rc, msg, 0, NULL);
@@ -377,6 +404,19 @@ static void push_got_old(void *ud, int status, uint32_t previous_revision,
 	if (!pen) {
 		push_finish(r, PL_ERR_UNPLUGGED, err[0] ? err : "the pen went away",
 		            0, NULL);
+		return;
+	}
+	if (r->dry_run) {
+		/* The pen's limits as the library would check them before
+		 * writing (known once the pen is past its info). */
+		const struct pl_device_info *limits = pen_info(pen);
+		rc = limits ? pl_preset_set_validate(limits, &r->new_set) : PL_OK;
+		if (rc) {
+			snprintf(msg, sizeof msg, "%s", ctl_errmsg(rc));
+			push_finish(r, rc, msg, 0, NULL);
+		} else {
+			push_finish(r, PL_OK, NULL, set->revision, &r->new_set);
+		}
 		return;
 	}
 	rc = pen_put_presets(pen, &r->new_set, push_written, r);
@@ -415,6 +455,8 @@ static void push_presets(struct client *cl, const Plctl__Request *rq)
 		return;
 	}
 	r->confirm = pp->confirm;
+	r->replace = pp->replace;
+	r->dry_run = pp->dry_run;
 	if (caller_copy(&r->who, &cl->who)) {
 		push_finish(r, PL_ERR_MEM, "out of memory", 0, NULL);
 		return;

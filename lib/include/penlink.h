@@ -712,6 +712,75 @@ int pl_preset_set_from_json(const char *text, struct pl_preset_set *out);
 char *pl_preset_set_to_json(const struct pl_preset_set *set);
 
 /*
+ * What pushing one preset set over another changes, preset by preset: the
+ * one diff that penctl prints before a push, penlinkd returns to its
+ * clients and audits, and pl_policy_check_push reads ("which presets this
+ * push adds or whose depth it changes").  Presets are matched by id.
+ */
+enum pl_preset_change_kind {
+	PL_PRESET_ADDED = 1,   /* in next only */
+	PL_PRESET_REMOVED = 2, /* in old only */
+	PL_PRESET_CHANGED = 3, /* in both, some fields differing */
+};
+
+/* A preset's fields, as bits of struct pl_preset_change's fields. */
+enum pl_preset_field {
+	PL_PRESET_FIELD_NAME = 1u << 0,
+	PL_PRESET_FIELD_DEPTH = 1u << 1,
+	PL_PRESET_FIELD_SPEED = 1u << 2,
+	PL_PRESET_FIELD_AREA = 1u << 3,
+	PL_PRESET_FIELD_NEEDLES = 1u << 4,
+	PL_PRESET_FIELD_MAX_DURATION = 1u << 5,
+};
+
+struct pl_preset_change {
+	enum pl_preset_change_kind kind;
+	uint32_t id;
+	unsigned fields;         /* CHANGED: the PL_PRESET_FIELD_* that differ;
+	                          * 0 otherwise */
+	struct pl_preset before; /* REMOVED, CHANGED: as in old; zero if ADDED */
+	struct pl_preset after;  /* ADDED, CHANGED: as in next; zero if REMOVED */
+};
+
+/* Every id of two sets of PL_MAX_PRESETS presets each, at most. */
+#define PL_PRESET_DIFF_MAX (2 * PL_MAX_PRESETS)
+
+struct pl_preset_diff {
+	size_t count; /* entries of changes, in order of id */
+	size_t added, removed, changed;
+	size_t unchanged; /* presets of next equal to old's: not in changes */
+	struct pl_preset_change changes[PL_PRESET_DIFF_MAX];
+};
+
+/*
+ * The diff of next against old (the pen's current set; NULL: an empty
+ * set).  Only the first PL_MAX_PRESETS presets of either set are looked
+ * at; of presets sharing an id (which pl_preset_set_validate refuses) the
+ * first counts.  Names compare as their bytes up to the first NUL.
+ * Revisions are not compared.
+ *
+ * next, out: not NULL.  out is overwritten (about 17 kB: keep it off small
+ * stacks).
+ * Returns PL_OK or PL_ERR_ARG (NULL next or out).
+ */
+int pl_preset_set_diff(const struct pl_preset_set *old,
+                       const struct pl_preset_set *next,
+                       struct pl_preset_diff *out);
+
+/*
+ * The rule that a push removes presets only when the user said so: with
+ * replace false, a diff that removes any preset is refused (penctl's
+ * --replace; penlinkd applies it to pushes through the daemon, penctl to
+ * pushes with --port).  Returns PL_OK; PL_ERR_POLICY with a message naming
+ * the presets (the first 8, then a count) and the flag, e.g. `this push
+ * removes preset 3 "Scar deep"; add --replace to push it`, or `this push
+ * empties the pen's set, removing every preset (...)`; or PL_ERR_ARG for a
+ * NULL diff.
+ */
+int pl_preset_diff_check_removals(const struct pl_preset_diff *diff,
+                                  bool replace);
+
+/*
  * Millimetre text ("0.25", "1.5", surrounding white space allowed) to
  * micrometres, exactly: at most 3 decimals, not negative, at most 10 mm.
  *

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "preset_diff.h"
 #include "validate.h"
 
 #define POLICY_MAX_CAPS 16
@@ -129,17 +130,14 @@ static bool actor_cap(const struct pl_policy *p, const struct pl_policy_actor *a
 	return capped;
 }
 
-/* Does this push add pr, or change its depth, against old? */
+/* Does this push add pr, or change its depth, against old?  The diff's
+ * own rule (pl_preset_set_diff), so the policy and the diff a user is
+ * shown never disagree on what a push changes. */
 static bool depth_is_new(const struct pl_preset_set *old,
                          const struct pl_preset *pr)
 {
-	if (!old)
-		return true;
-	size_t n = old->count < PL_MAX_PRESETS ? old->count : PL_MAX_PRESETS;
-	for (size_t i = 0; i < n; i++)
-		if (old->presets[i].id == pr->id)
-			return old->presets[i].depth_um != pr->depth_um;
-	return true;
+	return pl__preset_change_of(old, pr) &
+	       (PL__PRESET_NEW | PL_PRESET_FIELD_DEPTH);
 }
 
 /* The first preset deeper than limit that this push introduces. */

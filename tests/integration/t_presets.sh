@@ -16,7 +16,10 @@ cat >"$T/set.json" <<'J'
   {"id": 5, "name": "Scalp", "depth_mm": 1.25, "speed": 6, "area": "scalp", "needles": 0}
 ]}
 J
-expect 0 "${P[@]}" --json preset push "$T/set.json"
+# The file leaves out preset 3 of the pen's set: removing it needs --replace.
+expect 4 "${P[@]}" preset push "$T/set.json"
+assert_contains "$ERR" "--replace" "a file that removes presets needs --replace"
+expect 0 "${P[@]}" --json preset push "$T/set.json" --replace
 assert_eq "$(jqo .previous_revision)" "$rev0" "push reports the revision it replaced"
 assert_eq "$(jqo .revision)" "$((rev0 + 1))" "revision advances by one"
 

@@ -64,7 +64,9 @@ def fields(b):
             yield num, v
 # Preset{id 1, name, 0.5 mm, level 2, cheek}
 preset = vi(1, 1) + ld(2, bytes.fromhex(name_hex)) + vi(3, 500) + vi(4, 2) + vi(5, 5)
-push = ld(1, serial.encode()) + ld(3, preset)
+# replace (6): the one preset replaces the pen's set (issue 11: a push that
+# removes presets must say so)
+push = ld(1, serial.encode()) + ld(3, preset) + vi(6, 1)
 req = vi(1, 9) + ld(14, push)
 raw = bytes([1, 0]) + req
 raw += zlib.crc32(raw).to_bytes(4, 'little')
