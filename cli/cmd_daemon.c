@@ -807,18 +807,7 @@ static int verify_file(struct ctl *c, const char *path, const char *head,
 	}
 	plc_audit_chain_init(ch, head);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
-		struct plc_audit_row r = {
-		    .id = sqlite3_column_int64(st, 0),
-		    .utc_ms = sqlite3_column_int64(st, 1),
-		    .uid = sqlite3_column_int64(st, 2),
-		    .user = COL(3), .pen = COL(4), .action = COL(5),
-		    .old_value = COL(6), .new_value = COL(7), .result = COL(8),
-		};
-#undef COL
-		if (!plc_audit_chain_step(ch, &r,
-		                          (const char *)sqlite3_column_text(st, 9),
-		                          (const char *)sqlite3_column_text(st, 10))) {
+		if (!plc_audit_chain_step_row(ch, st)) {
 			rc = SQLITE_DONE;
 			break;
 		}

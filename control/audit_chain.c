@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <penlink.h>
+#include <sqlite3.h>
 
 #include "penlink_audit.h"
 
@@ -124,6 +125,33 @@ bool plc_audit_chain_step(struct plc_audit_chain *c,
 	if (c->anchor[0] && strcmp(c->anchor, hash) == 0)
 		c->anchor_found = true;
 	return true;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? (const char *)t : "";
+}
+
+void plc_audit_row_read(sqlite3_stmt *st, struct plc_audit_row *r)
+{
+	*r = (struct plc_audit_row){
+	    .id = sqlite3_column_int64(st, 0),
+	    .utc_ms = sqlite3_column_int64(st, 1),
+	    .uid = sqlite3_column_int64(st, 2),
+	    .user = col_text(st, 3), .pen = col_text(st, 4),
+	    .action = col_text(st, 5), .old_value = col_text(st, 6),
+	    .new_value = col_text(st, 7), .result = col_text(st, 8),
+	};
+}
+
+bool plc_audit_chain_step_row(struct plc_audit_chain *c, sqlite3_stmt *st)
+{
+	struct plc_audit_row r;
+	plc_audit_row_read(st, &r);
+	return plc_audit_chain_step(c, &r,
+	                            (const char *)sqlite3_column_text(st, 9),
+	                            (const char *)sqlite3_column_text(st, 10));
 }
 
 bool plc_audit_chain_end(struct plc_audit_chain *c)

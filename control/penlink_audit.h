@@ -89,6 +89,18 @@ void plc_audit_chain_init(struct plc_audit_chain *c, const char *anchor);
 bool plc_audit_chain_step(struct plc_audit_chain *c,
                           const struct plc_audit_row *r, const char *prev_hash,
                           const char *hash);
+/*
+ * The row an SQLite statement is on, when it selects the columns of
+ * PLC_AUDIT_VERIFY_SQL (one home for reading them, whoever opened the
+ * database): columns 0-8 into *r (NULL text as ""; the strings are the
+ * statement's, valid until it steps again), then plc_audit_chain_step()
+ * with columns 9 and 10.  plc_audit_row_read() only reads columns 0-8, for
+ * statements that select those first.
+ */
+struct sqlite3_stmt;
+void plc_audit_row_read(struct sqlite3_stmt *st, struct plc_audit_row *r);
+bool plc_audit_chain_step_row(struct plc_audit_chain *c,
+                              struct sqlite3_stmt *st);
 /* After the last row: checks the anchor.  true when the chain is intact
  * (and the anchor, if any, was found). */
 bool plc_audit_chain_end(struct plc_audit_chain *c);

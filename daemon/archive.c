@@ -584,6 +584,13 @@ static int check_serial(struct archive *a, const char *serial, const char *fn)
 	return PL_OK;
 }
 
+/* A text column, NULL as "": valid until the statement steps again. */
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	return t ? (const char *)t : "";
+}
+
 static void copy_str(char *dst, size_t cap, const unsigned char *src)
 {
 	snprintf(dst, cap, "%s", src ? (const char *)src : "");
@@ -2321,15 +2328,8 @@ static int chain_audit_rows(struct archive *a)
 			e = db_fail(a, rc, "%s", what);
 			break;
 		}
-#define COL(i) (sqlite3_column_text(sel, i) ? (const char *)sqlite3_column_text(sel, i) : "")
-		struct plc_audit_row r = {
-		    .id = sqlite3_column_int64(sel, 0),
-		    .utc_ms = sqlite3_column_int64(sel, 1),
-		    .uid = sqlite3_column_int64(sel, 2),
-		    .user = COL(3), .pen = COL(4), .action = COL(5),
-		    .old_value = COL(6), .new_value = COL(7), .result = COL(8),
-		};
-#undef COL
+		struct plc_audit_row r;
+		plc_audit_row_read(sel, &r);
 		id = r.id;
 		if (plc_audit_hash(prev, &r, hash) != PL_OK) {
 			e = fail(a, PL_ERR_MEM, "out of memory chaining the audit trail");
@@ -2414,20 +2414,14 @@ struct audit_rows {
 static int audit_row(sqlite3_stmt *st, void *ctx)
 {
 	struct audit_rows *r = ctx;
-#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	struct plc_audit_row row;
+	plc_audit_row_read(st, &row);
 	struct audit_entry en = {
-	    .utc_ms = sqlite3_column_int64(st, 0),
-	    .uid = (uint32_t)sqlite3_column_int64(st, 1),
-	    .user = COL(2),
-	    .pen = COL(3),
-	    .action = COL(4),
-	    .old_value = COL(5),
-	    .new_value = COL(6),
-	    .result = COL(7),
-	    .id = sqlite3_column_int64(st, 8),
-	    .hash = COL(9),
+	    .utc_ms = row.utc_ms, .uid = (uint32_t)row.uid, .user = row.user,
+	    .pen = row.pen, .action = row.action, .old_value = row.old_value,
+	    .new_value = row.new_value, .result = row.result, .id = row.id,
+	    .hash = col_text(st, 9),
 	};
-#undef COL
 	return r->cb(r->ud, &en);
 }
 
@@ -2444,27 +2438,15 @@ int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
 		return fail(a, PL_ERR_ARG, "archive_audit_list: no callback");
 	return each_row(a, "read the audit trail", "reading the audit trail",
 	                audit_row, &r,
-	                "SELECT utc_ms, uid, user, pen, action, old_value, new_value, "
-	                "result, id, hash FROM audit WHERE utc_ms >= ?1 "
+	                "SELECT id, utc_ms, uid, user, pen, action, old_value, "
+	                "new_value, result, hash FROM audit WHERE utc_ms >= ?1 "
 	                "ORDER BY utc_ms DESC, id DESC LIMIT ?2",
 	                "ii", since_ms, (int64_t)(limit ? limit : 100));
 }
 
 static int verify_row(sqlite3_stmt *st, void *ctx)
 {
-	struct plc_audit_chain *c = ctx;
-#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
-	struct plc_audit_row r = {
-	    .id = sqlite3_column_int64(st, 0),
-	    .utc_ms = sqlite3_column_int64(st, 1),
-	    .uid = sqlite3_column_int64(st, 2),
-	    .user = COL(3), .pen = COL(4), .action = COL(5),
-	    .old_value = COL(6), .new_value = COL(7), .result = COL(8),
-	};
-#undef COL
-	const char *prev = (const char *)sqlite3_column_text(st, 9);
-	const char *hash = (const char *)sqlite3_column_text(st, 10);
-	return plc_audit_chain_step(c, &r, prev, hash) ? 0 : 1;
+	return plc_audit_chain_step_row(ctx, st) ? 0 : 1;
 }
 
 int archive_audit_verify(struct archive *a, const char *anchor,
@@ -2590,17 +2572,15 @@ struct annotation_rows {
 static int annotation_row(sqlite3_stmt *st, void *ctx)
 {
 	struct annotation_rows *r = ctx;
-#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
 	struct annotation an = {
 	    .id = sqlite3_column_int64(st, 0),
 	    .utc_ms = sqlite3_column_int64(st, 1),
 	    .uid = (uint32_t)sqlite3_column_int64(st, 2),
-	    .user = COL(3),
-	    .client_ref = COL(4),
-	    .operator_name = COL(5),
-	    .note = COL(6),
+	    .user = col_text(st, 3),
+	    .client_ref = col_text(st, 4),
+	    .operator_name = col_text(st, 5),
+	    .note = col_text(st, 6),
 	};
-#undef COL
 	return r->cb(r->ud, &an);
 }
 
