@@ -21,13 +21,10 @@
  *     response at a time as dc_next() asks, so an export streams session
  *     by session (libpq's single-row mode) and never holds the archive.
  *
- * Exports are the daemon's format byte for byte (daemon/archive.c, the
- * only other renderer, is static to penlinkd): rendered from the same
- * library functions it uses (pl_record_parse + pl_record_to_json for the
- * decoded columns, pl_text_clean for text, pl_depth_format_mm,
- * pl_time_format_utc), from the record bytes central holds.  Central keeps
- * no annotations (schema version 1): their columns are empty and their
- * arrays empty.
+ * Exports are rendered by the one renderer penlinkd's use too
+ * (control/penlink_export.h), from the record bytes central holds, with
+ * the delivering site; central keeps no annotations and no pen model yet
+ * (schema version 1), so those columns are empty.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,14 +37,7 @@
 
 #include "penctl.h"
 #include "penlink_central.h"
-
-/* The control protocol's annotations and audit chain (newer ctl.proto). */
-#if defined(PLCTL__ANNOTATE__INIT) && defined(PLCTL__LIST_ANNOTATIONS__INIT)
-#define CC_ANNOTATIONS 1
-#endif
-#if defined(PLCTL__AUDIT_VERIFIED__INIT)
-#define CC_AUDIT_CHAIN 1
-#endif
+#include "penlink_export.h"
 
 /* Sessions per SessionList piece, audit entries per AuditList piece (as
  * penlinkd pages them). */
@@ -591,213 +581,17 @@ int central_open(struct ctl *c, struct backend *out)
 
 /* ------------------------------------------------------------------ export rendering
  *
- * The daemon's export format (daemon/archive.c, "CSV export" and "JSON
- * export"), from the same library calls.
+ * The one renderer of the export formats (control/penlink_export.h), which
+ * penlinkd's exports use too; central adds the delivering site.  Central
+ * keeps neither annotations nor the pen's model (schema version 1): those
+ * columns are empty.
  */
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 512;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void csv_field(struct sbuf *b, bool *first, const char *s)
-{
-	if (!*first)
-		sb_add(b, ",", 1);
-	*first = false;
-	if (!s)
-		return;
-	if (!strpbrk(s, ",\"\r\n")) {
-		sb_str(b, s);
-		return;
-	}
-	sb_add(b, "\"", 1);
-	for (const char *q; (q = strchr(s, '"')); s = q + 1) {
-		sb_add(b, s, (size_t)(q - s));
-		sb_add(b, "\"\"", 2);
-	}
-	sb_str(b, s);
-	sb_add(b, "\"", 1);
-}
-
-static void csv_int(struct sbuf *b, bool *first, int64_t v)
-{
-	char t[24];
-	snprintf(t, sizeof t, "%" PRId64, v);
-	csv_field(b, first, t);
-}
-
-static const char *secs_text(char buf[32], int64_t start_ms, int64_t end_ms)
-{
-	bool neg = end_ms < start_ms;
-	uint64_t m = neg ? (uint64_t)start_ms - (uint64_t)end_ms
-	                 : (uint64_t)end_ms - (uint64_t)start_ms;
-	snprintf(buf, 32, "%s%" PRIu64 ".%03u", neg ? "-" : "", m / 1000,
-	         (unsigned)(m % 1000));
-	return buf;
-}
-
-static json_object *jget(json_object *o, const char *k1, const char *k2)
-{
-	json_object *v = NULL;
-	if (!o || !json_object_object_get_ex(o, k1, &v))
-		return NULL;
-	if (k2 && (!v || !json_object_object_get_ex(v, k2, &v)))
-		return NULL;
-	return v;
-}
-
-static void csv_text(struct sbuf *b, bool *first, const char *s)
-{
-	char *clean = pl_text_clean_dup(PL_TEXT_CSV, s);
-	if (!clean) {
-		b->oom = true;
-		return;
-	}
-	csv_field(b, first, clean);
-	free(clean);
-}
-
-static void csv_jint(struct sbuf *b, bool *first, json_object *v)
-{
-	csv_int(b, first, v ? json_object_get_int64(v) : 0);
-}
-
-static void csv_jstr(struct sbuf *b, bool *first, json_object *v)
-{
-	csv_text(b, first,
-	         v && json_object_is_type(v, json_type_string)
-	             ? json_object_get_string(v)
-	             : "");
-}
-
-static void csv_jmm(struct sbuf *b, bool *first, json_object *v)
-{
-	char t[PL_MM_TEXT_MAX];
-	csv_field(b, first,
-	          pl_depth_format_mm((uint32_t)json_object_get_int64(v),
-	                             PL_MM_SHORT, t));
-}
-
-static const char csv_header[] =
-    "serial,uuid,seq,start_utc,end_utc,time_source,duration_s,preset_id,"
-    "preset_name,depth_mm,speed_level,area,needle_count,cartridge_lot,"
-    "run_time_s,strokes,max_depth_mm,errors,events,samples,size,sha256,"
-#ifdef CC_ANNOTATIONS
-    "archived_utc,client_ref,operator,notes\r\n";
-#else
-    "archived_utc\r\n";
-#endif
-
-static void csv_row(struct sbuf *b, const struct session_entry *s,
-                    json_object *j)
-{
-	char uuid[37], t[PL_TIME_TEXT_MAX], hex[65];
-	bool first = true;
-	const struct pl_session_info *in = &s->info;
-	csv_text(b, &first, s->key.serial);
-	pl_uuid_format(s->key.uuid, uuid);
-	csv_field(b, &first, uuid);
-	csv_int(b, &first, in->seq);
-	csv_field(b, &first, in->rtc_time ? pl_time_format_utc(in->start_ms, t) : "");
-	csv_field(b, &first, in->rtc_time ? pl_time_format_utc(in->end_ms, t) : "");
-	csv_field(b, &first, in->rtc_time ? "rtc" : "uptime");
-	csv_field(b, &first, secs_text(t, in->start_ms, in->end_ms));
-	if (j) {
-		json_object *ev = jget(j, "events", NULL);
-		csv_jint(b, &first, jget(j, "preset", "id"));
-		csv_jstr(b, &first, jget(j, "preset", "name"));
-		csv_jmm(b, &first, jget(j, "preset", "depth_um"));
-		csv_jint(b, &first, jget(j, "preset", "speed_level"));
-		csv_jstr(b, &first, jget(j, "preset", "area"));
-		csv_jint(b, &first, jget(j, "preset", "needle_count"));
-		csv_jstr(b, &first, jget(j, "cartridge", "lot"));
-		csv_jint(b, &first, jget(j, "summary", "run_time_s"));
-		csv_jint(b, &first, jget(j, "summary", "strokes"));
-		csv_jmm(b, &first, jget(j, "summary", "max_depth_um"));
-		csv_jint(b, &first, jget(j, "summary", "errors"));
-		csv_int(b, &first,
-		        ev && json_object_is_type(ev, json_type_array)
-		            ? (int64_t)json_object_array_length(ev)
-		            : 0);
-		csv_jint(b, &first, jget(j, "telemetry", "count"));
-	} else {
-		for (int i = 0; i < 13; i++)
-			csv_field(b, &first, "");
-	}
-	csv_int(b, &first, (int64_t)in->size);
-	pl_hex_format(in->sha256, 32, hex);
-	csv_field(b, &first, hex);
-	csv_field(b, &first, pl_time_format_utc(s->archived_ms, t));
-#ifdef CC_ANNOTATIONS
-	/* Central holds no annotations: client_ref, operator, notes empty. */
-	csv_field(b, &first, "");
-	csv_field(b, &first, "");
-	csv_field(b, &first, "");
-#endif
-	sb_add(b, "\r\n", 2);
-}
-
-static json_object *json_fallback(const struct session_entry *s, const char *why)
-{
-	json_object *o = json_object_new_object();
-	char *serial = pl_text_clean_dup(PL_TEXT_JSON, s->key.serial);
-	char *reason = pl_text_clean_dup(PL_TEXT_JSON, why ? why : "");
-	char uuid[37];
-	if (!o || !serial || !reason) {
-		json_object_put(o);
-		free(serial);
-		free(reason);
-		return NULL;
-	}
-	pl_uuid_format(s->key.uuid, uuid);
-	json_object_object_add(o, "uuid", json_object_new_string(uuid));
-	json_object_object_add(o, "serial", json_object_new_string(serial));
-	json_object_object_add(o, "seq", json_object_new_int64(s->info.seq));
-	json_object_object_add(o, "start_utc_ms",
-	                       json_object_new_int64(s->info.start_ms));
-	json_object_object_add(o, "end_utc_ms", json_object_new_int64(s->info.end_ms));
-	json_object_object_add(o, "time_source",
-	                       json_object_new_string(s->info.rtc_time ? "rtc"
-	                                                               : "uptime"));
-	json_object_object_add(o, "decode_error", json_object_new_string(reason));
-	free(serial);
-	free(reason);
-	return o;
-}
 
 /* One session's row (CSV) or object (JSON) after `before`, from its
  * columns and record (NULL: central could not decode it, why says so). */
-static int render_session(struct sbuf *b, bool json, const char *before,
-                          const struct session_entry *s, const uint8_t *rec,
-                          size_t rec_len, const char *why)
+static int render_session(struct plc_buf *b, bool json, const char *before,
+                          const struct session_entry *s, const char *site,
+                          const uint8_t *rec, size_t rec_len, const char *why)
 {
 	json_object *j = NULL;
 	char reason[512] = "";
@@ -817,32 +611,29 @@ static int render_session(struct sbuf *b, bool json, const char *before,
 			snprintf(reason, sizeof reason, "%s", pl_error_message());
 		}
 	}
-	if (!j && json && !(j = json_fallback(s, reason)))
-		return pl_error_set(PL_ERR_MEM, "out of memory exporting a session");
-	sb_str(b, before);
+	json_object *ann = json ? json_object_new_array() : NULL;
+	struct plc_export_session row = {
+	    .serial = s->key.serial, .seq = s->info.seq, .size = s->info.size,
+	    .start_ms = s->info.start_ms, .end_ms = s->info.end_ms,
+	    .rtc_time = s->info.rtc_time, .archived_ms = s->archived_ms,
+	    .decode_error = j ? NULL : reason, .annotations = ann, .site = site,
+	};
+	memcpy(row.uuid, s->key.uuid, 16);
+	memcpy(row.sha256, s->info.sha256, 32);
+	plc_buf_str(b, before);
+	int e = PL_OK;
 	if (!json) {
-		csv_row(b, s, j);
+		plc_export_csv_row(b, &row, j);
+		json_object_put(j);
 	} else {
-		char hex[65];
-		pl_hex_format(s->info.sha256, 32, hex);
-		json_object_object_add(j, "archived_utc_ms",
-		                       json_object_new_int64(s->archived_ms));
-		json_object_object_add(j, "sha256", json_object_new_string(hex));
-#ifdef CC_ANNOTATIONS
-		json_object_object_add(j, "annotations", json_object_new_array());
-#endif
-		const char *obj = json_object_to_json_string_ext(
-		    j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-		if (!obj) {
-			json_object_put(j);
-			return pl_error_set(PL_ERR_MEM, "out of memory exporting a session");
-		}
-		sb_str(b, obj);
+		e = plc_export_json_row(b, &row, j); /* takes j over */
 	}
-	json_object_put(j);
-	return b->oom ? pl_error_set(PL_ERR_MEM, "out of memory exporting a "
-	                             "session")
-	              : PL_OK;
+	json_object_put(ann);
+	if (e == PL_OK && b->oom)
+		e = PL_ERR_MEM;
+	return e == PL_OK ? PL_OK
+	                  : pl_error_set(PL_ERR_MEM, "out of memory exporting a "
+	                                 "session");
 }
 
 /* ------------------------------------------------------------------ the control protocol */
@@ -958,14 +749,14 @@ static int export_start(struct central_conn *cc, const Plctl__ExportSessions *ex
 
 static int next_export(struct central_conn *cc, Plctl__Response **rep)
 {
-	struct sbuf b = {0};
+	struct plc_buf b = {0};
 	struct session_entry s;
 	bool have = false, end = false;
 	int e = PL_OK;
 	if (!cc->started) {
 		cc->started = true;
 		if (!cc->per_session)
-			sb_str(&b, cc->json ? "[" : csv_header);
+			plc_buf_str(&b, cc->json ? "[" : plc_export_csv_header);
 	}
 	/* Non-per-session: the head goes with the first row. */
 	PGresult *r = PQgetResult(cc->pg);
@@ -978,7 +769,8 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 			                 "malformed uuid or sha256", cc->where);
 		} else {
 			have = true;
-			const char *before = cc->per_session ? (cc->json ? "" : csv_header)
+			const char *before = cc->per_session
+			                         ? (cc->json ? "" : plc_export_csv_header)
 			                     : cc->json ? (cc->rows ? ",\n" : "\n")
 			                                : "";
 			const uint8_t *rec = PQgetisnull(r, 0, N_SESSION_COLS + 1)
@@ -987,8 +779,8 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 			                               r, 0, N_SESSION_COLS + 1);
 			size_t rec_len = rec ? (size_t)PQgetlength(r, 0, N_SESSION_COLS + 1)
 			                     : 0;
-			e = render_session(&b, cc->json, before, &s, rec, rec_len,
-			                   col_str(r, 0, N_SESSION_COLS));
+			e = render_session(&b, cc->json, before, &s, col_str(r, 0, 9),
+			                   rec, rec_len, col_str(r, 0, N_SESSION_COLS));
 			cc->rows++;
 		}
 	} else if (PQresultStatus(r) == PGRES_TUPLES_OK) {
@@ -998,7 +790,7 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 			PQclear(more);
 		cc->streaming = false;
 		if (!cc->per_session && cc->json)
-			sb_str(&b, "\n]\n");
+			plc_buf_str(&b, "\n]\n");
 	} else {
 		e = pq_fail(cc, r, "export the sessions");
 	}
@@ -1006,7 +798,7 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 	if (e == PL_OK && b.oom)
 		e = pl_error_set(PL_ERR_MEM, "out of memory exporting");
 	if (e != PL_OK) {
-		free(b.p);
+		plc_buf_free(&b);
 		return e;
 	}
 	Plctl__ExportChunk ch = PLCTL__EXPORT_CHUNK__INIT;
@@ -1022,7 +814,7 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 	resp.export = &ch;
 	resp.last = end;
 	e = respond(cc, &resp, rep);
-	free(b.p);
+	plc_buf_free(&b);
 	if (end)
 		cc->finished = true;
 	return e;
@@ -1078,10 +870,8 @@ static int next_audit(struct central_conn *cc, Plctl__Response **rep)
 			a->old_value = PQgetvalue(r, 0, 5);
 			a->new_value = PQgetvalue(r, 0, 6);
 			a->result = PQgetvalue(r, 0, 7);
-#ifdef CC_AUDIT_CHAIN
 			a->id = col_i64(r, 0, 8);
 			a->hash = PQgetvalue(r, 0, 9);
-#endif
 			ep[n] = a;
 			keep[n++] = r;
 			continue;
@@ -1128,14 +918,12 @@ int central_ctl_send(struct ctl *c, Plctl__Request *req)
 	switch (req->op_case) {
 	case PLCTL__REQUEST__OP_LIST_SESSIONS: {
 		const Plctl__ListSessions *ls = req->list_sessions;
-#ifdef CC_ANNOTATIONS
 		if (ls->client_ref && *ls->client_ref)
 			return pl_error_set(PL_ERR_UNSUPPORTED,
 			                    "%s holds no annotations (schema version "
 			                    "%d), so no client references: sessions "
 			                    "list --client works through a site's "
 			                    "penlinkd", cc->where, cc->version);
-#endif
 		e = list_query(cc, ls->serial, ls->since_ms, &cc->list, &cc->n_list);
 		if (e == PL_OK)
 			cc->op = P_LIST;
@@ -1149,12 +937,10 @@ int central_ctl_send(struct ctl *c, Plctl__Request *req)
 		cc->op = P_AUDIT;
 		e = audit_start(cc, req->audit);
 		break;
-#ifdef CC_ANNOTATIONS
 	case PLCTL__REQUEST__OP_LIST_ANNOTATIONS:
 		/* Central holds none (yet): an empty list. */
 		cc->op = P_ANNOTATIONS;
 		return PL_OK;
-#endif
 	case PLCTL__REQUEST__OP_HELLO:
 		return unsupported("the daemon handshake");
 	case PLCTL__REQUEST__OP_LIST_PENS:
@@ -1190,7 +976,6 @@ int central_ctl_next(struct ctl *c, uint32_t id, Plctl__Response **rep)
 	case P_AUDIT:
 		e = next_audit(cc, rep);
 		break;
-#ifdef CC_ANNOTATIONS
 	case P_ANNOTATIONS: {
 		Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
 		Plctl__Response r = PLCTL__RESPONSE__INIT;
@@ -1201,7 +986,6 @@ int central_ctl_next(struct ctl *c, uint32_t id, Plctl__Response **rep)
 		e = respond(cc, &r, rep);
 		break;
 	}
-#endif
 	default:
 		e = pl_error_set(PL_ERR_ARG, "no such request in flight");
 	}
