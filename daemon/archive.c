@@ -530,6 +530,17 @@ static int each_row(struct archive *a, const char *what, const char *doing,
 	return e;
 }
 
+/* A caller's callback for the rows of a listing and its data: the ctx of
+ * each_row()'s row functions that hand each row to the caller. */
+struct row_cb {
+	union {
+		int (*session)(void *ud, const struct archived_session *s);
+		int (*audit)(void *ud, const struct audit_entry *e);
+		int (*annotation)(void *ud, const struct annotation *an);
+	} cb;
+	void *ud;
+};
+
 static int exec(struct archive *a, const char *sql, const char *what)
 {
 	int rc = sqlite3_exec(a->db, sql, NULL, NULL, NULL);
@@ -572,6 +583,16 @@ static int commit(struct archive *a, const char *what)
 		return e;
 	}
 	return PL_OK;
+}
+
+/* Ends the transaction a step of it left at e: commits after PL_OK, else
+ * rolls back and keeps e. */
+static int end_tx(struct archive *a, int e, const char *what)
+{
+	if (e == PL_OK)
+		return commit(a, what);
+	rollback(a);
+	return e;
 }
 
 static int check_serial(struct archive *a, const char *serial, const char *fn)
@@ -737,12 +758,9 @@ static int migrate(struct archive *a)
 		snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
 		if (e == PL_OK)
 			e = exec(a, set, "record the schema version");
-		if (e == PL_OK)
-			e = commit(a, migrations[v].what);
-		if (e != PL_OK) {
-			rollback(a);
+		e = end_tx(a, e, migrations[v].what);
+		if (e != PL_OK)
 			return e;
-		}
 		if (from > 0)
 			log_notice("archive %s migrated to schema version %d", a->path,
 			           v + 1);
@@ -975,11 +993,7 @@ int archive_partial_offset(struct archive *a, const char *serial,
 	if (e != PL_OK)
 		return e;
 	e = delete_partial(a, p.id);
-	if (e == PL_OK)
-		e = commit(a, "discard a stale partial download");
-	else
-		rollback(a);
-	return e;
+	return end_tx(a, e, "discard a stale partial download");
 }
 
 int archive_partial_append(struct archive *a, const char *serial,
@@ -1416,10 +1430,7 @@ int archive_commit_session(struct archive *a, const char *serial,
 		 * used: it goes either way. */
 		if (p.found)
 			e = delete_partial(a, p.id);
-		if (e == PL_OK)
-			e = commit(a, what);
-		else
-			rollback(a);
+		e = end_tx(a, e, what);
 		if (e != PL_OK)
 			return e;
 		if (memcmp(have, s->sha256, 32) != 0) {
@@ -1463,10 +1474,7 @@ int archive_commit_session(struct archive *a, const char *serial,
 		char derr[sizeof a->err] = "";
 		free(buf);
 		e = p.found ? delete_partial(a, p.id) : PL_OK;
-		if (e == PL_OK)
-			e = commit(a, "discard a damaged download");
-		else
-			rollback(a);
+		e = end_tx(a, e, "discard a damaged download");
 		if (e != PL_OK)
 			snprintf(derr, sizeof derr, " (and it could not be discarded: %.900s)",
 			         a->err);
@@ -1755,17 +1763,12 @@ static void session_from_row(sqlite3_stmt *st, struct archived_session *s)
 	s->archived_ms = sqlite3_column_int64(st, 9);
 }
 
-struct session_rows {
-	int (*cb)(void *ud, const struct archived_session *s);
-	void *ud;
-};
-
 static int session_row(sqlite3_stmt *st, void *ctx)
 {
-	struct session_rows *r = ctx;
+	const struct row_cb *r = ctx;
 	struct archived_session s;
 	session_from_row(st, &s);
-	return r->cb(r->ud, &s);
+	return r->cb.session(r->ud, &s);
 }
 
 /* A session's client reference: the latest annotation that gives one. */
@@ -1781,7 +1784,7 @@ int archive_list_client(struct archive *a, const char *serial,
                         void *ud)
 {
 	bool all = !serial || !*serial;
-	struct session_rows r = {cb, ud};
+	struct row_cb r = {.cb.session = cb, .ud = ud};
 
 	if (!a)
 		return PL_ERR_ARG;
@@ -1810,37 +1813,23 @@ int archive_list(struct archive *a, const char *serial, int64_t since_ms,
 	return archive_list_client(a, serial, since_ms, NULL, cb, ud);
 }
 
-int archive_read_record(struct archive *a, const struct pl_session_key *key,
-                        uint64_t offset, uint8_t *buf, size_t len,
-                        size_t *got, uint64_t *size)
+/* The archive's id of a session, or PL_ERR_NOT_FOUND.  Two pens may record
+ * sessions with equal UUIDs: the serial is half of the name. */
+static int session_id_of(struct archive *a, const struct pl_session_key *key,
+                         const char *what, int64_t *id)
 {
-	static const char what[] = "read a session record";
 	sqlite3_stmt *st;
-	sqlite3_blob *blob = NULL;
-	int64_t id = 0;
-	uint64_t bytes;
-	size_t n;
-	char text[128];
-	int rc, e;
-
-	if (!a)
-		return PL_ERR_ARG;
-	if (!key || !got || !size || (!buf && len > 0))
-		return fail(a, PL_ERR_ARG, "archive_read_record: missing argument");
-	*got = 0;
-	*size = 0;
-	/* Two pens may record sessions with equal UUIDs: the serial is half of
-	 * the name. */
-	e = prepare(a, &st,
-	            "SELECT id FROM sessions WHERE serial = ?1 AND uuid = ?2",
-	            what);
+	char text[160];
+	int e = prepare(a, &st,
+	                "SELECT id FROM sessions WHERE serial = ?1 AND uuid = ?2",
+	                what);
 	if (e != PL_OK)
 		return e;
 	e = bind(a, st, what, "tb", key->serial, key->uuid, (size_t)16);
 	if (e == PL_OK) {
-		rc = sqlite3_step(st);
+		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
-			id = sqlite3_column_int64(st, 0);
+			*id = sqlite3_column_int64(st, 0);
 		} else if (rc == SQLITE_DONE) {
 			pl_session_key_format(key, PL_TEXT_LOG, text, sizeof text);
 			e = fail(a, PL_ERR_NOT_FOUND, "no session %s in the archive", text);
@@ -1849,6 +1838,27 @@ int archive_read_record(struct archive *a, const struct pl_session_key *key,
 		}
 	}
 	sqlite3_finalize(st);
+	return e;
+}
+
+int archive_read_record(struct archive *a, const struct pl_session_key *key,
+                        uint64_t offset, uint8_t *buf, size_t len,
+                        size_t *got, uint64_t *size)
+{
+	static const char what[] = "read a session record";
+	sqlite3_blob *blob = NULL;
+	int64_t id = 0;
+	uint64_t bytes;
+	size_t n;
+	int rc, e;
+
+	if (!a)
+		return PL_ERR_ARG;
+	if (!key || !got || !size || (!buf && len > 0))
+		return fail(a, PL_ERR_ARG, "archive_read_record: missing argument");
+	*got = 0;
+	*size = 0;
+	e = session_id_of(a, key, what, &id);
 	if (e != PL_OK)
 		return e;
 	/* Only the requested range is read, however large the record. */
@@ -2400,20 +2410,12 @@ int archive_audit_add(struct archive *a, const struct audit_entry *e)
 		err = audit_insert(a, &r);
 	free(oldv);
 	free(newv);
-	if (err == PL_OK)
-		return commit(a, what);
-	rollback(a);
-	return err;
+	return end_tx(a, err, what);
 }
-
-struct audit_rows {
-	int (*cb)(void *ud, const struct audit_entry *e);
-	void *ud;
-};
 
 static int audit_row(sqlite3_stmt *st, void *ctx)
 {
-	struct audit_rows *r = ctx;
+	const struct row_cb *r = ctx;
 	struct plc_audit_row row;
 	plc_audit_row_read(st, &row);
 	struct audit_entry en = {
@@ -2422,7 +2424,7 @@ static int audit_row(sqlite3_stmt *st, void *ctx)
 	    .new_value = row.new_value, .result = row.result, .id = row.id,
 	    .hash = col_text(st, 9),
 	};
-	return r->cb(r->ud, &en);
+	return r->cb.audit(r->ud, &en);
 }
 
 /* cb's return as in archive_list(). */
@@ -2430,7 +2432,7 @@ int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
                        int (*cb)(void *ud, const struct audit_entry *e),
                        void *ud)
 {
-	struct audit_rows r = {cb, ud};
+	struct row_cb r = {.cb.audit = cb, .ud = ud};
 
 	if (!a)
 		return PL_ERR_ARG;
@@ -2465,34 +2467,6 @@ int archive_audit_verify(struct archive *a, const char *anchor,
 }
 
 /* ------------------------------------------------------------------ annotations */
-
-/* The archive's id of a session, or PL_ERR_NOT_FOUND. */
-static int session_id_of(struct archive *a, const struct pl_session_key *key,
-                         int64_t *id)
-{
-	static const char what[] = "find a session";
-	sqlite3_stmt *st;
-	char text[160];
-	int e = prepare(a, &st,
-	                "SELECT id FROM sessions WHERE serial = ?1 AND uuid = ?2",
-	                what);
-	if (e != PL_OK)
-		return e;
-	e = bind(a, st, what, "tb", key->serial, key->uuid, (size_t)16);
-	if (e == PL_OK) {
-		int rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*id = sqlite3_column_int64(st, 0);
-		} else if (rc == SQLITE_DONE) {
-			pl_session_key_format(key, PL_TEXT_LOG, text, sizeof text);
-			e = fail(a, PL_ERR_NOT_FOUND, "no session %s in the archive", text);
-		} else {
-			e = db_fail(a, rc, "%s", what);
-		}
-	}
-	sqlite3_finalize(st);
-	return e;
-}
 
 static int check_annotation(struct archive *a, const struct annotation *an)
 {
@@ -2533,7 +2507,7 @@ int archive_annotate(struct archive *a, const struct pl_session_key *key,
 		return e;
 	e = begin(a, true, what);
 	if (e == PL_OK)
-		e = session_id_of(a, key, &sid);
+		e = session_id_of(a, key, "find a session", &sid);
 	if (e == PL_OK) {
 		sqlite3_stmt *st;
 		e = prepare(a, &st,
@@ -2558,20 +2532,12 @@ int archive_annotate(struct archive *a, const struct pl_session_key *key,
 		        an->note ? an->note : "");
 	if (e == PL_OK && id_out)
 		*id_out = sqlite3_last_insert_rowid(a->db);
-	if (e == PL_OK)
-		return commit(a, what);
-	rollback(a);
-	return e;
+	return end_tx(a, e, what);
 }
-
-struct annotation_rows {
-	int (*cb)(void *ud, const struct annotation *an);
-	void *ud;
-};
 
 static int annotation_row(sqlite3_stmt *st, void *ctx)
 {
-	struct annotation_rows *r = ctx;
+	const struct row_cb *r = ctx;
 	struct annotation an = {
 	    .id = sqlite3_column_int64(st, 0),
 	    .utc_ms = sqlite3_column_int64(st, 1),
@@ -2581,14 +2547,14 @@ static int annotation_row(sqlite3_stmt *st, void *ctx)
 	    .operator_name = col_text(st, 5),
 	    .note = col_text(st, 6),
 	};
-	return r->cb(r->ud, &an);
+	return r->cb.annotation(r->ud, &an);
 }
 
 static int annotations_by_id(struct archive *a, int64_t sid,
                              int (*cb)(void *ud, const struct annotation *an),
                              void *ud)
 {
-	struct annotation_rows r = {cb, ud};
+	struct row_cb r = {.cb.annotation = cb, .ud = ud};
 	return each_row(a, "read annotations", "reading annotations",
 	                annotation_row, &r,
 	                "SELECT id, utc_ms, uid, user, client_ref, operator, note "
@@ -2605,6 +2571,6 @@ int archive_annotations(struct archive *a, const struct pl_session_key *key,
 		return PL_ERR_ARG;
 	if (!key || !cb)
 		return fail(a, PL_ERR_ARG, "archive_annotations: missing argument");
-	int e = session_id_of(a, key, &sid);
+	int e = session_id_of(a, key, "find a session", &sid);
 	return e == PL_OK ? annotations_by_id(a, sid, cb, ud) : e;
 }
