@@ -292,6 +292,16 @@ static int to_memory(void *ud, uint64_t offset, const uint8_t *data, size_t len)
 	return PL_OK;
 }
 
+size_t session_find(const struct session_entry *v, size_t n,
+                    const struct pl_session_key *key, size_t from)
+{
+	for (size_t i = from; i < n; i++)
+		if (key->serial[0] ? pl_session_key_equal(&v[i].key, key)
+		                   : memcmp(v[i].key.uuid, key->uuid, 16) == 0)
+			return i;
+	return n;
+}
+
 static int d_read_record(void *ctx, const struct pl_session_key *key,
                          uint64_t max, uint8_t **data, size_t *len)
 {
@@ -308,9 +318,7 @@ static int d_read_record(void *ctx, const struct pl_session_key *key,
 	int rc = d_list_sessions(ctx, 0, &v, &n);
 	if (rc != PL_OK)
 		return rc;
-	size_t i = 0;
-	while (i < n && !pl_session_key_equal(&v[i].key, key))
-		i++;
+	size_t i = session_find(v, n, key, 0);
 	if (i == n) {
 		free(v);
 		return pl_error_set(PL_ERR_NOT_FOUND, "the pen on %s has no session "

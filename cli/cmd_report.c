@@ -114,6 +114,16 @@ static int out_commit(struct ctl *c, struct out_file *o)
 	return PX_OK;
 }
 
+/* Commits the file after e == PL_OK (what wrote it), else drops it and
+ * reports e. */
+static int out_close(struct ctl *c, struct out_file *o, int e)
+{
+	if (e == PL_OK)
+		return out_commit(c, o);
+	out_abort(o);
+	return ctl_fail_pl(c, e);
+}
+
 static long file_bytes(const char *path)
 {
 	struct stat st;
@@ -280,61 +290,12 @@ const struct optdef report_session_opts[] = {
 	{NULL, 0, NULL, 0, NULL},
 };
 
-/* The session a bare UUID names (-s, else the only pen that recorded
- * one). */
-static int resolve(struct ctl *c, const char *arg, struct pl_session_key *key,
-                   struct session_entry *found)
+/* The session a record holds: its serial and UUID. */
+static void record_key(const struct pl_record *r, struct pl_session_key *key)
 {
-	uint8_t uuid[16];
 	memset(key, 0, sizeof *key);
-	memset(found, 0, sizeof *found);
-	bool bare = parse_uuid(arg, uuid);
-	if (bare) {
-		if (c->serial && strlen(c->serial) >= sizeof key->serial)
-			return ctl_usage(c, "-s: a serial has at most %zu bytes",
-			                 sizeof key->serial - 1);
-		memcpy(key->uuid, uuid, 16);
-		if (c->serial)
-			snprintf(key->serial, sizeof key->serial, "%s", c->serial);
-	} else if (!strchr(arg, '/') || pl_session_key_parse(arg, key) != PL_OK) {
-		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "%s: no such file, and not "
-		                     "a session (SERIAL/UUID or UUID)", arg);
-	}
-	int rc = ctl_connect(c);
-	if (rc != PX_OK)
-		return rc;
-	struct session_entry *ss = NULL;
-	size_t n = 0;
-	int e = c->be.ops->list_sessions(c->be.ctx, 0, &ss, &n);
-	if (e != PL_OK)
-		return ctl_fail_pl(c, e);
-	size_t hits = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (memcmp(ss[i].key.uuid, key->uuid, 16) != 0)
-			continue;
-		if (key->serial[0] && strcmp(ss[i].key.serial, key->serial) != 0)
-			continue;
-		if (!hits++)
-			*found = ss[i];
-	}
-	free(ss);
-	if (!hits)
-		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "no session %s", arg);
-	if (hits > 1)
-		return ctl_usage(c, "session %s is ambiguous: %zu pens recorded a "
-		                 "session with that UUID; name one as SERIAL/UUID or "
-		                 "with -s SERIAL", arg, hits);
-	*key = found->key;
-	return PX_OK;
-}
-
-static int record_failed(struct ctl *c, int e, const char *what)
-{
-	if (e == PL_ERR_PARSE)
-		return ctl_fail_exit(c, PX_INTEGRITY, error_slug_for(e),
-		                     pl_error_name(e), "%s is not a valid session "
-		                     "record: %s", what, pl_error_message());
-	return ctl_fail_code(c, e, "%s: %s", what, pl_error_message());
+	snprintf(key->serial, sizeof key->serial, "%s", pl_record_serial(r));
+	pl_record_uuid(r, key->uuid);
 }
 
 /* The annotations penlinkd exports for key (none until the archive has
@@ -403,9 +364,12 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 		o.origin.where = where;
 		snprintf(what, sizeof what, "%s", arg);
 	} else {
+		if (!session_arg_valid(arg))
+			return ctl_fail_code(c, PL_ERR_NOT_FOUND, "%s: no such file, and "
+			                     "not a session (SERIAL/UUID or UUID)", arg);
 		struct pl_session_key key;
 		struct session_entry s;
-		rc = resolve(c, arg, &key, &s);
+		rc = session_arg_resolve(c, arg, &key, &s);
 		if (rc != PX_OK)
 			return rc;
 		pl_session_key_format(&key, PL_TEXT_TERMINAL, what, sizeof what);
@@ -439,13 +403,11 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 	if (e != PL_OK) {
 		free(data);
 		free(site);
-		return record_failed(c, e, what);
+		return record_parse_failed(c, e, what);
 	}
 	if (c->dc && c->be.ops && !c->be.ops->direct) {
 		struct pl_session_key key;
-		memset(&key, 0, sizeof key);
-		snprintf(key.serial, sizeof key.serial, "%s", pl_record_serial(r));
-		pl_record_uuid(r, key.uuid);
+		record_key(r, &key);
 		const struct pl_report_entry *mine;
 		daemon_annotations(c, &key, r, &exported, &n_exported, &mine);
 		if (mine) {
@@ -457,27 +419,14 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 	char def[PATH_MAX];
 	if (!out) {
 		struct pl_session_key key;
-		memset(&key, 0, sizeof key);
-		snprintf(key.serial, sizeof key.serial, "%s", pl_record_serial(r));
-		pl_record_uuid(r, key.uuid);
-		pl_session_file_name(&key, pl_record_seq(r), def, sizeof def - 8);
-		char *dot = strrchr(def, '.');
-		if (dot)
-			*dot = '\0';
-		strcat(def, ".html");
+		record_key(r, &key);
+		session_file_name_as(&key, pl_record_seq(r), ".html", def, sizeof def);
 		out = def;
 	}
 	struct out_file of;
 	rc = out_open(c, &of, out);
-	if (rc == PX_OK) {
-		e = pl_report_session_html(r, data, len, &o, of.f);
-		if (e != PL_OK) {
-			out_abort(&of);
-			rc = ctl_fail_pl(c, e);
-		} else {
-			rc = out_commit(c, &of);
-		}
-	}
+	if (rc == PX_OK)
+		rc = out_close(c, &of, pl_report_session_html(r, data, len, &o, of.f));
 	if (rc == PX_OK)
 		rc = said(c, "the treatment report", out, "html", 1);
 	pl_record_free(r);
@@ -514,12 +463,68 @@ static int file_entries(struct ctl *c, char **files, size_t n_files,
 		pl_record_free(r);
 		free(data);
 		if (e != PL_OK)
-			return record_failed(c, e, files[i]);
+			return record_parse_failed(c, e, files[i]);
 	}
 	return PX_OK;
 }
 
+/* The sessions to report on: the .plrec files given, else those of the
+ * archive (penlinkd's or central's: -s's pen or every pen) since
+ * since_ms. */
+static int read_entries(struct ctl *c, char **files, size_t n_files,
+                        int64_t since_ms, struct pl_report_entry **v,
+                        size_t *n)
+{
+	if (n_files)
+		return file_entries(c, files, n_files, v, n);
+	int rc = ctl_connect(c);
+	if (rc != PX_OK)
+		return rc;
+	int e = daemon_entries(c, c->serial, since_ms, v, n);
+	return e == PL_OK ? PX_OK : ctl_fail_pl(c, e);
+}
+
 /* ------------------------------------------------------------------ report */
+
+/* Which of the sessions read report and export --format fhir keep. */
+struct period {
+	int64_t since, until;         /* dated sessions: [since, until); 0: open */
+	bool undated;                 /* keep sessions timed by uptime only */
+	const char *serial, *client;  /* NULL: any */
+};
+
+static bool has_client(const struct pl_report_entry *e, const char *client);
+
+static bool in_period(const struct pl_report_entry *e, const struct period *p)
+{
+	bool when = e->rtc ? e->start_ms >= p->since &&
+	                         (!p->until || e->start_ms < p->until)
+	                   : p->undated;
+	return when &&
+	       (!p->serial || (e->serial && strcmp(e->serial, p->serial) == 0)) &&
+	       (!p->client || has_client(e, p->client));
+}
+
+/* Moves the entries of v in p to its front, in order, and clears the
+ * others: how many are kept. */
+static size_t keep_period(struct pl_report_entry *v, size_t n,
+                          const struct period *p)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct pl_report_entry *e = &v[i];
+		if (!in_period(e, p)) {
+			pl_report_entry_clear(e);
+			continue;
+		}
+		if (k != i) {
+			v[k] = *e;
+			memset(e, 0, sizeof *e);
+		}
+		k++;
+	}
+	return k;
+}
 
 static const struct optdef overview_opts[] = {
 	{"--since", 0, "DATE", R_SINCE, "sessions that started at or after DATE"},
@@ -587,60 +592,34 @@ static int overview(struct ctl *c, struct opt_iter *it)
 	o.serial = c->serial;
 	o.client = client;
 	char *site = NULL;
+	rc = read_entries(c, files, n_files, since, &all, &n_all);
 	if (n_files) {
-		rc = file_entries(c, files, n_files, &all, &n_all);
 		o.origin.kind = "files";
-	} else {
-		rc = cmd_connect(c, it);
-		if (rc == PX_OK) {
-			int e = daemon_entries(c, c->serial, since, &all, &n_all);
-			if (e != PL_OK)
-				rc = ctl_fail_pl(c, e);
-			o.origin.kind = c->central ? "central archive" : "penlinkd archive";
-			o.origin.where = c->be.ops ? c->be.ops->where(c->be.ctx)
-			                           : ctl_socket_path(c);
-			if (!c->central)
-				site = daemon_site(c);
-			o.origin.site = site;
-		}
+	} else if (rc == PX_OK) {
+		o.origin.kind = c->central ? "central archive" : "penlinkd archive";
+		o.origin.where = c->be.ops ? c->be.ops->where(c->be.ctx)
+		                           : ctl_socket_path(c);
+		if (!c->central)
+			site = daemon_site(c);
+		o.origin.site = site;
 	}
 	free(files);
 	/* the period and the filters, applied alike to both sources */
-	size_t k = 0;
 	bool any_annotated = false;
-	for (size_t i = 0; rc == PX_OK && i < n_all; i++) {
-		struct pl_report_entry *e = &all[i];
-		any_annotated |= e->n_annotations > 0;
-		bool keep = (!e->rtc || e->start_ms >= since) &&
-		            (!until || !e->rtc || e->start_ms < until) &&
-		            (!c->serial || (e->serial && strcmp(e->serial, c->serial) == 0)) &&
-		            (!client || has_client(e, client)) &&
-		            (e->rtc || !n_files || since == 0);
-		if (!keep) {
-			pl_report_entry_clear(e);
-			continue;
-		}
-		if (k != i) {
-			all[k] = *e;
-			memset(e, 0, sizeof *e);
-		}
-		k++;
-	}
+	for (size_t i = 0; rc == PX_OK && i < n_all; i++)
+		any_annotated |= all[i].n_annotations > 0;
+	const struct period p = {.since = since, .until = until,
+	                         .undated = !n_files || since == 0,
+	                         .serial = c->serial, .client = client};
+	size_t k = rc == PX_OK ? keep_period(all, n_all, &p) : 0;
 	if (rc == PX_OK && client && !any_annotated)
 		ctl_warn("penctl: warning: no session of the period carries "
 		         "annotations, so none has client reference %s", client);
 	if (rc == PX_OK) {
 		struct out_file of;
 		rc = out_open(c, &of, out);
-		if (rc == PX_OK) {
-			int e = pl_report_overview_html(all, k, &o, of.f);
-			if (e != PL_OK) {
-				out_abort(&of);
-				rc = ctl_fail_pl(c, e);
-			} else {
-				rc = out_commit(c, &of);
-			}
-		}
+		if (rc == PX_OK)
+			rc = out_close(c, &of, pl_report_overview_html(all, k, &o, of.f));
 		if (rc == PX_OK)
 			rc = said(c, "the overview", out, "html", k);
 	}
@@ -741,11 +720,7 @@ static int fhir_dir(struct ctl *c, const char *dir,
 		snprintf(key.serial, sizeof key.serial, "%s", v[i].serial ? v[i].serial : "");
 		memcpy(key.uuid, v[i].uuid, 16);
 		char name[200], tmp[232];
-		pl_session_file_name(&key, v[i].seq, name, sizeof name - 16);
-		char *dot = strrchr(name, '.');
-		if (dot)
-			*dot = '\0';
-		strcat(name, ".fhir.json");
+		session_file_name_as(&key, v[i].seq, ".fhir.json", name, sizeof name);
 		snprintf(tmp, sizeof tmp, ".%s.tmp", name);
 		int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 		                              O_CLOEXEC, 0640);
@@ -832,36 +807,16 @@ int sessions_export_fhir(struct ctl *c, struct opt_iter *it)
 	size_t n_all = 0;
 	struct pl_device_info *devs = NULL;
 	size_t n_devs = 0;
-	if (rc == PX_OK) {
-		if (n_files) {
-			rc = file_entries(c, files, n_files, &all, &n_all);
-		} else {
-			rc = ctl_connect(c);
-			if (rc == PX_OK) {
-				int e = daemon_entries(c, c->serial, since, &all, &n_all);
-				if (e != PL_OK)
-					rc = ctl_fail_pl(c, e);
-				daemon_devices(c, &devs, &n_devs);
-			}
-		}
-	}
+	if (rc == PX_OK)
+		rc = read_entries(c, files, n_files, since, &all, &n_all);
+	if (rc == PX_OK && !n_files)
+		daemon_devices(c, &devs, &n_devs);
 	free(files);
-	/* files: --since and -s apply here as penlinkd applies them */
-	size_t k = 0;
-	for (size_t i = 0; rc == PX_OK && i < n_all; i++) {
-		struct pl_report_entry *e = &all[i];
-		bool keep = (!since || (e->rtc && e->start_ms >= since)) &&
-		            (!c->serial || (e->serial && strcmp(e->serial, c->serial) == 0));
-		if (!keep) {
-			pl_report_entry_clear(e);
-			continue;
-		}
-		if (k != i) {
-			all[k] = *e;
-			memset(e, 0, sizeof *e);
-		}
-		k++;
-	}
+	/* files: --since and -s apply here as penlinkd applies them (without
+	 * --since, every session, dated or not) */
+	const struct period p = {.since = since ? since : INT64_MIN,
+	                         .undated = !since, .serial = c->serial};
+	size_t k = rc == PX_OK ? keep_period(all, n_all, &p) : 0;
 	struct pl_fhir_options fo;
 	pl_fhir_options_init(&fo);
 	fo.devices = devs;

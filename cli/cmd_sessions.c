@@ -752,7 +752,7 @@ static int show_record(struct ctl *c, struct pl_record *r, const char *what,
 	return rc;
 }
 
-static int parse_failed(struct ctl *c, int e, const char *what)
+int record_parse_failed(struct ctl *c, int e, const char *what)
 {
 	if (e == PL_ERR_PARSE)
 		return ctl_fail_exit(c, PX_INTEGRITY, error_slug_for(e),
@@ -761,36 +761,47 @@ static int parse_failed(struct ctl *c, int e, const char *what)
 	return ctl_fail_code(c, e, "%s: %s", what, pl_error_message());
 }
 
-/*
- * The session a bare UUID names: with -s, that pen's; else the one session
- * of that UUID the backend lists.  Two pens may record equal UUIDs, so more
- * than one is a usage error that shows how to name each.
- */
-static int resolve_uuid(struct ctl *c, const char *text,
-                        struct pl_session_key *key)
+bool session_arg_valid(const char *arg)
+{
+	uint8_t uuid[16];
+	struct pl_session_key key;
+	return parse_uuid(arg, uuid) ||
+	       (strchr(arg, '/') && pl_session_key_parse(arg, &key) == PL_OK);
+}
+
+/* Two pens may record equal UUIDs: a bare one with more than one pen's
+ * session is ambiguous, and the error shows how to name each. */
+int session_arg_resolve(struct ctl *c, const char *arg,
+                        struct pl_session_key *key, struct session_entry *found)
 {
 	memset(key, 0, sizeof *key);
-	parse_uuid(text, key->uuid);
-	if (c->serial) {
-		if (strlen(c->serial) >= sizeof key->serial)
+	if (parse_uuid(arg, key->uuid)) {
+		if (c->serial && strlen(c->serial) >= sizeof key->serial)
 			return ctl_usage(c, "-s: a serial has at most %zu bytes",
 			                 sizeof key->serial - 1);
-		snprintf(key->serial, sizeof key->serial, "%s", c->serial);
-		return PX_OK;
+		if (c->serial)
+			snprintf(key->serial, sizeof key->serial, "%s", c->serial);
+	} else {
+		pl_session_key_parse(arg, key);
 	}
+	int rc = ctl_connect(c);
+	if (rc != PX_OK || (key->serial[0] && !found))
+		return rc; /* named whole: reading it says whether it is there */
 	struct session_entry *ss;
 	size_t n;
-	int rc = list_all(c, 0, &ss, &n);
+	rc = list_all(c, 0, &ss, &n);
 	if (rc != PX_OK)
 		return rc;
-	size_t found = 0;
+	const struct pl_session_key want = *key;
+	size_t hits = 0;
 	char names[1024] = "";
 	size_t len = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (memcmp(ss[i].key.uuid, key->uuid, 16) != 0)
-			continue;
-		if (!found++)
+	for (size_t i = 0; (i = session_find(ss, n, &want, i)) < n; i++) {
+		if (!hits++) {
 			*key = ss[i].key;
+			if (found)
+				*found = ss[i];
+		}
 		char k[160];
 		pl_session_key_format(&ss[i].key, PL_TEXT_TERMINAL, k, sizeof k);
 		if (len < sizeof names)
@@ -798,13 +809,24 @@ static int resolve_uuid(struct ctl *c, const char *text,
 			                        len ? ", " : "", k);
 	}
 	free(ss);
-	if (found == 1)
+	if (hits == 1)
 		return PX_OK;
-	if (!found)
-		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "no session %s", text);
+	if (!hits)
+		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "no session %s", arg);
 	return ctl_usage(c, "session %s is ambiguous: %zu pens recorded a "
 	                 "session with that UUID (%s); name one as SERIAL/UUID "
-	                 "or with -s SERIAL", text, found, names);
+	                 "or with -s SERIAL", arg, hits, names);
+}
+
+void session_file_name_as(const struct pl_session_key *key, uint32_t seq,
+                          const char *ext, char *out, size_t cap)
+{
+	char base[200];
+	pl_session_file_name(key, seq, base, sizeof base);
+	char *dot = strrchr(base, '.');
+	if (dot)
+		*dot = '\0';
+	snprintf(out, cap, "%s%s", base, ext);
 }
 
 static const struct optdef show_opts[] = {
@@ -839,20 +861,13 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 	if (stat(arg, &st) == 0) {
 		int e = pl_record_parse_file(arg, &r);
 		return e == PL_OK ? show_record(c, r, arg, samples, NULL)
-		                  : parse_failed(c, e, arg);
+		                  : record_parse_failed(c, e, arg);
 	}
-	struct pl_session_key key;
-	uint8_t uuid[16];
-	int rc;
-	if (parse_uuid(arg, uuid))
-		rc = resolve_uuid(c, arg, &key);
-	else if (strchr(arg, '/') && pl_session_key_parse(arg, &key) == PL_OK)
-		rc = PX_OK;
-	else
+	if (!session_arg_valid(arg))
 		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "%s: no such file, and not "
 		                     "a session (SERIAL/UUID or UUID)", arg);
-	if (rc == PX_OK)
-		rc = ctl_connect(c);
+	struct pl_session_key key;
+	int rc = session_arg_resolve(c, arg, &key, NULL);
 	if (rc != PX_OK)
 		return rc;
 	char what[160];
@@ -865,7 +880,7 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 	e = pl_record_parse(data ? data : (const uint8_t *)"", len, &r);
 	free(data);
 	if (e != PL_OK)
-		return parse_failed(c, e, what);
+		return record_parse_failed(c, e, what);
 	/* Through penlinkd (or central, which answers the same request) the
 	 * session's annotations come with it; a pen has none. */
 	Plctl__Response *ar = NULL;
@@ -926,16 +941,10 @@ static int sessions_annotate(struct ctl *c, struct opt_iter *it)
 	int rc = ctl_need_daemon(c, "sessions annotate");
 	if (rc != PX_OK)
 		return rc;
-	struct pl_session_key key;
-	uint8_t uuid_b[16];
-	if (parse_uuid(arg, uuid_b))
-		rc = resolve_uuid(c, arg, &key);
-	else if (strchr(arg, '/') && pl_session_key_parse(arg, &key) == PL_OK)
-		rc = PX_OK;
-	else
+	if (!session_arg_valid(arg))
 		return ctl_usage(c, "%s is not a session (SERIAL/UUID or UUID)", arg);
-	if (rc == PX_OK)
-		rc = ctl_connect(c);
+	struct pl_session_key key;
+	rc = session_arg_resolve(c, arg, &key, NULL);
 	if (rc != PX_OK)
 		return rc;
 	char uuid[37], what[160];
@@ -1100,11 +1109,8 @@ static int export_item(struct export_dir *sp, const Plctl__ExportChunk *ch)
 	memset(&key, 0, sizeof key);
 	snprintf(key.serial, sizeof key.serial, "%s", a->serial ? a->serial : "");
 	memcpy(key.uuid, a->uuid.data, 16);
-	char base[160], name[200], uuid[37];
-	pl_session_file_name(&key, a->seq, base, sizeof base);
-	char *dot = strrchr(base, '.');
-	if (dot)
-		*dot = '\0';
+	char base[200], name[240], uuid[37];
+	session_file_name_as(&key, a->seq, "", base, sizeof base);
 	snprintf(name, sizeof name, "%s.%s", base, sp->ext);
 	/* Two sessions never share a file: hostile serials may clean to the
 	 * same text. */

@@ -331,6 +331,30 @@ int complete_words(struct ctl *c, const struct cmd_group *const *groups,
                    const struct optdef *global, int cword, int nwords,
                    char **words);
 int sessions_export_fhir(struct ctl *c, struct opt_iter *it);
+/* cmd_sessions.c: what sessions show, annotate and report share.  Is arg a
+ * session's name (SERIAL/UUID, or a UUID)? */
+bool session_arg_valid(const char *arg);
+/*
+ * The session arg names (session_arg_valid): SERIAL/UUID, or a UUID, with
+ * -s that pen's, else the one session of that UUID the backend lists (more
+ * than one is a usage error naming each).  Connects.  found (may be NULL):
+ * the backend must list the session and *found is its entry.  An exit
+ * code, reported.
+ */
+int session_arg_resolve(struct ctl *c, const char *arg,
+                        struct pl_session_key *key, struct session_entry *found);
+/* A record that did not parse: exit 8 (integrity) when it is not a valid
+ * record, else e's exit code; reported. */
+int record_parse_failed(struct ctl *c, int e, const char *what);
+/* A session's file name (pl_session_file_name) with ext in place of
+ * ".plrec": ".html", ".fhir.json", or "" for the name alone. */
+void session_file_name_as(const struct pl_session_key *key, uint32_t seq,
+                          const char *ext, char *out, size_t cap);
+/* backend.c: the index of the first entry of v from `from` on that key
+ * names (its UUID, and its serial unless key's is "": any pen); n if
+ * none. */
+size_t session_find(const struct session_entry *v, size_t n,
+                    const struct pl_session_key *key, size_t from);
 
 struct opt_iter {
 	int argc;
