@@ -20,25 +20,30 @@ const char *trace_level_name(uint32_t level)
 
 /* ------------------------------------------------------------------ list */
 
+static json_object *pen_state_json(const void *pen)
+{
+	const Plctl__Pen *p = pen;
+	return json_object_new_string(plc_pen_state_name(p->state));
+}
+
+static const struct json_field pen_fields[] = {
+	JF(NULL, "serial", JK_STR, Plctl__Pen, serial),
+	JF(NULL, "port", JK_STR, Plctl__Pen, port),
+	JF(NULL, "usb", JK_PBOOL, Plctl__Pen, usb),
+	JF_MAKE(NULL, "state", pen_state_json),
+	JF(NULL, "model", JK_STR, Plctl__Pen, model),
+	JF(NULL, "fw_version", JK_STR, Plctl__Pen, fw_version),
+	JF(NULL, "sessions_on_pen", JK_U32, Plctl__Pen, sessions_on_pen),
+	JF(NULL, "sessions_pending", JK_U32, Plctl__Pen, sessions_pending),
+	JF(NULL, "download_done", JK_U64, Plctl__Pen, download_done),
+	JF(NULL, "download_total", JK_U64, Plctl__Pen, download_total),
+	JF(NULL, "last_error", JK_STR, Plctl__Pen, last_error),
+};
+
 static json_object *pen_json(const Plctl__Pen *p)
 {
 	json_object *o = json_object_new_object();
-	json_object_object_add(o, "serial", json_str(p->serial));
-	json_object_object_add(o, "port", json_str(p->port));
-	json_object_object_add(o, "usb", json_object_new_boolean(p->usb));
-	json_object_object_add(o, "state",
-	                       json_object_new_string(plc_pen_state_name(p->state)));
-	json_object_object_add(o, "model", json_str(p->model));
-	json_object_object_add(o, "fw_version", json_str(p->fw_version));
-	json_object_object_add(o, "sessions_on_pen",
-	                       json_object_new_int64(p->sessions_on_pen));
-	json_object_object_add(o, "sessions_pending",
-	                       json_object_new_int64(p->sessions_pending));
-	json_object_object_add(o, "download_done",
-	                       json_object_new_uint64(p->download_done));
-	json_object_object_add(o, "download_total",
-	                       json_object_new_uint64(p->download_total));
-	json_object_object_add(o, "last_error", json_str(p->last_error));
+	json_add_fields(o, p, pen_fields, sizeof pen_fields / sizeof *pen_fields);
 	return o;
 }
 
@@ -132,26 +137,46 @@ static const char *event_kind_name(Plctl__EventKind k)
 	}
 }
 
+static json_object *event_kind_json(const void *event)
+{
+	const Plctl__Event *ev = event;
+	return json_object_new_string(event_kind_name(ev->kind));
+}
+
+static json_object *event_uuid_json(const void *event)
+{
+	const Plctl__Event *ev = event;
+	return ev->uuid.len == 16 ? json_uuid(ev->uuid.data) : NULL;
+}
+
+static json_object *event_state_json(const void *event)
+{
+	const Plctl__Event *ev = event;
+	return ev->state != PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED
+	           ? json_object_new_string(plc_pen_state_name(ev->state))
+	           : NULL;
+}
+
+/* An event's JSON line (and "level" after these for a trace line). */
+static const struct json_field event_fields[] = {
+	JF(NULL, "utc_ms", JK_I64, Plctl__Event, utc_ms),
+	JF_MAKE(NULL, "kind", event_kind_json),
+	JF(NULL, "serial", JK_STR, Plctl__Event, serial),
+	JF(NULL, "port", JK_STR, Plctl__Event, port),
+	JF_MAKE(NULL, "uuid", event_uuid_json),
+	JF(NULL, "done", JK_U64, Plctl__Event, done),
+	JF(NULL, "total", JK_U64, Plctl__Event, total),
+	JF(NULL, "message", JK_STR, Plctl__Event, message),
+	JF_MAKE(NULL, "state", event_state_json),
+};
+
 static void monitor_event(struct ctl *c, const Plctl__Event *ev)
 {
 	bool have_uuid = ev->uuid.len == 16;
 	if (c->json) {
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
-		json_object_object_add(o, "kind",
-		                       json_object_new_string(event_kind_name(ev->kind)));
-		json_object_object_add(o, "serial", json_str(ev->serial));
-		json_object_object_add(o, "port", json_str(ev->port));
-		json_object_object_add(o, "uuid",
-		                       have_uuid ? json_uuid(ev->uuid.data) : NULL);
-		json_object_object_add(o, "done", json_object_new_uint64(ev->done));
-		json_object_object_add(o, "total", json_object_new_uint64(ev->total));
-		json_object_object_add(o, "message", json_str(ev->message));
-		json_object_object_add(
-		    o, "state",
-		    ev->state != PLCTL__PEN_STATE__PEN_STATE_UNSPECIFIED
-		        ? json_object_new_string(plc_pen_state_name(ev->state))
-		        : NULL);
+		json_add_fields(o, ev, event_fields,
+		                sizeof event_fields / sizeof *event_fields);
 		if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_TRACE)
 			json_object_object_add(o, "level", json_object_new_int64(ev->level));
 		ctl_emit_json_line(o);

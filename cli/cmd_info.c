@@ -32,68 +32,77 @@ static void caps_text(uint32_t bits, char *out, size_t cap)
 		snprintf(out, cap, "none");
 }
 
+static json_object *caps_json(const void *info)
+{
+	const struct pl_device_info *in = info;
+	json_object *cl = json_object_new_array();
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+		if (in->capabilities & caps[i].bit)
+			json_object_array_add(cl, json_object_new_string(caps[i].name));
+	return cl;
+}
+
+static json_object *rates_json(const void *info)
+{
+	const struct pl_device_info *in = info;
+	json_object *rates = json_object_new_array();
+	for (uint32_t i = 0; i < in->speed_levels && i < PL_MAX_SPEED_LEVELS; i++)
+		json_object_array_add(rates, json_object_new_int64(in->stroke_rate_hz[i]));
+	return rates;
+}
+
+#define INFO(group, key, kind, member) \
+	JF(group, key, kind, struct pl_device_info, member)
+/* penctl --json info after "serial" and "handshake_serial" (and before
+ * "link"). */
+static const struct json_field info_fields[] = {
+	INFO(NULL, "model", JK_CHARS, model),
+	INFO(NULL, "hw_revision", JK_CHARS, hw_revision),
+	INFO(NULL, "fw_version", JK_CHARS, fw_version),
+	INFO(NULL, "protocol_version", JK_U32, protocol_version),
+	JF_MAKE(NULL, "capabilities", caps_json),
+	INFO(NULL, "capability_bits", JK_U32, capabilities),
+	INFO("limits", "depth_min_mm", JK_MM, depth_min_um),
+	INFO("limits", "depth_max_mm", JK_MM, depth_max_um),
+	INFO("limits", "depth_step_mm", JK_MM, depth_step_um),
+	INFO("limits", "slow_lock_depth_mm", JK_MM, slow_lock_depth_um),
+	INFO("limits", "speed_levels", JK_U32, speed_levels),
+	JF_MAKE("limits", "stroke_rate_hz", rates_json),
+	INFO("limits", "max_presets", JK_U32, max_presets),
+	INFO("counters", "total_strokes", JK_U64, total_strokes),
+	INFO("counters", "motor_seconds", JK_U64, motor_seconds),
+	INFO("battery", "percent", JK_U32, battery_percent),
+	INFO("battery", "mv", JK_U32, battery_mv),
+	INFO("battery", "charging", JK_BOOL, charging),
+};
+#undef INFO
+
+static json_object *link_stats_json(const void *link)
+{
+	return json_link_stats(&((const struct link_info *)link)->stats);
+}
+
+static const struct json_field link_fields[] = {
+	JF(NULL, "protocol_version", JK_U32, struct link_info, protocol_version),
+	JF(NULL, "max_frame", JK_U32, struct link_info, max_frame),
+	JF(NULL, "max_in_flight", JK_U32, struct link_info, max_in_flight),
+	JF_MAKE(NULL, "stats", link_stats_json),
+};
+
 static json_object *info_json(const char *serial, const struct pl_device_info *in,
                               const struct link_info *ln)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "serial", json_object_new_string(in->serial));
 	json_object_object_add(o, "handshake_serial", json_object_new_string(serial));
-	json_object_object_add(o, "model", json_object_new_string(in->model));
-	json_object_object_add(o, "hw_revision",
-	                       json_object_new_string(in->hw_revision));
-	json_object_object_add(o, "fw_version",
-	                       json_object_new_string(in->fw_version));
-	json_object_object_add(o, "protocol_version",
-	                       json_object_new_int64(in->protocol_version));
-	json_object *cl = json_object_new_array();
-	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
-		if (in->capabilities & caps[i].bit)
-			json_object_array_add(cl, json_object_new_string(caps[i].name));
-	json_object_object_add(o, "capabilities", cl);
-	json_object_object_add(o, "capability_bits",
-	                       json_object_new_int64(in->capabilities));
-
-	json_object *lim = json_object_new_object();
-	json_object_object_add(lim, "depth_min_mm", json_depth_mm(in->depth_min_um));
-	json_object_object_add(lim, "depth_max_mm", json_depth_mm(in->depth_max_um));
-	json_object_object_add(lim, "depth_step_mm", json_depth_mm(in->depth_step_um));
-	json_object_object_add(lim, "slow_lock_depth_mm",
-	                       json_depth_mm(in->slow_lock_depth_um));
-	json_object_object_add(lim, "speed_levels",
-	                       json_object_new_int64(in->speed_levels));
-	json_object *rates = json_object_new_array();
-	for (uint32_t i = 0; i < in->speed_levels && i < PL_MAX_SPEED_LEVELS; i++)
-		json_object_array_add(rates, json_object_new_int64(in->stroke_rate_hz[i]));
-	json_object_object_add(lim, "stroke_rate_hz", rates);
-	json_object_object_add(lim, "max_presets",
-	                       json_object_new_int64(in->max_presets));
-	json_object_object_add(o, "limits", lim);
-
-	json_object *cnt = json_object_new_object();
-	json_object_object_add(cnt, "total_strokes",
-	                       json_object_new_uint64(in->total_strokes));
-	json_object_object_add(cnt, "motor_seconds",
-	                       json_object_new_uint64(in->motor_seconds));
-	json_object_object_add(o, "counters", cnt);
-
-	json_object *bat = json_object_new_object();
-	json_object_object_add(bat, "percent",
-	                       json_object_new_int64(in->battery_percent));
-	json_object_object_add(bat, "mv", json_object_new_int64(in->battery_mv));
-	json_object_object_add(bat, "charging", json_object_new_boolean(in->charging));
-	json_object_object_add(o, "battery", bat);
+	json_add_fields(o, in, info_fields, sizeof info_fields / sizeof *info_fields);
 
 	/* Through penlinkd there is no link of penctl's own: null. */
 	json_object *lk = NULL;
 	if (ln) {
 		lk = json_object_new_object();
-		json_object_object_add(lk, "protocol_version",
-		                       json_object_new_int64(ln->protocol_version));
-		json_object_object_add(lk, "max_frame",
-		                       json_object_new_int64(ln->max_frame));
-		json_object_object_add(lk, "max_in_flight",
-		                       json_object_new_int64(ln->max_in_flight));
-		json_object_object_add(lk, "stats", json_link_stats(&ln->stats));
+		json_add_fields(lk, ln, link_fields,
+		                sizeof link_fields / sizeof *link_fields);
 	}
 	json_object_object_add(o, "link", lk);
 	return o;

@@ -287,6 +287,46 @@ json_object *json_str(const char *s)
 	return json_object_new_string(s ? s : "");
 }
 
+void json_add_fields(json_object *o, const void *obj,
+                     const struct json_field *f, size_t n)
+{
+	static const size_t size[] = {
+	    [JK_STR] = sizeof(const char *), [JK_BOOL] = sizeof(bool),
+	    [JK_PBOOL] = sizeof(protobuf_c_boolean), [JK_U32] = sizeof(uint32_t),
+	    [JK_U64] = sizeof(uint64_t), [JK_I64] = sizeof(int64_t),
+	    [JK_MM] = sizeof(uint32_t),
+	};
+	for (; n--; f++) {
+		json_object *to = o;
+		if (f->group && !json_object_object_get_ex(o, f->group, &to)) {
+			to = json_object_new_object();
+			json_object_object_add(o, f->group, to);
+		}
+		if (f->kind != JK_CHARS && f->kind != JK_MAKE &&
+		    f->size != size[f->kind]) {
+			fprintf(stderr, "penctl: JSON field %s: member of %zu bytes "
+			        "for its kind\n", f->key, f->size);
+			abort();
+		}
+		const void *m = (const char *)obj + f->offset;
+		json_object *v = NULL;
+		switch (f->kind) {
+		case JK_STR: v = json_str(*(const char *const *)m); break;
+		case JK_CHARS: v = json_str(m); break;
+		case JK_BOOL: v = json_object_new_boolean(*(const bool *)m); break;
+		case JK_PBOOL:
+			v = json_object_new_boolean(*(const protobuf_c_boolean *)m);
+			break;
+		case JK_U32: v = json_object_new_int64(*(const uint32_t *)m); break;
+		case JK_U64: v = json_object_new_uint64(*(const uint64_t *)m); break;
+		case JK_I64: v = json_object_new_int64(*(const int64_t *)m); break;
+		case JK_MM: v = json_depth_mm(*(const uint32_t *)m); break;
+		case JK_MAKE: v = f->make(obj); break;
+		}
+		json_object_object_add(to, f->key, v);
+	}
+}
+
 json_object *json_hex(const uint8_t *data, size_t len)
 {
 	char buf[2 * 64 + 1];

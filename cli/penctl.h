@@ -459,6 +459,38 @@ json_object *json_preset(const struct pl_preset *p);
 json_object *json_preset_set(const struct pl_preset_set *set);
 json_object *json_link_stats(const struct pl_link_stats *st);
 
+/*
+ * A JSON document's fields as a table (mmcli-style): each row names a key,
+ * the nested object it goes in (NULL: the document itself; objects are
+ * made where first named, so the table's order is the document's) and the
+ * struct member it comes from, by its kind.  JF() checks a member's size
+ * against its kind when the document is built (a wrong kind aborts: every
+ * test that prints the document finds it).
+ */
+enum json_kind {
+	JK_STR,   /* const char * (NULL: "") */
+	JK_CHARS, /* char[] */
+	JK_BOOL,  /* bool */
+	JK_PBOOL, /* protobuf_c_boolean */
+	JK_U32,   /* uint32_t */
+	JK_U64,   /* uint64_t */
+	JK_I64,   /* int64_t */
+	JK_MM,    /* uint32_t micrometres: json_depth_mm */
+	JK_MAKE,  /* make(the struct) */
+};
+struct json_field {
+	const char *group, *key;
+	enum json_kind kind;
+	size_t offset, size;
+	json_object *(*make)(const void *obj);
+};
+#define JF(group, key, kind, type, member)                                 \
+	{group, key, kind, offsetof(type, member), sizeof ((type *)0)->member, \
+	 NULL}
+#define JF_MAKE(group, key, make) {group, key, JK_MAKE, 0, 0, make}
+void json_add_fields(json_object *o, const void *obj,
+                     const struct json_field *f, size_t n);
+
 /* Aligned text tables. */
 struct table;
 struct table *table_new(size_t ncols, const char *const *headers,
