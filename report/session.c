@@ -1,5 +1,6 @@
 /* The HTML treatment report of one session. */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,36 @@ static void row_open(FILE *f, const char *th)
 	fputs("<tr><th>", f);
 	rh_text(f, th);
 	fputs("</th><td>", f);
+}
+
+/* A table row with a header cell and formatted text (rh_textf). */
+static void row_textf(FILE *f, const char *th, const char *fmt, ...)
+    RP_PRINTF(3, 4);
+
+static void row_textf(FILE *f, const char *th, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	row_text(f, th, buf);
+}
+
+static void row_time(FILE *f, const char *th, int64_t ms, bool rtc)
+{
+	row_open(f, th);
+	rh_time(f, ms, rtc);
+	fputs("</td></tr>\n", f);
+}
+
+/* A row whose text is an identifier, set in monospace. */
+static void row_mono(FILE *f, const char *th, const char *raw)
+{
+	row_open(f, th);
+	fputs("<span class=\"mono\">", f);
+	rh_text(f, raw);
+	fputs("</span></td></tr>\n", f);
 }
 
 static const char *needles_text(uint32_t n, char buf[32])
@@ -165,19 +196,10 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 	row_text(f, "firmware", e->fw_version && *e->fw_version ? e->fw_version
 	                                                       : "unknown");
 	fputs("</table></div>\n<div><h2>Session</h2><table class=\"kv\">\n", f);
-	row_open(f, "UUID");
-	fputs("<span class=\"mono\">", f);
-	rh_text(f, uuid);
-	fputs("</span></td></tr>\n", f);
-	row_open(f, "sequence");
-	rh_textf(f, "%" PRIu32, e->seq);
-	fputs("</td></tr>\n", f);
-	row_open(f, "start");
-	rh_time(f, e->start_ms, e->rtc);
-	fputs("</td></tr>\n", f);
-	row_open(f, "end");
-	rh_time(f, e->end_ms, e->rtc);
-	fputs("</td></tr>\n", f);
+	row_mono(f, "UUID", uuid);
+	row_textf(f, "sequence", "%" PRIu32, e->seq);
+	row_time(f, "start", e->start_ms, e->rtc);
+	row_time(f, "end", e->end_ms, e->rtc);
 	row_open(f, "duration");
 	rh_span(f, e->end_ms > e->start_ms
 	               ? ((uint64_t)e->end_ms - (uint64_t)e->start_ms) / 1000u
@@ -200,15 +222,10 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 	fputs("&ldquo;", f);
 	rh_text(f, e->preset_name);
 	fputs("&rdquo;</td></tr>\n", f);
-	row_open(f, "revision");
-	rh_textf(f, "%" PRIu32, e->preset_revision);
-	fputs("</td></tr>\n", f);
-	row_open(f, "depth");
-	rh_textf(f, "%s mm", pl_depth_format_mm(e->preset_depth_um, PL_MM_FIXED, mm));
-	fputs("</td></tr>\n", f);
-	row_open(f, "speed");
-	rh_textf(f, "level %" PRIu32, e->preset_speed);
-	fputs("</td></tr>\n", f);
+	row_textf(f, "revision", "%" PRIu32, e->preset_revision);
+	row_textf(f, "depth", "%s mm",
+	          pl_depth_format_mm(e->preset_depth_um, PL_MM_FIXED, mm));
+	row_textf(f, "speed", "level %" PRIu32, e->preset_speed);
 	row_text(f, "area", e->preset_area >= 0 ? rh_area(e->preset_area, buf)
 	                                        : "none");
 	row_text(f, "needles", needles_text(e->preset_needles, buf));
@@ -219,25 +236,19 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 		rh_text(f, "none");
 	fputs("</td></tr>\n</table>\n<h2>Cartridge</h2><table class=\"kv\">\n", f);
 	row_text(f, "needles", needles_text(e->cart_needles, buf));
-	row_open(f, "needle length");
-	rh_textf(f, "%s mm", pl_depth_format_mm(e->cart_length_um, PL_MM_FIXED, mm));
-	fputs("</td></tr>\n", f);
+	row_textf(f, "needle length", "%s mm",
+	          pl_depth_format_mm(e->cart_length_um, PL_MM_FIXED, mm));
 	row_text(f, "lot", e->cart_lot && *e->cart_lot ? e->cart_lot : "unknown");
-	row_open(f, "UID");
-	fputs("<span class=\"mono\">", f);
-	rh_text(f, e->cart_uid && *e->cart_uid ? e->cart_uid : "none");
-	fputs("</span></td></tr>\n</table></div>\n", f);
+	row_mono(f, "UID", e->cart_uid && *e->cart_uid ? e->cart_uid : "none");
+	fputs("</table></div>\n", f);
 
 	fputs("<div><h2>Summary</h2><table class=\"kv\">\n", f);
 	row_open(f, "run time");
 	rh_span(f, e->run_time_s);
 	fputs(" (motor running)</td></tr>\n", f);
-	row_open(f, "strokes");
-	rh_textf(f, "%" PRIu64, e->strokes);
-	fputs("</td></tr>\n", f);
-	row_open(f, "max depth");
-	rh_textf(f, "%s mm", pl_depth_format_mm(e->max_depth_um, PL_MM_FIXED, mm));
-	fputs("</td></tr>\n", f);
+	row_textf(f, "strokes", "%" PRIu64, e->strokes);
+	row_textf(f, "max depth", "%s mm",
+	          pl_depth_format_mm(e->max_depth_um, PL_MM_FIXED, mm));
 	row_open(f, "errors");
 	if (e->errors)
 		fputs("<span class=\"err\">", f);
@@ -412,13 +423,8 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 	pl_sha256(data, len, sha);
 	pl_hex_format(sha, 32, hex);
 	fputs("<section><h2>Record</h2><table class=\"kv\">\n", f);
-	row_open(f, "SHA-256");
-	fputs("<span class=\"mono\">", f);
-	rh_text(f, hex);
-	fputs("</span></td></tr>\n", f);
-	row_open(f, "size");
-	rh_textf(f, "%zu bytes", len);
-	fputs("</td></tr>\n", f);
+	row_mono(f, "SHA-256", hex);
+	row_textf(f, "size", "%zu bytes", len);
 	if (o->origin.have_listed_sha256) {
 		bool same = memcmp(sha, o->origin.listed_sha256, 32) == 0;
 		row_open(f, "digest check");
