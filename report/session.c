@@ -320,35 +320,39 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 	size_t n_steps = 0;
 	struct rp_step *steps = set_depth_steps(e, &n_steps);
 	fputs("<section class=\"long\"><h2>Telemetry</h2>\n", f);
-	struct rp_plot p = {
-		.title = "Needle depth: measured against set",
-		.y_label = "depth (mm)",
-		.color = "#1f5fa8",
-		.css_class = "depth",
-		.v = tel.depth_um, .n = tel.count, .dt_s = dt, .scale = 0.001,
-		.decimals = 2, .t_total_s = T, .y_from_zero = true,
-		.columns = o->plot_columns,
-		.steps = steps, .n_steps = n_steps, .step_label = "set depth",
-		.markers = mk, .n_markers = n_mk,
+	/* The three plots differ only in these (sigrok-style: the table is
+	 * the list of plots). */
+	const struct {
+		const char *title, *y_label, *color, *css_class;
+		const uint32_t *v;
+		double scale;
+		int decimals;
+		bool y_from_zero, set_depth;
+	} series[] = {
+		{"Needle depth: measured against set", "depth (mm)", "#1f5fa8",
+		 "depth", tel.depth_um, 0.001, 2, true, true},
+		{"Motor current", "current (mA)", "#2e7d32", "current",
+		 tel.current_ma, 1, 0, true, false},
+		{"Battery voltage", "battery (mV)", "#e65100", "battery",
+		 tel.battery_mv, 1, 0, false, false},
 	};
-	rp_plot_svg(f, &p);
-	p.title = "Motor current";
-	p.y_label = "current (mA)";
-	p.color = "#2e7d32";
-	p.css_class = "current";
-	p.v = tel.current_ma;
-	p.scale = 1;
-	p.decimals = 0;
-	p.steps = NULL;
-	p.n_steps = 0;
-	rp_plot_svg(f, &p);
-	p.title = "Battery voltage";
-	p.y_label = "battery (mV)";
-	p.color = "#e65100";
-	p.css_class = "battery";
-	p.v = tel.battery_mv;
-	p.y_from_zero = false;
-	rp_plot_svg(f, &p);
+	for (size_t i = 0; i < sizeof series / sizeof *series; i++) {
+		struct rp_plot p = {
+			.title = series[i].title,
+			.y_label = series[i].y_label,
+			.color = series[i].color,
+			.css_class = series[i].css_class,
+			.v = series[i].v, .n = tel.count, .dt_s = dt,
+			.scale = series[i].scale, .decimals = series[i].decimals,
+			.t_total_s = T, .y_from_zero = series[i].y_from_zero,
+			.columns = o->plot_columns,
+			.steps = series[i].set_depth ? steps : NULL,
+			.n_steps = series[i].set_depth ? n_steps : 0,
+			.step_label = "set depth",
+			.markers = mk, .n_markers = n_mk,
+		};
+		rp_plot_svg(f, &p);
+	}
 	rp_marker_legend(f);
 	fputs("</section>\n", f);
 	free(mk);
