@@ -15,6 +15,7 @@
 
 #include "penemu.h"
 #include "record.pb-c.h"
+#include "treat.h"
 
 #define MIN_MS 60000u
 #define DAY_MS 86400000LL
@@ -243,6 +244,33 @@ struct samples {
 	size_t cap;
 };
 
+/* One telemetry sample: the needle stops a little short of the set depth,
+ * never beyond it (the depth stop is mechanical), the motor draws more at
+ * higher speed and depth, and the cell sags under load.  noise is one draw
+ * of the generator. */
+void gen_sample(bool running, uint32_t depth_um, uint32_t speed,
+                uint32_t battery_mv, uint64_t noise, struct gen_sample *out)
+{
+	uint32_t mv = battery_mv + (uint32_t)(noise % 9u) - 4u;
+
+	if (running) {
+		uint32_t d = depth_um - (uint32_t)((noise >> 8) % 26u);
+		int32_t ma = 170 + (int32_t)speed * 50 + (int32_t)(d / 25u) +
+		             (int32_t)((noise >> 16) % 41u) - 20;
+		if (ma < 200)
+			ma = 200;
+		if (ma > 600)
+			ma = 600;
+		out->depth_um = d;
+		out->current_ma = (uint32_t)ma;
+		out->battery_mv = mv - 35u; /* sag under motor load */
+	} else {
+		out->depth_um = 0;
+		out->current_ma = 8u + (uint32_t)((noise >> 16) % 13u);
+		out->battery_mv = mv;
+	}
+}
+
 /* Fills n samples taken every interval_us along the timeline. */
 static int fill_samples(struct samples *sm, size_t n, uint32_t interval_us,
                         const struct timeline *tl, const struct battery *bat,
@@ -269,31 +297,16 @@ static int fill_samples(struct samples *sm, size_t n, uint32_t interval_us,
 	for (size_t i = 0; i < n; i++) {
 		uint32_t t = (uint32_t)((uint64_t)i * interval_us / 1000u);
 		const struct seg *s;
-		uint64_t x = emu_rng_next(&r);
-		uint32_t mv;
+		struct gen_sample g;
 
 		while (si + 1 < tl->nseg && t >= tl->seg[si].t1)
 			si++;
 		s = &tl->seg[si];
-		mv = battery_at(bat, t) + (uint32_t)(x % 9u) - 4u;
-		if (s->running) {
-			/* The needle stops a little short of the set depth,
-			 * never beyond it (the depth stop is mechanical). */
-			uint32_t d = s->depth_um - (uint32_t)((x >> 8) % 26u);
-			int32_t ma = 170 + (int32_t)s->speed * 50 + (int32_t)(d / 25u) +
-			             (int32_t)((x >> 16) % 41u) - 20;
-			if (ma < 200)
-				ma = 200;
-			if (ma > 600)
-				ma = 600;
-			sm->depth[i] = d;
-			sm->current[i] = (uint32_t)ma;
-			sm->battery[i] = mv - 35u; /* sag under motor load */
-		} else {
-			sm->depth[i] = 0;
-			sm->current[i] = 8u + (uint32_t)((x >> 16) % 13u);
-			sm->battery[i] = mv;
-		}
+		gen_sample(s->running, s->depth_um, s->speed, battery_at(bat, t),
+		           emu_rng_next(&r), &g);
+		sm->depth[i] = g.depth_um;
+		sm->current[i] = g.current_ma;
+		sm->battery[i] = g.battery_mv;
 	}
 	return 0;
 }
@@ -309,6 +322,93 @@ static void sha256(const uint8_t *data, size_t len, uint8_t out[32])
 }
 
 static const uint32_t cartridge_needles[] = {12, 24, 36, 42, 0};
+
+/* FNV-1a, to fold a serial into a seed. */
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; s && *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h;
+}
+
+/* A session's UUID: 16 draws of the session's generator (as ever, so the
+ * rest of the record does not move) mixed with a stream derived from the
+ * serial (or --uuid-serial) and the sequence number, so two pens on one
+ * seed record different UUIDs, and a pen told to derive them as if it were
+ * another records that pen's. */
+static void make_uuid(struct emu_rng *r, const struct gen_params *gp,
+                      uint32_t seq, uint8_t uuid[16])
+{
+	const char *who = gp->uuid_serial ? gp->uuid_serial : gp->serial;
+	uint64_t x = fnv1a(who) ^ ((uint64_t)seq * 0xd6e8feb86659fd93ull);
+	uint64_t k[2];
+
+	k[0] = emu_splitmix(&x);
+	k[1] = emu_splitmix(&x);
+	for (int i = 0; i < 16; i++)
+		uuid[i] = (uint8_t)emu_rng_next(r) ^ (uint8_t)(k[i / 8] >> (8 * (i % 8)));
+	uuid[6] = (uint8_t)((uuid[6] & 0x0fu) | 0x40u); /* version 4 */
+	uuid[8] = (uint8_t)((uuid[8] & 0x3fu) | 0x80u); /* RFC 4122 variant */
+}
+
+/* The cartridge's needle length, lot and tag UID, from r. */
+static void make_cartridge(struct emu_rng *r, const struct gen_params *gp,
+                           uint32_t needles, Pl__Cartridge *cart, char lot[16],
+                           uint8_t uid[7])
+{
+	cart->needle_count = needles;
+	cart->needle_length_um = gp->info->depth_max_um >= 2500 ? 3000 : 2500;
+	snprintf(lot, 16, "L24-%04u", emu_rng_range(r, 0, 9999));
+	cart->lot = lot;
+	uid[0] = 0x04; /* NXP, as on NTAG cartridge tags */
+	for (size_t i = 1; i < 7; i++)
+		uid[i] = (uint8_t)emu_rng_next(r);
+	cart->uid.data = uid;
+	cart->uid.len = 7;
+}
+
+static void make_preset(const struct pl_fw_preset *p, Pl__Preset *pp)
+{
+	pp->id = p->id;
+	pp->name = (char *)p->name;
+	pp->depth_um = p->depth_um;
+	pp->speed_level = p->speed_level;
+	pp->area = (Pl__Area)p->area;
+	pp->needle_count = p->needle_count;
+	pp->max_duration_s = p->max_duration_s;
+}
+
+/* Packs rec (size bytes, as measured) and stores it with its digest; *meta
+ * gets the id the flash assigned. */
+static int store_record(struct flash *f, const Pl__SessionRecord *rec,
+                        size_t size, uint64_t strokes, uint64_t run_s,
+                        struct pl_session_info *meta)
+{
+	uint8_t *buf = malloc(size ? size : 1);
+	int rc = -1;
+
+	if (!buf)
+		return -1;
+	if (pl__session_record__pack(rec, buf) != size) {
+		fprintf(stderr, "penemu: packing a session record failed\n");
+		goto out;
+	}
+	memset(meta, 0, sizeof *meta);
+	memcpy(meta->uuid, rec->uuid.data, sizeof meta->uuid);
+	meta->seq = rec->seq;
+	meta->start_ms = rec->start_ms;
+	meta->end_ms = rec->end_ms;
+	meta->rtc_time = rec->time_source == PL__TIME_SOURCE__TIME_SOURCE_RTC;
+	sha256(buf, size, meta->sha256);
+	if (flash_session_add(f, meta, buf, size, strokes, run_s) != 0)
+		goto out;
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
 
 static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
                    uint32_t seq, const struct pl_fw_preset *presets,
@@ -333,7 +433,6 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 	int64_t start, slot;
 	size_t n = 0, base, size = 0;
 	uint64_t noise_seed;
-	uint8_t *buf = NULL;
 	int rc = -1;
 
 	memset(&tl, 0, sizeof tl);
@@ -341,10 +440,7 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 	emu_rng_seed(&r, gp->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)seq << 17));
 	noise_seed = emu_rng_next(&r);
 
-	for (int i = 0; i < 16; i++)
-		uuid[i] = (uint8_t)emu_rng_next(&r);
-	uuid[6] = (uint8_t)((uuid[6] & 0x0fu) | 0x40u); /* version 4 */
-	uuid[8] = (uint8_t)((uuid[8] & 0x3fu) | 0x80u); /* RFC 4122 variant */
+	make_uuid(&r, gp, seq, uuid);
 
 	/* Spread the sessions over four weeks ending two weeks ago, in clinic
 	 * hours when each gets a day or more. */
@@ -375,23 +471,8 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 	if (build_timeline(&tl, &r, gp->info, p, dur, &bat) != 0)
 		goto out;
 
-	pp.id = p->id;
-	pp.name = (char *)p->name;
-	pp.depth_um = p->depth_um;
-	pp.speed_level = p->speed_level;
-	pp.area = (Pl__Area)p->area;
-	pp.needle_count = p->needle_count;
-	pp.max_duration_s = p->max_duration_s;
-
-	cart.needle_count = tl.needles;
-	cart.needle_length_um = gp->info->depth_max_um >= 2500 ? 3000 : 2500;
-	snprintf(lot, sizeof lot, "L24-%04u", emu_rng_range(&r, 0, 9999));
-	cart.lot = lot;
-	uid[0] = 0x04; /* NXP, as on NTAG cartridge tags */
-	for (size_t i = 1; i < sizeof uid; i++)
-		uid[i] = (uint8_t)emu_rng_next(&r);
-	cart.uid.data = uid;
-	cart.uid.len = sizeof uid;
+	make_preset(p, &pp);
+	make_cartridge(&r, gp, tl.needles, &cart, lot, uid);
 
 	evp = malloc(tl.nev * sizeof *evp);
 	if (!evp)
@@ -450,27 +531,12 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 			n = (size_t)((long long)n + (long long)(delta / per));
 	}
 
-	buf = malloc(size ? size : 1);
-	if (!buf)
-		goto out;
-	if (pl__session_record__pack(&rec, buf) != size) {
-		fprintf(stderr, "penemu: packing a session record failed\n");
-		goto out;
-	}
-	memset(&meta, 0, sizeof meta);
-	memcpy(meta.uuid, uuid, sizeof uuid);
-	meta.seq = seq;
-	meta.start_ms = rec.start_ms;
-	meta.end_ms = rec.end_ms;
-	meta.rtc_time = true;
-	sha256(buf, size, meta.sha256);
-	if (flash_session_add(f, &meta, buf, size, tl.strokes, tl.run_ms / 1000u) != 0)
+	if (store_record(f, &rec, size, tl.strokes, tl.run_ms / 1000u, &meta) != 0)
 		goto out;
 	rc = 0;
 out:
 	if (rc != 0)
 		fprintf(stderr, "penemu: could not generate session %u\n", seq);
-	free(buf);
 	free(evp);
 	free(tl.ev);
 	free(tl.seg);
@@ -495,4 +561,116 @@ int gen_sessions(struct flash *f, const struct gen_params *gp)
 		if (gen_one(f, gp, i, m.next_seq + i, presets, npresets, revision) != 0)
 			return -1;
 	return 0;
+}
+
+int gen_record_events(struct flash *f, const struct gen_params *gp,
+                      const struct gen_live *in, struct pl_session_info *meta)
+{
+	const uint32_t *rates = gp->info->stroke_rate_hz;
+	struct emu_rng r;
+	struct timeline tl;
+	struct flash_meta fm;
+	Pl__SessionRecord rec = PL__SESSION_RECORD__INIT;
+	Pl__Preset pp = PL__PRESET__INIT;
+	Pl__Cartridge cart = PL__CARTRIDGE__INIT;
+	Pl__Telemetry tel = PL__TELEMETRY__INIT;
+	Pl__Summary sum = PL__SUMMARY__INIT;
+	Pl__Event *ev = NULL, **evp = NULL;
+	uint8_t uuid[16], uid[7];
+	char lot[16];
+	uint32_t seq;
+	int rc = -1;
+
+	if (flash_meta(f, &fm) != 0)
+		return -1;
+	seq = fm.next_seq;
+	memset(&tl, 0, sizeof tl);
+	emu_rng_seed(&r, gp->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)seq << 17));
+	(void)emu_rng_next(&r); /* the noise seed of a generated session */
+	make_uuid(&r, gp, seq, uuid);
+
+	/* The summary follows the events: the motor runs from START and
+	 * RESUME to PAUSE and STOP, at the depth and speed last set. */
+	tl.depth = in->preset->depth_um;
+	tl.speed = in->preset->speed_level ? in->preset->speed_level : 1;
+	ev = calloc(in->nev ? in->nev : 1, sizeof *ev);
+	evp = calloc(in->nev ? in->nev : 1, sizeof *evp);
+	if (!ev || !evp)
+		goto out;
+	for (size_t i = 0; i < in->nev; i++) {
+		const struct gen_event *e = &in->ev[i];
+
+		pl__event__init(&ev[i]);
+		ev[i].offset_ms = e->offset_ms;
+		ev[i].kind = (Pl__EventKind)e->kind;
+		ev[i].value = e->value;
+		evp[i] = &ev[i];
+		if (cut(&tl, e->offset_ms, rates) != 0)
+			goto out;
+		switch (e->kind) {
+		case PL__EVENT_KIND__EVENT_KIND_START:
+		case PL__EVENT_KIND__EVENT_KIND_RESUME:
+			tl.running = true;
+			break;
+		case PL__EVENT_KIND__EVENT_KIND_PAUSE:
+		case PL__EVENT_KIND__EVENT_KIND_STOP:
+			tl.running = false;
+			break;
+		case PL__EVENT_KIND__EVENT_KIND_DEPTH_CHANGE:
+			tl.depth = (uint32_t)e->value;
+			break;
+		case PL__EVENT_KIND__EVENT_KIND_SPEED_CHANGE:
+			if (e->value >= 1 && e->value <= (int32_t)PL_MAX_SPEED_LEVELS)
+				tl.speed = (uint32_t)e->value;
+			break;
+		case PL__EVENT_KIND__EVENT_KIND_ERROR:
+			tl.errors++;
+			break;
+		default:
+			break;
+		}
+	}
+	if (cut(&tl, in->dur_ms, rates) != 0)
+		goto out;
+
+	make_preset(in->preset, &pp);
+	make_cartridge(&r, gp, in->needles, &cart, lot, uid);
+	tel.interval_us = in->interval_us;
+	tel.n_depth_um = tel.n_current_ma = tel.n_battery_mv = in->nsamples;
+	tel.depth_um = (uint32_t *)in->depth_um;
+	tel.current_ma = (uint32_t *)in->current_ma;
+	tel.battery_mv = (uint32_t *)in->battery_mv;
+	sum.run_time_s = (uint32_t)(tl.run_ms / 1000u);
+	sum.strokes = tl.strokes;
+	sum.max_depth_um = tl.max_depth;
+	sum.errors = tl.errors;
+
+	rec.format = 1;
+	rec.uuid.data = uuid;
+	rec.uuid.len = sizeof uuid;
+	rec.seq = seq;
+	rec.serial = (char *)gp->serial;
+	rec.start_ms = in->start_ms;
+	rec.end_ms = in->start_ms + in->dur_ms;
+	rec.time_source = in->rtc ? PL__TIME_SOURCE__TIME_SOURCE_RTC
+	                          : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
+	rec.preset = &pp;
+	rec.preset_revision = in->preset_revision;
+	rec.cartridge = &cart;
+	rec.n_events = in->nev;
+	rec.events = evp;
+	rec.telemetry = &tel;
+	rec.summary = &sum;
+	rec.fw_version = (char *)gp->fw_version;
+	rc = store_record(f, &rec, pl__session_record__get_packed_size(&rec),
+	                  tl.strokes, tl.run_ms / 1000u, meta);
+out:
+	if (rc != 0)
+		fprintf(stderr, "penemu: could not record the treatment as session %u\n",
+		        seq);
+	free(ev);
+	free(evp);
+	free(tl.ev);
+	free(tl.seg);
+	return rc;
 }

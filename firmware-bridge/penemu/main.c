@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "penemu.h"
+#include "treat.h"
 #include "penlink.pb-c.h"
 
 #define EMU_HW_REVISION "B"
@@ -39,6 +40,7 @@ struct emu {
 	struct flash *flash;
 	struct faults *faults;
 	struct hostile *hostile;   /* NULL unless --hostile */
+	struct treat *treat;       /* NULL unless --treat */
 	int fd;
 	int wfd;              /* --tty: the same port, blocking, for frames */
 	const char *tty_path; /* --tty: reopened after a hangup */
@@ -347,7 +349,8 @@ static void usage(FILE *out)
 	fprintf(out,
 "usage: penemu [--pty | --tty PATH] [--flash FILE] [--serial S] [--sessions N]\n"
 "              [--session-bytes N] [--model M] [--seed N] [--now UTC_MS]\n"
-"              [-v] [fault options] [--hostile MODE] [--help]\n"
+"              [--treat[=S] [--treat-after S] [--treat-every S]]\n"
+"              [--uuid-serial S] [-v] [fault options] [--hostile MODE] [--help]\n"
 "\n"
 "The virtual penlink pen: the firmware endpoint served on a port.  The first\n"
 "line on stdout is the port's path; then penemu serves until SIGTERM/SIGINT.\n"
@@ -370,6 +373,20 @@ static void usage(FILE *out)
 "                     NUL, 1..63 of them: control bytes, invalid UTF-8), as a\n"
 "                     broken or hostile pen would report them, to test that\n"
 "                     hosts clean every output\n"
+"  --treat[=S]        run a treatment of S seconds (default 20, 5..3600) in real\n"
+"                     time, once a host has connected: start, depth and speed\n"
+"                     changes, a pause with a cartridge swap, an area change,\n"
+"                     maybe an error, the battery going low, the stop; each sent\n"
+"                     as it happens as a state event and a trace line (and the\n"
+"                     telemetry as debug trace lines), then recorded as a new\n"
+"                     session, announced by a session-recorded state event\n"
+"  --treat-after S    start it S seconds after the first host's handshake\n"
+"                     (default 2, 0..3600)\n"
+"  --treat-every S    treat again S seconds after each treatment stopped\n"
+"                     (default 0: once; 1..86400)\n"
+"  --uuid-serial S    derive session UUIDs as if the serial were S (by default\n"
+"                     they derive from --seed and the pen's own serial, so pens\n"
+"                     differ); for testing hosts against cloned firmware\n"
 "\n"
 "Sessions are generated when the flash is new.  A flash that already exists\n"
 "keeps its sessions and never gets new ones, except that a flash without any\n"
@@ -518,6 +535,10 @@ struct args {
 	bool verbose;
 	bool raw_text;
 	bool pty;
+	uint32_t treat_s;          /* 0: no --treat */
+	uint32_t treat_after_s;
+	uint32_t treat_every_s;
+	const char *uuid_serial;
 	struct fault_opts faults;
 };
 
@@ -567,6 +588,10 @@ static const struct opt_row opt_rows[] = {
 	NUM("fault-late-ms", faults.late_ms, 1, 600000, false),
 	NUM("fault-reboot-after", faults.reboot_after, 1, UINT64_MAX, true),
 	NUM("fault-reboot-every", faults.reboot_every, 1, UINT64_MAX, true),
+	{"treat", O_OTHER, 0, 0, 0, 0, false, 0},
+	NUM("treat-after", treat_after_s, 0, TREAT_MAX_S, false),
+	NUM("treat-every", treat_every_s, 1, 86400, false),
+	{"uuid-serial", O_TEXT, FIELD(uuid_serial), 0, 0, false, 0},
 };
 #undef NUM
 #undef FIELD
@@ -605,7 +630,8 @@ static void parse_args(int argc, char **argv, struct args *a)
 		             !strcmp(opt_rows[i].name, "hostile") ||
 		             !strcmp(opt_rows[i].name, "fault-stall");
 		opts[i] = (struct option){opt_rows[i].name,
-		                          takes ? required_argument : no_argument, NULL,
+		                          !strcmp(opt_rows[i].name, "treat") ? optional_argument
+		                          : takes ? required_argument : no_argument, NULL,
 		                          256 + (int)i};
 	}
 	opts[N_OPTS] = (struct option){NULL, 0, NULL, 0};
@@ -618,6 +644,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 	a->seed = 1;
 	a->now_ms = pl_time_utc_ms();
 	a->faults.late_ms = EMU_DEFAULT_LATE_MS;
+	a->treat_after_s = TREAT_DEFAULT_AFTER_S;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		const struct opt_row *r = c >= 256 ? &opt_rows[c - 256] : NULL;
@@ -631,6 +658,10 @@ static void parse_args(int argc, char **argv, struct args *a)
 			if (a->hostile == HOSTILE_NONE)
 				bad_args("--hostile '%s': the modes are oversize, nodelim, "
 				         "badproto, wrongid, flood, slow and sessions", optarg);
+		} else if (r && !strcmp(r->name, "treat")) {
+			a->treat_s = optarg ? (uint32_t)parse_num("--treat", optarg, TREAT_MIN_S,
+			                                          TREAT_MAX_S)
+			                    : TREAT_DEFAULT_S;
 		} else if (r && !strcmp(r->name, "fault-stall")) {
 			parse_stall(optarg, &a->faults);
 			a->any_fault = true;
@@ -647,6 +678,10 @@ static void parse_args(int argc, char **argv, struct args *a)
 	/* Checked after every option is read: --raw-text may come last. */
 	check_label("--serial", a->serial, a->raw_text);
 	check_label("--model", a->model, a->raw_text);
+	if (a->uuid_serial)
+		check_label("--uuid-serial", a->uuid_serial, false);
+	if (a->treat_s && a->hostile != HOSTILE_NONE)
+		bad_args("%s", "--treat cannot be combined with --hostile");
 	if (a->pty && a->tty)
 		bad_args("%s", "--pty and --tty are mutually exclusive");
 	if (a->faults.reboot_after && a->faults.reboot_every)
@@ -700,6 +735,7 @@ static int prepare_flash(const struct args *a)
 		gp.target_bytes = a->session_bytes;
 		gp.count = a->sessions;
 		gp.serial = emu.serial;
+		gp.uuid_serial = a->uuid_serial;
 		gp.fw_version = EMU_FW_VERSION;
 		gp.info = &info;
 		if (gen_sessions(emu.flash, &gp) != 0)
@@ -790,6 +826,9 @@ static int poll_timeout(void)
 		if (d >= 0 && d < t)
 			t = d;
 	}
+	d = treat_tick(emu.treat, &emu.fw, emu.flash);
+	if (d >= 0 && d < t)
+		t = d;
 	return t;
 }
 
@@ -902,6 +941,15 @@ int main(int argc, char **argv)
 	}
 	if (prepare_flash(&a) != 0)
 		goto out;
+	if (a.treat_s) {
+		struct treat_opts to = {a.treat_s, a.treat_after_s, a.treat_every_s,
+		                        a.seed, a.uuid_serial, EMU_FW_VERSION};
+		emu.treat = treat_new(&to);
+		if (!emu.treat) {
+			fprintf(stderr, "penemu: out of memory\n");
+			goto out;
+		}
+	}
 
 	if (a.tty) {
 		sa.sa_handler = on_write_alarm; /* no SA_RESTART: write returns */
@@ -939,5 +987,6 @@ out:
 	flash_close(emu.flash);
 	faults_free(emu.faults);
 	hostile_free(emu.hostile);
+	treat_free(emu.treat);
 	return rc;
 }

@@ -117,6 +117,7 @@ struct gen_params {
 	uint64_t target_bytes;    /* wanted size of each packed record */
 	unsigned count;           /* how many records */
 	const char *serial;
+	const char *uuid_serial;  /* derive UUIDs as this pen's (NULL: serial) */
 	const char *fw_version;
 	const struct pl_fw_device_info *info; /* limits and stroke rates */
 };
