@@ -17,14 +17,17 @@
  *   - the control-protocol requests the commands send themselves
  *     (central_ctl_send/next, through dc_send/dc_next): LIST_SESSIONS
  *     (sessions list --client), EXPORT_SESSIONS (sessions export),
- *     AUDIT (audit), LIST_ANNOTATIONS (sessions show); answered one
- *     response at a time as dc_next() asks, so an export streams session
- *     by session (libpq's single-row mode) and never holds the archive.
+ *     AUDIT (audit), AUDIT_VERIFY (audit verify), LIST_ANNOTATIONS
+ *     (sessions show); answered one response at a time as dc_next() asks,
+ *     so an export streams session by session (libpq's single-row mode)
+ *     and never holds the archive.
  *
  * Exports are rendered by the one renderer penlinkd's use too
  * (control/penlink_export.h), from the record bytes central holds, with
- * the delivering site; central keeps no annotations and no pen model yet
- * (schema version 1), so those columns are empty.
+ * the delivering site, the sessions' annotations (every site's, oldest
+ * first) and the pen's model and hardware revision as a site last saw them
+ * (schema version 2; a database still at version 1 has neither, and those
+ * columns are empty).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +39,7 @@
 #include <libpq-fe.h>
 
 #include "penctl.h"
+#include "penlink_audit.h"
 #include "penlink_central.h"
 #include "penlink_export.h"
 
@@ -45,7 +49,12 @@
 #define AUDIT_PAGE 256
 #define AUDIT_DEFAULT_LIMIT 100
 
-enum pending_op { P_NONE, P_LIST, P_EXPORT, P_AUDIT, P_ANNOTATIONS };
+enum pending_op {
+	P_NONE, P_LIST, P_EXPORT, P_AUDIT, P_ANNOTATIONS, P_AUDIT_VERIFY
+};
+
+/* Schema version 2 added annotations, pens and the sites' audit hashes. */
+#define V_ANNOTATIONS 2
 
 struct central_conn {
 	struct ctl *c;
@@ -67,6 +76,11 @@ struct central_conn {
 	unsigned long rows;
 	/* P_AUDIT */
 	uint32_t limit;
+	/* P_ANNOTATIONS: the session's annotations (NULL: none) */
+	PGresult *annots;
+	/* P_AUDIT_VERIFY: the outcome */
+	Plctl__AuditVerified verified;
+	char verify_reason[512], verify_head[PLC_AUDIT_HASH_TEXT];
 };
 
 /* ------------------------------------------------------------------ errors */
@@ -160,11 +174,20 @@ static bool hex_parse(const char *hex, uint8_t *out, size_t n)
 
 /* $1 serial or NULL, $2 site or NULL, $3 since (ms), $4 until (ms) or
  * NULL: the filters of every listing, in archive order (start time, then
- * the order central received them). */
+ * the order central received them).  The sessions table is s. */
 #define SESSION_FILTER                                                      \
 	"WHERE ($1::text IS NULL OR serial = $1) "                             \
 	"AND ($2::text IS NULL OR site = $2) AND start_ms >= $3::bigint "      \
 	"AND ($4::bigint IS NULL OR (rtc_time AND start_ms < $4::bigint)) "
+
+/* Annotations are ordered by when they were written, then by site and id
+ * there: oldest first.  A session's client reference is that of its latest
+ * annotation that gives one, the rule penlinkd applies to its own. */
+#define ANNOT_ORDER "a.utc_ms, a.site, a.local_id"
+#define CURRENT_CLIENT                                                      \
+	"(SELECT a.client_ref FROM penlink.annotations a "                     \
+	"WHERE a.serial = s.serial AND a.uuid = s.uuid AND a.client_ref <> '' " \
+	"ORDER BY a.utc_ms DESC, a.site DESC, a.local_id DESC LIMIT 1)"
 
 static bool session_from_row(const PGresult *r, int row, struct session_entry *s)
 {
@@ -203,18 +226,27 @@ static void filter_params(const struct central_conn *cc, const char *serial,
 	f->v[3] = cc->c->until_ms ? f->until : NULL;
 }
 
+/* client: only the sessions whose current client reference it is (NULL:
+ * all; needs schema version 2). */
 static int list_query(struct central_conn *cc, const char *serial,
-                      int64_t since, struct session_entry **out, size_t *count)
+                      int64_t since, const char *client,
+                      struct session_entry **out, size_t *count)
 {
 	*out = NULL;
 	*count = 0;
 	struct filter_params f;
 	filter_params(cc, serial, since, &f);
+	const char *pv[5] = {f.v[0], f.v[1], f.v[2], f.v[3], client};
 	PGresult *r;
-	int e = query(cc,
-	              "SELECT " SESSION_COLS " FROM penlink.sessions "
-	              SESSION_FILTER "ORDER BY start_ms, id",
-	              4, f.v, 0, PGRES_TUPLES_OK, "list the sessions", &r);
+	int e = client ? query(cc,
+	                       "SELECT " SESSION_COLS " FROM penlink.sessions s "
+	                       SESSION_FILTER "AND " CURRENT_CLIENT " = $5 "
+	                       "ORDER BY start_ms, id",
+	                       5, pv, 0, PGRES_TUPLES_OK, "list the sessions", &r)
+	               : query(cc,
+	                       "SELECT " SESSION_COLS " FROM penlink.sessions s "
+	                       SESSION_FILTER "ORDER BY start_ms, id",
+	                       4, pv, 0, PGRES_TUPLES_OK, "list the sessions", &r);
 	if (e != PL_OK)
 		return e;
 	size_t n = (size_t)PQntuples(r);
@@ -358,7 +390,7 @@ static int cb_list_sessions(void *ctx, int64_t since, struct session_entry **out
                             size_t *count)
 {
 	struct central_conn *cc = ctx;
-	return list_query(cc, cc->c->serial, since, out, count);
+	return list_query(cc, cc->c->serial, since, NULL, out, count);
 }
 
 static int io_code(int err)
@@ -582,16 +614,51 @@ int central_open(struct ctl *c, struct backend *out)
 /* ------------------------------------------------------------------ export rendering
  *
  * The one renderer of the export formats (control/penlink_export.h), which
- * penlinkd's exports use too; central adds the delivering site.  Central
- * keeps neither annotations nor the pen's model (schema version 1): those
- * columns are empty.
+ * penlinkd's exports use too; central adds the delivering site.
  */
+
+/* What the export query gives of a session besides its row and record:
+ * the pen's model and hardware revision ("" when no site reported the
+ * pen), and its annotations as a JSON array of [utc_ms, user, client_ref,
+ * operator, note], oldest first (NULL: none). */
+struct session_extra {
+	const char *site, *model, *hw_revision, *annotations;
+};
+
+/* The annotations of the export query, gathered as penlinkd gathers its
+ * own (plc_export_annots). */
+static int gather_annotations(struct central_conn *cc, const char *text,
+                              struct plc_export_annots *acc)
+{
+	if (!text)
+		return PL_OK;
+	json_object *arr = json_tokener_parse(text);
+	if (!arr || !json_object_is_type(arr, json_type_array)) {
+		json_object_put(arr);
+		return pl_error_set(PL_ERR_PROTOCOL, "%s: unreadable annotations "
+		                    "of a session", cc->where);
+	}
+	size_t n = json_object_array_length(arr);
+	for (size_t i = 0; i < n; i++) {
+		json_object *a = json_object_array_get_idx(arr, i);
+		const char *f[4];
+		for (int k = 0; k < 4; k++)
+			f[k] = json_object_get_string(json_object_array_get_idx(a, k + 1));
+		plc_export_annots_add(acc, json_object_get_int64(
+		                               json_object_array_get_idx(a, 0)),
+		                      f[0], f[1], f[2], f[3]);
+	}
+	json_object_put(arr);
+	return PL_OK;
+}
 
 /* One session's row (CSV) or object (JSON) after `before`, from its
  * columns and record (NULL: central could not decode it, why says so). */
-static int render_session(struct plc_buf *b, bool json, const char *before,
-                          const struct session_entry *s, const char *site,
-                          const uint8_t *rec, size_t rec_len, const char *why)
+static int render_session(struct central_conn *cc, struct plc_buf *b,
+                          bool json, const char *before,
+                          const struct session_entry *s,
+                          const struct session_extra *x, const uint8_t *rec,
+                          size_t rec_len, const char *why)
 {
 	json_object *j = NULL;
 	char reason[512] = "";
@@ -611,24 +678,37 @@ static int render_session(struct plc_buf *b, bool json, const char *before,
 			snprintf(reason, sizeof reason, "%s", pl_error_message());
 		}
 	}
-	json_object *ann = json ? json_object_new_array() : NULL;
 	struct plc_export_session row = {
 	    .serial = s->key.serial, .seq = s->info.seq, .size = s->info.size,
 	    .start_ms = s->info.start_ms, .end_ms = s->info.end_ms,
 	    .rtc_time = s->info.rtc_time, .archived_ms = s->archived_ms,
-	    .decode_error = j ? NULL : reason, .annotations = ann, .site = site,
+	    .model = x->model ? x->model : "",
+	    .hw_revision = x->hw_revision ? x->hw_revision : "",
+	    .decode_error = j ? NULL : reason, .site = x->site,
 	};
 	memcpy(row.uuid, s->key.uuid, 16);
 	memcpy(row.sha256, s->info.sha256, 32);
+	struct plc_export_annots acc;
+	plc_export_annots_init(&acc, json);
+	int e = gather_annotations(cc, x->annotations, &acc);
+	if (e != PL_OK) {
+		json_object_put(j);
+		plc_export_annots_free(&acc);
+		return e;
+	}
+	if (plc_export_annots_fill(&acc, &row) != PL_OK) {
+		json_object_put(j);
+		plc_export_annots_free(&acc);
+		return pl_error_set(PL_ERR_MEM, "out of memory exporting a session");
+	}
 	plc_buf_str(b, before);
-	int e = PL_OK;
 	if (!json) {
 		plc_export_csv_row(b, &row, j);
 		json_object_put(j);
 	} else {
 		e = plc_export_json_row(b, &row, j); /* takes j over */
 	}
-	json_object_put(ann);
+	plc_export_annots_free(&acc);
 	if (e == PL_OK && b->oom)
 		e = PL_ERR_MEM;
 	return e == PL_OK ? PL_OK
@@ -667,6 +747,8 @@ static void pending_end(struct central_conn *cc)
 	free(cc->list);
 	cc->list = NULL;
 	cc->n_list = cc->list_pos = 0;
+	PQclear(cc->annots);
+	cc->annots = NULL;
 	cc->op = P_NONE;
 	cc->started = cc->finished = false;
 	cc->rows = 0;
@@ -722,11 +804,29 @@ static int next_list(struct central_conn *cc, Plctl__Response **rep)
 	return e;
 }
 
-/* Export: every session the filters select, one row at a time. */
-#define EXPORT_SQL                                                          \
+/* Export: every session the filters select, one row at a time: its
+ * columns, decode_error, the record, then (schema version 2) the pen's
+ * model and hardware revision as a site last saw the pen (the latest any
+ * site reported), and its annotations (struct session_extra). */
+#define EXPORT_SQL_HEAD                                                     \
 	"SELECT " SESSION_COLS ", decode_error, "                             \
-	"CASE WHEN decode_error IS NULL THEN record END "                      \
-	"FROM penlink.sessions " SESSION_FILTER "ORDER BY start_ms, id"
+	"CASE WHEN decode_error IS NULL THEN record END, "
+#define EXPORT_SQL_TAIL SESSION_FILTER "ORDER BY start_ms, id"
+#define EXPORT_SQL                                                          \
+	EXPORT_SQL_HEAD                                                        \
+	"pen.model, pen.hw_revision, "                                         \
+	"(SELECT json_agg(json_build_array(a.utc_ms, a.\"user\", a.client_ref, " \
+	"a.operator, a.note) ORDER BY " ANNOT_ORDER ")::text "                 \
+	"FROM penlink.annotations a "                                          \
+	"WHERE a.serial = s.serial AND a.uuid = s.uuid) "                      \
+	"FROM penlink.sessions s LEFT JOIN LATERAL (SELECT p.model, "           \
+	"p.hw_revision FROM penlink.pens p WHERE p.serial = s.serial "         \
+	"ORDER BY p.seen_at DESC, p.id DESC LIMIT 1) pen ON true "             \
+	EXPORT_SQL_TAIL
+/* A database still at schema version 1. */
+#define EXPORT_SQL_V1                                                       \
+	EXPORT_SQL_HEAD "NULL::text, NULL::text, NULL::text "                  \
+	"FROM penlink.sessions s " EXPORT_SQL_TAIL
 
 static int export_start(struct central_conn *cc, const Plctl__ExportSessions *ex)
 {
@@ -739,7 +839,10 @@ static int export_start(struct central_conn *cc, const Plctl__ExportSessions *ex
 	filter_params(cc, ex->serial, ex->since_ms, &f);
 	/* Every column as text but the record, raw: binary results (a text
 	 * column's binary form is its text). */
-	if (!PQsendQueryParams(cc->pg, EXPORT_SQL, 4, NULL, f.v, NULL, NULL, 1))
+	if (!PQsendQueryParams(cc->pg,
+	                       cc->version >= V_ANNOTATIONS ? EXPORT_SQL
+	                                                    : EXPORT_SQL_V1,
+	                       4, NULL, f.v, NULL, NULL, 1))
 		return pq_fail(cc, NULL, "export the sessions");
 	cc->streaming = true;
 	if (!PQsetSingleRowMode(cc->pg))
@@ -779,8 +882,14 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 			                               r, 0, N_SESSION_COLS + 1);
 			size_t rec_len = rec ? (size_t)PQgetlength(r, 0, N_SESSION_COLS + 1)
 			                     : 0;
-			e = render_session(&b, cc->json, before, &s, col_str(r, 0, 9),
-			                   rec, rec_len, col_str(r, 0, N_SESSION_COLS));
+			struct session_extra x = {
+			    .site = col_str(r, 0, 9),
+			    .model = col_str(r, 0, N_SESSION_COLS + 2),
+			    .hw_revision = col_str(r, 0, N_SESSION_COLS + 3),
+			    .annotations = col_str(r, 0, N_SESSION_COLS + 4),
+			};
+			e = render_session(cc, &b, cc->json, before, &s, &x, rec,
+			                   rec_len, col_str(r, 0, N_SESSION_COLS));
 			cc->rows++;
 		}
 	} else if (PQresultStatus(r) == PGRES_TUPLES_OK) {
@@ -906,6 +1015,228 @@ static int next_audit(struct central_conn *cc, Plctl__Response **rep)
 	return e;
 }
 
+/* ---- a session's annotations (sessions show) */
+
+static int annotations_start(struct central_conn *cc,
+                             const Plctl__ListAnnotations *la)
+{
+	uint8_t uuid[16];
+	if (!la->serial || !*la->serial || !la->uuid || !parse_uuid(la->uuid, uuid))
+		return pl_error_set(PL_ERR_ARG, "a session is named by its serial "
+		                    "and UUID");
+	char text[37];
+	pl_uuid_format(uuid, text);
+	const char *p[2] = {la->serial, text};
+	PGresult *r;
+	int e = query(cc, "SELECT count(*) FROM penlink.sessions "
+	              "WHERE serial = $1 AND uuid = $2::uuid",
+	              2, p, 0, PGRES_TUPLES_OK, "look up the session", &r);
+	if (e != PL_OK)
+		return e;
+	bool found = col_i64(r, 0, 0) > 0;
+	PQclear(r);
+	if (!found) {
+		struct pl_session_key key = {0};
+		snprintf(key.serial, sizeof key.serial, "%s", la->serial);
+		memcpy(key.uuid, uuid, 16);
+		char what[160];
+		pl_session_key_format(&key, PL_TEXT_TERMINAL, what, sizeof what);
+		return pl_error_set(PL_ERR_NOT_FOUND, "no session %s in %s", what,
+		                    cc->where);
+	}
+	if (cc->version < V_ANNOTATIONS)
+		return PL_OK; /* none kept: an empty list */
+	return query(cc,
+	             "SELECT a.local_id::text, a.utc_ms::text, a.uid::text, "
+	             "a.\"user\", a.client_ref, a.operator, a.note "
+	             "FROM penlink.annotations a "
+	             "WHERE a.serial = $1 AND a.uuid = $2::uuid "
+	             "ORDER BY " ANNOT_ORDER,
+	             2, p, 0, PGRES_TUPLES_OK, "read the session's annotations",
+	             &cc->annots);
+}
+
+static int next_annotations(struct central_conn *cc, Plctl__Response **rep)
+{
+	size_t n = cc->annots ? (size_t)PQntuples(cc->annots) : 0;
+	Plctl__Annotation *as = calloc(n ? n : 1, sizeof *as);
+	Plctl__Annotation **ap = calloc(n ? n : 1, sizeof *ap);
+	if (!as || !ap) {
+		free(as);
+		free(ap);
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const PGresult *r = cc->annots;
+		int row = (int)i;
+		plctl__annotation__init(&as[i]);
+		/* The id is the annotation's at its site. */
+		as[i].id = col_i64(r, row, 0);
+		as[i].utc_ms = col_i64(r, row, 1);
+		as[i].uid = (uint32_t)col_i64(r, row, 2);
+		as[i].user = PQgetvalue(r, row, 3);
+		as[i].client_ref = PQgetvalue(r, row, 4);
+		as[i].operator_ = PQgetvalue(r, row, 5);
+		as[i].note = PQgetvalue(r, row, 6);
+		ap[i] = &as[i];
+	}
+	Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
+	al.n_annotations = n;
+	al.annotations = ap;
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.body_case = PLCTL__RESPONSE__BODY_ANNOTATIONS;
+	r.annotations = &al;
+	r.last = true;
+	cc->finished = true;
+	int e = respond(cc, &r, rep);
+	free(as);
+	free(ap);
+	return e;
+}
+
+/* ---- audit verify: central's copy of every site's trail, checked twice
+ *
+ * Central's own chain (prev_hash, hash: penlink.audit_chain(), recomputed
+ * here by PostgreSQL) shows a row changed, removed or inserted in central;
+ * the site's chain (local_prev_hash, local_hash: control/penlink_audit.h,
+ * recomputed here by plc_audit_chain_step from central's copy of the row)
+ * shows that central's copy is the site's trail, row for row, from its
+ * first row on, so the two can be compared: a site's head hash (penctl
+ * audit verify at the site) must be in it (--head).  Rows sent by a
+ * penlinkd before schema version 2 carry no site hashes: the site's chain
+ * is checked from the first row that has them.
+ */
+
+struct verify_site {
+	char name[128];
+	struct plc_audit_chain ch;
+	bool started;    /* a row with the site's hashes was seen */
+	uint64_t rows;   /* rows of this site checked */
+};
+
+static void verify_bad(struct central_conn *cc, const char *site, int64_t id,
+                       const char *reason)
+{
+	char name[128];
+	pl_text_clean(PL_TEXT_TERMINAL, site, name, sizeof name);
+	cc->verified.intact = false;
+	cc->verified.bad_id = id;
+	snprintf(cc->verify_reason, sizeof cc->verify_reason, "site %.127s: %.300s",
+	         name, reason);
+}
+
+/* One row: r's columns as verify_run selects them. */
+static bool verify_row(struct central_conn *cc, struct verify_site *vs,
+                       const PGresult *r)
+{
+	int64_t id = col_i64(r, 0, 1);
+	vs->rows++;
+	cc->verified.rows++;
+	if (strcmp(PQgetvalue(r, 0, 12), "t") != 0) {
+		char why[160];
+		snprintf(why, sizeof why, "row %" PRId64 " does not match central's "
+		         "chain: changed, inserted or moved in central, or the row "
+		         "before it removed", id);
+		verify_bad(cc, vs->name, id, why);
+		return false;
+	}
+	const char *prev = col_str(r, 0, 10), *hash = col_str(r, 0, 11);
+	if (!hash && !vs->started)
+		return true; /* sent before the site's hashes were */
+	struct plc_audit_row row = {
+	    .id = id, .utc_ms = col_i64(r, 0, 2), .uid = col_i64(r, 0, 3),
+	    .user = PQgetvalue(r, 0, 4), .pen = PQgetvalue(r, 0, 5),
+	    .action = PQgetvalue(r, 0, 6), .old_value = PQgetvalue(r, 0, 7),
+	    .new_value = PQgetvalue(r, 0, 8), .result = PQgetvalue(r, 0, 9),
+	};
+	if (!vs->started && vs->rows > 1 && prev && strlen(prev) == 64) {
+		/* The site's chain starts here in central: from this row's
+		 * predecessor, which central holds without its hash. */
+		snprintf(vs->ch.prev, sizeof vs->ch.prev, "%s", prev);
+		vs->ch.prev_id = id - 1;
+	}
+	vs->started = true;
+	if (!plc_audit_chain_step(&vs->ch, &row, prev, hash)) {
+		char why[300];
+		snprintf(why, sizeof why, "the site's chain: %s", vs->ch.reason);
+		verify_bad(cc, vs->name, vs->ch.bad_id, why);
+		return false;
+	}
+	return true;
+}
+
+static int verify_run(struct central_conn *cc, const Plctl__AuditVerify *av)
+{
+	const char *anchor = av->head && *av->head ? av->head : NULL;
+	plctl__audit_verified__init(&cc->verified);
+	cc->verified.intact = true;
+	cc->verify_reason[0] = cc->verify_head[0] = '\0';
+	if (cc->version < V_ANNOTATIONS)
+		return pl_error_set(PL_ERR_UNSUPPORTED,
+		                    "%s keeps no site hashes (schema version %d; "
+		                    "penctl central init brings it to %d)", cc->where,
+		                    cc->version, pc_schema_version);
+	const char *p[1] = {cc->c->site};
+	if (!PQsendQueryParams(
+	        cc->pg,
+	        "SELECT site, local_id::text, utc_ms::text, uid::text, \"user\", "
+	        "pen, action, old_value, new_value, result, local_prev_hash, "
+	        "local_hash, CASE WHEN hash = encode(sha256(convert_to(concat_ws("
+	        "E'\\x1f', coalesce(prev_hash, ''), site, local_id::text, "
+	        "utc_ms::text, uid::text, \"user\", pen, action, old_value, "
+	        "new_value, result), 'UTF8')), 'hex') AND prev_hash IS NOT "
+	        "DISTINCT FROM lag(hash) OVER (PARTITION BY site ORDER BY "
+	        "local_id) THEN 't' ELSE 'f' END "
+	        "FROM penlink.audit WHERE $1::text IS NULL OR site = $1 "
+	        "ORDER BY site, local_id",
+	        1, NULL, p, NULL, NULL, 0))
+		return pq_fail(cc, NULL, "read the audit trail");
+	cc->streaming = true;
+	if (!PQsetSingleRowMode(cc->pg))
+		return pq_fail(cc, NULL, "read the audit trail");
+	struct verify_site vs = {0};
+	size_t sites = 0;
+	bool anchor_found = false, going = true;
+	int e = PL_OK;
+	PGresult *r;
+	while ((r = PQgetResult(cc->pg))) {
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_SINGLE_TUPLE && going) {
+			const char *site = PQgetvalue(r, 0, 0);
+			if (!sites || strcmp(site, vs.name) != 0) {
+				memset(&vs, 0, sizeof vs);
+				snprintf(vs.name, sizeof vs.name, "%s", site);
+				plc_audit_chain_init(&vs.ch, anchor);
+				sites++;
+			}
+			going = verify_row(cc, &vs, r);
+			anchor_found |= vs.ch.anchor_found;
+		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK &&
+		           e == PL_OK) {
+			e = pq_fail(cc, r, "read the audit trail");
+		}
+		PQclear(r);
+	}
+	cc->streaming = false;
+	if (e != PL_OK)
+		return e;
+	/* One site's trail: its head, to compare with the site's own. */
+	if (sites == 1 && vs.started)
+		snprintf(cc->verify_head, sizeof cc->verify_head, "%s", vs.ch.prev);
+	cc->verified.head = cc->verify_head;
+	cc->verified.head_found = anchor_found;
+	if (cc->verified.intact && anchor && !anchor_found) {
+		cc->verified.intact = false;
+		cc->verified.bad_id = 0;
+		snprintf(cc->verify_reason, sizeof cc->verify_reason,
+		         "the row with hash %.16s... is not in %s trail in central: "
+		         "rows of it never arrived, or were removed",
+		         anchor, cc->c->site ? "the site's" : "any site's");
+	}
+	cc->verified.reason = cc->verify_reason;
+	return PL_OK;
+}
+
 int central_ctl_send(struct ctl *c, Plctl__Request *req)
 {
 	struct central_conn *cc = c->cc;
@@ -918,13 +1249,17 @@ int central_ctl_send(struct ctl *c, Plctl__Request *req)
 	switch (req->op_case) {
 	case PLCTL__REQUEST__OP_LIST_SESSIONS: {
 		const Plctl__ListSessions *ls = req->list_sessions;
-		if (ls->client_ref && *ls->client_ref)
+		const char *client = ls->client_ref && *ls->client_ref
+		                         ? ls->client_ref
+		                         : NULL;
+		if (client && cc->version < V_ANNOTATIONS)
 			return pl_error_set(PL_ERR_UNSUPPORTED,
 			                    "%s holds no annotations (schema version "
-			                    "%d), so no client references: sessions "
-			                    "list --client works through a site's "
-			                    "penlinkd", cc->where, cc->version);
-		e = list_query(cc, ls->serial, ls->since_ms, &cc->list, &cc->n_list);
+			                    "%d; penctl central init brings it to %d), "
+			                    "so no client references", cc->where,
+			                    cc->version, pc_schema_version);
+		e = list_query(cc, ls->serial, ls->since_ms, client, &cc->list,
+		               &cc->n_list);
 		if (e == PL_OK)
 			cc->op = P_LIST;
 		return e;
@@ -938,9 +1273,15 @@ int central_ctl_send(struct ctl *c, Plctl__Request *req)
 		e = audit_start(cc, req->audit);
 		break;
 	case PLCTL__REQUEST__OP_LIST_ANNOTATIONS:
-		/* Central holds none (yet): an empty list. */
-		cc->op = P_ANNOTATIONS;
-		return PL_OK;
+		e = annotations_start(cc, req->list_annotations);
+		if (e == PL_OK)
+			cc->op = P_ANNOTATIONS;
+		return e;
+	case PLCTL__REQUEST__OP_AUDIT_VERIFY:
+		e = verify_run(cc, req->audit_verify);
+		if (e == PL_OK)
+			cc->op = P_AUDIT_VERIFY;
+		return e;
 	case PLCTL__REQUEST__OP_HELLO:
 		return unsupported("the daemon handshake");
 	case PLCTL__REQUEST__OP_LIST_PENS:
@@ -976,11 +1317,13 @@ int central_ctl_next(struct ctl *c, uint32_t id, Plctl__Response **rep)
 	case P_AUDIT:
 		e = next_audit(cc, rep);
 		break;
-	case P_ANNOTATIONS: {
-		Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
+	case P_ANNOTATIONS:
+		e = next_annotations(cc, rep);
+		break;
+	case P_AUDIT_VERIFY: {
 		Plctl__Response r = PLCTL__RESPONSE__INIT;
-		r.body_case = PLCTL__RESPONSE__BODY_ANNOTATIONS;
-		r.annotations = &al;
+		r.body_case = PLCTL__RESPONSE__BODY_AUDIT_VERIFIED;
+		r.audit_verified = &cc->verified;
 		r.last = true;
 		cc->finished = true;
 		e = respond(cc, &r, rep);

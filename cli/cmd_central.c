@@ -83,6 +83,10 @@ static json_object *state_json(const Plctl__CentralState *s)
 	                       json_object_new_uint64(s->confirmed));
 	json_object_object_add(o, "audit_pending",
 	                       json_object_new_uint64(s->audit_pending));
+	json_object_object_add(o, "annotations_pending",
+	                       json_object_new_uint64(s->annotations_pending));
+	json_object_object_add(o, "pens_pending",
+	                       json_object_new_uint64(s->pens_pending));
 	add_time(o, "last_sync_utc", s->last_sync_ms);
 	json_object_object_add(o, "last_error", json_str(s->last_error));
 	add_time(o, "last_error_utc", s->last_error_ms);
@@ -122,8 +126,10 @@ static int status_run(struct ctl *c, struct opt_iter *it)
 	ctl_say("central     %s (%s)", s->target,
 	        s->connected ? "connected" : "not connected");
 	ctl_say("outbox      %" PRIu64 " pending, %" PRIu64 " confirmed, %" PRIu64
-	        " conflicts, %" PRIu64 " refused; %" PRIu64 " audit entries pending",
-	        s->pending, s->confirmed, s->conflicts, s->refused, s->audit_pending);
+	        " conflicts, %" PRIu64 " refused; %" PRIu64 " audit entries, %"
+	        PRIu64 " annotations, %" PRIu64 " pens pending",
+	        s->pending, s->confirmed, s->conflicts, s->refused, s->audit_pending,
+	        s->annotations_pending, s->pens_pending);
 	ctl_say("last sync   %s", sync);
 	if (s->last_error && *s->last_error)
 		ctl_say("last error  %s: %s", err_at, s->last_error);

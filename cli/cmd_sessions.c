@@ -103,7 +103,7 @@ static const struct optdef list_opts[] = {
 	{"--since", 0, "DATE", S_SINCE, "sessions that started at or after DATE"},
 	{"--until", 0, "DATE", S_UNTIL, "sessions that started before DATE"},
 	{"--client", 0, "REF", S_CLIENT,
-	 "penlinkd: sessions annotated with client reference REF"},
+	 "sessions annotated with client reference REF (penlinkd, --central)"},
 	{NULL, 0, NULL, 0, NULL},
 };
 
@@ -127,7 +127,8 @@ static int sessions_list(struct ctl *c, struct opt_iter *it)
 	size_t n;
 	int rc;
 	if (client) {
-		/* Annotations live in penlinkd's archive, not on a pen. */
+		/* Annotations live in an archive (penlinkd's, central's), not
+		 * on a pen. */
 		rc = ctl_need_daemon(c, "sessions list --client");
 		if (rc == PX_OK && !*client)
 			rc = ctl_usage(c, "--client needs a client reference");
@@ -1358,8 +1359,8 @@ static const struct cmd_spec sessions_specs[] = {
 	 list_opts,
 	 "Through penlinkd every pen's sessions, or -s SERIAL's.  With --port,\n"
 	 "--since leaves out sessions the pen timed by its uptime only.\n"
-	 "--client (penlinkd only): the sessions whose current client reference\n"
-	 "(that of their latest annotation giving one) is REF.\n",
+	 "--client (penlinkd, --central): the sessions whose current client\n"
+	 "reference (that of their latest annotation giving one) is REF.\n",
 	 sessions_list},
 	{"sessions pull", "[--out DIR] [--since DATE] [--keep]",
 	 "copy every session to DIR and verify its SHA-256", CMD_BOTH, pull_opts,

@@ -309,6 +309,77 @@ void plc_export_csv_row(struct plc_buf *b, const struct plc_export_session *s,
 	plc_buf_add(b, "\r\n", 2);
 }
 
+/* ------------------------------------------------------------------ annotations */
+
+static bool add_text(json_object *o, const char *k, const char *v);
+
+void plc_export_annots_init(struct plc_export_annots *a, bool json)
+{
+	memset(a, 0, sizeof *a);
+	if (json && !(a->arr = json_object_new_array()))
+		a->oom = true;
+}
+
+static void keep(struct plc_export_annots *a, char **slot, const char *v)
+{
+	char *d = strdup(v);
+	if (!d) {
+		a->oom = true;
+		return;
+	}
+	free(*slot);
+	*slot = d;
+}
+
+void plc_export_annots_add(struct plc_export_annots *a, int64_t utc_ms,
+                           const char *user, const char *client_ref,
+                           const char *operator_name, const char *note)
+{
+	if (client_ref && *client_ref)
+		keep(a, &a->client, client_ref);
+	if (operator_name && *operator_name)
+		keep(a, &a->oper, operator_name);
+	if (note && *note) {
+		if (a->notes.len)
+			plc_buf_str(&a->notes, " | ");
+		plc_buf_str(&a->notes, note);
+	}
+	if (!a->arr)
+		return;
+	char t[PL_TIME_TEXT_MAX];
+	json_object *o = json_object_new_object();
+	bool ok = o &&
+	          !json_object_object_add(o, "utc_ms", json_object_new_int64(utc_ms)) &&
+	          add_text(o, "utc", pl_time_format_utc(utc_ms, t)) &&
+	          add_text(o, "user", user) && add_text(o, "client_ref", client_ref) &&
+	          add_text(o, "operator", operator_name) && add_text(o, "note", note);
+	if (!ok || json_object_array_add(a->arr, o)) {
+		json_object_put(o);
+		a->oom = true;
+	}
+}
+
+int plc_export_annots_fill(struct plc_export_annots *a,
+                           struct plc_export_session *s)
+{
+	if (a->oom || a->notes.oom)
+		return PL_ERR_MEM;
+	s->client_ref = a->client;
+	s->operator_name = a->oper;
+	s->notes = a->notes.p;
+	s->annotations = a->arr;
+	return PL_OK;
+}
+
+void plc_export_annots_free(struct plc_export_annots *a)
+{
+	free(a->client);
+	free(a->oper);
+	plc_buf_free(&a->notes);
+	json_object_put(a->arr);
+	memset(a, 0, sizeof *a);
+}
+
 /* ------------------------------------------------------------------ JSON */
 
 /* Untrusted text as a JSON string (always valid UTF-8). */

@@ -63,6 +63,30 @@ struct plc_export_session {
 	const char *site; /* central only: the site that delivered it */
 };
 
+/*
+ * A session's annotations gathered, oldest first, into what an export
+ * shows of them: the current client reference and operator (those of the
+ * latest annotation that gives one), every note joined by " | ", and with
+ * json the array of objects (utc_ms, utc, user, client_ref, operator,
+ * note).  One home for that rule, whichever archive the annotations come
+ * from.  plc_export_annots_init, then _add each, then _fill the session's
+ * fields (borrowed until _free).
+ */
+struct plc_export_annots {
+	char *client, *oper;
+	struct plc_buf notes;
+	json_object *arr;      /* json only */
+	bool oom;
+};
+void plc_export_annots_init(struct plc_export_annots *a, bool json);
+void plc_export_annots_add(struct plc_export_annots *a, int64_t utc_ms,
+                           const char *user, const char *client_ref,
+                           const char *operator_name, const char *note);
+/* PL_ERR_MEM if any step ran out of memory (s untouched), else PL_OK. */
+int plc_export_annots_fill(struct plc_export_annots *a,
+                           struct plc_export_session *s);
+void plc_export_annots_free(struct plc_export_annots *a);
+
 /* The CSV header line, CRLF included. */
 extern const char plc_export_csv_header[];
 

@@ -11,7 +11,16 @@
  *             DO NOTHING (with its event rows) and a SELECT of the digest
  *             central then holds (recording a conflict row when it
  *             differs); COMMIT;
- *   audit:    BEGIN; per entry an INSERT ... ON CONFLICT DO NOTHING; COMMIT.
+ *   annotations: BEGIN; per annotation of a session central confirmed an
+ *             INSERT ... ON CONFLICT (site, local_id) DO NOTHING; COMMIT
+ *             (from a cursor, as the audit entries; an annotation waits
+ *             for its session, and one of a session in conflict or refused
+ *             stays local);
+ *   pens:     BEGIN; per pen whose model, hardware or firmware central has
+ *             not confirmed an INSERT into the history penlink.pens;
+ *             COMMIT;
+ *   audit:    BEGIN; per entry an INSERT ... ON CONFLICT DO NOTHING, with
+ *             the row's prev_hash and hash in the site's chain; COMMIT.
  * Only after COMMIT answered "COMMIT" are outbox entries cleared, each by
  * its digest: equal, confirmed; different, a conflict (logged with both
  * digests, kept locally, not retried, central untouched).
@@ -46,6 +55,8 @@
 
 #define BATCH_ITEMS 64
 #define AUDIT_BATCH 256
+#define ANNOT_BATCH 256
+#define PENS_BATCH 128
 #define BACKOFF_MIN_MS 250
 #define CONNECT_TIMEOUT_MS 15000
 #define EXCHANGE_TIMEOUT_MS 120000
@@ -64,7 +75,7 @@ enum phase {
 	PH_BATCH,      /* a batch in flight */
 };
 
-enum batch_kind { B_SESSIONS, B_AUDIT };
+enum batch_kind { B_SESSIONS, B_AUDIT, B_ANNOTS, B_PENS };
 
 struct digest {
 	bool found;
@@ -109,6 +120,10 @@ struct central {
 	struct digest *digests;
 	struct outbox_audit *audit;
 	size_t n_audit;
+	struct outbox_annot *annots;
+	size_t n_annots;
+	struct outbox_pen *pens;
+	size_t n_pens;
 	size_t isolate;       /* > 0: send one at a time, this many more */
 
 	/* Status. */
@@ -119,6 +134,7 @@ struct central {
 };
 
 static void kick(struct central *c);
+static void wake_timer(void *ud);
 static void start_connect(void *ud);
 static void on_io(void *ud, int fd, unsigned events);
 
@@ -228,6 +244,12 @@ static void free_batch(struct central *c)
 	outbox_audit_free(c->audit, c->n_audit);
 	c->audit = NULL;
 	c->n_audit = 0;
+	outbox_annots_free(c->annots, c->n_annots);
+	c->annots = NULL;
+	c->n_annots = 0;
+	free(c->pens);
+	c->pens = NULL;
+	c->n_pens = 0;
 }
 
 /* Closes the connection (a transaction in flight is rolled back by the
@@ -551,9 +573,33 @@ static const char check_session_sql[] =
 
 static const char insert_audit_sql[] =
     "INSERT INTO penlink.audit (site, local_id, utc_ms, uid, \"user\", pen,\n"
-    "  action, old_value, new_value, result)\n"
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)\n"
+    "  action, old_value, new_value, result, local_prev_hash, local_hash)\n"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)\n"
     "ON CONFLICT (site, local_id) DO NOTHING";
+
+static const char insert_annot_sql[] =
+    "INSERT INTO penlink.annotations (site, local_id, serial, uuid, utc_ms,\n"
+    "  uid, \"user\", client_ref, operator, note)\n"
+    "VALUES ($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9, $10)\n"
+    "ON CONFLICT (site, local_id) DO NOTHING";
+
+static const char insert_pen_sql[] =
+    "INSERT INTO penlink.pens (site, serial, model, hw_revision, fw_version,\n"
+    "  seen_at)\n"
+    "VALUES ($1, $2, $3, $4, $5, $6::timestamptz)\n"
+    "ON CONFLICT (site, serial, seen_at) DO NOTHING";
+
+/* Text as PostgreSQL takes it (valid UTF-8): exactly as stored when it is,
+ * so central's copy is byte for byte the site's (and an audit row's hash in
+ * the site's chain can be recomputed from it); cleaned (invalid bytes as
+ * U+FFFD) otherwise.  NULL when out of memory. */
+static char *pg_text(const char *s)
+{
+	if (!s)
+		s = "";
+	return pl_text_utf8_valid(s, strlen(s)) ? strdup(s)
+	                                        : pl_text_clean_dup(PL_TEXT_JSON, s);
+}
 
 static bool send_session(struct central *c, struct outbox_item *it)
 {
@@ -636,20 +682,126 @@ static bool send_audit(struct central *c)
 		snprintf(id, sizeof id, "%" PRId64, a->id);
 		snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
 		snprintf(uid, sizeof uid, "%" PRId64, a->uid);
-		/* Text as PostgreSQL accepts it: valid UTF-8. */
 		const char *raw[6] = {a->user, a->pen, a->action, a->old_value,
 		                      a->new_value, a->result};
 		char *clean[6] = {NULL};
 		bool oom = false;
 		for (int k = 0; k < 6; k++)
-			oom |= !(clean[k] = pl_text_clean_dup(PL_TEXT_JSON, raw[k]));
-		const char *v[10] = {c->site, id, utc, uid, clean[0], clean[1],
-		                     clean[2], clean[3], clean[4], clean[5]};
-		bool ok = !oom && send_query(c, insert_audit_sql, 10, v, NULL, NULL);
+			oom |= !(clean[k] = pg_text(raw[k]));
+		const char *v[12] = {c->site, id, utc, uid, clean[0], clean[1],
+		                     clean[2], clean[3], clean[4], clean[5],
+		                     a->prev_hash[0] ? a->prev_hash : NULL,
+		                     a->hash[0] ? a->hash : NULL};
+		bool ok = !oom && send_query(c, insert_audit_sql, 12, v, NULL, NULL);
 		for (int k = 0; k < 6; k++)
 			free(clean[k]);
 		if (oom) {
 			set_error(c, "out of memory preparing the audit entries");
+			retry(c, false);
+		}
+		if (!ok)
+			return false;
+	}
+	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
+		return false;
+	c->ph = PH_BATCH;
+	return end_exchange(c);
+}
+
+/* Annotations of sessions central does not hold as the site does stay
+ * local: said once each, and the cursor moves past them. */
+static void annots_skipped(struct central *c)
+{
+	for (size_t i = 0; i < c->n_annots; i++) {
+		const struct outbox_annot *a = &c->annots[i];
+		if (a->send)
+			continue;
+		char k[160];
+		pl_session_key_format(&a->key, PL_TEXT_LOG, k, sizeof k);
+		log_notice("central %s: annotation %" PRId64 " of session %s stays "
+		           "local: central does not hold the site's record (conflict "
+		           "or refused)", c->target, a->id, k);
+	}
+}
+
+static bool send_annots(struct central *c)
+{
+	c->kind = B_ANNOTS;
+	size_t sendable = 0;
+	for (size_t i = 0; i < c->n_annots; i++)
+		sendable += c->annots[i].send;
+	if (!sendable) {
+		/* Nothing for central: move on without an exchange. */
+		annots_skipped(c);
+		int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
+		if (e != PL_OK)
+			set_error(c, "%s", pl_error_message());
+		c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
+		free_batch(c);
+		if (e == PL_OK)
+			set_timer(c, 0, wake_timer);
+		else
+			set_timer(c, POLL_MS, wake_timer);
+		return true;
+	}
+	begin_exchange(c);
+	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
+		return false;
+	for (size_t i = 0; i < c->n_annots; i++) {
+		const struct outbox_annot *a = &c->annots[i];
+		if (!a->send)
+			continue;
+		char id[24], utc[24], uid[24], uuid[37];
+		snprintf(id, sizeof id, "%" PRId64, a->id);
+		snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
+		snprintf(uid, sizeof uid, "%" PRId64, a->uid);
+		pl_uuid_format(a->key.uuid, uuid);
+		const char *raw[4] = {a->user, a->client_ref, a->operator_name, a->note};
+		char *clean[4] = {NULL};
+		bool oom = false;
+		for (int k = 0; k < 4; k++)
+			oom |= !(clean[k] = pg_text(raw[k]));
+		/* The serial as the session's row has it (sent raw there too). */
+		const char *v[10] = {c->site, id, a->key.serial, uuid, utc, uid,
+		                     clean[0], clean[1], clean[2], clean[3]};
+		bool ok = !oom && send_query(c, insert_annot_sql, 10, v, NULL, NULL);
+		for (int k = 0; k < 4; k++)
+			free(clean[k]);
+		if (oom) {
+			set_error(c, "out of memory preparing the annotations");
+			retry(c, false);
+		}
+		if (!ok)
+			return false;
+	}
+	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
+		return false;
+	c->ph = PH_BATCH;
+	return end_exchange(c);
+}
+
+static bool send_pens(struct central *c)
+{
+	c->kind = B_PENS;
+	begin_exchange(c);
+	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
+		return false;
+	for (size_t i = 0; i < c->n_pens; i++) {
+		const struct outbox_pen *p = &c->pens[i];
+		char seen[PL_TIME_TEXT_MAX];
+		pl_time_format_utc(p->seen_ms, seen);
+		const char *raw[3] = {p->model, p->hw_revision, p->fw_version};
+		char *clean[3] = {NULL};
+		bool oom = false;
+		for (int k = 0; k < 3; k++)
+			oom |= !(clean[k] = pg_text(raw[k]));
+		const char *v[6] = {c->site, p->serial, clean[0], clean[1], clean[2],
+		                    seen};
+		bool ok = !oom && send_query(c, insert_pen_sql, 6, v, NULL, NULL);
+		for (int k = 0; k < 3; k++)
+			free(clean[k]);
+		if (oom) {
+			set_error(c, "out of memory preparing the pens");
 			retry(c, false);
 		}
 		if (!ok)
@@ -673,8 +825,9 @@ static void poll_timer(void *ud)
 		set_timer(c, POLL_MS, poll_timer);
 }
 
-/* Connected and idle: sends the next batch, sessions first, then audit
- * entries; with nothing to send, looks again in a second. */
+/* Connected and idle: sends the next batch, sessions first, then their
+ * annotations, the pens, the audit entries; with nothing to send, looks
+ * again at the next poll. */
 static void kick(struct central *c)
 {
 	if (c->ph != PH_IDLE)
@@ -685,6 +838,22 @@ static void kick(struct central *c)
 	if (e == PL_OK && c->n_items) {
 		send_sessions(c);
 		return;
+	}
+	if (e == PL_OK) {
+		e = outbox_annots_next(c->ob, c->isolate ? 1 : ANNOT_BATCH,
+		                       &c->annots, &c->n_annots);
+		if (e == PL_OK && c->n_annots) {
+			send_annots(c);
+			return;
+		}
+	}
+	if (e == PL_OK) {
+		e = outbox_pens_next(c->ob, c->isolate ? 1 : PENS_BATCH, &c->pens,
+		                     &c->n_pens);
+		if (e == PL_OK && c->n_pens) {
+			send_pens(c);
+			return;
+		}
 	}
 	if (e == PL_OK) {
 		e = outbox_audit_next(c->ob, c->isolate ? 1 : AUDIT_BATCH, &c->audit,
@@ -794,7 +963,10 @@ static void log_key(const struct outbox_item *it, char *out, size_t cap)
  * refuses by sending one at a time; refuse that one alone. */
 static void batch_refused(struct central *c)
 {
-	size_t n = c->kind == B_SESSIONS ? c->n_items : c->n_audit;
+	size_t n = c->kind == B_SESSIONS ? c->n_items
+	           : c->kind == B_AUDIT  ? c->n_audit
+	           : c->kind == B_ANNOTS ? c->n_annots
+	                                 : c->n_pens;
 	if (n > 1) {
 		log_notice("central %s: a batch of %zu was refused (%s: %s); "
 		           "sending them one at a time", c->target, n,
@@ -814,11 +986,25 @@ static void batch_refused(struct central *c)
 		const char *nt = note;
 		if (outbox_mark(c->ob, &it->id, &state, &nt, 1) != PL_OK)
 			set_error(c, "%s", pl_error_message());
-	} else {
+	} else if (c->kind == B_AUDIT) {
 		const struct outbox_audit *a = &c->audit[0];
 		log_err("central %s refused audit entry %" PRId64 " (%s: %s); "
 		        "skipping it", c->target, a->id, c->fail_state, c->fail_msg);
 		if (outbox_audit_done(c->ob, a->id) != PL_OK)
+			set_error(c, "%s", pl_error_message());
+	} else if (c->kind == B_ANNOTS) {
+		const struct outbox_annot *a = &c->annots[0];
+		log_err("central %s refused annotation %" PRId64 " (%s: %s); it "
+		        "stays local", c->target, a->id, c->fail_state, c->fail_msg);
+		if (outbox_annots_done(c->ob, a->id) != PL_OK)
+			set_error(c, "%s", pl_error_message());
+	} else {
+		char serial[160];
+		pl_text_clean(PL_TEXT_LOG, c->pens[0].serial, serial, sizeof serial);
+		log_err("central %s refused pen %s's model and versions (%s: %s); "
+		        "not sent again until they change", c->target, serial,
+		        c->fail_state, c->fail_msg);
+		if (outbox_pens_done(c->ob, c->pens, 1) != PL_OK)
 			set_error(c, "%s", pl_error_message());
 	}
 	if (c->isolate)
@@ -944,6 +1130,34 @@ static void audit_done(struct central *c)
 	c->isolate = c->isolate > c->n_audit ? c->isolate - c->n_audit : 0;
 }
 
+static void annots_done(struct central *c)
+{
+	annots_skipped(c);
+	int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
+	if (e != PL_OK) {
+		/* Central has them: a resend is ignored there (ON CONFLICT). */
+		set_error(c, "%s", pl_error_message());
+		return;
+	}
+	log_debug("central %s: %zu annotations committed", c->target, c->n_annots);
+	c->last_sync_ms = pl_time_utc_ms();
+	clear_error(c);
+	c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
+}
+
+static void pens_done(struct central *c)
+{
+	int e = outbox_pens_done(c->ob, c->pens, c->n_pens);
+	if (e != PL_OK) {
+		set_error(c, "%s", pl_error_message());
+		return;
+	}
+	log_debug("central %s: %zu pens committed", c->target, c->n_pens);
+	c->last_sync_ms = pl_time_utc_ms();
+	clear_error(c);
+	c->isolate = c->isolate > c->n_pens ? c->isolate - c->n_pens : 0;
+}
+
 static void exchange_done(struct central *c)
 {
 	set_timer(c, 0, NULL);
@@ -963,6 +1177,10 @@ static void exchange_done(struct central *c)
 	}
 	if (c->kind == B_SESSIONS)
 		sessions_done(c);
+	else if (c->kind == B_ANNOTS)
+		annots_done(c);
+	else if (c->kind == B_PENS)
+		pens_done(c);
 	else
 		audit_done(c);
 	free_batch(c);
@@ -1115,5 +1333,7 @@ int central_get_status(struct central *c, struct central_status *s)
 	s->refused = n.refused;
 	s->confirmed = n.confirmed;
 	s->audit_pending = n.audit_pending;
+	s->annotations_pending = n.annotations_pending;
+	s->pens_pending = n.pens_pending;
 	return PL_OK;
 }

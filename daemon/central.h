@@ -10,7 +10,10 @@
  * every session archived before).  The replicator (central.c) runs in
  * penlinkd's loop on libpq's non-blocking API and sends the outbox in
  * batches, one transaction each; only when COMMIT is confirmed and central's
- * digest of every session checked is an entry cleared.  A different record
+ * digest of every session checked is an entry cleared.  Then the sessions'
+ * annotations, the audit trail (with each row's hashes in the site's
+ * chain) and the pens' model, hardware and firmware follow, each from a
+ * cursor or a record of what central confirmed, the same way.  A different record
  * under a key central already holds is a conflict: refused, logged, kept
  * locally and marked, never retried and never overwriting central.
  */
@@ -51,6 +54,8 @@ struct central_status {
 	uint64_t refused;        /* central refused the data itself (see log) */
 	uint64_t confirmed;      /* confirmed by central, ever */
 	uint64_t audit_pending;  /* audit entries not yet in central */
+	uint64_t annotations_pending; /* annotations not yet in central */
+	uint64_t pens_pending;   /* pens whose model etc. central lacks */
 	int64_t last_sync_ms;    /* UTC ms of the last confirmed batch, 0: none */
 	int64_t last_error_ms;   /* UTC ms of last_error, 0: none */
 	char last_error[512];    /* "" if none since the last success */
@@ -87,6 +92,23 @@ struct outbox_audit {
 	int64_t utc_ms;
 	int64_t uid;
 	char *user, *pen, *action, *old_value, *new_value, *result;
+	char prev_hash[65], hash[65]; /* the row in the site's chain ("": none) */
+};
+
+struct outbox_annot {
+	int64_t id;              /* annotations.id in the local archive */
+	struct pl_session_key key;
+	int64_t utc_ms;
+	int64_t uid;
+	char *user, *client_ref, *operator_name, *note;
+	/* false: its session is in conflict or refused, so central does not
+	 * hold the site's record: the annotation stays local (skipped). */
+	bool send;
+};
+
+struct outbox_pen {
+	char serial[128], model[128], hw_revision[128], fw_version[128];
+	int64_t seen_ms;
 };
 
 /* Opens path (the archive's database, already created and migrated by
@@ -112,8 +134,25 @@ int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
 void outbox_audit_free(struct outbox_audit *rows, size_t n);
 /* Central confirmed every audit entry up to id. */
 int outbox_audit_done(struct outbox *o, int64_t id);
+/*
+ * Annotations after the last one central confirmed, oldest first, up to
+ * (not including) the first whose session central has not confirmed yet:
+ * an annotation follows its session.  Free with outbox_annots_free.
+ */
+int outbox_annots_next(struct outbox *o, size_t max, struct outbox_annot **rows,
+                       size_t *n);
+void outbox_annots_free(struct outbox_annot *rows, size_t n);
+/* Central confirmed (or the site skipped) every annotation up to id. */
+int outbox_annots_done(struct outbox *o, int64_t id);
+/* The pens whose model, hardware revision or firmware central has not
+ * confirmed (new pens included); free(*rows). */
+int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
+                     size_t *n);
+/* Central confirmed these rows. */
+int outbox_pens_done(struct outbox *o, const struct outbox_pen *rows, size_t n);
 struct outbox_counts {
 	uint64_t pending, confirmed, conflicts, refused, audit_pending;
+	uint64_t annotations_pending, pens_pending;
 };
 int outbox_counts(struct outbox *o, struct outbox_counts *out);
 /* Has any connection committed to the database since the last call?

@@ -9,7 +9,9 @@
  *                    A session is "cleared" from the outbox by leaving the
  *                    pending state; the row stays (a few bytes) so that a
  *                    later backfill knows it was sent.
- *   central_state    key/value: the last audit entry central confirmed.
+ *   central_state    key/value: the last audit entry (audit_sent) and the
+ *                    last annotation (annotations_sent) central confirmed.
+ *   central_pens_sent each pen as central last confirmed it.
  * Trigger central_outbox_enqueue: AFTER INSERT ON sessions, so a session
  * enters the outbox in the very transaction that commits it to the
  * archive; nothing archived can miss the outbox, whatever happens after.
@@ -53,6 +55,15 @@ static const char setup_sql[] =
     "  key TEXT PRIMARY KEY,\n"
     "  value INTEGER NOT NULL\n"
     ");\n"
+    /* What central last confirmed of each pen: a pen is sent again when
+     * its model, hardware or firmware differ from this. */
+    "CREATE TABLE IF NOT EXISTS central_pens_sent (\n"
+    "  serial TEXT PRIMARY KEY,\n"
+    "  model TEXT NOT NULL,\n"
+    "  hw_revision TEXT NOT NULL,\n"
+    "  fw_version TEXT NOT NULL,\n"
+    "  seen_ms INTEGER NOT NULL\n"
+    ");\n"
     "CREATE TRIGGER IF NOT EXISTS central_outbox_enqueue\n"
     "  AFTER INSERT ON sessions BEGIN\n"
     "  INSERT OR IGNORE INTO central_outbox (session_id, state, queued_ms)\n"
@@ -64,6 +75,13 @@ static const char backfill_sql[] =
     "INSERT INTO central_outbox (session_id, state, queued_ms)\n"
     "  SELECT id, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)\n"
     "  FROM sessions WHERE id NOT IN (SELECT session_id FROM central_outbox)";
+
+/* The pens (alias p) whose model, hardware or firmware central has not
+ * confirmed. */
+#define PENS_UNSENT                                                         \
+	"LEFT JOIN central_pens_sent c ON c.serial = p.serial "                \
+	"WHERE c.serial IS NULL OR c.model IS NOT p.model "                    \
+	"OR c.hw_revision IS NOT p.hw_revision OR c.fw_version IS NOT p.fw_version"
 
 static int db_fail(struct outbox *o, const char *doing)
 {
@@ -342,6 +360,13 @@ static char *dup_col(sqlite3_stmt *st, int col)
 	return strdup(s ? s : "");
 }
 
+/* A hash column as text ("" when NULL or not a hash's length). */
+static void copy_hash(char out[65], sqlite3_stmt *st, int col)
+{
+	const char *h = (const char *)sqlite3_column_text(st, col);
+	snprintf(out, 65, "%s", h && strlen(h) == 64 ? h : "");
+}
+
 void outbox_audit_free(struct outbox_audit *rows, size_t n)
 {
 	for (size_t i = 0; rows && i < n; i++) {
@@ -366,7 +391,7 @@ int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
 	sqlite3_stmt *st;
 	int e = prepare(o, &st,
 	                "SELECT id, utc_ms, uid, user, pen, action, old_value, "
-	                "new_value, result FROM audit WHERE id > coalesce("
+	                "new_value, result, prev_hash, hash FROM audit WHERE id > coalesce("
 	                "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0) "
 	                "ORDER BY id LIMIT ?1",
 	                "list the audit entries to send");
@@ -388,6 +413,8 @@ int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
 		a->old_value = dup_col(st, 6);
 		a->new_value = dup_col(st, 7);
 		a->result = dup_col(st, 8);
+		copy_hash(a->prev_hash, st, 9);
+		copy_hash(a->hash, st, 10);
 		if (!a->user || !a->pen || !a->action || !a->old_value ||
 		    !a->new_value || !a->result) {
 			e = pl_error_set(PL_ERR_MEM, "out of memory");
@@ -406,19 +433,187 @@ int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
 	return PL_OK;
 }
 
-int outbox_audit_done(struct outbox *o, int64_t id)
+
+/* ---- annotations */
+
+/* The cursor of a central_state key (0: none yet). */
+static int cursor_set(struct outbox *o, const char *key, int64_t id,
+                      const char *doing)
 {
 	sqlite3_stmt *st;
 	int e = prepare(o, &st,
-	                "INSERT INTO central_state (key, value) VALUES ('audit_sent', ?1) "
+	                "INSERT INTO central_state (key, value) VALUES (?1, ?2) "
 	                "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-	                "record the audit entries central confirmed");
+	                doing);
 	if (e)
 		return e;
-	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, id);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		e = db_fail(o, "record the audit entries central confirmed");
+		e = db_fail(o, doing);
 	sqlite3_finalize(st);
+	return e;
+}
+
+void outbox_annots_free(struct outbox_annot *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++) {
+		free(rows[i].user);
+		free(rows[i].client_ref);
+		free(rows[i].operator_name);
+		free(rows[i].note);
+	}
+	free(rows);
+}
+
+int outbox_annots_next(struct outbox *o, size_t max, struct outbox_annot **rows,
+                       size_t *n)
+{
+	*rows = NULL;
+	*n = 0;
+	struct outbox_annot *v = calloc(max ? max : 1, sizeof *v);
+	if (!v)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	sqlite3_stmt *st;
+	/* The session's outbox state: NULL (no row yet) or pending ends the
+	 * list, so an annotation never reaches central before its session. */
+	int e = prepare(o, &st,
+	                "SELECT a.id, s.serial, s.uuid, a.utc_ms, a.uid, a.user, "
+	                "a.client_ref, a.operator, a.note, o.state "
+	                "FROM annotations a JOIN sessions s ON s.id = a.session_id "
+	                "LEFT JOIN central_outbox o ON o.session_id = a.session_id "
+	                "WHERE a.id > coalesce((SELECT value FROM central_state "
+	                "WHERE key = 'annotations_sent'), 0) ORDER BY a.id LIMIT ?1",
+	                "list the annotations to send");
+	if (e) {
+		free(v);
+		return e;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+	size_t k = 0;
+	int rc = SQLITE_DONE;
+	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sqlite3_column_type(st, 9) == SQLITE_NULL ||
+		    sqlite3_column_int(st, 9) == OUTBOX_PENDING) {
+			rc = SQLITE_DONE;
+			break;
+		}
+		struct outbox_annot *a = &v[k++];
+		a->id = sqlite3_column_int64(st, 0);
+		const char *serial = (const char *)sqlite3_column_text(st, 1);
+		snprintf(a->key.serial, sizeof a->key.serial, "%s", serial ? serial : "");
+		copy_fixed(a->key.uuid, 16, st, 2);
+		a->utc_ms = sqlite3_column_int64(st, 3);
+		a->uid = sqlite3_column_int64(st, 4);
+		a->user = dup_col(st, 5);
+		a->client_ref = dup_col(st, 6);
+		a->operator_name = dup_col(st, 7);
+		a->note = dup_col(st, 8);
+		a->send = sqlite3_column_int(st, 9) == OUTBOX_CONFIRMED;
+		if (!a->user || !a->client_ref || !a->operator_name || !a->note) {
+			e = pl_error_set(PL_ERR_MEM, "out of memory");
+			break;
+		}
+	}
+	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		e = db_fail(o, "list the annotations to send");
+	sqlite3_finalize(st);
+	if (e) {
+		outbox_annots_free(v, k);
+		return e;
+	}
+	*rows = v;
+	*n = k;
+	return PL_OK;
+}
+
+int outbox_audit_done(struct outbox *o, int64_t id)
+{
+	return cursor_set(o, "audit_sent", id,
+	                  "record the audit entries central confirmed");
+}
+
+int outbox_annots_done(struct outbox *o, int64_t id)
+{
+	return cursor_set(o, "annotations_sent", id,
+	                  "record the annotations central confirmed");
+}
+
+/* ---- pens */
+
+int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
+                     size_t *n)
+{
+	*rows = NULL;
+	*n = 0;
+	struct outbox_pen *v = calloc(max ? max : 1, sizeof *v);
+	if (!v)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	sqlite3_stmt *st;
+	int e = prepare(o, &st,
+	                "SELECT p.serial, p.model, p.hw_revision, p.fw_version, "
+	                "p.seen_ms FROM pens p " PENS_UNSENT
+	                " ORDER BY p.serial LIMIT ?1",
+	                "list the pens to send");
+	if (e) {
+		free(v);
+		return e;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+	size_t k = 0;
+	int rc = SQLITE_DONE;
+	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct outbox_pen *p = &v[k++];
+		const char *f[4];
+		for (int i = 0; i < 4; i++) {
+			f[i] = (const char *)sqlite3_column_text(st, i);
+			if (!f[i])
+				f[i] = "";
+		}
+		snprintf(p->serial, sizeof p->serial, "%s", f[0]);
+		snprintf(p->model, sizeof p->model, "%s", f[1]);
+		snprintf(p->hw_revision, sizeof p->hw_revision, "%s", f[2]);
+		snprintf(p->fw_version, sizeof p->fw_version, "%s", f[3]);
+		p->seen_ms = sqlite3_column_int64(st, 4);
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		e = db_fail(o, "list the pens to send");
+	sqlite3_finalize(st);
+	if (e) {
+		free(v);
+		return e;
+	}
+	*rows = v;
+	*n = k;
+	return PL_OK;
+}
+
+int outbox_pens_done(struct outbox *o, const struct outbox_pen *rows, size_t n)
+{
+	if (!n)
+		return PL_OK;
+	sqlite3_stmt *st = NULL;
+	int e = exec(o, "BEGIN IMMEDIATE", "begin recording the pens central has");
+	if (!e)
+		e = prepare(o, &st,
+		            "INSERT OR REPLACE INTO central_pens_sent (serial, model, "
+		            "hw_revision, fw_version, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+		            "record the pens central has");
+	for (size_t i = 0; !e && i < n; i++) {
+		sqlite3_bind_text(st, 1, rows[i].serial, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, rows[i].model, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, rows[i].hw_revision, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, rows[i].fw_version, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, rows[i].seen_ms);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			e = db_fail(o, "record the pens central has");
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	if (!e)
+		e = exec(o, "COMMIT", "commit the pens central has");
+	if (e)
+		rollback(o);
 	return e;
 }
 
@@ -451,6 +646,18 @@ int outbox_counts(struct outbox *o, struct outbox_counts *out)
 		           "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0)",
 		           "count the audit entries to send", &audit);
 	out->audit_pending = (uint64_t)audit;
+	int64_t annots = 0, pens = 0;
+	if (!e)
+		e = scalar(o,
+		           "SELECT count(*) FROM annotations WHERE id > coalesce("
+		           "(SELECT value FROM central_state WHERE key = "
+		           "'annotations_sent'), 0)",
+		           "count the annotations to send", &annots);
+	if (!e)
+		e = scalar(o, "SELECT count(*) FROM pens p " PENS_UNSENT,
+		           "count the pens to send", &pens);
+	out->annotations_pending = (uint64_t)annots;
+	out->pens_pending = (uint64_t)pens;
 	return e;
 }
 

@@ -1397,6 +1397,8 @@ static void central_status(struct client *cl, const Plctl__Request *rq)
 		cs.refused = st.refused;
 		cs.confirmed = st.confirmed;
 		cs.audit_pending = st.audit_pending;
+		cs.annotations_pending = st.annotations_pending;
+		cs.pens_pending = st.pens_pending;
 		cs.last_sync_ms = st.last_sync_ms;
 		cs.last_error = st.last_error;
 		cs.last_error_ms = st.last_error_ms;

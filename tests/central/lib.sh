@@ -126,17 +126,26 @@ site_idle() {
 # central_status NAME: penctl central status --json of the site into OUT.
 central_status() { expect 0 --socket "$T/$1.sock" --json central status; }
 
-# site_synced NAME [seconds]: the site's outbox is empty (nothing pending,
-# no audit entries pending) and its archive holds every session.
+# site_synced NAME [seconds]: the site's outbox is empty (no session, audit
+# entry, annotation or pen pending) and its archive holds every session.
 site_synced() {
   local name=$1 limit=${2:-60} i
   for i in $(seq $((limit * 5))); do
     central_status "$name"
-    [ "$(jqo '.pending + .audit_pending')" -eq 0 ] && return 0
+    [ "$(jqo '.pending + .audit_pending + .annotations_pending + .pens_pending')" -eq 0 ] && return 0
     sleep 0.2
   done
   tail -n 30 "$T/$name.log" >&2
   fail "site $name: outbox not empty within ${limit}s ($OUT)"
+}
+
+# session_key NAME [N]: "SERIAL/UUID" of the site's Nth session (by id,
+# from 0).
+session_key() {
+  sqlite3 "$T/$1.db" "SELECT serial || '/' || lower(substr(hex(uuid),1,8) || '-' ||
+    substr(hex(uuid),9,4) || '-' || substr(hex(uuid),13,4) || '-' ||
+    substr(hex(uuid),17,4) || '-' || substr(hex(uuid),21)) FROM sessions
+    ORDER BY id LIMIT 1 OFFSET ${2:-0}"
 }
 
 # local_digests NAME: "serial uuid sha256" of every session in the site's

@@ -5,7 +5,8 @@
 # and digests.  Central keeps site a's records; site b logs each conflict
 # with both digests, keeps its records locally, marks them conflict (not
 # retried), and central records them in penlink.conflicts.  Sessions without
-# a clash still go through.
+# a clash still go through; an annotation of a session in conflict stays at
+# the site.
 . "$(dirname "$0")/lib.sh"
 
 pg_init
@@ -53,6 +54,22 @@ assert_eq "$(sqlite3 "$T/b.db" "SELECT count(*) FROM central_outbox WHERE state 
 assert_eq "$(sqlite3 "$T/b.db" "SELECT count(*) FROM audit WHERE action = 'central.conflict' AND pen = 'PEN-K' AND result LIKE 'refused%'")" "3" "site b audited each conflict"
 site_synced b
 assert_eq "$(psql_su -c "SELECT count(*) FROM penlink.audit WHERE site = 'site-b' AND action = 'central.conflict'")" "3" "the conflicts reached central's audit trail"
+
+# Annotations at site b: one of a session in conflict stays local (central
+# holds site a's record under that key, not the one annotated), one of its
+# own pen's session reaches central.
+KK=$(sqlite3 "$T/b.db" "SELECT serial || '/' || lower(substr(hex(uuid),1,8) || '-' ||
+    substr(hex(uuid),9,4) || '-' || substr(hex(uuid),13,4) || '-' ||
+    substr(hex(uuid),17,4) || '-' || substr(hex(uuid),21)) FROM sessions WHERE serial = 'PEN-K' LIMIT 1")
+KB=$(sqlite3 "$T/b.db" "SELECT serial || '/' || lower(substr(hex(uuid),1,8) || '-' ||
+    substr(hex(uuid),9,4) || '-' || substr(hex(uuid),13,4) || '-' ||
+    substr(hex(uuid),17,4) || '-' || substr(hex(uuid),21)) FROM sessions WHERE serial = 'PEN-KB' LIMIT 1")
+expect 0 --socket "$T/b.sock" sessions annotate "$KK" --client C-K --note "on the impostor's record"
+expect 0 --socket "$T/b.sock" sessions annotate "$KB" --client C-B
+site_synced b
+assert_eq "$(psql_su -c "SELECT string_agg(serial || '/' || uuid || ':' || client_ref, ',') FROM penlink.annotations WHERE site = 'site-b'")" "$KB:C-B" "central: the annotation of site b's own session only"
+grep -q "annotation 1 of session $KK stays local" "$T/b.log" || fail "the annotation kept local was not logged"
+ok "the annotation of a session in conflict stays local, logged"
 
 # A restart does not send them again.
 stop_site "$B"

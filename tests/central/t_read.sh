@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Clinic staff read central: `penctl --central URL` as a role granted
-# penlink_read lists (filters: --site, -s, --since, --until), shows, pulls
-# and exports (CSV and JSON, byte for byte what the site's penlinkd exports
-# of the same sessions) and reads the audit trail, with --json; the
-# commands central cannot answer, a role without penlink_read and a URL
-# with a password are refused with messages that say why (and never show
-# the password).
+# penlink_read lists (filters: --site, -s, --since, --until, --client),
+# shows (with the annotations written at the site), pulls and exports (CSV
+# and JSON, byte for byte what the site's penlinkd exports of the same
+# sessions: annotations, the pen's model and hardware included; only the
+# delivering site added) and reads and verifies the audit trail, with
+# --json; the commands central cannot answer, a role without penlink_read
+# and a URL with a password are refused with messages that say why (and
+# never show the password).
 . "$(dirname "$0")/lib.sh"
 
 pg_init
 central_init
-start_emu a1 --serial PEN-RA-1 --flash "$T/a1.flash" --sessions 4 --session-bytes 120000 --seed 41
+start_emu a1 --serial PEN-RA-1 --model "PL-Pen Pro" --flash "$T/a1.flash" --sessions 4 --session-bytes 120000 --seed 41
 PA1=$EMU_PORT
 start_emu a2 --serial PEN-RA-2 --flash "$T/a2.flash" --sessions 3 --session-bytes 90000 --seed 42
 PA2=$EMU_PORT
@@ -27,6 +29,23 @@ expect 0 --socket "$T/a.sock" -s PEN-RA-1 preset push --id 2 --name "Audited" --
 site_synced a
 site_synced b
 ok "two sites archived and replicated 9 sessions"
+# Annotations at site a: two sessions, a correction of the client
+# reference on the second (C-9 -> C-1), notes on both.
+K0=$(session_key a 0)
+K1=$(session_key a 4)
+expect 0 --socket "$T/a.sock" sessions annotate "$K0" --client C-1 --operator ana --note "forehead, 2 passes"
+expect 0 --socket "$T/a.sock" sessions annotate "$K0" --note "client asked for a pause, \"ok\" | later"
+expect 0 --socket "$T/a.sock" sessions annotate "$K1" --client C-9 --operator bo
+expect 0 --socket "$T/a.sock" sessions annotate "$K1" --client C-1 --note "wrong client reference, corrected"
+site_synced a
+assert_eq "$(psql_su -c "SELECT count(*) FROM penlink.annotations WHERE site = 'site-a'")" "4" "central holds site a's 4 annotations"
+assert_eq "$(psql_su -c "SELECT string_agg(local_id || ':' || serial || '/' || uuid || ':' || client_ref || ':' || operator || ':' || note, ',' ORDER BY local_id) FROM penlink.annotations")" \
+  "$(sqlite3 "$T/a.db" "SELECT group_concat(x, ',') FROM (SELECT a.id || ':' || s.serial || '/' || lower(substr(hex(s.uuid),1,8) || '-' || substr(hex(s.uuid),9,4) || '-' || substr(hex(s.uuid),13,4) || '-' || substr(hex(s.uuid),17,4) || '-' || substr(hex(s.uuid),21)) || ':' || a.client_ref || ':' || a.operator || ':' || a.note AS x FROM annotations a JOIN sessions s ON s.id = a.session_id ORDER BY a.id)")" \
+  "central's annotations are the site's, row for row"
+assert_eq "$(psql_su -c "SELECT model FROM penlink.pens_latest WHERE site = 'site-a' AND serial = 'PEN-RA-1'")" "PL-Pen Pro" "central knows the pen's model"
+assert_eq "$(psql_su -c "SELECT string_agg(serial || ':' || model || ':' || hw_revision || ':' || fw_version, ',' ORDER BY serial) FROM penlink.pens_latest WHERE site = 'site-a'")" \
+  "$(sqlite3 "$T/a.db" "SELECT group_concat(serial || ':' || model || ':' || hw_revision || ':' || fw_version, ',') FROM (SELECT * FROM pens ORDER BY serial)")" \
+  "central's latest pens of site a are the site's pens table"
 
 URL="host=$PGSOCK dbname=$PGDB user=reader"
 C=(--central "$URL")
@@ -55,15 +74,30 @@ expect 0 "${C[@]}" sessions list
 assert_contains "$OUT" "9 sessions in the archive" "list for people"
 
 # ---- show: what the site shows
-key=$(sqlite3 "$T/a.db" "SELECT serial || '/' || lower(substr(hex(uuid),1,8) || '-' ||
-    substr(hex(uuid),9,4) || '-' || substr(hex(uuid),13,4) || '-' ||
-    substr(hex(uuid),17,4) || '-' || substr(hex(uuid),21)) FROM sessions LIMIT 1")
+key=$K0
 expect 0 --socket "$T/a.sock" --json sessions show "$key"
-site_show=$(jq -S 'del(.annotations)' <<<"$OUT")
+site_show=$(jq -S . <<<"$OUT")
 expect 0 "${C[@]}" --json sessions show "$key"
-assert_eq "$(jq -S 'del(.annotations)' <<<"$OUT")" "$site_show" "show SERIAL/UUID: the record the site shows"
+assert_eq "$(jq -S . <<<"$OUT")" "$site_show" "show SERIAL/UUID: what the site shows, annotations included"
 expect 0 "${C[@]}" -s "${key%%/*}" --json sessions show "${key#*/}"
-assert_eq "$(jq -S 'del(.annotations)' <<<"$OUT")" "$site_show" "show -s SERIAL UUID"
+assert_eq "$(jq -S . <<<"$OUT")" "$site_show" "show -s SERIAL UUID"
+assert_eq "$(jqo '.annotations | length')" "2" "show: the session's 2 annotations"
+expect 0 "${C[@]}" sessions show "$K1"
+assert_contains "$OUT" "wrong client reference, corrected" "show for people: the annotations"
+
+# ---- list --client: the current client reference, as the site has it
+expect 0 --socket "$T/a.sock" --json sessions list --client C-1
+site_c1=$(jq -c '[.sessions[] | "\(.serial)/\(.uuid)"] | sort' <<<"$OUT")
+assert_eq "$(jq length <<<"$site_c1")" "2" "site a: 2 sessions of client C-1"
+expect 0 "${C[@]}" --json sessions list --client C-1
+assert_eq "$(jq -c '[.sessions[] | "\(.serial)/\(.uuid)"] | sort' <<<"$OUT")" "$site_c1" "central: list --client C-1 gives the site's sessions"
+assert_eq "$(jqo .client_ref)" "C-1" "list --client --json names the client"
+expect 0 "${C[@]}" --json sessions list --client C-9
+assert_eq "$(jqo '.sessions | length')" "0" "list --client C-9: the corrected reference no longer finds it"
+expect 0 "${C[@]}" --json --site site-b sessions list --client C-1
+assert_eq "$(jqo '.sessions | length')" "0" "list --client with --site site-b: none"
+expect 0 "${C[@]}" sessions list --client C-1
+assert_contains "$OUT" "2 sessions in the archive for client C-1" "list --client for people"
 expect 3 "${C[@]}" sessions show "PEN-NONE/${key#*/}"
 assert_contains "$ERR" "no session PEN-NONE/" "show: an unknown session is not found (exit 3)"
 
@@ -76,19 +110,19 @@ for f in "$T"/pulled/*.plrec; do
 done
 ok "pulled records match central's digests"
 
-# ---- export: the site's own export, but for what only one of them knows
-# (the pen's model and hardware: the site; the delivering site: central).
-# norm FILE FMT: FILE without those columns/keys, every other byte kept.
+# ---- export: the site's own export, whole, but for the delivering site
+# (which only central names).
+# norm FILE FMT: FILE without the site column/key, every other byte kept.
 norm() {
   if [ "$2" = csv ]; then
     python3 -c 'import csv, sys
 r = list(csv.reader(open(sys.argv[1], newline="")))
-drop = [i for i, h in enumerate(r[0]) if h in ("model", "hw_revision", "site")]
+drop = [i for i, h in enumerate(r[0]) if h in ("site",)]
 w = csv.writer(sys.stdout, lineterminator="\r\n")
 for row in r:
     w.writerow([v for i, v in enumerate(row) if i not in drop])' "$1"
   else
-    jq -c 'if type == "array" then map(del(.model, .hw_revision, .site)) else del(.model, .hw_revision, .site) end' "$1"
+    jq -c 'if type == "array" then map(del(.site)) else del(.site) end' "$1"
   fi
 }
 for fmt in csv json; do
@@ -96,8 +130,11 @@ for fmt in csv json; do
   expect 0 "${C[@]}" --site site-a sessions export --format "$fmt" --out "$T/central.$fmt"
   [ "$(norm "$T/site.$fmt" "$fmt")" == "$(norm "$T/central.$fmt" "$fmt")" ] ||
     { diff <(norm "$T/site.$fmt" "$fmt" | head -c 3000) <(norm "$T/central.$fmt" "$fmt" | head -c 3000) >&2; fail "export $fmt: central differs from site a's"; }
-  ok "export --format $fmt: site a's own export (model, hw_revision, site aside)"
+  ok "export --format $fmt: site a's own export (site aside)"
 done
+assert_contains "$(cat "$T/central.csv")" "forehead, 2 passes | client asked for a pause" "CSV: the notes, oldest first"
+assert_eq "$(jq -r --arg k "${K1#*/}" '.[] | select(.uuid == $k) | .annotations | length' "$T/central.json")" "2" "JSON: every annotation of a session"
+assert_eq "$(jq -r '[.[] | select(.serial == "PEN-RA-1") | .model] | unique | join(",")' "$T/central.json")" "PL-Pen Pro" "JSON: the pen's model from central"
 assert_eq "$(jq -r '[.[].site] | unique | join(",")' "$T/central.json")" "site-a" "central's JSON names the delivering site"
 expect 0 "${C[@]}" sessions export --format json
 assert_eq "$(jq length <<<"$OUT")" "9" "export to stdout: every session"
@@ -123,6 +160,20 @@ assert_eq "$(jqo '[.entries[] | select(.pen | startswith("PEN-RA"))] | length')"
 expect 0 "${C[@]}" audit --limit 1
 ok "audit for people"
 
+# ---- audit verify: central's copy against the site's own chain
+expect 0 --socket "$T/a.sock" --json audit verify
+site_head=$(jqo .head)
+site_synced a
+expect 0 "${C[@]}" --site site-a --json audit verify --head "$site_head"
+assert_eq "$(jqo .intact)" "true" "central verify --site site-a: intact, the site's head is in it"
+[ "$(jqo .rows)" -ge "$(sqlite3 "$T/a.db" "SELECT count(*) FROM audit WHERE id <= (SELECT id FROM audit WHERE hash = '$site_head')")" ] || fail "central verify checked fewer rows than the site's chain up to its head"
+last=$(psql_su -c "SELECT max(local_id) FROM penlink.audit WHERE site = 'site-a'")
+assert_eq "$(jqo .head)" "$(sqlite3 "$T/a.db" "SELECT hash FROM audit WHERE id = $last")" "central verify: the head is the site's hash of the last row central holds"
+expect 0 "${C[@]}" audit verify
+assert_contains "$OUT" "chain intact" "central verify over every site"
+expect 8 "${C[@]}" --site site-a --json audit verify --head "$(printf '%064d' 7)"
+assert_contains "$ERR" "not in the site's trail" "a head central lacks: exit 8"
+
 # ---- refusals
 expect 2 "${C[@]}" --socket "$T/a.sock" sessions list
 assert_contains "$ERR" "--central" "--central with --socket: usage error"
@@ -131,11 +182,6 @@ assert_contains "$ERR" "needs --central" "--site without --central: usage error"
 run "${C[@]}" list
 [ "$RC" -ne 0 ] || fail "list through --central succeeded"
 assert_contains "$ERR" "drop --central" "a pen command says --central cannot answer it"
-if "$PENCTL" sessions list --help | grep -q -- --client; then
-  run "${C[@]}" sessions list --client X
-  [ "$RC" -ne 0 ] || fail "--client through central succeeded"
-  assert_contains "$ERR" "no annotations" "sessions list --client: central holds no annotations"
-fi
 psql_su -c "CREATE ROLE nobody LOGIN" || fail "cannot create role nobody"
 expect 5 --central "host=$PGSOCK dbname=$PGDB user=nobody" sessions list
 assert_contains "$ERR" "GRANT penlink_read" "a role without penlink_read: told what to grant (exit 5)"
@@ -155,6 +201,24 @@ assert_contains "$OUT" "central: site site-a, connected, 0 pending" "list: centr
 expect 0 --socket "$T/a.sock" --json list
 assert_eq "$(jqo .central.site)" "site-a" "list --json: the central object"
 assert_eq "$(jqo .central.pending)" "0" "list --json: outbox depth"
+
+# ---- central's copy altered (triggers off: only the owner can do that):
+# verify names the row.  The site's hashes are not in central's chain, but
+# recomputed from the row.
+tamper() { # tamper SQL
+  psql_su -c "ALTER TABLE penlink.audit DISABLE TRIGGER audit_append_only; $1;
+    ALTER TABLE penlink.audit ENABLE TRIGGER audit_append_only;" || fail "cannot tamper: $1"
+}
+tamper "UPDATE penlink.audit SET local_hash = repeat('a', 64) WHERE site = 'site-a' AND local_id = 3"
+expect 8 "${C[@]}" --site site-a audit verify
+assert_contains "$ERR" "site site-a: the site's chain: row 3 was changed" "a changed site hash: verify names the row"
+tamper "UPDATE penlink.audit SET result = 'forged' WHERE site = 'site-a' AND local_id = 2"
+expect 8 "${C[@]}" --json audit verify
+assert_eq "$(jqo .verify.bad_row)" "2" "a changed central row: verify names it"
+expect 8 "${C[@]}" audit verify
+assert_contains "$ERR" "site site-a: row 2 does not match central's chain" "and says which site and why"
+expect 0 "${C[@]}" --site site-b audit verify
+assert_contains "$OUT" "0 rows, chain intact" "site b's trail (empty: nothing was done there) is intact"
 
 stop_site "$A"
 stop_site "$B"

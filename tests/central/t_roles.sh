@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The central schema's guarantees outside penlinkd: penctl central init is
-# idempotent and refuses a newer schema and a password; the ingest role may
-# only insert (never update, delete or truncate), the read role only read;
+# idempotent, migrates a version-1 database to 2 and refuses a newer schema
+# and a password; the ingest role may only insert (never update, delete or
+# truncate: sessions, events, audit, annotations, pens), the read role only
+# read;
 # the tables are append-only even for their owner; the audit trail arrives
 # hash-chained; penlinkd refuses a [central] it cannot use safely, and one
 # whose database has no or a newer schema says so and keeps sessions.
@@ -11,13 +13,27 @@ pg_init
 URL="host=$PGSOCK dbname=$PGDB user=postgres"
 
 # ---- penctl central init
+# A database at version 1 (what an older penctl created): migration 001 by
+# hand, with a session and an audit row sent then.
+SCHEMA_DIR="$(dirname "$0")/../../central/schema"
+psql_su -c "CREATE DATABASE v1" >/dev/null
+psql_su -d v1 -f "$SCHEMA_DIR/001_initial.sql" >/dev/null || fail "cannot apply 001 by hand"
+psql_su -d v1 -c "INSERT INTO penlink.schema_version (version, description) VALUES (1, '001_initial');
+  INSERT INTO penlink.audit (site, local_id, utc_ms, uid, \"user\", pen, action, old_value, new_value, result)
+    VALUES ('old', 1, 0, 0, 'u', 'PEN-OLD', 'attach', '{}', '{}', 'ok')" || fail "cannot fill the v1 database"
+expect 0 --json central init "host=$PGSOCK dbname=v1 user=postgres"
+assert_eq "$(jqo .from_version),$(jqo .schema_version)" "1,2" "init: a version-1 database migrated to 2"
+assert_eq "$(psql_su -d v1 -c "SELECT count(*) FROM penlink.annotations") $(psql_su -d v1 -c "SELECT local_hash IS NULL FROM penlink.audit")" "0 t" "v1 -> 2: annotations added, old audit rows kept without site hashes"
+expect 0 --central "host=$PGSOCK dbname=v1 user=postgres" audit verify
+assert_contains "$OUT" "1 rows, chain intact" "audit verify of rows sent before the site hashes: central's chain only"
+
 expect 0 --json central init "$URL"
-assert_eq "$(jqo .from_version),$(jqo .schema_version)" "0,1" "init: schema 0 -> 1"
+assert_eq "$(jqo .from_version),$(jqo .schema_version)" "0,2" "init: schema 0 -> 2"
 expect 0 --json central init "$URL"
 assert_eq "$(jqo .applied)" "0" "init again: nothing applied"
 expect 0 central init "$URL"
-assert_contains "$OUT" "already at version 1" "init again says so"
-assert_eq "$(psql_su -c "SELECT string_agg(version::text, ',') FROM penlink.schema_version")" "1" "one schema_version row"
+assert_contains "$OUT" "already at version 2" "init again says so"
+assert_eq "$(psql_su -c "SELECT string_agg(version::text, ',' ORDER BY version) FROM penlink.schema_version")" "1,2" "one schema_version row per migration"
 run central init "host=$PGSOCK dbname=$PGDB user=postgres password=hunter2"
 [ "$RC" -ne 0 ] || fail "init accepted a password on the command line"
 assert_contains "$ERR" "passfile" "init with a password: refused, pointing at a passfile"
@@ -41,8 +57,12 @@ site_idle a 1
 expect 0 --socket "$T/a.sock" detach "$EMU_PORT"
 expect 0 --socket "$T/a.sock" attach "$EMU_PORT"
 site_idle a 1
+key=$(session_key a 0)
+expect 0 --socket "$T/a.sock" sessions annotate "$key" --client C-7 --note "set-up"
 site_synced a
 assert_eq "$(psql_su -c "SELECT count(*) FROM penlink.sessions")" "2" "2 sessions in central"
+assert_eq "$(psql_su -c "SELECT count(*) FROM penlink.annotations")" "1" "the annotation in central"
+assert_eq "$(psql_su -c "SELECT count(*) FROM penlink.pens")" "1" "the pen in central"
 n_audit=$(sqlite3 "$T/a.db" "SELECT count(*) FROM audit")
 [ "$n_audit" -gt 0 ] || fail "test set-up: no audit entries at the site"
 assert_eq "$(psql_su -c "SELECT count(*) FROM penlink.audit WHERE site = 'site-a'")" "$n_audit" "the site's $n_audit audit entries are in central"
@@ -65,6 +85,14 @@ refused site_a "DELETE FROM penlink.events" "ingest: DELETE events"
 refused site_a "DELETE FROM penlink.audit" "ingest: DELETE audit"
 refused site_a "UPDATE penlink.audit SET result = 'ok'" "ingest: UPDATE audit"
 refused site_a "DELETE FROM penlink.conflicts" "ingest: DELETE conflicts"
+refused site_a "UPDATE penlink.annotations SET client_ref = 'C-0'" "ingest: UPDATE annotations"
+refused site_a "DELETE FROM penlink.annotations" "ingest: DELETE annotations"
+refused site_a "TRUNCATE penlink.annotations" "ingest: TRUNCATE annotations"
+refused site_a "SELECT note FROM penlink.annotations" "ingest: read annotations"
+refused site_a "UPDATE penlink.pens SET model = 'x'" "ingest: UPDATE pens"
+refused site_a "DELETE FROM penlink.pens" "ingest: DELETE pens"
+refused site_a "SELECT model FROM penlink.pens_latest" "ingest: read pens"
+refused site_a "UPDATE penlink.audit SET local_hash = NULL" "ingest: UPDATE the site hashes"
 refused site_a "SELECT record FROM penlink.sessions LIMIT 1" "ingest: read records"
 refused site_a "SELECT * FROM penlink.events LIMIT 1" "ingest: read events"
 refused site_a "INSERT INTO penlink.schema_version VALUES (2, 'x')" "ingest: write schema_version"
@@ -74,6 +102,10 @@ refused reader "UPDATE penlink.sessions SET site = 'x'" "read: UPDATE sessions"
 refused reader "DELETE FROM penlink.sessions" "read: DELETE sessions"
 refused reader "INSERT INTO penlink.audit (site, local_id, utc_ms, uid, \"user\", pen, action, old_value, new_value, result) VALUES ('x', 1, 0, 0, '', '', '', '', '', '')" "read: INSERT audit"
 refused reader "DELETE FROM penlink.events" "read: DELETE events"
+refused reader "INSERT INTO penlink.annotations (site, local_id, serial, uuid, utc_ms, uid, \"user\", client_ref, operator, note) SELECT 'x', 1, serial, uuid, 0, 0, '', 'C-0', '', '' FROM penlink.sessions LIMIT 1" "read: INSERT annotations"
+refused reader "INSERT INTO penlink.pens (site, serial, model, hw_revision, fw_version, seen_at) VALUES ('x', 'x', '', '', '', now())" "read: INSERT pens"
+assert_eq "$(psql_as reader -c "SELECT client_ref FROM penlink.annotations")" "C-7" "read: reads annotations"
+assert_eq "$(psql_as reader -c "SELECT count(*) FROM penlink.pens_latest")" "1" "read: reads the pens"
 [ "$(psql_as reader -c "SELECT count(*) FROM penlink.events WHERE session_id = $sid")" -gt 0 ] || fail "read: cannot read events"
 ok "read: reads events"
 assert_eq "$(psql_as reader -c "SELECT count(*) FROM penlink.sessions WHERE octet_length(record) = size")" "2" "read: reads records"
@@ -82,6 +114,8 @@ refused nobody "SELECT count(*) FROM penlink.sessions" "a role with neither: not
 refused postgres "UPDATE penlink.sessions SET site = 'x'" "owner: UPDATE sessions"
 refused postgres "DELETE FROM penlink.audit" "owner: DELETE audit"
 refused postgres "TRUNCATE penlink.events" "owner: TRUNCATE events"
+refused postgres "DELETE FROM penlink.annotations" "owner: DELETE annotations"
+refused postgres "UPDATE penlink.pens SET model = 'x'" "owner: UPDATE pens"
 # ---- central refuses bytes that do not match their digest
 out=$(psql_su -c "INSERT INTO penlink.sessions (site, serial, uuid, seq, size, sha256, rtc_time, start_ms, end_ms, archived_at, n_events, n_samples, record) VALUES ('x', 'x', gen_random_uuid(), 0, 1, encode(sha256('a'), 'hex'), false, 0, 0, now(), 0, 0, 'b')" 2>&1) && fail "a record not matching its digest was stored"
 assert_contains "$out" "sessions_record_digest" "a record not matching its digest is refused"
@@ -123,11 +157,11 @@ psql_su -c "INSERT INTO penlink.schema_version VALUES (99, 'from the future')"
 start_site a
 A=$SITE_PID
 for i in $(seq 100); do grep -q "newer than this penlinkd" "$T/a.log" && break; sleep 0.1; done
-assert_contains "$(cat "$T/a.log")" "version 99, newer than this penlinkd knows (1)" "a newer central schema: penlinkd says so"
+assert_contains "$(cat "$T/a.log")" "version 99, newer than this penlinkd knows (2)" "a newer central schema: penlinkd says so"
 central_status a
 assert_contains "$(jqo .last_error)" "newer" "status shows it"
 stop_site "$A"
 run central init "$URL"
 [ "$RC" -ne 0 ] || fail "init accepted a newer schema"
-assert_contains "$ERR" "schema version 99, newer than this penctl knows (1)" "init refuses a newer schema"
+assert_contains "$ERR" "schema version 99, newer than this penctl knows (2)" "init refuses a newer schema"
 done_testing
