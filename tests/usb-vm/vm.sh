@@ -74,11 +74,18 @@ r="$out/initramfs"
 mkdir -p "$r"/{bin,sbin,lib/modules,etc/udev/rules.d,lib/udev/rules.d,pl,dev,proc,sys,run,tmp,root,var/tmp}
 # Binaries come with the shared libraries ldd finds for them, at the same
 # paths, so the guest's dynamic loader resolves them as the host's does.
+# The build's own libraries (libpenlink, found through the binaries'
+# RUNPATH) go to /pl/lib instead, on the guest's LD_LIBRARY_PATH: the build
+# may live under /tmp, which the guest mounts a tmpfs over.
 copy_bin() {
   local bin=$1 dest=$2 lib
   mkdir -p "$(dirname "$r$dest")"
   cp -L "$bin" "$r$dest"
   for lib in $(ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'); do
+    case "$lib" in
+      /lib/*|/lib64/*|/usr/lib/*|/usr/lib64/*) ;;
+      *) mkdir -p "$r/pl/lib"; cp -L "$lib" "$r/pl/lib/"; continue ;;
+    esac
     [ -e "$r$lib" ] && continue
     mkdir -p "$(dirname "$r$lib")"
     cp -L "$lib" "$r$lib"

@@ -9,6 +9,7 @@
 # file is an unplug.
 set -uo pipefail
 export PATH=/pl:/bin:/sbin:/usr/bin
+export LD_LIBRARY_PATH=/pl/lib
 W=/tmp/pl
 SOCK=$W/penlinkd.sock
 DB=$W/archive.db
