@@ -133,6 +133,7 @@ static const char *event_kind_name(Plctl__EventKind k)
 	case PLCTL__EVENT_KIND__EVENT_KIND_ERROR: return "error";
 	case PLCTL__EVENT_KIND__EVENT_KIND_TRACE: return "trace";
 	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_STATE: return "state";
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_EVENT: return "pen_event";
 	default: return "unknown";
 	}
 }
@@ -179,6 +180,13 @@ static void monitor_event(struct ctl *c, const Plctl__Event *ev)
 		                sizeof event_fields / sizeof *event_fields);
 		if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_TRACE)
 			json_object_object_add(o, "level", json_object_new_int64(ev->level));
+		if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_PEN_EVENT) {
+			json_object_object_add(o, "pen_state", json_object_new_string(
+			                           pen_state_kind_name(ev->pen_event)));
+			json_object_object_add(o, "value", json_object_new_int64(ev->value));
+			json_object_object_add(o, "pen_uptime_ms",
+			                       json_object_new_uint64(ev->pen_uptime_ms));
+		}
 		ctl_emit_json_line(o);
 		return;
 	}
@@ -223,6 +231,10 @@ static void monitor_event(struct ctl *c, const Plctl__Event *ev)
 	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_STATE:
 		snprintf(what, sizeof what, "state %s%s%s",
 		         plc_pen_state_name(ev->state), sep, msg);
+		break;
+	case PLCTL__EVENT_KIND__EVENT_KIND_PEN_EVENT:
+		snprintf(what, sizeof what, "pen %s value=%u%s%s",
+		         pen_state_kind_name(ev->pen_event), ev->value, sep, msg);
 		break;
 	default:
 		snprintf(what, sizeof what, "event %d%s%s", (int)ev->kind, sep, msg);

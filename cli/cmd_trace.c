@@ -3,7 +3,7 @@
 
 #include "penctl.h"
 
-static const char *state_name(enum pl_state_kind k)
+const char *pen_state_kind_name(uint32_t k)
 {
 	switch (k) {
 	case PL_STATE_IDLE: return "idle";
@@ -41,7 +41,7 @@ static void on_event(void *ud, const struct pl_event *ev)
 		} else {
 			json_object_object_add(o, "type", json_object_new_string("state"));
 			json_object_object_add(o, "state",
-			                       json_object_new_string(state_name(ev->state)));
+			                       json_object_new_string(pen_state_kind_name(ev->state)));
 			json_object_object_add(o, "value", json_object_new_int64(ev->value));
 			json_object_object_add(o, "detail", json_object_new_string(text));
 		}
@@ -53,17 +53,38 @@ static void on_event(void *ud, const struct pl_event *ev)
 		ctl_say("[%8llu.%03llu] %-5s %s", s, ms, level_name(ev->level), text);
 	else
 		ctl_say("[%8llu.%03llu] state %s value=%u%s%s", s, ms,
-		        state_name(ev->state), ev->value, *text ? " " : "", text);
+		        pen_state_kind_name(ev->state), ev->value, *text ? " " : "", text);
 	fflush(stdout);
 }
 
 /* ------------------------------------------------------------------ penlinkd */
 
-/* The daemon stamps lines with the host's UTC time (it does not pass the
- * pen's uptime on), so they are shown with the local time of day. */
+/* The daemon stamps lines with the host's UTC time, so they are shown with
+ * the local time of day; a state event also carries the pen's uptime. */
 static void daemon_line(struct ctl *c, const Plctl__Event *ev)
 {
 	const char *text = ev->message ? ev->message : "";
+	char when[PL_TIME_TEXT_MAX];
+	if (ev->kind == PLCTL__EVENT_KIND__EVENT_KIND_PEN_EVENT) {
+		if (c->json) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
+			json_object_object_add(o, "uptime_ms",
+			                       json_object_new_uint64(ev->pen_uptime_ms));
+			json_object_object_add(o, "type", json_object_new_string("state"));
+			json_object_object_add(o, "state", json_object_new_string(
+			                                       pen_state_kind_name(ev->pen_event)));
+			json_object_object_add(o, "value", json_object_new_int64(ev->value));
+			json_object_object_add(o, "detail", json_object_new_string(text));
+			ctl_emit_json_line(o);
+			return;
+		}
+		ctl_say("[%s] state %s value=%u%s%s", fmt_time_of_day(when, ev->utc_ms, true),
+		        pen_state_kind_name(ev->pen_event), ev->value, *text ? " " : "",
+		        text);
+		fflush(stdout);
+		return;
+	}
 	if (c->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
@@ -75,7 +96,6 @@ static void daemon_line(struct ctl *c, const Plctl__Event *ev)
 		ctl_emit_json_line(o);
 		return;
 	}
-	char when[PL_TIME_TEXT_MAX];
 	ctl_say("[%s] %-5s %s", fmt_time_of_day(when, ev->utc_ms, true),
 	        level_name(ev->level), text);
 	fflush(stdout);
@@ -122,7 +142,8 @@ static int trace_daemon(struct ctl *c, uint32_t level)
 			told = true;
 		}
 		if (r->body_case == PLCTL__RESPONSE__BODY_EVENT && r->event &&
-		    r->event->kind == PLCTL__EVENT_KIND__EVENT_KIND_TRACE) {
+		    (r->event->kind == PLCTL__EVENT_KIND__EVENT_KIND_TRACE ||
+		     r->event->kind == PLCTL__EVENT_KIND__EVENT_KIND_PEN_EVENT)) {
 			lines++;
 			daemon_line(c, r->event);
 		}
@@ -183,6 +204,6 @@ static int trace_run(struct ctl *c, struct opt_iter *it)
 CMD_SINGLE(trace, "trace", "[--level N]", "stream the pen's trace until Ctrl-C",
            CMD_BOTH, trace_opts,
            "With --port: trace lines and state events with the pen's "
-           "uptime; through\npenlinkd: trace lines with the host's time "
-           "of day.\n",
+           "uptime; through\npenlinkd: the same with the host's time "
+           "of day (state events keep the pen's\nuptime too).\n",
            trace_run);

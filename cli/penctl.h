@@ -533,6 +533,8 @@ void frame_log_stderr(void *ud, enum pl_frame_dir dir, const char *text,
 /* ------------------------------------------------------------------ commands */
 
 const char *trace_level_name(uint32_t level);
+/* A pen's state event kind (pl.StateKind): "idle", "treating", ... */
+const char *pen_state_kind_name(uint32_t kind);
 
 void print_help(FILE *out);
 

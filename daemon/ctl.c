@@ -770,6 +770,21 @@ void ctl_trace_line(struct ctl *c, const char *serial, uint32_t level,
 	}
 }
 
+void ctl_pen_event(struct ctl *c, const Plctl__Event *ev)
+{
+	if (!c || !ev || !ev->serial)
+		return;
+	ctl_broadcast(c, ev);
+	for (struct client *cl = c->clients, *next; cl; cl = next) {
+		next = cl->next;
+		for (struct trace_sub *t = cl->traces; t && !cl->dead; t = t->next) {
+			if (strcmp(t->serial, ev->serial))
+				continue;
+			client_send(cl, t->id, false, PLCTL__RESPONSE__BODY_EVENT, ev);
+		}
+	}
+}
+
 /* ------------------------------------------------------------------ start, stop */
 
 static int mkdir_parents(const char *path)

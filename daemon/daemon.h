@@ -119,6 +119,10 @@ void ctl_broadcast(struct ctl *c, const Plctl__Event *ev);
 void ctl_trace_line(struct ctl *c, const char *serial, uint32_t level,
                     const char *text);
 
+/* A state event a pen sent (EVENT_KIND_PEN_EVENT): to every monitor and
+ * to the clients tracing that pen, whatever their level. */
+void ctl_pen_event(struct ctl *c, const Plctl__Event *ev);
+
 /* Helper for everyone: an event stamped now. */
 void event_init(Plctl__Event *ev, Plctl__EventKind kind, const char *serial);
 

@@ -53,6 +53,11 @@
  * that answers only under wrong ids sends fewer than that before its
  * requests time out; the "not answering" detach then names the ids. */
 #define UNKNOWN_ID_CAP 32
+/* State events passed on to monitoring and tracing clients: a treating pen
+ * sends a few a second; past a burst of 50, draining 20 a second, the rest
+ * of a flood is only counted against the pen (below). */
+#define PEN_EVENT_CAP 50
+#define PEN_EVENT_DRAIN 20.0
 /* Unsolicited (id 0) frames.  On its own a pen sends a state event per
  * session recorded or archived, battery and cartridge changes: far under
  * 1000 a second even archiving thousands of tiny sessions.  With a trace
@@ -417,6 +422,23 @@ bool pen_link_failed(struct pen *p, int status)
 
 /* ------------------------------------------------------------------ pen events */
 
+/* A pen's state event, to the clients monitoring or tracing it. */
+static void pass_on(struct pen *p, const struct pl_event *ev)
+{
+	Plctl__Event out;
+
+	if (!p->d->ctl || budget_add(&p->health.pen_events, 1, PEN_EVENT_DRAIN,
+	                             PEN_EVENT_CAP, pl_time_monotonic_ms()))
+		return;
+	event_init(&out, PLCTL__EVENT_KIND__EVENT_KIND_PEN_EVENT, p->serial);
+	out.port = p->port;
+	out.pen_event = (Pl__StateKind)ev->state;
+	out.value = ev->value;
+	out.pen_uptime_ms = ev->uptime_ms;
+	out.message = (char *)(ev->text ? ev->text : "");
+	ctl_pen_event(p->d->ctl, &out);
+}
+
 static void on_pen_event(void *ud, const struct pl_event *ev)
 {
 	struct pen *p = ud;
@@ -427,6 +449,7 @@ static void on_pen_event(void *ud, const struct pl_event *ev)
 			ctl_trace_line(p->d->ctl, p->serial, ev->level, ev->text);
 		return;
 	}
+	pass_on(p, ev);
 	switch (ev->state) {
 	case PL_STATE_SESSION_RECORDED:
 		log_info("pen %s on %s recorded a session", p->serial, p->port);

@@ -34,6 +34,8 @@ struct budget {
 struct pen_health {
 	struct pl_link_stats link; /* the link's counters at the last look */
 	struct budget oversize, malformed, unsolicited;
+	/* state events passed on to clients (a flood is not passed on) */
+	struct budget pen_events;
 	/* replies to ids never issued since the last reply that matched */
 	uint64_t unknown_ids;
 	int64_t unknown_since;
