@@ -213,7 +213,10 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 		if (!last || e->start_ms > last)
 			last = e->start_ms;
 	}
-	qsort(pens.v, pens.n, sizeof *pens.v, by_label);
+	/* An empty period has no pens (and pens.v is NULL, which qsort may
+	 * not be given). */
+	if (pens.n)
+		qsort(pens.v, pens.n, sizeof *pens.v, by_label);
 
 	fputs("<section><h2>Totals</h2><table class=\"kv\">\n", f);
 	fputs("<tr><th>sessions</th><td>", f);
@@ -269,7 +272,8 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 		if (d)
 			d->count++;
 	}
-	qsort(days.v, days.n, sizeof *days.v, by_label);
+	if (days.n)
+		qsort(days.v, days.n, sizeof *days.v, by_label);
 	struct rp_bar *bars = calloc((days.n > pens.n ? days.n : pens.n) +
 	                             PL_AREA_COUNT + 2, sizeof *bars);
 	if (bars) {

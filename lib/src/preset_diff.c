@@ -99,7 +99,8 @@ int pl_preset_set_diff(const struct pl_preset_set *old,
 		ch->before = *o;
 		out->removed++;
 	}
-	qsort(out->changes, out->count, sizeof out->changes[0], by_id);
+	if (out->count) /* changes may be NULL when nothing changed */
+		qsort(out->changes, out->count, sizeof out->changes[0], by_id);
 	return PL_OK;
 }
 
