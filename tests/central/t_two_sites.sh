@@ -3,7 +3,7 @@
 # central PostgreSQL: every session is stored once, under its (serial, uuid),
 # with the digest and the bytes of the sites' archives.  A pen that moved
 # between sites (the same sessions at both) is stored once; pens with equal
-# UUIDs but different serials (penemu's default seed) are different sessions.
+# UUIDs but different serials (penemu --uuid-serial) are different sessions.
 # Annotations written at either site reach central (the moved pen's session
 # carries both sites'), the pens' model and versions too (the latest per
 # site and pen, as each site's pens table has it), and each audit row keeps
@@ -15,12 +15,13 @@ central_init
 ok "central initialized"
 
 # Site A: two pens.  Site B: a pen of its own, with the same seed as A's
-# first (equal UUIDs, other serial), and the very pen A's second is (moved).
+# first and its UUIDs (--uuid-serial: equal UUIDs, other serial), and the very
+# pen A's second is (moved).
 start_emu a1 --serial PEN-CA-1 --model "PL-Pen A" --flash "$T/a1.flash" --sessions 4 --session-bytes 200000 --seed 31
 PA1=$EMU_PORT
 start_emu a2 --serial PEN-MOVED --flash "$T/a2.flash" --sessions 3 --session-bytes 150000 --seed 32
 PA2=$EMU_PORT
-start_emu b1 --serial PEN-CB-1 --model "PL-Pen B" --flash "$T/b1.flash" --sessions 4 --session-bytes 200000 --seed 31
+start_emu b1 --serial PEN-CB-1 --uuid-serial PEN-CA-1 --model "PL-Pen B" --flash "$T/b1.flash" --sessions 4 --session-bytes 200000 --seed 31
 PB1=$EMU_PORT
 start_emu b2 --serial PEN-MOVED --flash "$T/b2.flash" --sessions 3 --session-bytes 150000 --seed 32
 PB2=$EMU_PORT

@@ -1523,10 +1523,10 @@ static void test_annotations(void **state)
 }
 
 /*
- * Two pens that record sessions with equal UUIDs (two virtual pens on the
- * same seed do): both sessions are archived, and each is read, listed and
- * exported as itself.  The archive used to look records up by UUID alone
- * and served the first pen's record for the second pen's name.
+ * Two pens that record sessions with equal UUIDs (cloned firmware does;
+ * penemu --uuid-serial plays it): both sessions are archived, and each is
+ * read, listed and exported as itself.  The archive used to look records up
+ * by UUID alone and served the first pen's record for the second pen's name.
  */
 static void test_same_uuid_two_pens(void **state)
 {

@@ -1533,10 +1533,11 @@ static void archive_two_pens(uint8_t u)
 }
 
 /*
- * Two pens whose sessions share a UUID (two virtual pens on the default
- * seed): each is shown as itself, by (serial, uuid).  The daemon used to
- * look records up by UUID alone and served the first pen's record for the
- * second pen's name, so `penctl sessions pull` failed its digest check.
+ * Two pens whose sessions share a UUID (cloned firmware; penemu
+ * --uuid-serial plays it): each is shown as itself, by (serial, uuid).  The
+ * daemon used to look records up by UUID alone and served the first pen's
+ * record for the second pen's name, so `penctl sessions pull` failed its
+ * digest check.
  */
 static void test_same_uuid_two_pens(void **state)
 {

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# A session is (pen serial, UUID): two pens on the same seed record sessions
-# with equal UUIDs, and penctl pulls and shows each pen's own record.
+# A session is (pen serial, UUID): two pens may record sessions with equal
+# UUIDs (cloned firmware: PEN-B derives its UUIDs as if it were PEN-A, with
+# penemu --uuid-serial), and penctl pulls and shows each pen's own record.
 . "$(dirname "$0")/lib.sh"
 
 start_emu a --serial PEN-A --sessions 2 --session-bytes 40000
 PA=$EMU_PORT
-start_emu b --serial PEN-B --sessions 2 --session-bytes 40000
+start_emu b --serial PEN-B --uuid-serial PEN-A --sessions 2 --session-bytes 40000
 PB=$EMU_PORT
 expect 0 --port "$PA" --json sessions list; echo "$OUT" >"$T/a.json"
 expect 0 --port "$PB" --json sessions list; echo "$OUT" >"$T/b.json"
