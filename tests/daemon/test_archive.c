@@ -1486,6 +1486,7 @@ static void test_annotations(void **state)
 	                    "first=1+2 | line\\x0abreak, \"quoted\"");
 	assert_string_equal(col(&csv, 2, "client_ref"), "C-1");
 	assert_string_equal(col(&csv, 2, "notes"), "");
+	csv_free(&csv);
 	free(out);
 	out = export_all(a, EXPORT_JSON, NULL, 0, &pieces);
 	json_object *arr = json_tokener_parse(out), *v;
