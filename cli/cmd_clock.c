@@ -40,6 +40,7 @@ static int clock_sync(struct ctl *c, struct opt_iter *it)
 		                       uptime_known ? json_object_new_uint64(uptime)
 		                                    : NULL);
 		json_object_object_add(o, "host_utc_ms", json_object_new_int64(now));
+		json_object_object_add(o, "host_utc", json_utc(true, now));
 		return ctl_emit_json(c, o);
 	}
 	char when[PL_TIME_TEXT_MAX], up[FMT_BUF];

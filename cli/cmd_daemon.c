@@ -161,6 +161,7 @@ static json_object *event_state_json(const void *event)
 /* An event's JSON line (and "level" after these for a trace line). */
 static const struct json_field event_fields[] = {
 	JF(NULL, "utc_ms", JK_I64, Plctl__Event, utc_ms),
+	JF(NULL, "utc", JK_UTC, Plctl__Event, utc_ms),
 	JF_MAKE(NULL, "kind", event_kind_json),
 	JF(NULL, "serial", JK_STR, Plctl__Event, serial),
 	JF(NULL, "port", JK_STR, Plctl__Event, port),
@@ -780,6 +781,7 @@ static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n)
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "id", json_object_new_int64(en->id));
 			json_object_object_add(o, "utc_ms", json_object_new_int64(en->utc_ms));
+			json_object_object_add(o, "utc", json_utc(true, en->utc_ms));
 			json_object_object_add(o, "uid", json_object_new_int64(en->uid));
 			json_object_object_add(o, "user", json_str(en->user));
 			json_object_object_add(o, "pen", json_str(en->pen));

@@ -56,16 +56,6 @@ static void fmt_session_span(char *start, size_t start_len, char *dur,
 		snprintf(dur, dur_len, "?");
 }
 
-/* ISO 8601 UTC text of utc_ms, or null when it is not a date (known
- * false, or out of range). */
-static json_object *json_utc(bool known, int64_t utc_ms)
-{
-	char buf[PL_TIME_TEXT_MAX];
-	if (!known || !pl_time_format_utc(utc_ms, buf)[0])
-		return NULL;
-	return json_object_new_string(buf);
-}
-
 static json_object *session_json(const struct ctl *c,
                                  const struct session_entry *s)
 {

@@ -69,6 +69,7 @@ static void daemon_line(struct ctl *c, const Plctl__Event *ev)
 		if (c->json) {
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
+			json_object_object_add(o, "utc", json_utc(true, ev->utc_ms));
 			json_object_object_add(o, "uptime_ms",
 			                       json_object_new_uint64(ev->pen_uptime_ms));
 			json_object_object_add(o, "type", json_object_new_string("state"));
@@ -88,6 +89,7 @@ static void daemon_line(struct ctl *c, const Plctl__Event *ev)
 	if (c->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "utc_ms", json_object_new_int64(ev->utc_ms));
+		json_object_object_add(o, "utc", json_utc(true, ev->utc_ms));
 		json_object_object_add(o, "type", json_object_new_string("trace"));
 		json_object_object_add(o, "level", json_object_new_int64(ev->level));
 		json_object_object_add(o, "level_name",

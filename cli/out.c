@@ -294,7 +294,7 @@ void json_add_fields(json_object *o, const void *obj,
 	    [JK_STR] = sizeof(const char *), [JK_BOOL] = sizeof(bool),
 	    [JK_PBOOL] = sizeof(protobuf_c_boolean), [JK_U32] = sizeof(uint32_t),
 	    [JK_U64] = sizeof(uint64_t), [JK_I64] = sizeof(int64_t),
-	    [JK_MM] = sizeof(uint32_t),
+	    [JK_MM] = sizeof(uint32_t), [JK_UTC] = sizeof(int64_t),
 	};
 	for (; n--; f++) {
 		json_object *to = o;
@@ -321,10 +321,19 @@ void json_add_fields(json_object *o, const void *obj,
 		case JK_U64: v = json_object_new_uint64(*(const uint64_t *)m); break;
 		case JK_I64: v = json_object_new_int64(*(const int64_t *)m); break;
 		case JK_MM: v = json_depth_mm(*(const uint32_t *)m); break;
+		case JK_UTC: v = json_utc(true, *(const int64_t *)m); break;
 		case JK_MAKE: v = f->make(obj); break;
 		}
 		json_object_object_add(to, f->key, v);
 	}
+}
+
+json_object *json_utc(bool known, int64_t utc_ms)
+{
+	char buf[PL_TIME_TEXT_MAX];
+	if (!known || !pl_time_format_utc(utc_ms, buf)[0])
+		return NULL;
+	return json_object_new_string(buf);
 }
 
 json_object *json_hex(const uint8_t *data, size_t len)

@@ -476,6 +476,7 @@ enum json_kind {
 	JK_U64,   /* uint64_t */
 	JK_I64,   /* int64_t */
 	JK_MM,    /* uint32_t micrometres: json_depth_mm */
+	JK_UTC,   /* int64_t UTC ms as ISO 8601 text: json_utc */
 	JK_MAKE,  /* make(the struct) */
 };
 struct json_field {
@@ -490,6 +491,10 @@ struct json_field {
 #define JF_MAKE(group, key, make) {group, key, JK_MAKE, 0, 0, make}
 void json_add_fields(json_object *o, const void *obj,
                      const struct json_field *f, size_t n);
+/* The one time rule's JSON form: ISO 8601 UTC text of utc_ms
+ * ("2024-05-01T12:03:22.000Z"), or null when it is not a date (known false,
+ * or out of range).  Beside every *_ms time a person may read. */
+json_object *json_utc(bool known, int64_t utc_ms);
 
 /* Aligned text tables. */
 struct table;
