@@ -1931,66 +1931,14 @@ static int annotations_by_id(struct archive *a, int64_t sid,
                              int (*cb)(void *ud, const struct annotation *an),
                              void *ud);
 
-/* A session's annotations as an export gives them: CSV the current client
- * reference and operator (the latest annotation that gives one) and every
- * note, oldest first, joined by " | "; JSON every annotation. */
-struct annot_acc {
-	char *client, *oper;
-	struct plc_buf notes;
-	json_object *arr;      /* JSON only */
-	bool oom;
-};
-
-static bool jadd_text(json_object *o, const char *k, const char *v)
-{
-	char *clean = pl_text_clean_dup(PL_TEXT_JSON, v);
-	bool ok = clean &&
-	          !json_object_object_add(o, k, json_object_new_string(clean));
-	free(clean);
-	return ok;
-}
-
+/* A session's annotations into the export's accumulator
+ * (control/penlink_export.h decides how a row shows them). */
 static int annot_collect(void *ud, const struct annotation *an)
 {
-	struct annot_acc *acc = ud;
-	if (an->client_ref[0]) {
-		free(acc->client);
-		acc->oom |= !(acc->client = strdup(an->client_ref));
-	}
-	if (an->operator_name[0]) {
-		free(acc->oper);
-		acc->oom |= !(acc->oper = strdup(an->operator_name));
-	}
-	if (an->note[0]) {
-		if (acc->notes.len)
-			plc_buf_str(&acc->notes, " | ");
-		plc_buf_str(&acc->notes, an->note);
-	}
-	if (acc->arr) {
-		char t[PL_TIME_TEXT_MAX];
-		json_object *o = json_object_new_object();
-		bool ok = o &&
-		          !json_object_object_add(o, "utc_ms",
-		                                  json_object_new_int64(an->utc_ms)) &&
-		          jadd_text(o, "utc", pl_time_format_utc(an->utc_ms, t)) &&
-		          jadd_text(o, "user", an->user) &&
-		          jadd_text(o, "client_ref", an->client_ref) &&
-		          jadd_text(o, "operator", an->operator_name) &&
-		          jadd_text(o, "note", an->note);
-		if (!ok || json_object_array_add(acc->arr, o)) {
-			json_object_put(o);
-			acc->oom = true;
-		}
-	}
+	struct plc_export_annots *acc = ud;
+	plc_export_annots_add(acc, an->utc_ms, an->user, an->client_ref,
+	                      an->operator_name, an->note);
 	return acc->oom ? PL_ERR_MEM : 0;
-}
-
-static void annot_free(struct annot_acc *acc)
-{
-	free(acc->client);
-	free(acc->oper);
-	plc_buf_free(&acc->notes);
-	json_object_put(acc->arr);
 }
 
 int archive_export_begin(struct archive *a, enum export_format f,
@@ -2055,7 +2003,8 @@ static int export_row(struct export_cursor *c, const char *before,
 	struct pl_record *r = NULL;
 	json_object *j = NULL;
 	char *text = NULL, *why = NULL;
-	struct annot_acc an = {0};
+	struct plc_export_annots an;
+	plc_export_annots_init(&an, c->fmt == EXPORT_JSON);
 	sqlite3_stmt *st;
 	int rc, e;
 
@@ -2118,10 +2067,6 @@ static int export_row(struct export_cursor *c, const char *before,
 	/* SQLite's copy of the record is freed here, before formatting. */
 	sqlite3_finalize(st);
 	st = NULL;
-	if (c->fmt == EXPORT_JSON && !(an.arr = json_object_new_array())) {
-		e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
-		goto out;
-	}
 	e = annotations_by_id(a, c->last_id, annot_collect, &an);
 	if (e == PL_OK && (an.oom || an.notes.oom))
 		e = fail(a, PL_ERR_MEM, "out of memory exporting a session");
@@ -2137,11 +2082,10 @@ static int export_row(struct export_cursor *c, const char *before,
 	    .start_ms = s.start_ms, .end_ms = s.end_ms, .rtc_time = s.rtc_time,
 	    .archived_ms = s.archived_ms, .model = model,
 	    .hw_revision = hw, .decode_error = why,
-	    .client_ref = an.client, .operator_name = an.oper,
-	    .notes = an.notes.p, .annotations = an.arr,
 	};
 	memcpy(row.uuid, s.uuid, sizeof row.uuid);
 	memcpy(row.sha256, s.sha256, sizeof row.sha256);
+	plc_export_annots_fill(&an, &row); /* out of memory was checked above */
 	plc_buf_str(b, before);
 	if (c->fmt == EXPORT_CSV) {
 		plc_export_csv_row(b, &row, j);
@@ -2157,7 +2101,7 @@ static int export_row(struct export_cursor *c, const char *before,
 out:
 	sqlite3_finalize(st);
 	json_object_put(j);
-	annot_free(&an);
+	plc_export_annots_free(&an);
 	free(text);
 	free(why);
 	pl_record_free(r);
