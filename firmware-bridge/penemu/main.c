@@ -54,6 +54,51 @@ struct emu {
 
 static struct emu emu;
 
+/*
+ * The link, as the pen's USB stack sees it.  Without faults the endpoint's
+ * replies are queued and written in batches: all the replies to what one
+ * read() brought in go out in one write() (a firmware hands its USB FIFO
+ * whole packets, not a stream per frame), and a full port is waited on in
+ * that write, as a blocking writer does, not by poll() and a retry per
+ * few kilobytes freed.  With fault options every frame is written on its
+ * own as it is sent, so each fault lands exactly where it is counted.
+ *
+ * --link-rate/--link-latency pace it like a real link: the bytes leave
+ * through a serializer of that many bytes a second and reach the host
+ * --link-latency later (each frame is one transfer), and the host's bytes
+ * reach the endpoint --link-latency after they arrived.  A pipeline that
+ * keeps enough requests in flight hides the latency and moves the rate.
+ */
+struct seg {
+	size_t bytes;   /* of the transfer (one frame) */
+	int64_t due_ns; /* when its last byte reaches the host */
+};
+
+struct held {
+	int64_t due_ns;
+	size_t len;
+};
+
+static struct link {
+	bool batch;
+	uint64_t rate;       /* bytes a second; 0: not paced */
+	int64_t latency_ns;
+	int64_t free_ns;     /* when the serializer has sent what it was given */
+	uint8_t *out;
+	size_t out_start, out_len, out_cap;
+	struct seg *segs;
+	size_t n_segs, segs_cap;
+	/* Input held for the latency: its bytes in order, and their times. */
+	uint8_t *in;
+	size_t in_start, in_len, in_cap;
+	struct held *helds;
+	size_t n_held, held_cap;
+} lk;
+
+/* Past this much queued output a batch is written before more is queued
+ * (paced: the endpoint is held until the link drained to it). */
+#define LINK_OUT_MAX (4u << 20)
+
 /* ------------------------------------------------------------------ time */
 
 static int64_t boot_ms;
@@ -80,7 +125,7 @@ static void on_write_alarm(int sig)
  * USB stack never lets it run dry).  An interval timer (its SIGALRM handler
  * is installed once, without SA_RESTART) keeps the give-up of the
  * non-blocking path: three system calls a frame. */
-static int write_blocking(const uint8_t *data, size_t len)
+static int write_blocking(int fd, const uint8_t *data, size_t len)
 {
 	static const struct itimerval give_up = {
 	    {0, 0}, {WRITE_GIVE_UP_MS / 1000, (WRITE_GIVE_UP_MS % 1000) * 1000}};
@@ -91,7 +136,7 @@ static int write_blocking(const uint8_t *data, size_t len)
 
 		write_timed_out = 0;
 		setitimer(ITIMER_REAL, &give_up, NULL);
-		n = write(emu.wfd, data, len);
+		n = write(fd, data, len);
 		setitimer(ITIMER_REAL, &off, NULL);
 		if (n > 0) {
 			data += n;
@@ -110,7 +155,7 @@ int emu_write_all(int fd, const uint8_t *data, size_t len)
 	int waited = 0;
 
 	if (emu.tty_path && fd == emu.fd)
-		return write_blocking(data, len);
+		return write_blocking(emu.wfd, data, len);
 
 	while (len > 0) {
 		ssize_t n = write(fd, data, len);
@@ -139,6 +184,185 @@ int emu_write_all(int fd, const uint8_t *data, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------ link */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Room for need more elements of size elem in *buf (cap in elements). */
+static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+{
+	size_t c = *cap ? *cap : 64;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	while (c < need)
+		c *= 2;
+	p = realloc(*buf, c * elem);
+	if (!p)
+		return -1;
+	*buf = p;
+	*cap = c;
+	return 0;
+}
+
+/* A whole batch into the port.  A pty is written without blocking as far
+ * as it takes the bytes; the rest in a blocking write (under the same
+ * give-up timer as a tty), which the kernel wakes as the host reads. */
+static int write_batch(const uint8_t *p, size_t len)
+{
+	int fl;
+	int rc;
+
+	if (emu.tty_path)
+		return write_blocking(emu.wfd, p, len);
+	while (len > 0) {
+		ssize_t n = write(emu.fd, p, len);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR && !stop_requested)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		return -1;
+	}
+	if (len == 0)
+		return 0;
+	fl = fcntl(emu.fd, F_GETFL);
+	if (fl < 0 || fcntl(emu.fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+		return emu_write_all(emu.fd, p, len);
+	rc = write_blocking(emu.fd, p, len);
+	(void)fcntl(emu.fd, F_SETFL, fl);
+	return rc;
+}
+
+/* Writes the first len queued bytes (and forgets them, written or not:
+ * bytes nobody reads are lost, as on a line without a host). */
+static int link_write(size_t len)
+{
+	int rc = write_batch(lk.out + lk.out_start, len);
+
+	lk.out_start += len;
+	lk.out_len -= len;
+	if (lk.out_len == 0)
+		lk.out_start = 0;
+	return rc;
+}
+
+/* Writes what is due: everything, or on a paced link the transfers whose
+ * last byte has reached the host by now. */
+static int link_flush(void)
+{
+	size_t len = 0, k = 0;
+	int64_t now;
+
+	if (!lk.rate)
+		return lk.out_len ? link_write(lk.out_len) : 0;
+	now = now_ns();
+	while (k < lk.n_segs && lk.segs[k].due_ns <= now)
+		len += lk.segs[k++].bytes;
+	if (k == 0)
+		return 0;
+	memmove(lk.segs, lk.segs + k, (lk.n_segs - k) * sizeof lk.segs[0]);
+	lk.n_segs -= k;
+	return link_write(len);
+}
+
+/* Nanoseconds until the next transfer is due (0: now), or -1 for none. */
+static int64_t link_next_ns(void)
+{
+	int64_t t = -1, now;
+
+	now = now_ns();
+	if (!lk.rate)
+		t = lk.out_len ? 0 : -1;
+	else if (lk.n_segs)
+		t = lk.segs[0].due_ns > now ? lk.segs[0].due_ns - now : 0;
+	if (lk.n_held) {
+		int64_t h = lk.helds[0].due_ns > now ? lk.helds[0].due_ns - now : 0;
+		if (t < 0 || h < t)
+			t = h;
+	}
+	return t;
+}
+
+/* Queues one frame from the endpoint. */
+static int link_send(const uint8_t *p, size_t len)
+{
+	while (lk.out_len + len > LINK_OUT_MAX && lk.out_len) {
+		/* Far ahead of the host: let the link drain first. */
+		int64_t wait = link_next_ns();
+
+		if (wait > 0) {
+			struct timespec ts = {(time_t)(wait / 1000000000),
+			                      (long)(wait % 1000000000)};
+			nanosleep(&ts, NULL);
+		}
+		if (stop_requested)
+			return -1;
+		if (link_flush() != 0)
+			return -1;
+	}
+	if (lk.out_start && lk.out_start + lk.out_len + len > lk.out_cap) {
+		memmove(lk.out, lk.out + lk.out_start, lk.out_len);
+		lk.out_start = 0;
+	}
+	if (grow((void **)&lk.out, &lk.out_cap, lk.out_start + lk.out_len + len, 1) != 0)
+		return -1;
+	memcpy(lk.out + lk.out_start + lk.out_len, p, len);
+	lk.out_len += len;
+	if (lk.rate) {
+		int64_t now = now_ns();
+		int64_t start = lk.free_ns > now ? lk.free_ns : now;
+
+		if (grow((void **)&lk.segs, &lk.segs_cap, lk.n_segs + 1,
+		         sizeof lk.segs[0]) != 0)
+			return -1;
+		lk.free_ns = start + (int64_t)((double)len * 1e9 / (double)lk.rate);
+		lk.segs[lk.n_segs].bytes = len;
+		lk.segs[lk.n_segs].due_ns = lk.free_ns + lk.latency_ns;
+		lk.n_segs++;
+	}
+	return 0;
+}
+
+/* Holds bytes from the host for the link's latency. */
+static int link_hold(const uint8_t *p, size_t len)
+{
+	if (lk.in_start && lk.in_start + lk.in_len + len > lk.in_cap) {
+		memmove(lk.in, lk.in + lk.in_start, lk.in_len);
+		lk.in_start = 0;
+	}
+	if (grow((void **)&lk.in, &lk.in_cap, lk.in_start + lk.in_len + len, 1) != 0 ||
+	    grow((void **)&lk.helds, &lk.held_cap, lk.n_held + 1, sizeof lk.helds[0]) != 0)
+		return -1;
+	memcpy(lk.in + lk.in_start + lk.in_len, p, len);
+	lk.in_len += len;
+	lk.helds[lk.n_held].due_ns = now_ns() + lk.latency_ns;
+	lk.helds[lk.n_held].len = len;
+	lk.n_held++;
+	return 0;
+}
+
+static void link_free(void)
+{
+	free(lk.out);
+	free(lk.segs);
+	free(lk.in);
+	free(lk.helds);
+	memset(&lk, 0, sizeof lk);
 }
 
 static int make_raw(int fd, const char *what)
@@ -226,9 +450,10 @@ static int open_tty(const char *path, int *fd, int *wfd)
 static int op_send(void *ctx, const uint8_t *data, size_t len)
 {
 	struct emu *e = ctx;
-	int rc = e->hostile ? hostile_send(e->hostile, e->fd, data, len,
-	                                   e->fw.host_max_frame)
-	                    : faults_send(e->faults, e->fd, data, len);
+	int rc = lk.batch     ? link_send(data, len)
+	         : e->hostile ? hostile_send(e->hostile, e->fd, data, len,
+	                                     e->fw.host_max_frame)
+	                      : faults_send(e->faults, e->fd, data, len);
 	return rc == 0 ? PL_FW_OK : PL_FW_INTERNAL;
 }
 
@@ -369,6 +594,11 @@ static void usage(FILE *out)
 "  --now UTC_MS       generate sessions as if it were this time (default: now);\n"
 "                     with it, equal seeds give byte-identical records\n"
 "  -v, --verbose      log every request to stderr\n"
+"  --link-rate B      pace the link: its bytes leave at B bytes a second\n"
+"                     (USB full speed moves about 1200000, high speed about\n"
+"                     40000000), one frame per transfer\n"
+"  --link-latency US  and reach the other side US microseconds after they\n"
+"                     left, in both directions (default 0)\n"
 "  --raw-text         take --serial and --model byte for byte (any bytes but\n"
 "                     NUL, 1..63 of them: control bytes, invalid UTF-8), as a\n"
 "                     broken or hostile pen would report them, to test that\n"
@@ -535,6 +765,8 @@ struct args {
 	bool verbose;
 	bool raw_text;
 	bool pty;
+	uint64_t link_rate;
+	uint32_t link_latency_us;
 	uint32_t treat_s;          /* 0: no --treat */
 	uint32_t treat_after_s;
 	uint32_t treat_every_s;
@@ -588,6 +820,8 @@ static const struct opt_row opt_rows[] = {
 	NUM("fault-late-ms", faults.late_ms, 1, 600000, false),
 	NUM("fault-reboot-after", faults.reboot_after, 1, UINT64_MAX, true),
 	NUM("fault-reboot-every", faults.reboot_every, 1, UINT64_MAX, true),
+	NUM("link-rate", link_rate, 1000, 10000000000ull, false),
+	NUM("link-latency", link_latency_us, 0, 1000000, false),
 	{"treat", O_OTHER, 0, 0, 0, 0, false, 0},
 	NUM("treat-after", treat_after_s, 0, TREAT_MAX_S, false),
 	NUM("treat-every", treat_every_s, 1, 86400, false),
@@ -689,6 +923,10 @@ static void parse_args(int argc, char **argv, struct args *a)
 		               "mutually exclusive");
 	if (a->hostile != HOSTILE_NONE && a->any_fault)
 		bad_args("%s", "--hostile cannot be combined with --fault-* options");
+	if ((a->link_rate || a->link_latency_us) &&
+	    (a->any_fault || a->hostile != HOSTILE_NONE))
+		bad_args("%s", "--link-rate and --link-latency cannot be combined with "
+		               "--fault-* options or --hostile");
 	if (!a->fault_seed_given)
 		a->fault_seed = a->seed;
 }
@@ -854,17 +1092,40 @@ static int serve(void)
 
 	while (!stop_requested) {
 		struct pollfd p = {emu.fd, POLLIN, 0};
-		int timeout = poll_timeout();
+		int64_t wait_ns = (int64_t)poll_timeout() * 1000000;
+		int64_t due = lk.batch ? link_next_ns() : -1;
+		struct timespec ts;
 		int r;
 
+		if (due >= 0 && due < wait_ns)
+			wait_ns = due;
+		ts.tv_sec = (time_t)(wait_ns / 1000000000);
+		ts.tv_nsec = (long)(wait_ns % 1000000000);
 		if (emu.hostile && hostile_want_write(emu.hostile))
 			p.events |= POLLOUT;
-		r = poll(&p, 1, timeout);
+		r = ppoll(&p, 1, &ts, NULL);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			fprintf(stderr, "penemu: poll: %s\n", strerror(errno));
 			return -1;
+		}
+		if (lk.batch) {
+			/* Paced: what the latency held back reaches the
+			 * endpoint, and transfers that are due go out. */
+			while (lk.n_held && lk.helds[0].due_ns <= now_ns()) {
+				size_t k = lk.helds[0].len;
+
+				memmove(lk.helds, lk.helds + 1,
+				        (lk.n_held - 1) * sizeof lk.helds[0]);
+				lk.n_held--;
+				lk.in_start += k;
+				lk.in_len -= k;
+				feed(lk.in + lk.in_start - k, k);
+				if (lk.in_len == 0)
+					lk.in_start = 0;
+			}
+			(void)link_flush(); /* -1: nobody reads; the bytes are lost */
 		}
 		if (!emu.hostile) {
 			/* Late frames go out even if the host's reads are
@@ -882,8 +1143,17 @@ static int serve(void)
 			if (n > 0) {
 				if (faults_ignore_input(emu.faults, emu_uptime_ms()))
 					continue; /* still "booting" */
+				if (lk.latency_ns) {
+					if (link_hold(buf, (size_t)n) != 0)
+						return -1;
+					continue;
+				}
 				if (feed(buf, (size_t)n) != 0)
 					return -1;
+				/* All the replies to what this read brought in, in
+				 * one write. */
+				if (lk.batch)
+					(void)link_flush();
 				continue;
 			}
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -951,9 +1221,13 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* Batches without faults; see struct link. */
+	lk.batch = !a.any_fault && a.hostile == HOSTILE_NONE;
+	lk.rate = a.link_rate;
+	lk.latency_ns = (int64_t)a.link_latency_us * 1000;
+	sa.sa_handler = on_write_alarm; /* no SA_RESTART: write returns */
+	sigaction(SIGALRM, &sa, NULL);
 	if (a.tty) {
-		sa.sa_handler = on_write_alarm; /* no SA_RESTART: write returns */
-		sigaction(SIGALRM, &sa, NULL);
 		open_tty(a.tty, &emu.fd, &emu.wfd);
 		emu.tty_path = a.tty;
 		snprintf(path, sizeof path, "%s", a.tty);
@@ -988,5 +1262,6 @@ out:
 	faults_free(emu.faults);
 	hostile_free(emu.hostile);
 	treat_free(emu.treat);
+	link_free();
 	return rc;
 }

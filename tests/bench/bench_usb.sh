@@ -21,7 +21,8 @@ W=/tmp/bench-usb
 rm -rf "$W"; mkdir -p "$W"
 
 # measure SPEED MB: dummy_hcd reloaded at that speed, one pen gadget bound,
-# then bench_usblink; its progress on stderr, "ratio download raw cpu-per-MB-ratio" on stdout.
+# then bench_usblink; its progress on stderr, "median-ratio best-download
+# best-raw median-cpu-per-MB-ratio" on stdout.
 measure() {
   local hs=$([ "$1" = high ] && echo 1 || echo 0)
   gadget_remove bench
@@ -43,4 +44,6 @@ measure full "$mb_full" >"$W/full" || exit 1
 read -r hs_ratio hs_dl hs_raw hs_cpu <"$W/high"
 read -r fs_ratio fs_dl fs_raw fs_cpu <"$W/full"
 gadget_remove bench
-echo "usb download/raw: high speed $hs_ratio ($hs_dl vs $hs_raw MB/s, CPU/MB ${hs_cpu}x raw's), full speed $fs_ratio ($fs_dl vs $fs_raw MB/s, CPU/MB ${fs_cpu}x raw's); target >= 0.90"
+verdict() { awk -v r="$1" -v c="$2" 'BEGIN { print (r >= 0.90 && c <= 1.25 ? "PASS" : "FAIL") }'; }
+echo "usb download/raw, high speed: median ratio $hs_ratio (best $hs_dl vs $hs_raw MB/s), CPU per MB ${hs_cpu}x raw's (targets >= 0.90, <= 1.25): $(verdict "$hs_ratio" "$hs_cpu")"
+echo "usb download/raw, full speed: median ratio $fs_ratio (best $fs_dl vs $fs_raw MB/s), CPU per MB ${fs_cpu}x raw's (targets >= 0.90, <= 1.25): $(verdict "$fs_ratio" "$fs_cpu")"

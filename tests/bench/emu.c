@@ -88,3 +88,87 @@ void emu_stop(struct emu *e)
 		e->pid = 0;
 	}
 }
+
+static long long read_schedstat(pid_t pid)
+{
+	char path[64];
+	if (pid)
+		snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+	else
+		snprintf(path, sizeof path, "/proc/self/schedstat");
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	unsigned long long run = 0;
+	int ok = fscanf(f, "%llu", &run) == 1;
+	fclose(f);
+	return ok ? (long long)run : -1;
+}
+
+static long long read_stat(pid_t pid)
+{
+	char path[64], buf[1024];
+	if (pid)
+		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	else
+		snprintf(path, sizeof path, "/proc/self/stat");
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* Fields 14 and 15 (utime, stime) follow the ")" that ends the name. */
+	const char *p = strrchr(buf, ')');
+	unsigned long long ut = 0, st = 0;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	                 &ut, &st) != 2)
+		return -1;
+	return (long long)((ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
+}
+
+long long emu_cpu_ns(pid_t pid)
+{
+	long long v = read_schedstat(pid);
+	return v >= 0 ? v : read_stat(pid);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+double emu_median(double *v, int n)
+{
+	if (n <= 0)
+		return 0;
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void emu_range(double *v, int n, double *lo, double *hi)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	*lo = n > 0 ? v[0] : 0;
+	*hi = n > 0 ? v[n - 1] : 0;
+}
+
+long long emu_ctx_switches(pid_t pid)
+{
+	char path[64], line[256];
+	if (pid)
+		snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	else
+		snprintf(path, sizeof path, "/proc/self/status");
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	long long sum = 0, v;
+	while (fgets(line, sizeof line, f))
+		if ((sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1) ||
+		    (sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1))
+			sum += v;
+	fclose(f);
+	return sum;
+}
