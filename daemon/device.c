@@ -49,9 +49,10 @@
  * handshake is done, when replies to a previous host's requests may still
  * sit in the port.  But a pen holding replies back (late) can still send
  * some of a killed daemon's after a new one's handshake: up to its window
- * (8) times three attempts each, so more than 32 is no accident.  A pen
- * that answers only under wrong ids sends fewer than that before its
- * requests time out; the "not answering" detach then names the ids. */
+ * (PEN_WINDOW_MAX, 8) times three attempts each, so more than 32 is no
+ * accident.  A pen that answers only under wrong ids sends fewer than
+ * that before its requests time out; the "not answering" detach then
+ * names the ids. */
 #define UNKNOWN_ID_CAP 32
 /* State events passed on to monitoring and tracing clients: a treating pen
  * sends a few a second; past a burst of 50, draining 20 a second, the rest
@@ -82,6 +83,25 @@
 #define SLOW_MS 3000
 #define SLOW_RATE 1024
 #define SLOW_READS 3
+
+/*
+ * Fair reading: pens downloading at once share the daemon's reading by
+ * bytes (deficit round robin), not by events.  Each round a downloading
+ * pen may be read RR_QUANTUM bytes (what one read turn overdraws comes off
+ * its next rounds); a pen that used its share has its input parked until
+ * every downloading pen has used its own, or is not answering (its oldest
+ * request is RR_ROUND_MS old), or the round is RR_ROUND_MS old.  Pens get
+ * windows of different sizes (a pen that starts alone gets a large one,
+ * device_work.c), and reading everything each one has ready would hand
+ * the large windows most of the bandwidth: with 127 pens the first ones
+ * finished in a fifth of the last ones' time.  The quantum is the
+ * smallest share pace() gives, so every pen can fill it each round.
+ * Measured with 127 pens (bench_daemon_scale.sh): every pen's progress
+ * runs level with the others' from start to end.
+ */
+#define RR_QUANTUM (16 * 1024)
+#define RR_ROUND_MS 200
+#define RR_LOOK_MS 5
 
 static void ops_start(struct pen *p);
 static void ops_fail_all(struct pen *p, int status, const char *msg);
@@ -144,12 +164,109 @@ void pen_report(struct pen *p, int level, const char *fmt, ...)
 /* ------------------------------------------------------------------ loop glue */
 
 static void on_timer(void *ud);
+static void pen_rearm(struct pen *p);
+
+/* ------------------------------------------------------------------ fair reading */
+
+/* Rationed: downloading while another pen downloads too. */
+static bool rr_applies(const struct pen *p)
+{
+	return p->pp && p->phase == PHASE_DOWNLOAD && p->ps->downloading > 1;
+}
+
+static uint64_t rr_bytes_in(const struct pen *p)
+{
+	struct pl_link_stats st;
+	pl_pen_link_stats(p->pp, &st);
+	return st.bytes_in;
+}
+
+/* Brings the pen into the current round: a new round adds a quantum, and
+ * credit never builds up beyond one. */
+static void rr_sync(struct pen *p)
+{
+	if (p->rr_round == p->ps->rr_round)
+		return;
+	p->rr_round = p->ps->rr_round;
+	p->rr_credit = p->rr_credit < 0 ? p->rr_credit + RR_QUANTUM : RR_QUANTUM;
+}
+
+static void rr_new_round(struct pens *ps)
+{
+	loop_cancel_timer(ps->d->loop, ps->rr_timer);
+	ps->rr_timer = 0;
+	ps->rr_round++;
+	ps->rr_round_at = pl_time_monotonic_ms();
+	for (struct pen *q = ps->head; q; q = q->next) {
+		if (!q->rr_parked)
+			continue;
+		q->rr_parked = false;
+		pen_rearm(q);
+	}
+}
+
+/* Whether the round should wait for q: it downloads, still has credit,
+ * and its oldest request went out less than RR_ROUND_MS ago (its pen is
+ * answering, if slowly).  A pen whose requests are older is stalled or
+ * dead (the library's retries and timeouts deal with it) and holds
+ * nobody up. */
+static bool rr_waits_for(const struct pen *q)
+{
+	if (!rr_applies(q) || q->rr_parked)
+		return false;
+	int next = pl_pen_next_timeout(q->pp);
+	if (next < 0)
+		return false; /* nothing asked: nothing coming */
+	return q->d->cfg.timeout_ms - next < RR_ROUND_MS;
+}
+
+static void rr_check(struct pens *ps);
+
+static void rr_round_timer(void *ud)
+{
+	struct pens *ps = ud;
+	ps->rr_timer = 0;
+	rr_check(ps);
+}
+
+/* Ends the round if nobody is left to wait for, or it is RR_ROUND_MS old;
+ * else looks again shortly. */
+static void rr_check(struct pens *ps)
+{
+	int64_t now = pl_time_monotonic_ms();
+	bool wait = false;
+	if (now - ps->rr_round_at < RR_ROUND_MS)
+		for (struct pen *q = ps->head; q && !wait; q = q->next)
+			wait = rr_waits_for(q);
+	if (!wait) {
+		rr_new_round(ps);
+		return;
+	}
+	if (!ps->rr_timer) {
+		int64_t left = ps->rr_round_at + RR_ROUND_MS - now;
+		ps->rr_timer = loop_add_timer(ps->d->loop, left < RR_LOOK_MS ? left : RR_LOOK_MS,
+		                              rr_round_timer, ps);
+		if (!ps->rr_timer) /* no memory for a timer: no rationing */
+			rr_new_round(ps);
+	}
+}
+
+/* The pen used its share: its input is parked until the round ends. */
+static void rr_park(struct pen *p)
+{
+	p->rr_parked = true;
+	pen_rearm(p);
+	rr_check(p->ps);
+}
 
 static void pen_rearm(struct pen *p)
 {
 	if (!p->pp || phase_closing(p->phase))
 		return;
-	unsigned want = LOOP_IN | (pl_pen_want_write(p->pp) ? LOOP_OUT : 0);
+	if (p->rr_parked && !rr_applies(p))
+		p->rr_parked = false;
+	unsigned want = (p->rr_parked ? 0 : LOOP_IN) |
+	                (pl_pen_want_write(p->pp) ? LOOP_OUT : 0);
 	if (want != p->fd_events) {
 		int rc = loop_mod_fd(p->d->loop, p->fd, want);
 		if (rc < 0)
@@ -185,11 +302,15 @@ static void health_check(struct pen *p);
 
 static void pen_pump(struct pen *p, int mask)
 {
+	bool charge = p->rr_charge;
+	p->rr_charge = false;
 	if (!p->pp || phase_closing(p->phase))
 		return;
 	p->in_events++;
 	int rc = pl_pen_handle_events(p->pp, mask);
 	p->in_events--;
+	if (charge)
+		p->rr_credit -= (int64_t)(rr_bytes_in(p) - p->rr_seen);
 	if (rc != PL_OK)
 		pen_request_detach(p, pl_error_message());
 	else if (!phase_leaving(p->phase))
@@ -232,6 +353,20 @@ static void on_fd(void *ud, int fd, unsigned events)
 		}
 	} else {
 		p->hup_spins = 0;
+	}
+	/* A hang-up or error is always read: the unplug shows there. */
+	bool ration = (mask & PL_WAIT_READABLE) && !(events & LOOP_ERR) && rr_applies(p);
+	if (ration) {
+		rr_sync(p);
+		if (p->rr_credit <= 0) {
+			rr_park(p);
+			mask &= ~PL_WAIT_READABLE;
+			if (!mask)
+				return;
+			ration = false;
+		}
+		p->rr_seen = rr_bytes_in(p);
+		p->rr_charge = true; /* pen_pump charges what it reads */
 	}
 	pen_pump(p, mask);
 }
@@ -642,6 +777,7 @@ int pens_attach(struct pens *ps, const char *path, bool usb, const char *usb_ser
 	 * hundred pens, 64 KiB frames cost several MB while 32 KiB chunks
 	 * still keep a pty or USB link busy. */
 	o_.max_frame = PEN_MAX_FRAME;
+	o_.max_in_flight = PEN_WINDOW_MAX;
 	rc = pl_pen_open_async(t, &o_, on_open, p, &p->pp);
 	if (rc) {
 		if (p->pp)
@@ -694,6 +830,8 @@ void pens_free(struct pens *ps)
 	}
 	/* What is left is picked up by the next start. */
 	work_decode_stop(ps);
+	if (ps->rr_timer)
+		loop_cancel_timer(ps->d->loop, ps->rr_timer);
 	free(ps);
 }
 

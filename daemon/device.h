@@ -51,6 +51,11 @@ struct pens {
 	unsigned count;
 	unsigned downloading; /* pens with a download buffer, to share memory */
 	size_t buf_bytes;     /* their buffers' sizes, summed */
+	/* Reading shared by bytes among downloading pens (device.c, "fair
+	 * reading"): the round under way, when it began, its timer. */
+	uint64_t rr_round;
+	int64_t rr_round_at;
+	uint64_t rr_timer;
 	uint64_t decode_timer; /* the sample decoding task's timer; 0: none */
 };
 
@@ -81,6 +86,15 @@ struct pen {
 	int in_events;       /* depth of pl_pen_handle_events() calls */
 	char detach_why[256];
 	unsigned timeouts;   /* consecutive requests that timed out */
+	/* Fair reading (device.c): bytes the pen may still be read in the
+	 * round rr_round (negative: it overdrew an earlier one), the link's
+	 * byte count when last charged, and whether its input is parked
+	 * until the next round. */
+	int64_t rr_credit;
+	uint64_t rr_round;
+	uint64_t rr_seen;
+	bool rr_parked;
+	bool rr_charge;      /* the pump under way reads on the pen's credit */
 	struct pen_health health;
 
 	struct pl_device_info info;

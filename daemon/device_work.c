@@ -27,6 +27,11 @@
 /* Telemetry sample rows inserted per turn of the loop: a few ms of work, so
  * the pens' I/O is never held up long by the decoding backlog. */
 #define DECODE_ROWS 4000
+/* While pens download, a turn of decoding every DECODE_BUSY_MS at most:
+ * derived rows can wait, downloads cannot (at one turn per loop iteration,
+ * 127 pens downloading together slowed to a twentieth once the first
+ * sessions were committed and their samples queued for decoding). */
+#define DECODE_BUSY_MS 100
 
 static void step_list(struct pen *p);
 static void step_next(struct pen *p);
@@ -720,8 +725,10 @@ void work_decode_kick(struct pens *ps, bool pending)
 	}
 	if (!more)
 		return;   /* no timer at all when idle */
-	/* 0 ms: runs after the I/O ready now, so pens interleave with it. */
-	ps->decode_timer = loop_add_timer(d->loop, 0, decode_tick, ps);
+	/* 0 ms: runs after the I/O ready now, so pens interleave with it;
+	 * later while pens download. */
+	ps->decode_timer = loop_add_timer(d->loop, ps->downloading ? DECODE_BUSY_MS : 0,
+	                                  decode_tick, ps);
 	if (!ps->decode_timer)
 		log_err("out of memory scheduling telemetry sample decoding");
 }

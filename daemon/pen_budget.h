@@ -97,6 +97,15 @@
 #define PEN_INFLIGHT_BUDGET (2u * 1024u * 1024u)
 
 /*
+ * Requests in flight to one pen, whatever more it allows: 8 frames of
+ * PEN_MAX_FRAME (256 KiB) hide a USB high-speed link's round trip, and a
+ * pen holding replies back can then send at most 8 times 3 attempts of a
+ * killed daemon's after the next one's handshake, under the unknown-id
+ * budget (UNKNOWN_ID_CAP, device.c).
+ */
+#define PEN_WINDOW_MAX 8u
+
+/*
  * Trace volume: trace lines are forwarded to subscribed clients as they
  * arrive and never stored by the daemon; each is one frame (at most
  * PEN_MAX_FRAME), and their rate is held by the unsolicited-frame budget
