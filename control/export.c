@@ -156,6 +156,16 @@ static void derive(json_object *record, int64_t duration_ms, struct derived *d)
 		d->paused_ms += (uint64_t)duration_ms - paused_at;
 }
 
+/* end - start, 0 when end is not after start.  Unsigned: the times come
+ * from the pen and their difference may not fit an int64_t. */
+static int64_t duration_ms(const struct plc_export_session *s)
+{
+	if (s->end_ms <= s->start_ms)
+		return 0;
+	uint64_t d = (uint64_t)s->end_ms - (uint64_t)s->start_ms;
+	return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
+}
+
 /* ------------------------------------------------------------------ CSV */
 
 const char plc_export_csv_header[] =
@@ -243,7 +253,7 @@ void plc_export_csv_row(struct plc_buf *b, const struct plc_export_session *s,
 	char uuid[37], t[PL_TIME_TEXT_MAX], hex[65];
 	bool first = true;
 	struct derived d;
-	derive(j, s->end_ms - s->start_ms, &d);
+	derive(j, duration_ms(s), &d);
 
 	csv_text(b, &first, s->serial);
 	pl_uuid_format(s->uuid, uuid);
@@ -464,7 +474,7 @@ int plc_export_json_row(struct plc_buf *b, const struct plc_export_session *s,
 	char hex[65];
 	pl_hex_format(s->sha256, 32, hex);
 	struct derived d;
-	derive(j, s->end_ms - s->start_ms, &d);
+	derive(j, duration_ms(s), &d);
 	json_object *errs = NULL;
 	json_object *areas = derived_json(&d, &errs);
 	json_object *ann = s->annotations ? json_object_get(s->annotations)

@@ -31,12 +31,21 @@
 #include <json-c/json.h>
 
 #include "archive.h"
+#include "penlink_export.h"
 #include "log.h"
 #include "penlink.h"
 
 #define MAX_RECORD (1u << 20)
 #define RESET_EVERY 512u
-#define CSV_COLUMNS 23
+/* The export's columns, counted from its own header line. */
+static size_t csv_columns(void)
+{
+	size_t n = 1;
+	for (const char *p = plc_export_csv_header; *p; p++)
+		n += *p == ',';
+	return n;
+}
+#define CSV_COLUMNS csv_columns()
 
 static char dir[256], db[300];
 static struct archive *arch;
