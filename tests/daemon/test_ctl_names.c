@@ -18,49 +18,7 @@
 #include <cmocka.h>
 
 #include "penlink_control.h"
-
-struct wire {
-	uint8_t b[8192];
-	size_t n;
-};
-
-static void w_varint(struct wire *w, uint64_t v)
-{
-	do {
-		assert_true(w->n < sizeof w->b);
-		w->b[w->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-		v >>= 7;
-	} while (v);
-}
-
-static void w_uint(struct wire *w, unsigned field, uint64_t v)
-{
-	w_varint(w, (uint64_t)field << 3);
-	w_varint(w, v);
-}
-
-static void w_bytes(struct wire *w, unsigned field, const void *p, size_t len)
-{
-	w_varint(w, (uint64_t)field << 3 | 2);
-	w_varint(w, len);
-	assert_true(w->n + len <= sizeof w->b);
-	memcpy(w->b + w->n, p, len);
-	w->n += len;
-}
-
-/* Appends pl.Preset{id, name as it is, 500 um, level 2, cheek} to a
- * PushPresets (field 3). */
-static void w_preset(struct wire *push, uint32_t id, const char *name,
-                     size_t len)
-{
-	struct wire p = {0};
-	w_uint(&p, 1, id);
-	w_bytes(&p, 2, name, len);
-	w_uint(&p, 3, 500);
-	w_uint(&p, 4, 2);
-	w_uint(&p, 5, 5);
-	w_bytes(push, 3, p.b, p.n);
-}
+#include "support/pb_wire.h"
 
 /* Request{id 9, push_presets (14) = push} */
 static void w_request(struct wire *rq, const struct wire *push)
@@ -76,8 +34,8 @@ static void w_push(struct wire *rq, const char *name, size_t len)
 {
 	struct wire push = {0};
 	w_bytes(&push, 1, "PEN-1", 5);
-	w_preset(&push, 1, "Brow", 4);
-	w_preset(&push, 2, name, len);
+	w_preset(&push, 3, 1, "Brow", 4);
+	w_preset(&push, 3, 2, name, len);
 	w_request(rq, &push);
 }
 
@@ -159,7 +117,7 @@ static void test_bounds_and_mismatches(void **state)
 
 	/* More presets than a pen holds: the words test_ctl expects. */
 	for (uint32_t i = 0; i < PL_MAX_PRESETS + 1; i++)
-		w_preset(&push, i + 1, "P", 1);
+		w_preset(&push, 3, i + 1, "P", 1);
 	w_request(&w, &push);
 	assert_int_equal(decode(&w, &out), PL_ERR_PROTOCOL);
 	assert_msg("65 presets; a pen holds at most 64");
@@ -169,8 +127,8 @@ static void test_bounds_and_mismatches(void **state)
 	 * no other operation) reads both.  Refused, never the NUL's name
 	 * cut short. */
 	struct wire a = {0}, b = {0}, info = {0};
-	w_preset(&a, 1, nul_name, sizeof nul_name - 1);
-	w_preset(&b, 1, "Fine", 4);
+	w_preset(&a, 3, 1, nul_name, sizeof nul_name - 1);
+	w_preset(&b, 3, 1, "Fine", 4);
 	w_bytes(&info, 1, "PEN-1", 5);
 	memset(&w, 0, sizeof w);
 	w_uint(&w, 1, 9);

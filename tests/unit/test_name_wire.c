@@ -22,59 +22,17 @@
 #include "penlink.pb-c.h"
 #include "penlink_test.h"
 #include "penlink_wire.h"
+#include "support/pb_wire.h"
 
 /* ------------------------------------------------------------------ wire */
-
-struct wire {
-	uint8_t b[2048];
-	size_t n;
-};
-
-static void w_varint(struct wire *w, uint64_t v)
-{
-	do {
-		assert_true(w->n < sizeof w->b);
-		w->b[w->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-		v >>= 7;
-	} while (v);
-}
-
-static void w_uint(struct wire *w, unsigned field, uint64_t v)
-{
-	w_varint(w, (uint64_t)field << 3);
-	w_varint(w, v);
-}
-
-static void w_bytes(struct wire *w, unsigned field, const void *p, size_t len)
-{
-	w_varint(w, (uint64_t)field << 3 | 2);
-	w_varint(w, len);
-	assert_true(w->n + len <= sizeof w->b);
-	memcpy(w->b + w->n, p, len);
-	w->n += len;
-}
-
-/* Appends pl.Preset{id, name (len bytes as they are), 500 um, level 2,
- * cheek} to a PresetSet or PutPresets (field 2 of both). */
-static void w_preset(struct wire *set, uint32_t id, const char *name,
-                     size_t len)
-{
-	struct wire p = {0};
-	w_uint(&p, 1, id);
-	w_bytes(&p, 2, name, len);
-	w_uint(&p, 3, 500);
-	w_uint(&p, 4, 2);
-	w_uint(&p, 5, PL__AREA__AREA_CHEEK);
-	w_bytes(set, 2, p.b, p.n);
-}
 
 /* pl.PresetSet{revision 7, presets: "Brow", then id 2 named name}. */
 static void w_set(struct wire *set, const char *name, size_t len)
 {
 	memset(set, 0, sizeof *set);
 	w_uint(set, 1, 7);
-	w_preset(set, 1, "Brow", 4);
-	w_preset(set, 2, name, len);
+	w_preset(set, 2, 1, "Brow", 4);
+	w_preset(set, 2, 2, name, len);
 }
 
 static void assert_msg(const char *needle)

@@ -21,6 +21,7 @@
 #include "penlink_wire.h"
 #include "pl_fw.h"
 #include "support/fake_pen.h"
+#include "support/pb_wire.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -317,48 +318,13 @@ static int host_teardown(void **state)
 	return 0;
 }
 
-/* Protobuf by hand, so a name can hold any bytes. */
-struct wire {
-	uint8_t b[512];
-	size_t n;
-};
-
-static void w_varint(struct wire *w, uint64_t v)
-{
-	do {
-		assert_true(w->n < sizeof w->b);
-		w->b[w->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-		v >>= 7;
-	} while (v);
-}
-
-static void w_uint(struct wire *w, unsigned field, uint64_t v)
-{
-	w_varint(w, (uint64_t)field << 3);
-	w_varint(w, v);
-}
-
-static void w_bytes(struct wire *w, unsigned field, const void *p, size_t len)
-{
-	w_varint(w, (uint64_t)field << 3 | 2);
-	w_varint(w, len);
-	assert_true(w->n + len <= sizeof w->b);
-	memcpy(w->b + w->n, p, len);
-	w->n += len;
-}
-
 /* Envelope{id, put_presets{expected_revision, presets[{1, name, 500 um,
  * level 2, cheek}]}} with the name's len bytes as they are. */
 static void put_one(struct host *h, uint32_t id, const char *name, size_t len)
 {
-	struct wire p = {0}, put = {0}, env = {0};
-	w_uint(&p, 1, 1);
-	w_bytes(&p, 2, name, len);
-	w_uint(&p, 3, 500);
-	w_uint(&p, 4, 2);
-	w_uint(&p, 5, PL__AREA__AREA_CHEEK);
+	struct wire put = {0}, env = {0};
 	w_uint(&put, 1, h->pen.revision);
-	w_bytes(&put, 2, p.b, p.n);
+	w_preset(&put, 2, 1, name, len);
 	w_uint(&env, 1, id);
 	w_bytes(&env, 19, put.b, put.n);
 
