@@ -52,6 +52,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "penlink_central.h"
+#include "penlink_export.h"
 
 #define BATCH_ITEMS 64
 #define AUDIT_BATCH 256
@@ -425,51 +426,11 @@ static void start_connect(void *ud)
 
 /* ------------------------------------------------------------------ building a batch */
 
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_fmt(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void buf_fmt(struct buf *b, const char *fmt, ...)
-{
-	char tmp[64];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* What the record says beyond its row: events as four PostgreSQL array
  * literals, counts, and its JSON (without samples).  A record that does not
  * decode is still sent (its bytes are the truth), with decode_error. */
 struct decoded {
-	struct buf off, kind, name, value;
+	struct plc_buf off, kind, name, value;
 	char n_events[24], n_samples[24];
 	char *json;
 	char error[256];
@@ -495,24 +456,24 @@ static void decode(const struct outbox_item *it, struct decoded *dc)
 		} else {
 			pl_record_events(r, ev, n);
 		}
-		buf_add(&dc->off, "{", 1);
-		buf_add(&dc->kind, "{", 1);
-		buf_add(&dc->name, "{", 1);
-		buf_add(&dc->value, "{", 1);
+		plc_buf_add(&dc->off, "{", 1);
+		plc_buf_add(&dc->kind, "{", 1);
+		plc_buf_add(&dc->name, "{", 1);
+		plc_buf_add(&dc->value, "{", 1);
 		for (size_t i = 0; i < n; i++) {
 			const char *sep = i ? "," : "";
-			buf_fmt(&dc->off, "%s%" PRIu32, sep, ev[i].offset_ms);
-			buf_fmt(&dc->kind, "%s%d", sep, ev[i].kind);
-			buf_fmt(&dc->value, "%s%" PRId32, sep, ev[i].value);
+			plc_buf_fmt(&dc->off, "%s%" PRIu32, sep, ev[i].offset_ms);
+			plc_buf_fmt(&dc->kind, "%s%d", sep, ev[i].kind);
+			plc_buf_fmt(&dc->value, "%s%" PRId32, sep, ev[i].value);
 			/* Known names are plain identifiers. */
 			const char *nm = pl_record_event_kind_name(ev[i].kind);
-			buf_add(&dc->name, sep, strlen(sep));
+			plc_buf_add(&dc->name, sep, strlen(sep));
 			if (nm) {
-				buf_add(&dc->name, "\"", 1);
-				buf_add(&dc->name, nm, strlen(nm));
-				buf_add(&dc->name, "\"", 1);
+				plc_buf_add(&dc->name, "\"", 1);
+				plc_buf_add(&dc->name, nm, strlen(nm));
+				plc_buf_add(&dc->name, "\"", 1);
 			} else {
-				buf_add(&dc->name, "NULL", 4);
+				plc_buf_add(&dc->name, "NULL", 4);
 			}
 		}
 		free(ev);
@@ -526,15 +487,15 @@ static void decode(const struct outbox_item *it, struct decoded *dc)
 	if (!dc->n_samples[0])
 		snprintf(dc->n_samples, sizeof dc->n_samples, "0");
 	if (!dc->off.len) {
-		buf_add(&dc->off, "{", 1);
-		buf_add(&dc->kind, "{", 1);
-		buf_add(&dc->name, "{", 1);
-		buf_add(&dc->value, "{", 1);
+		plc_buf_add(&dc->off, "{", 1);
+		plc_buf_add(&dc->kind, "{", 1);
+		plc_buf_add(&dc->name, "{", 1);
+		plc_buf_add(&dc->value, "{", 1);
 	}
-	buf_add(&dc->off, "}", 1);
-	buf_add(&dc->kind, "}", 1);
-	buf_add(&dc->name, "}", 1);
-	buf_add(&dc->value, "}", 1);
+	plc_buf_add(&dc->off, "}", 1);
+	plc_buf_add(&dc->kind, "}", 1);
+	plc_buf_add(&dc->name, "}", 1);
+	plc_buf_add(&dc->value, "}", 1);
 }
 
 static void decoded_free(struct decoded *dc)
