@@ -19,7 +19,9 @@ start_daemon --config "$T/conf"
 # A pen that never answers.
 start_emu mute --serial PEN-AT-MUTE --sessions 0 --fault-mute
 MUTE=$EMU_PORT
-expect 6 "${D[@]}" attach "$MUTE"
+# penctl waits longer than the daemon's handshake timeout, so the answer is
+# the daemon's verdict, not penctl giving up first.
+expect 6 "${D[@]}" --timeout $((ht + 10000)) attach "$MUTE"
 assert_contains "$ERR" "$MUTE" "the failure names the port"
 assert_contains "$ERR" "handshake" "the failure says the handshake failed"
 assert_contains "$ERR" "within $ht ms" "... and how long it waited"
