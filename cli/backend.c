@@ -1,6 +1,7 @@
 /* Choosing and opening the backend; the direct (libpenlink on --port) one.
  * penlinkd's is in daemon.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <ini.h>
 #include <pwd.h>
@@ -9,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "penctl.h"
+#include "backend.h"
 
 int ctl_connect(struct ctl *c)
 {
@@ -60,6 +61,96 @@ void ctl_disconnect(struct ctl *c)
 		c->be.ops = NULL;
 		c->be.ctx = NULL;
 	}
+}
+
+/* ------------------------------------------------------------------ no pen at hand */
+
+static int penless_refuse(void *ctx, const char *what)
+{
+	return ((const struct penless *)ctx)->refuse(what);
+}
+
+int penless_ping(void *ctx, uint32_t *rtt_us)
+{
+	*rtt_us = 0;
+	return penless_refuse(ctx, "ping");
+}
+
+int penless_trace(void *ctx, bool enable, uint32_t level)
+{
+	(void)enable;
+	(void)level;
+	return penless_refuse(ctx, "the pen's trace subscription");
+}
+
+void penless_set_event_handler(void *ctx, pl_event_fn fn, void *ud)
+{
+	(void)ctx;
+	(void)fn;
+	(void)ud;
+}
+
+int penless_poll(void *ctx, int timeout_ms)
+{
+	(void)timeout_ms;
+	return penless_refuse(ctx, "waiting for a pen's events");
+}
+
+uint64_t penless_resume_point(void *ctx, const char *path)
+{
+	(void)ctx;
+	(void)path;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ an archive's copy */
+
+static int io_code(int err)
+{
+	return err == EACCES || err == EPERM ? PL_ERR_ACCESS : PL_ERR_IO;
+}
+
+int fd_write_all(int fd, const char *path, const uint8_t *data, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pl_error_set(PL_ERR_IO, "writing %s: %s", path,
+			                    strerror(errno));
+		data += n;
+		len -= (size_t)n;
+	}
+	return PL_OK;
+}
+
+int archive_copy_to_file(const char *path, const uint8_t sha256[32],
+                         int (*fill)(void *ud, int fd), void *ud)
+{
+	if (unlink(path) != 0 && errno != ENOENT)
+		return pl_error_set(io_code(errno), "cannot remove %s: %s", path,
+		                    strerror(errno));
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	              0640);
+	if (fd < 0)
+		return pl_error_set(io_code(errno), "cannot create %s: %s", path,
+		                    strerror(errno));
+	int e = fill(ud, fd);
+	if (e == PL_OK && fsync(fd) != 0)
+		e = pl_error_set(PL_ERR_IO, "fsync %s: %s", path, strerror(errno));
+	if (close(fd) != 0 && e == PL_OK)
+		e = pl_error_set(PL_ERR_IO, "close %s: %s", path, strerror(errno));
+	if (e == PL_OK) {
+		uint8_t sha[32];
+		e = pl_sha256_file(path, sha);
+		if (e == PL_OK && memcmp(sha, sha256, 32) != 0)
+			e = pl_error_set(PL_ERR_DIGEST, "the copy's SHA-256 differs "
+			                 "from the archive's");
+	}
+	if (e != PL_OK)
+		unlink(path);
+	return e;
 }
 
 /* ------------------------------------------------------------------ direct */

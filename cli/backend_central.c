@@ -29,16 +29,13 @@
  * (schema version 2; a database still at version 1 has neither, and those
  * columns are empty).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
-#include "penctl.h"
+#include "backend.h"
 #include "penlink_audit.h"
 #include "penlink_central.h"
 #include "penlink_export.h"
@@ -57,6 +54,7 @@ enum pending_op {
 #define V_ANNOTATIONS 2
 
 struct central_conn {
+	struct penless penless; /* first: the refusals of what only a pen does */
 	struct ctl *c;
 	PGconn *pg;
 	char target[256];     /* where the URL points, without secrets */
@@ -393,9 +391,22 @@ static int cb_list_sessions(void *ctx, int64_t since, struct session_entry **out
 	return list_query(cc, cc->c->serial, since, NULL, out, count);
 }
 
-static int io_code(int err)
+/* A pull: the record, read whole, into the file being made. */
+struct record_copy {
+	const char *path;
+	const uint8_t *data;
+	size_t len;
+	pl_progress_fn progress;
+	void *ud;
+};
+
+static int fill_file(void *ud, int fd)
 {
-	return err == EACCES || err == EPERM ? PL_ERR_ACCESS : PL_ERR_IO;
+	const struct record_copy *rc = ud;
+	int e = fd_write_all(fd, rc->path, rc->data, rc->len);
+	if (e == PL_OK && rc->progress)
+		rc->progress(rc->ud, rc->len, rc->len);
+	return e;
 }
 
 static int cb_fetch_to_file(void *ctx, const struct session_entry *s,
@@ -414,93 +425,17 @@ static int cb_fetch_to_file(void *ctx, const struct session_entry *s,
 		return pl_error_set(PL_ERR_DIGEST, "the record read from %s differs "
 		                    "from the one it listed", cc->where);
 	}
-	/* As from penlinkd: a fresh file, never one found there (a link
-	 * planted at the predictable name is removed, not followed). */
-	if (unlink(path) != 0 && errno != ENOENT) {
-		free(data);
-		return pl_error_set(io_code(errno), "cannot remove %s: %s", path,
-		                    strerror(errno));
-	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-	              0640);
-	if (fd < 0) {
-		free(data);
-		return pl_error_set(io_code(errno), "cannot create %s: %s", path,
-		                    strerror(errno));
-	}
-	const uint8_t *p = data;
-	size_t left = len;
-	while (e == PL_OK && left) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			e = pl_error_set(PL_ERR_IO, "writing %s: %s", path, strerror(errno));
-		else {
-			p += n;
-			left -= (size_t)n;
-			if (progress)
-				progress(ud, len - left, len);
-		}
-	}
+	struct record_copy rc = {.path = path, .data = data, .len = len,
+	                         .progress = progress, .ud = ud};
+	e = archive_copy_to_file(path, s->info.sha256, fill_file, &rc);
 	free(data);
-	if (e == PL_OK && fsync(fd) != 0)
-		e = pl_error_set(PL_ERR_IO, "fsync %s: %s", path, strerror(errno));
-	if (close(fd) != 0 && e == PL_OK)
-		e = pl_error_set(PL_ERR_IO, "close %s: %s", path, strerror(errno));
-	if (e == PL_OK) {
-		/* What is on the disk, not what went through memory. */
-		uint8_t sha[32];
-		e = pl_sha256_file(path, sha);
-		if (e == PL_OK && memcmp(sha, s->info.sha256, 32) != 0)
-			e = pl_error_set(PL_ERR_DIGEST, "the copy's SHA-256 differs "
-			                 "from the archive's");
-	}
-	if (e != PL_OK)
-		unlink(path);
 	return e;
-}
-
-static uint64_t cb_resume_point(void *ctx, const char *path)
-{
-	(void)ctx;
-	(void)path;
-	return 0;
 }
 
 static int cb_read_record(void *ctx, const struct pl_session_key *key,
                           uint64_t max, uint8_t **data, size_t *len)
 {
 	return fetch_record(ctx, key, max, data, len);
-}
-
-static int cb_ping(void *ctx, uint32_t *rtt_us)
-{
-	(void)ctx;
-	(void)rtt_us;
-	return unsupported("ping");
-}
-
-static int cb_trace(void *ctx, bool enable, uint32_t level)
-{
-	(void)ctx;
-	(void)enable;
-	(void)level;
-	return unsupported("trace");
-}
-
-static void cb_set_event_handler(void *ctx, pl_event_fn fn, void *ud)
-{
-	(void)ctx;
-	(void)fn;
-	(void)ud;
-}
-
-static int cb_poll(void *ctx, int timeout_ms)
-{
-	(void)ctx;
-	(void)timeout_ms;
-	return unsupported("waiting for a pen's events");
 }
 
 static void pending_end(struct central_conn *cc);
@@ -532,13 +467,14 @@ static const struct backend_ops central_ops = {
 	.clock_sync = cb_clock_sync,
 	.list_sessions = cb_list_sessions,
 	.fetch_to_file = cb_fetch_to_file,
-	.resume_point = cb_resume_point,
+	.resume_point = penless_resume_point,
 	.read_record = cb_read_record,
 	.release = NULL,
-	.ping = cb_ping,
-	.trace = cb_trace,
-	.set_event_handler = cb_set_event_handler,
-	.poll = cb_poll,
+	/* what only a pen does: refused through unsupported() */
+	.ping = penless_ping,
+	.trace = penless_trace,
+	.set_event_handler = penless_set_event_handler,
+	.poll = penless_poll,
 	.cancel = NULL,
 	.close = cb_close,
 };
@@ -556,6 +492,7 @@ int central_open(struct ctl *c, struct backend *out)
 	struct central_conn *cc = calloc(1, sizeof *cc);
 	if (!cc)
 		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	cc->penless.refuse = unsupported;
 	cc->c = c;
 	pc_conninfo_describe(c->central, cc->target, sizeof cc->target);
 	snprintf(cc->where, sizeof cc->where, "the central archive at %s",

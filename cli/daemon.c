@@ -13,9 +13,10 @@
 
 #include <penlink_wire.h>
 
-#include "penctl.h"
+#include "backend.h"
 
 struct dconn {
+	struct penless penless; /* first: the refusals of what only a pen does */
 	struct ctl *c;
 	int fd;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -354,6 +355,12 @@ void dc_pages_free(struct dc_pages *p)
 
 /* ------------------------------------------------------------------ connect */
 
+static int dm_unsupported(const char *what)
+{
+	return pl_error_set(PL_ERR_UNSUPPORTED, "%s goes to the pen directly; use "
+	                "--port PATH", what);
+}
+
 static void dconn_free(struct dconn *d)
 {
 	if (!d)
@@ -403,6 +410,7 @@ static int dconn_connect(struct ctl *c, struct dconn **out)
 	struct dconn *d = calloc(1, sizeof *d);
 	if (!d)
 		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	d->penless.refuse = dm_unsupported;
 	d->c = c;
 	d->fd = -1;
 	memcpy(d->path, path, strlen(path) + 1);
@@ -666,12 +674,6 @@ static int dm_clock_sync(void *ctx, int64_t *offset_ms, int *rtc_was_set)
 	return PL_OK;
 }
 
-static int dm_unsupported(const char *what)
-{
-	return pl_error_set(PL_ERR_UNSUPPORTED, "%s goes to the pen directly; use "
-	                "--port PATH", what);
-}
-
 /* ---- the archive's sessions */
 
 int dc_list_sessions(struct ctl *c, int64_t since, const char *client_ref,
@@ -801,7 +803,11 @@ static int fetch_record(struct dconn *d, const struct pl_session_key *key,
 	return PL_OK;
 }
 
+/* A pull: the record streamed from penlinkd into the file being made. */
 struct file_sink {
+	struct dconn *d;
+	const struct session_entry *s;
+	const char *path;
 	int fd;
 	pl_progress_fn progress;
 	void *ud;
@@ -811,64 +817,26 @@ static int to_file(void *ud, const uint8_t *data, size_t len, uint64_t done,
                    uint64_t total)
 {
 	struct file_sink *f = ud;
-	while (len) {
-		ssize_t n = write(f->fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return pl_error_set(PL_ERR_IO, "writing: %s", strerror(errno));
-		data += n;
-		len -= (size_t)n;
-	}
-	if (f->progress)
+	int e = fd_write_all(f->fd, f->path, data, len);
+	if (e == PL_OK && f->progress)
 		f->progress(f->ud, done, total);
-	return PL_OK;
+	return e;
 }
 
-static int io_code(int err)
+static int fill_file(void *ud, int fd)
 {
-	return err == EACCES || err == EPERM ? PL_ERR_ACCESS : PL_ERR_IO;
+	struct file_sink *f = ud;
+	f->fd = fd;
+	return fetch_record(f->d, &f->s->key, "sessions.pull", UINT64_MAX,
+	                    to_file, f);
 }
 
 static int dm_fetch_to_file(void *ctx, const struct session_entry *s,
                             const char *path, pl_progress_fn progress, void *ud)
 {
-	struct dconn *d = ctx;
-	/* The copy starts from zero: a fresh file, never one found there (a
-	 * link planted at the predictable name is removed, not followed, and
-	 * O_EXCL makes sure of it). */
-	if (unlink(path) != 0 && errno != ENOENT)
-		return pl_error_set(io_code(errno), "cannot remove %s: %s", path,
-		                    strerror(errno));
-	struct file_sink f = {.progress = progress, .ud = ud};
-	f.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-	            0640);
-	if (f.fd < 0)
-		return pl_error_set(io_code(errno), "cannot create %s: %s", path,
-		                    strerror(errno));
-	int e = fetch_record(d, &s->key, "sessions.pull", UINT64_MAX, to_file, &f);
-	if (e == PL_OK && fsync(f.fd) != 0)
-		e = pl_error_set(PL_ERR_IO, "fsync %s: %s", path, strerror(errno));
-	if (close(f.fd) != 0 && e == PL_OK)
-		e = pl_error_set(PL_ERR_IO, "close %s: %s", path, strerror(errno));
-	if (e == PL_OK) {
-		/* Re-read what is on the disk, not what went through memory. */
-		uint8_t sha[32];
-		e = pl_sha256_file(path, sha);
-		if (e == PL_OK && memcmp(sha, s->info.sha256, 32) != 0)
-			e = pl_error_set(PL_ERR_DIGEST, "the copy's SHA-256 differs "
-			                 "from the archive's");
-	}
-	if (e != PL_OK)
-		unlink(path);
-	return e;
-}
-
-static uint64_t dm_resume_point(void *ctx, const char *path)
-{
-	(void)ctx;
-	(void)path;
-	return 0;
+	struct file_sink f = {.d = ctx, .s = s, .path = path, .fd = -1,
+	                      .progress = progress, .ud = ud};
+	return archive_copy_to_file(path, s->info.sha256, fill_file, &f);
 }
 
 struct mem_sink {
@@ -912,37 +880,6 @@ static int dm_read_record(void *ctx, const struct pl_session_key *key,
 	return PL_OK;
 }
 
-/* ---- what only a pen does */
-
-static int dm_ping(void *ctx, uint32_t *rtt_us)
-{
-	(void)ctx;
-	*rtt_us = 0;
-	return dm_unsupported("ping");
-}
-
-static int dm_trace(void *ctx, bool enable, uint32_t level)
-{
-	(void)ctx;
-	(void)enable;
-	(void)level;
-	return dm_unsupported("the pen's trace subscription");
-}
-
-static void dm_set_event_handler(void *ctx, pl_event_fn fn, void *ud)
-{
-	(void)ctx;
-	(void)fn;
-	(void)ud;
-}
-
-static int dm_poll(void *ctx, int timeout_ms)
-{
-	(void)ctx;
-	(void)timeout_ms;
-	return dm_unsupported("polling the pen");
-}
-
 static void dm_close(void *ctx)
 {
 	struct dconn *d = ctx;
@@ -963,13 +900,14 @@ static const struct backend_ops daemon_ops = {
 	.clock_sync = dm_clock_sync,
 	.list_sessions = dm_list_sessions,
 	.fetch_to_file = dm_fetch_to_file,
-	.resume_point = dm_resume_point,
+	.resume_point = penless_resume_point,
 	.read_record = dm_read_record,
 	.release = NULL, /* penlinkd tells pens to reclaim, not penctl */
-	.ping = dm_ping,
-	.trace = dm_trace,
-	.set_event_handler = dm_set_event_handler,
-	.poll = dm_poll,
+	/* what only a pen does: refused through dm_unsupported() */
+	.ping = penless_ping,
+	.trace = penless_trace,
+	.set_event_handler = penless_set_event_handler,
+	.poll = penless_poll,
 	.close = dm_close,
 };
 
