@@ -66,6 +66,9 @@ struct central_conn {
 	enum pending_op op;
 	uint32_t id;
 	bool started, finished, streaming; /* streaming: a query is being read */
+	/* The streamed query's answer ("export") and what it does ("export
+	 * the sessions"), for its messages. */
+	const char *stream_what, *stream_doing;
 	/* P_LIST: the sessions, handed out a page at a time. */
 	struct session_entry *list;
 	size_t n_list, list_pos;
@@ -136,6 +139,56 @@ static int query(struct central_conn *cc, const char *sql, int n,
 	}
 	*res = r;
 	return PL_OK;
+}
+
+/* Sends sql, whose rows stream_next() then hands out one at a time
+ * (libpq's single-row mode), so a long answer is never held whole.  what
+ * and doing (static) name it in messages. */
+static int stream_start(struct central_conn *cc, const char *sql, int n,
+                        const char *const *params, int result_format,
+                        const char *what, const char *doing)
+{
+	cc->stream_what = what;
+	cc->stream_doing = doing;
+	if (!PQsendQueryParams(cc->pg, sql, n, NULL, params, NULL, NULL,
+	                       result_format))
+		return pq_fail(cc, NULL, doing);
+	cc->streaming = true;
+	if (!PQsetSingleRowMode(cc->pg))
+		return pq_fail(cc, NULL, doing);
+	return PL_OK;
+}
+
+/* Reads what libpq still holds of the streamed query. */
+static void stream_end(struct central_conn *cc)
+{
+	PGresult *r;
+	while ((r = PQgetResult(cc->pg)))
+		PQclear(r);
+	cc->streaming = false;
+}
+
+/* The next row of the streamed query: PL_OK and *row (PQclear it), or PL_OK
+ * and *row NULL at its end.  The end and an error end the stream. */
+static int stream_next(struct central_conn *cc, PGresult **row)
+{
+	*row = NULL;
+	PGresult *r = PQgetResult(cc->pg);
+	if (!r) {
+		cc->streaming = false;
+		return pl_error_set(PL_ERR_IO, "%s: the %s ended early", cc->where,
+		                    cc->stream_what);
+	}
+	if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+		*row = r;
+		return PL_OK;
+	}
+	int e = PQresultStatus(r) == PGRES_TUPLES_OK
+	            ? PL_OK
+	            : pq_fail(cc, r, cc->stream_doing);
+	PQclear(r);
+	stream_end(cc);
+	return e;
 }
 
 static int64_t col_i64(const PGresult *r, int row, int col)
@@ -266,28 +319,44 @@ static int list_query(struct central_conn *cc, const char *serial,
 	return PL_OK;
 }
 
+/* $1 serial, $2 UUID: one session (central keeps one row a key). */
+#define SESSION_KEY "WHERE serial = $1 AND uuid = $2::uuid"
+
+/* The row of the session key names, as sql (... SESSION_KEY) selects it,
+ * the columns as text or (binary) raw; PL_ERR_NOT_FOUND naming the session
+ * when central has none. */
+static int session_row(struct central_conn *cc, const struct pl_session_key *key,
+                       const char *sql, int binary, const char *doing,
+                       PGresult **res)
+{
+	char uuid[37];
+	pl_uuid_format(key->uuid, uuid);
+	const char *p[2] = {key->serial, uuid};
+	int e = query(cc, sql, 2, p, binary, PGRES_TUPLES_OK, doing, res);
+	if (e != PL_OK || PQntuples(*res) == 1)
+		return e;
+	PQclear(*res);
+	*res = NULL;
+	char what[160];
+	pl_session_key_format(key, PL_TEXT_TERMINAL, what, sizeof what);
+	return pl_error_set(PL_ERR_NOT_FOUND, "no session %s in %s", what,
+	                    cc->where);
+}
+
 /* The record under key, checked against central's digest and size. */
 static int fetch_record(struct central_conn *cc, const struct pl_session_key *key,
                         uint64_t max, uint8_t **data, size_t *len)
 {
 	*data = NULL;
 	*len = 0;
-	char uuid[37], what[160];
-	pl_uuid_format(key->uuid, uuid);
+	char what[160];
 	pl_session_key_format(key, PL_TEXT_TERMINAL, what, sizeof what);
-	const char *p[2] = {key->serial, uuid};
 	PGresult *r;
-	int e = query(cc,
-	              "SELECT size::text, sha256 FROM penlink.sessions "
-	              "WHERE serial = $1 AND uuid = $2::uuid",
-	              2, p, 0, PGRES_TUPLES_OK, "look up the session", &r);
+	int e = session_row(cc, key,
+	                    "SELECT size::text, sha256 FROM penlink.sessions "
+	                    SESSION_KEY, 0, "look up the session", &r);
 	if (e != PL_OK)
 		return e;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return pl_error_set(PL_ERR_NOT_FOUND, "no session %s in %s", what,
-		                    cc->where);
-	}
 	uint64_t size = (uint64_t)col_i64(r, 0, 0);
 	uint8_t sha[32];
 	bool sha_ok = hex_parse(col_str(r, 0, 1), sha, 32);
@@ -300,17 +369,10 @@ static int fetch_record(struct central_conn *cc, const struct pl_session_key *ke
 		                    "more than the %" PRIu64 " penctl holds in memory",
 		                    what, size, max);
 	/* The record as raw bytes: binary results. */
-	e = query(cc,
-	          "SELECT record FROM penlink.sessions "
-	          "WHERE serial = $1 AND uuid = $2::uuid",
-	          2, p, 1, PGRES_TUPLES_OK, "read the record", &r);
+	e = session_row(cc, key, "SELECT record FROM penlink.sessions " SESSION_KEY,
+	                1, "read the record", &r);
 	if (e != PL_OK)
 		return e;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return pl_error_set(PL_ERR_NOT_FOUND, "no session %s in %s", what,
-		                    cc->where);
-	}
 	size_t n = (size_t)PQgetlength(r, 0, 0);
 	uint8_t got[32];
 	pl_sha256(PQgetvalue(r, 0, 0), n, got);
@@ -655,17 +717,27 @@ static int render_session(struct central_conn *cc, struct plc_buf *b,
 
 /* ------------------------------------------------------------------ the control protocol */
 
-/* A response as dc_next() hands it out: owned by protobuf-c's unpacker, so
- * dc_free() frees it like one penlinkd sent. */
-static int respond(struct central_conn *cc, Plctl__Response *r,
-                   Plctl__Response **rep)
+/* The response to the pending request whose body is msg, as dc_next()
+ * hands it out: owned by protobuf-c's unpacker, so dc_free() frees it like
+ * one penlinkd sent.  last: the request is answered. */
+static int respond(struct central_conn *cc, Plctl__Response__BodyCase body,
+                   const void *msg, bool last, Plctl__Response **rep)
 {
-	r->id = cc->id;
-	size_t n = plctl__response__get_packed_size(r);
+	Plctl__Response r = PLCTL__RESPONSE__INIT;
+	r.id = cc->id;
+	r.last = last;
+	r.body_case = body;
+	/* The body is a oneof: protobuf-c keeps its members in one anonymous
+	 * union of message pointers and reads it back by body_case (penlinkd's
+	 * client_send() sets it the same way). */
+	r.ack = (Pl__Ack *)msg;
+	if (last)
+		cc->finished = true;
+	size_t n = plctl__response__get_packed_size(&r);
 	uint8_t *buf = malloc(n ? n : 1);
 	if (!buf)
 		return pl_error_set(PL_ERR_MEM, "out of memory");
-	plctl__response__pack(r, buf);
+	plctl__response__pack(&r, buf);
 	*rep = plctl__response__unpack(NULL, n, buf);
 	free(buf);
 	return *rep ? PL_OK : pl_error_set(PL_ERR_MEM, "out of memory");
@@ -674,12 +746,9 @@ static int respond(struct central_conn *cc, Plctl__Response *r,
 static void pending_end(struct central_conn *cc)
 {
 	if (cc->streaming) {
-		/* Abandoned mid-stream: drain what libpq still holds. */
+		/* Abandoned mid-stream. */
 		PQrequestCancel(cc->pg);
-		PGresult *r;
-		while ((r = PQgetResult(cc->pg)))
-			PQclear(r);
-		cc->streaming = false;
+		stream_end(cc);
 	}
 	free(cc->list);
 	cc->list = NULL;
@@ -691,22 +760,10 @@ static void pending_end(struct central_conn *cc)
 	cc->rows = 0;
 }
 
-/* ArchivedSession of s; strings and bytes point into s and buf. */
+/* ArchivedSession of s, as penlinkd lists it; it points into s. */
 static void archived_pb(const struct session_entry *s, Plctl__ArchivedSession *a)
 {
-	plctl__archived_session__init(a);
-	a->serial = (char *)s->key.serial;
-	a->uuid.data = (uint8_t *)s->key.uuid;
-	a->uuid.len = 16;
-	a->seq = s->info.seq;
-	a->size = s->info.size;
-	a->sha256.data = (uint8_t *)s->info.sha256;
-	a->sha256.len = 32;
-	a->start_ms = s->info.start_ms;
-	a->end_ms = s->info.end_ms;
-	a->time_source = s->info.rtc_time ? PL__TIME_SOURCE__TIME_SOURCE_RTC
-	                                  : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
-	a->archived_ms = s->archived_ms;
+	plc_session_to_pb(&s->key, &s->info, s->archived_ms, a);
 }
 
 static int next_list(struct central_conn *cc, Plctl__Response **rep)
@@ -729,15 +786,10 @@ static int next_list(struct central_conn *cc, Plctl__Response **rep)
 	Plctl__SessionList sl = PLCTL__SESSION_LIST__INIT;
 	sl.n_sessions = n;
 	sl.sessions = ap;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.body_case = PLCTL__RESPONSE__BODY_SESSIONS;
-	r.sessions = &sl;
-	r.last = cc->list_pos >= cc->n_list;
-	int e = respond(cc, &r, rep);
+	int e = respond(cc, PLCTL__RESPONSE__BODY_SESSIONS, &sl,
+	                cc->list_pos >= cc->n_list, rep);
 	free(as);
 	free(ap);
-	if (r.last)
-		cc->finished = true;
 	return e;
 }
 
@@ -776,15 +828,9 @@ static int export_start(struct central_conn *cc, const Plctl__ExportSessions *ex
 	filter_params(cc, ex->serial, ex->since_ms, &f);
 	/* Every column as text but the record, raw: binary results (a text
 	 * column's binary form is its text). */
-	if (!PQsendQueryParams(cc->pg,
-	                       cc->version >= V_ANNOTATIONS ? EXPORT_SQL
-	                                                    : EXPORT_SQL_V1,
-	                       4, NULL, f.v, NULL, NULL, 1))
-		return pq_fail(cc, NULL, "export the sessions");
-	cc->streaming = true;
-	if (!PQsetSingleRowMode(cc->pg))
-		return pq_fail(cc, NULL, "export the sessions");
-	return PL_OK;
+	return stream_start(cc,
+	                    cc->version >= V_ANNOTATIONS ? EXPORT_SQL : EXPORT_SQL_V1,
+	                    4, f.v, 1, "export", "export the sessions");
 }
 
 static int next_export(struct central_conn *cc, Plctl__Response **rep)
@@ -799,11 +845,9 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 			plc_buf_str(&b, cc->json ? "[" : plc_export_csv_header);
 	}
 	/* Non-per-session: the head goes with the first row. */
-	PGresult *r = PQgetResult(cc->pg);
-	if (!r) {
-		cc->streaming = false;
-		e = pl_error_set(PL_ERR_IO, "%s: the export ended early", cc->where);
-	} else if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+	PGresult *r;
+	e = stream_next(cc, &r);
+	if (e == PL_OK && r) {
 		if (!session_from_row(r, 0, &s)) {
 			e = pl_error_set(PL_ERR_PROTOCOL, "%s: a session row with a "
 			                 "malformed uuid or sha256", cc->where);
@@ -829,16 +873,10 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 			                   rec_len, col_str(r, 0, N_SESSION_COLS));
 			cc->rows++;
 		}
-	} else if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+	} else if (e == PL_OK) {
 		end = true;
-		PGresult *more;
-		while ((more = PQgetResult(cc->pg)))
-			PQclear(more);
-		cc->streaming = false;
 		if (!cc->per_session && cc->json)
 			plc_buf_str(&b, "\n]\n");
-	} else {
-		e = pq_fail(cc, r, "export the sessions");
 	}
 	PQclear(r);
 	if (e == PL_OK && b.oom)
@@ -855,14 +893,8 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 		archived_pb(&s, &as);
 		ch.session = &as;
 	}
-	Plctl__Response resp = PLCTL__RESPONSE__INIT;
-	resp.body_case = PLCTL__RESPONSE__BODY_EXPORT;
-	resp.export = &ch;
-	resp.last = end;
-	e = respond(cc, &resp, rep);
+	e = respond(cc, PLCTL__RESPONSE__BODY_EXPORT, &ch, end, rep);
 	plc_buf_free(&b);
-	if (end)
-		cc->finished = true;
 	return e;
 }
 
@@ -874,19 +906,14 @@ static int audit_start(struct central_conn *cc, const Plctl__Audit *au)
 	snprintf(limit, sizeof limit, "%" PRIu32, cc->limit);
 	const char *p[3] = {since, cc->c->site, limit};
 	/* Newest first, as penlinkd gives its own. */
-	if (!PQsendQueryParams(cc->pg,
-	                       "SELECT utc_ms::text, uid::text, \"user\", pen, "
-	                       "action, old_value, new_value, result, "
-	                       "local_id::text, hash, site FROM penlink.audit "
-	                       "WHERE utc_ms >= $1::bigint AND ($2::text IS NULL "
-	                       "OR site = $2) ORDER BY utc_ms DESC, site, "
-	                       "local_id DESC LIMIT $3::bigint",
-	                       3, NULL, p, NULL, NULL, 0))
-		return pq_fail(cc, NULL, "read the audit trail");
-	cc->streaming = true;
-	if (!PQsetSingleRowMode(cc->pg))
-		return pq_fail(cc, NULL, "read the audit trail");
-	return PL_OK;
+	return stream_start(cc,
+	                    "SELECT utc_ms::text, uid::text, \"user\", pen, "
+	                    "action, old_value, new_value, result, "
+	                    "local_id::text, hash, site FROM penlink.audit "
+	                    "WHERE utc_ms >= $1::bigint AND ($2::text IS NULL "
+	                    "OR site = $2) ORDER BY utc_ms DESC, site, "
+	                    "local_id DESC LIMIT $3::bigint",
+	                    3, p, 0, "audit trail", "read the audit trail");
 }
 
 static int next_audit(struct central_conn *cc, Plctl__Response **rep)
@@ -900,12 +927,11 @@ static int next_audit(struct central_conn *cc, Plctl__Response **rep)
 	if (!es || !ep || !keep)
 		e = pl_error_set(PL_ERR_MEM, "out of memory");
 	while (e == PL_OK && n < AUDIT_PAGE && !end) {
-		PGresult *r = PQgetResult(cc->pg);
-		if (!r) {
-			cc->streaming = false;
-			e = pl_error_set(PL_ERR_IO, "%s: the audit trail ended early",
-			                 cc->where);
-		} else if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+		PGresult *r;
+		e = stream_next(cc, &r);
+		if (e == PL_OK && !r) {
+			end = true;
+		} else if (e == PL_OK) {
 			Plctl__AuditEntry *a = &es[n];
 			plctl__audit_entry__init(a);
 			a->utc_ms = col_i64(r, 0, 0);
@@ -920,29 +946,13 @@ static int next_audit(struct central_conn *cc, Plctl__Response **rep)
 			a->hash = PQgetvalue(r, 0, 9);
 			ep[n] = a;
 			keep[n++] = r;
-			continue;
-		} else if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-			end = true;
-			PGresult *more;
-			while ((more = PQgetResult(cc->pg)))
-				PQclear(more);
-			cc->streaming = false;
-		} else {
-			e = pq_fail(cc, r, "read the audit trail");
 		}
-		PQclear(r);
 	}
 	if (e == PL_OK) {
 		Plctl__AuditList al = PLCTL__AUDIT_LIST__INIT;
 		al.n_entries = n;
 		al.entries = ep;
-		Plctl__Response resp = PLCTL__RESPONSE__INIT;
-		resp.body_case = PLCTL__RESPONSE__BODY_AUDIT;
-		resp.audit = &al;
-		resp.last = end;
-		e = respond(cc, &resp, rep);
-		if (end)
-			cc->finished = true;
+		e = respond(cc, PLCTL__RESPONSE__BODY_AUDIT, &al, end, rep);
 	}
 	for (size_t i = 0; i < n; i++)
 		PQclear(keep[i]);
@@ -957,32 +967,23 @@ static int next_audit(struct central_conn *cc, Plctl__Response **rep)
 static int annotations_start(struct central_conn *cc,
                              const Plctl__ListAnnotations *la)
 {
-	uint8_t uuid[16];
-	if (!la->serial || !*la->serial || !la->uuid || !parse_uuid(la->uuid, uuid))
+	struct pl_session_key key = {0};
+	if (!la->serial || !*la->serial || strlen(la->serial) >= sizeof key.serial ||
+	    !la->uuid || !parse_uuid(la->uuid, key.uuid))
 		return pl_error_set(PL_ERR_ARG, "a session is named by its serial "
 		                    "and UUID");
-	char text[37];
-	pl_uuid_format(uuid, text);
-	const char *p[2] = {la->serial, text};
+	memcpy(key.serial, la->serial, strlen(la->serial) + 1);
 	PGresult *r;
-	int e = query(cc, "SELECT count(*) FROM penlink.sessions "
-	              "WHERE serial = $1 AND uuid = $2::uuid",
-	              2, p, 0, PGRES_TUPLES_OK, "look up the session", &r);
+	int e = session_row(cc, &key, "SELECT 1 FROM penlink.sessions " SESSION_KEY,
+	                    0, "look up the session", &r);
+	PQclear(r);
 	if (e != PL_OK)
 		return e;
-	bool found = col_i64(r, 0, 0) > 0;
-	PQclear(r);
-	if (!found) {
-		struct pl_session_key key = {0};
-		snprintf(key.serial, sizeof key.serial, "%s", la->serial);
-		memcpy(key.uuid, uuid, 16);
-		char what[160];
-		pl_session_key_format(&key, PL_TEXT_TERMINAL, what, sizeof what);
-		return pl_error_set(PL_ERR_NOT_FOUND, "no session %s in %s", what,
-		                    cc->where);
-	}
 	if (cc->version < V_ANNOTATIONS)
 		return PL_OK; /* none kept: an empty list */
+	char text[37];
+	pl_uuid_format(key.uuid, text);
+	const char *p[2] = {la->serial, text};
 	return query(cc,
 	             "SELECT a.local_id::text, a.utc_ms::text, a.uid::text, "
 	             "a.\"user\", a.client_ref, a.operator, a.note "
@@ -1020,12 +1021,7 @@ static int next_annotations(struct central_conn *cc, Plctl__Response **rep)
 	Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
 	al.n_annotations = n;
 	al.annotations = ap;
-	Plctl__Response r = PLCTL__RESPONSE__INIT;
-	r.body_case = PLCTL__RESPONSE__BODY_ANNOTATIONS;
-	r.annotations = &al;
-	r.last = true;
-	cc->finished = true;
-	int e = respond(cc, &r, rep);
+	int e = respond(cc, PLCTL__RESPONSE__BODY_ANNOTATIONS, &al, true, rep);
 	free(as);
 	free(ap);
 	return e;
@@ -1114,31 +1110,26 @@ static int verify_run(struct central_conn *cc, const Plctl__AuditVerify *av)
 		                    "penctl central init brings it to %d)", cc->where,
 		                    cc->version, pc_schema_version);
 	const char *p[1] = {cc->c->site};
-	if (!PQsendQueryParams(
-	        cc->pg,
-	        "SELECT site, local_id::text, utc_ms::text, uid::text, \"user\", "
-	        "pen, action, old_value, new_value, result, local_prev_hash, "
-	        "local_hash, CASE WHEN hash = encode(sha256(convert_to(concat_ws("
-	        "E'\\x1f', coalesce(prev_hash, ''), site, local_id::text, "
-	        "utc_ms::text, uid::text, \"user\", pen, action, old_value, "
-	        "new_value, result), 'UTF8')), 'hex') AND prev_hash IS NOT "
-	        "DISTINCT FROM lag(hash) OVER (PARTITION BY site ORDER BY "
-	        "local_id) THEN 't' ELSE 'f' END "
-	        "FROM penlink.audit WHERE $1::text IS NULL OR site = $1 "
-	        "ORDER BY site, local_id",
-	        1, NULL, p, NULL, NULL, 0))
-		return pq_fail(cc, NULL, "read the audit trail");
-	cc->streaming = true;
-	if (!PQsetSingleRowMode(cc->pg))
-		return pq_fail(cc, NULL, "read the audit trail");
+	int e = stream_start(
+	    cc,
+	    "SELECT site, local_id::text, utc_ms::text, uid::text, \"user\", "
+	    "pen, action, old_value, new_value, result, local_prev_hash, "
+	    "local_hash, CASE WHEN hash = encode(sha256(convert_to(concat_ws("
+	    "E'\\x1f', coalesce(prev_hash, ''), site, local_id::text, "
+	    "utc_ms::text, uid::text, \"user\", pen, action, old_value, "
+	    "new_value, result), 'UTF8')), 'hex') AND prev_hash IS NOT "
+	    "DISTINCT FROM lag(hash) OVER (PARTITION BY site ORDER BY "
+	    "local_id) THEN 't' ELSE 'f' END "
+	    "FROM penlink.audit WHERE $1::text IS NULL OR site = $1 "
+	    "ORDER BY site, local_id",
+	    1, p, 0, "audit trail", "read the audit trail");
 	struct verify_site vs = {0};
 	size_t sites = 0;
 	bool anchor_found = false, going = true;
-	int e = PL_OK;
 	PGresult *r;
-	while ((r = PQgetResult(cc->pg))) {
-		ExecStatusType st = PQresultStatus(r);
-		if (st == PGRES_SINGLE_TUPLE && going) {
+	/* Past a broken row the rest is read, unchecked. */
+	while (e == PL_OK && (e = stream_next(cc, &r)) == PL_OK && r) {
+		if (going) {
 			const char *site = PQgetvalue(r, 0, 0);
 			if (!sites || strcmp(site, vs.name) != 0) {
 				memset(&vs, 0, sizeof vs);
@@ -1148,13 +1139,9 @@ static int verify_run(struct central_conn *cc, const Plctl__AuditVerify *av)
 			}
 			going = verify_row(cc, &vs, r);
 			anchor_found |= vs.ch.anchor_found;
-		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK &&
-		           e == PL_OK) {
-			e = pq_fail(cc, r, "read the audit trail");
 		}
 		PQclear(r);
 	}
-	cc->streaming = false;
 	if (e != PL_OK)
 		return e;
 	/* One site's trail: its head, to compare with the site's own. */
@@ -1257,15 +1244,10 @@ int central_ctl_next(struct ctl *c, uint32_t id, Plctl__Response **rep)
 	case P_ANNOTATIONS:
 		e = next_annotations(cc, rep);
 		break;
-	case P_AUDIT_VERIFY: {
-		Plctl__Response r = PLCTL__RESPONSE__INIT;
-		r.body_case = PLCTL__RESPONSE__BODY_AUDIT_VERIFIED;
-		r.audit_verified = &cc->verified;
-		r.last = true;
-		cc->finished = true;
-		e = respond(cc, &r, rep);
+	case P_AUDIT_VERIFY:
+		e = respond(cc, PLCTL__RESPONSE__BODY_AUDIT_VERIFIED, &cc->verified,
+		            true, rep);
 		break;
-	}
 	default:
 		e = pl_error_set(PL_ERR_ARG, "no such request in flight");
 	}
