@@ -246,6 +246,11 @@ static int buf_add(struct buf *b, const void *p, size_t n)
 	return PL_OK;
 }
 
+static int buf_add_chunk(void *b, const Plctl__ExportChunk *ch)
+{
+	return ch->data.len ? buf_add(b, ch->data.data, ch->data.len) : PL_OK;
+}
+
 /* penlinkd's JSON export (the record JSON of each session, without
  * samples, plus sha256 and archived_utc_ms, and annotations where the
  * archive has them) of serial's sessions (NULL: every pen) since since_ms,
@@ -257,24 +262,8 @@ static int daemon_entries(struct ctl *c, const char *serial, int64_t since_ms,
 	ex.format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
 	ex.serial = (char *)(serial ? serial : "");
 	ex.since_ms = since_ms;
-	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, &ex);
 	struct buf b = {0};
-	int e = dc_send(c, &req);
-	while (e == PL_OK) {
-		Plctl__Response *r;
-		e = dc_next(c, req.id, dc_timeout(c), &r);
-		if (e != PL_OK)
-			break;
-		bool last = r->last;
-		if (r->body_case != PLCTL__RESPONSE__BODY_EXPORT || !r->export)
-			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered export with "
-			                 "something other than export data");
-		else if (r->export->data.len)
-			e = buf_add(&b, r->export->data.data, r->export->data.len);
-		dc_free(r);
-		if (last)
-			break;
-	}
+	int e = export_stream(c, &ex, buf_add_chunk, &b);
 	if (e == PL_OK)
 		e = pl_report_entries_from_json_array(b.data ? b.data : "[]",
 		                                      b.data ? b.len : 2, v, n);

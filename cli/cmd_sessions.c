@@ -1140,6 +1140,65 @@ static int export_item(struct export_dir *sp, const Plctl__ExportChunk *ch)
 	return PX_OK;
 }
 
+int export_stream(struct ctl *c, Plctl__ExportSessions *ex,
+                  int (*piece)(void *ud, const Plctl__ExportChunk *ch),
+                  void *ud)
+{
+	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, ex);
+	int e = dc_send(c, &req);
+	while (e == PL_OK) {
+		Plctl__Response *r;
+		e = dc_next(c, req.id, dc_timeout(c), &r);
+		if (e != PL_OK)
+			break;
+		bool last = r->last;
+		if (r->body_case != PLCTL__RESPONSE__BODY_EXPORT || !r->export)
+			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered export "
+			                 "with something other than export data");
+		else
+			e = piece(ud, r->export);
+		dc_free(r);
+		if (last)
+			break;
+	}
+	return e;
+}
+
+/* Where sessions export puts what penlinkd sends: --dir's files (sp), else
+ * fd (--out's temporary) or standard output. */
+struct export_sink {
+	struct ctl *c;
+	struct export_dir *sp; /* NULL: not --dir */
+	int fd;
+	bool to_stdout;
+	uint64_t bytes;
+	int px; /* a failure export_item already reported */
+};
+
+static int export_piece(void *ud, const Plctl__ExportChunk *ch)
+{
+	struct export_sink *k = ud;
+	size_t len = ch->data.len;
+	int e = PL_OK;
+	if (k->sp && ch->session) {
+		k->px = export_item(k->sp, ch);
+		if (k->px != PX_OK)
+			e = PL_ERR_CANCELLED; /* stops the stream; px says why */
+	} else if (k->sp && len) {
+		e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent export data "
+		                 "without its session");
+	} else if (len) {
+		e = write_out(k->to_stdout ? stdout : NULL, k->fd, ch->data.data,
+		              len);
+		/* Data is on stdout now: an error document after it would
+		 * corrupt it; the error goes to stderr only. */
+		if (k->to_stdout)
+			k->c->emitted = true;
+	}
+	k->bytes += len;
+	return e;
+}
+
 struct export_args {
 	Plctl__ExportFormat format;
 	int64_t since;
@@ -1238,40 +1297,11 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 	ex.since_ms = since;
 	/* Structured: one document per session, named by its key. */
 	ex.per_session = dir != NULL;
-	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, &ex);
-	uint64_t bytes = 0;
-	int px = PX_OK; /* a failure export_item already reported */
-	int e = dc_send(c, &req);
-	while (e == PL_OK) {
-		Plctl__Response *r;
-		e = dc_next(c, req.id, dc_timeout(c), &r);
-		if (e != PL_OK)
-			break;
-		bool last = r->last;
-		if (r->body_case != PLCTL__RESPONSE__BODY_EXPORT || !r->export) {
-			dc_free(r);
-			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered export "
-			                 "with something other than export data");
-			break;
-		}
-		size_t len = r->export->data.len;
-		if (dir && r->export->session) {
-			px = export_item(&sp, r->export);
-		} else if (dir && len) {
-			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent export data "
-			                 "without its session");
-		} else if (len) {
-			e = write_out(out ? NULL : stdout, fd, r->export->data.data, len);
-			/* Data is on stdout now: an error document after it would
-			 * corrupt it; the error goes to stderr only. */
-			if (!out)
-				c->emitted = true;
-		}
-		bytes += len;
-		dc_free(r);
-		if (last || px != PX_OK)
-			break;
-	}
+	struct export_sink sink = {.c = c, .sp = dir ? &sp : NULL, .fd = fd,
+	                           .to_stdout = !out, .px = PX_OK};
+	int e = export_stream(c, &ex, export_piece, &sink);
+	uint64_t bytes = sink.bytes;
+	int px = sink.px;
 	if (dir) {
 		if (px == PX_OK && e != PL_OK)
 			px = ctl_fail_pl(c, e);

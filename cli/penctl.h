@@ -374,6 +374,12 @@ bool session_arg_valid(const char *arg);
  */
 int session_arg_resolve(struct ctl *c, const char *arg,
                         struct pl_session_key *key, struct session_entry *found);
+/* Streams penlinkd's export ex, handing each piece to piece(ud, ...) up to
+ * the last.  PL_OK, or the first failure: piece's, or the stream's (an
+ * answer other than export data is PL_ERR_PROTOCOL). */
+int export_stream(struct ctl *c, Plctl__ExportSessions *ex,
+                  int (*piece)(void *ud, const Plctl__ExportChunk *ch),
+                  void *ud);
 /* A record that did not parse: exit 8 (integrity) when it is not a valid
  * record, else e's exit code; reported. */
 int record_parse_failed(struct ctl *c, int e, const char *what);
