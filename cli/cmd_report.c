@@ -13,6 +13,7 @@
 #include <penlink_report.h>
 
 #include "penctl.h"
+#include "penlink_export.h"
 
 enum { R_OUT = 1, R_SINCE, R_UNTIL, R_CLIENT, R_FORMAT, R_DIR };
 
@@ -223,32 +224,13 @@ static char *daemon_site(struct ctl *c)
 	return site;
 }
 
-struct buf {
-	char *data;
-	size_t len, cap;
-};
-
-static int buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->data, cap);
-		if (!q)
-			return pl_error_set(PL_ERR_MEM, "out of memory");
-		b->data = q;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return PL_OK;
-}
-
+/* Appends a piece of penlinkd's export to the struct plc_buf at b. */
 static int buf_add_chunk(void *b, const Plctl__ExportChunk *ch)
 {
-	return ch->data.len ? buf_add(b, ch->data.data, ch->data.len) : PL_OK;
+	struct plc_buf *buf = b;
+	if (ch->data.len)
+		plc_buf_add(buf, ch->data.data, ch->data.len);
+	return buf->oom ? pl_error_set(PL_ERR_MEM, "out of memory") : PL_OK;
 }
 
 /* penlinkd's JSON export (the record JSON of each session, without
@@ -262,12 +244,12 @@ static int daemon_entries(struct ctl *c, const char *serial, int64_t since_ms,
 	ex.format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
 	ex.serial = (char *)(serial ? serial : "");
 	ex.since_ms = since_ms;
-	struct buf b = {0};
+	struct plc_buf b = {0};
 	int e = export_stream(c, &ex, buf_add_chunk, &b);
 	if (e == PL_OK)
-		e = pl_report_entries_from_json_array(b.data ? b.data : "[]",
-		                                      b.data ? b.len : 2, v, n);
-	free(b.data);
+		e = pl_report_entries_from_json_array(b.p ? b.p : "[]",
+		                                      b.p ? b.len : 2, v, n);
+	plc_buf_free(&b);
 	return e;
 }
 
