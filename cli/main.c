@@ -17,8 +17,9 @@ enum {
 static int parse_timeout(struct ctl *c, const char *opt, const char *val,
                          void *field);
 
-#define GLOBAL(name, short, arg, id, help, kind, member, ...)               \
-	OPT(name, short, arg, id, help, kind, struct ctl, member, __VA_ARGS__)
+/* Most set a member of struct ctl; --utc, --help and --version act. */
+#define GLOBAL(name, sh, arg, id, help, kind, member, ...)                  \
+	OPT(name, sh, arg, id, help, kind, struct ctl, member, __VA_ARGS__)
 static const struct optdef global_opts[] = {
 	GLOBAL("--socket", 0, "PATH", G_SOCKET, "penlinkd's control socket",
 	       OPT_NAME, socket, .what = "a path"),

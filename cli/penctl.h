@@ -300,9 +300,14 @@ struct optdef {
 
 /* Rows: OPT(name, short, ARG, id, help, kind, struct, member, extra...),
  * extra being .what, .min/.max or .parse as the kind needs. */
-#define OPT(name_, short_, arg_, id_, help_, kind_, type, member, ...)      	{.name = name_, .short_name = short_, .arg = arg_, .id = id_,          	 .help = help_, .kind = kind_, .offset = offsetof(type, member),      	 __VA_ARGS__}
+#define OPT(name_, short_, arg_, id_, help_, kind_, type, member, ...)      \
+	{.name = name_, .short_name = short_, .arg = arg_, .id = id_,          \
+	 .help = help_, .kind = kind_, .offset = offsetof(type, member),      \
+	 __VA_ARGS__}
 /* A row whose id the command handles itself (opt_next). */
-#define OPT_ID(name_, short_, arg_, id_, help_)                             	{.name = name_, .short_name = short_, .arg = arg_, .id = id_,          	 .help = help_, .kind = OPT_RETURN}
+#define OPT_ID(name_, short_, arg_, id_, help_)                             \
+	{.name = name_, .short_name = short_, .arg = arg_, .id = id_,          \
+	 .help = help_, .kind = OPT_RETURN}
 #define OPT_TABLE_END {.name = NULL}
 
 struct opt_iter;
