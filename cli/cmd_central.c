@@ -12,16 +12,11 @@
 
 static int init_run(struct ctl *c, struct opt_iter *it)
 {
-	const char *url = NULL, *v;
-	int id;
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == OPT_ARG && !url)
-			url = v;
-		else
-			return ctl_usage(c, "central init takes one URL");
-	}
+	const char *url = NULL;
+	struct opt_args args = {"URL", 1, &url, 0};
+	int rc = opt_parse(c, it, NULL, &args);
+	if (rc != PX_OK)
+		return rc;
 	if (!url)
 		return ctl_usage(c, "central init needs the database's URL "
 		                 "(a libpq connection string or postgresql:// URI)");

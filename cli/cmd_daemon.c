@@ -308,36 +308,34 @@ static int absolute_path(struct ctl *c, const char *in, char *out, size_t cap)
 
 /* The one PATH attach and detach take, made absolute in abs ("" for none;
  * a usage error, none_msg, unless -s names the pen and serial_will_do),
- * then connects to penlinkd. */
+ * and the command's options in *a (NULL: it has none), then connects to
+ * penlinkd. */
 enum { A_NO_WAIT = 1 };
 
+struct attach_args {
+	bool no_wait;
+};
+
 static const struct optdef attach_opts[] = {
-	{"--no-wait", 0, NULL, A_NO_WAIT,
-	 "only ask penlinkd to attach; do not wait for the pen's handshake"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--no-wait", 0, NULL, A_NO_WAIT,
+	    "only ask penlinkd to attach; do not wait for the pen's handshake",
+	    OPT_FLAG, struct attach_args, no_wait),
+	OPT_TABLE_END,
 };
 
 static int path_arg(struct ctl *c, struct opt_iter *it, bool serial_will_do,
-                    const char *none_msg, char abs[PATH_MAX], bool *no_wait)
+                    const char *none_msg, char abs[PATH_MAX],
+                    struct attach_args *a)
 {
-	const char *cmd = it->spec->name, *path = NULL, *v;
-	int id;
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == A_NO_WAIT && no_wait) {
-			*no_wait = true;
-			continue;
-		}
-		if (path)
-			return ctl_usage(c, "%s takes one PATH (got '%.40s' and "
-			                 "'%.40s')", cmd, path, v);
-		path = v;
-	}
+	const char *cmd = it->spec->name, *path = NULL;
+	struct opt_args args = {"PATH", 1, &path, 0};
+	int rc = opt_parse(c, it, a, &args);
+	if (rc != PX_OK)
+		return rc;
 	bool none = !path || !*path;
 	if (none && !(serial_will_do && c->serial))
 		return ctl_usage(c, "%s", none_msg);
-	int rc = ctl_need_daemon(c, cmd);
+	rc = ctl_need_daemon(c, cmd);
 	abs[0] = '\0';
 	if (rc == PX_OK && !none)
 		rc = absolute_path(c, path, abs, PATH_MAX);
@@ -414,15 +412,15 @@ static int await_handshake(struct ctl *c, uint32_t monitor_id, const char *path,
 static int attach_run(struct ctl *c, struct opt_iter *it)
 {
 	char abs[PATH_MAX];
-	bool no_wait = false;
+	struct attach_args opts = {false};
 	int rc = path_arg(c, it, false,
 	                  "attach needs the PATH of a pen's port (e.g. the pty "
-	                  "penemu printed)", abs, &no_wait);
+	                  "penemu printed)", abs, &opts);
 	if (rc != PX_OK)
 		return rc;
 	Plctl__Attach a = PLCTL__ATTACH__INIT;
 	a.path = abs;
-	if (no_wait)
+	if (opts.no_wait)
 		return ack_run(c, &DC_REQUEST(ATTACH, attach, &a), "attached", abs);
 
 	/* The monitor stream first, subscribed before the attach is sent, on
@@ -485,18 +483,25 @@ static int detach_run(struct ctl *c, struct opt_iter *it)
 
 enum { A_SINCE = 1, A_LIMIT, A_HEAD, A_DB };
 
+/* audit parses its own: a first argument "verify" is its subcommand. */
 static const struct optdef audit_opts[] = {
-	{"--since", 0, "DATE", A_SINCE, "entries at or after DATE"},
-	{"--limit", 'n', "N", A_LIMIT, "at most N entries (default 100)"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT_ID("--since", 0, "DATE", A_SINCE, "entries at or after DATE"),
+	OPT_ID("--limit", 'n', "N", A_LIMIT, "at most N entries (default 100)"),
+	OPT_TABLE_END,
+};
+
+struct verify_args {
+	const char *head, *db;
 };
 
 static const struct optdef verify_opts[] = {
-	{"--head", 0, "HASH", A_HEAD,
-	 "a row hash noted earlier that must still be in the chain"},
-	{"--db", 0, "FILE", A_DB,
-	 "verify this archive file directly, without penlinkd"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--head", 0, "HASH", A_HEAD,
+	    "a row hash noted earlier that must still be in the chain", OPT_TEXT,
+	    struct verify_args, head),
+	OPT("--db", 0, "FILE", A_DB,
+	    "verify this archive file directly, without penlinkd", OPT_TEXT,
+	    struct verify_args, db),
+	OPT_TABLE_END,
 };
 
 static int audit_print(struct ctl *c, const Plctl__AuditEntry **all, size_t n);
@@ -864,21 +869,15 @@ static int verify_file(struct ctl *c, const char *path, const char *head,
 
 static int verify_run(struct ctl *c, struct opt_iter *it)
 {
-	const char *head = "", *db = NULL, *v;
-	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == A_HEAD)
-			head = v;
-		else
-			db = v;
-	}
+	struct verify_args a = {.head = ""};
+	int rc = opt_parse(c, it, &a, NULL);
+	if (rc != PX_OK)
+		return rc;
+	const char *head = a.head, *db = a.db;
 	if (*head && strlen(head) != 64)
 		return ctl_usage(c, "--head takes a row's hash: 64 hex digits "
 		                 "(penctl --json audit shows them)");
 	struct plc_audit_chain ch;
-	int rc;
 	if (db) {
 		rc = verify_file(c, db, head, &ch);
 		if (rc != PX_OK)

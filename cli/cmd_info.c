@@ -199,17 +199,22 @@ static int info_run(struct ctl *c, struct opt_iter *it)
 
 /* ------------------------------------------------------------------ ping */
 
-/* Its one option, so the id is not looked at (opt_one_u32). */
+struct ping_args {
+	uint32_t count;
+};
+
 static const struct optdef ping_opts[] = {
-	{"--count", 'c', "N", 1, "round trips to time (default 4)"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--count", 'c', "N", 1, "round trips to time (default 4)", OPT_U32,
+	    struct ping_args, count, .min = 1, .max = 100000),
+	OPT_TABLE_END,
 };
 
 static int ping_run(struct ctl *c, struct opt_iter *it)
 {
-	uint32_t count = 4;
-	if (opt_one_u32(c, it, 1, 100000, &count) != PX_OK)
+	struct ping_args a = {.count = 4};
+	if (opt_parse(c, it, &a, NULL) != PX_OK)
 		return PX_USAGE;
+	uint32_t count = a.count;
 	/* penlinkd has no ping: its round trip would time the daemon, not the
 	 * link. */
 	if (ctl_daemon_mode(c))

@@ -45,31 +45,88 @@ enum {
 	P_REPLACE, P_DRY_RUN,
 };
 
+struct push_args {
+	const char *file;
+	unsigned given; /* 1u << id of each preset flag given (--id, fields) */
+	struct pl_preset p;
+	struct push_flags flags;
+	bool delete;    /* preset delete --id N */
+};
+
+static int parse_name(struct ctl *c, const char *opt, const char *val,
+                      void *field)
+{
+	if (strlen(val) > PL_PRESET_NAME_MAX)
+		return ctl_fail_code(c, PL_ERR_VALIDATION,
+		                     "%s is %zu bytes; a preset name has at most %d "
+		                     "bytes of UTF-8",
+		                     opt, strlen(val), PL_PRESET_NAME_MAX);
+	snprintf(field, PL_PRESET_NAME_MAX + 1, "%s", val);
+	return PX_OK;
+}
+
+static int parse_depth(struct ctl *c, const char *opt, const char *val,
+                       void *field)
+{
+	if (pl_depth_parse_mm(val, field) != PL_OK)
+		return ctl_usage(c, "%s: %s", opt, pl_error_message());
+	return PX_OK;
+}
+
+static int parse_area(struct ctl *c, const char *opt, const char *val,
+                      void *field)
+{
+	int area = pl_area_from_name(val);
+	if (area < 0)
+		return ctl_usage(c, "%s: unknown area '%.40s' (forehead, glabella, "
+		                 "periorbital, nose, cheek, cheekbone, perioral, "
+		                 "chin-jaw, neck, decollete, scalp, stretch-marks, "
+		                 "body-scar, other)", opt, val);
+	*(enum pl_area *)field = (enum pl_area)area;
+	return PX_OK;
+}
+
+#define PUSH(name, arg, id, help, kind, member, ...)                         \
+	OPT(name, 0, arg, id, help, kind, struct push_args, member, __VA_ARGS__)
+#define PUSH_U32(name, arg, id, help, member)                                \
+	PUSH(name, arg, id, help, OPT_U32, member, .min = 0, .max = UINT32_MAX)
 static const struct optdef push_opts[] = {
-	{"--id", 0, "N", P_ID, "the preset to change or add"},
-	{"--name", 0, "S", P_NAME, "its name, 1 to 32 bytes of UTF-8"},
-	{"--depth", 0, "MM", P_DEPTH, "needle depth in millimetres (0.25, 1.5)"},
-	{"--speed", 0, "L", P_SPEED, "speed level, 1 to the pen's levels"},
-	{"--area", 0, "A", P_AREA, "treatment area (a new preset: other)"},
-	{"--needles", 0, "N", P_NEEDLES,
-	 "needles of the cartridge (0: nano; a new preset: 0)"},
-	{"--max-duration", 0, "S", P_MAXDUR,
-	 "longest treatment in seconds (0: no limit; a new preset: 0)"},
-	{"--confirm", 0, NULL, P_CONFIRM,
-	 "confirm depths above the policy's threshold"},
-	{"--replace", 0, NULL, P_REPLACE,
-	 "allow the push to remove presets (or empty the set)"},
-	{"--dry-run", 0, NULL, P_DRY_RUN,
-	 "show what the push would change, run its checks, write nothing"},
-	{NULL, 0, NULL, 0, NULL},
+	PUSH_U32("--id", "N", P_ID, "the preset to change or add", p.id),
+	PUSH("--name", "S", P_NAME, "its name, 1 to 32 bytes of UTF-8", OPT_CALL,
+	     p.name, .parse = parse_name),
+	PUSH("--depth", "MM", P_DEPTH, "needle depth in millimetres (0.25, 1.5)",
+	     OPT_CALL, p.depth_um, .parse = parse_depth),
+	PUSH_U32("--speed", "L", P_SPEED, "speed level, 1 to the pen's levels",
+	         p.speed_level),
+	PUSH("--area", "A", P_AREA, "treatment area (a new preset: other)",
+	     OPT_CALL, p.area, .parse = parse_area),
+	PUSH_U32("--needles", "N", P_NEEDLES,
+	         "needles of the cartridge (0: nano; a new preset: 0)",
+	         p.needle_count),
+	PUSH_U32("--max-duration", "S", P_MAXDUR,
+	         "longest treatment in seconds (0: no limit; a new preset: 0)",
+	         p.max_duration_s),
+	PUSH("--confirm", NULL, P_CONFIRM,
+	     "confirm depths above the policy's threshold", OPT_FLAG,
+	     flags.confirm),
+	PUSH("--replace", NULL, P_REPLACE,
+	     "allow the push to remove presets (or empty the set)", OPT_FLAG,
+	     flags.replace),
+	PUSH("--dry-run", NULL, P_DRY_RUN,
+	     "show what the push would change, run its checks, write nothing",
+	     OPT_FLAG, flags.dry_run),
+	OPT_TABLE_END,
 };
 
 static const struct optdef delete_opts[] = {
-	{"--id", 0, "N", P_ID, "the preset to remove"},
-	{"--dry-run", 0, NULL, P_DRY_RUN,
-	 "show what the delete would change, write nothing"},
-	{NULL, 0, NULL, 0, NULL},
+	PUSH_U32("--id", "N", P_ID, "the preset to remove", p.id),
+	PUSH("--dry-run", NULL, P_DRY_RUN,
+	     "show what the delete would change, write nothing", OPT_FLAG,
+	     flags.dry_run),
+	OPT_TABLE_END,
 };
+#undef PUSH_U32
+#undef PUSH
 
 /* The fields a new preset needs; the others have defaults. */
 static const int new_required[] = {P_NAME, P_DEPTH, P_SPEED};
@@ -86,90 +143,16 @@ static const char *push_opt_name(int id)
 	return d->name;
 }
 
-/* The field of the preset that a numeric flag (--id, --speed, --needles,
- * --max-duration) sets. */
-static uint32_t *push_number(struct pl_preset *p, int id)
-{
-	switch (id) {
-	case P_ID: return &p->id;
-	case P_SPEED: return &p->speed_level;
-	case P_NEEDLES: return &p->needle_count;
-	default: return &p->max_duration_s;
-	}
-}
-
-struct push_args {
-	const char *file;
-	unsigned given; /* 1u << id of each preset flag given (--id, fields) */
-	struct pl_preset p;
-	struct push_flags flags;
-	bool delete;    /* preset delete --id N */
-};
-
 static int parse_push(struct ctl *c, struct opt_iter *it, struct push_args *a)
 {
-	const char *v;
-	int id;
 	const char *cmd = a->delete ? "preset delete" : "preset push";
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		int area;
-		if (id > 0 && id < P_CONFIRM)
-			a->given |= 1u << id;
-		switch (id) {
-		case OPT_BAD:
-			return PX_USAGE;
-		case OPT_ARG:
-			if (a->delete)
-				return ctl_usage(c, "preset delete takes --id N, not "
-				                 "'%.40s'", v);
-			if (a->file)
-				return ctl_usage(c, "preset push takes one FILE (got '%.40s' "
-				                 "and '%.40s')", a->file, v);
-			a->file = v;
-			break;
-		case P_ID:
-		case P_SPEED:
-		case P_NEEDLES:
-		case P_MAXDUR:
-			if (parse_u32(c, push_opt_name(id), v, 0, UINT32_MAX,
-			              push_number(&a->p, id)) != PX_OK)
-				return PX_USAGE;
-			break;
-		case P_NAME:
-			if (strlen(v) > PL_PRESET_NAME_MAX)
-				return ctl_fail_code(c, PL_ERR_VALIDATION,
-				                     "--name is %zu bytes; a preset name "
-				                     "has at most %d bytes of UTF-8",
-				                     strlen(v), PL_PRESET_NAME_MAX);
-			snprintf(a->p.name, sizeof a->p.name, "%s", v);
-			break;
-		case P_DEPTH:
-			if (pl_depth_parse_mm(v, &a->p.depth_um) != PL_OK)
-				return ctl_usage(c, "--depth: %s", pl_error_message());
-			break;
-		case P_AREA:
-			area = pl_area_from_name(v);
-			if (area < 0)
-				return ctl_usage(c, "--area: unknown area '%.40s' (forehead, "
-				                 "glabella, periorbital, nose, cheek, "
-				                 "cheekbone, perioral, chin-jaw, neck, "
-				                 "decollete, scalp, stretch-marks, "
-				                 "body-scar, other)", v);
-			a->p.area = (enum pl_area)area;
-			break;
-		case P_CONFIRM:
-			a->flags.confirm = true;
-			break;
-		case P_REPLACE:
-			a->flags.replace = true;
-			break;
-		case P_DRY_RUN:
-			a->flags.dry_run = true;
-			break;
-		default:
-			return ctl_usage(c, "internal: unhandled option");
-		}
-	}
+	struct opt_args args = {a->delete ? "--id N" : "FILE", !a->delete,
+	                        &a->file, 0};
+	int rc = opt_parse(c, it, a, &args);
+	if (rc != PX_OK)
+		return rc;
+	/* the preset's own: --id and its fields, not --confirm and the like */
+	a->given = it->given & ((1u << P_CONFIRM) - 1);
 	if (a->delete) {
 		if (!(a->given & 1u << P_ID))
 			return ctl_usage(c, "preset delete needs --id N");

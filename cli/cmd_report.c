@@ -13,6 +13,7 @@
 #include <penlink_report.h>
 
 #include "penctl.h"
+#include "penlink_export.h"
 
 enum { R_OUT = 1, R_SINCE, R_UNTIL, R_CLIENT, R_FORMAT, R_DIR };
 
@@ -223,27 +224,13 @@ static char *daemon_site(struct ctl *c)
 	return site;
 }
 
-struct buf {
-	char *data;
-	size_t len, cap;
-};
-
-static int buf_add(struct buf *b, const void *p, size_t n)
+/* Appends a piece of penlinkd's export to the struct plc_buf at b. */
+static int buf_add_chunk(void *b, const Plctl__ExportChunk *ch)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *q = realloc(b->data, cap);
-		if (!q)
-			return pl_error_set(PL_ERR_MEM, "out of memory");
-		b->data = q;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return PL_OK;
+	struct plc_buf *buf = b;
+	if (ch->data.len)
+		plc_buf_add(buf, ch->data.data, ch->data.len);
+	return buf->oom ? pl_error_set(PL_ERR_MEM, "out of memory") : PL_OK;
 }
 
 /* penlinkd's JSON export (the record JSON of each session, without
@@ -257,37 +244,26 @@ static int daemon_entries(struct ctl *c, const char *serial, int64_t since_ms,
 	ex.format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
 	ex.serial = (char *)(serial ? serial : "");
 	ex.since_ms = since_ms;
-	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, &ex);
-	struct buf b = {0};
-	int e = dc_send(c, &req);
-	while (e == PL_OK) {
-		Plctl__Response *r;
-		e = dc_next(c, req.id, dc_timeout(c), &r);
-		if (e != PL_OK)
-			break;
-		bool last = r->last;
-		if (r->body_case != PLCTL__RESPONSE__BODY_EXPORT || !r->export)
-			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered export with "
-			                 "something other than export data");
-		else if (r->export->data.len)
-			e = buf_add(&b, r->export->data.data, r->export->data.len);
-		dc_free(r);
-		if (last)
-			break;
-	}
+	struct plc_buf b = {0};
+	int e = export_stream(c, &ex, buf_add_chunk, &b);
 	if (e == PL_OK)
-		e = pl_report_entries_from_json_array(b.data ? b.data : "[]",
-		                                      b.data ? b.len : 2, v, n);
-	free(b.data);
+		e = pl_report_entries_from_json_array(b.p ? b.p : "[]",
+		                                      b.p ? b.len : 2, v, n);
+	plc_buf_free(&b);
 	return e;
 }
 
 /* ------------------------------------------------------------------ sessions report */
 
+struct report_args {
+	const char *out;
+};
+
 const struct optdef report_session_opts[] = {
-	{"--out", 'o', "FILE", R_OUT,
-	 "the HTML file (default <serial>-<seq>-<uuid>.html here; - for stdout)"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--out", 'o', "FILE", R_OUT,
+	    "the HTML file (default <serial>-<seq>-<uuid>.html here; - for stdout)",
+	    OPT_NAME, struct report_args, out, .what = "a file name"),
+	OPT_TABLE_END,
 };
 
 /* The session a record holds: its serial and UUID. */
@@ -320,23 +296,13 @@ static void daemon_annotations(struct ctl *c, const struct pl_session_key *key,
 
 int sessions_report(struct ctl *c, struct opt_iter *it)
 {
-	const char *arg = NULL, *out = NULL;
-	const char *v;
-	int id;
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == R_OUT) {
-			if (!*v)
-				return ctl_usage(c, "--out needs a file name");
-			out = v;
-		} else if (arg) {
-			return ctl_usage(c, "sessions report takes one FILE or session "
-			                 "(got '%.40s' and '%.40s')", arg, v);
-		} else {
-			arg = v;
-		}
-	}
+	const char *arg = NULL;
+	struct report_args a = {NULL};
+	struct opt_args args = {"FILE or session", 1, &arg, 0};
+	int rc = opt_parse(c, it, &a, &args);
+	if (rc != PX_OK)
+		return rc;
+	const char *out = a.out;
 	if (!arg)
 		return ctl_usage(c, "sessions report needs a FILE (a pulled .plrec) "
 		                 "or a session: SERIAL/UUID, or a UUID");
@@ -352,7 +318,6 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 	struct pl_report_entry *exported = NULL;
 	size_t n_exported = 0;
 	struct stat st;
-	int rc = PX_OK;
 	if (stat(arg, &st) == 0) {
 		/* a file: read it whole (its bytes are what the digest covers) */
 		data = read_record_file(arg, &len);
@@ -439,7 +404,8 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 /* ------------------------------------------------------------------ files */
 
 /* .plrec files as entries (with their digests). */
-static int file_entries(struct ctl *c, char **files, size_t n_files,
+static int file_entries(struct ctl *c, const char *const *files,
+                        size_t n_files,
                         struct pl_report_entry **v, size_t *n)
 {
 	*v = calloc(n_files ? n_files : 1, sizeof **v);
@@ -471,7 +437,8 @@ static int file_entries(struct ctl *c, char **files, size_t n_files,
 /* The sessions to report on: the .plrec files given, else those of the
  * archive (penlinkd's or central's: -s's pen or every pen) since
  * since_ms. */
-static int read_entries(struct ctl *c, char **files, size_t n_files,
+static int read_entries(struct ctl *c, const char *const *files,
+                        size_t n_files,
                         int64_t since_ms, struct pl_report_entry **v,
                         size_t *n)
 {
@@ -526,14 +493,42 @@ static size_t keep_period(struct pl_report_entry *v, size_t n,
 	return k;
 }
 
-static const struct optdef overview_opts[] = {
-	{"--since", 0, "DATE", R_SINCE, "sessions that started at or after DATE"},
-	{"--until", 0, "DATE", R_UNTIL, "... and before DATE"},
-	{"--client", 0, "REF", R_CLIENT,
-	 "only sessions annotated with this client reference"},
-	{"--out", 'o', "FILE", R_OUT, "the HTML file (- for stdout)"},
-	{NULL, 0, NULL, 0, NULL},
+/* What report and sessions export --format fhir are asked for. */
+struct period_args {
+	int64_t since, until;
+	const char *client, *out, *dir;
+	const char *format; /* export: "fhir" (export_wants_fhir) */
 };
+
+static const struct optdef overview_opts[] = {
+	OPT("--since", 0, "DATE", R_SINCE,
+	    "sessions that started at or after DATE", OPT_DATE,
+	    struct period_args, since),
+	OPT("--until", 0, "DATE", R_UNTIL, "... and before DATE", OPT_DATE,
+	    struct period_args, until),
+	OPT("--client", 0, "REF", R_CLIENT,
+	    "only sessions annotated with this client reference", OPT_SOME,
+	    struct period_args, client),
+	OPT("--out", 'o', "FILE", R_OUT, "the HTML file (- for stdout)", OPT_SOME,
+	    struct period_args, out),
+	OPT_TABLE_END,
+};
+
+/* The options of it->spec into *a and the FILEs after them into a
+ * malloc'd *files (NULL on failure); PX_OK or an exit code (reported). */
+static int parse_period(struct ctl *c, struct opt_iter *it,
+                        struct period_args *a, const char ***files,
+                        size_t *n_files)
+{
+	*files = calloc((size_t)it->argc + 1, sizeof **files);
+	*n_files = 0;
+	if (!*files)
+		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
+	struct opt_args args = {"FILE", (size_t)it->argc, *files, 0};
+	int rc = opt_parse(c, it, a, &args);
+	*n_files = args.n;
+	return rc;
+}
 
 static bool has_client(const struct pl_report_entry *e, const char *client)
 {
@@ -546,30 +541,13 @@ static bool has_client(const struct pl_report_entry *e, const char *client)
 
 static int overview(struct ctl *c, struct opt_iter *it)
 {
-	int64_t since = 0, until = 0;
-	bool have_since = false;
-	const char *out = NULL, *client = NULL;
-	char **files = calloc((size_t)it->argc + 1, sizeof *files);
-	size_t n_files = 0;
-	if (!files)
-		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
-	const char *v;
-	int id, rc = PX_OK;
-	while (rc == PX_OK && (id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			rc = PX_USAGE;
-		else if (id == R_SINCE)
-			rc = parse_date(c, "--since", v, &since), have_since = rc == PX_OK;
-		else if (id == R_UNTIL)
-			rc = parse_date(c, "--until", v, &until);
-		else if (id == R_CLIENT)
-			client = *v ? v : NULL;
-		else if (id == R_OUT)
-			out = *v ? v : NULL;
-		else
-			files[n_files++] = (char *)v;
-	}
-	if (rc == PX_OK && !have_since)
+	struct period_args a = {0};
+	const char **files;
+	size_t n_files;
+	int rc = parse_period(c, it, &a, &files, &n_files);
+	int64_t since = a.since, until = a.until;
+	const char *out = a.out, *client = a.client;
+	if (rc == PX_OK && !(it->given & 1u << R_SINCE))
 		rc = ctl_usage(c, "report needs --since DATE (the start of the period)");
 	if (rc == PX_OK && !out)
 		rc = ctl_usage(c, "report needs --out FILE (or --out - for stdout)");
@@ -638,12 +616,28 @@ CMD_SINGLE(report, "report",
 
 /* ------------------------------------------------------------------ FHIR */
 
+/* export_wants_fhir() found --format fhir; any other is a mistake. */
+static int parse_fhir_format(struct ctl *c, const char *opt, const char *val,
+                             void *field)
+{
+	if (strcmp(val, "fhir") != 0)
+		return ctl_usage(c, "%s: give it once ('fhir', got '%.40s')", opt,
+		                 val);
+	*(const char **)field = val;
+	return PX_OK;
+}
+
 static const struct optdef fhir_opts[] = {
-	{"--format", 'f', "fhir", R_FORMAT, "FHIR R4 transaction Bundles"},
-	{"--since", 0, "DATE", R_SINCE, "sessions that started at or after DATE"},
-	{"--out", 'o', "FILE", R_OUT, "one Bundle of every session to FILE"},
-	{"--dir", 0, "DIR", R_DIR, "one Bundle per session in DIR"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--format", 'f', "fhir", R_FORMAT, "FHIR R4 transaction Bundles",
+	    OPT_CALL, struct period_args, format, .parse = parse_fhir_format),
+	OPT("--since", 0, "DATE", R_SINCE,
+	    "sessions that started at or after DATE", OPT_DATE,
+	    struct period_args, since),
+	OPT("--out", 'o', "FILE", R_OUT, "one Bundle of every session to FILE",
+	    OPT_SOME, struct period_args, out),
+	OPT("--dir", 0, "DIR", R_DIR, "one Bundle per session in DIR", OPT_SOME,
+	    struct period_args, dir),
+	OPT_TABLE_END,
 };
 
 static const struct cmd_spec fhir_spec = {
@@ -772,31 +766,12 @@ static int fhir_dir(struct ctl *c, const char *dir,
 int sessions_export_fhir(struct ctl *c, struct opt_iter *it)
 {
 	it->spec = &fhir_spec; /* its own options (and --help) */
-	int64_t since = 0;
-	const char *out = NULL, *dir = NULL;
-	char **files = calloc((size_t)it->argc + 1, sizeof *files);
-	size_t n_files = 0;
-	if (!files)
-		return ctl_fail_code(c, PL_ERR_MEM, "out of memory");
-	const char *v;
-	int id, rc = PX_OK;
-	while (rc == PX_OK && (id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			rc = PX_USAGE;
-		else if (id == R_FORMAT)
-			rc = strcmp(v, "fhir") == 0
-			         ? PX_OK
-			         : ctl_usage(c, "--format: give it once ('fhir', got "
-			                     "'%.40s')", v);
-		else if (id == R_SINCE)
-			rc = parse_date(c, "--since", v, &since);
-		else if (id == R_OUT)
-			out = *v ? v : NULL;
-		else if (id == R_DIR)
-			dir = *v ? v : NULL;
-		else
-			files[n_files++] = (char *)v;
-	}
+	struct period_args a = {0};
+	const char **files;
+	size_t n_files;
+	int rc = parse_period(c, it, &a, &files, &n_files);
+	int64_t since = a.since;
+	const char *out = a.out, *dir = a.dir;
 	if (rc == PX_OK && out && dir)
 		rc = ctl_usage(c, "sessions export: --out FILE and --dir DIR exclude "
 		               "each other");

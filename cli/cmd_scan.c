@@ -7,10 +7,15 @@
 
 enum { SC_ALL = 1 };
 
+struct scan_args {
+	bool all;
+};
+
 static const struct optdef scan_opts[] = {
-	{"--all", 0, NULL, SC_ALL,
-	 "every USB serial port, not only pens (VID:PID 1209:0001)"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--all", 0, NULL, SC_ALL,
+	    "every USB serial port, not only pens (VID:PID 1209:0001)", OPT_FLAG,
+	    struct scan_args, all),
+	OPT_TABLE_END,
 };
 
 /* "busy (penlinkd, pid 812)", "busy", "free" or "?" (cannot tell). */
@@ -62,14 +67,11 @@ static json_object *port_json(const struct pl_port_info *p,
 
 static int scan_run(struct ctl *c, struct opt_iter *it)
 {
-	bool all = false;
-	const char *v;
-	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		all = true;
-	}
+	struct scan_args a = {false};
+	int rc = opt_parse(c, it, &a, NULL);
+	if (rc != PX_OK)
+		return rc;
+	bool all = a.all;
 	/* Tests point this at a fake sysfs tree (README, penctl scan). */
 	const char *root = getenv("PENLINK_SYSFS_ROOT");
 	struct pl_port_info *ports;

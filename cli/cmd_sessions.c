@@ -89,33 +89,35 @@ static json_object *session_json(const struct ctl *c,
 	return o;
 }
 
+struct list_args {
+	int64_t since, until;
+	const char *client;
+};
+
 static const struct optdef list_opts[] = {
-	{"--since", 0, "DATE", S_SINCE, "sessions that started at or after DATE"},
-	{"--until", 0, "DATE", S_UNTIL, "sessions that started before DATE"},
-	{"--client", 0, "REF", S_CLIENT,
-	 "sessions annotated with client reference REF (penlinkd, --central)"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--since", 0, "DATE", S_SINCE,
+	    "sessions that started at or after DATE", OPT_DATE, struct list_args,
+	    since),
+	OPT("--until", 0, "DATE", S_UNTIL, "sessions that started before DATE",
+	    OPT_DATE, struct list_args, until),
+	OPT("--client", 0, "REF", S_CLIENT,
+	    "sessions annotated with client reference REF (penlinkd, --central)",
+	    OPT_TEXT, struct list_args, client),
+	OPT_TABLE_END,
 };
 
 static int sessions_list(struct ctl *c, struct opt_iter *it)
 {
-	int64_t since = 0;
-	const char *v, *client = NULL;
-	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == S_CLIENT)
-			client = v;
-		else if (id == S_UNTIL) {
-			if (parse_date(c, "--until", v, &c->until_ms) != PX_OK)
-				return PX_USAGE;
-		} else if (parse_date(c, "--since", v, &since) != PX_OK)
-			return PX_USAGE;
-	}
+	struct list_args a = {0};
+	int rc = opt_parse(c, it, &a, NULL);
+	if (rc != PX_OK)
+		return rc;
+	/* --central filters on it itself (backend_central.c) */
+	c->until_ms = a.until;
+	int64_t since = a.since;
+	const char *client = a.client;
 	struct session_entry *ss;
 	size_t n;
-	int rc;
 	if (client) {
 		/* Annotations live in an archive (penlinkd's, central's), not
 		 * on a pen. */
@@ -540,39 +542,38 @@ static int pull_one(struct ctl *c, const struct session_entry *s,
 	return PX_OK;
 }
 
+struct pull_args {
+	const char *dir;
+	bool keep;
+	int64_t since;
+};
+
 static const struct optdef pull_opts[] = {
-	{"--out", 'o', "DIR", S_OUT, "where the records go (default .)"},
-	{"--since", 0, "DATE", S_SINCE, "sessions that started at or after DATE"},
-	{"--keep", 0, NULL, S_KEEP,
-	 "--port: leave the sessions for the pen to keep"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--out", 'o', "DIR", S_OUT, "where the records go (default .)",
+	    OPT_NAME, struct pull_args, dir, .what = "a directory"),
+	OPT("--since", 0, "DATE", S_SINCE,
+	    "sessions that started at or after DATE", OPT_DATE, struct pull_args,
+	    since),
+	OPT("--keep", 0, NULL, S_KEEP,
+	    "--port: leave the sessions for the pen to keep", OPT_FLAG,
+	    struct pull_args, keep),
+	OPT_TABLE_END,
 };
 
 static int sessions_pull(struct ctl *c, struct opt_iter *it)
 {
-	const char *dir = ".";
-	bool keep = false;
-	int64_t since = 0;
-	const char *v;
-	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == S_OUT) {
-			if (!*v)
-				return ctl_usage(c, "--out needs a directory");
-			dir = v;
-		} else if (id == S_KEEP) {
-			keep = true;
-		} else if (parse_date(c, "--since", v, &since) != PX_OK) {
-			return PX_USAGE;
-		}
-	}
+	struct pull_args a = {.dir = "."};
+	int rc = opt_parse(c, it, &a, NULL);
+	if (rc != PX_OK)
+		return rc;
+	const char *dir = a.dir;
+	bool keep = a.keep;
+	int64_t since = a.since;
 	if (strlen(dir) > PATH_MAX - 256)
 		return ctl_usage(c, "--out: directory name too long");
 	struct session_entry *ss;
 	size_t n;
-	int rc = list_all(c, since, &ss, &n);
+	rc = list_all(c, since, &ss, &n);
 	if (rc != PX_OK)
 		return rc;
 	if (make_dirs(dir) != 0) {
@@ -820,28 +821,25 @@ void session_file_name_as(const struct pl_session_key *key, uint32_t seq,
 	snprintf(out, cap, "%s%s", base, ext);
 }
 
+struct show_args {
+	bool samples;
+};
+
 static const struct optdef show_opts[] = {
-	{"--samples", 0, NULL, S_SAMPLES, "every telemetry sample too"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--samples", 0, NULL, S_SAMPLES, "every telemetry sample too",
+	    OPT_FLAG, struct show_args, samples),
+	OPT_TABLE_END,
 };
 
 static int sessions_show(struct ctl *c, struct opt_iter *it)
 {
 	const char *arg = NULL;
-	bool samples = false;
-	const char *v;
-	int id;
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == S_SAMPLES)
-			samples = true;
-		else if (arg)
-			return ctl_usage(c, "sessions show takes one FILE or session "
-			                 "(got '%.40s' and '%.40s')", arg, v);
-		else
-			arg = v;
-	}
+	struct show_args a = {0};
+	struct opt_args args = {"FILE or session", 1, &arg, 0};
+	int rc = opt_parse(c, it, &a, &args);
+	if (rc != PX_OK)
+		return rc;
+	bool samples = a.samples;
 	if (!arg)
 		return ctl_usage(c, "sessions show needs a FILE (a pulled .plrec) or "
 		                 "a session: SERIAL/UUID, or a UUID");
@@ -858,7 +856,7 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 		return ctl_fail_code(c, PL_ERR_NOT_FOUND, "%s: no such file, and not "
 		                     "a session (SERIAL/UUID or UUID)", arg);
 	struct pl_session_key key;
-	int rc = session_arg_resolve(c, arg, &key, NULL);
+	rc = session_arg_resolve(c, arg, &key, NULL);
 	if (rc != PX_OK)
 		return rc;
 	char what[160];
@@ -896,40 +894,37 @@ static int sessions_show(struct ctl *c, struct opt_iter *it)
 
 /* ------------------------------------------------------------------ annotate */
 
+struct annotate_args {
+	const char *client, *oper, *note;
+};
+
 static const struct optdef annotate_opts[] = {
-	{"--client", 0, "REF", S_CLIENT,
-	 "an opaque reference to the client treated (at most 64 bytes)"},
-	{"--operator", 0, "NAME", S_OPERATOR, "who treated (at most 64 bytes)"},
-	{"--note", 0, "TEXT", S_NOTE, "a note (at most 2000 bytes)"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--client", 0, "REF", S_CLIENT,
+	    "an opaque reference to the client treated (at most 64 bytes)",
+	    OPT_TEXT, struct annotate_args, client),
+	OPT("--operator", 0, "NAME", S_OPERATOR, "who treated (at most 64 bytes)",
+	    OPT_TEXT, struct annotate_args, oper),
+	OPT("--note", 0, "TEXT", S_NOTE, "a note (at most 2000 bytes)", OPT_TEXT,
+	    struct annotate_args, note),
+	OPT_TABLE_END,
 };
 
 static int sessions_annotate(struct ctl *c, struct opt_iter *it)
 {
-	const char *arg = NULL, *client = "", *oper = "", *note = "", *v;
-	int id;
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == S_CLIENT)
-			client = v;
-		else if (id == S_OPERATOR)
-			oper = v;
-		else if (id == S_NOTE)
-			note = v;
-		else if (arg)
-			return ctl_usage(c, "sessions annotate takes one session "
-			                 "(got '%.40s' and '%.40s')", arg, v);
-		else
-			arg = v;
-	}
+	const char *arg = NULL;
+	struct annotate_args a = {"", "", ""};
+	struct opt_args args = {"session", 1, &arg, 0};
+	int rc = opt_parse(c, it, &a, &args);
+	if (rc != PX_OK)
+		return rc;
+	const char *client = a.client, *oper = a.oper, *note = a.note;
 	if (!arg)
 		return ctl_usage(c, "sessions annotate needs a session: SERIAL/UUID, "
 		                 "or a UUID");
 	if (!*client && !*oper && !*note)
 		return ctl_usage(c, "sessions annotate needs --client, --operator or "
 		                 "--note");
-	int rc = ctl_need_daemon(c, "sessions annotate");
+	rc = ctl_need_daemon(c, "sessions annotate");
 	if (rc != PX_OK)
 		return rc;
 	if (!session_arg_valid(arg))
@@ -1145,49 +1140,110 @@ static int export_item(struct export_dir *sp, const Plctl__ExportChunk *ch)
 	return PX_OK;
 }
 
+int export_stream(struct ctl *c, Plctl__ExportSessions *ex,
+                  int (*piece)(void *ud, const Plctl__ExportChunk *ch),
+                  void *ud)
+{
+	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, ex);
+	int e = dc_send(c, &req);
+	while (e == PL_OK) {
+		Plctl__Response *r;
+		e = dc_next(c, req.id, dc_timeout(c), &r);
+		if (e != PL_OK)
+			break;
+		bool last = r->last;
+		if (r->body_case != PLCTL__RESPONSE__BODY_EXPORT || !r->export)
+			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered export "
+			                 "with something other than export data");
+		else
+			e = piece(ud, r->export);
+		dc_free(r);
+		if (last)
+			break;
+	}
+	return e;
+}
+
+/* Where sessions export puts what penlinkd sends: --dir's files (sp), else
+ * fd (--out's temporary) or standard output. */
+struct export_sink {
+	struct ctl *c;
+	struct export_dir *sp; /* NULL: not --dir */
+	int fd;
+	bool to_stdout;
+	uint64_t bytes;
+	int px; /* a failure export_item already reported */
+};
+
+static int export_piece(void *ud, const Plctl__ExportChunk *ch)
+{
+	struct export_sink *k = ud;
+	size_t len = ch->data.len;
+	int e = PL_OK;
+	if (k->sp && ch->session) {
+		k->px = export_item(k->sp, ch);
+		if (k->px != PX_OK)
+			e = PL_ERR_CANCELLED; /* stops the stream; px says why */
+	} else if (k->sp && len) {
+		e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent export data "
+		                 "without its session");
+	} else if (len) {
+		e = write_out(k->to_stdout ? stdout : NULL, k->fd, ch->data.data,
+		              len);
+		/* Data is on stdout now: an error document after it would
+		 * corrupt it; the error goes to stderr only. */
+		if (k->to_stdout)
+			k->c->emitted = true;
+	}
+	k->bytes += len;
+	return e;
+}
+
+struct export_args {
+	Plctl__ExportFormat format;
+	int64_t since;
+	const char *out, *dir;
+};
+
+static int parse_export_format(struct ctl *c, const char *opt,
+                               const char *val, void *field)
+{
+	Plctl__ExportFormat *format = field;
+	if (strcmp(val, "csv") == 0)
+		*format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV;
+	else if (strcmp(val, "json") == 0)
+		*format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
+	else
+		return ctl_usage(c, "%s: '%.40s' is not csv or json", opt, val);
+	return PX_OK;
+}
+
 static const struct optdef export_opts[] = {
-	{"--format", 'f', "csv|json|fhir", S_FORMAT, "CSV (default), JSON or FHIR R4 Bundles"},
-	{"--since", 0, "DATE", S_SINCE, "sessions that started at or after DATE"},
-	{"--out", 'o', "FILE", S_OUT, "write to FILE (whole or not at all)"},
-	{"--dir", 0, "DIR", S_DIR, "one file per session in DIR"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--format", 'f', "csv|json|fhir", S_FORMAT,
+	    "CSV (default), JSON or FHIR R4 Bundles", OPT_CALL,
+	    struct export_args, format, .parse = parse_export_format),
+	OPT("--since", 0, "DATE", S_SINCE,
+	    "sessions that started at or after DATE", OPT_DATE,
+	    struct export_args, since),
+	OPT("--out", 'o', "FILE", S_OUT, "write to FILE (whole or not at all)",
+	    OPT_NAME, struct export_args, out, .what = "a file name"),
+	OPT("--dir", 0, "DIR", S_DIR, "one file per session in DIR", OPT_NAME,
+	    struct export_args, dir, .what = "a folder"),
+	OPT_TABLE_END,
 };
 
 static int sessions_export(struct ctl *c, struct opt_iter *it)
 {
 	if (export_wants_fhir(it)) /* FHIR Bundles: cmd_report.c */
 		return sessions_export_fhir(c, it);
-	Plctl__ExportFormat format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV;
-	int64_t since = 0;
-	const char *out = NULL, *dir = NULL;
-	const char *v;
-	int id;
-	while ((id = opt_next(c, it, &v)) != OPT_END) {
-		if (id == OPT_BAD)
-			return PX_USAGE;
-		if (id == S_FORMAT) {
-			if (strcmp(v, "csv") == 0)
-				format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV;
-			else if (strcmp(v, "json") == 0)
-				format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_JSON;
-			else
-				return ctl_usage(c, "--format: '%.40s' is not csv or json", v);
-		} else if (id == S_SINCE) {
-			if (parse_date(c, "--since", v, &since) != PX_OK)
-				return PX_USAGE;
-		} else if (id == S_OUT) {
-			if (!*v)
-				return ctl_usage(c, "--out needs a file name");
-			out = v;
-		} else if (id == S_DIR) {
-			if (!*v)
-				return ctl_usage(c, "--dir needs a folder");
-			dir = v;
-		} else {
-			return ctl_usage(c, "sessions export takes no arguments (got "
-			                 "'%.40s'); use --out FILE or --dir DIR", v);
-		}
-	}
+	struct export_args a = {.format = PLCTL__EXPORT_FORMAT__EXPORT_FORMAT_CSV};
+	struct opt_args none = {"--out FILE or --dir DIR", 0, NULL, 0};
+	int rc = opt_parse(c, it, &a, &none);
+	if (rc != PX_OK)
+		return rc;
+	Plctl__ExportFormat format = a.format;
+	int64_t since = a.since;
+	const char *out = a.out, *dir = a.dir;
 	if (out && dir)
 		return ctl_usage(c, "sessions export: --out FILE and --dir DIR "
 		                 "exclude each other");
@@ -1195,7 +1251,7 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 		return ctl_usage(c, "--out: file name too long");
 	if (dir && strlen(dir) > PATH_MAX - 256)
 		return ctl_usage(c, "--dir: folder name too long");
-	int rc = cmd_connect(c, it);
+	rc = cmd_connect(c, it);
 	if (rc != PX_OK)
 		return rc;
 	const char *fmt_name =
@@ -1241,40 +1297,11 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 	ex.since_ms = since;
 	/* Structured: one document per session, named by its key. */
 	ex.per_session = dir != NULL;
-	Plctl__Request req = DC_REQUEST(EXPORT_SESSIONS, export_sessions, &ex);
-	uint64_t bytes = 0;
-	int px = PX_OK; /* a failure export_item already reported */
-	int e = dc_send(c, &req);
-	while (e == PL_OK) {
-		Plctl__Response *r;
-		e = dc_next(c, req.id, dc_timeout(c), &r);
-		if (e != PL_OK)
-			break;
-		bool last = r->last;
-		if (r->body_case != PLCTL__RESPONSE__BODY_EXPORT || !r->export) {
-			dc_free(r);
-			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd answered export "
-			                 "with something other than export data");
-			break;
-		}
-		size_t len = r->export->data.len;
-		if (dir && r->export->session) {
-			px = export_item(&sp, r->export);
-		} else if (dir && len) {
-			e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent export data "
-			                 "without its session");
-		} else if (len) {
-			e = write_out(out ? NULL : stdout, fd, r->export->data.data, len);
-			/* Data is on stdout now: an error document after it would
-			 * corrupt it; the error goes to stderr only. */
-			if (!out)
-				c->emitted = true;
-		}
-		bytes += len;
-		dc_free(r);
-		if (last || px != PX_OK)
-			break;
-	}
+	struct export_sink sink = {.c = c, .sp = dir ? &sp : NULL, .fd = fd,
+	                           .to_stdout = !out, .px = PX_OK};
+	int e = export_stream(c, &ex, export_piece, &sink);
+	uint64_t bytes = sink.bytes;
+	int px = sink.px;
 	if (dir) {
 		if (px == PX_OK && e != PL_OK)
 			px = ctl_fail_pl(c, e);

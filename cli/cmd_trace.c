@@ -157,16 +157,22 @@ static int trace_daemon(struct ctl *c, uint32_t level)
 	}
 }
 
+struct trace_args {
+	uint32_t level;
+};
+
 static const struct optdef trace_opts[] = {
-	{"--level", 'l', "N", 1, "0 error, 1 warn, 2 info (default), 3 debug"},
-	{NULL, 0, NULL, 0, NULL},
+	OPT("--level", 'l', "N", 1, "0 error, 1 warn, 2 info (default), 3 debug",
+	    OPT_U32, struct trace_args, level, .min = 0, .max = 3),
+	OPT_TABLE_END,
 };
 
 static int trace_run(struct ctl *c, struct opt_iter *it)
 {
-	uint32_t level = 2;
-	if (opt_one_u32(c, it, 0, 3, &level) != PX_OK)
+	struct trace_args a = {.level = 2};
+	if (opt_parse(c, it, &a, NULL) != PX_OK)
 		return PX_USAGE;
+	uint32_t level = a.level;
 	if (ctl_daemon_mode(c))
 		return trace_daemon(c, level);
 	int rc = ctl_connect(c);

@@ -1,75 +1,60 @@
 #include "exit_codes.h"
 #include "penlink.h"
 
+#include <stddef.h>
+
+/* Each code's exit code and --json slug in one row, so the two cannot
+ * disagree about which codes exist.  A code not here: PX_FAIL, "error". */
+static const struct {
+	int code;
+	int exit_code;
+	const char *slug;
+} codes[] = {
+	{PL_OK, PX_OK, "ok"},
+	{PL_ERR_ARG, PX_FAIL, "invalid_argument"},
+	{PL_ERR_MEM, PX_FAIL, "out_of_memory"},
+	{PL_ERR_NO_PORT, PX_NOT_FOUND, "no_port"},
+	{PL_ERR_PORT_BUSY, PX_BUSY, "port_busy"},
+	{PL_ERR_ACCESS, PX_PERM, "permission_denied"},
+	{PL_ERR_IO, PX_IO, "io"},
+	{PL_ERR_UNPLUGGED, PX_IO, "unplugged"},
+	{PL_ERR_TIMEOUT, PX_IO, "timeout"},
+	{PL_ERR_PROTOCOL, PX_FAIL, "protocol"},
+	{PL_ERR_VERSION, PX_FAIL, "version"},
+	{PL_ERR_VALIDATION, PX_REFUSED, "validation"},
+	{PL_ERR_CONFLICT, PX_BUSY, "conflict"},
+	{PL_ERR_BUSY, PX_BUSY, "busy"},
+	{PL_ERR_NOT_FOUND, PX_NOT_FOUND, "not_found"},
+	{PL_ERR_DEVICE, PX_FAIL, "device"},
+	{PL_ERR_BAD_REQUEST, PX_FAIL, "bad_request"},
+	{PL_ERR_DIGEST, PX_INTEGRITY, "digest"},
+	{PL_ERR_VERIFY, PX_INTEGRITY, "verify"},
+	{PL_ERR_UNSUPPORTED, PX_FAIL, "unsupported"},
+	{PL_ERR_CANCELLED, PX_FAIL, "cancelled"},
+	/* a malformed input file is refused, like a bad value */
+	{PL_ERR_PARSE, PX_REFUSED, "parse"},
+	{PL_ERR_POLICY, PX_REFUSED, "policy"},
+	{PX_ERR_DAEMON, PX_DAEMON, "daemon_not_running"},
+};
+
+static size_t code_row(int pl_code)
+{
+	size_t i = 0;
+	while (i < sizeof codes / sizeof codes[0] && codes[i].code != pl_code)
+		i++;
+	return i;
+}
+
 int exit_code_for(int pl_code)
 {
-	switch (pl_code) {
-	case PL_OK:
-		return PX_OK;
-	case PL_ERR_NO_PORT:
-	case PL_ERR_NOT_FOUND:
-		return PX_NOT_FOUND;
-	case PL_ERR_VALIDATION:
-	case PL_ERR_POLICY:
-	case PL_ERR_PARSE: /* a malformed input file is refused, like a bad value */
-		return PX_REFUSED;
-	case PL_ERR_ACCESS:
-		return PX_PERM;
-	case PL_ERR_IO:
-	case PL_ERR_UNPLUGGED:
-	case PL_ERR_TIMEOUT:
-		return PX_IO;
-	case PL_ERR_PORT_BUSY:
-	case PL_ERR_CONFLICT:
-	case PL_ERR_BUSY:
-		return PX_BUSY;
-	case PL_ERR_DIGEST:
-	case PL_ERR_VERIFY:
-		return PX_INTEGRITY;
-	case PX_ERR_DAEMON:
-		return PX_DAEMON;
-	case PL_ERR_ARG:
-	case PL_ERR_MEM:
-	case PL_ERR_PROTOCOL:
-	case PL_ERR_VERSION:
-	case PL_ERR_DEVICE:
-	case PL_ERR_BAD_REQUEST:
-	case PL_ERR_UNSUPPORTED:
-	case PL_ERR_CANCELLED:
-	default:
-		return PX_FAIL;
-	}
+	size_t i = code_row(pl_code);
+	return i < sizeof codes / sizeof codes[0] ? codes[i].exit_code : PX_FAIL;
 }
 
 const char *error_slug_for(int pl_code)
 {
-	switch (pl_code) {
-	case PL_OK: return "ok";
-	case PL_ERR_ARG: return "invalid_argument";
-	case PL_ERR_MEM: return "out_of_memory";
-	case PL_ERR_NO_PORT: return "no_port";
-	case PL_ERR_PORT_BUSY: return "port_busy";
-	case PL_ERR_ACCESS: return "permission_denied";
-	case PL_ERR_IO: return "io";
-	case PL_ERR_UNPLUGGED: return "unplugged";
-	case PL_ERR_TIMEOUT: return "timeout";
-	case PL_ERR_PROTOCOL: return "protocol";
-	case PL_ERR_VERSION: return "version";
-	case PL_ERR_VALIDATION: return "validation";
-	case PL_ERR_CONFLICT: return "conflict";
-	case PL_ERR_BUSY: return "busy";
-	case PL_ERR_NOT_FOUND: return "not_found";
-	case PL_ERR_DEVICE: return "device";
-	case PL_ERR_BAD_REQUEST: return "bad_request";
-	case PL_ERR_DIGEST: return "digest";
-	case PL_ERR_VERIFY: return "verify";
-	case PL_ERR_UNSUPPORTED: return "unsupported";
-	case PL_ERR_CANCELLED: return "cancelled";
-	case PL_ERR_PARSE: return "parse";
-	case PL_ERR_POLICY: return "policy";
-	case PX_ERR_DAEMON: return "daemon_not_running";
-	default: return "error";
-	}
+	size_t i = code_row(pl_code);
+	return i < sizeof codes / sizeof codes[0] ? codes[i].slug : "error";
 }
 
 const char *error_label_for(int pl_code)

@@ -14,29 +14,47 @@ enum {
 	G_UTC, G_HELP, G_VERSION, G_CENTRAL, G_SITE,
 };
 
+static int parse_timeout(struct ctl *c, const char *opt, const char *val,
+                         void *field);
+
+/* Most set a member of struct ctl; --utc, --help and --version act. */
+#define GLOBAL(name, sh, arg, id, help, kind, member, ...)                  \
+	OPT(name, sh, arg, id, help, kind, struct ctl, member, __VA_ARGS__)
 static const struct optdef global_opts[] = {
-	{"--socket", 0, "PATH", G_SOCKET, "penlinkd's control socket"},
-	{"--port", 'p', "PATH", G_PORT,
-	 "the pen's serial port (/dev/ttyACM0, a pty): no daemon"},
-	{"--central", 0, "URL", G_CENTRAL,
-	 "the clinic's central PostgreSQL archive, read-only: sessions, audit"},
-	{"--site", 0, "NAME", G_SITE,
-	 "--central: only the sessions and audit entries of site NAME"},
-	{"--serial", 's', "SERIAL", G_SERIAL,
-	 "the pen to act on; with --port: refuse any other"},
-	{"--json", 0, NULL, G_JSON, "one JSON document on stdout (README.md)"},
-	{"--timeout", 0, "MS", G_TIMEOUT,
-	 "wait this long for each answer (pen 1000, penlinkd 10000)"},
-	{"--policy", 0, "FILE", G_POLICY,
-	 "--port: the clinic policy, a [policy] section as in penlinkd.conf"},
-	{"--dump-frames", 0, NULL, G_DUMP,
-	 "--port: every frame to stderr, decoded, with times"},
-	{"--utc", 0, NULL, G_UTC,
-	 "times for people in UTC, not local time (DATE too)"},
-	{"--help", 'h', NULL, G_HELP, "this help, or a command's own"},
-	{"--version", 0, NULL, G_VERSION, "the version"},
-	{NULL, 0, NULL, 0, NULL},
+	GLOBAL("--socket", 0, "PATH", G_SOCKET, "penlinkd's control socket",
+	       OPT_NAME, socket, .what = "a path"),
+	GLOBAL("--port", 'p', "PATH", G_PORT,
+	       "the pen's serial port (/dev/ttyACM0, a pty): no daemon",
+	       OPT_NAME, port, .what = "a path"),
+	GLOBAL("--central", 0, "URL", G_CENTRAL,
+	       "the clinic's central PostgreSQL archive, read-only: sessions, "
+	       "audit",
+	       OPT_NAME, central,
+	       .what = "a connection string or postgresql:// URI"),
+	GLOBAL("--site", 0, "NAME", G_SITE,
+	       "--central: only the sessions and audit entries of site NAME",
+	       OPT_NAME, site, .what = "a site's name"),
+	GLOBAL("--serial", 's', "SERIAL", G_SERIAL,
+	       "the pen to act on; with --port: refuse any other",
+	       OPT_NAME, serial, .what = "a serial number"),
+	GLOBAL("--json", 0, NULL, G_JSON, "one JSON document on stdout (README.md)",
+	       OPT_FLAG, json),
+	GLOBAL("--timeout", 0, "MS", G_TIMEOUT,
+	       "wait this long for each answer (pen 1000, penlinkd 10000)",
+	       OPT_CALL, timeout_ms, .parse = parse_timeout),
+	GLOBAL("--policy", 0, "FILE", G_POLICY,
+	       "--port: the clinic policy, a [policy] section as in penlinkd.conf",
+	       OPT_NAME, policy_file, .what = "a file"),
+	GLOBAL("--dump-frames", 0, NULL, G_DUMP,
+	       "--port: every frame to stderr, decoded, with times",
+	       OPT_FLAG, dump_frames),
+	OPT_ID("--utc", 0, NULL, G_UTC,
+	       "times for people in UTC, not local time (DATE too)"),
+	OPT_ID("--help", 'h', NULL, G_HELP, "this help, or a command's own"),
+	OPT_ID("--version", 0, NULL, G_VERSION, "the version"),
+	OPT_TABLE_END,
 };
+#undef GLOBAL
 
 /* ------------------------------------------------------------------ help */
 
@@ -186,45 +204,53 @@ static const struct optdef *find_opt(const struct optdef *defs,
 	return NULL;
 }
 
-/* An option that names something (opt needs what): never empty. */
-static int set_name(struct ctl *c, const char **field, const char *opt,
-                    const char *what, const char *val)
+static int parse_timeout(struct ctl *c, const char *opt, const char *val,
+                         void *field)
 {
-	if (!*val)
-		return ctl_usage(c, "%s needs %s", opt, what);
-	*field = val;
+	uint32_t ms;
+	if (parse_u32(c, opt, val, 1, 3600000, &ms) != PX_OK)
+		return PX_USAGE;
+	*(int *)field = (int)ms;
 	return PX_OK;
+}
+
+/* Stores val where d says, in the struct at dst. */
+static int opt_store(struct ctl *c, const struct optdef *d, void *dst,
+                     const char *val)
+{
+	void *field = (char *)dst + d->offset;
+	switch (d->kind) {
+	case OPT_FLAG:
+		*(bool *)field = true;
+		return PX_OK;
+	case OPT_NAME:
+		if (!*val)
+			return ctl_usage(c, "%s needs %s", d->name, d->what);
+		/* fall through */
+	case OPT_TEXT:
+		*(const char **)field = val;
+		return PX_OK;
+	case OPT_SOME:
+		*(const char **)field = *val ? val : NULL;
+		return PX_OK;
+	case OPT_DATE:
+		return parse_date(c, d->name, val, field);
+	case OPT_U32:
+		return parse_u32(c, d->name, val, d->min, d->max, field);
+	case OPT_CALL:
+		return d->parse(c, d->name, val, field);
+	case OPT_RETURN:
+		break;
+	}
+	return ctl_usage(c, "internal: %s is stored nowhere", d->name);
 }
 
 static void use_utc(struct ctl *c);
 
-static int apply_global(struct ctl *c, const struct opt_iter *it, int id,
-                        const char *val)
+/* The global options that are no value of struct ctl. */
+static int apply_global(struct ctl *c, const struct opt_iter *it, int id)
 {
-	uint32_t ms;
 	switch (id) {
-	case G_PORT:
-		return set_name(c, &c->port, "--port", "a path", val);
-	case G_SOCKET:
-		return set_name(c, &c->socket, "--socket", "a path", val);
-	case G_CENTRAL:
-		return set_name(c, &c->central, "--central",
-		                "a connection string or postgresql:// URI", val);
-	case G_SITE:
-		return set_name(c, &c->site, "--site", "a site's name", val);
-	case G_SERIAL:
-		return set_name(c, &c->serial, "--serial", "a serial number", val);
-	case G_JSON:
-	case G_DUMP:
-		*(id == G_JSON ? &c->json : &c->dump_frames) = true;
-		return PX_OK;
-	case G_TIMEOUT:
-		if (parse_u32(c, "--timeout", val, 1, 3600000, &ms) != PX_OK)
-			return PX_USAGE;
-		c->timeout_ms = (int)ms;
-		return PX_OK;
-	case G_POLICY:
-		return set_name(c, &c->policy_file, "--policy", "a file", val);
 	case G_UTC:
 		use_utc(c);
 		return PX_OK;
@@ -322,23 +348,16 @@ int opt_next(struct ctl *c, struct opt_iter *it, const char **val)
 			return OPT_BAD;
 		}
 		if (global) {
-			if (apply_global(c, it, d->id, v) != PX_OK)
+			if ((d->kind == OPT_RETURN ? apply_global(c, it, d->id)
+			                           : opt_store(c, d, c, v)) != PX_OK)
 				return OPT_BAD;
 			continue;
 		}
 		*val = v;
+		it->last = d;
 		return d->id;
 	}
 	return OPT_END;
-}
-
-int opt_next_flag(struct ctl *c, struct opt_iter *it, const char **val)
-{
-	int id = opt_next(c, it, val);
-	if (id != OPT_ARG)
-		return id;
-	ctl_usage(c, "%s takes no arguments (got '%.40s')", cmd_name(it), *val);
-	return OPT_BAD;
 }
 
 int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
@@ -360,21 +379,32 @@ int parse_u32(struct ctl *c, const char *opt, const char *text, uint32_t min,
 	return PX_OK;
 }
 
-int opt_none(struct ctl *c, struct opt_iter *it)
-{
-	const char *v;
-	return opt_next_flag(c, it, &v) == OPT_END ? PX_OK : PX_USAGE;
-}
-
-int opt_one_u32(struct ctl *c, struct opt_iter *it, uint32_t min,
-                uint32_t max, uint32_t *val)
+int opt_parse(struct ctl *c, struct opt_iter *it, void *dst,
+              struct opt_args *args)
 {
 	const char *v;
 	int id;
-	while ((id = opt_next_flag(c, it, &v)) != OPT_END)
-		if (id == OPT_BAD ||
-		    parse_u32(c, it->spec->opts->name, v, min, max, val) != PX_OK)
+	while ((id = opt_next(c, it, &v)) != OPT_END) {
+		if (id == OPT_BAD)
 			return PX_USAGE;
+		if (id != OPT_ARG) {
+			int rc = opt_store(c, it->last, dst, v);
+			if (rc != PX_OK)
+				return rc;
+			if (id < 32)
+				it->given |= 1u << id;
+		} else if (args && args->n < args->max) {
+			args->v[args->n++] = v;
+		} else if (args && args->max) {
+			return ctl_usage(c, "%s takes one %s (got '%.40s' and '%.40s')",
+			                 cmd_name(it), args->what, args->v[0], v);
+		} else {
+			bool hint = args && args->what;
+			return ctl_usage(c, "%s takes no arguments (got '%.40s')%s%s",
+			                 cmd_name(it), v, hint ? "; use " : "",
+			                 hint ? args->what : "");
+		}
+	}
 	return PX_OK;
 }
 
@@ -388,7 +418,7 @@ int cmd_connect(struct ctl *c, const struct opt_iter *it)
 
 int cmd_start(struct ctl *c, struct opt_iter *it)
 {
-	int rc = opt_none(c, it);
+	int rc = opt_parse(c, it, NULL, NULL);
 	return rc == PX_OK ? cmd_connect(c, it) : rc;
 }
 

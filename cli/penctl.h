@@ -261,18 +261,54 @@ void ctl_catch_signals(void);
 /* ------------------------------------------------------------------ options
  *
  * Every command's options are one table that both parses them and
- * generates the command's --help, so the two cannot drift apart.
+ * generates the command's --help, so the two cannot drift apart.  A row
+ * also says where its value goes (mmcli-style, like struct json_field): a
+ * member of the command's own struct of arguments, by its kind, so one
+ * parser (opt_parse) serves every command and a command only checks what
+ * its options mean together.
  */
 
 enum { OPT_END = -1, OPT_ARG = -2, OPT_BAD = -3 };
+
+struct ctl;
+
+enum opt_kind {
+	OPT_RETURN, /* stored nowhere: opt_next() returns its id */
+	OPT_FLAG,   /* bool: true */
+	OPT_TEXT,   /* const char *: the value as given */
+	OPT_NAME,   /* const char *: never empty ("--out needs <what>") */
+	OPT_SOME,   /* const char *: the value, NULL when empty (as if not given) */
+	OPT_DATE,   /* int64_t UTC ms: parse_date() */
+	OPT_U32,    /* uint32_t within [min, max]: parse_u32() */
+	OPT_CALL,   /* parse(c, the option's name, the value, the member) */
+};
 
 struct optdef {
 	const char *name; /* "--depth" */
 	char short_name;  /* 0 if none */
 	const char *arg;  /* the value's name in help ("MM"); NULL: a flag */
-	int id;           /* > 0 */
+	int id;           /* > 0; opt_parse() notes it in opt_iter.given */
 	const char *help; /* one line for --help */
+	enum opt_kind kind;
+	size_t offset;    /* of the member it sets; not OPT_RETURN */
+	const char *what; /* OPT_NAME: what the value names ("a directory") */
+	uint32_t min, max; /* OPT_U32 */
+	/* OPT_CALL: parses val into *field; PX_OK or an exit code (reported). */
+	int (*parse)(struct ctl *c, const char *opt, const char *val,
+	             void *field);
 };
+
+/* Rows: OPT(name, short, ARG, id, help, kind, struct, member, extra...),
+ * extra being .what, .min/.max or .parse as the kind needs. */
+#define OPT(name_, short_, arg_, id_, help_, kind_, type, member, ...)      \
+	{.name = name_, .short_name = short_, .arg = arg_, .id = id_,          \
+	 .help = help_, .kind = kind_, .offset = offsetof(type, member),      \
+	 __VA_ARGS__}
+/* A row whose id the command handles itself (opt_next). */
+#define OPT_ID(name_, short_, arg_, id_, help_)                             \
+	{.name = name_, .short_name = short_, .arg = arg_, .id = id_,          \
+	 .help = help_, .kind = OPT_RETURN}
+#define OPT_TABLE_END {.name = NULL}
 
 struct opt_iter;
 
@@ -343,6 +379,12 @@ bool session_arg_valid(const char *arg);
  */
 int session_arg_resolve(struct ctl *c, const char *arg,
                         struct pl_session_key *key, struct session_entry *found);
+/* Streams penlinkd's export ex, handing each piece to piece(ud, ...) up to
+ * the last.  PL_OK, or the first failure: piece's, or the stream's (an
+ * answer other than export data is PL_ERR_PROTOCOL). */
+int export_stream(struct ctl *c, Plctl__ExportSessions *ex,
+                  int (*piece)(void *ud, const Plctl__ExportChunk *ch),
+                  void *ud);
 /* A record that did not parse: exit 8 (integrity) when it is not a valid
  * record, else e's exit code; reported. */
 int record_parse_failed(struct ctl *c, int e, const char *what);
@@ -363,6 +405,8 @@ struct opt_iter {
 	bool no_more_opts; /* after "--" */
 	const struct cmd_group *group;  /* --help: the group's subcommands */
 	const struct cmd_spec *spec;    /* --help: this command's own */
+	unsigned given; /* opt_parse(): 1u << id of each option given */
+	const struct optdef *last; /* the option opt_next() returned */
 };
 
 void opt_init(struct opt_iter *it, int argc, char **argv, int start);
@@ -375,23 +419,29 @@ void opt_init(struct opt_iter *it, int argc, char **argv, int start);
  * penctl's) and exits.
  */
 int opt_next(struct ctl *c, struct opt_iter *it, const char **val);
-/* Every item of a command without positional arguments: usage error on
- * one.  Options of its own are returned as opt_next() does; OPT_END at the
- * end. */
-int opt_next_flag(struct ctl *c, struct opt_iter *it, const char **val);
-/* For a command with no arguments at all: PX_OK, or PX_USAGE (reported). */
-int opt_none(struct ctl *c, struct opt_iter *it);
-/* For a command whose one option is a number (ping --count N): every item,
- * the number parsed into *val as parse_u32() does.  PX_OK or PX_USAGE
- * (reported). */
-int opt_one_u32(struct ctl *c, struct opt_iter *it, uint32_t min,
-                uint32_t max, uint32_t *val);
+
+/* The positional arguments a command takes (opt_parse).  More than max is
+ * a usage error: "CMD takes one WHAT (got 'A' and 'B')", or with max 0
+ * "CMD takes no arguments (got 'A')" and "; use WHAT" when what is set. */
+struct opt_args {
+	const char *what;
+	size_t max;
+	const char **v; /* room for max of them */
+	size_t n;       /* how many were given */
+};
+/*
+ * Every item of the command line for it->spec: each option's value stored
+ * in the struct at dst as its row says, positional arguments in *args
+ * (NULL: none allowed).  PX_OK, or an exit code (reported).
+ */
+int opt_parse(struct ctl *c, struct opt_iter *it, void *dst,
+              struct opt_args *args);
 /* Connects for the command it->spec, refusing --port for one that exists
  * only through penlinkd (ctl_need_daemon).  PX_OK or an exit code
  * (reported). */
 int cmd_connect(struct ctl *c, const struct opt_iter *it);
-/* opt_none(), then cmd_connect(): the start of a command without
- * arguments. */
+/* opt_parse() of nothing, then cmd_connect(): the start of a command
+ * without arguments. */
 int cmd_start(struct ctl *c, struct opt_iter *it);
 
 /* Whole-string unsigned parse within [min, max]; reports usage errors. */
