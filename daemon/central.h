@@ -119,7 +119,8 @@ void outbox_close(struct outbox *o);
 /*
  * The oldest pending sessions, records loaded: at most max_items, and
  * records of at most max_bytes together, but always one when any is
- * pending (a record larger than max_bytes goes alone).  *n = 0: none.
+ * pending (a record larger than max_bytes goes alone).  *n = 0 (and
+ * *items NULL): none.
  * Free with outbox_items_free.
  */
 int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
@@ -128,6 +129,7 @@ void outbox_items_free(struct outbox_item *items, size_t n);
 /* Sets the state (and note, may be NULL) of each id, in one transaction. */
 int outbox_mark(struct outbox *o, const int64_t *ids, const int *states,
                 const char *const *notes, size_t n);
+/* Each listing below: *n = 0 (and *rows NULL) when there is nothing to send. */
 /* Audit entries after the last one central confirmed, oldest first. */
 int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
                       size_t *n);

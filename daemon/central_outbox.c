@@ -231,6 +231,14 @@ static void copy_fixed(uint8_t *dst, size_t len, sqlite3_stmt *st, int col)
 		memcpy(dst, sqlite3_column_blob(st, col), len);
 }
 
+/* A session's key from its serial (col) and uuid (col + 1) columns. */
+static void copy_key(struct pl_session_key *key, sqlite3_stmt *st, int col)
+{
+	const char *serial = (const char *)sqlite3_column_text(st, col);
+	snprintf(key->serial, sizeof key->serial, "%s", serial ? serial : "");
+	copy_fixed(key->uuid, 16, st, col + 1);
+}
+
 /* Reads the record of item into a buffer of exactly its size. */
 static int read_record(struct outbox *o, struct outbox_item *it)
 {
@@ -292,9 +300,7 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 			break;
 		struct outbox_item *it = &v[k++];
 		it->id = sqlite3_column_int64(st, 0);
-		const char *serial = (const char *)sqlite3_column_text(st, 1);
-		snprintf(it->key.serial, sizeof it->key.serial, "%s", serial ? serial : "");
-		copy_fixed(it->key.uuid, 16, st, 2);
+		copy_key(&it->key, st, 1);
 		it->seq = (uint32_t)sqlite3_column_int64(st, 3);
 		it->size = size;
 		copy_fixed(it->sha256, 32, st, 5);
@@ -313,7 +319,7 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	sqlite3_finalize(st);
 	for (size_t i = 0; !e && i < k; i++)
 		e = read_record(o, &v[i]);
-	if (e) {
+	if (e || !k) {
 		outbox_items_free(v, k);
 		return e;
 	}
@@ -367,65 +373,70 @@ static void copy_hash(char out[65], sqlite3_stmt *st, int col)
 	snprintf(out, 65, "%s", h && strlen(h) == 64 ? h : "");
 }
 
-void outbox_audit_free(struct outbox_audit *rows, size_t n)
+/* ---- listings of what central has not confirmed: audit entries and
+ * annotations after their cursor, pens against their record */
+
+/* Returned by a listing's row function: the listing ends before this row. */
+#define ROW_STOP 1
+
+/*
+ * What a listing reads: sql (?1 its LIMIT) gives rows that row() turns
+ * into elements of elem_size bytes (PL_OK, ROW_STOP, or an error with the
+ * element counted, so that free_elem releases what it holds).  free_elem
+ * (NULL: nothing) frees what one element holds, not the element.
+ */
+struct listing {
+	const char *sql;
+	const char *doing;
+	size_t elem_size;
+	int (*row)(sqlite3_stmt *st, void *elem);
+	void (*free_elem)(void *elem);
+};
+
+static void free_rows(const struct listing *l, void *rows, size_t n)
 {
-	for (size_t i = 0; rows && i < n; i++) {
-		free(rows[i].user);
-		free(rows[i].pen);
-		free(rows[i].action);
-		free(rows[i].old_value);
-		free(rows[i].new_value);
-		free(rows[i].result);
-	}
+	unsigned char *v = rows;
+	for (size_t i = 0; v && l->free_elem && i < n; i++)
+		l->free_elem(v + i * l->elem_size);
 	free(rows);
 }
 
-int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
-                      size_t *n)
+/* Up to max elements of l, oldest first (*rows NULL when none); free with
+ * free_rows. */
+static int list_rows(struct outbox *o, const struct listing *l, size_t max,
+                     void **rows, size_t *n)
 {
 	*rows = NULL;
 	*n = 0;
-	struct outbox_audit *v = calloc(max ? max : 1, sizeof *v);
+	unsigned char *v = calloc(max ? max : 1, l->elem_size);
 	if (!v)
 		return pl_error_set(PL_ERR_MEM, "out of memory");
 	sqlite3_stmt *st;
-	int e = prepare(o, &st,
-	                "SELECT id, utc_ms, uid, user, pen, action, old_value, "
-	                "new_value, result, prev_hash, hash FROM audit WHERE id > coalesce("
-	                "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0) "
-	                "ORDER BY id LIMIT ?1",
-	                "list the audit entries to send");
+	int e = prepare(o, &st, l->sql, l->doing);
 	if (e) {
 		free(v);
 		return e;
 	}
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
 	size_t k = 0;
-	int rc;
+	int rc = SQLITE_DONE;
 	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct outbox_audit *a = &v[k++];
-		a->id = sqlite3_column_int64(st, 0);
-		a->utc_ms = sqlite3_column_int64(st, 1);
-		a->uid = sqlite3_column_int64(st, 2);
-		a->user = dup_col(st, 3);
-		a->pen = dup_col(st, 4);
-		a->action = dup_col(st, 5);
-		a->old_value = dup_col(st, 6);
-		a->new_value = dup_col(st, 7);
-		a->result = dup_col(st, 8);
-		copy_hash(a->prev_hash, st, 9);
-		copy_hash(a->hash, st, 10);
-		if (!a->user || !a->pen || !a->action || !a->old_value ||
-		    !a->new_value || !a->result) {
-			e = pl_error_set(PL_ERR_MEM, "out of memory");
+		int r = l->row(st, v + k * l->elem_size);
+		if (r == ROW_STOP) {
+			rc = SQLITE_DONE;
+			break;
+		}
+		k++;
+		if (r != PL_OK) {
+			e = r;
 			break;
 		}
 	}
-	if (!e && k < max && rc != SQLITE_DONE)
-		e = db_fail(o, "list the audit entries to send");
+	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		e = db_fail(o, l->doing);
 	sqlite3_finalize(st);
-	if (e) {
-		outbox_audit_free(v, k);
+	if (e || !k) {
+		free_rows(l, v, k);
 		return e;
 	}
 	*rows = v;
@@ -433,10 +444,12 @@ int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
 	return PL_OK;
 }
 
+/* The id central confirmed everything up to, under a central_state key
+ * (0: nothing yet). */
+#define CURSOR(key) \
+	"coalesce((SELECT value FROM central_state WHERE key = '" key "'), 0)"
 
-/* ---- annotations */
-
-/* The cursor of a central_state key (0: none yet). */
+/* The cursor of a central_state key moves forward only. */
 static int cursor_set(struct outbox *o, const char *key, int64_t id,
                       const char *doing)
 {
@@ -455,82 +468,126 @@ static int cursor_set(struct outbox *o, const char *key, int64_t id,
 	return e;
 }
 
-void outbox_annots_free(struct outbox_annot *rows, size_t n)
+/* ---- audit */
+
+static void audit_elem_free(void *elem)
 {
-	for (size_t i = 0; rows && i < n; i++) {
-		free(rows[i].user);
-		free(rows[i].client_ref);
-		free(rows[i].operator_name);
-		free(rows[i].note);
-	}
-	free(rows);
+	struct outbox_audit *a = elem;
+	free(a->user);
+	free(a->pen);
+	free(a->action);
+	free(a->old_value);
+	free(a->new_value);
+	free(a->result);
 }
 
-int outbox_annots_next(struct outbox *o, size_t max, struct outbox_annot **rows,
-                       size_t *n)
+static int audit_row(sqlite3_stmt *st, void *elem)
 {
-	*rows = NULL;
-	*n = 0;
-	struct outbox_annot *v = calloc(max ? max : 1, sizeof *v);
-	if (!v)
-		return pl_error_set(PL_ERR_MEM, "out of memory");
-	sqlite3_stmt *st;
-	/* The session's outbox state: NULL (no row yet) or pending ends the
-	 * list, so an annotation never reaches central before its session. */
-	int e = prepare(o, &st,
-	                "SELECT a.id, s.serial, s.uuid, a.utc_ms, a.uid, a.user, "
-	                "a.client_ref, a.operator, a.note, o.state "
-	                "FROM annotations a JOIN sessions s ON s.id = a.session_id "
-	                "LEFT JOIN central_outbox o ON o.session_id = a.session_id "
-	                "WHERE a.id > coalesce((SELECT value FROM central_state "
-	                "WHERE key = 'annotations_sent'), 0) ORDER BY a.id LIMIT ?1",
-	                "list the annotations to send");
-	if (e) {
-		free(v);
-		return e;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
-	size_t k = 0;
-	int rc = SQLITE_DONE;
-	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (sqlite3_column_type(st, 9) == SQLITE_NULL ||
-		    sqlite3_column_int(st, 9) == OUTBOX_PENDING) {
-			rc = SQLITE_DONE;
-			break;
-		}
-		struct outbox_annot *a = &v[k++];
-		a->id = sqlite3_column_int64(st, 0);
-		const char *serial = (const char *)sqlite3_column_text(st, 1);
-		snprintf(a->key.serial, sizeof a->key.serial, "%s", serial ? serial : "");
-		copy_fixed(a->key.uuid, 16, st, 2);
-		a->utc_ms = sqlite3_column_int64(st, 3);
-		a->uid = sqlite3_column_int64(st, 4);
-		a->user = dup_col(st, 5);
-		a->client_ref = dup_col(st, 6);
-		a->operator_name = dup_col(st, 7);
-		a->note = dup_col(st, 8);
-		a->send = sqlite3_column_int(st, 9) == OUTBOX_CONFIRMED;
-		if (!a->user || !a->client_ref || !a->operator_name || !a->note) {
-			e = pl_error_set(PL_ERR_MEM, "out of memory");
-			break;
-		}
-	}
-	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
-		e = db_fail(o, "list the annotations to send");
-	sqlite3_finalize(st);
-	if (e) {
-		outbox_annots_free(v, k);
-		return e;
-	}
+	struct outbox_audit *a = elem;
+	a->id = sqlite3_column_int64(st, 0);
+	a->utc_ms = sqlite3_column_int64(st, 1);
+	a->uid = sqlite3_column_int64(st, 2);
+	a->user = dup_col(st, 3);
+	a->pen = dup_col(st, 4);
+	a->action = dup_col(st, 5);
+	a->old_value = dup_col(st, 6);
+	a->new_value = dup_col(st, 7);
+	a->result = dup_col(st, 8);
+	copy_hash(a->prev_hash, st, 9);
+	copy_hash(a->hash, st, 10);
+	return a->user && a->pen && a->action && a->old_value && a->new_value &&
+	               a->result
+	           ? PL_OK
+	           : pl_error_set(PL_ERR_MEM, "out of memory");
+}
+
+static const struct listing audit_listing = {
+    .sql = "SELECT id, utc_ms, uid, user, pen, action, old_value, new_value, "
+           "result, prev_hash, hash FROM audit WHERE id > " CURSOR("audit_sent")
+           " ORDER BY id LIMIT ?1",
+    .doing = "list the audit entries to send",
+    .elem_size = sizeof(struct outbox_audit),
+    .row = audit_row,
+    .free_elem = audit_elem_free,
+};
+
+int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
+                      size_t *n)
+{
+	void *v;
+	int e = list_rows(o, &audit_listing, max, &v, n);
 	*rows = v;
-	*n = k;
-	return PL_OK;
+	return e;
+}
+
+void outbox_audit_free(struct outbox_audit *rows, size_t n)
+{
+	free_rows(&audit_listing, rows, n);
 }
 
 int outbox_audit_done(struct outbox *o, int64_t id)
 {
 	return cursor_set(o, "audit_sent", id,
 	                  "record the audit entries central confirmed");
+}
+
+/* ---- annotations */
+
+static void annot_elem_free(void *elem)
+{
+	struct outbox_annot *a = elem;
+	free(a->user);
+	free(a->client_ref);
+	free(a->operator_name);
+	free(a->note);
+}
+
+static int annot_row(sqlite3_stmt *st, void *elem)
+{
+	/* The session's outbox state: NULL (no row yet) or pending ends the
+	 * list, so an annotation never reaches central before its session. */
+	if (sqlite3_column_type(st, 9) == SQLITE_NULL ||
+	    sqlite3_column_int(st, 9) == OUTBOX_PENDING)
+		return ROW_STOP;
+	struct outbox_annot *a = elem;
+	a->id = sqlite3_column_int64(st, 0);
+	copy_key(&a->key, st, 1);
+	a->utc_ms = sqlite3_column_int64(st, 3);
+	a->uid = sqlite3_column_int64(st, 4);
+	a->user = dup_col(st, 5);
+	a->client_ref = dup_col(st, 6);
+	a->operator_name = dup_col(st, 7);
+	a->note = dup_col(st, 8);
+	a->send = sqlite3_column_int(st, 9) == OUTBOX_CONFIRMED;
+	return a->user && a->client_ref && a->operator_name && a->note
+	           ? PL_OK
+	           : pl_error_set(PL_ERR_MEM, "out of memory");
+}
+
+static const struct listing annots_listing = {
+    .sql = "SELECT a.id, s.serial, s.uuid, a.utc_ms, a.uid, a.user, "
+           "a.client_ref, a.operator, a.note, o.state "
+           "FROM annotations a JOIN sessions s ON s.id = a.session_id "
+           "LEFT JOIN central_outbox o ON o.session_id = a.session_id "
+           "WHERE a.id > " CURSOR("annotations_sent") " ORDER BY a.id LIMIT ?1",
+    .doing = "list the annotations to send",
+    .elem_size = sizeof(struct outbox_annot),
+    .row = annot_row,
+    .free_elem = annot_elem_free,
+};
+
+int outbox_annots_next(struct outbox *o, size_t max, struct outbox_annot **rows,
+                       size_t *n)
+{
+	void *v;
+	int e = list_rows(o, &annots_listing, max, &v, n);
+	*rows = v;
+	return e;
+}
+
+void outbox_annots_free(struct outbox_annot *rows, size_t n)
+{
+	free_rows(&annots_listing, rows, n);
 }
 
 int outbox_annots_done(struct outbox *o, int64_t id)
@@ -541,51 +598,38 @@ int outbox_annots_done(struct outbox *o, int64_t id)
 
 /* ---- pens */
 
+static int pen_row(sqlite3_stmt *st, void *elem)
+{
+	struct outbox_pen *p = elem;
+	const char *f[4];
+	for (int i = 0; i < 4; i++) {
+		f[i] = (const char *)sqlite3_column_text(st, i);
+		if (!f[i])
+			f[i] = "";
+	}
+	snprintf(p->serial, sizeof p->serial, "%s", f[0]);
+	snprintf(p->model, sizeof p->model, "%s", f[1]);
+	snprintf(p->hw_revision, sizeof p->hw_revision, "%s", f[2]);
+	snprintf(p->fw_version, sizeof p->fw_version, "%s", f[3]);
+	p->seen_ms = sqlite3_column_int64(st, 4);
+	return PL_OK;
+}
+
+static const struct listing pens_listing = {
+    .sql = "SELECT p.serial, p.model, p.hw_revision, p.fw_version, p.seen_ms "
+           "FROM pens p " PENS_UNSENT " ORDER BY p.serial LIMIT ?1",
+    .doing = "list the pens to send",
+    .elem_size = sizeof(struct outbox_pen),
+    .row = pen_row,
+};
+
 int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
                      size_t *n)
 {
-	*rows = NULL;
-	*n = 0;
-	struct outbox_pen *v = calloc(max ? max : 1, sizeof *v);
-	if (!v)
-		return pl_error_set(PL_ERR_MEM, "out of memory");
-	sqlite3_stmt *st;
-	int e = prepare(o, &st,
-	                "SELECT p.serial, p.model, p.hw_revision, p.fw_version, "
-	                "p.seen_ms FROM pens p " PENS_UNSENT
-	                " ORDER BY p.serial LIMIT ?1",
-	                "list the pens to send");
-	if (e) {
-		free(v);
-		return e;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
-	size_t k = 0;
-	int rc = SQLITE_DONE;
-	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct outbox_pen *p = &v[k++];
-		const char *f[4];
-		for (int i = 0; i < 4; i++) {
-			f[i] = (const char *)sqlite3_column_text(st, i);
-			if (!f[i])
-				f[i] = "";
-		}
-		snprintf(p->serial, sizeof p->serial, "%s", f[0]);
-		snprintf(p->model, sizeof p->model, "%s", f[1]);
-		snprintf(p->hw_revision, sizeof p->hw_revision, "%s", f[2]);
-		snprintf(p->fw_version, sizeof p->fw_version, "%s", f[3]);
-		p->seen_ms = sqlite3_column_int64(st, 4);
-	}
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		e = db_fail(o, "list the pens to send");
-	sqlite3_finalize(st);
-	if (e) {
-		free(v);
-		return e;
-	}
+	void *v;
+	int e = list_rows(o, &pens_listing, max, &v, n);
 	*rows = v;
-	*n = k;
-	return PL_OK;
+	return e;
 }
 
 int outbox_pens_done(struct outbox *o, const struct outbox_pen *rows, size_t n)
@@ -642,16 +686,14 @@ int outbox_counts(struct outbox *o, struct outbox_counts *out)
 	int64_t audit = 0;
 	if (!e)
 		e = scalar(o,
-		           "SELECT count(*) FROM audit WHERE id > coalesce("
-		           "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0)",
+		           "SELECT count(*) FROM audit WHERE id > " CURSOR("audit_sent"),
 		           "count the audit entries to send", &audit);
 	out->audit_pending = (uint64_t)audit;
 	int64_t annots = 0, pens = 0;
 	if (!e)
 		e = scalar(o,
-		           "SELECT count(*) FROM annotations WHERE id > coalesce("
-		           "(SELECT value FROM central_state WHERE key = "
-		           "'annotations_sent'), 0)",
+		           "SELECT count(*) FROM annotations WHERE id > "
+		           CURSOR("annotations_sent"),
 		           "count the annotations to send", &annots);
 	if (!e)
 		e = scalar(o, "SELECT count(*) FROM pens p " PENS_UNSENT,
