@@ -562,8 +562,55 @@ static char *pg_text(const char *s)
 	                                        : pl_text_clean_dup(PL_TEXT_JSON, s);
 }
 
-static bool send_session(struct central *c, struct outbox_item *it)
+/* One batch in one exchange: BEGIN, send_row for each of its n rows (a
+ * row may send nothing), COMMIT.  false: the connection was dropped. */
+static bool send_batch(struct central *c, enum batch_kind kind, size_t n,
+                       bool (*send_row)(struct central *c, size_t i))
 {
+	c->kind = kind;
+	begin_exchange(c);
+	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!send_row(c, i))
+			return false;
+	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
+		return false;
+	c->ph = PH_BATCH;
+	return end_exchange(c);
+}
+
+/* The most parameters of a row's INSERT but a session's (an audit entry's). */
+#define MAX_ROW_PARAMS 12
+
+/* Sends sql with the n values v, of which the n_text from v[first_text]
+ * on are free text (from a pen or a person), sent through pg_text. */
+static bool send_with_text(struct central *c, const char *sql, int n,
+                           const char *const *v, int first_text, int n_text,
+                           const char *what)
+{
+	const char *val[MAX_ROW_PARAMS];
+	char *clean[MAX_ROW_PARAMS] = {NULL};
+	bool oom = false;
+	for (int k = 0; k < n; k++) {
+		bool text = k >= first_text && k < first_text + n_text;
+		if (text)
+			oom |= !(clean[k] = pg_text(v[k]));
+		val[k] = text ? clean[k] : v[k];
+	}
+	bool ok = !oom && send_query(c, sql, n, val, NULL, NULL);
+	for (int k = 0; k < n; k++)
+		free(clean[k]);
+	if (oom) {
+		set_error(c, "out of memory preparing the %s", what);
+		retry(c, false);
+	}
+	return ok;
+}
+
+static bool send_session(struct central *c, size_t i)
+{
+	struct outbox_item *it = &c->items[i];
 	char uuid[37], sha[65], seq[16], size[24], start[24], end[24];
 	char start_utc[PL_TIME_TEXT_MAX], end_utc[PL_TIME_TEXT_MAX];
 	char archived[PL_TIME_TEXT_MAX];
@@ -601,72 +648,38 @@ static bool send_session(struct central *c, struct outbox_item *it)
 	bool ok = send_query(c, insert_session_sql, 21, v, len, fmt);
 	decoded_free(&dc);
 	if (!ok)
-		return false;
+		return false; /* it is gone with the dropped batch */
+	/* libpq holds its own copy now. */
+	free(it->record);
+	it->record = NULL;
 	const char *cv[4] = {it->key.serial, uuid, c->site, sha};
 	return send_query(c, check_session_sql, 4, cv, NULL, NULL);
 }
 
 static bool send_sessions(struct central *c)
 {
-	c->kind = B_SESSIONS;
 	c->digests = calloc(c->n_items, sizeof *c->digests);
 	if (!c->digests) {
 		set_error(c, "out of memory preparing a batch");
 		retry(c, false);
 		return false;
 	}
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_items; i++) {
-		if (!send_session(c, &c->items[i]))
-			return false;
-		/* libpq holds its own copy now. */
-		free(c->items[i].record);
-		c->items[i].record = NULL;
-	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
+	return send_batch(c, B_SESSIONS, c->n_items, send_session);
 }
 
-static bool send_audit(struct central *c)
+static bool send_audit_entry(struct central *c, size_t i)
 {
-	c->kind = B_AUDIT;
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_audit; i++) {
-		const struct outbox_audit *a = &c->audit[i];
-		char id[24], utc[24], uid[24];
-		snprintf(id, sizeof id, "%" PRId64, a->id);
-		snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
-		snprintf(uid, sizeof uid, "%" PRId64, a->uid);
-		const char *raw[6] = {a->user, a->pen, a->action, a->old_value,
-		                      a->new_value, a->result};
-		char *clean[6] = {NULL};
-		bool oom = false;
-		for (int k = 0; k < 6; k++)
-			oom |= !(clean[k] = pg_text(raw[k]));
-		const char *v[12] = {c->site, id, utc, uid, clean[0], clean[1],
-		                     clean[2], clean[3], clean[4], clean[5],
-		                     a->prev_hash[0] ? a->prev_hash : NULL,
-		                     a->hash[0] ? a->hash : NULL};
-		bool ok = !oom && send_query(c, insert_audit_sql, 12, v, NULL, NULL);
-		for (int k = 0; k < 6; k++)
-			free(clean[k]);
-		if (oom) {
-			set_error(c, "out of memory preparing the audit entries");
-			retry(c, false);
-		}
-		if (!ok)
-			return false;
-	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
+	const struct outbox_audit *a = &c->audit[i];
+	char id[24], utc[24], uid[24];
+	snprintf(id, sizeof id, "%" PRId64, a->id);
+	snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
+	snprintf(uid, sizeof uid, "%" PRId64, a->uid);
+	const char *v[12] = {c->site, id, utc, uid, a->user, a->pen, a->action,
+	                     a->old_value, a->new_value, a->result,
+	                     a->prev_hash[0] ? a->prev_hash : NULL,
+	                     a->hash[0] ? a->hash : NULL};
+	return send_with_text(c, insert_audit_sql, 12, v, 4, 6,
+	                      "audit entries");
 }
 
 /* Annotations of sessions central does not hold as the site does stay
@@ -685,93 +698,65 @@ static void annots_skipped(struct central *c)
 	}
 }
 
+static bool send_annot(struct central *c, size_t i)
+{
+	const struct outbox_annot *a = &c->annots[i];
+	if (!a->send)
+		return true;
+	char id[24], utc[24], uid[24], uuid[37];
+	snprintf(id, sizeof id, "%" PRId64, a->id);
+	snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
+	snprintf(uid, sizeof uid, "%" PRId64, a->uid);
+	pl_uuid_format(a->key.uuid, uuid);
+	/* The serial as the session's row has it (sent raw there too). */
+	const char *v[10] = {c->site, id, a->key.serial, uuid, utc, uid,
+	                     a->user, a->client_ref, a->operator_name, a->note};
+	return send_with_text(c, insert_annot_sql, 10, v, 6, 4, "annotations");
+}
+
+static bool send_pen(struct central *c, size_t i)
+{
+	const struct outbox_pen *p = &c->pens[i];
+	char seen[PL_TIME_TEXT_MAX];
+	pl_time_format_utc(p->seen_ms, seen);
+	const char *v[6] = {c->site, p->serial, p->model, p->hw_revision,
+	                    p->fw_version, seen};
+	return send_with_text(c, insert_pen_sql, 6, v, 2, 3, "pens");
+}
+
+/* A batch of rows central committed (audit entries, annotations, pens);
+ * recorded is what recording that returned. */
+static void rows_committed(struct central *c, int recorded, size_t n,
+                           const char *what)
+{
+	if (recorded != PL_OK) {
+		/* Central has them: a resend is ignored there (ON CONFLICT). */
+		set_error(c, "%s", pl_error_message());
+		return;
+	}
+	log_debug("central %s: %zu %s committed", c->target, n, what);
+	c->last_sync_ms = pl_time_utc_ms();
+	clear_error(c);
+	c->isolate = c->isolate > n ? c->isolate - n : 0;
+}
+
+/* The annotations' batch, or (none of them for central) the cursor moved
+ * past them without an exchange. */
 static bool send_annots(struct central *c)
 {
-	c->kind = B_ANNOTS;
 	size_t sendable = 0;
 	for (size_t i = 0; i < c->n_annots; i++)
 		sendable += c->annots[i].send;
-	if (!sendable) {
-		/* Nothing for central: move on without an exchange. */
-		annots_skipped(c);
-		int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
-		if (e != PL_OK)
-			set_error(c, "%s", pl_error_message());
-		c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
-		free_batch(c);
-		if (e == PL_OK)
-			set_timer(c, 0, wake_timer);
-		else
-			set_timer(c, POLL_MS, wake_timer);
-		return true;
-	}
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_annots; i++) {
-		const struct outbox_annot *a = &c->annots[i];
-		if (!a->send)
-			continue;
-		char id[24], utc[24], uid[24], uuid[37];
-		snprintf(id, sizeof id, "%" PRId64, a->id);
-		snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
-		snprintf(uid, sizeof uid, "%" PRId64, a->uid);
-		pl_uuid_format(a->key.uuid, uuid);
-		const char *raw[4] = {a->user, a->client_ref, a->operator_name, a->note};
-		char *clean[4] = {NULL};
-		bool oom = false;
-		for (int k = 0; k < 4; k++)
-			oom |= !(clean[k] = pg_text(raw[k]));
-		/* The serial as the session's row has it (sent raw there too). */
-		const char *v[10] = {c->site, id, a->key.serial, uuid, utc, uid,
-		                     clean[0], clean[1], clean[2], clean[3]};
-		bool ok = !oom && send_query(c, insert_annot_sql, 10, v, NULL, NULL);
-		for (int k = 0; k < 4; k++)
-			free(clean[k]);
-		if (oom) {
-			set_error(c, "out of memory preparing the annotations");
-			retry(c, false);
-		}
-		if (!ok)
-			return false;
-	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
-}
-
-static bool send_pens(struct central *c)
-{
-	c->kind = B_PENS;
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_pens; i++) {
-		const struct outbox_pen *p = &c->pens[i];
-		char seen[PL_TIME_TEXT_MAX];
-		pl_time_format_utc(p->seen_ms, seen);
-		const char *raw[3] = {p->model, p->hw_revision, p->fw_version};
-		char *clean[3] = {NULL};
-		bool oom = false;
-		for (int k = 0; k < 3; k++)
-			oom |= !(clean[k] = pg_text(raw[k]));
-		const char *v[6] = {c->site, p->serial, clean[0], clean[1], clean[2],
-		                    seen};
-		bool ok = !oom && send_query(c, insert_pen_sql, 6, v, NULL, NULL);
-		for (int k = 0; k < 3; k++)
-			free(clean[k]);
-		if (oom) {
-			set_error(c, "out of memory preparing the pens");
-			retry(c, false);
-		}
-		if (!ok)
-			return false;
-	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
+	if (sendable)
+		return send_batch(c, B_ANNOTS, c->n_annots, send_annot);
+	annots_skipped(c);
+	int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
+	if (e != PL_OK)
+		set_error(c, "%s", pl_error_message());
+	c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
+	free_batch(c);
+	set_timer(c, e == PL_OK ? 0 : POLL_MS, wake_timer);
+	return true;
 }
 
 static void poll_timer(void *ud)
@@ -794,39 +779,34 @@ static void kick(struct central *c)
 	if (c->ph != PH_IDLE)
 		return;
 	c->dirty = false;
-	size_t max = c->isolate ? 1 : BATCH_ITEMS;
-	int e = outbox_next(c->ob, max, c->batch_bytes, &c->items, &c->n_items);
-	if (e == PL_OK && c->n_items) {
-		send_sessions(c);
-		return;
-	}
-	if (e == PL_OK) {
-		e = outbox_annots_next(c->ob, c->isolate ? 1 : ANNOT_BATCH,
-		                       &c->annots, &c->n_annots);
-		if (e == PL_OK && c->n_annots) {
-			send_annots(c);
-			return;
-		}
-	}
-	if (e == PL_OK) {
-		e = outbox_pens_next(c->ob, c->isolate ? 1 : PENS_BATCH, &c->pens,
+	/* Each kind is read only while those before it have nothing. */
+	bool one = c->isolate > 0;
+	int e = outbox_next(c->ob, one ? 1 : BATCH_ITEMS, c->batch_bytes,
+	                    &c->items, &c->n_items);
+	if (e == PL_OK && !c->n_items)
+		e = outbox_annots_next(c->ob, one ? 1 : ANNOT_BATCH, &c->annots,
+		                       &c->n_annots);
+	if (e == PL_OK && !c->n_items && !c->n_annots)
+		e = outbox_pens_next(c->ob, one ? 1 : PENS_BATCH, &c->pens,
 		                     &c->n_pens);
-		if (e == PL_OK && c->n_pens) {
-			send_pens(c);
-			return;
-		}
-	}
-	if (e == PL_OK) {
-		e = outbox_audit_next(c->ob, c->isolate ? 1 : AUDIT_BATCH, &c->audit,
+	if (e == PL_OK && !c->n_items && !c->n_annots && !c->n_pens)
+		e = outbox_audit_next(c->ob, one ? 1 : AUDIT_BATCH, &c->audit,
 		                      &c->n_audit);
-		if (e == PL_OK && c->n_audit) {
-			send_audit(c);
-			return;
-		}
-	}
 	if (e != PL_OK) {
 		set_error(c, "%s", pl_error_message());
 		c->dirty = true;
+	} else if (c->n_items) {
+		send_sessions(c);
+		return;
+	} else if (c->n_annots) {
+		send_annots(c);
+		return;
+	} else if (c->n_pens) {
+		send_batch(c, B_PENS, c->n_pens, send_pen);
+		return;
+	} else if (c->n_audit) {
+		send_batch(c, B_AUDIT, c->n_audit, send_audit_entry);
+		return;
 	}
 	set_timer(c, POLL_MS, poll_timer);
 }
@@ -1078,47 +1058,6 @@ static void sessions_done(struct central *c)
 	c->isolate = c->isolate > n ? c->isolate - n : 0;
 }
 
-static void audit_done(struct central *c)
-{
-	int e = outbox_audit_done(c->ob, c->audit[c->n_audit - 1].id);
-	if (e != PL_OK) {
-		set_error(c, "%s", pl_error_message());
-		return;
-	}
-	log_debug("central %s: %zu audit entries committed", c->target, c->n_audit);
-	c->last_sync_ms = pl_time_utc_ms();
-	clear_error(c);
-	c->isolate = c->isolate > c->n_audit ? c->isolate - c->n_audit : 0;
-}
-
-static void annots_done(struct central *c)
-{
-	annots_skipped(c);
-	int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
-	if (e != PL_OK) {
-		/* Central has them: a resend is ignored there (ON CONFLICT). */
-		set_error(c, "%s", pl_error_message());
-		return;
-	}
-	log_debug("central %s: %zu annotations committed", c->target, c->n_annots);
-	c->last_sync_ms = pl_time_utc_ms();
-	clear_error(c);
-	c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
-}
-
-static void pens_done(struct central *c)
-{
-	int e = outbox_pens_done(c->ob, c->pens, c->n_pens);
-	if (e != PL_OK) {
-		set_error(c, "%s", pl_error_message());
-		return;
-	}
-	log_debug("central %s: %zu pens committed", c->target, c->n_pens);
-	c->last_sync_ms = pl_time_utc_ms();
-	clear_error(c);
-	c->isolate = c->isolate > c->n_pens ? c->isolate - c->n_pens : 0;
-}
-
 static void exchange_done(struct central *c)
 {
 	set_timer(c, 0, NULL);
@@ -1136,14 +1075,20 @@ static void exchange_done(struct central *c)
 		retry(c, false);
 		return;
 	}
-	if (c->kind == B_SESSIONS)
+	if (c->kind == B_SESSIONS) {
 		sessions_done(c);
-	else if (c->kind == B_ANNOTS)
-		annots_done(c);
-	else if (c->kind == B_PENS)
-		pens_done(c);
-	else
-		audit_done(c);
+	} else if (c->kind == B_ANNOTS) {
+		annots_skipped(c);
+		rows_committed(c, outbox_annots_done(c->ob,
+		                                     c->annots[c->n_annots - 1].id),
+		               c->n_annots, "annotations");
+	} else if (c->kind == B_PENS) {
+		rows_committed(c, outbox_pens_done(c->ob, c->pens, c->n_pens),
+		               c->n_pens, "pens");
+	} else {
+		rows_committed(c, outbox_audit_done(c->ob, c->audit[c->n_audit - 1].id),
+		               c->n_audit, "audit entries");
+	}
 	free_batch(c);
 	c->ph = PH_IDLE;
 	kick(c);
