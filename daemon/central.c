@@ -441,11 +441,12 @@ static void decode(const struct outbox_item *it, struct decoded *dc)
 	memset(dc, 0, sizeof *dc);
 	struct pl_record *r = NULL;
 	size_t n = 0;
-	if (it->size > DECODE_MAX_BYTES) {
+	if (it->summary.size > DECODE_MAX_BYTES) {
 		snprintf(dc->error, sizeof dc->error,
 		         "not decoded: %" PRIu64 " bytes is over the %u MiB decode "
-		         "budget", it->size, DECODE_MAX_BYTES >> 20);
-	} else if (pl_record_parse(it->record, (size_t)it->size, &r) != PL_OK) {
+		         "budget", it->summary.size, DECODE_MAX_BYTES >> 20);
+	} else if (pl_record_parse(it->record, (size_t)it->summary.size, &r) !=
+	           PL_OK) {
 		snprintf(dc->error, sizeof dc->error, "%s", pl_error_message());
 	} else {
 		n = pl_record_events(r, NULL, 0);
@@ -615,14 +616,15 @@ static bool send_session(struct central *c, size_t i)
 	char start_utc[PL_TIME_TEXT_MAX], end_utc[PL_TIME_TEXT_MAX];
 	char archived[PL_TIME_TEXT_MAX];
 	pl_uuid_format(it->key.uuid, uuid);
-	pl_hex_format(it->sha256, 32, sha);
-	snprintf(seq, sizeof seq, "%" PRIu32, it->seq);
-	snprintf(size, sizeof size, "%" PRIu64, it->size);
-	snprintf(start, sizeof start, "%" PRId64, it->start_ms);
-	snprintf(end, sizeof end, "%" PRId64, it->end_ms);
-	pl_time_format_utc(it->start_ms, start_utc);
-	pl_time_format_utc(it->end_ms, end_utc);
-	pl_time_format_utc(it->archived_ms, archived);
+	const struct plc_session_summary *sum = &it->summary;
+	pl_hex_format(sum->sha256, 32, sha);
+	snprintf(seq, sizeof seq, "%" PRIu32, sum->seq);
+	snprintf(size, sizeof size, "%" PRIu64, sum->size);
+	snprintf(start, sizeof start, "%" PRId64, sum->start_ms);
+	snprintf(end, sizeof end, "%" PRId64, sum->end_ms);
+	pl_time_format_utc(sum->start_ms, start_utc);
+	pl_time_format_utc(sum->end_ms, end_utc);
+	pl_time_format_utc(sum->archived_ms, archived);
 	struct decoded dc;
 	decode(it, &dc);
 	if (dc.off.oom || dc.kind.oom || dc.name.oom || dc.value.oom) {
@@ -636,14 +638,14 @@ static bool send_session(struct central *c, size_t i)
 		pl_text_clean(PL_TEXT_JSON, dc.error, err, sizeof err);
 	const char *v[21] = {
 	    c->site, it->key.serial, uuid, seq, size, sha,
-	    it->rtc_time ? "t" : "f", start, end,
-	    it->rtc_time ? start_utc : NULL, it->rtc_time ? end_utc : NULL,
+	    sum->rtc_time ? "t" : "f", start, end,
+	    sum->rtc_time ? start_utc : NULL, sum->rtc_time ? end_utc : NULL,
 	    archived, dc.n_events, dc.n_samples, dc.error[0] ? err : NULL,
 	    dc.json, (const char *)it->record,
 	    dc.off.p, dc.kind.p, dc.name.p, dc.value.p};
 	int len[21] = {0};
 	int fmt[21] = {0};
-	len[16] = (int)it->size;
+	len[16] = (int)sum->size;
 	fmt[16] = 1; /* the record travels as binary, byte for byte */
 	bool ok = send_query(c, insert_session_sql, 21, v, len, fmt);
 	decoded_free(&dc);
@@ -1006,7 +1008,7 @@ static void sessions_done(struct central *c)
 		const struct digest *dg = &c->digests[i];
 		char key[160], sha[65];
 		log_key(it, key, sizeof key);
-		pl_hex_format(it->sha256, 32, sha);
+		pl_hex_format(it->summary.sha256, 32, sha);
 		if (!dg->found) {
 			/* Committed, yet not there: never clear it on faith. */
 			set_error(c, "session %s is not in central after its batch "

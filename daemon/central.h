@@ -26,6 +26,8 @@
 
 #include <penlink.h>
 
+#include "penlink_export.h"
+
 struct daemon;
 struct central;
 
@@ -78,13 +80,8 @@ enum outbox_state {
 struct outbox_item {
 	int64_t id;              /* sessions.id in the local archive */
 	struct pl_session_key key;
-	uint32_t seq;
-	uint64_t size;
-	uint8_t sha256[32];
-	int64_t start_ms, end_ms;
-	bool rtc_time;
-	int64_t archived_ms;
-	uint8_t *record;         /* size bytes, malloc'd */
+	struct plc_session_summary summary;
+	uint8_t *record;         /* summary.size bytes, malloc'd */
 };
 
 struct outbox_audit {

@@ -251,13 +251,13 @@ static int read_record(struct outbox *o, struct outbox_item *it)
 	}
 	int len = sqlite3_blob_bytes(blob);
 	int e = PL_OK;
-	if (len < 0 || (uint64_t)len != it->size) {
+	if (len < 0 || (uint64_t)len != it->summary.size) {
 		char k[128];
 		pl_session_key_format(&it->key, PL_TEXT_LOG, k, sizeof k);
 		e = pl_error_set(PL_ERR_IO,
 		                 "central outbox: the archived record of %s is %d "
 		                 "bytes, not the %" PRIu64 " its row says",
-		                 k, len, it->size);
+		                 k, len, it->summary.size);
 	} else if (!(it->record = malloc(len ? (size_t)len : 1))) {
 		e = pl_error_set(PL_ERR_MEM, "out of memory reading a record of %d bytes",
 		                 len);
@@ -301,13 +301,14 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 		struct outbox_item *it = &v[k++];
 		it->id = sqlite3_column_int64(st, 0);
 		copy_key(&it->key, st, 1);
-		it->seq = (uint32_t)sqlite3_column_int64(st, 3);
-		it->size = size;
-		copy_fixed(it->sha256, 32, st, 5);
-		it->start_ms = sqlite3_column_int64(st, 6);
-		it->end_ms = sqlite3_column_int64(st, 7);
-		it->rtc_time = sqlite3_column_int(st, 8) != 0;
-		it->archived_ms = sqlite3_column_int64(st, 9);
+		struct plc_session_summary *sum = &it->summary;
+		sum->seq = (uint32_t)sqlite3_column_int64(st, 3);
+		sum->size = size;
+		copy_fixed(sum->sha256, 32, st, 5);
+		sum->start_ms = sqlite3_column_int64(st, 6);
+		sum->end_ms = sqlite3_column_int64(st, 7);
+		sum->rtc_time = sqlite3_column_int(st, 8) != 0;
+		sum->archived_ms = sqlite3_column_int64(st, 9);
 		bytes += size;
 		if (bytes >= max_bytes)
 			break;
