@@ -76,8 +76,6 @@ enum phase {
 	PH_BATCH,      /* a batch in flight */
 };
 
-enum batch_kind { B_SESSIONS, B_AUDIT, B_ANNOTS, B_PENS };
-
 struct digest {
 	bool found;
 	char sha256[65];
@@ -115,16 +113,14 @@ struct central {
 	char fail_msg[512];
 	bool commit_ok;
 	int version;          /* check: the schema version found */
-	enum batch_kind kind;
+	/* The batch: sessions (items, each with its digest) or, when there
+	 * are none, the rows of a listing (central.h). */
 	struct outbox_item *items;
 	size_t n_items;
 	struct digest *digests;
-	struct outbox_audit *audit;
-	size_t n_audit;
-	struct outbox_annot *annots;
-	size_t n_annots;
-	struct outbox_pen *pens;
-	size_t n_pens;
+	enum outbox_list list;
+	void *rows;
+	size_t n_rows;
 	size_t isolate;       /* > 0: send one at a time, this many more */
 
 	/* Status. */
@@ -242,15 +238,9 @@ static void free_batch(struct central *c)
 	c->n_items = 0;
 	free(c->digests);
 	c->digests = NULL;
-	outbox_audit_free(c->audit, c->n_audit);
-	c->audit = NULL;
-	c->n_audit = 0;
-	outbox_annots_free(c->annots, c->n_annots);
-	c->annots = NULL;
-	c->n_annots = 0;
-	free(c->pens);
-	c->pens = NULL;
-	c->n_pens = 0;
+	outbox_list_free(c->list, c->rows, c->n_rows);
+	c->rows = NULL;
+	c->n_rows = 0;
 }
 
 /* Closes the connection (a transaction in flight is rolled back by the
@@ -565,10 +555,9 @@ static char *pg_text(const char *s)
 
 /* One batch in one exchange: BEGIN, send_row for each of its n rows (a
  * row may send nothing), COMMIT.  false: the connection was dropped. */
-static bool send_batch(struct central *c, enum batch_kind kind, size_t n,
+static bool send_batch(struct central *c, size_t n,
                        bool (*send_row)(struct central *c, size_t i))
 {
-	c->kind = kind;
 	begin_exchange(c);
 	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
 		return false;
@@ -581,14 +570,27 @@ static bool send_batch(struct central *c, enum batch_kind kind, size_t n,
 	return end_exchange(c);
 }
 
+static bool send_annot(struct central *c, size_t i);
+static bool send_pen(struct central *c, size_t i);
+static bool send_audit_entry(struct central *c, size_t i);
+
+/* How the rows of each listing are sent. */
+static const struct {
+	size_t batch;     /* rows in a batch (but one while isolating) */
+	bool (*send_row)(struct central *c, size_t i);
+} lists[OUTBOX_LISTS] = {
+    [OUTBOX_ANNOTS] = {ANNOT_BATCH, send_annot},
+    [OUTBOX_PENS] = {PENS_BATCH, send_pen},
+    [OUTBOX_AUDIT] = {AUDIT_BATCH, send_audit_entry},
+};
+
 /* The most parameters of a row's INSERT but a session's (an audit entry's). */
 #define MAX_ROW_PARAMS 12
 
 /* Sends sql with the n values v, of which the n_text from v[first_text]
  * on are free text (from a pen or a person), sent through pg_text. */
 static bool send_with_text(struct central *c, const char *sql, int n,
-                           const char *const *v, int first_text, int n_text,
-                           const char *what)
+                           const char *const *v, int first_text, int n_text)
 {
 	const char *val[MAX_ROW_PARAMS];
 	char *clean[MAX_ROW_PARAMS] = {NULL};
@@ -603,7 +605,8 @@ static bool send_with_text(struct central *c, const char *sql, int n,
 	for (int k = 0; k < n; k++)
 		free(clean[k]);
 	if (oom) {
-		set_error(c, "out of memory preparing the %s", what);
+		set_error(c, "out of memory preparing the %s",
+		          outbox_list_what(c->list));
 		retry(c, false);
 	}
 	return ok;
@@ -666,12 +669,12 @@ static bool send_sessions(struct central *c)
 		retry(c, false);
 		return false;
 	}
-	return send_batch(c, B_SESSIONS, c->n_items, send_session);
+	return send_batch(c, c->n_items, send_session);
 }
 
 static bool send_audit_entry(struct central *c, size_t i)
 {
-	const struct outbox_audit *a = &c->audit[i];
+	const struct outbox_audit *a = (const struct outbox_audit *)c->rows + i;
 	char id[24], utc[24], uid[24];
 	snprintf(id, sizeof id, "%" PRId64, a->id);
 	snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
@@ -680,16 +683,16 @@ static bool send_audit_entry(struct central *c, size_t i)
 	                     a->old_value, a->new_value, a->result,
 	                     a->prev_hash[0] ? a->prev_hash : NULL,
 	                     a->hash[0] ? a->hash : NULL};
-	return send_with_text(c, insert_audit_sql, 12, v, 4, 6,
-	                      "audit entries");
+	return send_with_text(c, insert_audit_sql, 12, v, 4, 6);
 }
 
 /* Annotations of sessions central does not hold as the site does stay
  * local: said once each, and the cursor moves past them. */
 static void annots_skipped(struct central *c)
 {
-	for (size_t i = 0; i < c->n_annots; i++) {
-		const struct outbox_annot *a = &c->annots[i];
+	const struct outbox_annot *annots = c->rows;
+	for (size_t i = 0; i < c->n_rows; i++) {
+		const struct outbox_annot *a = &annots[i];
 		if (a->send)
 			continue;
 		char k[160];
@@ -702,7 +705,7 @@ static void annots_skipped(struct central *c)
 
 static bool send_annot(struct central *c, size_t i)
 {
-	const struct outbox_annot *a = &c->annots[i];
+	const struct outbox_annot *a = (const struct outbox_annot *)c->rows + i;
 	if (!a->send)
 		return true;
 	char id[24], utc[24], uid[24], uuid[37];
@@ -713,49 +716,54 @@ static bool send_annot(struct central *c, size_t i)
 	/* The serial as the session's row has it (sent raw there too). */
 	const char *v[10] = {c->site, id, a->key.serial, uuid, utc, uid,
 	                     a->user, a->client_ref, a->operator_name, a->note};
-	return send_with_text(c, insert_annot_sql, 10, v, 6, 4, "annotations");
+	return send_with_text(c, insert_annot_sql, 10, v, 6, 4);
 }
 
 static bool send_pen(struct central *c, size_t i)
 {
-	const struct outbox_pen *p = &c->pens[i];
+	const struct outbox_pen *p = (const struct outbox_pen *)c->rows + i;
 	char seen[PL_TIME_TEXT_MAX];
 	pl_time_format_utc(p->seen_ms, seen);
 	const char *v[6] = {c->site, p->serial, p->model, p->hw_revision,
 	                    p->fw_version, seen};
-	return send_with_text(c, insert_pen_sql, 6, v, 2, 3, "pens");
+	return send_with_text(c, insert_pen_sql, 6, v, 2, 3);
 }
 
-/* A batch of rows central committed (audit entries, annotations, pens);
- * recorded is what recording that returned. */
-static void rows_committed(struct central *c, int recorded, size_t n,
-                           const char *what)
+/* Central committed the batch of a listing's rows. */
+static void rows_committed(struct central *c)
 {
-	if (recorded != PL_OK) {
+	if (c->list == OUTBOX_ANNOTS)
+		annots_skipped(c);
+	if (outbox_list_done(c->ob, c->list, c->rows, c->n_rows) != PL_OK) {
 		/* Central has them: a resend is ignored there (ON CONFLICT). */
 		set_error(c, "%s", pl_error_message());
 		return;
 	}
-	log_debug("central %s: %zu %s committed", c->target, n, what);
+	log_debug("central %s: %zu %s committed", c->target, c->n_rows,
+	          outbox_list_what(c->list));
 	c->last_sync_ms = pl_time_utc_ms();
 	clear_error(c);
-	c->isolate = c->isolate > n ? c->isolate - n : 0;
+	c->isolate = c->isolate > c->n_rows ? c->isolate - c->n_rows : 0;
 }
 
-/* The annotations' batch, or (none of them for central) the cursor moved
- * past them without an exchange. */
-static bool send_annots(struct central *c)
+/* The batch of a listing's rows; annotations none of which are for
+ * central move the cursor past them without an exchange. */
+static bool send_rows(struct central *c)
 {
-	size_t sendable = 0;
-	for (size_t i = 0; i < c->n_annots; i++)
-		sendable += c->annots[i].send;
+	size_t sendable = c->n_rows;
+	if (c->list == OUTBOX_ANNOTS) {
+		const struct outbox_annot *annots = c->rows;
+		sendable = 0;
+		for (size_t i = 0; i < c->n_rows; i++)
+			sendable += annots[i].send;
+	}
 	if (sendable)
-		return send_batch(c, B_ANNOTS, c->n_annots, send_annot);
+		return send_batch(c, c->n_rows, lists[c->list].send_row);
 	annots_skipped(c);
-	int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
+	int e = outbox_list_done(c->ob, c->list, c->rows, c->n_rows);
 	if (e != PL_OK)
 		set_error(c, "%s", pl_error_message());
-	c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
+	c->isolate = c->isolate > c->n_rows ? c->isolate - c->n_rows : 0;
 	free_batch(c);
 	set_timer(c, e == PL_OK ? 0 : POLL_MS, wake_timer);
 	return true;
@@ -781,33 +789,24 @@ static void kick(struct central *c)
 	if (c->ph != PH_IDLE)
 		return;
 	c->dirty = false;
-	/* Each kind is read only while those before it have nothing. */
 	bool one = c->isolate > 0;
 	int e = outbox_next(c->ob, one ? 1 : BATCH_ITEMS, c->batch_bytes,
 	                    &c->items, &c->n_items);
-	if (e == PL_OK && !c->n_items)
-		e = outbox_annots_next(c->ob, one ? 1 : ANNOT_BATCH, &c->annots,
-		                       &c->n_annots);
-	if (e == PL_OK && !c->n_items && !c->n_annots)
-		e = outbox_pens_next(c->ob, one ? 1 : PENS_BATCH, &c->pens,
-		                     &c->n_pens);
-	if (e == PL_OK && !c->n_items && !c->n_annots && !c->n_pens)
-		e = outbox_audit_next(c->ob, one ? 1 : AUDIT_BATCH, &c->audit,
-		                      &c->n_audit);
+	/* Each listing is read only while those before it have nothing. */
+	for (int l = 0; e == PL_OK && !c->n_items && !c->n_rows && l < OUTBOX_LISTS;
+	     l++) {
+		c->list = (enum outbox_list)l;
+		e = outbox_list(c->ob, c->list, one ? 1 : lists[l].batch, &c->rows,
+		                &c->n_rows);
+	}
 	if (e != PL_OK) {
 		set_error(c, "%s", pl_error_message());
 		c->dirty = true;
 	} else if (c->n_items) {
 		send_sessions(c);
 		return;
-	} else if (c->n_annots) {
-		send_annots(c);
-		return;
-	} else if (c->n_pens) {
-		send_batch(c, B_PENS, c->n_pens, send_pen);
-		return;
-	} else if (c->n_audit) {
-		send_batch(c, B_AUDIT, c->n_audit, send_audit_entry);
+	} else if (c->n_rows) {
+		send_rows(c);
 		return;
 	}
 	set_timer(c, POLL_MS, poll_timer);
@@ -847,7 +846,7 @@ static void on_result(struct central *c, PGresult *res)
 		return;
 	}
 	/* Sessions: query 1 + 2i inserts item i, 2 + 2i checks it. */
-	if (c->kind == B_SESSIONS && q >= 2 && q % 2 == 0) {
+	if (c->n_items && q >= 2 && q % 2 == 0) {
 		size_t i = (size_t)(q - 2) / 2;
 		if (i < c->n_items && PQntuples(res) == 1) {
 			struct digest *dg = &c->digests[i];
@@ -906,10 +905,7 @@ static void log_key(const struct outbox_item *it, char *out, size_t cap)
  * refuses by sending one at a time; refuse that one alone. */
 static void batch_refused(struct central *c)
 {
-	size_t n = c->kind == B_SESSIONS ? c->n_items
-	           : c->kind == B_AUDIT  ? c->n_audit
-	           : c->kind == B_ANNOTS ? c->n_annots
-	                                 : c->n_pens;
+	size_t n = c->n_items ? c->n_items : c->n_rows;
 	if (n > 1) {
 		log_notice("central %s: a batch of %zu was refused (%s: %s); "
 		           "sending them one at a time", c->target, n,
@@ -918,7 +914,7 @@ static void batch_refused(struct central *c)
 		retry(c, true);
 		return;
 	}
-	if (c->kind == B_SESSIONS) {
+	if (c->n_items) {
 		const struct outbox_item *it = &c->items[0];
 		char k[160], note[600];
 		log_key(it, k, sizeof k);
@@ -929,25 +925,26 @@ static void batch_refused(struct central *c)
 		const char *nt = note;
 		if (outbox_mark(c->ob, &it->id, &state, &nt, 1) != PL_OK)
 			set_error(c, "%s", pl_error_message());
-	} else if (c->kind == B_AUDIT) {
-		const struct outbox_audit *a = &c->audit[0];
-		log_err("central %s refused audit entry %" PRId64 " (%s: %s); "
-		        "skipping it", c->target, a->id, c->fail_state, c->fail_msg);
-		if (outbox_audit_done(c->ob, a->id) != PL_OK)
-			set_error(c, "%s", pl_error_message());
-	} else if (c->kind == B_ANNOTS) {
-		const struct outbox_annot *a = &c->annots[0];
-		log_err("central %s refused annotation %" PRId64 " (%s: %s); it "
-		        "stays local", c->target, a->id, c->fail_state, c->fail_msg);
-		if (outbox_annots_done(c->ob, a->id) != PL_OK)
-			set_error(c, "%s", pl_error_message());
 	} else {
-		char serial[160];
-		pl_text_clean(PL_TEXT_LOG, c->pens[0].serial, serial, sizeof serial);
-		log_err("central %s refused pen %s's model and versions (%s: %s); "
-		        "not sent again until they change", c->target, serial,
-		        c->fail_state, c->fail_msg);
-		if (outbox_pens_done(c->ob, c->pens, 1) != PL_OK)
+		if (c->list == OUTBOX_AUDIT) {
+			const struct outbox_audit *a = c->rows;
+			log_err("central %s refused audit entry %" PRId64 " (%s: %s); "
+			        "skipping it", c->target, a->id, c->fail_state,
+			        c->fail_msg);
+		} else if (c->list == OUTBOX_ANNOTS) {
+			const struct outbox_annot *a = c->rows;
+			log_err("central %s refused annotation %" PRId64 " (%s: %s); "
+			        "it stays local", c->target, a->id, c->fail_state,
+			        c->fail_msg);
+		} else {
+			const struct outbox_pen *p = c->rows;
+			char serial[160];
+			pl_text_clean(PL_TEXT_LOG, p->serial, serial, sizeof serial);
+			log_err("central %s refused pen %s's model and versions (%s: "
+			        "%s); not sent again until they change", c->target,
+			        serial, c->fail_state, c->fail_msg);
+		}
+		if (outbox_list_done(c->ob, c->list, c->rows, 1) != PL_OK)
 			set_error(c, "%s", pl_error_message());
 	}
 	if (c->isolate)
@@ -1077,20 +1074,10 @@ static void exchange_done(struct central *c)
 		retry(c, false);
 		return;
 	}
-	if (c->kind == B_SESSIONS) {
+	if (c->n_items)
 		sessions_done(c);
-	} else if (c->kind == B_ANNOTS) {
-		annots_skipped(c);
-		rows_committed(c, outbox_annots_done(c->ob,
-		                                     c->annots[c->n_annots - 1].id),
-		               c->n_annots, "annotations");
-	} else if (c->kind == B_PENS) {
-		rows_committed(c, outbox_pens_done(c->ob, c->pens, c->n_pens),
-		               c->n_pens, "pens");
-	} else {
-		rows_committed(c, outbox_audit_done(c->ob, c->audit[c->n_audit - 1].id),
-		               c->n_audit, "audit entries");
-	}
+	else
+		rows_committed(c);
 	free_batch(c);
 	c->ph = PH_IDLE;
 	kick(c);

@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,36 +330,59 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	return PL_OK;
 }
 
-int outbox_mark(struct outbox *o, const int64_t *ids, const int *states,
-                const char *const *notes, size_t n)
+/* Runs sql once for each of n rows, in one transaction: bind(st, i, ud)
+ * binds row i's parameters.  doing: what it does, for errors. */
+static int per_row(struct outbox *o, const char *sql, const char *doing,
+                   size_t n, void (*bind)(sqlite3_stmt *st, size_t i,
+                                          const void *ud),
+                   const void *ud)
 {
 	if (!n)
 		return PL_OK;
 	sqlite3_stmt *st = NULL;
-	int e = exec(o, "BEGIN IMMEDIATE", "begin updating the outbox");
+	int e = exec(o, "BEGIN IMMEDIATE", doing);
 	if (!e)
-		e = prepare(o, &st,
-		            "UPDATE central_outbox SET state = ?2, note = ?3, done_ms = "
-		            "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) "
-		            "WHERE session_id = ?1",
-		            "update the outbox");
+		e = prepare(o, &st, sql, doing);
 	for (size_t i = 0; !e && i < n; i++) {
-		sqlite3_bind_int64(st, 1, ids[i]);
-		sqlite3_bind_int(st, 2, states[i]);
-		if (notes && notes[i])
-			sqlite3_bind_text(st, 3, notes[i], -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 3);
+		bind(st, i, ud);
 		if (sqlite3_step(st) != SQLITE_DONE)
-			e = db_fail(o, "update the outbox");
+			e = db_fail(o, doing);
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
 	if (!e)
-		e = exec(o, "COMMIT", "commit the outbox update");
+		e = exec(o, "COMMIT", doing);
 	if (e)
 		rollback(o);
 	return e;
+}
+
+struct marks {
+	const int64_t *ids;
+	const int *states;
+	const char *const *notes;
+};
+
+static void bind_mark(sqlite3_stmt *st, size_t i, const void *ud)
+{
+	const struct marks *m = ud;
+	sqlite3_bind_int64(st, 1, m->ids[i]);
+	sqlite3_bind_int(st, 2, m->states[i]);
+	if (m->notes && m->notes[i])
+		sqlite3_bind_text(st, 3, m->notes[i], -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 3);
+}
+
+int outbox_mark(struct outbox *o, const int64_t *ids, const int *states,
+                const char *const *notes, size_t n)
+{
+	struct marks m = {ids, states, notes};
+	return per_row(o,
+	               "UPDATE central_outbox SET state = ?2, note = ?3, done_ms = "
+	               "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) "
+	               "WHERE session_id = ?1",
+	               "update the outbox", n, bind_mark, &m);
 }
 
 static char *dup_col(sqlite3_stmt *st, int col)
@@ -384,66 +408,20 @@ static void copy_hash(char out[65], sqlite3_stmt *st, int col)
  * What a listing reads: sql (?1 its LIMIT) gives rows that row() turns
  * into elements of elem_size bytes (PL_OK, ROW_STOP, or an error with the
  * element counted, so that free_elem releases what it holds).  free_elem
- * (NULL: nothing) frees what one element holds, not the element.
+ * (NULL: nothing) frees what one element holds, not the element.  What
+ * central confirmed is recorded by moving a cursor, the central_state key
+ * cursor (its elements then begin with their id), or else by done.
  */
 struct listing {
 	const char *sql;
 	const char *doing;
+	const char *what;      /* in messages */
 	size_t elem_size;
 	int (*row)(sqlite3_stmt *st, void *elem);
 	void (*free_elem)(void *elem);
+	const char *cursor;
+	int (*done)(struct outbox *o, const void *rows, size_t n);
 };
-
-static void free_rows(const struct listing *l, void *rows, size_t n)
-{
-	unsigned char *v = rows;
-	for (size_t i = 0; v && l->free_elem && i < n; i++)
-		l->free_elem(v + i * l->elem_size);
-	free(rows);
-}
-
-/* Up to max elements of l, oldest first (*rows NULL when none); free with
- * free_rows. */
-static int list_rows(struct outbox *o, const struct listing *l, size_t max,
-                     void **rows, size_t *n)
-{
-	*rows = NULL;
-	*n = 0;
-	unsigned char *v = calloc(max ? max : 1, l->elem_size);
-	if (!v)
-		return pl_error_set(PL_ERR_MEM, "out of memory");
-	sqlite3_stmt *st;
-	int e = prepare(o, &st, l->sql, l->doing);
-	if (e) {
-		free(v);
-		return e;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
-	size_t k = 0;
-	int rc = SQLITE_DONE;
-	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int r = l->row(st, v + k * l->elem_size);
-		if (r == ROW_STOP) {
-			rc = SQLITE_DONE;
-			break;
-		}
-		k++;
-		if (r != PL_OK) {
-			e = r;
-			break;
-		}
-	}
-	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
-		e = db_fail(o, l->doing);
-	sqlite3_finalize(st);
-	if (e || !k) {
-		free_rows(l, v, k);
-		return e;
-	}
-	*rows = v;
-	*n = k;
-	return PL_OK;
-}
 
 /* The id central confirmed everything up to, under a central_state key
  * (0: nothing yet). */
@@ -502,36 +480,6 @@ static int audit_row(sqlite3_stmt *st, void *elem)
 	           : pl_error_set(PL_ERR_MEM, "out of memory");
 }
 
-static const struct listing audit_listing = {
-    .sql = "SELECT id, utc_ms, uid, user, pen, action, old_value, new_value, "
-           "result, prev_hash, hash FROM audit WHERE id > " CURSOR("audit_sent")
-           " ORDER BY id LIMIT ?1",
-    .doing = "list the audit entries to send",
-    .elem_size = sizeof(struct outbox_audit),
-    .row = audit_row,
-    .free_elem = audit_elem_free,
-};
-
-int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
-                      size_t *n)
-{
-	void *v;
-	int e = list_rows(o, &audit_listing, max, &v, n);
-	*rows = v;
-	return e;
-}
-
-void outbox_audit_free(struct outbox_audit *rows, size_t n)
-{
-	free_rows(&audit_listing, rows, n);
-}
-
-int outbox_audit_done(struct outbox *o, int64_t id)
-{
-	return cursor_set(o, "audit_sent", id,
-	                  "record the audit entries central confirmed");
-}
-
 /* ---- annotations */
 
 static void annot_elem_free(void *elem)
@@ -565,38 +513,6 @@ static int annot_row(sqlite3_stmt *st, void *elem)
 	           : pl_error_set(PL_ERR_MEM, "out of memory");
 }
 
-static const struct listing annots_listing = {
-    .sql = "SELECT a.id, s.serial, s.uuid, a.utc_ms, a.uid, a.user, "
-           "a.client_ref, a.operator, a.note, o.state "
-           "FROM annotations a JOIN sessions s ON s.id = a.session_id "
-           "LEFT JOIN central_outbox o ON o.session_id = a.session_id "
-           "WHERE a.id > " CURSOR("annotations_sent") " ORDER BY a.id LIMIT ?1",
-    .doing = "list the annotations to send",
-    .elem_size = sizeof(struct outbox_annot),
-    .row = annot_row,
-    .free_elem = annot_elem_free,
-};
-
-int outbox_annots_next(struct outbox *o, size_t max, struct outbox_annot **rows,
-                       size_t *n)
-{
-	void *v;
-	int e = list_rows(o, &annots_listing, max, &v, n);
-	*rows = v;
-	return e;
-}
-
-void outbox_annots_free(struct outbox_annot *rows, size_t n)
-{
-	free_rows(&annots_listing, rows, n);
-}
-
-int outbox_annots_done(struct outbox *o, int64_t id)
-{
-	return cursor_set(o, "annotations_sent", id,
-	                  "record the annotations central confirmed");
-}
-
 /* ---- pens */
 
 static int pen_row(sqlite3_stmt *st, void *elem)
@@ -616,50 +532,136 @@ static int pen_row(sqlite3_stmt *st, void *elem)
 	return PL_OK;
 }
 
-static const struct listing pens_listing = {
-    .sql = "SELECT p.serial, p.model, p.hw_revision, p.fw_version, p.seen_ms "
-           "FROM pens p " PENS_UNSENT " ORDER BY p.serial LIMIT ?1",
-    .doing = "list the pens to send",
-    .elem_size = sizeof(struct outbox_pen),
-    .row = pen_row,
-};
-
-int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
-                     size_t *n)
+static void bind_pen(sqlite3_stmt *st, size_t i, const void *ud)
 {
-	void *v;
-	int e = list_rows(o, &pens_listing, max, &v, n);
-	*rows = v;
-	return e;
+	const struct outbox_pen *p = (const struct outbox_pen *)ud + i;
+	sqlite3_bind_text(st, 1, p->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->model, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, p->hw_revision, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, p->fw_version, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, p->seen_ms);
 }
 
-int outbox_pens_done(struct outbox *o, const struct outbox_pen *rows, size_t n)
+static int pens_done(struct outbox *o, const void *rows, size_t n)
 {
+	return per_row(o,
+	               "INSERT OR REPLACE INTO central_pens_sent (serial, model, "
+	               "hw_revision, fw_version, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+	               "record the pens central has", n, bind_pen, rows);
+}
+
+static const struct listing listings[] = {
+    [OUTBOX_ANNOTS] = {
+        .sql = "SELECT a.id, s.serial, s.uuid, a.utc_ms, a.uid, a.user, "
+               "a.client_ref, a.operator, a.note, o.state "
+               "FROM annotations a JOIN sessions s ON s.id = a.session_id "
+               "LEFT JOIN central_outbox o ON o.session_id = a.session_id "
+               "WHERE a.id > " CURSOR("annotations_sent")
+               " ORDER BY a.id LIMIT ?1",
+        .doing = "list the annotations to send",
+        .what = "annotations",
+        .elem_size = sizeof(struct outbox_annot),
+        .row = annot_row,
+        .free_elem = annot_elem_free,
+        .cursor = "annotations_sent",
+    },
+    [OUTBOX_PENS] = {
+        .sql = "SELECT p.serial, p.model, p.hw_revision, p.fw_version, "
+               "p.seen_ms FROM pens p " PENS_UNSENT " ORDER BY p.serial LIMIT ?1",
+        .doing = "list the pens to send",
+        .what = "pens",
+        .elem_size = sizeof(struct outbox_pen),
+        .row = pen_row,
+        .done = pens_done,
+    },
+    [OUTBOX_AUDIT] = {
+        .sql = "SELECT id, utc_ms, uid, user, pen, action, old_value, "
+               "new_value, result, prev_hash, hash FROM audit WHERE id > "
+               CURSOR("audit_sent") " ORDER BY id LIMIT ?1",
+        .doing = "list the audit entries to send",
+        .what = "audit entries",
+        .elem_size = sizeof(struct outbox_audit),
+        .row = audit_row,
+        .free_elem = audit_elem_free,
+        .cursor = "audit_sent",
+    },
+};
+
+void outbox_list_free(enum outbox_list list, void *rows, size_t n)
+{
+	const struct listing *l = &listings[list];
+	unsigned char *v = rows;
+	for (size_t i = 0; v && l->free_elem && i < n; i++)
+		l->free_elem(v + i * l->elem_size);
+	free(rows);
+}
+
+int outbox_list(struct outbox *o, enum outbox_list list, size_t max,
+                void **rows, size_t *n)
+{
+	const struct listing *l = &listings[list];
+	*rows = NULL;
+	*n = 0;
+	unsigned char *v = calloc(max ? max : 1, l->elem_size);
+	if (!v)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	sqlite3_stmt *st;
+	int e = prepare(o, &st, l->sql, l->doing);
+	if (e) {
+		free(v);
+		return e;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+	size_t k = 0;
+	int rc = SQLITE_DONE;
+	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int r = l->row(st, v + k * l->elem_size);
+		if (r == ROW_STOP) {
+			rc = SQLITE_DONE;
+			break;
+		}
+		k++;
+		if (r != PL_OK) {
+			e = r;
+			break;
+		}
+	}
+	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		e = db_fail(o, l->doing);
+	sqlite3_finalize(st);
+	if (e || !k) {
+		outbox_list_free(list, v, k);
+		return e;
+	}
+	*rows = v;
+	*n = k;
+	return PL_OK;
+}
+
+_Static_assert(offsetof(struct outbox_audit, id) == 0 &&
+                   offsetof(struct outbox_annot, id) == 0,
+               "the rows of a listing after a cursor begin with their id");
+
+const char *outbox_list_what(enum outbox_list list)
+{
+	return listings[list].what;
+}
+
+int outbox_list_done(struct outbox *o, enum outbox_list list, const void *rows,
+                     size_t n)
+{
+	const struct listing *l = &listings[list];
 	if (!n)
 		return PL_OK;
-	sqlite3_stmt *st = NULL;
-	int e = exec(o, "BEGIN IMMEDIATE", "begin recording the pens central has");
-	if (!e)
-		e = prepare(o, &st,
-		            "INSERT OR REPLACE INTO central_pens_sent (serial, model, "
-		            "hw_revision, fw_version, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-		            "record the pens central has");
-	for (size_t i = 0; !e && i < n; i++) {
-		sqlite3_bind_text(st, 1, rows[i].serial, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, rows[i].model, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, rows[i].hw_revision, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, rows[i].fw_version, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, rows[i].seen_ms);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			e = db_fail(o, "record the pens central has");
-		sqlite3_reset(st);
-	}
-	sqlite3_finalize(st);
-	if (!e)
-		e = exec(o, "COMMIT", "commit the pens central has");
-	if (e)
-		rollback(o);
-	return e;
+	if (!l->cursor)
+		return l->done(o, rows, n);
+	const unsigned char *last = (const unsigned char *)rows +
+	                            (n - 1) * l->elem_size;
+	int64_t id;
+	memcpy(&id, last, sizeof id);
+	char doing[96];
+	snprintf(doing, sizeof doing, "record the %s central confirmed", l->what);
+	return cursor_set(o, l->cursor, id, doing);
 }
 
 int outbox_counts(struct outbox *o, struct outbox_counts *out)
