@@ -678,15 +678,16 @@ static int render_session(struct central_conn *cc, struct plc_buf *b,
 		}
 	}
 	struct plc_export_session row = {
-	    .serial = s->key.serial, .seq = s->info.seq, .size = s->info.size,
-	    .start_ms = s->info.start_ms, .end_ms = s->info.end_ms,
-	    .rtc_time = s->info.rtc_time, .archived_ms = s->archived_ms,
+	    .serial = s->key.serial,
+	    .summary = {.seq = s->info.seq, .size = s->info.size,
+	                .start_ms = s->info.start_ms, .end_ms = s->info.end_ms,
+	                .rtc_time = s->info.rtc_time, .archived_ms = s->archived_ms},
 	    .model = x->model ? x->model : "",
 	    .hw_revision = x->hw_revision ? x->hw_revision : "",
 	    .decode_error = j ? NULL : reason, .site = x->site,
 	};
 	memcpy(row.uuid, s->key.uuid, 16);
-	memcpy(row.sha256, s->info.sha256, 32);
+	memcpy(row.summary.sha256, s->info.sha256, 32);
 	struct plc_export_annots acc;
 	plc_export_annots_init(&acc, json);
 	int e = gather_annotations(cc, x->annotations, &acc);

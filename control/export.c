@@ -158,11 +158,11 @@ static void derive(json_object *record, int64_t duration_ms, struct derived *d)
 
 /* end - start, 0 when end is not after start.  Unsigned: the times come
  * from the pen and their difference may not fit an int64_t. */
-static int64_t duration_ms(const struct plc_export_session *s)
+static int64_t duration_ms(const struct plc_session_summary *sum)
 {
-	if (s->end_ms <= s->start_ms)
+	if (sum->end_ms <= sum->start_ms)
 		return 0;
-	uint64_t d = (uint64_t)s->end_ms - (uint64_t)s->start_ms;
+	uint64_t d = (uint64_t)sum->end_ms - (uint64_t)sum->start_ms;
 	return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
 }
 
@@ -250,19 +250,20 @@ static void csv_jmm(struct plc_buf *b, bool *first, json_object *v)
 void plc_export_csv_row(struct plc_buf *b, const struct plc_export_session *s,
                         json_object *j)
 {
+	const struct plc_session_summary *sum = &s->summary;
 	char uuid[37], t[PL_TIME_TEXT_MAX], hex[65];
 	bool first = true;
 	struct derived d;
-	derive(j, duration_ms(s), &d);
+	derive(j, duration_ms(sum), &d);
 
 	csv_text(b, &first, s->serial);
 	pl_uuid_format(s->uuid, uuid);
 	csv_field(b, &first, uuid);
-	csv_int(b, &first, s->seq);
-	csv_field(b, &first, s->rtc_time ? pl_time_format_utc(s->start_ms, t) : "");
-	csv_field(b, &first, s->rtc_time ? pl_time_format_utc(s->end_ms, t) : "");
-	csv_field(b, &first, s->rtc_time ? "rtc" : "uptime");
-	csv_field(b, &first, secs_text(t, s->start_ms, s->end_ms));
+	csv_int(b, &first, sum->seq);
+	csv_field(b, &first, sum->rtc_time ? pl_time_format_utc(sum->start_ms, t) : "");
+	csv_field(b, &first, sum->rtc_time ? pl_time_format_utc(sum->end_ms, t) : "");
+	csv_field(b, &first, sum->rtc_time ? "rtc" : "uptime");
+	csv_field(b, &first, secs_text(t, sum->start_ms, sum->end_ms));
 	if (j) {
 		json_object *ev = jget(j, "events", NULL);
 		csv_jint(b, &first, jget(j, "preset", "id"));
@@ -285,10 +286,10 @@ void plc_export_csv_row(struct plc_buf *b, const struct plc_export_session *s,
 		for (int i = 0; i < 13; i++)
 			csv_field(b, &first, "");
 	}
-	csv_int(b, &first, (int64_t)s->size);
-	pl_hex_format(s->sha256, 32, hex);
+	csv_int(b, &first, (int64_t)sum->size);
+	pl_hex_format(sum->sha256, 32, hex);
 	csv_field(b, &first, hex);
-	csv_field(b, &first, pl_time_format_utc(s->archived_ms, t));
+	csv_field(b, &first, pl_time_format_utc(sum->archived_ms, t));
 	csv_text(b, &first, s->client_ref);
 	csv_text(b, &first, s->operator_name);
 	csv_text(b, &first, s->notes);
@@ -415,16 +416,17 @@ static bool add(json_object *o, const char *k, json_object *v)
 /* The object of a record that did not decode: what the archive knows. */
 static json_object *fallback(const struct plc_export_session *s)
 {
+	const struct plc_session_summary *sum = &s->summary;
 	json_object *o = json_object_new_object();
 	char uuid[37];
 	pl_uuid_format(s->uuid, uuid);
 	bool ok = o && add(o, "uuid", json_object_new_string(uuid)) &&
 	          add_text(o, "serial", s->serial) &&
-	          add(o, "seq", json_object_new_int64(s->seq)) &&
-	          add(o, "start_utc_ms", json_object_new_int64(s->start_ms)) &&
-	          add(o, "end_utc_ms", json_object_new_int64(s->end_ms)) &&
+	          add(o, "seq", json_object_new_int64(sum->seq)) &&
+	          add(o, "start_utc_ms", json_object_new_int64(sum->start_ms)) &&
+	          add(o, "end_utc_ms", json_object_new_int64(sum->end_ms)) &&
 	          add(o, "time_source",
-	              json_object_new_string(s->rtc_time ? "rtc" : "uptime")) &&
+	              json_object_new_string(sum->rtc_time ? "rtc" : "uptime")) &&
 	          add_text(o, "decode_error", s->decode_error);
 	if (!ok) {
 		json_object_put(o);
@@ -472,15 +474,16 @@ int plc_export_json_row(struct plc_buf *b, const struct plc_export_session *s,
 		return PL_ERR_MEM;
 	}
 	char hex[65];
-	pl_hex_format(s->sha256, 32, hex);
+	pl_hex_format(s->summary.sha256, 32, hex);
 	struct derived d;
-	derive(j, duration_ms(s), &d);
+	derive(j, duration_ms(&s->summary), &d);
 	json_object *errs = NULL;
 	json_object *areas = derived_json(&d, &errs);
 	json_object *ann = s->annotations ? json_object_get(s->annotations)
 	                                  : json_object_new_array();
 	bool ok = areas && errs && ann &&
-	          add(j, "archived_utc_ms", json_object_new_int64(s->archived_ms)) &&
+	          add(j, "archived_utc_ms",
+	              json_object_new_int64(s->summary.archived_ms)) &&
 	          add(j, "sha256", json_object_new_string(hex)) &&
 	          add_text(j, "model", s->model) &&
 	          add_text(j, "hw_revision", s->hw_revision) &&

@@ -38,17 +38,25 @@ void plc_buf_fmt(struct plc_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void plc_buf_free(struct plc_buf *b);
 
+/* What an archive keeps of a session beside its key (serial, UUID) and
+ * its record: the pen's listing of it and when it was archived.  The one
+ * description of an archived session, in penlinkd's archive, its central
+ * outbox and every export, whichever archive the session came from. */
+struct plc_session_summary {
+	uint32_t seq;            /* the pen's sequence number */
+	uint64_t size;           /* bytes of the record */
+	uint8_t sha256[32];      /* of the record */
+	int64_t start_ms, end_ms;
+	bool rtc_time;           /* start/end are UTC (else the pen's uptime) */
+	int64_t archived_ms;     /* UTC */
+};
+
 /* What an archive knows of a session besides its record.  Strings may be
  * NULL (empty); all are untrusted text. */
 struct plc_export_session {
 	const char *serial;
 	uint8_t uuid[16];
-	uint32_t seq;
-	uint64_t size;
-	uint8_t sha256[32];
-	int64_t start_ms, end_ms;
-	bool rtc_time;
-	int64_t archived_ms;
+	struct plc_session_summary summary;
 	/* The pen as the archive last saw it (its info at attach): empty for
 	 * sessions archived before the archive kept it. */
 	const char *model, *hw_revision;

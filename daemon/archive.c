@@ -1754,13 +1754,13 @@ static void session_from_row(sqlite3_stmt *st, struct archived_session *s)
 	memset(s, 0, sizeof *s);
 	copy_str(s->serial, sizeof s->serial, sqlite3_column_text(st, 1));
 	copy_blob(s->uuid, 16, st, 2);
-	s->seq = (uint32_t)sqlite3_column_int64(st, 3);
-	s->size = (uint64_t)sqlite3_column_int64(st, 4);
-	copy_blob(s->sha256, 32, st, 5);
-	s->start_ms = sqlite3_column_int64(st, 6);
-	s->end_ms = sqlite3_column_int64(st, 7);
-	s->rtc_time = sqlite3_column_int(st, 8) != 0;
-	s->archived_ms = sqlite3_column_int64(st, 9);
+	s->summary.seq = (uint32_t)sqlite3_column_int64(st, 3);
+	s->summary.size = (uint64_t)sqlite3_column_int64(st, 4);
+	copy_blob(s->summary.sha256, 32, st, 5);
+	s->summary.start_ms = sqlite3_column_int64(st, 6);
+	s->summary.end_ms = sqlite3_column_int64(st, 7);
+	s->summary.rtc_time = sqlite3_column_int(st, 8) != 0;
+	s->summary.archived_ms = sqlite3_column_int64(st, 9);
 }
 
 static int session_row(sqlite3_stmt *st, void *ctx)
@@ -2041,7 +2041,7 @@ static int export_row(struct export_cursor *c, const char *before,
 		goto out;
 	}
 	session_from_row(st, &s);
-	c->last_start = s.start_ms;
+	c->last_start = s.summary.start_ms;
 	c->last_id = sqlite3_column_int64(st, 0);
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
 		why = strdup((const char *)sqlite3_column_text(st, 10));
@@ -2078,13 +2078,10 @@ static int export_row(struct export_cursor *c, const char *before,
 	if (e != PL_OK)
 		goto out;
 	struct plc_export_session row = {
-	    .serial = s.serial, .seq = s.seq, .size = s.size,
-	    .start_ms = s.start_ms, .end_ms = s.end_ms, .rtc_time = s.rtc_time,
-	    .archived_ms = s.archived_ms, .model = model,
+	    .serial = s.serial, .summary = s.summary, .model = model,
 	    .hw_revision = hw, .decode_error = why,
 	};
 	memcpy(row.uuid, s.uuid, sizeof row.uuid);
-	memcpy(row.sha256, s.sha256, sizeof row.sha256);
 	plc_export_annots_fill(&an, &row); /* out of memory was checked above */
 	plc_buf_str(b, before);
 	if (c->fmt == EXPORT_CSV) {

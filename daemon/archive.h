@@ -20,6 +20,8 @@
 
 #include <penlink.h>
 
+#include "penlink_export.h"
+
 struct archive;
 
 /*
@@ -98,12 +100,7 @@ int archive_pen_seen(struct archive *a, const char *serial, const char *model,
 struct archived_session {
 	char serial[64];
 	uint8_t uuid[16];
-	uint32_t seq;
-	uint64_t size;
-	uint8_t sha256[32];
-	int64_t start_ms, end_ms;
-	bool rtc_time;
-	int64_t archived_ms;
+	struct plc_session_summary summary;
 };
 
 /* Sessions of serial ("" or NULL: all) that started at or after since_ms,

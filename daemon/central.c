@@ -76,8 +76,6 @@ enum phase {
 	PH_BATCH,      /* a batch in flight */
 };
 
-enum batch_kind { B_SESSIONS, B_AUDIT, B_ANNOTS, B_PENS };
-
 struct digest {
 	bool found;
 	char sha256[65];
@@ -115,16 +113,14 @@ struct central {
 	char fail_msg[512];
 	bool commit_ok;
 	int version;          /* check: the schema version found */
-	enum batch_kind kind;
+	/* The batch: sessions (items, each with its digest) or, when there
+	 * are none, the rows of a listing (central.h). */
 	struct outbox_item *items;
 	size_t n_items;
 	struct digest *digests;
-	struct outbox_audit *audit;
-	size_t n_audit;
-	struct outbox_annot *annots;
-	size_t n_annots;
-	struct outbox_pen *pens;
-	size_t n_pens;
+	enum outbox_list list;
+	void *rows;
+	size_t n_rows;
 	size_t isolate;       /* > 0: send one at a time, this many more */
 
 	/* Status. */
@@ -242,15 +238,9 @@ static void free_batch(struct central *c)
 	c->n_items = 0;
 	free(c->digests);
 	c->digests = NULL;
-	outbox_audit_free(c->audit, c->n_audit);
-	c->audit = NULL;
-	c->n_audit = 0;
-	outbox_annots_free(c->annots, c->n_annots);
-	c->annots = NULL;
-	c->n_annots = 0;
-	free(c->pens);
-	c->pens = NULL;
-	c->n_pens = 0;
+	outbox_list_free(c->list, c->rows, c->n_rows);
+	c->rows = NULL;
+	c->n_rows = 0;
 }
 
 /* Closes the connection (a transaction in flight is rolled back by the
@@ -441,11 +431,12 @@ static void decode(const struct outbox_item *it, struct decoded *dc)
 	memset(dc, 0, sizeof *dc);
 	struct pl_record *r = NULL;
 	size_t n = 0;
-	if (it->size > DECODE_MAX_BYTES) {
+	if (it->summary.size > DECODE_MAX_BYTES) {
 		snprintf(dc->error, sizeof dc->error,
 		         "not decoded: %" PRIu64 " bytes is over the %u MiB decode "
-		         "budget", it->size, DECODE_MAX_BYTES >> 20);
-	} else if (pl_record_parse(it->record, (size_t)it->size, &r) != PL_OK) {
+		         "budget", it->summary.size, DECODE_MAX_BYTES >> 20);
+	} else if (pl_record_parse(it->record, (size_t)it->summary.size, &r) !=
+	           PL_OK) {
 		snprintf(dc->error, sizeof dc->error, "%s", pl_error_message());
 	} else {
 		n = pl_record_events(r, NULL, 0);
@@ -562,20 +553,81 @@ static char *pg_text(const char *s)
 	                                        : pl_text_clean_dup(PL_TEXT_JSON, s);
 }
 
-static bool send_session(struct central *c, struct outbox_item *it)
+/* One batch in one exchange: BEGIN, send_row for each of its n rows (a
+ * row may send nothing), COMMIT.  false: the connection was dropped. */
+static bool send_batch(struct central *c, size_t n,
+                       bool (*send_row)(struct central *c, size_t i))
 {
+	begin_exchange(c);
+	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!send_row(c, i))
+			return false;
+	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
+		return false;
+	c->ph = PH_BATCH;
+	return end_exchange(c);
+}
+
+static bool send_annot(struct central *c, size_t i);
+static bool send_pen(struct central *c, size_t i);
+static bool send_audit_entry(struct central *c, size_t i);
+
+/* How the rows of each listing are sent. */
+static const struct {
+	size_t batch;     /* rows in a batch (but one while isolating) */
+	bool (*send_row)(struct central *c, size_t i);
+} lists[OUTBOX_LISTS] = {
+    [OUTBOX_ANNOTS] = {ANNOT_BATCH, send_annot},
+    [OUTBOX_PENS] = {PENS_BATCH, send_pen},
+    [OUTBOX_AUDIT] = {AUDIT_BATCH, send_audit_entry},
+};
+
+/* The most parameters of a row's INSERT but a session's (an audit entry's). */
+#define MAX_ROW_PARAMS 12
+
+/* Sends sql with the n values v, of which the n_text from v[first_text]
+ * on are free text (from a pen or a person), sent through pg_text. */
+static bool send_with_text(struct central *c, const char *sql, int n,
+                           const char *const *v, int first_text, int n_text)
+{
+	const char *val[MAX_ROW_PARAMS];
+	char *clean[MAX_ROW_PARAMS] = {NULL};
+	bool oom = false;
+	for (int k = 0; k < n; k++) {
+		bool text = k >= first_text && k < first_text + n_text;
+		if (text)
+			oom |= !(clean[k] = pg_text(v[k]));
+		val[k] = text ? clean[k] : v[k];
+	}
+	bool ok = !oom && send_query(c, sql, n, val, NULL, NULL);
+	for (int k = 0; k < n; k++)
+		free(clean[k]);
+	if (oom) {
+		set_error(c, "out of memory preparing the %s",
+		          outbox_list_what(c->list));
+		retry(c, false);
+	}
+	return ok;
+}
+
+static bool send_session(struct central *c, size_t i)
+{
+	struct outbox_item *it = &c->items[i];
 	char uuid[37], sha[65], seq[16], size[24], start[24], end[24];
 	char start_utc[PL_TIME_TEXT_MAX], end_utc[PL_TIME_TEXT_MAX];
 	char archived[PL_TIME_TEXT_MAX];
 	pl_uuid_format(it->key.uuid, uuid);
-	pl_hex_format(it->sha256, 32, sha);
-	snprintf(seq, sizeof seq, "%" PRIu32, it->seq);
-	snprintf(size, sizeof size, "%" PRIu64, it->size);
-	snprintf(start, sizeof start, "%" PRId64, it->start_ms);
-	snprintf(end, sizeof end, "%" PRId64, it->end_ms);
-	pl_time_format_utc(it->start_ms, start_utc);
-	pl_time_format_utc(it->end_ms, end_utc);
-	pl_time_format_utc(it->archived_ms, archived);
+	const struct plc_session_summary *sum = &it->summary;
+	pl_hex_format(sum->sha256, 32, sha);
+	snprintf(seq, sizeof seq, "%" PRIu32, sum->seq);
+	snprintf(size, sizeof size, "%" PRIu64, sum->size);
+	snprintf(start, sizeof start, "%" PRId64, sum->start_ms);
+	snprintf(end, sizeof end, "%" PRId64, sum->end_ms);
+	pl_time_format_utc(sum->start_ms, start_utc);
+	pl_time_format_utc(sum->end_ms, end_utc);
+	pl_time_format_utc(sum->archived_ms, archived);
 	struct decoded dc;
 	decode(it, &dc);
 	if (dc.off.oom || dc.kind.oom || dc.name.oom || dc.value.oom) {
@@ -589,92 +641,58 @@ static bool send_session(struct central *c, struct outbox_item *it)
 		pl_text_clean(PL_TEXT_JSON, dc.error, err, sizeof err);
 	const char *v[21] = {
 	    c->site, it->key.serial, uuid, seq, size, sha,
-	    it->rtc_time ? "t" : "f", start, end,
-	    it->rtc_time ? start_utc : NULL, it->rtc_time ? end_utc : NULL,
+	    sum->rtc_time ? "t" : "f", start, end,
+	    sum->rtc_time ? start_utc : NULL, sum->rtc_time ? end_utc : NULL,
 	    archived, dc.n_events, dc.n_samples, dc.error[0] ? err : NULL,
 	    dc.json, (const char *)it->record,
 	    dc.off.p, dc.kind.p, dc.name.p, dc.value.p};
 	int len[21] = {0};
 	int fmt[21] = {0};
-	len[16] = (int)it->size;
+	len[16] = (int)sum->size;
 	fmt[16] = 1; /* the record travels as binary, byte for byte */
 	bool ok = send_query(c, insert_session_sql, 21, v, len, fmt);
 	decoded_free(&dc);
 	if (!ok)
-		return false;
+		return false; /* it is gone with the dropped batch */
+	/* libpq holds its own copy now. */
+	free(it->record);
+	it->record = NULL;
 	const char *cv[4] = {it->key.serial, uuid, c->site, sha};
 	return send_query(c, check_session_sql, 4, cv, NULL, NULL);
 }
 
 static bool send_sessions(struct central *c)
 {
-	c->kind = B_SESSIONS;
 	c->digests = calloc(c->n_items, sizeof *c->digests);
 	if (!c->digests) {
 		set_error(c, "out of memory preparing a batch");
 		retry(c, false);
 		return false;
 	}
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_items; i++) {
-		if (!send_session(c, &c->items[i]))
-			return false;
-		/* libpq holds its own copy now. */
-		free(c->items[i].record);
-		c->items[i].record = NULL;
-	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
+	return send_batch(c, c->n_items, send_session);
 }
 
-static bool send_audit(struct central *c)
+static bool send_audit_entry(struct central *c, size_t i)
 {
-	c->kind = B_AUDIT;
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_audit; i++) {
-		const struct outbox_audit *a = &c->audit[i];
-		char id[24], utc[24], uid[24];
-		snprintf(id, sizeof id, "%" PRId64, a->id);
-		snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
-		snprintf(uid, sizeof uid, "%" PRId64, a->uid);
-		const char *raw[6] = {a->user, a->pen, a->action, a->old_value,
-		                      a->new_value, a->result};
-		char *clean[6] = {NULL};
-		bool oom = false;
-		for (int k = 0; k < 6; k++)
-			oom |= !(clean[k] = pg_text(raw[k]));
-		const char *v[12] = {c->site, id, utc, uid, clean[0], clean[1],
-		                     clean[2], clean[3], clean[4], clean[5],
-		                     a->prev_hash[0] ? a->prev_hash : NULL,
-		                     a->hash[0] ? a->hash : NULL};
-		bool ok = !oom && send_query(c, insert_audit_sql, 12, v, NULL, NULL);
-		for (int k = 0; k < 6; k++)
-			free(clean[k]);
-		if (oom) {
-			set_error(c, "out of memory preparing the audit entries");
-			retry(c, false);
-		}
-		if (!ok)
-			return false;
-	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
+	const struct outbox_audit *a = (const struct outbox_audit *)c->rows + i;
+	char id[24], utc[24], uid[24];
+	snprintf(id, sizeof id, "%" PRId64, a->id);
+	snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
+	snprintf(uid, sizeof uid, "%" PRId64, a->uid);
+	const char *v[12] = {c->site, id, utc, uid, a->user, a->pen, a->action,
+	                     a->old_value, a->new_value, a->result,
+	                     a->prev_hash[0] ? a->prev_hash : NULL,
+	                     a->hash[0] ? a->hash : NULL};
+	return send_with_text(c, insert_audit_sql, 12, v, 4, 6);
 }
 
 /* Annotations of sessions central does not hold as the site does stay
  * local: said once each, and the cursor moves past them. */
 static void annots_skipped(struct central *c)
 {
-	for (size_t i = 0; i < c->n_annots; i++) {
-		const struct outbox_annot *a = &c->annots[i];
+	const struct outbox_annot *annots = c->rows;
+	for (size_t i = 0; i < c->n_rows; i++) {
+		const struct outbox_annot *a = &annots[i];
 		if (a->send)
 			continue;
 		char k[160];
@@ -685,93 +703,70 @@ static void annots_skipped(struct central *c)
 	}
 }
 
-static bool send_annots(struct central *c)
+static bool send_annot(struct central *c, size_t i)
 {
-	c->kind = B_ANNOTS;
-	size_t sendable = 0;
-	for (size_t i = 0; i < c->n_annots; i++)
-		sendable += c->annots[i].send;
-	if (!sendable) {
-		/* Nothing for central: move on without an exchange. */
-		annots_skipped(c);
-		int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
-		if (e != PL_OK)
-			set_error(c, "%s", pl_error_message());
-		c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
-		free_batch(c);
-		if (e == PL_OK)
-			set_timer(c, 0, wake_timer);
-		else
-			set_timer(c, POLL_MS, wake_timer);
+	const struct outbox_annot *a = (const struct outbox_annot *)c->rows + i;
+	if (!a->send)
 		return true;
-	}
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_annots; i++) {
-		const struct outbox_annot *a = &c->annots[i];
-		if (!a->send)
-			continue;
-		char id[24], utc[24], uid[24], uuid[37];
-		snprintf(id, sizeof id, "%" PRId64, a->id);
-		snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
-		snprintf(uid, sizeof uid, "%" PRId64, a->uid);
-		pl_uuid_format(a->key.uuid, uuid);
-		const char *raw[4] = {a->user, a->client_ref, a->operator_name, a->note};
-		char *clean[4] = {NULL};
-		bool oom = false;
-		for (int k = 0; k < 4; k++)
-			oom |= !(clean[k] = pg_text(raw[k]));
-		/* The serial as the session's row has it (sent raw there too). */
-		const char *v[10] = {c->site, id, a->key.serial, uuid, utc, uid,
-		                     clean[0], clean[1], clean[2], clean[3]};
-		bool ok = !oom && send_query(c, insert_annot_sql, 10, v, NULL, NULL);
-		for (int k = 0; k < 4; k++)
-			free(clean[k]);
-		if (oom) {
-			set_error(c, "out of memory preparing the annotations");
-			retry(c, false);
-		}
-		if (!ok)
-			return false;
-	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
+	char id[24], utc[24], uid[24], uuid[37];
+	snprintf(id, sizeof id, "%" PRId64, a->id);
+	snprintf(utc, sizeof utc, "%" PRId64, a->utc_ms);
+	snprintf(uid, sizeof uid, "%" PRId64, a->uid);
+	pl_uuid_format(a->key.uuid, uuid);
+	/* The serial as the session's row has it (sent raw there too). */
+	const char *v[10] = {c->site, id, a->key.serial, uuid, utc, uid,
+	                     a->user, a->client_ref, a->operator_name, a->note};
+	return send_with_text(c, insert_annot_sql, 10, v, 6, 4);
 }
 
-static bool send_pens(struct central *c)
+static bool send_pen(struct central *c, size_t i)
 {
-	c->kind = B_PENS;
-	begin_exchange(c);
-	if (!send_query(c, "BEGIN", 0, NULL, NULL, NULL))
-		return false;
-	for (size_t i = 0; i < c->n_pens; i++) {
-		const struct outbox_pen *p = &c->pens[i];
-		char seen[PL_TIME_TEXT_MAX];
-		pl_time_format_utc(p->seen_ms, seen);
-		const char *raw[3] = {p->model, p->hw_revision, p->fw_version};
-		char *clean[3] = {NULL};
-		bool oom = false;
-		for (int k = 0; k < 3; k++)
-			oom |= !(clean[k] = pg_text(raw[k]));
-		const char *v[6] = {c->site, p->serial, clean[0], clean[1], clean[2],
-		                    seen};
-		bool ok = !oom && send_query(c, insert_pen_sql, 6, v, NULL, NULL);
-		for (int k = 0; k < 3; k++)
-			free(clean[k]);
-		if (oom) {
-			set_error(c, "out of memory preparing the pens");
-			retry(c, false);
-		}
-		if (!ok)
-			return false;
+	const struct outbox_pen *p = (const struct outbox_pen *)c->rows + i;
+	char seen[PL_TIME_TEXT_MAX];
+	pl_time_format_utc(p->seen_ms, seen);
+	const char *v[6] = {c->site, p->serial, p->model, p->hw_revision,
+	                    p->fw_version, seen};
+	return send_with_text(c, insert_pen_sql, 6, v, 2, 3);
+}
+
+/* Central committed the batch of a listing's rows. */
+static void rows_committed(struct central *c)
+{
+	if (c->list == OUTBOX_ANNOTS)
+		annots_skipped(c);
+	if (outbox_list_done(c->ob, c->list, c->rows, c->n_rows) != PL_OK) {
+		/* Central has them: a resend is ignored there (ON CONFLICT). */
+		set_error(c, "%s", pl_error_message());
+		return;
 	}
-	if (!send_query(c, "COMMIT", 0, NULL, NULL, NULL))
-		return false;
-	c->ph = PH_BATCH;
-	return end_exchange(c);
+	log_debug("central %s: %zu %s committed", c->target, c->n_rows,
+	          outbox_list_what(c->list));
+	c->last_sync_ms = pl_time_utc_ms();
+	clear_error(c);
+	c->isolate = c->isolate > c->n_rows ? c->isolate - c->n_rows : 0;
+}
+
+/* The batch of a listing's rows; annotations none of which are for
+ * central move the cursor past them without an exchange. */
+static bool send_rows(struct central *c)
+{
+	size_t sendable = c->n_rows;
+	if (c->list == OUTBOX_ANNOTS) {
+		const struct outbox_annot *annots = c->rows;
+		sendable = 0;
+		for (size_t i = 0; i < c->n_rows; i++)
+			sendable += annots[i].send;
+	}
+	if (sendable)
+		return send_batch(c, c->n_rows, lists[c->list].send_row);
+	annots_skipped(c);
+	int e = outbox_list_done(c->ob, c->list, c->rows, c->n_rows);
+	if (e != PL_OK)
+		set_error(c, "%s", pl_error_message());
+	c->isolate = c->isolate > c->n_rows ? c->isolate - c->n_rows : 0;
+	free_batch(c);
+	set_timer(c, e == PL_OK ? 0 : POLL_MS, wake_timer);
+	return true;
 }
 
 static void poll_timer(void *ud)
@@ -794,39 +789,25 @@ static void kick(struct central *c)
 	if (c->ph != PH_IDLE)
 		return;
 	c->dirty = false;
-	size_t max = c->isolate ? 1 : BATCH_ITEMS;
-	int e = outbox_next(c->ob, max, c->batch_bytes, &c->items, &c->n_items);
-	if (e == PL_OK && c->n_items) {
-		send_sessions(c);
-		return;
-	}
-	if (e == PL_OK) {
-		e = outbox_annots_next(c->ob, c->isolate ? 1 : ANNOT_BATCH,
-		                       &c->annots, &c->n_annots);
-		if (e == PL_OK && c->n_annots) {
-			send_annots(c);
-			return;
-		}
-	}
-	if (e == PL_OK) {
-		e = outbox_pens_next(c->ob, c->isolate ? 1 : PENS_BATCH, &c->pens,
-		                     &c->n_pens);
-		if (e == PL_OK && c->n_pens) {
-			send_pens(c);
-			return;
-		}
-	}
-	if (e == PL_OK) {
-		e = outbox_audit_next(c->ob, c->isolate ? 1 : AUDIT_BATCH, &c->audit,
-		                      &c->n_audit);
-		if (e == PL_OK && c->n_audit) {
-			send_audit(c);
-			return;
-		}
+	bool one = c->isolate > 0;
+	int e = outbox_next(c->ob, one ? 1 : BATCH_ITEMS, c->batch_bytes,
+	                    &c->items, &c->n_items);
+	/* Each listing is read only while those before it have nothing. */
+	for (int l = 0; e == PL_OK && !c->n_items && !c->n_rows && l < OUTBOX_LISTS;
+	     l++) {
+		c->list = (enum outbox_list)l;
+		e = outbox_list(c->ob, c->list, one ? 1 : lists[l].batch, &c->rows,
+		                &c->n_rows);
 	}
 	if (e != PL_OK) {
 		set_error(c, "%s", pl_error_message());
 		c->dirty = true;
+	} else if (c->n_items) {
+		send_sessions(c);
+		return;
+	} else if (c->n_rows) {
+		send_rows(c);
+		return;
 	}
 	set_timer(c, POLL_MS, poll_timer);
 }
@@ -865,7 +846,7 @@ static void on_result(struct central *c, PGresult *res)
 		return;
 	}
 	/* Sessions: query 1 + 2i inserts item i, 2 + 2i checks it. */
-	if (c->kind == B_SESSIONS && q >= 2 && q % 2 == 0) {
+	if (c->n_items && q >= 2 && q % 2 == 0) {
 		size_t i = (size_t)(q - 2) / 2;
 		if (i < c->n_items && PQntuples(res) == 1) {
 			struct digest *dg = &c->digests[i];
@@ -924,10 +905,7 @@ static void log_key(const struct outbox_item *it, char *out, size_t cap)
  * refuses by sending one at a time; refuse that one alone. */
 static void batch_refused(struct central *c)
 {
-	size_t n = c->kind == B_SESSIONS ? c->n_items
-	           : c->kind == B_AUDIT  ? c->n_audit
-	           : c->kind == B_ANNOTS ? c->n_annots
-	                                 : c->n_pens;
+	size_t n = c->n_items ? c->n_items : c->n_rows;
 	if (n > 1) {
 		log_notice("central %s: a batch of %zu was refused (%s: %s); "
 		           "sending them one at a time", c->target, n,
@@ -936,7 +914,7 @@ static void batch_refused(struct central *c)
 		retry(c, true);
 		return;
 	}
-	if (c->kind == B_SESSIONS) {
+	if (c->n_items) {
 		const struct outbox_item *it = &c->items[0];
 		char k[160], note[600];
 		log_key(it, k, sizeof k);
@@ -947,25 +925,26 @@ static void batch_refused(struct central *c)
 		const char *nt = note;
 		if (outbox_mark(c->ob, &it->id, &state, &nt, 1) != PL_OK)
 			set_error(c, "%s", pl_error_message());
-	} else if (c->kind == B_AUDIT) {
-		const struct outbox_audit *a = &c->audit[0];
-		log_err("central %s refused audit entry %" PRId64 " (%s: %s); "
-		        "skipping it", c->target, a->id, c->fail_state, c->fail_msg);
-		if (outbox_audit_done(c->ob, a->id) != PL_OK)
-			set_error(c, "%s", pl_error_message());
-	} else if (c->kind == B_ANNOTS) {
-		const struct outbox_annot *a = &c->annots[0];
-		log_err("central %s refused annotation %" PRId64 " (%s: %s); it "
-		        "stays local", c->target, a->id, c->fail_state, c->fail_msg);
-		if (outbox_annots_done(c->ob, a->id) != PL_OK)
-			set_error(c, "%s", pl_error_message());
 	} else {
-		char serial[160];
-		pl_text_clean(PL_TEXT_LOG, c->pens[0].serial, serial, sizeof serial);
-		log_err("central %s refused pen %s's model and versions (%s: %s); "
-		        "not sent again until they change", c->target, serial,
-		        c->fail_state, c->fail_msg);
-		if (outbox_pens_done(c->ob, c->pens, 1) != PL_OK)
+		if (c->list == OUTBOX_AUDIT) {
+			const struct outbox_audit *a = c->rows;
+			log_err("central %s refused audit entry %" PRId64 " (%s: %s); "
+			        "skipping it", c->target, a->id, c->fail_state,
+			        c->fail_msg);
+		} else if (c->list == OUTBOX_ANNOTS) {
+			const struct outbox_annot *a = c->rows;
+			log_err("central %s refused annotation %" PRId64 " (%s: %s); "
+			        "it stays local", c->target, a->id, c->fail_state,
+			        c->fail_msg);
+		} else {
+			const struct outbox_pen *p = c->rows;
+			char serial[160];
+			pl_text_clean(PL_TEXT_LOG, p->serial, serial, sizeof serial);
+			log_err("central %s refused pen %s's model and versions (%s: "
+			        "%s); not sent again until they change", c->target,
+			        serial, c->fail_state, c->fail_msg);
+		}
+		if (outbox_list_done(c->ob, c->list, c->rows, 1) != PL_OK)
 			set_error(c, "%s", pl_error_message());
 	}
 	if (c->isolate)
@@ -1026,7 +1005,7 @@ static void sessions_done(struct central *c)
 		const struct digest *dg = &c->digests[i];
 		char key[160], sha[65];
 		log_key(it, key, sizeof key);
-		pl_hex_format(it->sha256, 32, sha);
+		pl_hex_format(it->summary.sha256, 32, sha);
 		if (!dg->found) {
 			/* Committed, yet not there: never clear it on faith. */
 			set_error(c, "session %s is not in central after its batch "
@@ -1078,47 +1057,6 @@ static void sessions_done(struct central *c)
 	c->isolate = c->isolate > n ? c->isolate - n : 0;
 }
 
-static void audit_done(struct central *c)
-{
-	int e = outbox_audit_done(c->ob, c->audit[c->n_audit - 1].id);
-	if (e != PL_OK) {
-		set_error(c, "%s", pl_error_message());
-		return;
-	}
-	log_debug("central %s: %zu audit entries committed", c->target, c->n_audit);
-	c->last_sync_ms = pl_time_utc_ms();
-	clear_error(c);
-	c->isolate = c->isolate > c->n_audit ? c->isolate - c->n_audit : 0;
-}
-
-static void annots_done(struct central *c)
-{
-	annots_skipped(c);
-	int e = outbox_annots_done(c->ob, c->annots[c->n_annots - 1].id);
-	if (e != PL_OK) {
-		/* Central has them: a resend is ignored there (ON CONFLICT). */
-		set_error(c, "%s", pl_error_message());
-		return;
-	}
-	log_debug("central %s: %zu annotations committed", c->target, c->n_annots);
-	c->last_sync_ms = pl_time_utc_ms();
-	clear_error(c);
-	c->isolate = c->isolate > c->n_annots ? c->isolate - c->n_annots : 0;
-}
-
-static void pens_done(struct central *c)
-{
-	int e = outbox_pens_done(c->ob, c->pens, c->n_pens);
-	if (e != PL_OK) {
-		set_error(c, "%s", pl_error_message());
-		return;
-	}
-	log_debug("central %s: %zu pens committed", c->target, c->n_pens);
-	c->last_sync_ms = pl_time_utc_ms();
-	clear_error(c);
-	c->isolate = c->isolate > c->n_pens ? c->isolate - c->n_pens : 0;
-}
-
 static void exchange_done(struct central *c)
 {
 	set_timer(c, 0, NULL);
@@ -1136,14 +1074,10 @@ static void exchange_done(struct central *c)
 		retry(c, false);
 		return;
 	}
-	if (c->kind == B_SESSIONS)
+	if (c->n_items)
 		sessions_done(c);
-	else if (c->kind == B_ANNOTS)
-		annots_done(c);
-	else if (c->kind == B_PENS)
-		pens_done(c);
 	else
-		audit_done(c);
+		rows_committed(c);
 	free_batch(c);
 	c->ph = PH_IDLE;
 	kick(c);

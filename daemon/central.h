@@ -26,6 +26,8 @@
 
 #include <penlink.h>
 
+#include "penlink_export.h"
+
 struct daemon;
 struct central;
 
@@ -78,13 +80,8 @@ enum outbox_state {
 struct outbox_item {
 	int64_t id;              /* sessions.id in the local archive */
 	struct pl_session_key key;
-	uint32_t seq;
-	uint64_t size;
-	uint8_t sha256[32];
-	int64_t start_ms, end_ms;
-	bool rtc_time;
-	int64_t archived_ms;
-	uint8_t *record;         /* size bytes, malloc'd */
+	struct plc_session_summary summary;
+	uint8_t *record;         /* summary.size bytes, malloc'd */
 };
 
 struct outbox_audit {
@@ -119,7 +116,8 @@ void outbox_close(struct outbox *o);
 /*
  * The oldest pending sessions, records loaded: at most max_items, and
  * records of at most max_bytes together, but always one when any is
- * pending (a record larger than max_bytes goes alone).  *n = 0: none.
+ * pending (a record larger than max_bytes goes alone).  *n = 0 (and
+ * *items NULL): none.
  * Free with outbox_items_free.
  */
 int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
@@ -128,28 +126,35 @@ void outbox_items_free(struct outbox_item *items, size_t n);
 /* Sets the state (and note, may be NULL) of each id, in one transaction. */
 int outbox_mark(struct outbox *o, const int64_t *ids, const int *states,
                 const char *const *notes, size_t n);
-/* Audit entries after the last one central confirmed, oldest first. */
-int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
-                      size_t *n);
-void outbox_audit_free(struct outbox_audit *rows, size_t n);
-/* Central confirmed every audit entry up to id. */
-int outbox_audit_done(struct outbox *o, int64_t id);
 /*
- * Annotations after the last one central confirmed, oldest first, up to
- * (not including) the first whose session central has not confirmed yet:
- * an annotation follows its session.  Free with outbox_annots_free.
+ * What central has not confirmed besides the sessions, each listed and
+ * confirmed the same way (outbox_list), sent in this order:
  */
-int outbox_annots_next(struct outbox *o, size_t max, struct outbox_annot **rows,
-                       size_t *n);
-void outbox_annots_free(struct outbox_annot *rows, size_t n);
-/* Central confirmed (or the site skipped) every annotation up to id. */
-int outbox_annots_done(struct outbox *o, int64_t id);
-/* The pens whose model, hardware revision or firmware central has not
- * confirmed (new pens included); free(*rows). */
-int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
-                     size_t *n);
-/* Central confirmed these rows. */
-int outbox_pens_done(struct outbox *o, const struct outbox_pen *rows, size_t n);
+enum outbox_list {
+	/* struct outbox_annot: annotations after the last one central
+	 * confirmed, up to (not including) the first whose session central has
+	 * not confirmed yet: an annotation follows its session. */
+	OUTBOX_ANNOTS,
+	/* struct outbox_pen: the pens whose model, hardware revision or
+	 * firmware central has not confirmed (new pens included). */
+	OUTBOX_PENS,
+	/* struct outbox_audit: audit entries after the last one central
+	 * confirmed. */
+	OUTBOX_AUDIT,
+	OUTBOX_LISTS /* how many */
+};
+/* Up to max rows of list, oldest first, as an array of its struct; *n = 0
+ * (and *rows NULL): none.  Free with outbox_list_free. */
+int outbox_list(struct outbox *o, enum outbox_list list, size_t max,
+                void **rows, size_t *n);
+void outbox_list_free(enum outbox_list list, void *rows, size_t n);
+/* What a listing's rows are, in messages ("audit entries"). */
+const char *outbox_list_what(enum outbox_list list);
+/* Central confirmed (or the site skipped) the first n rows of a listing:
+ * the cursor moves past them (annotations, audit entries), or they are
+ * what central has (pens). */
+int outbox_list_done(struct outbox *o, enum outbox_list list, const void *rows,
+                     size_t n);
 struct outbox_counts {
 	uint64_t pending, confirmed, conflicts, refused, audit_pending;
 	uint64_t annotations_pending, pens_pending;

@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +232,14 @@ static void copy_fixed(uint8_t *dst, size_t len, sqlite3_stmt *st, int col)
 		memcpy(dst, sqlite3_column_blob(st, col), len);
 }
 
+/* A session's key from its serial (col) and uuid (col + 1) columns. */
+static void copy_key(struct pl_session_key *key, sqlite3_stmt *st, int col)
+{
+	const char *serial = (const char *)sqlite3_column_text(st, col);
+	snprintf(key->serial, sizeof key->serial, "%s", serial ? serial : "");
+	copy_fixed(key->uuid, 16, st, col + 1);
+}
+
 /* Reads the record of item into a buffer of exactly its size. */
 static int read_record(struct outbox *o, struct outbox_item *it)
 {
@@ -243,13 +252,13 @@ static int read_record(struct outbox *o, struct outbox_item *it)
 	}
 	int len = sqlite3_blob_bytes(blob);
 	int e = PL_OK;
-	if (len < 0 || (uint64_t)len != it->size) {
+	if (len < 0 || (uint64_t)len != it->summary.size) {
 		char k[128];
 		pl_session_key_format(&it->key, PL_TEXT_LOG, k, sizeof k);
 		e = pl_error_set(PL_ERR_IO,
 		                 "central outbox: the archived record of %s is %d "
 		                 "bytes, not the %" PRIu64 " its row says",
-		                 k, len, it->size);
+		                 k, len, it->summary.size);
 	} else if (!(it->record = malloc(len ? (size_t)len : 1))) {
 		e = pl_error_set(PL_ERR_MEM, "out of memory reading a record of %d bytes",
 		                 len);
@@ -292,16 +301,15 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 			break;
 		struct outbox_item *it = &v[k++];
 		it->id = sqlite3_column_int64(st, 0);
-		const char *serial = (const char *)sqlite3_column_text(st, 1);
-		snprintf(it->key.serial, sizeof it->key.serial, "%s", serial ? serial : "");
-		copy_fixed(it->key.uuid, 16, st, 2);
-		it->seq = (uint32_t)sqlite3_column_int64(st, 3);
-		it->size = size;
-		copy_fixed(it->sha256, 32, st, 5);
-		it->start_ms = sqlite3_column_int64(st, 6);
-		it->end_ms = sqlite3_column_int64(st, 7);
-		it->rtc_time = sqlite3_column_int(st, 8) != 0;
-		it->archived_ms = sqlite3_column_int64(st, 9);
+		copy_key(&it->key, st, 1);
+		struct plc_session_summary *sum = &it->summary;
+		sum->seq = (uint32_t)sqlite3_column_int64(st, 3);
+		sum->size = size;
+		copy_fixed(sum->sha256, 32, st, 5);
+		sum->start_ms = sqlite3_column_int64(st, 6);
+		sum->end_ms = sqlite3_column_int64(st, 7);
+		sum->rtc_time = sqlite3_column_int(st, 8) != 0;
+		sum->archived_ms = sqlite3_column_int64(st, 9);
 		bytes += size;
 		if (bytes >= max_bytes)
 			break;
@@ -313,7 +321,7 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	sqlite3_finalize(st);
 	for (size_t i = 0; !e && i < k; i++)
 		e = read_record(o, &v[i]);
-	if (e) {
+	if (e || !k) {
 		outbox_items_free(v, k);
 		return e;
 	}
@@ -322,36 +330,59 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	return PL_OK;
 }
 
-int outbox_mark(struct outbox *o, const int64_t *ids, const int *states,
-                const char *const *notes, size_t n)
+/* Runs sql once for each of n rows, in one transaction: bind(st, i, ud)
+ * binds row i's parameters.  doing: what it does, for errors. */
+static int per_row(struct outbox *o, const char *sql, const char *doing,
+                   size_t n, void (*bind)(sqlite3_stmt *st, size_t i,
+                                          const void *ud),
+                   const void *ud)
 {
 	if (!n)
 		return PL_OK;
 	sqlite3_stmt *st = NULL;
-	int e = exec(o, "BEGIN IMMEDIATE", "begin updating the outbox");
+	int e = exec(o, "BEGIN IMMEDIATE", doing);
 	if (!e)
-		e = prepare(o, &st,
-		            "UPDATE central_outbox SET state = ?2, note = ?3, done_ms = "
-		            "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) "
-		            "WHERE session_id = ?1",
-		            "update the outbox");
+		e = prepare(o, &st, sql, doing);
 	for (size_t i = 0; !e && i < n; i++) {
-		sqlite3_bind_int64(st, 1, ids[i]);
-		sqlite3_bind_int(st, 2, states[i]);
-		if (notes && notes[i])
-			sqlite3_bind_text(st, 3, notes[i], -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 3);
+		bind(st, i, ud);
 		if (sqlite3_step(st) != SQLITE_DONE)
-			e = db_fail(o, "update the outbox");
+			e = db_fail(o, doing);
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
 	if (!e)
-		e = exec(o, "COMMIT", "commit the outbox update");
+		e = exec(o, "COMMIT", doing);
 	if (e)
 		rollback(o);
 	return e;
+}
+
+struct marks {
+	const int64_t *ids;
+	const int *states;
+	const char *const *notes;
+};
+
+static void bind_mark(sqlite3_stmt *st, size_t i, const void *ud)
+{
+	const struct marks *m = ud;
+	sqlite3_bind_int64(st, 1, m->ids[i]);
+	sqlite3_bind_int(st, 2, m->states[i]);
+	if (m->notes && m->notes[i])
+		sqlite3_bind_text(st, 3, m->notes[i], -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 3);
+}
+
+int outbox_mark(struct outbox *o, const int64_t *ids, const int *states,
+                const char *const *notes, size_t n)
+{
+	struct marks m = {ids, states, notes};
+	return per_row(o,
+	               "UPDATE central_outbox SET state = ?2, note = ?3, done_ms = "
+	               "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) "
+	               "WHERE session_id = ?1",
+	               "update the outbox", n, bind_mark, &m);
 }
 
 static char *dup_col(sqlite3_stmt *st, int col)
@@ -367,76 +398,37 @@ static void copy_hash(char out[65], sqlite3_stmt *st, int col)
 	snprintf(out, 65, "%s", h && strlen(h) == 64 ? h : "");
 }
 
-void outbox_audit_free(struct outbox_audit *rows, size_t n)
-{
-	for (size_t i = 0; rows && i < n; i++) {
-		free(rows[i].user);
-		free(rows[i].pen);
-		free(rows[i].action);
-		free(rows[i].old_value);
-		free(rows[i].new_value);
-		free(rows[i].result);
-	}
-	free(rows);
-}
+/* ---- listings of what central has not confirmed: audit entries and
+ * annotations after their cursor, pens against their record */
 
-int outbox_audit_next(struct outbox *o, size_t max, struct outbox_audit **rows,
-                      size_t *n)
-{
-	*rows = NULL;
-	*n = 0;
-	struct outbox_audit *v = calloc(max ? max : 1, sizeof *v);
-	if (!v)
-		return pl_error_set(PL_ERR_MEM, "out of memory");
-	sqlite3_stmt *st;
-	int e = prepare(o, &st,
-	                "SELECT id, utc_ms, uid, user, pen, action, old_value, "
-	                "new_value, result, prev_hash, hash FROM audit WHERE id > coalesce("
-	                "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0) "
-	                "ORDER BY id LIMIT ?1",
-	                "list the audit entries to send");
-	if (e) {
-		free(v);
-		return e;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
-	size_t k = 0;
-	int rc;
-	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct outbox_audit *a = &v[k++];
-		a->id = sqlite3_column_int64(st, 0);
-		a->utc_ms = sqlite3_column_int64(st, 1);
-		a->uid = sqlite3_column_int64(st, 2);
-		a->user = dup_col(st, 3);
-		a->pen = dup_col(st, 4);
-		a->action = dup_col(st, 5);
-		a->old_value = dup_col(st, 6);
-		a->new_value = dup_col(st, 7);
-		a->result = dup_col(st, 8);
-		copy_hash(a->prev_hash, st, 9);
-		copy_hash(a->hash, st, 10);
-		if (!a->user || !a->pen || !a->action || !a->old_value ||
-		    !a->new_value || !a->result) {
-			e = pl_error_set(PL_ERR_MEM, "out of memory");
-			break;
-		}
-	}
-	if (!e && k < max && rc != SQLITE_DONE)
-		e = db_fail(o, "list the audit entries to send");
-	sqlite3_finalize(st);
-	if (e) {
-		outbox_audit_free(v, k);
-		return e;
-	}
-	*rows = v;
-	*n = k;
-	return PL_OK;
-}
+/* Returned by a listing's row function: the listing ends before this row. */
+#define ROW_STOP 1
 
+/*
+ * What a listing reads: sql (?1 its LIMIT) gives rows that row() turns
+ * into elements of elem_size bytes (PL_OK, ROW_STOP, or an error with the
+ * element counted, so that free_elem releases what it holds).  free_elem
+ * (NULL: nothing) frees what one element holds, not the element.  What
+ * central confirmed is recorded by moving a cursor, the central_state key
+ * cursor (its elements then begin with their id), or else by done.
+ */
+struct listing {
+	const char *sql;
+	const char *doing;
+	const char *what;      /* in messages */
+	size_t elem_size;
+	int (*row)(sqlite3_stmt *st, void *elem);
+	void (*free_elem)(void *elem);
+	const char *cursor;
+	int (*done)(struct outbox *o, const void *rows, size_t n);
+};
 
-/* ---- annotations */
+/* The id central confirmed everything up to, under a central_state key
+ * (0: nothing yet). */
+#define CURSOR(key) \
+	"coalesce((SELECT value FROM central_state WHERE key = '" key "'), 0)"
 
-/* The cursor of a central_state key (0: none yet). */
+/* The cursor of a central_state key moves forward only. */
 static int cursor_set(struct outbox *o, const char *key, int64_t id,
                       const char *doing)
 {
@@ -455,106 +447,166 @@ static int cursor_set(struct outbox *o, const char *key, int64_t id,
 	return e;
 }
 
-void outbox_annots_free(struct outbox_annot *rows, size_t n)
+/* ---- audit */
+
+static void audit_elem_free(void *elem)
 {
-	for (size_t i = 0; rows && i < n; i++) {
-		free(rows[i].user);
-		free(rows[i].client_ref);
-		free(rows[i].operator_name);
-		free(rows[i].note);
-	}
-	free(rows);
+	struct outbox_audit *a = elem;
+	free(a->user);
+	free(a->pen);
+	free(a->action);
+	free(a->old_value);
+	free(a->new_value);
+	free(a->result);
 }
 
-int outbox_annots_next(struct outbox *o, size_t max, struct outbox_annot **rows,
-                       size_t *n)
+static int audit_row(sqlite3_stmt *st, void *elem)
 {
-	*rows = NULL;
-	*n = 0;
-	struct outbox_annot *v = calloc(max ? max : 1, sizeof *v);
-	if (!v)
-		return pl_error_set(PL_ERR_MEM, "out of memory");
-	sqlite3_stmt *st;
+	struct outbox_audit *a = elem;
+	a->id = sqlite3_column_int64(st, 0);
+	a->utc_ms = sqlite3_column_int64(st, 1);
+	a->uid = sqlite3_column_int64(st, 2);
+	a->user = dup_col(st, 3);
+	a->pen = dup_col(st, 4);
+	a->action = dup_col(st, 5);
+	a->old_value = dup_col(st, 6);
+	a->new_value = dup_col(st, 7);
+	a->result = dup_col(st, 8);
+	copy_hash(a->prev_hash, st, 9);
+	copy_hash(a->hash, st, 10);
+	return a->user && a->pen && a->action && a->old_value && a->new_value &&
+	               a->result
+	           ? PL_OK
+	           : pl_error_set(PL_ERR_MEM, "out of memory");
+}
+
+/* ---- annotations */
+
+static void annot_elem_free(void *elem)
+{
+	struct outbox_annot *a = elem;
+	free(a->user);
+	free(a->client_ref);
+	free(a->operator_name);
+	free(a->note);
+}
+
+static int annot_row(sqlite3_stmt *st, void *elem)
+{
 	/* The session's outbox state: NULL (no row yet) or pending ends the
 	 * list, so an annotation never reaches central before its session. */
-	int e = prepare(o, &st,
-	                "SELECT a.id, s.serial, s.uuid, a.utc_ms, a.uid, a.user, "
-	                "a.client_ref, a.operator, a.note, o.state "
-	                "FROM annotations a JOIN sessions s ON s.id = a.session_id "
-	                "LEFT JOIN central_outbox o ON o.session_id = a.session_id "
-	                "WHERE a.id > coalesce((SELECT value FROM central_state "
-	                "WHERE key = 'annotations_sent'), 0) ORDER BY a.id LIMIT ?1",
-	                "list the annotations to send");
-	if (e) {
-		free(v);
-		return e;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
-	size_t k = 0;
-	int rc = SQLITE_DONE;
-	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (sqlite3_column_type(st, 9) == SQLITE_NULL ||
-		    sqlite3_column_int(st, 9) == OUTBOX_PENDING) {
-			rc = SQLITE_DONE;
-			break;
-		}
-		struct outbox_annot *a = &v[k++];
-		a->id = sqlite3_column_int64(st, 0);
-		const char *serial = (const char *)sqlite3_column_text(st, 1);
-		snprintf(a->key.serial, sizeof a->key.serial, "%s", serial ? serial : "");
-		copy_fixed(a->key.uuid, 16, st, 2);
-		a->utc_ms = sqlite3_column_int64(st, 3);
-		a->uid = sqlite3_column_int64(st, 4);
-		a->user = dup_col(st, 5);
-		a->client_ref = dup_col(st, 6);
-		a->operator_name = dup_col(st, 7);
-		a->note = dup_col(st, 8);
-		a->send = sqlite3_column_int(st, 9) == OUTBOX_CONFIRMED;
-		if (!a->user || !a->client_ref || !a->operator_name || !a->note) {
-			e = pl_error_set(PL_ERR_MEM, "out of memory");
-			break;
-		}
-	}
-	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
-		e = db_fail(o, "list the annotations to send");
-	sqlite3_finalize(st);
-	if (e) {
-		outbox_annots_free(v, k);
-		return e;
-	}
-	*rows = v;
-	*n = k;
-	return PL_OK;
-}
-
-int outbox_audit_done(struct outbox *o, int64_t id)
-{
-	return cursor_set(o, "audit_sent", id,
-	                  "record the audit entries central confirmed");
-}
-
-int outbox_annots_done(struct outbox *o, int64_t id)
-{
-	return cursor_set(o, "annotations_sent", id,
-	                  "record the annotations central confirmed");
+	if (sqlite3_column_type(st, 9) == SQLITE_NULL ||
+	    sqlite3_column_int(st, 9) == OUTBOX_PENDING)
+		return ROW_STOP;
+	struct outbox_annot *a = elem;
+	a->id = sqlite3_column_int64(st, 0);
+	copy_key(&a->key, st, 1);
+	a->utc_ms = sqlite3_column_int64(st, 3);
+	a->uid = sqlite3_column_int64(st, 4);
+	a->user = dup_col(st, 5);
+	a->client_ref = dup_col(st, 6);
+	a->operator_name = dup_col(st, 7);
+	a->note = dup_col(st, 8);
+	a->send = sqlite3_column_int(st, 9) == OUTBOX_CONFIRMED;
+	return a->user && a->client_ref && a->operator_name && a->note
+	           ? PL_OK
+	           : pl_error_set(PL_ERR_MEM, "out of memory");
 }
 
 /* ---- pens */
 
-int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
-                     size_t *n)
+static int pen_row(sqlite3_stmt *st, void *elem)
 {
+	struct outbox_pen *p = elem;
+	const char *f[4];
+	for (int i = 0; i < 4; i++) {
+		f[i] = (const char *)sqlite3_column_text(st, i);
+		if (!f[i])
+			f[i] = "";
+	}
+	snprintf(p->serial, sizeof p->serial, "%s", f[0]);
+	snprintf(p->model, sizeof p->model, "%s", f[1]);
+	snprintf(p->hw_revision, sizeof p->hw_revision, "%s", f[2]);
+	snprintf(p->fw_version, sizeof p->fw_version, "%s", f[3]);
+	p->seen_ms = sqlite3_column_int64(st, 4);
+	return PL_OK;
+}
+
+static void bind_pen(sqlite3_stmt *st, size_t i, const void *ud)
+{
+	const struct outbox_pen *p = (const struct outbox_pen *)ud + i;
+	sqlite3_bind_text(st, 1, p->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->model, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, p->hw_revision, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, p->fw_version, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, p->seen_ms);
+}
+
+static int pens_done(struct outbox *o, const void *rows, size_t n)
+{
+	return per_row(o,
+	               "INSERT OR REPLACE INTO central_pens_sent (serial, model, "
+	               "hw_revision, fw_version, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+	               "record the pens central has", n, bind_pen, rows);
+}
+
+static const struct listing listings[] = {
+    [OUTBOX_ANNOTS] = {
+        .sql = "SELECT a.id, s.serial, s.uuid, a.utc_ms, a.uid, a.user, "
+               "a.client_ref, a.operator, a.note, o.state "
+               "FROM annotations a JOIN sessions s ON s.id = a.session_id "
+               "LEFT JOIN central_outbox o ON o.session_id = a.session_id "
+               "WHERE a.id > " CURSOR("annotations_sent")
+               " ORDER BY a.id LIMIT ?1",
+        .doing = "list the annotations to send",
+        .what = "annotations",
+        .elem_size = sizeof(struct outbox_annot),
+        .row = annot_row,
+        .free_elem = annot_elem_free,
+        .cursor = "annotations_sent",
+    },
+    [OUTBOX_PENS] = {
+        .sql = "SELECT p.serial, p.model, p.hw_revision, p.fw_version, "
+               "p.seen_ms FROM pens p " PENS_UNSENT " ORDER BY p.serial LIMIT ?1",
+        .doing = "list the pens to send",
+        .what = "pens",
+        .elem_size = sizeof(struct outbox_pen),
+        .row = pen_row,
+        .done = pens_done,
+    },
+    [OUTBOX_AUDIT] = {
+        .sql = "SELECT id, utc_ms, uid, user, pen, action, old_value, "
+               "new_value, result, prev_hash, hash FROM audit WHERE id > "
+               CURSOR("audit_sent") " ORDER BY id LIMIT ?1",
+        .doing = "list the audit entries to send",
+        .what = "audit entries",
+        .elem_size = sizeof(struct outbox_audit),
+        .row = audit_row,
+        .free_elem = audit_elem_free,
+        .cursor = "audit_sent",
+    },
+};
+
+void outbox_list_free(enum outbox_list list, void *rows, size_t n)
+{
+	const struct listing *l = &listings[list];
+	unsigned char *v = rows;
+	for (size_t i = 0; v && l->free_elem && i < n; i++)
+		l->free_elem(v + i * l->elem_size);
+	free(rows);
+}
+
+int outbox_list(struct outbox *o, enum outbox_list list, size_t max,
+                void **rows, size_t *n)
+{
+	const struct listing *l = &listings[list];
 	*rows = NULL;
 	*n = 0;
-	struct outbox_pen *v = calloc(max ? max : 1, sizeof *v);
+	unsigned char *v = calloc(max ? max : 1, l->elem_size);
 	if (!v)
 		return pl_error_set(PL_ERR_MEM, "out of memory");
 	sqlite3_stmt *st;
-	int e = prepare(o, &st,
-	                "SELECT p.serial, p.model, p.hw_revision, p.fw_version, "
-	                "p.seen_ms FROM pens p " PENS_UNSENT
-	                " ORDER BY p.serial LIMIT ?1",
-	                "list the pens to send");
+	int e = prepare(o, &st, l->sql, l->doing);
 	if (e) {
 		free(v);
 		return e;
@@ -563,24 +615,22 @@ int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
 	size_t k = 0;
 	int rc = SQLITE_DONE;
 	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct outbox_pen *p = &v[k++];
-		const char *f[4];
-		for (int i = 0; i < 4; i++) {
-			f[i] = (const char *)sqlite3_column_text(st, i);
-			if (!f[i])
-				f[i] = "";
+		int r = l->row(st, v + k * l->elem_size);
+		if (r == ROW_STOP) {
+			rc = SQLITE_DONE;
+			break;
 		}
-		snprintf(p->serial, sizeof p->serial, "%s", f[0]);
-		snprintf(p->model, sizeof p->model, "%s", f[1]);
-		snprintf(p->hw_revision, sizeof p->hw_revision, "%s", f[2]);
-		snprintf(p->fw_version, sizeof p->fw_version, "%s", f[3]);
-		p->seen_ms = sqlite3_column_int64(st, 4);
+		k++;
+		if (r != PL_OK) {
+			e = r;
+			break;
+		}
 	}
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		e = db_fail(o, "list the pens to send");
+	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		e = db_fail(o, l->doing);
 	sqlite3_finalize(st);
-	if (e) {
-		free(v);
+	if (e || !k) {
+		outbox_list_free(list, v, k);
 		return e;
 	}
 	*rows = v;
@@ -588,33 +638,30 @@ int outbox_pens_next(struct outbox *o, size_t max, struct outbox_pen **rows,
 	return PL_OK;
 }
 
-int outbox_pens_done(struct outbox *o, const struct outbox_pen *rows, size_t n)
+_Static_assert(offsetof(struct outbox_audit, id) == 0 &&
+                   offsetof(struct outbox_annot, id) == 0,
+               "the rows of a listing after a cursor begin with their id");
+
+const char *outbox_list_what(enum outbox_list list)
 {
+	return listings[list].what;
+}
+
+int outbox_list_done(struct outbox *o, enum outbox_list list, const void *rows,
+                     size_t n)
+{
+	const struct listing *l = &listings[list];
 	if (!n)
 		return PL_OK;
-	sqlite3_stmt *st = NULL;
-	int e = exec(o, "BEGIN IMMEDIATE", "begin recording the pens central has");
-	if (!e)
-		e = prepare(o, &st,
-		            "INSERT OR REPLACE INTO central_pens_sent (serial, model, "
-		            "hw_revision, fw_version, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-		            "record the pens central has");
-	for (size_t i = 0; !e && i < n; i++) {
-		sqlite3_bind_text(st, 1, rows[i].serial, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, rows[i].model, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, rows[i].hw_revision, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, rows[i].fw_version, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, rows[i].seen_ms);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			e = db_fail(o, "record the pens central has");
-		sqlite3_reset(st);
-	}
-	sqlite3_finalize(st);
-	if (!e)
-		e = exec(o, "COMMIT", "commit the pens central has");
-	if (e)
-		rollback(o);
-	return e;
+	if (!l->cursor)
+		return l->done(o, rows, n);
+	const unsigned char *last = (const unsigned char *)rows +
+	                            (n - 1) * l->elem_size;
+	int64_t id;
+	memcpy(&id, last, sizeof id);
+	char doing[96];
+	snprintf(doing, sizeof doing, "record the %s central confirmed", l->what);
+	return cursor_set(o, l->cursor, id, doing);
 }
 
 int outbox_counts(struct outbox *o, struct outbox_counts *out)
@@ -642,16 +689,14 @@ int outbox_counts(struct outbox *o, struct outbox_counts *out)
 	int64_t audit = 0;
 	if (!e)
 		e = scalar(o,
-		           "SELECT count(*) FROM audit WHERE id > coalesce("
-		           "(SELECT value FROM central_state WHERE key = 'audit_sent'), 0)",
+		           "SELECT count(*) FROM audit WHERE id > " CURSOR("audit_sent"),
 		           "count the audit entries to send", &audit);
 	out->audit_pending = (uint64_t)audit;
 	int64_t annots = 0, pens = 0;
 	if (!e)
 		e = scalar(o,
-		           "SELECT count(*) FROM annotations WHERE id > coalesce("
-		           "(SELECT value FROM central_state WHERE key = "
-		           "'annotations_sent'), 0)",
+		           "SELECT count(*) FROM annotations WHERE id > "
+		           CURSOR("annotations_sent"),
 		           "count the annotations to send", &annots);
 	if (!e)
 		e = scalar(o, "SELECT count(*) FROM pens p " PENS_UNSENT,

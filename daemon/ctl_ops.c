@@ -80,12 +80,12 @@ static void session_of(const struct archived_session *x,
 	memcpy(key->uuid, x->uuid, sizeof key->uuid);
 	memset(info, 0, sizeof *info);
 	memcpy(info->uuid, x->uuid, sizeof info->uuid);
-	info->seq = x->seq;
-	info->size = x->size;
-	memcpy(info->sha256, x->sha256, sizeof info->sha256);
-	info->start_ms = x->start_ms;
-	info->end_ms = x->end_ms;
-	info->rtc_time = x->rtc_time;
+	info->seq = x->summary.seq;
+	info->size = x->summary.size;
+	memcpy(info->sha256, x->summary.sha256, sizeof info->sha256);
+	info->start_ms = x->summary.start_ms;
+	info->end_ms = x->summary.end_ms;
+	info->rtc_time = x->summary.rtc_time;
 	info->archived = true;
 }
 
@@ -764,7 +764,7 @@ static bool send_session_doc(struct client *cl, struct stream *s,
 		return true;
 	}
 	Plctl__ArchivedSession as;
-	plc_session_to_pb(&key, &info, who->archived_ms, &as);
+	plc_session_to_pb(&key, &info, who->summary.archived_ms, &as);
 	Plctl__ExportChunk ec = PLCTL__EXPORT_CHUNK__INIT;
 	ec.data.data = (uint8_t *)data;
 	ec.data.len = len;
@@ -880,7 +880,7 @@ static bool step_list(struct client *cl, struct stream *s)
 	}
 	for (size_t i = 0; i < n; i++) {
 		session_of(&p.v[i], &w[i].key, &w[i].info);
-		plc_session_to_pb(&w[i].key, &w[i].info, p.v[i].archived_ms,
+		plc_session_to_pb(&w[i].key, &w[i].info, p.v[i].summary.archived_ms,
 		                  &w[i].pb);
 		ptrs[i] = &w[i].pb;
 	}
@@ -891,9 +891,9 @@ static bool step_list(struct client *cl, struct stream *s)
 	free(w);
 	free(ptrs);
 	if (n) {
-		int64_t at = p.v[n - 1].start_ms;
+		int64_t at = p.v[n - 1].summary.start_ms;
 		uint64_t same = 0;
-		for (size_t i = n; i > 0 && p.v[i - 1].start_ms == at; i--)
+		for (size_t i = n; i > 0 && p.v[i - 1].summary.start_ms == at; i--)
 			same++;
 		if (at == s->since_ms) {
 			s->skip += same;

@@ -113,22 +113,20 @@ $$;
 CREATE TRIGGER audit_chain BEFORE INSERT ON penlink.audit
   FOR EACH ROW EXECUTE FUNCTION penlink.audit_chain();
 
-CREATE TRIGGER sessions_append_only BEFORE UPDATE OR DELETE ON penlink.sessions
-  FOR EACH ROW EXECUTE FUNCTION penlink.refuse_change();
-CREATE TRIGGER sessions_no_truncate BEFORE TRUNCATE ON penlink.sessions
-  FOR EACH STATEMENT EXECUTE FUNCTION penlink.refuse_change();
-CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON penlink.events
-  FOR EACH ROW EXECUTE FUNCTION penlink.refuse_change();
-CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON penlink.events
-  FOR EACH STATEMENT EXECUTE FUNCTION penlink.refuse_change();
-CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON penlink.audit
-  FOR EACH ROW EXECUTE FUNCTION penlink.refuse_change();
-CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON penlink.audit
-  FOR EACH STATEMENT EXECUTE FUNCTION penlink.refuse_change();
-CREATE TRIGGER conflicts_append_only BEFORE UPDATE OR DELETE ON penlink.conflicts
-  FOR EACH ROW EXECUTE FUNCTION penlink.refuse_change();
-CREATE TRIGGER conflicts_no_truncate BEFORE TRUNCATE ON penlink.conflicts
-  FOR EACH STATEMENT EXECUTE FUNCTION penlink.refuse_change();
+-- Each table T gets T_append_only (UPDATE, DELETE) and T_no_truncate.
+DO $$
+DECLARE t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['sessions', 'events', 'audit', 'conflicts'] LOOP
+    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON penlink.%I '
+                   'FOR EACH ROW EXECUTE FUNCTION penlink.refuse_change()',
+                   t || '_append_only', t);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON penlink.%I '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION penlink.refuse_change()',
+                   t || '_no_truncate', t);
+  END LOOP;
+END
+$$;
 
 -- The roles (cluster-wide; created once, kept if they exist).  Neither
 -- logs in: give each site's login role penlink_ingest, and each reader's

@@ -384,13 +384,13 @@ static void test_append_commit_read_back(void **state)
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.s[0].serial, "PEN-1");
 	assert_memory_equal(l.s[0].uuid, f.uuid, 16);
-	assert_int_equal(l.s[0].seq, 10);
-	assert_int_equal(l.s[0].size, f.len);
-	assert_memory_equal(l.s[0].sha256, f.info.sha256, 32);
-	assert_int_equal(l.s[0].start_ms, START_MS);
-	assert_int_equal(l.s[0].end_ms, START_MS + 3723500);
-	assert_true(l.s[0].rtc_time);
-	assert_true(l.s[0].archived_ms > START_MS);
+	assert_int_equal(l.s[0].summary.seq, 10);
+	assert_int_equal(l.s[0].summary.size, f.len);
+	assert_memory_equal(l.s[0].summary.sha256, f.info.sha256, 32);
+	assert_int_equal(l.s[0].summary.start_ms, START_MS);
+	assert_int_equal(l.s[0].summary.end_ms, START_MS + 3723500);
+	assert_true(l.s[0].summary.rtc_time);
+	assert_true(l.s[0].summary.archived_ms > START_MS);
 
 	/* Read back in pieces: byte for byte what the pen served. */
 	back = malloc(f.len);
@@ -730,28 +730,28 @@ static void test_list_filters(void **state)
 	memset(&l, 0, sizeof l);
 	assert_int_equal(archive_list(a, NULL, 0, collect, &l), PL_OK);
 	assert_int_equal(l.n, 4);
-	assert_int_equal(l.s[0].seq, 63);
-	assert_int_equal(l.s[1].seq, 61);
-	assert_int_equal(l.s[2].seq, 62);
-	assert_int_equal(l.s[3].seq, 60);
+	assert_int_equal(l.s[0].summary.seq, 63);
+	assert_int_equal(l.s[1].summary.seq, 61);
+	assert_int_equal(l.s[2].summary.seq, 62);
+	assert_int_equal(l.s[3].summary.seq, 60);
 
 	memset(&l, 0, sizeof l);
 	assert_int_equal(archive_list(a, "PEN-A", 0, collect, &l), PL_OK);
 	assert_int_equal(l.n, 3);
-	assert_int_equal(l.s[0].seq, 63);
-	assert_int_equal(l.s[1].seq, 62);
-	assert_int_equal(l.s[2].seq, 60);
+	assert_int_equal(l.s[0].summary.seq, 63);
+	assert_int_equal(l.s[1].summary.seq, 62);
+	assert_int_equal(l.s[2].summary.seq, 60);
 
 	memset(&l, 0, sizeof l);
 	assert_int_equal(archive_list(a, NULL, START_MS + 1000, collect, &l), PL_OK);
 	assert_int_equal(l.n, 3);
-	assert_int_equal(l.s[0].seq, 61);
+	assert_int_equal(l.s[0].summary.seq, 61);
 
 	memset(&l, 0, sizeof l);
 	assert_int_equal(archive_list(a, "PEN-A", START_MS + 1001, collect, &l),
 	                 PL_OK);
 	assert_int_equal(l.n, 2);
-	assert_int_equal(l.s[0].seq, 62);
+	assert_int_equal(l.s[0].summary.seq, 62);
 
 	memset(&l, 0, sizeof l);
 	assert_int_equal(archive_list(a, "PEN-C", 0, collect, &l), PL_OK);

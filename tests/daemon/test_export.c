@@ -34,13 +34,15 @@ static const char record_json[] =
 static struct plc_export_session session(void)
 {
 	struct plc_export_session s = {
-	    .serial = "PEN-9", .seq = 4, .size = 1234,
-	    .start_ms = 1700000000000, .end_ms = 1700000300000, .rtc_time = true,
-	    .archived_ms = 1700000400000, .model = "MN-1", .hw_revision = "+B",
+	    .serial = "PEN-9",
+	    .summary = {.seq = 4, .size = 1234, .start_ms = 1700000000000,
+	                .end_ms = 1700000300000, .rtc_time = true,
+	                .archived_ms = 1700000400000},
+	    .model = "MN-1", .hw_revision = "+B",
 	    .client_ref = "C-17", .operator_name = "ana", .notes = "ok | =1+1",
 	};
 	memset(s.uuid, 0x11, 16);
-	memset(s.sha256, 0xab, 32);
+	memset(s.summary.sha256, 0xab, 32);
 	return s;
 }
 
