@@ -1066,12 +1066,14 @@ static void audit_verify(struct client *cl, const Plctl__Request *rq)
 
 /* ------------------------------------------------------------------ annotations */
 
-/* The session (serial, uuid) a request names, or false after answering
- * the error. */
+/* The session (serial, uuid) a request names in the open archive, or
+ * false after answering the error. */
 static bool request_key(struct client *cl, uint32_t id, const char *serial,
                         const char *uuid, struct pl_session_key *key)
 {
 	char text[256];
+	if (!archive_open_or_fail(cl, id))
+		return false;
 	if (!S(serial)[0]) {
 		client_error(cl, id, PL_ERR_ARG, "a session is named by its pen's "
 		             "serial and its UUID");
@@ -1132,21 +1134,6 @@ static int annot_add(void *ud, const struct annotation *an)
 	return 0;
 }
 
-static void annot_send(struct client *cl, uint32_t id, struct annot_list *l)
-{
-	l->ptrs = calloc(l->n ? l->n : 1, sizeof *l->ptrs);
-	if (!l->ptrs) {
-		client_error(cl, id, PL_ERR_MEM, "out of memory");
-		return;
-	}
-	for (size_t i = 0; i < l->n; i++)
-		l->ptrs[i] = &l->v[i];
-	Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
-	al.n_annotations = l->n;
-	al.annotations = l->ptrs;
-	client_send(cl, id, true, PLCTL__RESPONSE__BODY_ANNOTATIONS, &al);
-}
-
 static void annot_free(struct annot_list *l)
 {
 	for (size_t i = 0; i < 4 * l->n; i++)
@@ -1156,13 +1143,36 @@ static void annot_free(struct annot_list *l)
 	free(l->ptrs);
 }
 
+/* Answers with the list, or with rc and why when gathering it failed (out
+ * of memory when the list ran out); frees the list either way. */
+static void annot_reply(struct client *cl, uint32_t id, struct annot_list *l,
+                        int rc, const char *why)
+{
+	if (!rc && !l->oom) {
+		l->ptrs = calloc(l->n ? l->n : 1, sizeof *l->ptrs);
+		l->oom = !l->ptrs;
+	}
+	if (rc || l->oom) {
+		client_error(cl, id, rc ? rc : PL_ERR_MEM, "%s",
+		             l->oom ? "out of memory" : why);
+		annot_free(l);
+		return;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		l->ptrs[i] = &l->v[i];
+	Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
+	al.n_annotations = l->n;
+	al.annotations = l->ptrs;
+	client_send(cl, id, true, PLCTL__RESPONSE__BODY_ANNOTATIONS, &al);
+	annot_free(l);
+}
+
 /* Adds an annotation and audits it, applied or not. */
 static void annotate(struct client *cl, const Plctl__Request *rq)
 {
 	const Plctl__Annotate *an = rq->annotate;
 	struct pl_session_key key;
-	if (!archive_open_or_fail(cl, rq->id) ||
-	    !request_key(cl, rq->id, an->serial, an->uuid, &key))
+	if (!request_key(cl, rq->id, an->serial, an->uuid, &key))
 		return;
 	struct annotation a = {
 	    .utc_ms = pl_time_utc_ms(),
@@ -1215,29 +1225,19 @@ static void annotate(struct client *cl, const Plctl__Request *rq)
 	}
 	a.id = aid;
 	struct annot_list l = {0};
-	if (annot_add(&l, &a))
-		client_error(cl, rq->id, PL_ERR_MEM, "out of memory");
-	else
-		annot_send(cl, rq->id, &l);
-	annot_free(&l);
+	annot_add(&l, &a); /* out of memory marks l */
+	annot_reply(cl, rq->id, &l, PL_OK, NULL);
 }
 
 static void list_annotations(struct client *cl, const Plctl__Request *rq)
 {
 	const Plctl__ListAnnotations *la = rq->list_annotations;
 	struct pl_session_key key;
-	if (!archive_open_or_fail(cl, rq->id) ||
-	    !request_key(cl, rq->id, la->serial, la->uuid, &key))
+	if (!request_key(cl, rq->id, la->serial, la->uuid, &key))
 		return;
 	struct annot_list l = {0};
 	int rc = archive_annotations(dmn(cl)->archive, &key, annot_add, &l);
-	if (rc || l.oom)
-		client_error(cl, rq->id, rc ? rc : PL_ERR_MEM, "%s",
-		             l.oom ? "out of memory"
-		                   : archive_errmsg(dmn(cl)->archive));
-	else
-		annot_send(cl, rq->id, &l);
-	annot_free(&l);
+	annot_reply(cl, rq->id, &l, rc, archive_errmsg(dmn(cl)->archive));
 }
 
 /* ------------------------------------------------------------------ operations */

@@ -67,6 +67,28 @@ static char *get_str(json_object *o, const char *key, bool *oom)
 	return s;
 }
 
+/* The array member key (*arr; NULL when absent or not an array) and a
+ * zeroed vector of as many elements of size bytes, their count in *n
+ * (NULL and 0 when absent; *oom set when the vector could not be had). */
+static void *get_array(json_object *o, const char *key, size_t size,
+                       json_object **arr, size_t *n, bool *oom)
+{
+	json_object *a = get(o, key);
+	*arr = NULL;
+	*n = 0;
+	if (!a || !json_object_is_type(a, json_type_array))
+		return NULL;
+	size_t len = json_object_array_length(a);
+	void *v = calloc(len ? len : 1, size);
+	if (!v) {
+		*oom = true;
+		return NULL;
+	}
+	*arr = a;
+	*n = len;
+	return v;
+}
+
 static bool hex_bytes(const char *hex, uint8_t *out, size_t n)
 {
 	if (!hex || strlen(hex) != 2 * n)
@@ -165,24 +187,18 @@ static int from_object(json_object *root, struct pl_report_entry *out)
 	out->max_depth_um = get_u32(s, "max_depth_um");
 	out->errors = get_u32(s, "errors");
 
-	json_object *ev = get(root, "events");
-	if (ev && json_object_is_type(ev, json_type_array)) {
-		size_t n = json_object_array_length(ev);
-		out->events = calloc(n ? n : 1, sizeof *out->events);
-		if (!out->events)
-			oom = true;
-		for (size_t i = 0; out->events && i < n; i++) {
-			json_object *e = json_object_array_get_idx(ev, i);
-			json_object *k = get(e, "kind");
-			out->events[i].offset_ms = get_u32(e, "offset_ms");
-			out->events[i].kind = k ? kind_number(json_object_get_string(k)) : -1;
-			int64_t v = get_i64(e, "value");
-			out->events[i].value = v < INT32_MIN ? INT32_MIN
-			                       : v > INT32_MAX ? INT32_MAX
-			                                       : (int32_t)v;
-		}
-		if (out->events)
-			out->n_events = n;
+	json_object *ev;
+	out->events = get_array(root, "events", sizeof *out->events, &ev,
+	                        &out->n_events, &oom);
+	for (size_t i = 0; i < out->n_events; i++) {
+		json_object *e = json_object_array_get_idx(ev, i);
+		json_object *k = get(e, "kind");
+		out->events[i].offset_ms = get_u32(e, "offset_ms");
+		out->events[i].kind = k ? kind_number(json_object_get_string(k)) : -1;
+		int64_t v = get_i64(e, "value");
+		out->events[i].value = v < INT32_MIN ? INT32_MIN
+		                       : v > INT32_MAX ? INT32_MAX
+		                                       : (int32_t)v;
 	}
 
 	json_object *sha = get(root, "sha256");
@@ -192,26 +208,20 @@ static int from_object(json_object *root, struct pl_report_entry *out)
 
 	/* Annotations (penctl sessions annotate), when the export carries
 	 * them. */
-	json_object *an = get(root, "annotations");
-	if (an && json_object_is_type(an, json_type_array)) {
-		size_t n = json_object_array_length(an);
-		out->annotations = calloc(n ? n : 1, sizeof *out->annotations);
-		if (!out->annotations)
-			oom = true;
-		for (size_t i = 0; out->annotations && i < n; i++) {
-			json_object *a = json_object_array_get_idx(an, i);
-			struct pl_report_annotation *d = &out->annotations[i];
-			d->utc_ms = get_i64(a, "utc_ms");
-			if (!d->utc_ms)
-				d->utc_ms = get_i64(a, "added_utc_ms");
-			d->client_ref = get_str(a, "client", &oom);
-			if (!d->client_ref)
-				d->client_ref = get_str(a, "client_ref", &oom);
-			d->operator_name = get_str(a, "operator", &oom);
-			d->note = get_str(a, "note", &oom);
-		}
-		if (out->annotations)
-			out->n_annotations = n;
+	json_object *an;
+	out->annotations = get_array(root, "annotations", sizeof *out->annotations,
+	                             &an, &out->n_annotations, &oom);
+	for (size_t i = 0; i < out->n_annotations; i++) {
+		json_object *a = json_object_array_get_idx(an, i);
+		struct pl_report_annotation *d = &out->annotations[i];
+		d->utc_ms = get_i64(a, "utc_ms");
+		if (!d->utc_ms)
+			d->utc_ms = get_i64(a, "added_utc_ms");
+		d->client_ref = get_str(a, "client", &oom);
+		if (!d->client_ref)
+			d->client_ref = get_str(a, "client_ref", &oom);
+		d->operator_name = get_str(a, "operator", &oom);
+		d->note = get_str(a, "note", &oom);
 	}
 	if (oom) {
 		pl_report_entry_clear(out);
@@ -220,19 +230,28 @@ static int from_object(json_object *root, struct pl_report_entry *out)
 	return PL_OK;
 }
 
+/* len bytes of JSON as a tree in *root; a parse error says why. */
+static int parse(const char *json, size_t len, const char *why,
+                 json_object **root)
+{
+	json_tokener *tok = json_tokener_new_ex(64);
+	if (!tok)
+		return pl_error_set(PL_ERR_MEM, "out of memory");
+	*root = json_tokener_parse_ex(tok, json, (int)len);
+	json_tokener_free(tok);
+	return *root ? PL_OK : pl_error_set(PL_ERR_PARSE, "%s", why);
+}
+
 int pl_report_entry_from_json(const char *json, size_t len,
                               struct pl_report_entry *out)
 {
 	if (!json || !out)
 		return pl_error_set(PL_ERR_ARG, "pl_report_entry_from_json: missing argument");
-	json_tokener *tok = json_tokener_new_ex(64);
-	if (!tok)
-		return pl_error_set(PL_ERR_MEM, "out of memory");
-	json_object *root = json_tokener_parse_ex(tok, json, (int)len);
-	json_tokener_free(tok);
-	if (!root)
-		return pl_error_set(PL_ERR_PARSE, "a session is not valid JSON");
-	int rc = from_object(root, out);
+	json_object *root;
+	int rc = parse(json, len, "a session is not valid JSON", &root);
+	if (rc != PL_OK)
+		return rc;
+	rc = from_object(root, out);
 	json_object_put(root);
 	return rc;
 }
@@ -257,14 +276,14 @@ int pl_report_entries_from_json_array(const char *json, size_t len,
 		return pl_error_set(PL_ERR_ARG, "pl_report_entries_from_json_array: missing argument");
 	*out = NULL;
 	*n = 0;
-	json_tokener *tok = json_tokener_new_ex(64);
-	if (!tok)
-		return pl_error_set(PL_ERR_MEM, "out of memory");
-	json_object *root = json_tokener_parse_ex(tok, json, (int)len);
-	json_tokener_free(tok);
-	if (!root || !json_object_is_type(root, json_type_array)) {
+	static const char not_array[] = "the export is not a JSON array";
+	json_object *root;
+	int rc = parse(json, len, not_array, &root);
+	if (rc != PL_OK)
+		return rc;
+	if (!json_object_is_type(root, json_type_array)) {
 		json_object_put(root);
-		return pl_error_set(PL_ERR_PARSE, "the export is not a JSON array");
+		return pl_error_set(PL_ERR_PARSE, "%s", not_array);
 	}
 	size_t count = json_object_array_length(root);
 	struct pl_report_entry *v = calloc(count ? count : 1, sizeof *v);
@@ -272,7 +291,6 @@ int pl_report_entries_from_json_array(const char *json, size_t len,
 		json_object_put(root);
 		return pl_error_set(PL_ERR_MEM, "out of memory");
 	}
-	int rc = PL_OK;
 	size_t k = 0;
 	for (; k < count && rc == PL_OK; k++)
 		rc = from_object(json_object_array_get_idx(root, k), &v[k]);

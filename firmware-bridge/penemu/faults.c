@@ -193,13 +193,8 @@ void faults_rebooted(struct faults *f)
 /* A private copy of the frame to damage. */
 static uint8_t *copy(struct faults *f, const uint8_t *frame, size_t len)
 {
-	if (len > f->scratch_cap) {
-		uint8_t *p = realloc(f->scratch, len);
-		if (!p)
-			return NULL;
-		f->scratch = p;
-		f->scratch_cap = len;
-	}
+	if (emu_grow((void **)&f->scratch, &f->scratch_cap, len, 1) != 0)
+		return NULL;
 	memcpy(f->scratch, frame, len);
 	return f->scratch;
 }

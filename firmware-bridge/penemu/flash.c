@@ -65,6 +65,25 @@ static int db_fail(struct flash *f, const char *what)
 	return -1;
 }
 
+/* Prepares sql into *st: 0, or -1 after saying what failed. */
+static int prepare(struct flash *f, const char *sql, sqlite3_stmt **st,
+                   const char *what)
+{
+	if (sqlite3_prepare_v2(f->db, sql, -1, st, NULL) != SQLITE_OK)
+		return db_fail(f, what);
+	return 0;
+}
+
+/* Runs a statement that returns no rows, then finalizes it: 0, or -1
+ * after saying what failed. */
+static int step_done(struct flash *f, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(f, what);
+
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static void drop_blob(struct flash *f)
 {
 	if (f->blob) {
@@ -93,12 +112,12 @@ static int store_presets_locked(struct flash *f, const struct pl_fw_preset *p,
 
 	if (exec(f, "DELETE FROM presets") != 0)
 		return -1;
-	if (sqlite3_prepare_v2(f->db,
-	                       "INSERT INTO presets (id, name, depth_um, speed_level,"
-	                       " area, needle_count, max_duration_s)"
-	                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return db_fail(f, "insert preset");
+	if (prepare(f,
+	            "INSERT INTO presets (id, name, depth_um, speed_level,"
+	            " area, needle_count, max_duration_s)"
+	            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+	            &st, "insert preset") != 0)
+		return -1;
 	for (size_t i = 0; i < count; i++) {
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, p[i].id);
@@ -127,19 +146,12 @@ static int create(struct flash *f, const char *serial)
 		return -1;
 	if (exec(f, schema) != 0)
 		goto fail;
-	if (sqlite3_prepare_v2(f->db,
-	                       "INSERT INTO meta VALUES (1, ?, 1, 1, 0, 0, 0, 0)",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		db_fail(f, "create");
+	if (prepare(f, "INSERT INTO meta VALUES (1, ?, 1, 1, 0, 0, 0, 0)", &st,
+	            "create") != 0)
 		goto fail;
-	}
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		db_fail(f, "create");
-		sqlite3_finalize(st);
+	if (step_done(f, st, "create") != 0)
 		goto fail;
-	}
-	sqlite3_finalize(st);
 	if (store_presets_locked(f, default_presets,
 	                         sizeof default_presets / sizeof default_presets[0]) != 0)
 		goto fail;
@@ -190,12 +202,9 @@ int flash_open(const char *path, const char *serial, struct flash **out,
 			        path ? path : ":memory:", sqlite3_errmsg(f->db));
 		goto fail;
 	}
-	if (sqlite3_prepare_v2(f->db,
-	                       "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		db_fail(f, "is this a penemu flash file?");
+	if (prepare(f, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+	            &st, "is this a penemu flash file?") != 0)
 		goto fail;
-	}
 	if (sqlite3_step(st) != SQLITE_ROW) {
 		db_fail(f, "is this a penemu flash file?");
 		sqlite3_finalize(st);
@@ -208,18 +217,16 @@ int flash_open(const char *path, const char *serial, struct flash **out,
 			goto fail;
 		*created = true;
 	}
-	if (sqlite3_prepare_v2(f->db,
-	                       "SELECT id, uuid, seq, size, sha256, start_ms, end_ms,"
-	                       " rtc, archived FROM sessions WHERE id = ?",
-	                       -1, &f->get, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(f->db,
-	                       "SELECT id, uuid, seq, size, sha256, start_ms, end_ms,"
-	                       " rtc, archived FROM sessions WHERE id > ?"
-	                       " ORDER BY id LIMIT 1",
-	                       -1, &f->next, NULL) != SQLITE_OK) {
-		db_fail(f, "not a penemu flash file");
+	if (prepare(f,
+	            "SELECT id, uuid, seq, size, sha256, start_ms, end_ms,"
+	            " rtc, archived FROM sessions WHERE id = ?",
+	            &f->get, "not a penemu flash file") != 0 ||
+	    prepare(f,
+	            "SELECT id, uuid, seq, size, sha256, start_ms, end_ms,"
+	            " rtc, archived FROM sessions WHERE id > ?"
+	            " ORDER BY id LIMIT 1",
+	            &f->next, "not a penemu flash file") != 0)
 		goto fail;
-	}
 	*out = f;
 	return 0;
 fail:
@@ -244,12 +251,12 @@ int flash_meta(struct flash *f, struct flash_meta *m)
 	int rc = -1;
 
 	memset(m, 0, sizeof *m);
-	if (sqlite3_prepare_v2(f->db,
-	                       "SELECT serial, preset_revision, next_seq, rtc_set,"
-	                       " rtc_offset_ms, total_strokes, motor_seconds"
-	                       " FROM meta WHERE id = 1",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return db_fail(f, "read meta");
+	if (prepare(f,
+	            "SELECT serial, preset_revision, next_seq, rtc_set,"
+	            " rtc_offset_ms, total_strokes, motor_seconds"
+	            " FROM meta WHERE id = 1",
+	            &st, "read meta") != 0)
+		return -1;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		const unsigned char *s = sqlite3_column_text(st, 0);
 		snprintf(m->serial, sizeof m->serial, "%s", s ? (const char *)s : "");
@@ -270,17 +277,13 @@ int flash_meta(struct flash *f, struct flash_meta *m)
 int flash_rtc_set(struct flash *f, int64_t offset_ms)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
 
 	drop_blob(f);
-	if (sqlite3_prepare_v2(f->db,
-	                       "UPDATE meta SET rtc_set = 1, rtc_offset_ms = ? WHERE id = 1",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return db_fail(f, "set clock");
+	if (prepare(f, "UPDATE meta SET rtc_set = 1, rtc_offset_ms = ? WHERE id = 1",
+	            &st, "set clock") != 0)
+		return -1;
 	sqlite3_bind_int64(st, 1, offset_ms);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(f, "set clock");
-	sqlite3_finalize(st);
-	return rc;
+	return step_done(f, st, "set clock");
 }
 
 int flash_presets_load(struct flash *f, struct pl_fw_preset *out, size_t max,
@@ -293,13 +296,11 @@ int flash_presets_load(struct flash *f, struct pl_fw_preset *out, size_t max,
 
 	if (flash_meta(f, &m) != 0)
 		return PL_FW_INTERNAL;
-	if (sqlite3_prepare_v2(f->db,
-	                       "SELECT id, name, depth_um, speed_level, area,"
-	                       " needle_count, max_duration_s FROM presets ORDER BY id",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		db_fail(f, "read presets");
+	if (prepare(f,
+	            "SELECT id, name, depth_um, speed_level, area,"
+	            " needle_count, max_duration_s FROM presets ORDER BY id",
+	            &st, "read presets") != 0)
 		return PL_FW_INTERNAL;
-	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const unsigned char *name = sqlite3_column_text(st, 1);
 		if (n == max) {
@@ -339,19 +340,12 @@ int flash_presets_store(struct flash *f, const struct pl_fw_preset *p,
 		return PL_FW_INTERNAL;
 	if (store_presets_locked(f, p, count) != 0)
 		goto fail;
-	if (sqlite3_prepare_v2(f->db,
-	                       "UPDATE meta SET preset_revision = ? WHERE id = 1", -1,
-	                       &st, NULL) != SQLITE_OK) {
-		db_fail(f, "store presets");
+	if (prepare(f, "UPDATE meta SET preset_revision = ? WHERE id = 1", &st,
+	            "store presets") != 0)
 		goto fail;
-	}
 	sqlite3_bind_int64(st, 1, revision);
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		db_fail(f, "store presets");
-		sqlite3_finalize(st);
+	if (step_done(f, st, "store presets") != 0)
 		goto fail;
-	}
-	sqlite3_finalize(st);
 	if (exec(f, "COMMIT") != 0)
 		goto fail;
 	return PL_FW_OK;
@@ -452,21 +446,14 @@ int flash_session_read(struct flash *f, uint32_t id, uint64_t offset,
 int flash_session_archive(struct flash *f, uint32_t id)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
 
 	drop_blob(f);
-	if (sqlite3_prepare_v2(f->db, "UPDATE sessions SET archived = 1 WHERE id = ?",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		db_fail(f, "archive session");
+	if (prepare(f, "UPDATE sessions SET archived = 1 WHERE id = ?", &st,
+	            "archive session") != 0)
 		return PL_FW_INTERNAL;
-	}
 	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		db_fail(f, "archive session");
+	if (step_done(f, st, "archive session") != 0)
 		return PL_FW_INTERNAL;
-	}
 	return sqlite3_changes(f->db) == 1 ? PL_FW_OK : PL_FW_NOT_FOUND;
 }
 
@@ -475,9 +462,8 @@ int flash_session_count(struct flash *f, size_t *count)
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(f->db, "SELECT count(*) FROM sessions", -1, &st,
-	                       NULL) != SQLITE_OK)
-		return db_fail(f, "count sessions");
+	if (prepare(f, "SELECT count(*) FROM sessions", &st, "count sessions") != 0)
+		return -1;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		*count = (size_t)sqlite3_column_int64(st, 0);
 		rc = 0;
@@ -497,14 +483,12 @@ int flash_session_add(struct flash *f, struct pl_session_info *meta,
 	drop_blob(f);
 	if (exec(f, "BEGIN IMMEDIATE") != 0)
 		return -1;
-	if (sqlite3_prepare_v2(f->db,
-	                       "INSERT INTO sessions (uuid, seq, size, sha256, start_ms,"
-	                       " end_ms, rtc, archived, record)"
-	                       " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		db_fail(f, "add session");
+	if (prepare(f,
+	            "INSERT INTO sessions (uuid, seq, size, sha256, start_ms,"
+	            " end_ms, rtc, archived, record)"
+	            " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+	            &st, "add session") != 0)
 		goto fail;
-	}
 	sqlite3_bind_blob(st, 1, meta->uuid, sizeof meta->uuid, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, meta->seq);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
@@ -513,32 +497,22 @@ int flash_session_add(struct flash *f, struct pl_session_info *meta,
 	sqlite3_bind_int64(st, 6, meta->end_ms);
 	sqlite3_bind_int(st, 7, meta->rtc_time ? 1 : 0);
 	sqlite3_bind_blob64(st, 8, record, len, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		db_fail(f, "add session");
-		sqlite3_finalize(st);
+	if (step_done(f, st, "add session") != 0)
 		goto fail;
-	}
-	sqlite3_finalize(st);
 	meta->id = (uint32_t)sqlite3_last_insert_rowid(f->db);
 	meta->size = len;
 	meta->archived = false;
-	if (sqlite3_prepare_v2(f->db,
-	                       "UPDATE meta SET next_seq = max(next_seq, ? + 1),"
-	                       " total_strokes = total_strokes + ?,"
-	                       " motor_seconds = motor_seconds + ? WHERE id = 1",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		db_fail(f, "add session");
+	if (prepare(f,
+	            "UPDATE meta SET next_seq = max(next_seq, ? + 1),"
+	            " total_strokes = total_strokes + ?,"
+	            " motor_seconds = motor_seconds + ? WHERE id = 1",
+	            &st, "add session") != 0)
 		goto fail;
-	}
 	sqlite3_bind_int64(st, 1, meta->seq);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)strokes);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)run_seconds);
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		db_fail(f, "add session");
-		sqlite3_finalize(st);
+	if (step_done(f, st, "add session") != 0)
 		goto fail;
-	}
-	sqlite3_finalize(st);
 	return exec(f, "COMMIT");
 fail:
 	exec(f, "ROLLBACK");

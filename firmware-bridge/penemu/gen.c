@@ -45,14 +45,8 @@ struct timeline {
 static int add_event(struct timeline *tl, uint32_t t, Pl__EventKind kind,
                      int32_t value)
 {
-	if (tl->nev == tl->cap_ev) {
-		size_t cap = tl->cap_ev ? tl->cap_ev * 2 : 64;
-		Pl__Event *p = realloc(tl->ev, cap * sizeof *p);
-		if (!p)
-			return -1;
-		tl->ev = p;
-		tl->cap_ev = cap;
-	}
+	if (emu_grow((void **)&tl->ev, &tl->cap_ev, tl->nev + 1, sizeof *tl->ev) != 0)
+		return -1;
 	/* Events are logged in order; never let a computed time step back. */
 	if (tl->nev && t < tl->ev[tl->nev - 1].offset_ms)
 		t = tl->ev[tl->nev - 1].offset_ms;
@@ -71,14 +65,8 @@ static int cut(struct timeline *tl, uint32_t t, const uint32_t *rates)
 
 	if (t <= tl->seg_start)
 		return 0;
-	if (tl->nseg == tl->cap_seg) {
-		size_t cap = tl->cap_seg ? tl->cap_seg * 2 : 64;
-		struct seg *p = realloc(tl->seg, cap * sizeof *p);
-		if (!p)
-			return -1;
-		tl->seg = p;
-		tl->cap_seg = cap;
-	}
+	if (emu_grow((void **)&tl->seg, &tl->cap_seg, tl->nseg + 1, sizeof *tl->seg) != 0)
+		return -1;
 	s = &tl->seg[tl->nseg++];
 	s->t0 = tl->seg_start;
 	s->t1 = t;
@@ -239,10 +227,36 @@ static int build_timeline(struct timeline *tl, struct emu_rng *r,
 	return add_event(tl, dur, PL__EVENT_KIND__EVENT_KIND_STOP, 0);
 }
 
-struct samples {
-	uint32_t *depth, *current, *battery;
-	size_t cap;
-};
+int gen_samples_reserve(struct gen_samples *s, size_t n)
+{
+	uint32_t **series[] = {&s->depth_um, &s->current_ma, &s->battery_mv};
+	size_t cap = s->cap;
+
+	/* The series grow alike, so they reach the same capacity; cap moves
+	 * only when all three have. */
+	for (size_t i = 0; i < sizeof series / sizeof series[0]; i++) {
+		cap = s->cap;
+		if (emu_grow((void **)series[i], &cap, n, sizeof **series[i]) != 0)
+			return -1;
+	}
+	s->cap = cap;
+	return 0;
+}
+
+void gen_samples_put(struct gen_samples *s, size_t i, const struct gen_sample *g)
+{
+	s->depth_um[i] = g->depth_um;
+	s->current_ma[i] = g->current_ma;
+	s->battery_mv[i] = g->battery_mv;
+}
+
+void gen_samples_free(struct gen_samples *s)
+{
+	free(s->depth_um);
+	free(s->current_ma);
+	free(s->battery_mv);
+	memset(s, 0, sizeof *s);
+}
 
 /* One telemetry sample: the needle stops a little short of the set depth,
  * never beyond it (the depth stop is mechanical), the motor draws more at
@@ -272,27 +286,15 @@ void gen_sample(bool running, uint32_t depth_um, uint32_t speed,
 }
 
 /* Fills n samples taken every interval_us along the timeline. */
-static int fill_samples(struct samples *sm, size_t n, uint32_t interval_us,
+static int fill_samples(struct gen_samples *sm, size_t n, uint32_t interval_us,
                         const struct timeline *tl, const struct battery *bat,
                         uint64_t noise_seed)
 {
 	struct emu_rng r;
 	size_t si = 0;
 
-	if (n > sm->cap) {
-		uint32_t *a = realloc(sm->depth, n * sizeof *a);
-		if (a)
-			sm->depth = a;
-		uint32_t *b = realloc(sm->current, n * sizeof *b);
-		if (b)
-			sm->current = b;
-		uint32_t *c = realloc(sm->battery, n * sizeof *c);
-		if (c)
-			sm->battery = c;
-		if (!a || !b || !c)
-			return -1;
-		sm->cap = n;
-	}
+	if (gen_samples_reserve(sm, n) != 0)
+		return -1;
 	emu_rng_seed(&r, noise_seed);
 	for (size_t i = 0; i < n; i++) {
 		uint32_t t = (uint32_t)((uint64_t)i * interval_us / 1000u);
@@ -304,10 +306,9 @@ static int fill_samples(struct samples *sm, size_t n, uint32_t interval_us,
 		s = &tl->seg[si];
 		gen_sample(s->running, s->depth_um, s->speed, battery_at(bat, t),
 		           emu_rng_next(&r), &g);
-		sm->depth[i] = g.depth_um;
-		sm->current[i] = g.current_ma;
-		sm->battery[i] = g.battery_mv;
+		gen_samples_put(sm, i, &g);
 	}
+	sm->n = n;
 	return 0;
 }
 
@@ -380,6 +381,60 @@ static void make_preset(const struct pl_fw_preset *p, Pl__Preset *pp)
 	pp->max_duration_s = p->max_duration_s;
 }
 
+/* A record's messages; rec points into the others. */
+struct record_msgs {
+	Pl__SessionRecord rec;
+	Pl__Preset preset;
+	Pl__Cartridge cart;
+	Pl__Telemetry tel;
+	Pl__Summary sum;
+	uint8_t uuid[16], uid[7];
+	char lot[16];
+};
+
+/* All a record holds but its times, events and telemetry: who recorded
+ * it, the preset in force, the cartridge (drawn from r) and the summary
+ * of tl.  m->uuid is the caller's (make_uuid draws it earlier from r). */
+static void record_msgs_init(struct record_msgs *m, struct emu_rng *r,
+                             const struct gen_params *gp, uint32_t seq,
+                             const struct timeline *tl,
+                             const struct pl_fw_preset *p,
+                             uint32_t preset_revision, uint32_t needles)
+{
+	pl__session_record__init(&m->rec);
+	pl__preset__init(&m->preset);
+	pl__cartridge__init(&m->cart);
+	pl__telemetry__init(&m->tel);
+	pl__summary__init(&m->sum);
+	make_preset(p, &m->preset);
+	make_cartridge(r, gp, needles, &m->cart, m->lot, m->uid);
+	m->sum.run_time_s = (uint32_t)(tl->run_ms / 1000u);
+	m->sum.strokes = tl->strokes;
+	m->sum.max_depth_um = tl->max_depth;
+	m->sum.errors = tl->errors;
+
+	m->rec.format = 1;
+	m->rec.uuid.data = m->uuid;
+	m->rec.uuid.len = sizeof m->uuid;
+	m->rec.seq = seq;
+	m->rec.serial = (char *)gp->serial;
+	m->rec.preset = &m->preset;
+	m->rec.preset_revision = preset_revision;
+	m->rec.cartridge = &m->cart;
+	m->rec.telemetry = &m->tel;
+	m->rec.summary = &m->sum;
+	m->rec.fw_version = (char *)gp->fw_version;
+}
+
+/* The samples as the record's telemetry (the caller sets the interval). */
+static void set_samples(Pl__Telemetry *tel, const struct gen_samples *s)
+{
+	tel->n_depth_um = tel->n_current_ma = tel->n_battery_mv = s->n;
+	tel->depth_um = s->depth_um;
+	tel->current_ma = s->current_ma;
+	tel->battery_mv = s->battery_mv;
+}
+
 /* Packs rec (size bytes, as measured) and stores it with its digest; *meta
  * gets the id the flash assigned. */
 static int store_record(struct flash *f, const Pl__SessionRecord *rec,
@@ -417,18 +472,12 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 	static const struct pl_fw_preset fallback = {1, "Default", 1000, 2, 5, 12, 0};
 	struct emu_rng r;
 	struct timeline tl;
-	struct samples sm;
+	struct gen_samples sm;
 	struct battery bat;
 	const struct pl_fw_preset *p;
-	Pl__SessionRecord rec = PL__SESSION_RECORD__INIT;
-	Pl__Preset pp = PL__PRESET__INIT;
-	Pl__Cartridge cart = PL__CARTRIDGE__INIT;
-	Pl__Telemetry tel = PL__TELEMETRY__INIT;
-	Pl__Summary sum = PL__SUMMARY__INIT;
+	struct record_msgs m;
 	Pl__Event **evp = NULL;
 	struct pl_session_info meta;
-	uint8_t uuid[16], uid[7];
-	char lot[16];
 	uint32_t dur;
 	int64_t start, slot;
 	size_t n = 0, base, size = 0;
@@ -440,7 +489,7 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 	emu_rng_seed(&r, gp->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)seq << 17));
 	noise_seed = emu_rng_next(&r);
 
-	make_uuid(&r, gp, seq, uuid);
+	make_uuid(&r, gp, seq, m.uuid);
 
 	/* Spread the sessions over four weeks ending two weeks ago, in clinic
 	 * hours when each gets a day or more. */
@@ -471,56 +520,34 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 	if (build_timeline(&tl, &r, gp->info, p, dur, &bat) != 0)
 		goto out;
 
-	make_preset(p, &pp);
-	make_cartridge(&r, gp, tl.needles, &cart, lot, uid);
-
+	record_msgs_init(&m, &r, gp, seq, &tl, p, preset_revision, tl.needles);
 	evp = malloc(tl.nev * sizeof *evp);
 	if (!evp)
 		goto out;
 	for (size_t i = 0; i < tl.nev; i++)
 		evp[i] = &tl.ev[i];
-
-	sum.run_time_s = (uint32_t)(tl.run_ms / 1000u);
-	sum.strokes = tl.strokes;
-	sum.max_depth_um = tl.max_depth;
-	sum.errors = tl.errors;
-
-	rec.format = 1;
-	rec.uuid.data = uuid;
-	rec.uuid.len = sizeof uuid;
-	rec.seq = seq;
-	rec.serial = (char *)gp->serial;
-	rec.start_ms = start;
-	rec.end_ms = start + dur;
-	rec.time_source = PL__TIME_SOURCE__TIME_SOURCE_RTC;
-	rec.preset = &pp;
-	rec.preset_revision = preset_revision;
-	rec.cartridge = &cart;
-	rec.n_events = tl.nev;
-	rec.events = evp;
-	rec.telemetry = &tel;
-	rec.summary = &sum;
-	rec.fw_version = (char *)gp->fw_version;
+	m.rec.start_ms = start;
+	m.rec.end_ms = start + dur;
+	m.rec.time_source = PL__TIME_SOURCE__TIME_SOURCE_RTC;
+	m.rec.n_events = tl.nev;
+	m.rec.events = evp;
 
 	/* Size the telemetry: measure the record without samples, guess
 	 * ~6 bytes a sample, then correct from what packing really gives. */
-	tel.interval_us = 1000000;
-	base = pl__session_record__get_packed_size(&rec);
+	m.tel.interval_us = 1000000;
+	base = pl__session_record__get_packed_size(&m.rec);
 	n = gp->target_bytes > base ? (gp->target_bytes - base) / 6 : 0;
 	for (int attempt = 0; attempt < 8; attempt++) {
 		double per;
 		long long delta;
 
-		tel.interval_us = n ? (uint32_t)((uint64_t)dur * 1000u / n) : 1000000;
-		if (tel.interval_us == 0)
-			tel.interval_us = 1;
-		if (fill_samples(&sm, n, tel.interval_us, &tl, &bat, noise_seed) != 0)
+		m.tel.interval_us = n ? (uint32_t)((uint64_t)dur * 1000u / n) : 1000000;
+		if (m.tel.interval_us == 0)
+			m.tel.interval_us = 1;
+		if (fill_samples(&sm, n, m.tel.interval_us, &tl, &bat, noise_seed) != 0)
 			goto out;
-		tel.n_depth_um = tel.n_current_ma = tel.n_battery_mv = n;
-		tel.depth_um = sm.depth;
-		tel.current_ma = sm.current;
-		tel.battery_mv = sm.battery;
-		size = pl__session_record__get_packed_size(&rec);
+		set_samples(&m.tel, &sm);
+		size = pl__session_record__get_packed_size(&m.rec);
 		delta = (long long)gp->target_bytes - (long long)size;
 		if (n == 0 || llabs(delta) * 400 <= (long long)gp->target_bytes)
 			break; /* within 0.25 % */
@@ -531,7 +558,7 @@ static int gen_one(struct flash *f, const struct gen_params *gp, unsigned index,
 			n = (size_t)((long long)n + (long long)(delta / per));
 	}
 
-	if (store_record(f, &rec, size, tl.strokes, tl.run_ms / 1000u, &meta) != 0)
+	if (store_record(f, &m.rec, size, tl.strokes, tl.run_ms / 1000u, &meta) != 0)
 		goto out;
 	rc = 0;
 out:
@@ -540,9 +567,7 @@ out:
 	free(evp);
 	free(tl.ev);
 	free(tl.seg);
-	free(sm.depth);
-	free(sm.current);
-	free(sm.battery);
+	gen_samples_free(&sm);
 	return rc;
 }
 
@@ -570,14 +595,8 @@ int gen_record_events(struct flash *f, const struct gen_params *gp,
 	struct emu_rng r;
 	struct timeline tl;
 	struct flash_meta fm;
-	Pl__SessionRecord rec = PL__SESSION_RECORD__INIT;
-	Pl__Preset pp = PL__PRESET__INIT;
-	Pl__Cartridge cart = PL__CARTRIDGE__INIT;
-	Pl__Telemetry tel = PL__TELEMETRY__INIT;
-	Pl__Summary sum = PL__SUMMARY__INIT;
+	struct record_msgs m;
 	Pl__Event *ev = NULL, **evp = NULL;
-	uint8_t uuid[16], uid[7];
-	char lot[16];
 	uint32_t seq;
 	int rc = -1;
 
@@ -587,7 +606,7 @@ int gen_record_events(struct flash *f, const struct gen_params *gp,
 	memset(&tl, 0, sizeof tl);
 	emu_rng_seed(&r, gp->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)seq << 17));
 	(void)emu_rng_next(&r); /* the noise seed of a generated session */
-	make_uuid(&r, gp, seq, uuid);
+	make_uuid(&r, gp, seq, m.uuid);
 
 	/* The summary follows the events: the motor runs from START and
 	 * RESUME to PAUSE and STOP, at the depth and speed last set. */
@@ -633,36 +652,17 @@ int gen_record_events(struct flash *f, const struct gen_params *gp,
 	if (cut(&tl, in->dur_ms, rates) != 0)
 		goto out;
 
-	make_preset(in->preset, &pp);
-	make_cartridge(&r, gp, in->needles, &cart, lot, uid);
-	tel.interval_us = in->interval_us;
-	tel.n_depth_um = tel.n_current_ma = tel.n_battery_mv = in->nsamples;
-	tel.depth_um = (uint32_t *)in->depth_um;
-	tel.current_ma = (uint32_t *)in->current_ma;
-	tel.battery_mv = (uint32_t *)in->battery_mv;
-	sum.run_time_s = (uint32_t)(tl.run_ms / 1000u);
-	sum.strokes = tl.strokes;
-	sum.max_depth_um = tl.max_depth;
-	sum.errors = tl.errors;
-
-	rec.format = 1;
-	rec.uuid.data = uuid;
-	rec.uuid.len = sizeof uuid;
-	rec.seq = seq;
-	rec.serial = (char *)gp->serial;
-	rec.start_ms = in->start_ms;
-	rec.end_ms = in->start_ms + in->dur_ms;
-	rec.time_source = in->rtc ? PL__TIME_SOURCE__TIME_SOURCE_RTC
-	                          : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
-	rec.preset = &pp;
-	rec.preset_revision = in->preset_revision;
-	rec.cartridge = &cart;
-	rec.n_events = in->nev;
-	rec.events = evp;
-	rec.telemetry = &tel;
-	rec.summary = &sum;
-	rec.fw_version = (char *)gp->fw_version;
-	rc = store_record(f, &rec, pl__session_record__get_packed_size(&rec),
+	record_msgs_init(&m, &r, gp, seq, &tl, in->preset, in->preset_revision,
+	                 in->needles);
+	m.rec.start_ms = in->start_ms;
+	m.rec.end_ms = in->start_ms + in->dur_ms;
+	m.rec.time_source = in->rtc ? PL__TIME_SOURCE__TIME_SOURCE_RTC
+	                            : PL__TIME_SOURCE__TIME_SOURCE_UPTIME;
+	m.rec.n_events = in->nev;
+	m.rec.events = evp;
+	m.tel.interval_us = in->interval_us;
+	set_samples(&m.tel, in->samples);
+	rc = store_record(f, &m.rec, pl__session_record__get_packed_size(&m.rec),
 	                  tl.strokes, tl.run_ms / 1000u, meta);
 out:
 	if (rc != 0)

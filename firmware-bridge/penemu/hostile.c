@@ -168,14 +168,7 @@ static bool queue(struct hostile *h, const uint8_t *p, size_t n)
 
 static uint8_t *scratch(struct hostile *h, size_t n)
 {
-	if (n > h->pack_cap) {
-		uint8_t *p = realloc(h->pack, n);
-		if (!p)
-			return NULL;
-		h->pack = p;
-		h->pack_cap = n;
-	}
-	return h->pack;
+	return emu_grow((void **)&h->pack, &h->pack_cap, n, 1) == 0 ? h->pack : NULL;
 }
 
 /* Frames payload (any bytes) and queues it. */

@@ -196,8 +196,7 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Room for need more elements of size elem in *buf (cap in elements). */
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+int emu_grow(void **buf, size_t *cap, size_t need, size_t elem)
 {
 	size_t c = *cap ? *cap : 64;
 	void *p;
@@ -319,7 +318,7 @@ static int link_send(const uint8_t *p, size_t len)
 		memmove(lk.out, lk.out + lk.out_start, lk.out_len);
 		lk.out_start = 0;
 	}
-	if (grow((void **)&lk.out, &lk.out_cap, lk.out_start + lk.out_len + len, 1) != 0)
+	if (emu_grow((void **)&lk.out, &lk.out_cap, lk.out_start + lk.out_len + len, 1) != 0)
 		return -1;
 	memcpy(lk.out + lk.out_start + lk.out_len, p, len);
 	lk.out_len += len;
@@ -327,7 +326,7 @@ static int link_send(const uint8_t *p, size_t len)
 		int64_t now = now_ns();
 		int64_t start = lk.free_ns > now ? lk.free_ns : now;
 
-		if (grow((void **)&lk.segs, &lk.segs_cap, lk.n_segs + 1,
+		if (emu_grow((void **)&lk.segs, &lk.segs_cap, lk.n_segs + 1,
 		         sizeof lk.segs[0]) != 0)
 			return -1;
 		lk.free_ns = start + (int64_t)((double)len * 1e9 / (double)lk.rate);
@@ -345,8 +344,8 @@ static int link_hold(const uint8_t *p, size_t len)
 		memmove(lk.in, lk.in + lk.in_start, lk.in_len);
 		lk.in_start = 0;
 	}
-	if (grow((void **)&lk.in, &lk.in_cap, lk.in_start + lk.in_len + len, 1) != 0 ||
-	    grow((void **)&lk.helds, &lk.held_cap, lk.n_held + 1, sizeof lk.helds[0]) != 0)
+	if (emu_grow((void **)&lk.in, &lk.in_cap, lk.in_start + lk.in_len + len, 1) != 0 ||
+	    emu_grow((void **)&lk.helds, &lk.held_cap, lk.n_held + 1, sizeof lk.helds[0]) != 0)
 		return -1;
 	memcpy(lk.in + lk.in_start + lk.in_len, p, len);
 	lk.in_len += len;

@@ -207,6 +207,10 @@ int hostile_session_next(struct hostile *h, uint32_t after, int real_rc,
 /* Writes all of data to the non-blocking fd, waiting for room; gives up
  * (-1) when nobody reads for several seconds or on a stop signal. */
 int emu_write_all(int fd, const uint8_t *data, size_t len);
+/* Room for need elements of size elem in *buf, whose capacity *cap (in
+ * elements) starts at 64 and doubles.  Returns 0, or -1 out of memory
+ * (*buf and *cap unchanged). */
+int emu_grow(void **buf, size_t *cap, size_t need, size_t elem);
 /* Milliseconds since penemu started (the pen's uptime). */
 uint64_t emu_uptime_ms(void);
 

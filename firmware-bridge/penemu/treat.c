@@ -55,8 +55,7 @@ struct treat {
 	uint32_t start_mv, end_mv;
 	bool running;
 	uint32_t depth, speed, needles;
-	uint32_t *depth_s, *current_s, *battery_s;
-	size_t nsamples, cap;
+	struct gen_samples samples;
 	struct gen_event done[MAX_STEPS];
 	size_t ndone;
 };
@@ -79,9 +78,7 @@ void treat_free(struct treat *t)
 {
 	if (!t)
 		return;
-	free(t->depth_s);
-	free(t->current_s);
-	free(t->battery_s);
+	gen_samples_free(&t->samples);
 	free(t);
 }
 
@@ -217,29 +214,15 @@ static uint32_t battery_at(const struct treat *t, uint32_t ms)
 static int take_sample(struct treat *t, struct pl_fw *fw)
 {
 	struct gen_sample g;
-	uint32_t ms = (uint32_t)(t->nsamples * SAMPLE_MS);
+	struct gen_samples *s = &t->samples;
+	uint32_t ms = (uint32_t)(s->n * SAMPLE_MS);
 
-	if (t->nsamples == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 256;
-		uint32_t *a = realloc(t->depth_s, cap * sizeof *a);
-		if (a)
-			t->depth_s = a;
-		uint32_t *b = realloc(t->current_s, cap * sizeof *b);
-		if (b)
-			t->current_s = b;
-		uint32_t *c = realloc(t->battery_s, cap * sizeof *c);
-		if (c)
-			t->battery_s = c;
-		if (!a || !b || !c)
-			return -1;
-		t->cap = cap;
-	}
+	if (gen_samples_reserve(s, s->n + 1) != 0)
+		return -1;
 	gen_sample(t->running, t->depth, t->speed, battery_at(t, ms),
 	           emu_rng_next(&t->noise), &g);
-	t->depth_s[t->nsamples] = g.depth_um;
-	t->current_s[t->nsamples] = g.current_ma;
-	t->battery_s[t->nsamples] = g.battery_mv;
-	if (t->nsamples % TRACE_SAMPLE_EVERY == 0) {
+	gen_samples_put(s, s->n, &g);
+	if (s->n % TRACE_SAMPLE_EVERY == 0) {
 		char line[128];
 		snprintf(line, sizeof line,
 		         "treatment %u.%03u s: depth %" PRIu32 " um, motor %" PRIu32
@@ -247,7 +230,7 @@ static int take_sample(struct treat *t, struct pl_fw *fw)
 		         ms / 1000u, ms % 1000u, g.depth_um, g.current_ma, g.battery_mv);
 		pl_fw_trace(fw, 3, line);
 	}
-	t->nsamples++;
+	s->n++;
 	return 0;
 }
 
@@ -366,7 +349,7 @@ static int begin(struct treat *t, struct pl_fw *fw)
 	utc = fw->ops->rtc_get(fw->ctx, &rtc);
 	t->rtc = rtc;
 	t->start_ms = rtc ? utc : (int64_t)fw->ops->uptime_ms(fw->ctx);
-	t->nsamples = 0;
+	t->samples.n = 0;
 	t->ndone = 0;
 	t->index++;
 	t->start_at = pl_time_monotonic_ms();
@@ -400,10 +383,7 @@ static void finish(struct treat *t, struct pl_fw *fw, struct flash *f)
 	in.ev = t->done;
 	in.nev = t->ndone;
 	in.interval_us = SAMPLE_MS * 1000u;
-	in.depth_um = t->depth_s;
-	in.current_ma = t->current_s;
-	in.battery_mv = t->battery_s;
-	in.nsamples = t->nsamples;
+	in.samples = &t->samples;
 	if (gen_record_events(f, &gp, &in, &meta) != 0) {
 		pl_fw_trace(fw, 0, "treatment: the session could not be recorded");
 		pl_fw_state_event(fw, PL__STATE_KIND__STATE_KIND_ERROR, 0,
@@ -450,7 +430,7 @@ int treat_tick(struct treat *t, struct pl_fw *fw, struct flash *f)
 	/* What is due, in time order; at one instant the step comes first, so
 	 * the sample shows what it changed. */
 	for (;;) {
-		uint32_t ts = (uint32_t)(t->nsamples * SAMPLE_MS);
+		uint32_t ts = (uint32_t)(t->samples.n * SAMPLE_MS);
 		uint32_t te = t->next_step < t->nsteps ? t->script[t->next_step].offset_ms
 		                                       : UINT32_MAX;
 
@@ -466,7 +446,7 @@ int treat_tick(struct treat *t, struct pl_fw *fw, struct flash *f)
 		return t->phase == DONE ? -1 : (int)(t->start_at - now);
 	}
 	{
-		uint32_t ts = (uint32_t)(t->nsamples * SAMPLE_MS);
+		uint32_t ts = (uint32_t)(t->samples.n * SAMPLE_MS);
 		uint32_t te = t->script[t->next_step].offset_ms;
 		uint32_t next = ts < t->dur_ms && ts < te ? ts : te;
 		return next > el ? (int)(next - el) : 0;

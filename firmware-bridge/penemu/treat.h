@@ -9,6 +9,7 @@
 #define PENEMU_TREAT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "penemu.h"
@@ -19,6 +20,20 @@
 struct gen_sample {
 	uint32_t depth_um, current_ma, battery_mv;
 };
+
+/* The telemetry of a session: n samples in the three series a record
+ * carries, with room for cap. */
+struct gen_samples {
+	uint32_t *depth_um, *current_ma, *battery_mv;
+	size_t n, cap;
+};
+
+/* Room for n samples in every series.  Returns 0, or -1 out of memory
+ * (what the series held is kept). */
+int gen_samples_reserve(struct gen_samples *s, size_t n);
+/* Stores g as sample i (< cap). */
+void gen_samples_put(struct gen_samples *s, size_t i, const struct gen_sample *g);
+void gen_samples_free(struct gen_samples *s);
 
 /* The sample of a pen running (or not) at depth_um and speed level speed
  * with the cell at battery_mv; noise is one draw of a generator. */
@@ -43,8 +58,7 @@ struct gen_live {
 	const struct gen_event *ev; /* in order, offsets within dur_ms */
 	size_t nev;
 	uint32_t interval_us;     /* telemetry */
-	const uint32_t *depth_um, *current_ma, *battery_mv;
-	size_t nsamples;
+	const struct gen_samples *samples;
 };
 
 /* Builds the record of `in` (summary computed from its events, UUID from

@@ -116,25 +116,27 @@ void pl__preset_set_to_pb(const struct pl_preset_set *set,
 	out->set.presets = out->ptrs;
 }
 
+/* The members struct pl_device_info and pl.DeviceInfo share by name: the
+ * one list both directions copy, so a field added to both is converted
+ * both ways.  The text, the stroke rates and the battery differ in form
+ * and are converted by hand. */
+#define DEVICE_INFO_TEXT(X) X(serial) X(model) X(hw_revision) X(fw_version)
+#define DEVICE_INFO_NUMBERS(X)                                               \
+	X(protocol_version) X(capabilities) X(depth_min_um) X(depth_max_um)  \
+	X(depth_step_um) X(speed_levels) X(slow_lock_depth_um) X(max_presets) \
+	X(total_strokes) X(motor_seconds)
+
 void pl__device_info_from_pb(const Pl__DeviceInfo *d, struct pl_device_info *o)
 {
 	memset(o, 0, sizeof *o);
-	pl__copy_text(o->serial, sizeof o->serial, d->serial);
-	pl__copy_text(o->model, sizeof o->model, d->model);
-	pl__copy_text(o->hw_revision, sizeof o->hw_revision, d->hw_revision);
-	pl__copy_text(o->fw_version, sizeof o->fw_version, d->fw_version);
-	o->protocol_version = d->protocol_version;
-	o->capabilities = d->capabilities;
-	o->depth_min_um = d->depth_min_um;
-	o->depth_max_um = d->depth_max_um;
-	o->depth_step_um = d->depth_step_um;
-	o->speed_levels = d->speed_levels;
+#define FROM_TEXT(f) pl__copy_text(o->f, sizeof o->f, d->f);
+#define FROM_NUMBER(f) o->f = d->f;
+	DEVICE_INFO_TEXT(FROM_TEXT)
+	DEVICE_INFO_NUMBERS(FROM_NUMBER)
+#undef FROM_TEXT
+#undef FROM_NUMBER
 	for (size_t i = 0; i < d->n_stroke_rate_hz && i < PL_MAX_SPEED_LEVELS; i++)
 		o->stroke_rate_hz[i] = d->stroke_rate_hz[i];
-	o->slow_lock_depth_um = d->slow_lock_depth_um;
-	o->max_presets = d->max_presets;
-	o->total_strokes = d->total_strokes;
-	o->motor_seconds = d->motor_seconds;
 	if (d->battery) {
 		o->battery_percent = d->battery->percent;
 		o->battery_mv = d->battery->millivolts;
@@ -147,25 +149,17 @@ void pl__device_info_to_pb(const struct pl_device_info *i,
 {
 	pl__device_info__init(&w->info);
 	pl__battery__init(&w->battery);
-	w->info.serial = (char *)i->serial;
-	w->info.model = (char *)i->model;
-	w->info.hw_revision = (char *)i->hw_revision;
-	w->info.fw_version = (char *)i->fw_version;
-	w->info.protocol_version = i->protocol_version;
-	w->info.capabilities = i->capabilities;
-	w->info.depth_min_um = i->depth_min_um;
-	w->info.depth_max_um = i->depth_max_um;
-	w->info.depth_step_um = i->depth_step_um;
-	w->info.speed_levels = i->speed_levels;
+#define TO_TEXT(f) w->info.f = (char *)i->f;
+#define TO_NUMBER(f) w->info.f = i->f;
+	DEVICE_INFO_TEXT(TO_TEXT)
+	DEVICE_INFO_NUMBERS(TO_NUMBER)
+#undef TO_TEXT
+#undef TO_NUMBER
 	size_t n = i->speed_levels < PL_MAX_SPEED_LEVELS ? i->speed_levels
 	                                                  : PL_MAX_SPEED_LEVELS;
 	memcpy(w->rates, i->stroke_rate_hz, n * sizeof w->rates[0]);
 	w->info.n_stroke_rate_hz = n;
 	w->info.stroke_rate_hz = w->rates;
-	w->info.slow_lock_depth_um = i->slow_lock_depth_um;
-	w->info.max_presets = i->max_presets;
-	w->info.total_strokes = i->total_strokes;
-	w->info.motor_seconds = i->motor_seconds;
 	w->battery.percent = i->battery_percent;
 	w->battery.millivolts = i->battery_mv;
 	w->battery.charging = i->charging;

@@ -161,6 +161,43 @@ void pl__op_send(struct pl__op *op, Pl__Envelope *req,
 		pl__op_finish(op, rc);
 }
 
+int pl__op_submit_query(struct pl__op *op, Pl__Envelope__BodyCase query,
+                        pl__op_step_fn step)
+{
+	/* Each query is an empty message. */
+	Pl__GetInfo gi = PL__GET_INFO__INIT;
+	Pl__GetClock gc = PL__GET_CLOCK__INIT;
+	Pl__GetPresets gp = PL__GET_PRESETS__INIT;
+	Pl__Envelope req = PL__ENVELOPE__INIT;
+	Pl__Envelope__BodyCase reply;
+	switch (query) {
+	case PL__ENVELOPE__BODY_GET_INFO:
+		req.get_info = &gi;
+		reply = PL__ENVELOPE__BODY_DEVICE_INFO;
+		break;
+	case PL__ENVELOPE__BODY_GET_CLOCK:
+		req.get_clock = &gc;
+		reply = PL__ENVELOPE__BODY_CLOCK;
+		break;
+	case PL__ENVELOPE__BODY_GET_PRESETS:
+		req.get_presets = &gp;
+		reply = PL__ENVELOPE__BODY_PRESET_SET;
+		break;
+	default:
+		return pl__fail(PL_ERR_ARG, "request %d is not a query", (int)query);
+	}
+	req.body_case = query;
+	return pl__op_submit(op, &req, reply, -1, -1, step);
+}
+
+void pl__op_send_query(struct pl__op *op, Pl__Envelope__BodyCase query,
+                       pl__op_step_fn step)
+{
+	int rc = pl__op_submit_query(op, query, step);
+	if (rc)
+		pl__op_finish(op, rc);
+}
+
 void pl__op_finish(struct pl__op *op, int status)
 {
 	if (op->finished)
@@ -705,11 +742,7 @@ int pl_pen_get_info_async(struct pl_pen *pen, struct pl_device_info *out,
 	if (rc || pl__op_refused(&io->base))
 		return rc;
 	io->out = out;
-	Pl__GetInfo gi = PL__GET_INFO__INIT;
-	Pl__Envelope req = PL__ENVELOPE__INIT;
-	req.body_case = PL__ENVELOPE__BODY_GET_INFO;
-	req.get_info = &gi;
-	pl__op_send(&io->base, &req, PL__ENVELOPE__BODY_DEVICE_INFO, info_step);
+	pl__op_send_query(&io->base, PL__ENVELOPE__BODY_GET_INFO, info_step);
 	return PL_OK;
 }
 
@@ -720,16 +753,6 @@ int pl_pen_get_info(struct pl_pen *pen, struct pl_device_info *out)
 }
 
 /* ------------------------------------------------------------------ clock */
-
-
-static void send_get_clock(struct pl__op *op, pl__op_step_fn step)
-{
-	Pl__GetClock gc = PL__GET_CLOCK__INIT;
-	Pl__Envelope req = PL__ENVELOPE__INIT;
-	req.body_case = PL__ENVELOPE__BODY_GET_CLOCK;
-	req.get_clock = &gc;
-	pl__op_send(op, &req, PL__ENVELOPE__BODY_CLOCK, step);
-}
 
 struct clock_get_op {
 	struct pl__op base;
@@ -762,7 +785,7 @@ static int clock_get_async(struct pl_pen *pen, int64_t *utc_ms, bool *rtc_set,
 	c->utc_ms = utc_ms;
 	c->rtc_set = rtc_set;
 	c->uptime_ms = uptime_ms;
-	send_get_clock(&c->base, clock_get_step);
+	pl__op_send_query(&c->base, PL__ENVELOPE__BODY_GET_CLOCK, clock_get_step);
 	return PL_OK;
 }
 
@@ -814,7 +837,7 @@ int pl_pen_clock_sync_async(struct pl_pen *pen, int64_t *offset_ms,
 	if (rc || pl__op_refused(&c->base))
 		return rc;
 	c->offset_ms = offset_ms;
-	send_get_clock(&c->base, clock_read_step);
+	pl__op_send_query(&c->base, PL__ENVELOPE__BODY_GET_CLOCK, clock_read_step);
 	return PL_OK;
 }
 

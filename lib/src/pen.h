@@ -92,6 +92,14 @@ int pl__op_submit(struct pl__op *op, Pl__Envelope *req,
  * sent. */
 void pl__op_send(struct pl__op *op, Pl__Envelope *req,
                  Pl__Envelope__BodyCase expect, pl__op_step_fn step);
+/* The requests that carry nothing, GetInfo, GetClock and GetPresets (query:
+ * their PL__ENVELOPE__BODY_GET_*), submitted as pl__op_submit() does with
+ * the defaults, expecting the reply that answers each. */
+int pl__op_submit_query(struct pl__op *op, Pl__Envelope__BodyCase query,
+                        pl__op_step_fn step);
+/* pl__op_submit_query(), finishing op if the request cannot be sent. */
+void pl__op_send_query(struct pl__op *op, Pl__Envelope__BodyCase query,
+                       pl__op_step_fn step);
 /* Ends op: status PL_OK, or a negative code whose detail is the current
  * pl_error_message().  Releases what the op holds and queues its
  * callback for pl_pen_handle_events().  Later calls are ignored. */

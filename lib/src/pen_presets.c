@@ -77,15 +77,6 @@ int pl_area_from_name(const char *name)
 
 /* ------------------------------------------------------------------ wire */
 
-static void send_get_presets(struct pl__op *op, pl__op_step_fn step)
-{
-	Pl__GetPresets gp = PL__GET_PRESETS__INIT;
-	Pl__Envelope req = PL__ENVELOPE__INIT;
-	req.body_case = PL__ENVELOPE__BODY_GET_PRESETS;
-	req.get_presets = &gp;
-	pl__op_send(op, &req, PL__ENVELOPE__BODY_PRESET_SET, step);
-}
-
 /* A pen's set, its names measured on the wire: a name holding a NUL is the
  * pen's protocol error, not a shorter name (see pl_pen_get_presets). */
 static int set_from_reply(const struct pl_pen *pen, const Pl__Envelope *rep,
@@ -124,7 +115,7 @@ int pl_pen_get_presets_async(struct pl_pen *pen, struct pl_preset_set *out,
 		return PL_OK;
 	}
 	g->out = out;
-	send_get_presets(&g->base, get_step);
+	pl__op_send_query(&g->base, PL__ENVELOPE__BODY_GET_PRESETS, get_step);
 	return PL_OK;
 }
 
@@ -226,12 +217,8 @@ static void put_step(struct pl__op *op, int status, Pl__Envelope *rep)
 	(void)rep;
 	if (status == PL_ERR_CONFLICT) {
 		snprintf(p->pen_msg, sizeof p->pen_msg, "%s", pl_error_message());
-		Pl__GetPresets gp = PL__GET_PRESETS__INIT;
-		Pl__Envelope req = PL__ENVELOPE__INIT;
-		req.body_case = PL__ENVELOPE__BODY_GET_PRESETS;
-		req.get_presets = &gp;
-		if (pl__op_submit(op, &req, PL__ENVELOPE__BODY_PRESET_SET, -1, -1,
-		                  conflict_step))
+		if (pl__op_submit_query(op, PL__ENVELOPE__BODY_GET_PRESETS,
+		                        conflict_step))
 			conflict_step(op, PL_ERR_CONFLICT, NULL);
 		return;
 	}
@@ -239,7 +226,7 @@ static void put_step(struct pl__op *op, int status, Pl__Envelope *rep)
 		pl__op_finish(op, status);
 		return;
 	}
-	send_get_presets(op, readback_step);
+	pl__op_send_query(op, PL__ENVELOPE__BODY_GET_PRESETS, readback_step);
 }
 
 static void send_put(struct put_op *p)
@@ -301,11 +288,7 @@ static int put_async(struct pl_pen *pen, const struct pl_preset_set *set,
 	} else if (pen->have_info) {
 		validate_and_put(p);
 	} else {
-		Pl__GetInfo gi = PL__GET_INFO__INIT;
-		Pl__Envelope req = PL__ENVELOPE__INIT;
-		req.body_case = PL__ENVELOPE__BODY_GET_INFO;
-		req.get_info = &gi;
-		pl__op_send(&p->base, &req, PL__ENVELOPE__BODY_DEVICE_INFO, limits_step);
+		pl__op_send_query(&p->base, PL__ENVELOPE__BODY_GET_INFO, limits_step);
 	}
 	return PL_OK;
 }

@@ -120,13 +120,7 @@ static bool is_pty_slave(const struct stat *st)
  */
 int pl_transport_open(const char *path, struct pl_transport **out)
 {
-	if (!out)
-		return pl__fail(PL_ERR_ARG, "pl_transport_open: out is NULL");
-	*out = NULL;
-	if (!path || !*path)
-		return pl__fail(PL_ERR_ARG, "no port given");
-
-	int rc = pl__port_check_path(path);
+	int rc = pl__port_check_open("pl_transport_open", path, out);
 	if (rc != PL_OK)
 		return rc;
 	struct stat st;

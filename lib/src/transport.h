@@ -43,6 +43,10 @@ int pl__lock_port(int fd, const char *path);
  */
 int pl__port_check_path(const char *path);
 int pl__port_check_fd(int fd, const char *path);
+/* What every pl_transport_open* (named fn) checks first: out (cleared
+ * first), a path, and pl__port_check_path. */
+int pl__port_check_open(const char *fn, const char *path,
+                        struct pl_transport **out);
 
 /*
  * poll()s fd for input (and for output room when want_write), handling

@@ -184,6 +184,17 @@ int pl__port_check_path(const char *path)
 	return PL_OK;
 }
 
+int pl__port_check_open(const char *fn, const char *path,
+                        struct pl_transport **out)
+{
+	if (!out)
+		return pl__fail(PL_ERR_ARG, "%s: out is NULL", fn);
+	*out = NULL;
+	if (!path || !*path)
+		return pl__fail(PL_ERR_ARG, "no port given");
+	return pl__port_check_path(path);
+}
+
 int pl__port_check_fd(int fd, const char *path)
 {
 	struct stat st;
@@ -413,14 +424,8 @@ static int make_raw(int fd, const char *path)
 
 int pl_transport_open_tty(const char *path, struct pl_transport **out)
 {
-	if (!out)
-		return pl__fail(PL_ERR_ARG, "pl_transport_open_tty: out is NULL");
-	*out = NULL;
-	if (!path || !*path)
-		return pl__fail(PL_ERR_ARG, "no port given");
-
 	/* Only serial ttys are opened at all (a device may act on open). */
-	int rc = pl__port_check_path(path);
+	int rc = pl__port_check_open("pl_transport_open_tty", path, out);
 	if (rc != PL_OK)
 		return rc;
 	int fd;

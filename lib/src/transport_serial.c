@@ -122,13 +122,7 @@ static int configure(struct sp_port *port, const char *path)
 
 int pl_transport_open_serial(const char *path, struct pl_transport **out)
 {
-	if (!out)
-		return pl__fail(PL_ERR_ARG, "pl_transport_open_serial: out is NULL");
-	*out = NULL;
-	if (!path || !*path)
-		return pl__fail(PL_ERR_ARG, "no port given");
-
-	int rc = pl__port_check_path(path);
+	int rc = pl__port_check_open("pl_transport_open_serial", path, out);
 	if (rc != PL_OK)
 		return rc;
 	struct sp_port *port = NULL;
