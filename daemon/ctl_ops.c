@@ -941,29 +941,47 @@ static void audit_flush(struct audit_acc *a, bool last)
 	a->piece_bytes = 0;
 }
 
-/* One allocation holds the entry and copies of its strings. */
+/*
+ * One allocation of head bytes (a protocol message) followed by copies of
+ * the n strings in src, so a reply entry is freed with one free() whatever
+ * the row held.  dst[i] points at the copy of src[i]; *bytes says what it
+ * costs.  NULL when out of memory.  n is at most PACK_MAX.
+ */
+#define PACK_MAX 8
+static void *pack_strings(size_t head, size_t n, const char *const src[],
+                          char *dst[], size_t *bytes)
+{
+	size_t len[PACK_MAX], total = head;
+	if (n > PACK_MAX)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		len[i] = strlen(src[i]);
+		total += len[i] + 1;
+	}
+	char *block = malloc(total);
+	if (!block)
+		return NULL;
+	char *p = block + head;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(p, src[i], len[i] + 1);
+		dst[i] = p;
+		p += len[i] + 1;
+	}
+	*bytes = total;
+	return block;
+}
+
 static Plctl__AuditEntry *audit_entry_copy(const struct audit_entry *e,
                                            size_t *bytes)
 {
 	const char *src[7] = {S(e->user), S(e->pen), S(e->action),
 	                      S(e->old_value), S(e->new_value), S(e->result),
 	                      S(e->hash)};
-	size_t len[7], total = sizeof(Plctl__AuditEntry);
-	for (int i = 0; i < 7; i++) {
-		len[i] = strlen(src[i]);
-		total += len[i] + 1;
-	}
-	Plctl__AuditEntry *w = malloc(total);
+	char *dst[7];
+	Plctl__AuditEntry *w = pack_strings(sizeof *w, 7, src, dst, bytes);
 	if (!w)
 		return NULL;
 	plctl__audit_entry__init(w);
-	char *p = (char *)(w + 1);
-	char *dst[7];
-	for (int i = 0; i < 7; i++) {
-		memcpy(p, src[i], len[i] + 1);
-		dst[i] = p;
-		p += len[i] + 1;
-	}
 	w->utc_ms = e->utc_ms;
 	w->uid = e->uid;
 	w->user = dst[0];
@@ -974,7 +992,6 @@ static Plctl__AuditEntry *audit_entry_copy(const struct audit_entry *e,
 	w->result = dst[5];
 	w->hash = dst[6];
 	w->id = e->id;
-	*bytes = total;
 	return w;
 }
 
@@ -1087,11 +1104,10 @@ static bool request_key(struct client *cl, uint32_t id, const char *serial,
 	return true;
 }
 
-/* Annotations as the protocol carries them; the strings point into ans. */
+/* Annotations as the protocol carries them, each one allocation with its
+ * strings (pack_strings). */
 struct annot_list {
-	Plctl__Annotation *v;
-	Plctl__Annotation **ptrs;
-	char **text;       /* copies, 4 per annotation */
+	Plctl__Annotation **v;
 	size_t n, cap;
 	bool oom;
 };
@@ -1101,46 +1117,40 @@ static int annot_add(void *ud, const struct annotation *an)
 	struct annot_list *l = ud;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
-		Plctl__Annotation *v = realloc(l->v, cap * sizeof *v);
-		if (v)
-			l->v = v;
-		char **t = v ? realloc(l->text, cap * 4 * sizeof *t) : NULL;
-		if (t)
-			l->text = t;
-		if (!v || !t) {
+		Plctl__Annotation **v = realloc(l->v, cap * sizeof *v);
+		if (!v) {
 			l->oom = true;
 			return PL_ERR_MEM;
 		}
+		l->v = v;
 		l->cap = cap;
 	}
-	char **t = l->text + 4 * l->n;
-	t[0] = strdup(an->user);
-	t[1] = strdup(an->client_ref);
-	t[2] = strdup(an->operator_name);
-	t[3] = strdup(an->note);
-	Plctl__Annotation *w = &l->v[l->n++];
+	const char *src[4] = {S(an->user), S(an->client_ref),
+	                      S(an->operator_name), S(an->note)};
+	char *dst[4];
+	size_t bytes;
+	Plctl__Annotation *w = pack_strings(sizeof *w, 4, src, dst, &bytes);
+	if (!w) {
+		l->oom = true;
+		return PL_ERR_MEM;
+	}
 	plctl__annotation__init(w);
 	w->id = an->id;
 	w->utc_ms = an->utc_ms;
 	w->uid = an->uid;
-	w->user = t[0];
-	w->client_ref = t[1];
-	w->operator_ = t[2];
-	w->note = t[3];
-	if (!t[0] || !t[1] || !t[2] || !t[3]) {
-		l->oom = true;
-		return PL_ERR_MEM;
-	}
+	w->user = dst[0];
+	w->client_ref = dst[1];
+	w->operator_ = dst[2];
+	w->note = dst[3];
+	l->v[l->n++] = w;
 	return 0;
 }
 
 static void annot_free(struct annot_list *l)
 {
-	for (size_t i = 0; i < 4 * l->n; i++)
-		free(l->text[i]);
-	free(l->text);
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
 	free(l->v);
-	free(l->ptrs);
 }
 
 /* Answers with the list, or with rc and why when gathering it failed (out
@@ -1148,21 +1158,15 @@ static void annot_free(struct annot_list *l)
 static void annot_reply(struct client *cl, uint32_t id, struct annot_list *l,
                         int rc, const char *why)
 {
-	if (!rc && !l->oom) {
-		l->ptrs = calloc(l->n ? l->n : 1, sizeof *l->ptrs);
-		l->oom = !l->ptrs;
-	}
 	if (rc || l->oom) {
 		client_error(cl, id, rc ? rc : PL_ERR_MEM, "%s",
 		             l->oom ? "out of memory" : why);
 		annot_free(l);
 		return;
 	}
-	for (size_t i = 0; i < l->n; i++)
-		l->ptrs[i] = &l->v[i];
 	Plctl__AnnotationList al = PLCTL__ANNOTATION_LIST__INIT;
 	al.n_annotations = l->n;
-	al.annotations = l->ptrs;
+	al.annotations = l->v;
 	client_send(cl, id, true, PLCTL__RESPONSE__BODY_ANNOTATIONS, &al);
 	annot_free(l);
 }
