@@ -222,8 +222,12 @@ expect 8 "${C[@]}" --json audit verify
 assert_eq "$(jqo .verify.bad_row)" "2" "a changed central row: verify names it"
 expect 8 "${C[@]}" audit verify
 assert_contains "$ERR" "site site-a: row 2 does not match central's chain" "and says which site and why"
+# Nothing was done at site b but its penlinkd setting the pen's clock at
+# attach, which its trail holds.
+site_synced b
 expect 0 "${C[@]}" --site site-b audit verify
-assert_contains "$OUT" "0 rows, chain intact" "site b's trail (empty: nothing was done there) is intact"
+assert_contains "$OUT" "$(sqlite3 "$T/b.db" "SELECT count(*) FROM audit WHERE action = 'clock.sync' AND user = 'penlinkd'") rows, chain intact" \
+  "site b's trail (its clock sync at attach only) is intact"
 
 # ---- audit: rows of one millisecond are listed newest (highest id) first
 # by number: a site's trail as central holds it, written here.
