@@ -225,7 +225,12 @@ static bool hex_parse(const char *hex, uint8_t *out, size_t n)
 
 /* $1 serial or NULL, $2 site or NULL, $3 since (ms), $4 until (ms) or
  * NULL: the filters of every listing, in archive order (start time, then
- * the order central received them).  The sessions table is s. */
+ * the order central received them).  The sessions table is s.
+ *
+ * The columns are selected as text (col::text keeps the name col), and an
+ * ORDER BY of a bare name sorts by the output column of that name: the
+ * queries here sort by the table's columns, qualified (s.start_ms), so
+ * that row 10 comes after row 9, not after row 1. */
 #define SESSION_FILTER                                                      \
 	"WHERE ($1::text IS NULL OR serial = $1) "                             \
 	"AND ($2::text IS NULL OR site = $2) AND start_ms >= $3::bigint "      \
@@ -292,11 +297,11 @@ static int list_query(struct central_conn *cc, const char *serial,
 	int e = client ? query(cc,
 	                       "SELECT " SESSION_COLS " FROM penlink.sessions s "
 	                       SESSION_FILTER "AND " CURRENT_CLIENT " = $5 "
-	                       "ORDER BY start_ms, id",
+	                       "ORDER BY s.start_ms, s.id",
 	                       5, pv, 0, PGRES_TUPLES_OK, "list the sessions", &r)
 	               : query(cc,
 	                       "SELECT " SESSION_COLS " FROM penlink.sessions s "
-	                       SESSION_FILTER "ORDER BY start_ms, id",
+	                       SESSION_FILTER "ORDER BY s.start_ms, s.id",
 	                       4, pv, 0, PGRES_TUPLES_OK, "list the sessions", &r);
 	if (e != PL_OK)
 		return e;
@@ -801,7 +806,7 @@ static int next_list(struct central_conn *cc, Plctl__Response **rep)
 #define EXPORT_SQL_HEAD                                                     \
 	"SELECT " SESSION_COLS ", decode_error, "                             \
 	"CASE WHEN decode_error IS NULL THEN record END, "
-#define EXPORT_SQL_TAIL SESSION_FILTER "ORDER BY start_ms, id"
+#define EXPORT_SQL_TAIL SESSION_FILTER "ORDER BY s.start_ms, s.id"
 #define EXPORT_SQL                                                          \
 	EXPORT_SQL_HEAD                                                        \
 	"pen.model, pen.hw_revision, "                                         \
@@ -910,10 +915,10 @@ static int audit_start(struct central_conn *cc, const Plctl__Audit *au)
 	return stream_start(cc,
 	                    "SELECT utc_ms::text, uid::text, \"user\", pen, "
 	                    "action, old_value, new_value, result, "
-	                    "local_id::text, hash, site FROM penlink.audit "
+	                    "local_id::text, hash, site FROM penlink.audit a "
 	                    "WHERE utc_ms >= $1::bigint AND ($2::text IS NULL "
-	                    "OR site = $2) ORDER BY utc_ms DESC, site, "
-	                    "local_id DESC LIMIT $3::bigint",
+	                    "OR site = $2) ORDER BY a.utc_ms DESC, a.site, "
+	                    "a.local_id DESC LIMIT $3::bigint",
 	                    3, p, 0, "audit trail", "read the audit trail");
 }
 
@@ -1121,8 +1126,8 @@ static int verify_run(struct central_conn *cc, const Plctl__AuditVerify *av)
 	    "new_value, result), 'UTF8')), 'hex') AND prev_hash IS NOT "
 	    "DISTINCT FROM lag(hash) OVER (PARTITION BY site ORDER BY "
 	    "local_id) THEN 't' ELSE 'f' END "
-	    "FROM penlink.audit WHERE $1::text IS NULL OR site = $1 "
-	    "ORDER BY site, local_id",
+	    "FROM penlink.audit a WHERE $1::text IS NULL OR site = $1 "
+	    "ORDER BY a.site, a.local_id",
 	    1, p, 0, "audit trail", "read the audit trail");
 	struct verify_site vs = {0};
 	size_t sites = 0;

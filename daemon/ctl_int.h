@@ -243,9 +243,6 @@ void client_pump(struct client *cl);
 struct ctl_req *ctl_req_new(struct client *cl, uint32_t id,
                             Plctl__Request__OpCase op);
 void ctl_req_free(struct ctl_req *r);
-void ctl_audit(struct daemon *d, uint32_t uid, const char *user,
-               const char *pen, const char *action, const char *old_value,
-               const char *new_value, const char *result);
 
 /* ctl_ops.c */
 /* The operation of an op case; NULL for one this daemon does not know. */

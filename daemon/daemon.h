@@ -111,6 +111,12 @@ void usb_stop(struct usb *u);
  * socket file, refuses a live one. */
 int ctl_start(struct daemon *d, struct ctl **out);
 void ctl_stop(struct ctl *c);
+/* Appends a row to the archive's audit trail: who (uid, user), which pen,
+ * what (action, old and new values as JSON objects) and the result.  Text
+ * is cleaned here; a failure to write is logged, never the caller's. */
+void ctl_audit(struct daemon *d, uint32_t uid, const char *user,
+               const char *pen, const char *action, const char *old_value,
+               const char *new_value, const char *result);
 /* Re-reads the [access] groups and the [policy] from d->cfg (SIGHUP). */
 void ctl_access_reload(struct ctl *c);
 /* Monitor stream: sent to every client that asked for Monitor. */

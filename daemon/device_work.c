@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "central.h"
 #include "device.h"
@@ -181,11 +182,21 @@ static void on_clock(void *ud, int status)
 	struct pen *p = ud;
 	if (!answered(p, status, step_clock))
 		return;
+	/* The daemon's own sync at attach changes the pen as penctl's does:
+	 * the audit trail has it too, with how far off the clock was. */
+	char oldv[64] = "", newv[64], why[256];
+	snprintf(why, sizeof why, "%s", status ? pl_error_message() : "ok");
+	if (!status)
+		snprintf(oldv, sizeof oldv, "{\"offset_ms\":%lld}",
+		         (long long)p->clock_offset);
+	snprintf(newv, sizeof newv, "{\"utc_ms\":%lld}", (long long)pl_time_utc_ms());
+	ctl_audit(p->d, (uint32_t)geteuid(), "penlinkd", p->serial, "clock.sync",
+	          oldv, newv, why);
 	if (status) {
 		/* Not fatal: the pen's records then carry uptime instead of
 		 * UTC, which the archive keeps as such. */
 		log_warn("pen %s on %s: cannot set its clock: %s", p->serial, p->port,
-		         pl_error_message());
+		         why);
 	} else {
 		p->clock_synced = true;
 		if (p->clock_offset)

@@ -148,6 +148,11 @@ done
 ok "export --dir: the site's files"
 
 # ---- audit: the site's trail (reads are audited there too) once replicated
+# Past row 9 at least, so that central's rows are read in the order of
+# their numbers, not of their text (row 10 after row 9, not after row 1).
+while [ "$(sqlite3 "$T/a.db" "SELECT count(*) FROM audit")" -lt 12 ]; do
+  expect 0 --socket "$T/a.sock" --json sessions show "$K0"
+done
 site_synced a
 expect 0 --socket "$T/a.sock" --json audit --limit 1000
 site_audit=$(jq -S '[.entries[] | del(.hash, .id)]' <<<"$OUT")
@@ -217,8 +222,22 @@ expect 8 "${C[@]}" --json audit verify
 assert_eq "$(jqo .verify.bad_row)" "2" "a changed central row: verify names it"
 expect 8 "${C[@]}" audit verify
 assert_contains "$ERR" "site site-a: row 2 does not match central's chain" "and says which site and why"
+# Nothing was done at site b but its penlinkd setting the pen's clock at
+# attach, which its trail holds.
+site_synced b
 expect 0 "${C[@]}" --site site-b audit verify
-assert_contains "$OUT" "0 rows, chain intact" "site b's trail (empty: nothing was done there) is intact"
+assert_contains "$OUT" "$(sqlite3 "$T/b.db" "SELECT count(*) FROM audit WHERE action = 'clock.sync' AND user = 'penlinkd'") rows, chain intact" \
+  "site b's trail (its clock sync at attach only) is intact"
+
+# ---- audit: rows of one millisecond are listed newest (highest id) first
+# by number: a site's trail as central holds it, written here.
+psql_su -c "INSERT INTO penlink.audit (site, local_id, utc_ms, uid, \"user\", pen,
+  action, old_value, new_value, result) SELECT 'site-z', g, 1700000000000, 0,
+  'root', '', 'sessions.show', '{}', '{}', 'ok' FROM generate_series(1, 12) g" ||
+  fail "cannot write site z's trail"
+expect 0 "${C[@]}" --site site-z --json audit --limit 100
+assert_eq "$(jqo '[.entries[].id] | map(tostring) | join(",")')" "12,11,10,9,8,7,6,5,4,3,2,1" \
+  "audit: one millisecond's rows by id, 12 before 9"
 
 stop_site "$A"
 stop_site "$B"

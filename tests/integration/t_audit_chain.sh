@@ -37,8 +37,10 @@ setpriv --reuid=65534 --regid=65534 --clear-groups "$T/penctl-copy" "${D[@]}" se
 expect 0 "${D[@]}" --json audit --limit 1000
 echo "$OUT" >"$T/audit.json"
 has() { jq -e "$1" "$T/audit.json" >/dev/null || fail "$2: $(jq -c '[.entries[] | {action, result}]' "$T/audit.json")"; ok "$2"; }
-has '[.entries[] | select(.action == "clock.sync" and .result == "ok" and .pen == "PEN-AU-1" and (.new_value.utc_ms | type) == "number" and (.old_value | has("offset_ms")))] | length == 1' \
+has '[.entries[] | select(.action == "clock.sync" and .user != "penlinkd" and .result == "ok" and .pen == "PEN-AU-1" and (.new_value.utc_ms | type) == "number" and (.old_value | has("offset_ms")))] | length == 1' \
   "clock sync audited with the clock before and the time set"
+has '[.entries[] | select(.action == "clock.sync" and .user == "penlinkd" and .result == "ok" and .pen == "PEN-AU-1" and (.old_value | has("offset_ms")))] | length >= 1' \
+  "the daemon's own clock sync at attach is audited too"
 has '[.entries[] | select(.action == "presets.push" and .result == "ok" and .user == "root" and (.old_value.presets | type) == "array" and ([.new_value.presets[] | select(.id == 1)][0].depth_mm == 0.75))] | length == 1' \
   "preset push audited with old and new sets as objects"
 has '[.entries[] | select(.action == "refused:presets.push" and (.result | contains("--confirm")) and ([.new_value.presets[] | select(.id == 3)][0].depth_mm == 2.25))] | length == 1' \
