@@ -65,32 +65,12 @@ static double tv_s(struct timeval tv)
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-/* CPU seconds (user + system) of this process so far. */
-static double self_cpu_s(void)
+/* CPU seconds of a process so far (0: this one), through the benchmarks'
+ * one reader (emu_cpu_ns: schedstat, else /proc stat); 0 if unknown. */
+static double cpu_seconds(pid_t pid)
 {
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
-}
-
-/* CPU seconds of another process so far, from /proc; 0 if unknown. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* Fields 14 and 15 (utime, stime) follow the ")" that ends the name. */
-	const char *p = strrchr(buf, ')');
-	unsigned long long ut = 0, st = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-	                 &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	long long ns = emu_cpu_ns(pid);
+	return ns > 0 ? (double)ns / 1e9 : 0;
 }
 
 /* MB/s of WRITER -> READER, or a negative value after printing why;
@@ -107,7 +87,7 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 		close(rd);
 		return -1;
 	}
-	double host0 = self_cpu_s();
+	double host0 = cpu_seconds(0);
 	long long t0 = emu_now_ns();
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -190,7 +170,7 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 		return -1;
 	double secs = (double)(last - t0) / 1e9;
 	*lost_out = total - got;
-	double host_cpu = self_cpu_s() - host0;
+	double host_cpu = cpu_seconds(0) - host0;
 	double pen_cpu = tv_s(writer_ru.ru_utime) + tv_s(writer_ru.ru_stime);
 	*cpu_s = host_cpu + pen_cpu;
 	printf("  raw: %zu of %zu bytes in %.3f s (%zu lost); CPU: host %.2f s, "
@@ -287,11 +267,11 @@ int main(int argc, char **argv)
 			return 1;
 		struct count_sink c = {0};
 		struct pl_download_options o = {.sink = count, .ud = &c};
-		double host0 = self_cpu_s(), pen0 = proc_cpu_s(e.pid);
+		double host0 = cpu_seconds(0), pen0 = cpu_seconds(e.pid);
 		long long t0 = emu_now_ns();
 		int rc = pl_pen_download_session(pen, &s[0], 0, &o);
 		long long t1 = emu_now_ns();
-		double host_cpu = self_cpu_s() - host0, pen_cpu = proc_cpu_s(e.pid) - pen0;
+		double host_cpu = cpu_seconds(0) - host0, pen_cpu = cpu_seconds(e.pid) - pen0;
 		struct pl_link_stats st;
 		pl_pen_link_stats(pen, &st);
 		pl_pen_close(pen);
