@@ -404,13 +404,19 @@ static void copy_hash(char out[65], sqlite3_stmt *st, int col)
 /* Returned by a listing's row function: the listing ends before this row. */
 #define ROW_STOP 1
 
+/* A text column of a listing's rows, copied into the element's char *
+ * member at byte offset member. */
+struct text_col {
+	size_t member;
+	int col;
+};
+
 /*
  * What a listing reads: sql (?1 its LIMIT) gives rows that row() turns
- * into elements of elem_size bytes (PL_OK, ROW_STOP, or an error with the
- * element counted, so that free_elem releases what it holds).  free_elem
- * (NULL: nothing) frees what one element holds, not the element.  What
- * central confirmed is recorded by moving a cursor, the central_state key
- * cursor (its elements then begin with their id), or else by done.
+ * into elements of elem_size bytes (PL_OK or ROW_STOP), and whose texts
+ * columns are copied into the element's strings, freed with the list.
+ * What central confirmed is recorded by moving a cursor, the central_state
+ * key cursor (its elements then begin with their id), or else by done.
  */
 struct listing {
 	const char *sql;
@@ -418,10 +424,13 @@ struct listing {
 	const char *what;      /* in messages */
 	size_t elem_size;
 	int (*row)(sqlite3_stmt *st, void *elem);
-	void (*free_elem)(void *elem);
+	const struct text_col *texts;
+	size_t n_texts;
 	const char *cursor;
 	int (*done)(struct outbox *o, const void *rows, size_t n);
 };
+
+#define TEXTS(t) .texts = (t), .n_texts = sizeof(t) / sizeof((t)[0])
 
 /* The id central confirmed everything up to, under a central_state key
  * (0: nothing yet). */
@@ -449,47 +458,27 @@ static int cursor_set(struct outbox *o, const char *key, int64_t id,
 
 /* ---- audit */
 
-static void audit_elem_free(void *elem)
-{
-	struct outbox_audit *a = elem;
-	free(a->user);
-	free(a->pen);
-	free(a->action);
-	free(a->old_value);
-	free(a->new_value);
-	free(a->result);
-}
-
 static int audit_row(sqlite3_stmt *st, void *elem)
 {
 	struct outbox_audit *a = elem;
 	a->id = sqlite3_column_int64(st, 0);
 	a->utc_ms = sqlite3_column_int64(st, 1);
 	a->uid = sqlite3_column_int64(st, 2);
-	a->user = dup_col(st, 3);
-	a->pen = dup_col(st, 4);
-	a->action = dup_col(st, 5);
-	a->old_value = dup_col(st, 6);
-	a->new_value = dup_col(st, 7);
-	a->result = dup_col(st, 8);
 	copy_hash(a->prev_hash, st, 9);
 	copy_hash(a->hash, st, 10);
-	return a->user && a->pen && a->action && a->old_value && a->new_value &&
-	               a->result
-	           ? PL_OK
-	           : pl_error_set(PL_ERR_MEM, "out of memory");
+	return PL_OK;
 }
+
+static const struct text_col audit_texts[] = {
+	{offsetof(struct outbox_audit, user), 3},
+	{offsetof(struct outbox_audit, pen), 4},
+	{offsetof(struct outbox_audit, action), 5},
+	{offsetof(struct outbox_audit, old_value), 6},
+	{offsetof(struct outbox_audit, new_value), 7},
+	{offsetof(struct outbox_audit, result), 8},
+};
 
 /* ---- annotations */
-
-static void annot_elem_free(void *elem)
-{
-	struct outbox_annot *a = elem;
-	free(a->user);
-	free(a->client_ref);
-	free(a->operator_name);
-	free(a->note);
-}
 
 static int annot_row(sqlite3_stmt *st, void *elem)
 {
@@ -503,15 +492,16 @@ static int annot_row(sqlite3_stmt *st, void *elem)
 	copy_key(&a->key, st, 1);
 	a->utc_ms = sqlite3_column_int64(st, 3);
 	a->uid = sqlite3_column_int64(st, 4);
-	a->user = dup_col(st, 5);
-	a->client_ref = dup_col(st, 6);
-	a->operator_name = dup_col(st, 7);
-	a->note = dup_col(st, 8);
 	a->send = sqlite3_column_int(st, 9) == OUTBOX_CONFIRMED;
-	return a->user && a->client_ref && a->operator_name && a->note
-	           ? PL_OK
-	           : pl_error_set(PL_ERR_MEM, "out of memory");
+	return PL_OK;
 }
+
+static const struct text_col annot_texts[] = {
+	{offsetof(struct outbox_annot, user), 5},
+	{offsetof(struct outbox_annot, client_ref), 6},
+	{offsetof(struct outbox_annot, operator_name), 7},
+	{offsetof(struct outbox_annot, note), 8},
+};
 
 /* ---- pens */
 
@@ -562,7 +552,7 @@ static const struct listing listings[] = {
         .what = "annotations",
         .elem_size = sizeof(struct outbox_annot),
         .row = annot_row,
-        .free_elem = annot_elem_free,
+        TEXTS(annot_texts),
         .cursor = "annotations_sent",
     },
     [OUTBOX_PENS] = {
@@ -582,7 +572,7 @@ static const struct listing listings[] = {
         .what = "audit entries",
         .elem_size = sizeof(struct outbox_audit),
         .row = audit_row,
-        .free_elem = audit_elem_free,
+        TEXTS(audit_texts),
         .cursor = "audit_sent",
     },
 };
@@ -591,9 +581,28 @@ void outbox_list_free(enum outbox_list list, void *rows, size_t n)
 {
 	const struct listing *l = &listings[list];
 	unsigned char *v = rows;
-	for (size_t i = 0; v && l->free_elem && i < n; i++)
-		l->free_elem(v + i * l->elem_size);
+	for (size_t i = 0; v && i < n; i++)
+		for (size_t t = 0; t < l->n_texts; t++) {
+			char *text;
+			memcpy(&text, v + i * l->elem_size + l->texts[t].member,
+			       sizeof text);
+			free(text);
+		}
 	free(rows);
+}
+
+/* Copies row st's text columns into elem; an error when out of memory,
+ * the copies made so far left for outbox_list_free. */
+static int copy_texts(const struct listing *l, sqlite3_stmt *st,
+                      unsigned char *elem)
+{
+	for (size_t t = 0; t < l->n_texts; t++) {
+		char *text = dup_col(st, l->texts[t].col);
+		if (!text)
+			return pl_error_set(PL_ERR_MEM, "out of memory");
+		memcpy(elem + l->texts[t].member, &text, sizeof text);
+	}
+	return PL_OK;
 }
 
 int outbox_list(struct outbox *o, enum outbox_list list, size_t max,
@@ -615,16 +624,14 @@ int outbox_list(struct outbox *o, enum outbox_list list, size_t max,
 	size_t k = 0;
 	int rc = SQLITE_DONE;
 	while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int r = l->row(st, v + k * l->elem_size);
-		if (r == ROW_STOP) {
+		unsigned char *elem = v + k * l->elem_size;
+		if (l->row(st, elem) == ROW_STOP) {
 			rc = SQLITE_DONE;
 			break;
 		}
 		k++;
-		if (r != PL_OK) {
-			e = r;
+		if ((e = copy_texts(l, st, elem)) != PL_OK)
 			break;
-		}
 	}
 	if (!e && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		e = db_fail(o, l->doing);
