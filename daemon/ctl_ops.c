@@ -9,6 +9,7 @@
  * preset push it started is still audited.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -942,16 +943,18 @@ static void audit_flush(struct audit_acc *a, bool last)
 }
 
 /*
- * One allocation of head bytes (a protocol message) followed by copies of
- * the n strings in src, so a reply entry is freed with one free() whatever
- * the row held.  dst[i] points at the copy of src[i]; *bytes says what it
- * costs.  NULL when out of memory.  n is at most PACK_MAX.
+ * One allocation holding a protocol message of type desc, initialised,
+ * followed by copies of the n strings in src, stored into the message's
+ * string fields at the byte offsets in field: a reply entry is freed with
+ * one free() whatever the row held.  *bytes says what it costs.  NULL when
+ * out of memory.  n is at most PACK_MAX.
  */
 #define PACK_MAX 8
-static void *pack_strings(size_t head, size_t n, const char *const src[],
-                          char *dst[], size_t *bytes)
+static void *pack_strings(const ProtobufCMessageDescriptor *desc, size_t n,
+                          const char *const src[], const size_t field[],
+                          size_t *bytes)
 {
-	size_t len[PACK_MAX], total = head;
+	size_t len[PACK_MAX], total = desc->sizeof_message;
 	if (n > PACK_MAX)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -961,10 +964,11 @@ static void *pack_strings(size_t head, size_t n, const char *const src[],
 	char *block = malloc(total);
 	if (!block)
 		return NULL;
-	char *p = block + head;
+	protobuf_c_message_init(desc, block);
+	char *p = block + desc->sizeof_message;
 	for (size_t i = 0; i < n; i++) {
 		memcpy(p, src[i], len[i] + 1);
-		dst[i] = p;
+		memcpy(block + field[i], &p, sizeof p);
 		p += len[i] + 1;
 	}
 	*bytes = total;
@@ -974,23 +978,25 @@ static void *pack_strings(size_t head, size_t n, const char *const src[],
 static Plctl__AuditEntry *audit_entry_copy(const struct audit_entry *e,
                                            size_t *bytes)
 {
-	const char *src[7] = {S(e->user), S(e->pen), S(e->action),
-	                      S(e->old_value), S(e->new_value), S(e->result),
-	                      S(e->hash)};
-	char *dst[7];
-	Plctl__AuditEntry *w = pack_strings(sizeof *w, 7, src, dst, bytes);
+	static const size_t field[] = {
+		offsetof(Plctl__AuditEntry, user),
+		offsetof(Plctl__AuditEntry, pen),
+		offsetof(Plctl__AuditEntry, action),
+		offsetof(Plctl__AuditEntry, old_value),
+		offsetof(Plctl__AuditEntry, new_value),
+		offsetof(Plctl__AuditEntry, result),
+		offsetof(Plctl__AuditEntry, hash),
+	};
+	const char *src[] = {S(e->user), S(e->pen), S(e->action),
+	                     S(e->old_value), S(e->new_value), S(e->result),
+	                     S(e->hash)};
+	Plctl__AuditEntry *w = pack_strings(&plctl__audit_entry__descriptor,
+	                                    sizeof field / sizeof field[0], src,
+	                                    field, bytes);
 	if (!w)
 		return NULL;
-	plctl__audit_entry__init(w);
 	w->utc_ms = e->utc_ms;
 	w->uid = e->uid;
-	w->user = dst[0];
-	w->pen = dst[1];
-	w->action = dst[2];
-	w->old_value = dst[3];
-	w->new_value = dst[4];
-	w->result = dst[5];
-	w->hash = dst[6];
 	w->id = e->id;
 	return w;
 }
@@ -1125,23 +1131,25 @@ static int annot_add(void *ud, const struct annotation *an)
 		l->v = v;
 		l->cap = cap;
 	}
-	const char *src[4] = {S(an->user), S(an->client_ref),
-	                      S(an->operator_name), S(an->note)};
-	char *dst[4];
+	static const size_t field[] = {
+		offsetof(Plctl__Annotation, user),
+		offsetof(Plctl__Annotation, client_ref),
+		offsetof(Plctl__Annotation, operator_),
+		offsetof(Plctl__Annotation, note),
+	};
+	const char *src[] = {S(an->user), S(an->client_ref),
+	                     S(an->operator_name), S(an->note)};
 	size_t bytes;
-	Plctl__Annotation *w = pack_strings(sizeof *w, 4, src, dst, &bytes);
+	Plctl__Annotation *w = pack_strings(&plctl__annotation__descriptor,
+	                                    sizeof field / sizeof field[0], src,
+	                                    field, &bytes);
 	if (!w) {
 		l->oom = true;
 		return PL_ERR_MEM;
 	}
-	plctl__annotation__init(w);
 	w->id = an->id;
 	w->utc_ms = an->utc_ms;
 	w->uid = an->uid;
-	w->user = dst[0];
-	w->client_ref = dst[1];
-	w->operator_ = dst[2];
-	w->note = dst[3];
 	l->v[l->n++] = w;
 	return 0;
 }
