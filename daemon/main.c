@@ -390,19 +390,17 @@ static int serve(struct daemon *d, bool foreground, char **ports, int nports)
 	status = rc < 0 ? EXIT_RUNTIME : 0;
 out:
 	/* Pens first (their downloads are flushed into the archive and the
-	 * monitor hears about it), then the socket, then the archive. */
-	usb_stop(d->usb);
-	d->usb = NULL;
-	pens_free(d->pens);
-	d->pens = NULL;
-	ctl_stop(d->ctl);
-	d->ctl = NULL;
-	central_stop(d->central);
-	d->central = NULL;
-	archive_close(d->archive);
-	d->archive = NULL;
-	loop_free(d->loop);
-	d->loop = NULL;
+	 * monitor hears about it), then the socket, then the archive.
+	 * Each is forgotten as it stops, so the teardown of the ones after it
+	 * sees it gone rather than freed. */
+#define STOP_AND_FORGET(stop, part) (stop(d->part), d->part = NULL)
+	STOP_AND_FORGET(usb_stop, usb);
+	STOP_AND_FORGET(pens_free, pens);
+	STOP_AND_FORGET(ctl_stop, ctl);
+	STOP_AND_FORGET(central_stop, central);
+	STOP_AND_FORGET(archive_close, archive);
+	STOP_AND_FORGET(loop_free, loop);
+#undef STOP_AND_FORGET
 	close(sfd);
 	if (!status)
 		log_notice("penlinkd stopped");

@@ -360,30 +360,30 @@ static int begin(struct treat *t, struct pl_fw *fw)
 static void finish(struct treat *t, struct pl_fw *fw, struct flash *f)
 {
 	struct pl_fw_device_info info;
-	struct gen_params gp;
-	struct gen_live in;
 	struct pl_session_info meta;
 	char detail[128], uuid[37];
 
 	memset(&info, 0, sizeof info);
 	fw->ops->get_info(fw->ctx, &info);
-	memset(&gp, 0, sizeof gp);
-	gp.seed = t->o.seed;
-	gp.serial = info.serial;
-	gp.uuid_serial = t->o.uuid_serial;
-	gp.fw_version = t->o.fw_version;
-	gp.info = &info;
-	memset(&in, 0, sizeof in);
-	in.preset = &t->preset;
-	in.preset_revision = t->revision;
-	in.needles = t->needles;
-	in.start_ms = t->start_ms;
-	in.rtc = t->rtc;
-	in.dur_ms = t->dur_ms;
-	in.ev = t->done;
-	in.nev = t->ndone;
-	in.interval_us = SAMPLE_MS * 1000u;
-	in.samples = &t->samples;
+	const struct gen_params gp = {
+		.seed = t->o.seed,
+		.serial = info.serial,
+		.uuid_serial = t->o.uuid_serial,
+		.fw_version = t->o.fw_version,
+		.info = &info,
+	};
+	const struct gen_live in = {
+		.preset = &t->preset,
+		.preset_revision = t->revision,
+		.needles = t->needles,
+		.start_ms = t->start_ms,
+		.rtc = t->rtc,
+		.dur_ms = t->dur_ms,
+		.ev = t->done,
+		.nev = t->ndone,
+		.interval_us = SAMPLE_MS * 1000u,
+		.samples = &t->samples,
+	};
 	if (gen_record_events(f, &gp, &in, &meta) != 0) {
 		pl_fw_trace(fw, 0, "treatment: the session could not be recorded");
 		pl_fw_state_event(fw, PL__STATE_KIND__STATE_KIND_ERROR, 0,
