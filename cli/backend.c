@@ -116,9 +116,14 @@ int fd_write_all(int fd, const char *path, const uint8_t *data, size_t len)
 		ssize_t n = write(fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return pl_error_set(PL_ERR_IO, "writing %s: %s", path,
-			                    strerror(errno));
+		if (n < 0) {
+			/* errno stays what write() said, for callers that
+			 * report it their own way. */
+			int err = errno;
+			pl_error_set(PL_ERR_IO, "writing %s: %s", path, strerror(err));
+			errno = err;
+			return PL_ERR_IO;
+		}
 		data += n;
 		len -= (size_t)n;
 	}

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "penctl.h"
 
 enum { S_OUT = 1, S_KEEP, S_SAMPLES, S_SINCE, S_FORMAT, S_DIR, S_CLIENT,
@@ -969,22 +970,8 @@ static int sessions_annotate(struct ctl *c, struct opt_iter *it)
 
 /* ------------------------------------------------------------------ export */
 
-static int write_fd(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int write_out(FILE *f, int fd, const uint8_t *data, size_t len)
+static int write_out(FILE *f, int fd, const char *path, const uint8_t *data,
+                     size_t len)
 {
 	if (f) {
 		if (fwrite(data, 1, len, f) != len)
@@ -992,9 +979,7 @@ static int write_out(FILE *f, int fd, const uint8_t *data, size_t len)
 			                strerror(errno));
 		return PL_OK;
 	}
-	if (write_fd(fd, data, len) != 0)
-		return pl_error_set(PL_ERR_IO, "writing: %s", strerror(errno));
-	return PL_OK;
+	return fd_write_all(fd, path, data, len);
 }
 
 /* The directory part of path, for fsync after the rename. */
@@ -1053,7 +1038,8 @@ static int store_in_dir(struct export_dir *sp, const char *name, const char *a,
 	}
 	if (fd < 0)
 		return ctl_fail_errno(c, err, "cannot create a file in %s", sp->dir);
-	if (write_fd(fd, a, alen) != 0 || write_fd(fd, b, blen) != 0 ||
+	if (fd_write_all(fd, tmp, (const uint8_t *)a, alen) != PL_OK ||
+	    fd_write_all(fd, tmp, (const uint8_t *)b, blen) != PL_OK ||
 	    fsync(fd) != 0) {
 		err = errno;
 		close(fd);
@@ -1170,6 +1156,7 @@ struct export_sink {
 	struct ctl *c;
 	struct export_dir *sp; /* NULL: not --dir */
 	int fd;
+	const char *path;   /* what fd becomes, in messages */
 	bool to_stdout;
 	uint64_t bytes;
 	int px; /* a failure export_item already reported */
@@ -1188,8 +1175,8 @@ static int export_piece(void *ud, const Plctl__ExportChunk *ch)
 		e = pl_error_set(PL_ERR_PROTOCOL, "penlinkd sent export data "
 		                 "without its session");
 	} else if (len) {
-		e = write_out(k->to_stdout ? stdout : NULL, k->fd, ch->data.data,
-		              len);
+		e = write_out(k->to_stdout ? stdout : NULL, k->fd, k->path,
+		              ch->data.data, len);
 		/* Data is on stdout now: an error document after it would
 		 * corrupt it; the error goes to stderr only. */
 		if (k->to_stdout)
@@ -1298,7 +1285,7 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 	/* Structured: one document per session, named by its key. */
 	ex.per_session = dir != NULL;
 	struct export_sink sink = {.c = c, .sp = dir ? &sp : NULL, .fd = fd,
-	                           .to_stdout = !out, .px = PX_OK};
+	                           .path = out, .to_stdout = !out, .px = PX_OK};
 	int e = export_stream(c, &ex, export_piece, &sink);
 	uint64_t bytes = sink.bytes;
 	int px = sink.px;
