@@ -50,7 +50,9 @@ if grep -q $'\r' "$T/b.out" || grep -q 'session 1/3' "$T/b.out"; then fail "prog
 assert_contains "$(cat "$T/b.out")" "3 pulled" "stdout has the results only"
 
 # Ctrl-C during a slow pull: what was kept and the command that resumes.
-start_emu slow --serial PEN-IT-INT --sessions 2 --session-bytes 400000 --fault-delay 2
+# 50 ms before every frame: a session takes about a second, so a loaded
+# machine still sees its .part before the first session completes.
+start_emu slow --serial PEN-IT-INT --sessions 2 --session-bytes 400000 --fault-delay 50
 S=(--port "$EMU_PORT")
 "${WRAP[@]}" "$PENCTL" "${S[@]}" sessions pull --keep --out "$T/c" >"$T/c.out" 2>"$T/c.err" &
 PULL=$!
@@ -59,7 +61,7 @@ for i in $(seq 400); do
   [ -n "$part" ] && [ "$(stat -c %s "$T/c/$part")" -gt 0 ] && break
   sleep 0.05
 done
-[ -n "$part" ] || fail "no .part file appeared"
+[ -n "$part" ] || fail "no .part file appeared in 20 s: $(ls -la "$T/c" 2>&1); penctl said: $(cat "$T/c.err")"
 kill -INT "$PULL"
 wait "$PULL"
 rc=$?
