@@ -10,7 +10,9 @@
  * function that cannot do its job says so in its result (0 bytes written)
  * or in the decoder's counters.  All memory is the caller's.
  *
- * Thread safety: the functions keep no global state.  pl_crc32,
+ * Thread safety: the functions keep no global state but one: pl_crc32 on
+ * x86-64 hosts remembers, atomically, which of its implementations is the
+ * faster on this CPU.  pl_crc32,
  * pl_crc32_portable, pl_frame_encode and pl_frame_drop_name may be called
  * from any thread at once; a decoder is used by one thread at a time, and
  * its callbacks run in the thread that feeds it.
@@ -87,7 +89,9 @@ struct pl_session_info {
 /*
  * CRC-32 (IEEE, reflected, init/xorout 0xffffffff) of len bytes at data,
  * continuing from crc; pass 0 to start.  Same results as zlib's crc32
- * (built with zlib it is zlib's crc32_z, else pl_crc32_portable).
+ * (built with zlib it is zlib's crc32_z, else pl_crc32_portable; on
+ * x86-64 hosts with PCLMULQDQ, carry-less multiplication when a timing of
+ * both at the first call finds it faster, which an emulated CPU does not).
  *
  * crc:  0, or the result for the bytes before data.
  * data: len bytes; may be NULL only when len is 0.

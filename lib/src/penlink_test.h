@@ -29,4 +29,15 @@ int pl_pen_put_presets_unchecked(struct pl_pen *pen,
                              const struct pl_preset_set *set,
                              struct pl_preset_set *result);
 
+/*
+ * Which CRC-32 code pl_crc32() uses in this process, so a test reaches
+ * each: PL_TEST_CRC_FASTEST (the default: the faster of the two on this
+ * CPU, measured at the next call), PL_TEST_CRC_CLMUL (carry-less
+ * multiplication, x86-64 with PCLMULQDQ) or PL_TEST_CRC_TABLE (zlib's).
+ * Returns 0, or -1 when this build or CPU has no such code (nothing
+ * changes then).
+ */
+enum pl_test_crc { PL_TEST_CRC_FASTEST, PL_TEST_CRC_CLMUL, PL_TEST_CRC_TABLE };
+int pl_test_crc32_use(enum pl_test_crc which);
+
 #endif
