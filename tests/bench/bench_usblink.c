@@ -7,9 +7,14 @@
  *
  * Raw: a child writes BYTES into WRITER in frame-sized blocking writes while
  * this process reads READER through poll() and non-blocking reads, the way
- * libpenlink does.  A tty may drop bytes when its reader falls behind
- * (cdc_acm does, in a slow VM): lost bytes are reported and the rate is what
- * arrived over the time it took.
+ * libpenlink does.  The writer keeps at most as many blocks ahead of the
+ * reader as the download keeps requests in flight: the reader sends a
+ * credit byte back over the same link for each block it has taken.  A
+ * blast without credits outruns a reader in a slow VM and cdc_acm drops
+ * what its tty cannot hold, which no reliable transfer can match; with
+ * credits both sides move the same bytes with the same window, the
+ * download adding only what the protocol costs.  Bytes still lost are
+ * reported and the round is not a reference.
  * Download: penemu on WRITER holds one record of BYTES; libpenlink opens
  * READER (libserialport) and downloads it with pl_pen_download_session, timed
  * from the first request to the last byte, exactly as bench_download does
@@ -77,12 +82,13 @@ static double cpu_seconds(pid_t pid)
  * *lost_out: bytes that never arrived; *cpu_s: CPU seconds both sides
  * spent. */
 static double raw_mb_s(const char *writer, const char *reader, size_t total,
-                       size_t write_size, size_t *lost_out, double *cpu_s)
+                       size_t write_size, unsigned window, size_t *lost_out,
+                       double *cpu_s)
 {
-	int rd = open_raw(reader, O_RDONLY | O_NONBLOCK);
+	int rd = open_raw(reader, O_RDWR | O_NONBLOCK);
 	if (rd < 0)
 		return -1;
-	int wr = open_raw(writer, O_WRONLY);
+	int wr = open_raw(writer, O_RDWR);
 	if (wr < 0) {
 		close(rd);
 		return -1;
@@ -101,14 +107,28 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 		if (!buf)
 			_exit(1);
 		memset(buf, 0x5a, write_size);
+		size_t credits = window;
 		for (size_t sent = 0; sent < total;) {
+			while (!credits) {
+				char c[256];
+				ssize_t r = read(wr, c, sizeof c);
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0)
+					_exit(1);
+				credits += (size_t)r;
+			}
 			size_t n = total - sent < write_size ? total - sent : write_size;
-			ssize_t w = write(wr, buf, n);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				_exit(1);
-			sent += (size_t)w;
+			for (size_t off = 0; off < n;) {
+				ssize_t w = write(wr, buf + off, n - off);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0)
+					_exit(1);
+				off += (size_t)w;
+			}
+			sent += n;
+			credits--;
 		}
 		tcdrain(wr);
 		_exit(0);
@@ -116,7 +136,8 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 	close(wr);
 
 	static char buf[READ_SIZE];
-	size_t got = 0;
+	static const char credit_bytes[256];
+	size_t got = 0, credited = 0;
 	int status = 0;
 	bool writer_done = false, failed = false;
 	long long last = emu_now_ns();
@@ -142,6 +163,14 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 		}
 		if (n == 0 && writer_done)
 			break; /* the rest was lost on the way */
+		/* Lost bytes leave the writer waiting for a credit that never
+		 * comes: a quiet link after the first bytes means a loss. */
+		if (n == 0 && got && (emu_now_ns() - last) / 1000000 > QUIET_AFTER_WRITER_MS) {
+			kill(pid, SIGKILL);
+			wait4(pid, &status, 0, &writer_ru);
+			writer_done = true;
+			break;
+		}
 		if (n == 0 && (emu_now_ns() - last) / 1000000 > STALL_LIMIT_MS) {
 			fprintf(stderr, "bench_usblink: nothing from %s for %d s after %zu of %zu bytes\n",
 			        reader, STALL_LIMIT_MS / 1000, got, total);
@@ -154,6 +183,23 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 		if (r > 0) {
 			got += (size_t)r;
 			last = emu_now_ns();
+			while (credited < got / write_size) {
+				size_t k = got / write_size - credited;
+				if (k > sizeof credit_bytes)
+					k = sizeof credit_bytes;
+				ssize_t w = write(rd, credit_bytes, k);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0) {
+					fprintf(stderr, "bench_usblink: writing credits to %s: %s\n",
+					        reader, w < 0 ? strerror(errno) : "nothing written");
+					failed = true;
+					break;
+				}
+				credited += (size_t)w;
+			}
+			if (failed)
+				break;
 		} else if (r < 0 && errno != EAGAIN && errno != EINTR) {
 			fprintf(stderr, "bench_usblink: reading %s: %s\n", reader, strerror(errno));
 			failed = true;
@@ -173,9 +219,9 @@ static double raw_mb_s(const char *writer, const char *reader, size_t total,
 	double host_cpu = cpu_seconds(0) - host0;
 	double pen_cpu = tv_s(writer_ru.ru_utime) + tv_s(writer_ru.ru_stime);
 	*cpu_s = host_cpu + pen_cpu;
-	printf("  raw: %zu of %zu bytes in %.3f s (%zu lost); CPU: host %.2f s, "
-	       "pen %.2f s\n",
-	       got, total, secs, total - got, host_cpu, pen_cpu);
+	printf("  raw (window %u x %zu bytes): %zu of %zu bytes in %.3f s (%zu lost); "
+	       "CPU: host %.2f s, pen %.2f s\n",
+	       window, write_size, got, total, secs, total - got, host_cpu, pen_cpu);
 	return (double)got / secs / 1e6;
 }
 
@@ -240,6 +286,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	size_t frame = pl_pen_max_frame(pen);
+	unsigned window = pl_pen_max_in_flight(pen);
 	pl_pen_close(pen);
 	emu_stop(&e);
 
@@ -260,7 +307,8 @@ int main(int argc, char **argv)
 		printf("round %d\n", r);
 		size_t lost = 0;
 		double raw_cpu = 0;
-		double raw = raw_mb_s(writer, reader, s[0].size, frame, &lost, &raw_cpu);
+		double raw = raw_mb_s(writer, reader, s[0].size, frame, window, &lost,
+		                      &raw_cpu);
 		if (raw < 0)
 			return 1;
 		if (pen_up(&e, &pen, writer, reader, flash, bytes) != 0)
