@@ -22,6 +22,9 @@
  * each is compared.  The figures are printed last.
  *
  *   bench_usblink WRITER READER BYTES ROUNDS FLASH
+ *
+ * With BENCH_ONLY=download (or raw) in the environment only that side runs,
+ * for profiling one of them; no figure is then printed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -303,13 +306,21 @@ int main(int argc, char **argv)
 	int n_ratios = 0;
 	if (rounds > 64)
 		rounds = 64;
+	const char *only = getenv("BENCH_ONLY");
 	for (int r = 1; r <= rounds; r++) {
 		printf("round %d\n", r);
 		size_t lost = 0;
 		double raw_cpu = 0;
-		double raw = raw_mb_s(writer, reader, s[0].size, frame, window, &lost,
-		                      &raw_cpu);
-		if (raw < 0)
+		if (only && strcmp(only, "download") != 0) {
+			if (raw_mb_s(writer, reader, s[0].size, frame, window, &lost,
+			             &raw_cpu) < 0)
+				return 1;
+			continue;
+		}
+		double raw = 1;
+		if (!only &&
+		    (raw = raw_mb_s(writer, reader, s[0].size, frame, window, &lost,
+		                    &raw_cpu)) < 0)
 			return 1;
 		if (pen_up(&e, &pen, writer, reader, flash, bytes) != 0)
 			return 1;
@@ -337,6 +348,8 @@ int main(int argc, char **argv)
 		       (unsigned long long)c.bytes, (double)(t1 - t0) / 1e9,
 		       (unsigned long long)st.frames_in, (unsigned long long)st.retries,
 		       host_cpu, pen_cpu);
+		if (only)
+			continue;
 		printf("  raw %.3f MB/s, download %.3f MB/s\n", raw, dl);
 		raw_cpu_sum += raw_cpu;
 		raw_bytes += (double)(s[0].size - lost);
@@ -355,6 +368,10 @@ int main(int argc, char **argv)
 			best_dl = dl;
 	}
 	free(s);
+	if (only) {
+		printf("BENCH_ONLY=%s: no figure\n", only);
+		return 0;
+	}
 	if (best_raw == 0) {
 		printf("every raw round lost bytes: the reference is the best lossy one\n");
 		best_raw = best_lossy;
