@@ -8,15 +8,15 @@
 # Runs inside the USB test VM (tests/usb-vm), which provides /pl/gadget.sh,
 # penemu and bench_usblink.  The figures are printed last.
 #
-#   bench_usb.sh [MB_HIGH] [MB_FULL] [ROUNDS]     (default 8, 2, 5)
+#   bench_usb.sh [MB_HIGH] [MB_FULL] [ROUNDS]     (default 8, 4, 11)
 set -uo pipefail
 export PATH=/pl:/bin:/sbin:/usr/bin
 export PENEMU=/pl/penemu
 . /pl/gadget.sh
 fail() { echo "bench_usb: $*" >&2; exit 1; }
 mb_high=${1:-8}
-mb_full=${2:-2}
-rounds=${3:-5}
+mb_full=${2:-4}
+rounds=${3:-11}
 W=/tmp/bench-usb
 rm -rf "$W"; mkdir -p "$W"
 
