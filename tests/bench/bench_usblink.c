@@ -307,21 +307,18 @@ int main(int argc, char **argv)
 	if (rounds > 64)
 		rounds = 64;
 	const char *only = getenv("BENCH_ONLY");
+	bool want_raw = !only || strcmp(only, "download") != 0;
+	bool want_download = !only || strcmp(only, "download") == 0;
 	for (int r = 1; r <= rounds; r++) {
 		printf("round %d\n", r);
 		size_t lost = 0;
-		double raw_cpu = 0;
-		if (only && strcmp(only, "download") != 0) {
-			if (raw_mb_s(writer, reader, s[0].size, frame, window, &lost,
-			             &raw_cpu) < 0)
-				return 1;
-			continue;
-		}
-		double raw = 1;
-		if (!only &&
+		double raw_cpu = 0, raw = 0;
+		if (want_raw &&
 		    (raw = raw_mb_s(writer, reader, s[0].size, frame, window, &lost,
 		                    &raw_cpu)) < 0)
 			return 1;
+		if (!want_download)
+			continue;
 		if (pen_up(&e, &pen, writer, reader, flash, bytes) != 0)
 			return 1;
 		struct count_sink c = {0};
