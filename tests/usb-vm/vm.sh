@@ -155,8 +155,15 @@ chmod +x "$r/init" "$r/pl/"*.sh
 # ---------------------------------------------------------------- boot
 echo "usb-vm: booting $kpkg under qemu (tcg), at most ${timeout_s}s" >&2
 start=$(date +%s)
+# The CPU is "max" without ERMS/FSRM: QEMU 7.2's TCG runs `rep movsb` one
+# byte per translated iteration, and with those flags glibc's memcpy (past a
+# few KiB) and the kernel's user copies all go through it, so every copy
+# weighed 10-50 times what it does on hardware, where ERMS makes it the
+# fastest copy.  Without them both use vector or 8-byte loops, which TCG runs
+# in proportion.  Measured in one boot each: the raw USB copy 0.67 -> 0.52 s
+# for 8 MB, the download (which copies more in user space) 0.95 -> 0.58 s.
 timeout --kill-after=10 "$timeout_s" "$qemu" \
-  -accel tcg -cpu "${PL_VM_CPU:-max}" -smp 2 -m 1024 -no-reboot \
+  -accel tcg -cpu "${PL_VM_CPU:-max,erms=off,fsrm=off}" -smp 2 -m 1024 -no-reboot \
   -display none -monitor none -serial "file:$out/console.log" \
   -kernel "$vmlinuz" -initrd "$out/initramfs.gz" \
   -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init${PLVM_ONLY:+ PLVM_ONLY=$PLVM_ONLY}" \
