@@ -134,7 +134,6 @@ struct pl_fw {
 	void *ctx;
 	struct pl_frame_decoder dec;
 	uint8_t rx_buf[PL_FRAME_RAW_LEN(PL_FW_MAX_FRAME)];
-	uint8_t tx_pack[PL_FW_MAX_FRAME];
 	uint8_t tx_frame[PL_FRAME_ENCODED_MAX(PL_FW_MAX_FRAME)];
 	uint8_t arena[PL_FW_ARENA];
 	size_t arena_used;

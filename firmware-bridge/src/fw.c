@@ -4,8 +4,10 @@
  * Portable C99 with no heap.  Every request is unpacked by protobuf-c into
  * fw->arena through a bump allocator that is reset per frame; the reply's
  * own sub-messages and chunk data come from the same arena, so the only
- * stack use is a handful of small structs.  Replies are packed into
- * fw->tx_pack, framed into fw->tx_frame and handed to ops->send.
+ * stack use is a handful of small structs.  Replies are packed straight
+ * into their frame in fw->tx_frame (protobuf-c hands each piece to the
+ * frame writer, chunk data from where the flash read put it) and handed
+ * to ops->send.
  *
  * Re-entrancy: pl_fw_trace() and pl_fw_state_event() may be called from the
  * storage, clock and log callbacks (they only touch the tx buffers, which are
@@ -97,15 +99,28 @@ static size_t out_limit(const struct pl_fw *fw)
 	return PL_FW_MAX_FRAME;
 }
 
+/* protobuf-c's output, framed as it comes. */
+struct frame_sink {
+	ProtobufCBuffer base;
+	struct pl_frame_writer w;
+};
+
+static void frame_sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
+{
+	pl_frame_writer_add(&((struct frame_sink *)b)->w, data, len);
+}
+
 static int send_packed(struct pl_fw *fw, const Pl__Envelope *env)
 {
+	struct frame_sink sink = {.base = {frame_sink_append}};
 	size_t n = pl__envelope__get_packed_size(env);
 	size_t f;
 
 	if (n > out_limit(fw))
 		return PL_FW_BAD_REQUEST; /* caller decides what to say instead */
-	pl__envelope__pack(env, fw->tx_pack);
-	f = pl_frame_encode(fw->tx_pack, n, 0, fw->tx_frame, sizeof fw->tx_frame);
+	pl_frame_writer_start(&sink.w, 0, fw->tx_frame, sizeof fw->tx_frame);
+	pl__envelope__pack_to_buffer(env, &sink.base);
+	f = pl_frame_writer_finish(&sink.w);
 	if (f == 0)
 		return PL_FW_INTERNAL;
 	return fw->ops->send(fw->ctx, fw->tx_frame, f) == PL_FW_OK

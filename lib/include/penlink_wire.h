@@ -14,7 +14,8 @@
  * x86-64 hosts remembers, atomically, which of its implementations is the
  * faster on this CPU.  pl_crc32,
  * pl_crc32_portable, pl_frame_encode and pl_frame_drop_name may be called
- * from any thread at once; a decoder is used by one thread at a time, and
+ * from any thread at once; a decoder or a frame writer is used by one
+ * thread at a time, and
  * its callbacks run in the thread that feeds it.
  *
  * On the wire a frame is
@@ -120,6 +121,38 @@ uint32_t pl_crc32_portable(uint32_t crc, const void *data, size_t len);
  */
 size_t pl_frame_encode(const uint8_t *payload, size_t payload_len,
                        uint8_t flags, uint8_t *out, size_t out_cap);
+
+/*
+ * The same encoding for a payload that arrives in pieces, so that a sender
+ * never holds the serialized payload in a buffer of its own: protobuf-c's
+ * pack_to_buffer hands over a message as it packs it, a bytes field
+ * straight from where it lies (the firmware bridge frames its replies this
+ * way, one copy and one frame-sized buffer fewer than packing first).
+ *
+ *     struct pl_frame_writer w;
+ *     pl_frame_writer_start(&w, 0, out, out_cap);
+ *     pl_frame_writer_add(&w, piece, len);   ... as often as needed
+ *     n = pl_frame_writer_finish(&w);         0: it did not fit
+ *
+ * The writer's fields are private.  start cannot fail; add records a
+ * failure (out too small, or data NULL with len > 0) and ignores whatever
+ * comes after it; finish returns the frame's length including the
+ * delimiter, or 0 after any failure, with out's content unspecified as for
+ * pl_frame_encode.  A finished writer takes nothing more until started
+ * again.  The bytes equal pl_frame_encode's for the concatenated pieces.
+ */
+struct pl_frame_writer {
+	uint8_t *out;
+	size_t cap, pos, code_pos;
+	unsigned code;
+	uint32_t crc;
+	bool ok;
+};
+
+void pl_frame_writer_start(struct pl_frame_writer *w, uint8_t flags,
+                           uint8_t *out, size_t out_cap);
+void pl_frame_writer_add(struct pl_frame_writer *w, const void *data, size_t len);
+size_t pl_frame_writer_finish(struct pl_frame_writer *w);
 
 /* Why a frame was dropped; indexes pl_frame_stats.dropped[]. */
 enum pl_frame_drop {

@@ -424,21 +424,15 @@ uint32_t pl_crc32(uint32_t crc, const void *data, size_t len)
 /* ------------------------------------------------------------------ encoder */
 
 /*
- * COBS writer.  A block is a code byte followed by code-1 non-zero data
- * bytes; code 0xff means 254 data bytes and no implied zero after them.
- * code_pos is where the current block's code byte will go, once its length
- * is known.
+ * COBS, written as the raw bytes arrive.  A block is a code byte followed
+ * by code-1 non-zero data bytes; code 0xff means 254 data bytes and no
+ * implied zero after them.  code_pos is where the current block's code
+ * byte will go, once its length is known.  A writer that ran out of room
+ * stays failed (ok == false) and writes nothing more.
  */
-struct cobs_out {
-	uint8_t *out;
-	size_t cap;
-	size_t pos;
-	size_t code_pos;
-	unsigned code;
-};
 
 /* Appends one segment of raw bytes; returns 0 if out is too small. */
-static int cobs_put(struct cobs_out *w, const uint8_t *p, size_t n)
+static int cobs_put(struct pl_frame_writer *w, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
 		if (*p == 0) {
@@ -480,41 +474,63 @@ static int cobs_put(struct cobs_out *w, const uint8_t *p, size_t n)
 	return 1;
 }
 
-size_t pl_frame_encode(const uint8_t *payload, size_t payload_len,
-                       uint8_t flags, uint8_t *out, size_t out_cap)
+void pl_frame_writer_start(struct pl_frame_writer *w, uint8_t flags,
+                           uint8_t *out, size_t out_cap)
 {
-	uint8_t head[PL_FRAME_HEADER_LEN] = {(uint8_t)PL_FRAME_VERSION, flags};
-	uint8_t tail[PL_FRAME_CRC_LEN];
-	struct cobs_out w;
-	uint32_t crc;
+	const uint8_t head[PL_FRAME_HEADER_LEN] = {(uint8_t)PL_FRAME_VERSION, flags};
 
-	if (!out || out_cap < 2 || (payload_len > 0 && !payload))
-		return 0;
-	crc = pl_crc32(0, head, sizeof head);
-	if (payload_len > 0)
-		crc = pl_crc32(crc, payload, payload_len);
-	tail[0] = (uint8_t)crc;
-	tail[1] = (uint8_t)(crc >> 8);
-	tail[2] = (uint8_t)(crc >> 16);
-	tail[3] = (uint8_t)(crc >> 24);
+	w->out = out;
+	w->cap = out ? out_cap : 0;
+	w->code_pos = 0;
+	w->pos = 1;
+	w->code = 1;
+	w->crc = 0;
+	w->ok = w->cap >= 2;
+	pl_frame_writer_add(w, head, sizeof head);
+}
 
-	w.out = out;
-	w.cap = out_cap;
-	w.code_pos = 0;
-	w.pos = 1;
-	w.code = 1;
-	if (!cobs_put(&w, head, sizeof head) ||
-	    (payload_len > 0 && !cobs_put(&w, payload, payload_len)) ||
-	    !cobs_put(&w, tail, sizeof tail))
+void pl_frame_writer_add(struct pl_frame_writer *w, const void *data, size_t len)
+{
+	if (!w->ok || len == 0)
+		return;
+	if (!data) {
+		w->ok = false;
+		return;
+	}
+	w->crc = pl_crc32(w->crc, data, len);
+	if (!cobs_put(w, data, len))
+		w->ok = false;
+}
+
+size_t pl_frame_writer_finish(struct pl_frame_writer *w)
+{
+	const uint8_t tail[PL_FRAME_CRC_LEN] = {(uint8_t)w->crc, (uint8_t)(w->crc >> 8),
+	                                        (uint8_t)(w->crc >> 16),
+	                                        (uint8_t)(w->crc >> 24)};
+
+	if (!w->ok || !cobs_put(w, tail, sizeof tail))
 		return 0;
 	/* The last block's code byte has its place (code_pos < pos), but the
 	 * delimiter may not: a frame whose last raw byte is 0x00 (a CRC
 	 * ending in 00) closes a block that reserves pos without checking. */
-	if (w.pos >= w.cap)
+	if (w->pos >= w->cap)
 		return 0;
-	w.out[w.code_pos] = (uint8_t)w.code;
-	w.out[w.pos++] = 0;
-	return w.pos;
+	w->out[w->code_pos] = (uint8_t)w->code;
+	w->out[w->pos++] = 0;
+	w->ok = false; /* finished: nothing more may be added */
+	return w->pos;
+}
+
+size_t pl_frame_encode(const uint8_t *payload, size_t payload_len,
+                       uint8_t flags, uint8_t *out, size_t out_cap)
+{
+	struct pl_frame_writer w;
+
+	if (payload_len > 0 && !payload)
+		return 0;
+	pl_frame_writer_start(&w, flags, out, out_cap);
+	pl_frame_writer_add(&w, payload, payload_len);
+	return pl_frame_writer_finish(&w);
 }
 
 /* ------------------------------------------------------------------ decoder */

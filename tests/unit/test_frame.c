@@ -365,6 +365,78 @@ static void test_encode_too_small(void **state)
 	assert_int_equal(pl_frame_encode(NULL, 0, 0, NULL, 64), 0);
 }
 
+/* The piecewise writer gives pl_frame_encode's bytes however the payload is
+ * cut (empty pieces, single bytes, cuts on and beside zeros), and 0 with
+ * nothing past the cap when the buffer is short by any amount. */
+static void test_writer_pieces(void **state)
+{
+	(void)state;
+	unsigned seed = 7;
+	for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+		size_t n = sizes[si];
+		for (int pat = 0; pat < PAT_COUNT; pat++) {
+			uint8_t *payload = malloc(n + 1);
+			uint8_t *want = malloc(PL_FRAME_ENCODED_MAX(n));
+			uint8_t *got = malloc(PL_FRAME_ENCODED_MAX(n) + GUARD);
+			assert_non_null(payload);
+			assert_non_null(want);
+			assert_non_null(got);
+			fill(payload, n, (enum pattern)pat);
+			size_t need = pl_frame_encode(payload, n, (uint8_t)pat, want,
+			                              PL_FRAME_ENCODED_MAX(n));
+			assert_true(need > 0);
+			for (int cut = 0; cut < 4; cut++) {
+				const size_t caps[] = {need,         need - 1, need - 2, need - 5,
+				                       need * 3 / 4, need / 2, 2,        1,
+				                       0};
+				for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {
+					size_t cap = caps[ci];
+					struct pl_frame_writer w;
+					if (cap > need)
+						continue; /* need - k wrapped for tiny frames */
+					memset(got, 0xa5, PL_FRAME_ENCODED_MAX(n) + GUARD);
+					pl_frame_writer_start(&w, (uint8_t)pat, got, cap);
+					for (size_t off = 0; off < n;) {
+						seed = seed * 1103515245u + 12345u;
+						size_t piece = cut == 0 ? 1
+						             : cut == 1 ? (seed >> 16) % 300
+						             : cut == 2 ? (seed >> 16) % 5
+						                        : n - off;
+						if (piece > n - off)
+							piece = n - off;
+						pl_frame_writer_add(&w, payload + off, piece);
+						off += piece;
+					}
+					size_t len = pl_frame_writer_finish(&w);
+					for (size_t i = cap; i < need + GUARD; i++)
+						assert_int_equal(got[i], 0xa5);
+					if (cap < need) {
+						assert_int_equal(len, 0);
+						continue;
+					}
+					assert_int_equal(len, need);
+					assert_memory_equal(got, want, need);
+					/* Finished: it takes nothing more. */
+					pl_frame_writer_add(&w, payload, n);
+					assert_int_equal(pl_frame_writer_finish(&w), 0);
+				}
+			}
+			free(payload);
+			free(want);
+			free(got);
+		}
+	}
+	/* Data missing for a length: failed, and it stays failed. */
+	uint8_t out[64];
+	struct pl_frame_writer w;
+	pl_frame_writer_start(&w, 0, out, sizeof out);
+	pl_frame_writer_add(&w, NULL, 3);
+	pl_frame_writer_add(&w, "ok", 2);
+	assert_int_equal(pl_frame_writer_finish(&w), 0);
+	pl_frame_writer_start(&w, 0, NULL, sizeof out);
+	assert_int_equal(pl_frame_writer_finish(&w), 0);
+}
+
 /* ------------------------------------------------------------------ splits */
 
 static void test_every_split(void **state)
@@ -920,6 +992,7 @@ int main(void)
 		cmocka_unit_test(test_crc_matches_zlib),
 		cmocka_unit_test(test_round_trip_sizes),
 		cmocka_unit_test(test_encode_too_small),
+		cmocka_unit_test(test_writer_pieces),
 		cmocka_unit_test(test_every_split),
 		cmocka_unit_test(test_byte_by_byte),
 		cmocka_unit_test(test_several_frames_one_feed),
