@@ -19,6 +19,11 @@ struct flash {
 	sqlite3_stmt *next;  /* the first session after an id */
 	sqlite3_blob *blob;  /* open on blob_id's record, or NULL */
 	uint32_t blob_id;
+	/* The last session looked up by id, as a firmware keeps its session
+	 * table in RAM: a download asks for it with every chunk.  Forgotten
+	 * with the blob, by every write to the flash. */
+	bool have_last;
+	struct pl_session_info last;
 };
 
 static const char schema[] =
@@ -84,8 +89,11 @@ static int step_done(struct flash *f, sqlite3_stmt *st, const char *what)
 	return rc;
 }
 
+/* Before any write: the open record and the remembered session may be
+ * about to change. */
 static void drop_blob(struct flash *f)
 {
+	f->have_last = false;
 	if (f->blob) {
 		sqlite3_blob_close(f->blob);
 		f->blob = NULL;
@@ -403,7 +411,18 @@ int flash_session_next(struct flash *f, uint32_t after_id,
 
 int flash_session_get(struct flash *f, uint32_t id, struct pl_session_info *out)
 {
-	return one_session(f, f->get, id, out);
+	int rc;
+
+	if (f->have_last && f->last.id == id) {
+		*out = f->last;
+		return PL_FW_OK;
+	}
+	rc = one_session(f, f->get, id, out);
+	if (rc == PL_FW_OK) {
+		f->last = *out;
+		f->have_last = true;
+	}
+	return rc;
 }
 
 int flash_session_read(struct flash *f, uint32_t id, uint64_t offset,
