@@ -26,8 +26,12 @@ start_emu() {
   "${WRAP[@]}" "$PENEMU" --pty "$@" >"$T/$name.out" 2>"$T/$name.err" &
   EMU_PID=$!
   EMU_PIDS+=("$EMU_PID")
-  local i
-  for i in $(seq 600); do
+  # A pen generating a large record under a memory checker (valgrind makes
+  # a 72 MiB record in more than 30 s on a loaded machine) gets ten times
+  # as long; a penemu that died is noticed at once either way.
+  local i tries=600
+  [ ${#WRAP[@]} -gt 0 ] && tries=6000
+  for i in $(seq "$tries"); do
     [ -s "$T/$name.out" ] && break
     kill -0 "$EMU_PID" 2>/dev/null || break
     sleep 0.05
