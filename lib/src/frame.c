@@ -526,8 +526,7 @@ size_t pl_frame_encode(const uint8_t *payload, size_t payload_len,
 {
 	struct pl_frame_writer w;
 
-	if (payload_len > 0 && !payload)
-		return 0;
+	/* A NULL payload with a length fails in the writer, like a short out. */
 	pl_frame_writer_start(&w, flags, out, out_cap);
 	pl_frame_writer_add(&w, payload, payload_len);
 	return pl_frame_writer_finish(&w);
