@@ -92,12 +92,7 @@ EOF
     --db "$T/$name.db" --config "$T/$name.conf" --log-level debug "$@" >>"$T/$name.log" 2>&1 &
   SITE_PID=$!
   SITE_PIDS+=("$SITE_PID")
-  local i
-  for i in $(seq 400); do
-    [ -S "$T/$name.sock" ] && return 0
-    kill -0 "$SITE_PID" 2>/dev/null || break
-    sleep 0.05
-  done
+  wait_up "$SITE_PID" 400 test -S "$T/$name.sock" && return 0
   cat "$T/$name.log" >&2
   fail "penlinkd of site $name did not start"
 }

@@ -20,22 +20,30 @@ fail() { echo "FAIL: $*" >&2; [ -n "${OUT+x}" ] && printf 'stdout:\n%s\nstderr:\
 ok() { CHECKS=$((CHECKS + 1)); echo "ok $CHECKS - $*"; }
 done_testing() { echo "$CHECKS passed, 0 failed"; }
 
+# wait_up PID POLLS TEST...: polls TEST every 50 ms until it holds (status
+# 0), PID has died or POLLS polls have passed (1).  Under a memory checker
+# ($PL_TEST_WRAPPER) ten times as many polls: valgrind making a pen's 72 MiB
+# record took more than 30 s on a loaded machine.  A program that died is
+# noticed at once either way.
+wait_up() {
+  local pid=$1 polls=$2 i
+  shift 2
+  [ ${#WRAP[@]} -gt 0 ] && polls=$((polls * 10))
+  for i in $(seq "$polls"); do
+    "$@" && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  "$@"
+}
+
 # start_emu NAME [penemu args...]: starts a virtual pen; sets EMU_PORT, EMU_PID.
 start_emu() {
   local name=$1; shift
   "${WRAP[@]}" "$PENEMU" --pty "$@" >"$T/$name.out" 2>"$T/$name.err" &
   EMU_PID=$!
   EMU_PIDS+=("$EMU_PID")
-  # A pen generating a large record under a memory checker (valgrind makes
-  # a 72 MiB record in more than 30 s on a loaded machine) gets ten times
-  # as long; a penemu that died is noticed at once either way.
-  local i tries=600
-  [ ${#WRAP[@]} -gt 0 ] && tries=6000
-  for i in $(seq "$tries"); do
-    [ -s "$T/$name.out" ] && break
-    kill -0 "$EMU_PID" 2>/dev/null || break
-    sleep 0.05
-  done
+  wait_up "$EMU_PID" 600 test -s "$T/$name.out"
   EMU_PORT=$(head -n1 "$T/$name.out")
   [ -n "$EMU_PORT" ] || { cat "$T/$name.err" >&2; fail "penemu $name did not print its port"; }
 }
@@ -80,12 +88,7 @@ start_daemon() {
     >>"$T/daemon.log" 2>&1 &
   DAEMON_PID=$!
   EMU_PIDS+=("$DAEMON_PID")
-  local i
-  for i in $(seq 400); do
-    [ -S "$SOCK" ] && return 0
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.05
-  done
+  wait_up "$DAEMON_PID" 400 test -S "$SOCK" && return 0
   cat "$T/daemon.log" >&2
   fail "penlinkd did not start"
 }
