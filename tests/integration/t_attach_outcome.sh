@@ -29,9 +29,13 @@ assert_eq "$OUT" "" "nothing claims the pen was attached"
 expect 0 "${D[@]}" --json list
 assert_eq "$(jqo "[.pens[] | select(.port == \"$MUTE\")] | length")" "0" "the silent pen is not served"
 
-expect 6 "${D[@]}" --json attach "$MUTE"
+# The same wait as above: with penctl's default 10 s, a memory checker's
+# 15 s handshake timeout would leave the daemon still trying on this port
+# when the test attaches it again below.
+expect 6 "${D[@]}" --json --timeout $((ht + 10000)) attach "$MUTE"
 assert_eq "$(jqo .error.exit_code)" "6" "--json: the error document"
 assert_contains "$(jqo .error.message)" "handshake" "--json: the reason"
+assert_contains "$(jqo .error.message)" "within $ht ms" "--json: the daemon's verdict, not penctl giving up"
 
 # A pen that answers.
 start_emu good --serial PEN-AT-1 --sessions 0
