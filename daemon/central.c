@@ -6,7 +6,8 @@
  * (PQconnectStart/PQconnectPoll while connecting, then PQsendQueryParams,
  * PQflush, PQconsumeInput/PQisBusy/PQgetResult).  Each exchange is a list of
  * queries closed by a sync point:
- *   check:    SELECT the schema version (once per connection);
+ *   check:    SELECT the schema version and prepare the statements the
+ *             batches below run (once per connection);
  *   sessions: BEGIN; per session an INSERT ... ON CONFLICT (serial, uuid)
  *             DO NOTHING (with its event rows) and a SELECT of the digest
  *             central then holds (recording a conflict row when it
@@ -312,6 +313,65 @@ static void exchange_timeout(void *ud)
 	retry(c, false);
 }
 
+static const char insert_session_sql[] =
+    "WITH s AS (\n"
+    "  INSERT INTO penlink.sessions (site, serial, uuid, seq, size, sha256,\n"
+    "    rtc_time, start_ms, end_ms, start_utc, end_utc, archived_at,\n"
+    "    n_events, n_samples, decode_error, summary, record)\n"
+    "  VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, $9, $10::timestamptz,\n"
+    "    $11::timestamptz, $12::timestamptz, $13, $14, $15, $16::jsonb, $17)\n"
+    "  ON CONFLICT (serial, uuid) DO NOTHING\n"
+    "  RETURNING id)\n"
+    "INSERT INTO penlink.events (session_id, idx, offset_ms, kind, kind_name, value)\n"
+    "SELECT s.id, e.i - 1, e.offset_ms, e.kind, e.kind_name, e.value\n"
+    "FROM s, unnest($18::bigint[], $19::integer[], $20::text[], $21::integer[])\n"
+    "  WITH ORDINALITY AS e (offset_ms, kind, kind_name, value, i)";
+
+/* What central holds under the key once the insert ran; a different digest
+ * is recorded in penlink.conflicts in the same transaction. */
+static const char check_session_sql[] =
+    "WITH cur AS (SELECT sha256, site FROM penlink.sessions\n"
+    "             WHERE serial = $1 AND uuid = $2::uuid),\n"
+    "c AS (INSERT INTO penlink.conflicts (site, serial, uuid, central_sha256,\n"
+    "        offered_sha256)\n"
+    "      SELECT $3, $1, $2::uuid, cur.sha256, $4 FROM cur WHERE cur.sha256 <> $4\n"
+    "      RETURNING 1)\n"
+    "SELECT sha256, site FROM cur";
+
+static const char insert_audit_sql[] =
+    "INSERT INTO penlink.audit (site, local_id, utc_ms, uid, \"user\", pen,\n"
+    "  action, old_value, new_value, result, local_prev_hash, local_hash)\n"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)\n"
+    "ON CONFLICT (site, local_id) DO NOTHING";
+
+static const char insert_annot_sql[] =
+    "INSERT INTO penlink.annotations (site, local_id, serial, uuid, utc_ms,\n"
+    "  uid, \"user\", client_ref, operator, note)\n"
+    "VALUES ($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9, $10)\n"
+    "ON CONFLICT (site, local_id) DO NOTHING";
+
+static const char insert_pen_sql[] =
+    "INSERT INTO penlink.pens (site, serial, model, hw_revision, fw_version,\n"
+    "  seen_at)\n"
+    "VALUES ($1, $2, $3, $4, $5, $6::timestamptz)\n"
+    "ON CONFLICT (site, serial, seen_at) DO NOTHING";
+
+/* The statements a batch runs, prepared once per connection (in the check
+ * exchange): a batch of 64 sessions is 128 of them, and parsing and
+ * planning each again cost as much as the insert itself. */
+enum stmt { ST_SESSION, ST_CHECK, ST_AUDIT, ST_ANNOT, ST_PEN, ST_COUNT };
+static const struct {
+	const char *name;
+	const char *sql;
+	int n_params;
+} stmts[ST_COUNT] = {
+    [ST_SESSION] = {"penlink_session", insert_session_sql, 21},
+    [ST_CHECK] = {"penlink_check", check_session_sql, 4},
+    [ST_AUDIT] = {"penlink_audit", insert_audit_sql, 12},
+    [ST_ANNOT] = {"penlink_annot", insert_annot_sql, 10},
+    [ST_PEN] = {"penlink_pen", insert_pen_sql, 6},
+};
+
 static void begin_exchange(struct central *c)
 {
 	c->nq = 0;
@@ -330,6 +390,19 @@ static bool send_query(struct central *c, const char *sql, int n,
                        const int *formats)
 {
 	if (!PQsendQueryParams(c->conn, sql, n, NULL, values, lengths, formats, 0)) {
+		broken(c, "cannot send a query");
+		return false;
+	}
+	c->nq++;
+	return true;
+}
+
+static bool send_prepared(struct central *c, enum stmt st,
+                          const char *const *values, const int *lengths,
+                          const int *formats)
+{
+	if (!PQsendQueryPrepared(c->conn, stmts[st].name, stmts[st].n_params,
+	                         values, lengths, formats, 0)) {
 		broken(c, "cannot send a query");
 		return false;
 	}
@@ -364,9 +437,18 @@ static void connected(struct central *c)
 	         PQserverVersion(c->conn));
 	c->ph = PH_CHECK;
 	begin_exchange(c);
-	if (send_query(c, "SELECT coalesce(max(version), 0) FROM penlink.schema_version",
-	               0, NULL, NULL, NULL))
-		end_exchange(c);
+	if (!send_query(c, "SELECT coalesce(max(version), 0) FROM penlink.schema_version",
+	                0, NULL, NULL, NULL))
+		return;
+	for (int st = 0; st < ST_COUNT; st++) {
+		if (!PQsendPrepare(c->conn, stmts[st].name, stmts[st].sql,
+		                   stmts[st].n_params, NULL)) {
+			broken(c, "cannot send a statement");
+			return;
+		}
+		c->nq++;
+	}
+	end_exchange(c);
 }
 
 static void poll_connect(struct central *c)
@@ -498,49 +580,6 @@ static void decoded_free(struct decoded *dc)
 	free(dc->json);
 }
 
-static const char insert_session_sql[] =
-    "WITH s AS (\n"
-    "  INSERT INTO penlink.sessions (site, serial, uuid, seq, size, sha256,\n"
-    "    rtc_time, start_ms, end_ms, start_utc, end_utc, archived_at,\n"
-    "    n_events, n_samples, decode_error, summary, record)\n"
-    "  VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, $9, $10::timestamptz,\n"
-    "    $11::timestamptz, $12::timestamptz, $13, $14, $15, $16::jsonb, $17)\n"
-    "  ON CONFLICT (serial, uuid) DO NOTHING\n"
-    "  RETURNING id)\n"
-    "INSERT INTO penlink.events (session_id, idx, offset_ms, kind, kind_name, value)\n"
-    "SELECT s.id, e.i - 1, e.offset_ms, e.kind, e.kind_name, e.value\n"
-    "FROM s, unnest($18::bigint[], $19::integer[], $20::text[], $21::integer[])\n"
-    "  WITH ORDINALITY AS e (offset_ms, kind, kind_name, value, i)";
-
-/* What central holds under the key once the insert ran; a different digest
- * is recorded in penlink.conflicts in the same transaction. */
-static const char check_session_sql[] =
-    "WITH cur AS (SELECT sha256, site FROM penlink.sessions\n"
-    "             WHERE serial = $1 AND uuid = $2::uuid),\n"
-    "c AS (INSERT INTO penlink.conflicts (site, serial, uuid, central_sha256,\n"
-    "        offered_sha256)\n"
-    "      SELECT $3, $1, $2::uuid, cur.sha256, $4 FROM cur WHERE cur.sha256 <> $4\n"
-    "      RETURNING 1)\n"
-    "SELECT sha256, site FROM cur";
-
-static const char insert_audit_sql[] =
-    "INSERT INTO penlink.audit (site, local_id, utc_ms, uid, \"user\", pen,\n"
-    "  action, old_value, new_value, result, local_prev_hash, local_hash)\n"
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)\n"
-    "ON CONFLICT (site, local_id) DO NOTHING";
-
-static const char insert_annot_sql[] =
-    "INSERT INTO penlink.annotations (site, local_id, serial, uuid, utc_ms,\n"
-    "  uid, \"user\", client_ref, operator, note)\n"
-    "VALUES ($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9, $10)\n"
-    "ON CONFLICT (site, local_id) DO NOTHING";
-
-static const char insert_pen_sql[] =
-    "INSERT INTO penlink.pens (site, serial, model, hw_revision, fw_version,\n"
-    "  seen_at)\n"
-    "VALUES ($1, $2, $3, $4, $5, $6::timestamptz)\n"
-    "ON CONFLICT (site, serial, seen_at) DO NOTHING";
-
 /* Text as PostgreSQL takes it (valid UTF-8): exactly as stored when it is,
  * so central's copy is byte for byte the site's (and an audit row's hash in
  * the site's chain can be recomputed from it); cleaned (invalid bytes as
@@ -589,9 +628,10 @@ static const struct {
 
 /* Sends sql with the n values v, of which the n_text from v[first_text]
  * on are free text (from a pen or a person), sent through pg_text. */
-static bool send_with_text(struct central *c, const char *sql, int n,
+static bool send_with_text(struct central *c, enum stmt st,
                            const char *const *v, int first_text, int n_text)
 {
+	int n = stmts[st].n_params;
 	const char *val[MAX_ROW_PARAMS];
 	char *clean[MAX_ROW_PARAMS] = {NULL};
 	bool oom = false;
@@ -601,7 +641,7 @@ static bool send_with_text(struct central *c, const char *sql, int n,
 			oom |= !(clean[k] = pg_text(v[k]));
 		val[k] = text ? clean[k] : v[k];
 	}
-	bool ok = !oom && send_query(c, sql, n, val, NULL, NULL);
+	bool ok = !oom && send_prepared(c, st, val, NULL, NULL);
 	for (int k = 0; k < n; k++)
 		free(clean[k]);
 	if (oom) {
@@ -650,7 +690,7 @@ static bool send_session(struct central *c, size_t i)
 	int fmt[21] = {0};
 	len[16] = (int)sum->size;
 	fmt[16] = 1; /* the record travels as binary, byte for byte */
-	bool ok = send_query(c, insert_session_sql, 21, v, len, fmt);
+	bool ok = send_prepared(c, ST_SESSION, v, len, fmt);
 	decoded_free(&dc);
 	if (!ok)
 		return false; /* it is gone with the dropped batch */
@@ -658,7 +698,7 @@ static bool send_session(struct central *c, size_t i)
 	free(it->record);
 	it->record = NULL;
 	const char *cv[4] = {it->key.serial, uuid, c->site, sha};
-	return send_query(c, check_session_sql, 4, cv, NULL, NULL);
+	return send_prepared(c, ST_CHECK, cv, NULL, NULL);
 }
 
 static bool send_sessions(struct central *c)
@@ -683,7 +723,7 @@ static bool send_audit_entry(struct central *c, size_t i)
 	                     a->old_value, a->new_value, a->result,
 	                     a->prev_hash[0] ? a->prev_hash : NULL,
 	                     a->hash[0] ? a->hash : NULL};
-	return send_with_text(c, insert_audit_sql, 12, v, 4, 6);
+	return send_with_text(c, ST_AUDIT, v, 4, 6);
 }
 
 /* Annotations of sessions central does not hold as the site does stay
@@ -716,7 +756,7 @@ static bool send_annot(struct central *c, size_t i)
 	/* The serial as the session's row has it (sent raw there too). */
 	const char *v[10] = {c->site, id, a->key.serial, uuid, utc, uid,
 	                     a->user, a->client_ref, a->operator_name, a->note};
-	return send_with_text(c, insert_annot_sql, 10, v, 6, 4);
+	return send_with_text(c, ST_ANNOT, v, 6, 4);
 }
 
 static bool send_pen(struct central *c, size_t i)
@@ -726,7 +766,7 @@ static bool send_pen(struct central *c, size_t i)
 	pl_time_format_utc(p->seen_ms, seen);
 	const char *v[6] = {c->site, p->serial, p->model, p->hw_revision,
 	                    p->fw_version, seen};
-	return send_with_text(c, insert_pen_sql, 6, v, 2, 3);
+	return send_with_text(c, ST_PEN, v, 2, 3);
 }
 
 /* Central committed the batch of a listing's rows. */
@@ -866,7 +906,7 @@ static bool data_error(const char *state)
 
 static void check_done(struct central *c)
 {
-	if (c->failed) {
+	if (c->failed && c->fail_q == 0) {
 		if (!strcmp(c->fail_state, "42P01") || !strcmp(c->fail_state, "3F000"))
 			set_error(c, "the database has no penlink schema; run "
 			          "\"penctl central init URL\" as its owner (%s)",
@@ -888,6 +928,13 @@ static void check_done(struct central *c)
 			set_error(c, "the central schema is version %d, this penlinkd "
 			          "needs %d; run \"penctl central init URL\"", c->version,
 			          pc_schema_version);
+		retry(c, false);
+		return;
+	}
+	if (c->failed) {
+		set_error(c, "cannot prepare statement %s: %s%s%s",
+		          stmts[c->fail_q - 1].name, c->fail_state,
+		          c->fail_state[0] ? ": " : "", c->fail_msg);
 		retry(c, false);
 		return;
 	}

@@ -152,6 +152,20 @@ for i in $(seq 100); do grep -q "no penlink schema" "$T/e.log" && break; sleep 0
 assert_contains "$(cat "$T/e.log")" "penctl central init" "no schema: the log says to run penctl central init"
 stop_site "$E"
 
+# A schema at the right version that someone altered by hand: the
+# statements penlinkd prepares on connecting say which one fails and why.
+psql_su -c "CREATE DATABASE altered" >/dev/null
+expect 0 central init "host=$PGSOCK dbname=altered user=postgres"
+psql_su -d altered -c "ALTER TABLE penlink.pens DROP COLUMN fw_version CASCADE" >/dev/null || fail "cannot alter the schema"
+sed 's/dbname=empty/dbname=altered/' "$T/e.conf" >"$T/alt.conf"
+"$PENLINKD" --foreground --no-usb --socket "$T/alt.sock" --db "$T/alt.db" --config "$T/alt.conf" >"$T/alt.log" 2>&1 &
+ALT=$!
+SITE_PIDS+=("$ALT")
+for i in $(seq 100); do grep -q "cannot prepare" "$T/alt.log" && break; sleep 0.1; done
+assert_contains "$(cat "$T/alt.log")" "cannot prepare statement penlink_pen: 42703" "an altered schema: the log names the statement and the SQLSTATE"
+assert_contains "$(cat "$T/alt.log")" "fw_version" "... and what is missing"
+stop_site "$ALT"
+
 psql_su -c "INSERT INTO penlink.schema_version VALUES (99, 'from the future')"
 : >"$T/a.log"
 start_site a
