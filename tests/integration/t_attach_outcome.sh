@@ -57,8 +57,9 @@ expect 6 "${D[@]}" --timeout 300 attach "$MUTE"
 assert_contains "$ERR" "still waiting" "a penctl timeout says the daemon is still trying"
 assert_contains "$ERR" "$MUTE" "... on which port"
 
-# --no-wait: the old fire-and-forget attach.
-for i in $(seq 100); do
+# --no-wait: the old fire-and-forget attach, once the daemon has given up
+# the silent pen (up to its handshake timeout from the attach above).
+for i in $(seq $(((ht + 10000) / 100))); do
   run "${D[@]}" --json list
   [ "$(jq "[.pens[] | select(.port == \"$MUTE\")] | length" <<<"$OUT")" = 0 ] && break
   sleep 0.1
