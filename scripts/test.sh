@@ -5,9 +5,9 @@
 #   2. real USB: a QEMU VM with dummy_hcd gadget pens (tests/usb-vm, ctest
 #      label usbvm; skipped with the reason where QEMU cannot run), alone on
 #      the machine because its benchmark measures throughput;
-#   3. the unit and integration suite built with AddressSanitizer +
-#      UndefinedBehaviorSanitizer;
-#   4. the same suite under valgrind memcheck (leaks are errors);
+#   3. the unit, integration and central suites built with
+#      AddressSanitizer + UndefinedBehaviorSanitizer;
+#   4. the same suites under valgrind memcheck (leaks are errors);
 #   5. libFuzzer (clang): every fuzz target replays its corpus, then fuzzes
 #      for a bounded time (scripts/fuzz.sh);
 #   6. the benchmarks, which print their figures (ratios against targets),
@@ -43,11 +43,11 @@ tier "central PostgreSQL archive" ctest --test-dir build --output-on-failure -L 
 bash scripts/build.sh build-asan -DPENLINK_SANITIZE=ON || exit 1
 tier "ASan + UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j2 -LE "usbvm|package|central"
+  ctest --test-dir build-asan --output-on-failure -j2 -LE "usbvm|package"
 
 tier "valgrind memcheck" env \
   PL_TEST_WRAPPER="valgrind -q --suppressions=$PWD/tests/valgrind.supp --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-fds=no" \
-  ctest --test-dir build --output-on-failure -j2 -LE "usbvm|package|central"
+  ctest --test-dir build --output-on-failure -j2 -LE "usbvm|package"
 
 tier "fuzzing (libFuzzer, 20 s a target)" bash scripts/fuzz.sh 20
 
