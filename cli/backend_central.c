@@ -215,12 +215,16 @@ static bool hex_parse(const char *hex, uint8_t *out, size_t n)
 	return true;
 }
 
-/* The session columns every query below selects first, as text. */
+/* The session columns every query below selects first, as text.  An
+ * archive time of 'infinity' (no site writes one, an owner may) has no
+ * milliseconds: NULL, read as unknown, rather than the whole listing
+ * failing on one row. */
 #define SESSION_COLS                                                        \
 	"serial, uuid::text, seq::text, size::text, sha256, "                  \
 	"CASE WHEN rtc_time THEN 't' ELSE 'f' END, start_ms::text, "           \
 	"end_ms::text, "                                                       \
-	"(extract(epoch FROM archived_at) * 1000)::bigint::text, site"
+	"CASE WHEN isfinite(archived_at) "                                     \
+	"THEN (extract(epoch FROM archived_at) * 1000)::bigint::text END, site"
 #define N_SESSION_COLS 10
 
 /* $1 serial or NULL, $2 site or NULL, $3 since (ms), $4 until (ms) or
@@ -245,24 +249,38 @@ static bool hex_parse(const char *hex, uint8_t *out, size_t n)
 	"WHERE a.serial = s.serial AND a.uuid = s.uuid AND a.client_ref <> '' " \
 	"ORDER BY a.utc_ms DESC, a.site DESC, a.local_id DESC LIMIT 1)"
 
-static bool session_from_row(const PGresult *r, int row, struct session_entry *s)
+/* A row central's own constraints would have refused (an owner may drop
+ * them) is an error naming the row and the column, not a value wrapped
+ * into the model's range. */
+static int session_from_row(const struct central_conn *cc, const PGresult *r,
+                            int row, struct session_entry *s)
 {
 	memset(s, 0, sizeof *s);
 	const char *serial = col_str(r, row, 0);
 	snprintf(s->key.serial, sizeof s->key.serial, "%s", serial ? serial : "");
+	char who[96];
+	pl_text_clean(PL_TEXT_TERMINAL, s->key.serial, who, sizeof who);
 	if (!parse_uuid(col_str(r, row, 1) ? col_str(r, row, 1) : "", s->key.uuid))
-		return false;
-	s->info.seq = (uint32_t)col_i64(r, row, 2);
+		return pl_error_set(PL_ERR_PROTOCOL, "%s: a session row of pen %s "
+		                    "has a malformed uuid", cc->where, who);
+	int64_t seq = col_i64(r, row, 2);
+	if (seq < 0 || seq > UINT32_MAX)
+		return pl_error_set(PL_ERR_PROTOCOL, "%s: session %s/%s has sequence "
+		                    "number %" PRId64 ", outside 0..%" PRIu32,
+		                    cc->where, who, col_str(r, row, 1), seq, UINT32_MAX);
+	s->info.seq = (uint32_t)seq;
 	s->info.size = (uint64_t)col_i64(r, row, 3);
 	if (!hex_parse(col_str(r, row, 4), s->info.sha256, 32))
-		return false;
+		return pl_error_set(PL_ERR_PROTOCOL, "%s: session %s/%s has a "
+		                    "malformed sha256", cc->where, who,
+		                    col_str(r, row, 1));
 	s->info.rtc_time = col_str(r, row, 5) && col_str(r, row, 5)[0] == 't';
 	s->info.start_ms = col_i64(r, row, 6);
 	s->info.end_ms = col_i64(r, row, 7);
 	s->info.archived = true;
 	memcpy(s->info.uuid, s->key.uuid, 16);
 	s->archived_ms = col_i64(r, row, 8);
-	return true;
+	return PL_OK;
 }
 
 /* Filter parameters: -s, --site, since, --until. */
@@ -312,11 +330,10 @@ static int list_query(struct central_conn *cc, const char *serial,
 		return pl_error_set(PL_ERR_MEM, "out of memory listing %zu sessions", n);
 	}
 	for (size_t i = 0; i < n; i++)
-		if (!session_from_row(r, (int)i, &v[i])) {
+		if ((e = session_from_row(cc, r, (int)i, &v[i])) != PL_OK) {
 			PQclear(r);
 			free(v);
-			return pl_error_set(PL_ERR_PROTOCOL, "%s: a session row with a "
-			                    "malformed uuid or sha256", cc->where);
+			return e;
 		}
 	PQclear(r);
 	*out = v;
@@ -854,10 +871,7 @@ static int next_export(struct central_conn *cc, Plctl__Response **rep)
 	PGresult *r;
 	e = stream_next(cc, &r);
 	if (e == PL_OK && r) {
-		if (!session_from_row(r, 0, &s)) {
-			e = pl_error_set(PL_ERR_PROTOCOL, "%s: a session row with a "
-			                 "malformed uuid or sha256", cc->where);
-		} else {
+		if ((e = session_from_row(cc, r, 0, &s)) == PL_OK) {
 			have = true;
 			const char *before = cc->per_session
 			                         ? (cc->json ? "" : plc_export_csv_header)

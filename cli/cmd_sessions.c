@@ -85,7 +85,7 @@ static json_object *session_json(const struct ctl *c,
 		json_object_object_add(o, "archived_ms",
 		                       json_object_new_int64(s->archived_ms));
 		json_object_object_add(o, "archived_utc",
-		                       json_utc(true, s->archived_ms));
+		                       json_utc(s->archived_ms != 0, s->archived_ms));
 	}
 	return o;
 }
@@ -356,8 +356,8 @@ static json_object *pulled_json(const struct ctl *c,
 }
 
 struct pull_state {
-	json_object *pulled, *skipped, *archived;
-	size_t n_pulled, n_present, n_archived;
+	json_object *pulled, *skipped, *archived, *damaged;
+	size_t n_pulled, n_present, n_archived, n_damaged;
 	size_t index;             /* of the session being handled, from 1 */
 	struct pull_progress pp;  /* the progress line, over every session */
 	uint64_t bytes_pulled;    /* sizes of the sessions pulled */
@@ -369,6 +369,7 @@ static void pull_fail_partial(struct ctl *c, struct pull_state *ps)
 	ctl_partial(c, "pulled", json_object_get(ps->pulled));
 	ctl_partial(c, "skipped", json_object_get(ps->skipped));
 	ctl_partial(c, "archived", json_object_get(ps->archived));
+	ctl_partial(c, "damaged", json_object_get(ps->damaged));
 }
 
 static int fetch_one(struct ctl *c, const struct session_entry *s,
@@ -470,6 +471,7 @@ static int pull_interrupted(struct ctl *c, const struct session_entry *s,
 	ctl_partial(c, "pulled", json_object_get(ps->pulled));
 	ctl_partial(c, "skipped", json_object_get(ps->skipped));
 	ctl_partial(c, "archived", json_object_get(ps->archived));
+	ctl_partial(c, "damaged", json_object_get(ps->damaged));
 	ctl_partial(c, "resume", json_object_new_string(cmd));
 	ctl_partial(c, "partial", got && c->be.ops->direct
 	                              ? json_object_new_string(part)
@@ -514,6 +516,20 @@ static int pull_one(struct ctl *c, const struct session_entry *s,
 		int e = fetch_one(c, s, part, ps, &resumed_at);
 		if (e == PL_ERR_CANCELLED && ctl_interrupted)
 			return pull_interrupted(c, s, part, dir, ps);
+		if (e == PL_ERR_DIGEST) {
+			/* A damaged record would stop every later pull at the same
+			 * place: it is left out (never written, never reclaimed),
+			 * the others go on, and the pull ends in its error. */
+			ctl_warn("%s: %s; not written, pulling the others", what,
+			         pl_error_message());
+			progress_session_done(&ps->pp.bar, s->info.size, false);
+			ps->n_damaged++;
+			json_object *o = pulled_json(c, s, final);
+			json_object_object_add(o, "error",
+			                       json_object_new_string(pl_error_message()));
+			json_object_array_add(ps->damaged, o);
+			return PX_OK;
+		}
 		if (e != PL_OK)
 			return pull_failed(c, s, part, &ps->pp, e);
 		if (rename(part, final) != 0 || fsync_dir(dir) != 0)
@@ -586,6 +602,7 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 		.pulled = json_object_new_array(),
 		.skipped = json_object_new_array(),
 		.archived = json_object_new_array(),
+		.damaged = json_object_new_array(),
 		.pp = {.c = c},
 	};
 	/* A session the pen marked archived was stored by an earlier pull
@@ -613,7 +630,16 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 	}
 #undef PULL_SKIPS
 	free(ss);
-	if (rc == PX_OK && c->json) {
+	if (rc == PX_OK && ps.n_damaged) {
+		pull_fail_partial(c, &ps);
+		rc = ctl_fail_code(c, PL_ERR_DIGEST, "%zu session%s did not match %s "
+		                   "SHA-256 and %s not written (named above); %zu "
+		                   "pulled, %zu already present",
+		                   ps.n_damaged, ps.n_damaged == 1 ? "" : "s",
+		                   ps.n_damaged == 1 ? "its" : "their",
+		                   ps.n_damaged == 1 ? "was" : "were", ps.n_pulled,
+		                   ps.n_present);
+	} else if (rc == PX_OK && c->json) {
 		json_object *o = json_object_new_object();
 		/* The pen's serial, or through penlinkd the -s filter. */
 		const char *serial = c->be.ops->direct ? c->be.ops->serial(c->be.ctx)
@@ -635,6 +661,7 @@ static int sessions_pull(struct ctl *c, struct opt_iter *it)
 	json_object_put(ps.pulled);
 	json_object_put(ps.skipped);
 	json_object_put(ps.archived);
+	json_object_put(ps.damaged);
 	return rc;
 }
 

@@ -289,7 +289,8 @@ void plc_export_csv_row(struct plc_buf *b, const struct plc_export_session *s,
 	csv_int(b, &first, (int64_t)sum->size);
 	pl_hex_format(sum->sha256, 32, hex);
 	csv_field(b, &first, hex);
-	csv_field(b, &first, pl_time_format_utc(sum->archived_ms, t));
+	/* 0: not known (a central row whose archive time is 'infinity'). */
+	csv_field(b, &first, sum->archived_ms ? pl_time_format_utc(sum->archived_ms, t) : "");
 	csv_text(b, &first, s->client_ref);
 	csv_text(b, &first, s->operator_name);
 	csv_text(b, &first, s->notes);

@@ -88,6 +88,22 @@ wait_idle 1
 expect 0 "${D[@]}" --json sessions list
 assert_eq "$(jqo '.sessions | length')" "5" "re-attach archives nothing twice"
 
+# A record damaged in the archive file (a disk, a hand with sqlite3): pull
+# leaves it out, names it, copies the others and ends in exit 8, so one bad
+# row cannot stop every later pull at the same place.
+bad=$(jq -r '.sessions[1].uuid' "$T/a.json")
+sqlite3 "$DB" "UPDATE sessions SET record = CAST(zeroblob(length(record)) AS BLOB)
+  WHERE lower(hex(uuid)) = '${bad//-/}'" || fail "cannot damage the record"
+run "${D[@]}" --json sessions pull --out "$T/out2"
+assert_eq "$RC" "8" "pull with a damaged record: exit 8"
+assert_eq "$(jqo '.damaged | map(.uuid) | join(",")'),$(jqo '.pulled | length')" "$bad,4" \
+  "pull --json: the damaged record listed apart, the other four pulled"
+ls "$T/out2" | grep -q "$bad" && fail "the damaged record was written" || ok "the damaged record was not written"
+run "${D[@]}" sessions pull --out "$T/out2"
+assert_contains "$ERR" "session PEN-DA-1/$bad: " "pull: the warning names the session"
+assert_contains "$ERR" "1 session did not match its SHA-256 and was not written (named above); 0 pulled, 4 already present" \
+  "pull: the last line counts what was done"
+
 kill "$DAEMON_PID"; wait "$DAEMON_PID"; rc=$?
 assert_eq "$rc" "0" "SIGTERM: penlinkd exits 0"
 [ -S "$SOCK" ] && fail "socket left behind"
