@@ -263,13 +263,14 @@ static int session_from_row(const struct central_conn *cc, const PGresult *r,
 	if (!parse_uuid(col_str(r, row, 1) ? col_str(r, row, 1) : "", s->key.uuid))
 		return pl_error_set(PL_ERR_PROTOCOL, "%s: a session row of pen %s "
 		                    "has a malformed uuid", cc->where, who);
-	int64_t seq = col_i64(r, row, 2);
-	if (seq < 0 || seq > UINT32_MAX)
-		return pl_error_set(PL_ERR_PROTOCOL, "%s: session %s/%s has sequence "
-		                    "number %" PRId64 ", outside 0..%" PRIu32,
-		                    cc->where, who, col_str(r, row, 1), seq, UINT32_MAX);
-	s->info.seq = (uint32_t)seq;
-	s->info.size = (uint64_t)col_i64(r, row, 3);
+	struct plc_session_summary sum;
+	if (plc_session_summary_numbers(&sum, col_i64(r, row, 2),
+	                                col_i64(r, row, 3)) != PL_OK)
+		return pl_error_set(PL_ERR_PROTOCOL, "%s: session %s/%s: %s",
+		                    cc->where, who, col_str(r, row, 1),
+		                    pl_error_message());
+	s->info.seq = sum.seq;
+	s->info.size = sum.size;
 	if (!hex_parse(col_str(r, row, 4), s->info.sha256, 32))
 		return pl_error_set(PL_ERR_PROTOCOL, "%s: session %s/%s has a "
 		                    "malformed sha256", cc->where, who,

@@ -156,6 +156,20 @@ static void derive(json_object *record, int64_t duration_ms, struct derived *d)
 		d->paused_ms += (uint64_t)duration_ms - paused_at;
 }
 
+int plc_session_summary_numbers(struct plc_session_summary *s, int64_t seq,
+                                int64_t size)
+{
+	if (seq < 0 || seq > (int64_t)UINT32_MAX)
+		return pl_error_set(PL_ERR_PROTOCOL, "sequence number %" PRId64
+		                    " is outside 0..%" PRIu32, seq, UINT32_MAX);
+	if (size < 0)
+		return pl_error_set(PL_ERR_PROTOCOL, "size %" PRId64 " is negative",
+		                    size);
+	s->seq = (uint32_t)seq;
+	s->size = (uint64_t)size;
+	return PL_OK;
+}
+
 /* end - start, 0 when end is not after start.  Unsigned: the times come
  * from the pen and their difference may not fit an int64_t. */
 static int64_t duration_ms(const struct plc_session_summary *sum)

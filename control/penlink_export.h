@@ -51,6 +51,17 @@ struct plc_session_summary {
 	int64_t archived_ms;     /* UTC */
 };
 
+/*
+ * Sets s->seq and s->size from an archive row's integer columns (SQLite
+ * and PostgreSQL hold them as 64-bit): a row someone altered by hand, with
+ * a sequence number outside 0..2^32-1 or a negative size, is refused
+ * rather than wrapped into range.
+ * Returns PL_OK, or PL_ERR_PROTOCOL with pl_error_message() naming the
+ * column and its value (the caller adds which row); s is unchanged then.
+ */
+int plc_session_summary_numbers(struct plc_session_summary *s, int64_t seq,
+                                int64_t size);
+
 /* What an archive knows of a session besides its record.  Strings may be
  * NULL (empty); all are untrusted text. */
 struct plc_export_session {

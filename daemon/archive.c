@@ -520,10 +520,14 @@ static int each_row(struct archive *a, const char *what, const char *doing,
 	va_start(ap, types);
 	e = vbind(a, st, what, types, ap);
 	va_end(ap);
+	/* A row function may say itself why it stopped (fail()). */
+	a->err[0] = '\0';
 	while (e == PL_OK && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		stop = row(st, ctx);
-	if (stop < 0)
+	if (stop < 0 && !a->err[0])
 		e = fail(a, stop, "%s stopped: %s", doing, pl_error_name(stop));
+	else if (stop < 0)
+		e = stop;
 	else if (e == PL_OK && !stop && rc != SQLITE_DONE)
 		e = db_fail(a, rc, "%s", what);
 	sqlite3_finalize(st);
@@ -533,6 +537,7 @@ static int each_row(struct archive *a, const char *what, const char *doing,
 /* A caller's callback for the rows of a listing and its data: the ctx of
  * each_row()'s row functions that hand each row to the caller. */
 struct row_cb {
+	struct archive *a;
 	union {
 		int (*session)(void *ud, const struct archived_session *s);
 		int (*audit)(void *ud, const struct audit_entry *e);
@@ -1749,26 +1754,39 @@ out:
 	"id, serial, uuid, seq, size, sha256, start_ms, end_ms, rtc_time, " \
 	"archived_ms, decode_error"
 
-static void session_from_row(sqlite3_stmt *st, struct archived_session *s)
+/* A row with numbers outside the model's ranges (altered by hand) is an
+ * error naming it, not a value wrapped into range. */
+static int session_from_row(struct archive *a, sqlite3_stmt *st,
+                            struct archived_session *s)
 {
 	memset(s, 0, sizeof *s);
 	copy_str(s->serial, sizeof s->serial, sqlite3_column_text(st, 1));
 	copy_blob(s->uuid, 16, st, 2);
-	s->summary.seq = (uint32_t)sqlite3_column_int64(st, 3);
-	s->summary.size = (uint64_t)sqlite3_column_int64(st, 4);
+	if (plc_session_summary_numbers(&s->summary, sqlite3_column_int64(st, 3),
+	                                sqlite3_column_int64(st, 4)) != PL_OK) {
+		struct pl_session_key key;
+		char name[160];
+		snprintf(key.serial, sizeof key.serial, "%s", s->serial);
+		memcpy(key.uuid, s->uuid, 16);
+		pl_session_key_format(&key, PL_TEXT_LOG, name, sizeof name);
+		return fail(a, PL_ERR_PROTOCOL, "session %s (row %" PRId64 ") in %s: "
+		            "%s", name, (int64_t)sqlite3_column_int64(st, 0), a->path,
+		            pl_error_message());
+	}
 	copy_blob(s->summary.sha256, 32, st, 5);
 	s->summary.start_ms = sqlite3_column_int64(st, 6);
 	s->summary.end_ms = sqlite3_column_int64(st, 7);
 	s->summary.rtc_time = sqlite3_column_int(st, 8) != 0;
 	s->summary.archived_ms = sqlite3_column_int64(st, 9);
+	return PL_OK;
 }
 
 static int session_row(sqlite3_stmt *st, void *ctx)
 {
 	const struct row_cb *r = ctx;
 	struct archived_session s;
-	session_from_row(st, &s);
-	return r->cb.session(r->ud, &s);
+	int e = session_from_row(r->a, st, &s);
+	return e != PL_OK ? e : r->cb.session(r->ud, &s);
 }
 
 /* A session's client reference: the latest annotation that gives one. */
@@ -1784,7 +1802,7 @@ int archive_list_client(struct archive *a, const char *serial,
                         void *ud)
 {
 	bool all = !serial || !*serial;
-	struct row_cb r = {.cb.session = cb, .ud = ud};
+	struct row_cb r = {.a = a, .cb.session = cb, .ud = ud};
 
 	if (!a)
 		return PL_ERR_ARG;
@@ -2040,7 +2058,9 @@ static int export_row(struct export_cursor *c, const char *before,
 		e = db_fail(a, rc, "%s", what);
 		goto out;
 	}
-	session_from_row(st, &s);
+	e = session_from_row(a, st, &s);
+	if (e != PL_OK)
+		goto out;
 	c->last_start = s.summary.start_ms;
 	c->last_id = sqlite3_column_int64(st, 0);
 	if (sqlite3_column_type(st, 10) != SQLITE_NULL) {
@@ -2373,7 +2393,7 @@ int archive_audit_list(struct archive *a, int64_t since_ms, unsigned limit,
                        int (*cb)(void *ud, const struct audit_entry *e),
                        void *ud)
 {
-	struct row_cb r = {.cb.audit = cb, .ud = ud};
+	struct row_cb r = {.a = a, .cb.audit = cb, .ud = ud};
 
 	if (!a)
 		return PL_ERR_ARG;
@@ -2495,7 +2515,7 @@ static int annotations_by_id(struct archive *a, int64_t sid,
                              int (*cb)(void *ud, const struct annotation *an),
                              void *ud)
 {
-	struct row_cb r = {.cb.annotation = cb, .ud = ud};
+	struct row_cb r = {.a = a, .cb.annotation = cb, .ud = ud};
 	return each_row(a, "read annotations", "reading annotations",
 	                annotation_row, &r,
 	                "SELECT id, utc_ms, uid, user, client_ref, operator, note "

@@ -75,7 +75,7 @@ EVIL="PEN-"$'\x1b'"[2JEVIL/$U_EVIL"
 run "${C[@]}" sessions list
 no_raw "list of a row with sequence number -1" "$OUT$ERR"
 [ "$RC" -ne 0 ] || fail "a sequence number of -1 was listed"
-assert_contains "$ERR" 'session PEN-\x1b[2JEVIL/'"$U_EVIL"' has sequence number -1, outside 0..4294967295' \
+assert_contains "$ERR" 'session PEN-\x1b[2JEVIL/'"$U_EVIL"': sequence number -1 is outside 0..4294967295' \
   "the error names the row (escaped) and the value"
 psql_su -c "ALTER TABLE penlink.sessions DISABLE TRIGGER USER;
   UPDATE penlink.sessions SET seq = 7 WHERE uuid = '$U_EVIL'" || fail "cannot mend the row"

@@ -1,6 +1,7 @@
 /* The session export formats (control/penlink_export.h): what the events
  * add to a row (paused time, areas treated, error codes with their
- * meaning), the pen's model, and the formula guard on every text cell. */
+ * meaning), the pen's model, the formula guard on every text cell, and the
+ * ranges a row's numbers must fit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "penlink.h"
 #include "penlink_export.h"
 
 /* A record's JSON as pl_record_to_json has it: paused 60-90 s and from
@@ -156,12 +158,39 @@ static void test_json_undecoded(void **state)
 	plc_buf_free(&b);
 }
 
+/* A row's numbers as a database holds them: the edges of the model's
+ * ranges pass, one past them is refused with the value named and the
+ * summary untouched. */
+static void test_summary_numbers(void **state)
+{
+	(void)state;
+	struct plc_session_summary s = {.seq = 7, .size = 9};
+	assert_int_equal(plc_session_summary_numbers(&s, 0, 0), PL_OK);
+	assert_int_equal(s.seq, 0);
+	assert_int_equal(plc_session_summary_numbers(&s, UINT32_MAX, INT64_MAX), PL_OK);
+	assert_int_equal(s.seq, UINT32_MAX);
+	assert_true(s.size == (uint64_t)INT64_MAX);
+	s = (struct plc_session_summary){.seq = 7, .size = 9};
+	assert_int_equal(plc_session_summary_numbers(&s, -1, 5), PL_ERR_PROTOCOL);
+	assert_string_equal(pl_error_message(),
+	                    "sequence number -1 is outside 0..4294967295");
+	assert_int_equal(plc_session_summary_numbers(&s, (int64_t)UINT32_MAX + 1, 5),
+	                 PL_ERR_PROTOCOL);
+	assert_string_equal(pl_error_message(),
+	                    "sequence number 4294967296 is outside 0..4294967295");
+	assert_int_equal(plc_session_summary_numbers(&s, 1, -5), PL_ERR_PROTOCOL);
+	assert_string_equal(pl_error_message(), "size -5 is negative");
+	assert_int_equal(s.seq, 7);
+	assert_true(s.size == 9);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_csv_derived),
 	    cmocka_unit_test(test_json_derived),
 	    cmocka_unit_test(test_json_undecoded),
+	    cmocka_unit_test(test_summary_numbers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,22 @@ assert_contains "$ERR" "session PEN-DA-1/$bad: " "pull: the warning names the se
 assert_contains "$ERR" "1 session did not match its SHA-256 and was not written (named above); 0 pulled, 4 already present" \
   "pull: the last line counts what was done"
 
+# A row whose numbers the model cannot hold (sequence number -1, written
+# by hand): an error naming the row, not -1 listed as 4294967295.
+sqlite3 "$DB" "INSERT INTO sessions (serial, uuid, seq, size, sha256, start_ms, end_ms,
+  rtc_time, archived_ms, record) SELECT char(80, 27, 91, 50, 74, 88), randomblob(16), -1,
+  size, sha256, start_ms, end_ms, rtc_time, archived_ms, record FROM sessions LIMIT 1" ||
+  fail "cannot write the row"
+rowid=$(sqlite3 "$DB" "SELECT id FROM sessions WHERE seq = -1")
+run "${D[@]}" sessions list
+assert_eq "$RC" "1" "list with a row out of range: exit 1"
+assert_contains "$ERR" 'session P\x1b[2JX/' "the error names the row's session, escaped"
+assert_contains "$ERR" "(row $rowid) in $DB: sequence number -1 is outside 0..4294967295" \
+  "... its row in the archive and the value"
+sqlite3 "$DB" "DELETE FROM sessions WHERE id = $rowid" || fail "cannot remove the row"
+expect 0 "${D[@]}" --json sessions list
+assert_eq "$(jqo '.sessions | length')" "5" "the row removed, the archive lists again"
+
 kill "$DAEMON_PID"; wait "$DAEMON_PID"; rc=$?
 assert_eq "$rc" "0" "SIGTERM: penlinkd exits 0"
 [ -S "$SOCK" ] && fail "socket left behind"
