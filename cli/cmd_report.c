@@ -274,20 +274,18 @@ static void record_key(const struct pl_record *r, struct pl_session_key *key)
 	pl_record_uuid(r, key->uuid);
 }
 
-/* The annotations penlinkd exports for key (none until the archive has
- * them): the session's object of a JSON export of its pen since its
- * start. */
+/* The annotations the archive (penlinkd's or central's) exports for the
+ * session it lists under key, which starts at start_ms in its listing
+ * (none until the archive has them): the session's object of a JSON
+ * export of its pen since that start. */
 static void daemon_annotations(struct ctl *c, const struct pl_session_key *key,
-                               const struct pl_record *r,
-                               struct pl_report_entry **v, size_t *n,
-                               const struct pl_report_entry **mine)
+                               int64_t start_ms, struct pl_report_entry **v,
+                               size_t *n, const struct pl_report_entry **mine)
 {
 	*v = NULL;
 	*n = 0;
 	*mine = NULL;
-	if (daemon_entries(c, key->serial,
-	                   pl_record_rtc_time(r) ? pl_record_start_ms(r) : 0, v,
-	                   n) != PL_OK)
+	if (daemon_entries(c, key->serial, start_ms, v, n) != PL_OK)
 		return;
 	for (size_t i = 0; i < *n; i++)
 		if (memcmp((*v)[i].uuid, key->uuid, 16) == 0)
@@ -317,6 +315,10 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 	char *site = NULL;
 	struct pl_report_entry *exported = NULL;
 	size_t n_exported = 0;
+	/* The session asked for, unless a file: its key and listing. */
+	struct pl_session_key key = {0};
+	struct session_entry s = {0};
+	bool asked = false;
 	struct stat st;
 	if (stat(arg, &st) == 0) {
 		/* a file: read it whole (its bytes are what the digest covers) */
@@ -332,11 +334,10 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 		if (!session_arg_valid(arg))
 			return ctl_fail_code(c, PL_ERR_NOT_FOUND, "%s: no such file, and "
 			                     "not a session (SERIAL/UUID or UUID)", arg);
-		struct pl_session_key key;
-		struct session_entry s;
 		rc = session_arg_resolve(c, arg, &key, &s);
 		if (rc != PX_OK)
 			return rc;
+		asked = true;
 		pl_session_key_format(&key, PL_TEXT_TERMINAL, what, sizeof what);
 		int e = c->be.ops->read_record(c->be.ctx, &key, REPORT_MAX, &data, &len);
 		if (e != PL_OK)
@@ -370,11 +371,26 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 		free(site);
 		return record_parse_failed(c, e, what);
 	}
-	if (c->dc && c->be.ops && !c->be.ops->direct) {
-		struct pl_session_key key;
-		record_key(r, &key);
+	if (asked) {
+		/* Only a hand (or a broken pen) makes them differ; the report
+		 * shows the record, so the user hears of it. */
+		struct pl_session_key in_record;
+		record_key(r, &in_record);
+		if (strcmp(in_record.serial, key.serial) != 0 ||
+		    memcmp(in_record.uuid, key.uuid, 16) != 0) {
+			char named[200];
+			pl_session_key_format(&in_record, PL_TEXT_TERMINAL, named,
+			                      sizeof named);
+			ctl_warn("session %s: the record itself names session %s; the "
+			         "report shows what the record says", what, named);
+		}
+	}
+	/* The annotations of the session the archive lists (penlinkd's, or
+	 * central's, which answers the same export). */
+	if (asked && (c->dc || c->cc) && !c->be.ops->direct) {
 		const struct pl_report_entry *mine;
-		daemon_annotations(c, &key, r, &exported, &n_exported, &mine);
+		daemon_annotations(c, &key, s.info.start_ms, &exported, &n_exported,
+		                   &mine);
 		if (mine) {
 			o.annotations = mine->annotations;
 			o.n_annotations = mine->n_annotations;

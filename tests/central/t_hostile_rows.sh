@@ -114,6 +114,18 @@ assert_eq "$(jq length "$T/all.json")" "4" "export json: every session, valid JS
 assert_eq "$(python3 -c 'import csv, sys; print(len(list(csv.reader(open(sys.argv[1], newline="")))) - 1)' "$T/all.csv")" "4" \
   "export csv: one row per session (the note's line break quoted, not a new row)"
 
+# ---- what people print and other systems import: the treatment report,
+# the period overview and FHIR
+expect 0 "${C[@]}" sessions report "$EVIL" --out "$T/evil.html"
+no_raw "report" "$(cat "$T/evil.html")$OUT$ERR"
+assert_contains "$(cat "$T/evil.html")" "cGFzdGU=" "report: the row's note is in it, as text"
+assert_contains "$ERR" "the record itself names session PEN-HR-1/" "report: warns that the record names another session"
+expect 0 "${C[@]}" report --since 2000-01-01 --out "$T/overview.html"
+no_raw "overview" "$(cat "$T/overview.html")$OUT$ERR"
+expect 0 "${C[@]}" sessions export --format fhir --out "$T/all.fhir.json"
+no_raw "export fhir" "$(cat "$T/all.fhir.json")$ERR"
+assert_eq "$(jq -r .resourceType "$T/all.fhir.json" | sort -u | paste -sd,)" "Bundle" "export fhir: valid JSON Bundles"
+
 # ---- pull: the record that no longer matches its digest is refused, the
 # others are written under clean file names
 run "${C[@]}" sessions pull --out "$T/pulled"

@@ -85,6 +85,11 @@ assert_eq "$(jqo '.annotations | length')" "2" "show: the session's 2 annotation
 expect 0 "${C[@]}" sessions show "$K1"
 assert_contains "$OUT" "wrong client reference, corrected" "show for people: the annotations"
 
+# ---- the treatment report from central: the site's annotations in it
+expect 0 "${C[@]}" sessions report "$K0" --out "$T/k0.html"
+assert_contains "$(cat "$T/k0.html")" "forehead, 2 passes" "report: the session's annotations, from central"
+assert_contains "$(cat "$T/k0.html")" "central archive" "report: says where the record came from"
+
 # ---- list --client: the current client reference, as the site has it
 expect 0 --socket "$T/a.sock" --json sessions list --client C-1
 site_c1=$(jq -c '[.sessions[] | "\(.serial)/\(.uuid)"] | sort' <<<"$OUT")
