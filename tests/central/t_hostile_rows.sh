@@ -100,6 +100,15 @@ no_raw "show --json" "$OUT"
 assert_eq "$(jqo '.annotations | length')" "1" "show --json: its annotation"
 assert_contains "$(jqo '.annotations[0].note')" "carriage" "show --json: the note, as text"
 
+# The damaged record is not shown or reported as if it were sound.
+run "${C[@]}" sessions show "PEN-HR-BENT/$U_BENT"
+assert_eq "$RC" "8" "show of a record that does not match its digest: exit 8"
+assert_contains "$ERR" "does not match its SHA-256" "show: says why"
+run "${C[@]}" sessions report "PEN-HR-BENT/$U_BENT" --out "$T/bent.html"
+assert_eq "$RC" "8" "report of a record that does not match its digest: exit 8"
+assert_contains "$ERR" "does not match its SHA-256" "report: says why"
+[ -e "$T/bent.html" ] && fail "a report of the damaged record was written" || ok "no report of the damaged record"
+
 # ---- list --client with the escape in the reference
 expect 0 "${C[@]}" --json sessions list --client "C-"$'\x1b'"[5m1"
 no_raw "list --client" "$OUT$ERR"
