@@ -279,6 +279,7 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	struct outbox_item *v = calloc(max_items, sizeof *v);
 	if (!v)
 		return pl_error_set(PL_ERR_MEM, "out of memory");
+again:;
 	sqlite3_stmt *st;
 	/* Metadata only: the record column is not read here. */
 	int e = prepare(o, &st,
@@ -294,16 +295,31 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)max_items);
 	uint64_t bytes = 0;
 	size_t k = 0;
+	/* Rows whose numbers no session can have (altered by hand): refused
+	 * here, with the reason, instead of sent wrapped into range. */
+	int64_t bad_ids[8];
+	char bad_why[8][160];
+	size_t n_bad = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t size = (uint64_t)sqlite3_column_int64(st, 4);
+		struct plc_session_summary checked;
+		if (plc_session_summary_numbers(&checked, sqlite3_column_int64(st, 3),
+		                                sqlite3_column_int64(st, 4)) != PL_OK) {
+			if (n_bad == sizeof bad_ids / sizeof bad_ids[0])
+				break;
+			bad_ids[n_bad] = sqlite3_column_int64(st, 0);
+			snprintf(bad_why[n_bad++], sizeof bad_why[0],
+			         "not sent: %s", pl_error_message());
+			continue;
+		}
+		uint64_t size = checked.size;
 		if (k && bytes + size > max_bytes)
 			break;
 		struct outbox_item *it = &v[k++];
 		it->id = sqlite3_column_int64(st, 0);
 		copy_key(&it->key, st, 1);
 		struct plc_session_summary *sum = &it->summary;
-		sum->seq = (uint32_t)sqlite3_column_int64(st, 3);
+		sum->seq = checked.seq;
 		sum->size = size;
 		copy_fixed(sum->sha256, 32, st, 5);
 		sum->start_ms = sqlite3_column_int64(st, 6);
@@ -319,6 +335,20 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	/* Reset before reading blobs: no read snapshot is held longer than
 	 * needed, so the archive's checkpoints are never held up. */
 	sqlite3_finalize(st);
+	if (!e && n_bad) {
+		int states[8];
+		const char *notes[8];
+		for (size_t i = 0; i < n_bad; i++) {
+			states[i] = OUTBOX_REFUSED;
+			notes[i] = bad_why[i];
+			log_err("central outbox in %s: session row %" PRId64 " %s; it "
+			        "stays in the local archive, marked refused", o->path,
+			        bad_ids[i], bad_why[i]);
+		}
+		e = outbox_mark(o, bad_ids, states, notes, n_bad);
+		if (!e && !k)
+			goto again; /* they are out of the way now */
+	}
 	for (size_t i = 0; !e && i < k; i++)
 		e = read_record(o, &v[i]);
 	if (e || !k) {

@@ -161,7 +161,25 @@ run "${C[@]}" audit verify
 no_raw "audit verify" "$OUT$ERR"
 assert_eq "$RC" "8" "audit verify: the forged row breaks its site's chain (exit 8)"
 
+# ---- the other way: a row altered by hand in a site's own archive is not
+# sent to central wrapped into range, but refused there with the reason
+# and kept locally
+U_LOCAL=77777777-8888-4999-aaaa-bbbbbbbbbbbb
+sqlite3 "$T/a.db" "INSERT INTO sessions (serial, uuid, seq, size, sha256, start_ms, end_ms,
+  rtc_time, archived_ms, record) SELECT serial, X'${U_LOCAL//-/}', -1, size, sha256,
+  start_ms, end_ms, rtc_time, archived_ms, record FROM sessions LIMIT 1" || fail "cannot write the local row"
+for i in $(seq 150); do
+  central_status a
+  [ "$(jqo .refused)" = 1 ] && break
+  sleep 0.1
+done
+assert_eq "$(jqo .refused),$(jqo .pending)" "1,0" "site: the altered row is refused, nothing left pending"
+assert_contains "$(cat "$T/a.log")" "not sent: sequence number -1 is outside 0..4294967295; it stays in the local archive, marked refused" \
+  "site: the log says which row and why"
+assert_eq "$(psql_su -c "SELECT count(*) FROM penlink.sessions WHERE uuid = '$U_LOCAL'")" "0" "central never received it"
+assert_eq "$(sqlite3 "$T/a.db" "SELECT count(*) FROM sessions WHERE seq = -1")" "1" "the site keeps it"
+
 expect 0 "${C[@]}" -s PEN-HR-1 --json sessions list
-assert_eq "$(jqo '[.sessions[].sha256] | sort | join(",")')" "$(sqlite3 "$T/a.db" "SELECT lower(hex(sha256)) FROM sessions ORDER BY 1" | paste -sd,)" \
+assert_eq "$(jqo '[.sessions[].sha256] | sort | join(",")')" "$(sqlite3 "$T/a.db" "SELECT lower(hex(sha256)) FROM sessions WHERE seq >= 0 ORDER BY 1" | paste -sd,)" \
   "the honest pen's sessions are central's as before"
 done_testing
