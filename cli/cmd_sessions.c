@@ -45,14 +45,9 @@ static void fmt_session_span(char *start, size_t start_len, char *dur,
 	else
 		snprintf(start, start_len, "uptime +%llds",
 		         (long long)(s->start_ms / 1000));
+	uint64_t span = pl_time_span_ms(s->start_ms, s->end_ms);
 	if (s->end_ms >= s->start_ms)
-		/* Unsigned: the pen's two times may lie further apart than an
-		 * int64_t holds. */
-		fmt_duration(dur, (uint64_t)s->end_ms - (uint64_t)s->start_ms >
-		                          (uint64_t)INT64_MAX
-		                      ? INT64_MAX
-		                      : (int64_t)((uint64_t)s->end_ms -
-		                                  (uint64_t)s->start_ms));
+		fmt_duration(dur, span > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)span);
 	else
 		snprintf(dur, dur_len, "?");
 }

@@ -170,13 +170,10 @@ int plc_session_summary_numbers(struct plc_session_summary *s, int64_t seq,
 	return PL_OK;
 }
 
-/* end - start, 0 when end is not after start.  Unsigned: the times come
- * from the pen and their difference may not fit an int64_t. */
+/* end - start, 0 when end is not after start, at most INT64_MAX. */
 static int64_t duration_ms(const struct plc_session_summary *sum)
 {
-	if (sum->end_ms <= sum->start_ms)
-		return 0;
-	uint64_t d = (uint64_t)sum->end_ms - (uint64_t)sum->start_ms;
+	uint64_t d = pl_time_span_ms(sum->start_ms, sum->end_ms);
 	return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
 }
 
@@ -230,14 +227,12 @@ static void csv_text(struct plc_buf *b, bool *first, const char *s)
 	free(clean);
 }
 
-/* end - start as seconds with 3 decimals, sign included.  Unsigned
- * arithmetic: the times come from the pen and may lie further apart than
- * an int64_t can hold. */
+/* end - start as seconds with 3 decimals, sign included. */
 static const char *secs_text(char buf[32], int64_t start_ms, int64_t end_ms)
 {
 	bool neg = end_ms < start_ms;
-	uint64_t m = neg ? (uint64_t)start_ms - (uint64_t)end_ms
-	                 : (uint64_t)end_ms - (uint64_t)start_ms;
+	uint64_t m = neg ? pl_time_span_ms(end_ms, start_ms)
+	                 : pl_time_span_ms(start_ms, end_ms);
 	snprintf(buf, 32, "%s%" PRIu64 ".%03u", neg ? "-" : "", m / 1000,
 	         (unsigned)(m % 1000));
 	return buf;

@@ -10,6 +10,14 @@
 #define DAY_MS 86400000LL
 #define MAX_BUCKETS 400
 #define MAX_TABLE_ROWS 500
+/* 9999-12-31T23:59:59.999Z: a start after it (or before 1970), which
+ * only a broken pen or an altered row gives, is on no calendar. */
+#define CALENDAR_END_MS 253402300799999LL
+
+static bool on_calendar(const struct pl_report_entry *e)
+{
+	return e->rtc && e->start_ms >= 0 && e->start_ms <= CALENDAR_END_MS;
+}
 
 void pl_report_overview_options_init(struct pl_report_overview_options *o)
 {
@@ -118,7 +126,7 @@ static void area_walk(const struct pl_report_entry *e, struct area_use *u)
 	double t = 0;
 	bool counted[PL_AREA_COUNT + 1];
 	memset(counted, 0, sizeof counted);
-	double end = e->end_ms > e->start_ms ? (e->end_ms - e->start_ms) / 1000.0 : 0;
+	double end = (double)pl_time_span_ms(e->start_ms, e->end_ms) / 1000.0;
 	for (size_t i = 0; i <= e->n_events; i++) {
 		double tn = i < e->n_events ? e->events[i].offset_ms / 1000.0 : end;
 		if (tn < t)
@@ -180,7 +188,7 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 	struct area_use areas[PL_AREA_COUNT + 1];
 	memset(areas, 0, sizeof areas);
 	uint64_t strokes = 0, run_s = 0, errors = 0;
-	size_t uptime_only = 0;
+	size_t uptime_only = 0, off_calendar = 0;
 	int64_t first = 0, last = 0;
 	unsigned codes[16] = {0};
 	unsigned other_codes = 0;
@@ -208,6 +216,10 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 			uptime_only++;
 			continue;
 		}
+		if (!on_calendar(e)) {
+			off_calendar++;
+			continue;
+		}
 		if (!first || e->start_ms < first)
 			first = e->start_ms;
 		if (!last || e->start_ms > last)
@@ -224,6 +236,9 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 	if (uptime_only)
 		rh_textf(f, " (%zu timed by the pen's uptime only: not placed on a day)",
 		         uptime_only);
+	if (off_calendar)
+		rh_textf(f, " (%zu with a start time outside the years 1970-9999: "
+		         "not placed on a day)", off_calendar);
 	fputs("</td></tr>\n<tr><th>pens</th><td>", f);
 	rh_textf(f, "%zu", pens.n);
 	fputs("</td></tr>\n<tr><th>run time</th><td>", f);
@@ -243,8 +258,12 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 	fputs("</table></section>\n", f);
 
 	/* ---- sessions per day (per month for long periods) */
-	int64_t d0 = o->since_ms ? o->since_ms : first;
-	int64_t d1 = o->until_ms ? o->until_ms - 1 : last;
+	/* A period bound off the calendar (the library's caller gave it)
+	 * bounds nothing here. */
+	bool since_ok = o->since_ms > 0 && o->since_ms <= CALENDAR_END_MS;
+	bool until_ok = o->until_ms > 0 && o->until_ms <= CALENDAR_END_MS;
+	int64_t d0 = since_ok ? o->since_ms : first;
+	int64_t d1 = until_ok ? o->until_ms - 1 : last;
 	if (first && d0 > first)
 		d0 = first;
 	if (last && d1 < last)
@@ -252,7 +271,7 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 	/* days up to 3 months, months up to 6 years, then years */
 	int width = d1 - d0 <= 93 * DAY_MS ? 10 : d1 - d0 <= 6 * 366 * DAY_MS ? 7 : 4;
 	int64_t step = width == 10 ? DAY_MS : width == 7 ? 27 * DAY_MS : 360 * DAY_MS;
-	if (first || o->since_ms) {
+	if (first || since_ok) {
 		char key[16], prev[16] = "";
 		for (int64_t t = noon_of(d0); t <= noon_of(d1) + DAY_MS / 2 &&
 		                              days.n < MAX_BUCKETS;
@@ -264,7 +283,7 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!v[i].rtc)
+		if (!on_calendar(&v[i]))
 			continue;
 		char key[16];
 		day_of(v[i].start_ms, width, key);

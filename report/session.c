@@ -201,9 +201,7 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 	row_time(f, "start", e->start_ms, e->rtc);
 	row_time(f, "end", e->end_ms, e->rtc);
 	row_open(f, "duration");
-	rh_span(f, e->end_ms > e->start_ms
-	               ? ((uint64_t)e->end_ms - (uint64_t)e->start_ms) / 1000u
-	               : 0);
+	rh_span(f, pl_time_span_ms(e->start_ms, e->end_ms) / 1000u);
 	fputs("</td></tr>\n", f);
 	if (e->rtc)
 		row_text(f, "time zone", rh_zone(e->start_ms, z));
@@ -306,7 +304,7 @@ static void write_report(const struct pl_record *r, const uint8_t *data,
 
 	/* ---- plots */
 	double dt = tel.interval_us / 1e6;
-	double T = e->end_ms > e->start_ms ? (e->end_ms - e->start_ms) / 1000.0 : 0;
+	double T = (double)pl_time_span_ms(e->start_ms, e->end_ms) / 1000.0;
 	if (tel.count * dt > T)
 		T = tel.count * dt;
 	for (size_t i = 0; i < e->n_events; i++)

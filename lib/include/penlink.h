@@ -1284,6 +1284,11 @@ const char *pl_time_format_utc(int64_t utc_ms, char out[PL_TIME_TEXT_MAX]);
  * out: PL_TIME_TEXT_MAX bytes, not NULL.
  * Returns out.  Never fails. */
 const char *pl_time_format_local(int64_t utc_ms, char out[PL_TIME_TEXT_MAX]);
+/* The span from start_ms to end_ms in milliseconds, 0 when end_ms is not
+ * after start_ms.  Two times from a pen (or an archive row) may lie
+ * further apart than an int64_t holds: the span is unsigned and computed
+ * without overflow.  Never fails. */
+uint64_t pl_time_span_ms(int64_t start_ms, int64_t end_ms);
 /* Milliseconds of CLOCK_MONOTONIC: for deadlines and rates, never for
  * dates.  Never fails. */
 int64_t pl_time_monotonic_ms(void);

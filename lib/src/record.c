@@ -588,9 +588,7 @@ int pl_record_print(const struct pl_record *r, FILE *out)
 	fprintf(out, "  started      %s\n", fmt_time(b1, rec->start_ms, rtc));
 	fprintf(out, "  ended        %s\n", fmt_time(b1, rec->end_ms, rtc));
 	fprintf(out, "  duration     %s%s\n",
-	        /* Unsigned: parsing ensured end >= start, but the two may
-	         * lie further apart than an int64_t holds. */
-	        fmt_span(b2, (uint64_t)rec->end_ms - (uint64_t)rec->start_ms),
+	        fmt_span(b2, pl_time_span_ms(rec->start_ms, rec->end_ms)),
 	        rtc ? "" : "  (pen clock not set: times are since power-on)");
 
 	fprintf(out, "\nPreset %" PRIu32 " \"", p->id);

@@ -80,6 +80,11 @@ const char *pl_time_format_local(int64_t utc_ms, char out[PL_TIME_TEXT_MAX])
 	return out;
 }
 
+uint64_t pl_time_span_ms(int64_t start_ms, int64_t end_ms)
+{
+	return end_ms > start_ms ? (uint64_t)end_ms - (uint64_t)start_ms : 0;
+}
+
 int64_t pl_time_monotonic_ms(void)
 {
 	struct timespec ts;

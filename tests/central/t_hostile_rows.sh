@@ -131,6 +131,8 @@ assert_contains "$(cat "$T/evil.html")" "cGFzdGU=" "report: the row's note is in
 assert_contains "$ERR" "the record itself names session PEN-HR-1/" "report: warns that the record names another session"
 expect 0 "${C[@]}" report --since 2000-01-01 --out "$T/overview.html"
 no_raw "overview" "$(cat "$T/overview.html")$OUT$ERR"
+assert_contains "$(cat "$T/overview.html")" "1 with a start time outside the years 1970-9999: not placed on a day" \
+  "overview: the row starting in year 292278994 is counted, not put on a calendar"
 expect 0 "${C[@]}" sessions export --format fhir --out "$T/all.fhir.json"
 no_raw "export fhir" "$(cat "$T/all.fhir.json")$ERR"
 assert_eq "$(jq -r .resourceType "$T/all.fhir.json" | sort -u | paste -sd,)" "Bundle" "export fhir: valid JSON Bundles"

@@ -69,6 +69,18 @@ static void test_time_text(void **state)
 	assert_true(pl_time_utc_ms() > 1700000000000);
 }
 
+/* Two pen times as far apart as int64_t allows, and the wrong way round. */
+static void test_time_span(void **state)
+{
+	(void)state;
+	assert_true(pl_time_span_ms(1000, 4500) == 3500);
+	assert_true(pl_time_span_ms(4500, 1000) == 0);
+	assert_true(pl_time_span_ms(7, 7) == 0);
+	assert_true(pl_time_span_ms(INT64_MIN, INT64_MAX) == UINT64_MAX);
+	assert_true(pl_time_span_ms(-1, INT64_MAX) == (uint64_t)INT64_MAX + 1);
+	assert_true(pl_time_span_ms(INT64_MAX, INT64_MIN) == 0);
+}
+
 static void clean_is(enum pl_text_target t, const char *in, const char *want)
 {
 	char out[256];
@@ -266,6 +278,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_depth_text_one_rule),
 	    cmocka_unit_test(test_time_text),
+	    cmocka_unit_test(test_time_span),
 	    cmocka_unit_test(test_text_for_each_output),
 	    cmocka_unit_test(test_session_key),
 	    cmocka_unit_test(test_wire_round_trip),
