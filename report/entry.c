@@ -142,6 +142,16 @@ static int kind_number(const char *name)
 	return -1;
 }
 
+bool rp_on_calendar(int64_t utc_ms)
+{
+	return utc_ms >= 0 && utc_ms <= RP_CALENDAR_END_MS;
+}
+
+bool rp_entry_dated(const struct pl_report_entry *e)
+{
+	return e->rtc && rp_on_calendar(e->start_ms);
+}
+
 static int from_object(json_object *root, struct pl_report_entry *out)
 {
 	bool oom = false;

@@ -213,14 +213,17 @@ static json_object *subject(struct fb *b, const struct pl_report_entry *e,
 	return s;
 }
 
+/* FHIR's instants have four-digit years and a Period ends after it
+ * starts: a time that cannot be one is left out, not written invalid. */
 static json_object *period(struct fb *b, const struct pl_report_entry *e)
 {
 	char t[PL_TIME_TEXT_MAX];
-	if (!e->rtc || !pl_time_format_utc(e->start_ms, t)[0])
+	if (!rp_entry_dated(e) || !pl_time_format_utc(e->start_ms, t)[0])
 		return NULL;
 	json_object *p = obj(b);
 	add(b, p, "start", str(b, t));
-	if (pl_time_format_utc(e->end_ms, t)[0])
+	if (rp_on_calendar(e->end_ms) && e->end_ms >= e->start_ms &&
+	    pl_time_format_utc(e->end_ms, t)[0])
 		add(b, p, "end", str(b, t));
 	return p;
 }

@@ -10,14 +10,6 @@
 #define DAY_MS 86400000LL
 #define MAX_BUCKETS 400
 #define MAX_TABLE_ROWS 500
-/* 9999-12-31T23:59:59.999Z: a start after it (or before 1970), which
- * only a broken pen or an altered row gives, is on no calendar. */
-#define CALENDAR_END_MS 253402300799999LL
-
-static bool on_calendar(const struct pl_report_entry *e)
-{
-	return e->rtc && e->start_ms >= 0 && e->start_ms <= CALENDAR_END_MS;
-}
 
 void pl_report_overview_options_init(struct pl_report_overview_options *o)
 {
@@ -216,7 +208,7 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 			uptime_only++;
 			continue;
 		}
-		if (!on_calendar(e)) {
+		if (!rp_entry_dated(e)) {
 			off_calendar++;
 			continue;
 		}
@@ -260,8 +252,8 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 	/* ---- sessions per day (per month for long periods) */
 	/* A period bound off the calendar (the library's caller gave it)
 	 * bounds nothing here. */
-	bool since_ok = o->since_ms > 0 && o->since_ms <= CALENDAR_END_MS;
-	bool until_ok = o->until_ms > 0 && o->until_ms <= CALENDAR_END_MS;
+	bool since_ok = o->since_ms > 0 && rp_on_calendar(o->since_ms);
+	bool until_ok = o->until_ms > 0 && rp_on_calendar(o->until_ms);
 	int64_t d0 = since_ok ? o->since_ms : first;
 	int64_t d1 = until_ok ? o->until_ms - 1 : last;
 	if (first && d0 > first)
@@ -283,7 +275,7 @@ static void write_overview(const struct pl_report_entry *v, size_t n,
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!on_calendar(&v[i]))
+		if (!rp_entry_dated(&v[i]))
 			continue;
 		char key[16];
 		day_of(v[i].start_ms, width, key);

@@ -12,6 +12,18 @@
 #define RP_PRINTF(a, b)
 #endif
 
+/* ---- entries (entry.c) */
+
+/* 9999-12-31T23:59:59.999Z, the last instant a calendar (or FHIR's
+ * four-digit years) shows. */
+#define RP_CALENDAR_END_MS 253402300799999LL
+/* Whether utc_ms lies in the years 1970..9999.  A pen's clock, or a row
+ * altered by hand, may put a session anywhere an int64_t reaches. */
+bool rp_on_calendar(int64_t utc_ms);
+/* Whether e can be placed on a calendar: timed by the pen's clock, its
+ * start in the years 1970..9999. */
+bool rp_entry_dated(const struct pl_report_entry *e);
+
 /* ---- the HTML door (html.c)
  *
  * Untrusted text reaches the page only through rh_text: cleaned by
