@@ -114,9 +114,9 @@ static int pq_fail(struct central_conn *cc, const PGresult *res,
 static int unsupported(const char *what)
 {
 	return pl_error_set(PL_ERR_UNSUPPORTED,
-	                    "--central reads the clinic's central archive "
-	                    "(sessions list, show, pull and export, audit); %s "
-	                    "needs a pen or penlinkd: drop --central", what);
+	                    "--central reads the clinic's central archive (%s); "
+	                    "%s needs a pen or penlinkd: drop --central",
+	                    cmd_central_names(), what);
 }
 
 /* ------------------------------------------------------------------ queries */

@@ -949,11 +949,11 @@ CMD_SINGLE(detach, "detach", "PATH | -s SERIAL", "stop serving a pen",
 static const struct cmd_spec audit_specs[] = {
 	{"audit", "[--since DATE] [--limit N]",
 	 "the audit trail, newest first, with what each entry changed",
-	 CMD_DAEMON, audit_opts,
+	 CMD_DAEMON | CMD_CENTRAL, audit_opts,
 	 "Reading it needs penlinkd's log-reading permission.\n", audit_run},
 	{"audit verify", "[--head HASH] [--db FILE]",
 	 "recompute the audit trail's hash chain; name the first bad row",
-	 CMD_DAEMON, verify_opts,
+	 CMD_DAEMON | CMD_CENTRAL, verify_opts,
 	 "Exit 0: \"N rows, chain intact\"; exit 8 naming the first row that\n"
 	 "was removed, changed or moved.  --db FILE reads an archive file\n"
 	 "directly (read-only; no penlinkd needed).\n",

@@ -625,9 +625,9 @@ static int overview(struct ctl *c, struct opt_iter *it)
 CMD_SINGLE(report, "report",
            "--since DATE [--until DATE] [--client REF] --out FILE [FILE...]",
            "an HTML overview of a period: sessions per day and pen, depths, "
-           "errors", CMD_BOTH, overview_opts,
-           "Reads penlinkd's archive (every pen, or -s SERIAL's), or the .plrec\n"
-           "FILEs given.  DATE as for --since everywhere.\n",
+           "errors", CMD_BOTH | CMD_CENTRAL, overview_opts,
+           "Reads penlinkd's archive (every pen, or -s SERIAL's), central's with\n"
+           "--central, or the .plrec FILEs given.  DATE as for --since everywhere.\n",
            overview);
 
 /* ------------------------------------------------------------------ FHIR */
@@ -659,7 +659,7 @@ static const struct optdef fhir_opts[] = {
 static const struct cmd_spec fhir_spec = {
 	"sessions export",
 	"--format fhir [--since DATE] [--out FILE|--dir DIR] [FILE...]",
-	"sessions as FHIR R4 transaction Bundles", CMD_BOTH, fhir_opts,
+	"sessions as FHIR R4 transaction Bundles", CMD_BOTH | CMD_CENTRAL, fhir_opts,
 	"Through penlinkd the archive's sessions (every pen, or -s SERIAL's);\n"
 	"or the .plrec FILEs given.  README.md \"Reports and FHIR\" has the mapping.\n",
 	NULL,

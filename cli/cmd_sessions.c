@@ -1381,7 +1381,8 @@ static int sessions_export(struct ctl *c, struct opt_iter *it)
 
 static const struct cmd_spec sessions_specs[] = {
 	{"sessions list", "[--since DATE] [--until DATE] [--client REF]",
-	 "--port: the sessions on the pen; penlinkd: its archive", CMD_BOTH,
+	 "--port: the sessions on the pen; penlinkd: its archive",
+	 CMD_BOTH | CMD_CENTRAL,
 	 list_opts,
 	 "Through penlinkd every pen's sessions, or -s SERIAL's.  With --port,\n"
 	 "--since leaves out sessions the pen timed by its uptime only.\n"
@@ -1389,20 +1390,21 @@ static const struct cmd_spec sessions_specs[] = {
 	 "reference (that of their latest annotation giving one) is REF.\n",
 	 sessions_list},
 	{"sessions pull", "[--out DIR] [--since DATE] [--keep]",
-	 "copy every session to DIR and verify its SHA-256", CMD_BOTH, pull_opts,
+	 "copy every session to DIR and verify its SHA-256", CMD_BOTH | CMD_CENTRAL,
+	 pull_opts,
 	 "Records go to DIR/<serial>-<seq>-<uuid>.plrec.  --port: downloaded from\n"
 	 "the pen (resuming an interrupted pull), then the pen may reclaim them\n"
 	 "(unless --keep); penlinkd: copied from the archive.\n",
 	 sessions_pull},
 	{"sessions show", "FILE | SERIAL/UUID | UUID [--samples]",
-	 "decode a pulled record or a session", CMD_BOTH, show_opts,
+	 "decode a pulled record or a session", CMD_BOTH | CMD_CENTRAL, show_opts,
 	 "A session is named by its pen's serial and its UUID: SERIAL/UUID, or\n"
 	 "-s SERIAL and the UUID.  A bare UUID is enough when only one pen\n"
 	 "recorded a session with it.\n",
 	 sessions_show},
 	SESSIONS_REPORT_SPEC, /* cmd_report.c */
 	{"sessions export", "[--format csv|json] [--since DATE] [--out FILE|--dir DIR]",
-	 "the archive as CSV or JSON", CMD_DAEMON, export_opts,
+	 "the archive as CSV or JSON", CMD_DAEMON | CMD_CENTRAL, export_opts,
 	 "To stdout, FILE, or DIR/<serial>-<seq>-<uuid>.csv|json per session.\n",
 	 sessions_export},
 	{"sessions annotate",

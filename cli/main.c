@@ -65,6 +65,42 @@ static const struct cmd_group *const groups[] = {
 	&detach_cmds, &audit_cmds,  &ping_cmds,     &scan_cmds, NULL,
 };
 
+const char *cmd_central_names(void)
+{
+	static char names[512];
+	if (!names[0]) {
+		size_t n = 0;
+		for (size_t g = 0; groups[g]; g++)
+			for (const struct cmd_spec *k = groups[g]->cmds; k->name; k++)
+				if ((k->where & CMD_CENTRAL) && n < sizeof names)
+					n += (size_t)snprintf(names + n, sizeof names - n,
+					                      "%s%s", n ? ", " : "", k->name);
+	}
+	return names;
+}
+
+/* text at most width columns a line, each indented, broken at spaces. */
+static void print_wrapped(FILE *out, const char *text, int indent, int width)
+{
+	int col = 0;
+	while (*text) {
+		size_t w = strcspn(text, " ");
+		if (col && col + 1 + (int)w > width) {
+			fputc('\n', out);
+			col = 0;
+		}
+		if (!col)
+			col = fprintf(out, "%*s", indent, "");
+		else
+			col += fprintf(out, " ");
+		col += fprintf(out, "%.*s", (int)w, text);
+		text += w;
+		text += strspn(text, " ");
+	}
+	if (col)
+		fputc('\n', out);
+}
+
 /* "  -o, --out DIR" in a column, then the help. */
 static void print_opts(FILE *out, const struct optdef *d)
 {
@@ -119,8 +155,8 @@ void print_help(FILE *out)
 	        "(--socket,\nelse $PENLINK_SOCKET, else %s).\n"
 	        "With --port it talks to one pen directly, without the daemon.\n"
 	        "With --central URL it reads the clinic's central PostgreSQL "
-	        "archive\n(sessions list, show, pull, export; audit), as a role "
-	        "granted penlink_read.\n"
+	        "archive\n(the commands listed below), as a role granted "
+	        "penlink_read.\n"
 	        "\nGlobal options (accepted before or after the command):\n",
 	        PLC_DEFAULT_SOCKET);
 	print_opts(out, global_opts);
@@ -137,9 +173,12 @@ void print_help(FILE *out)
 		fprintf(out, "\n%s:\n", sections[s].title);
 		for (size_t g = 0; groups[g]; g++)
 			for (const struct cmd_spec *k = groups[g]->cmds; k->name; k++)
-				if (k->where == sections[s].where)
+				if (CMD_WHERE(k) == sections[s].where)
 					print_cmd_line(out, k);
 	}
+	fputs("\nAlso with --central URL (the clinic's central archive, "
+	      "read-only):\n", out);
+	print_wrapped(out, cmd_central_names(), 2, 76);
 	fprintf(out,
 	        "\n'penctl COMMAND --help' shows a command's own options.\n"
 	        "DATE is YYYY-MM-DD (local midnight) or "
@@ -151,12 +190,14 @@ static void print_cmd_help(FILE *out, const struct cmd_spec *k)
 {
 	fprintf(out, "usage: penctl %s%s%s\n\n%s.\n", k->name, k->args ? " " : "",
 	        k->args ? k->args : "", k->summary);
-	if (k->where == CMD_DAEMON)
+	if (CMD_WHERE(k) == CMD_DAEMON)
 		fputs("Only through penlinkd.\n", out);
-	else if (k->where == CMD_DIRECT)
+	else if (CMD_WHERE(k) == CMD_DIRECT)
 		fputs("Only with --port.\n", out);
-	else if (k->where == CMD_LOCAL)
+	else if (CMD_WHERE(k) == CMD_LOCAL)
 		fputs("Needs neither penlinkd nor --port.\n", out);
+	if (k->where & CMD_CENTRAL)
+		fputs("Also with --central URL (the clinic's central archive).\n", out);
 	if (k->opts && k->opts->name) {
 		fputs("\nOptions:\n", out);
 		print_opts(out, k->opts);
@@ -410,7 +451,7 @@ int opt_parse(struct ctl *c, struct opt_iter *it, void *dst,
 
 int cmd_connect(struct ctl *c, const struct opt_iter *it)
 {
-	int rc = it->spec->where == CMD_DAEMON
+	int rc = CMD_WHERE(it->spec) == CMD_DAEMON
 	             ? ctl_need_daemon(c, it->spec->name)
 	             : PX_OK;
 	return rc == PX_OK ? ctl_connect(c) : rc;

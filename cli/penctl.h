@@ -314,13 +314,17 @@ struct opt_iter;
 
 /* CMD_LOCAL: needs neither penlinkd nor --port (scan). */
 enum cmd_where { CMD_BOTH, CMD_DAEMON, CMD_DIRECT, CMD_LOCAL };
+/* Or'ed into a spec's where: also answered from --central URL's archive. */
+#define CMD_CENTRAL 0x10u
+/* The spec's enum cmd_where, without CMD_CENTRAL. */
+#define CMD_WHERE(k) ((enum cmd_where)((k)->where & ~CMD_CENTRAL))
 
 /* A command as penctl --help lists it and as it parses itself. */
 struct cmd_spec {
 	const char *name;     /* "preset push" */
 	const char *args;     /* after the name in its usage line, or NULL */
 	const char *summary;  /* one line for penctl --help */
-	enum cmd_where where;
+	unsigned where;       /* enum cmd_where, | CMD_CENTRAL */
 	const struct optdef *opts; /* NULL: none of its own */
 	const char *details;  /* more text for its own --help, or NULL */
 	int (*run)(struct ctl *c, struct opt_iter *it);
@@ -355,12 +359,16 @@ extern const struct optdef report_session_opts[];
 int sessions_report(struct ctl *c, struct opt_iter *it);
 #define SESSIONS_REPORT_SPEC                                                \
 	{"sessions report", "FILE | SERIAL/UUID | UUID [--out FILE]",           \
-	 "the printable HTML treatment report of a session", CMD_BOTH,         \
+	 "the printable HTML treatment report of a session",                  \
+	 CMD_BOTH | CMD_CENTRAL,                                              \
 	 report_session_opts,                                                 \
 	 "One self-contained HTML file (inline CSS and SVG plots) that prints\n" \
 	 "on A4 or Letter.  A session as for sessions show.\n",                  \
 	 sessions_report}
 bool export_wants_fhir(const struct opt_iter *it);
+/* "sessions list, sessions pull, ...": the commands --central answers
+ * (those whose spec says central), for help and refusals. */
+const char *cmd_central_names(void);
 /* penctl __complete CWORD WORD...: bash completion's candidates for word
  * CWORD, from the command and option tables (complete.c). */
 int complete_words(struct ctl *c, const struct cmd_group *const *groups,

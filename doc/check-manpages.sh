@@ -106,7 +106,7 @@ if [ -s "$tmp/penctl.1.txt" ]; then
   # (both ways):" or "Only with --port:" (every "Heading:" but the global
   # options and the exit codes), whose name is the lowercase words before
   # the arguments.
-  awk '/^[A-Z].*:$/ { on = ($0 !~ /^(Global options|Exit codes)/); next }
+  awk '/^[A-Z].*:$/ { on = ($0 !~ /^(Global options|Exit codes|Also with --central)/); next }
        /^[^ ]/ { on = 0 }
        on && /^  [a-z]/' "$tmp/penctl.help" |
     sed -E 's/^  //; s/ {2,}.*//' |

@@ -192,6 +192,10 @@ assert_contains "$ERR" "needs --central" "--site without --central: usage error"
 run "${C[@]}" list
 [ "$RC" -ne 0 ] || fail "list through --central succeeded"
 assert_contains "$ERR" "drop --central" "a pen command says --central cannot answer it"
+assert_contains "$ERR" "(sessions list, sessions pull, sessions show, sessions report, sessions export, report, audit, audit verify)" \
+  "... and names what it answers, from penctl's command table"
+expect 0 --help
+assert_contains "$OUT" "Also with --central URL (the clinic's central archive, read-only):" "penctl --help: the --central commands listed"
 psql_su -c "CREATE ROLE nobody LOGIN" || fail "cannot create role nobody"
 expect 5 --central "host=$PGSOCK dbname=$PGDB user=nobody" sessions list
 assert_contains "$ERR" "GRANT penlink_read" "a role without penlink_read: told what to grant (exit 5)"
