@@ -279,6 +279,9 @@ int outbox_next(struct outbox *o, size_t max_items, uint64_t max_bytes,
 	struct outbox_item *v = calloc(max_items, sizeof *v);
 	if (!v)
 		return pl_error_set(PL_ERR_MEM, "out of memory");
+	/* Each pass marks up to 8 bad rows refused; a bound on the passes
+	 * keeps one call short whatever the archive holds. */
+	int passes = 0;
 again:;
 	sqlite3_stmt *st;
 	/* Metadata only: the record column is not read here. */
@@ -346,7 +349,7 @@ again:;
 			        bad_ids[i], bad_why[i]);
 		}
 		e = outbox_mark(o, bad_ids, states, notes, n_bad);
-		if (!e && !k)
+		if (!e && !k && ++passes < 64)
 			goto again; /* they are out of the way now */
 	}
 	for (size_t i = 0; !e && i < k; i++)
