@@ -278,7 +278,7 @@ static void record_key(const struct pl_record *r, struct pl_session_key *key)
  * session it lists under key, which starts at start_ms in its listing
  * (none until the archive has them): the session's object of a JSON
  * export of its pen since that start. */
-static void daemon_annotations(struct ctl *c, const struct pl_session_key *key,
+static void archive_annotations(struct ctl *c, const struct pl_session_key *key,
                                int64_t start_ms, struct pl_report_entry **v,
                                size_t *n, const struct pl_report_entry **mine)
 {
@@ -389,7 +389,7 @@ int sessions_report(struct ctl *c, struct opt_iter *it)
 	 * central's, which answers the same export). */
 	if (asked && (c->dc || c->cc) && !c->be.ops->direct) {
 		const struct pl_report_entry *mine;
-		daemon_annotations(c, &key, s.info.start_ms, &exported, &n_exported,
+		archive_annotations(c, &key, s.info.start_ms, &exported, &n_exported,
 		                   &mine);
 		if (mine) {
 			o.annotations = mine->annotations;
