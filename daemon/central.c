@@ -3,8 +3,9 @@
  * archive from inside penlinkd's loop, on libpq's non-blocking API only.
  *
  * One connection, always in pipeline mode, its socket watched by the loop
- * (PQconnectStart/PQconnectPoll while connecting, then PQsendQueryParams,
- * PQflush, PQconsumeInput/PQisBusy/PQgetResult).  Each exchange is a list of
+ * (PQconnectStart/PQconnectPoll while connecting, then PQsendPrepare,
+ * PQsendQueryPrepared or PQsendQueryParams, PQflush,
+ * PQconsumeInput/PQisBusy/PQgetResult).  Each exchange is a list of
  * queries closed by a sync point:
  *   check:    SELECT the schema version and prepare the statements the
  *             batches below run (once per connection);
@@ -385,11 +386,11 @@ static void begin_exchange(struct central *c)
 	c->version = 0;
 }
 
-static bool send_query(struct central *c, const char *sql, int n,
-                       const char *const *values, const int *lengths,
-                       const int *formats)
+/* Counts one more query of the exchange that libpq queued (sent: its
+ * answer); false: it did not, and the connection was dropped. */
+static bool queued(struct central *c, int sent)
 {
-	if (!PQsendQueryParams(c->conn, sql, n, NULL, values, lengths, formats, 0)) {
+	if (!sent) {
 		broken(c, "cannot send a query");
 		return false;
 	}
@@ -397,17 +398,21 @@ static bool send_query(struct central *c, const char *sql, int n,
 	return true;
 }
 
+static bool send_query(struct central *c, const char *sql, int n,
+                       const char *const *values, const int *lengths,
+                       const int *formats)
+{
+	return queued(c, PQsendQueryParams(c->conn, sql, n, NULL, values, lengths,
+	                                   formats, 0));
+}
+
 static bool send_prepared(struct central *c, enum stmt st,
                           const char *const *values, const int *lengths,
                           const int *formats)
 {
-	if (!PQsendQueryPrepared(c->conn, stmts[st].name, stmts[st].n_params,
-	                         values, lengths, formats, 0)) {
-		broken(c, "cannot send a query");
-		return false;
-	}
-	c->nq++;
-	return true;
+	return queued(c, PQsendQueryPrepared(c->conn, stmts[st].name,
+	                                     stmts[st].n_params, values, lengths,
+	                                     formats, 0));
 }
 
 /* Closes the exchange with a sync point and starts writing it out. */
@@ -440,14 +445,10 @@ static void connected(struct central *c)
 	if (!send_query(c, "SELECT coalesce(max(version), 0) FROM penlink.schema_version",
 	                0, NULL, NULL, NULL))
 		return;
-	for (int st = 0; st < ST_COUNT; st++) {
-		if (!PQsendPrepare(c->conn, stmts[st].name, stmts[st].sql,
-		                   stmts[st].n_params, NULL)) {
-			broken(c, "cannot send a statement");
+	for (int st = 0; st < ST_COUNT; st++)
+		if (!queued(c, PQsendPrepare(c->conn, stmts[st].name, stmts[st].sql,
+		                             stmts[st].n_params, NULL)))
 			return;
-		}
-		c->nq++;
-	}
 	end_exchange(c);
 }
 
